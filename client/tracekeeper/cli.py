@@ -1,0 +1,218 @@
+"""`tracekeeper`: a thin layer of click commands over api.py, install.py and the queue."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tracekeeperd import __version__
+from tracekeeperd.paths import resolve
+
+from . import install as install_mod
+from .api import Client, DaemonError, DaemonUnavailable
+from .output import Exit, ago, console, emit_json, fail
+
+
+def _client(timeout: float = 10.0) -> Client:
+    return Client(resolve().socket, timeout=timeout)
+
+
+def _offline_status(include_done: bool) -> dict[str, Any]:
+    """What can be known without the daemon: the queue file and the spool, read-only."""
+    from tracekeeperd.app import spool_counts
+    from tracekeeperd.protocol import JobState
+    from tracekeeperd.queue import Queue
+
+    paths = resolve()
+    data: dict[str, Any] = {
+        "daemon": {"running": False, "socket": str(paths.socket), "state_dir": str(paths.state_dir)},
+        "queue": {state.value: 0 for state in JobState},
+        "oldest_pending": None,
+        "jobs": [],
+    }
+    data["daemon"]["spool"] = spool_counts(paths.spool)
+    if paths.db.exists():
+        queue = Queue(paths.db, readonly=True)
+        try:
+            data["queue"] = queue.counts()
+            oldest = queue.oldest_pending()
+            data["oldest_pending"] = oldest.view() if oldest else None
+            states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
+            data["jobs"] = [job.view() for job in queue.jobs(states=states)]
+        finally:
+            queue.close()
+    return data
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tracekeeper")
+def cli() -> None:
+    """Link every commit to the coding-agent session that produced it.
+
+    \b
+    Quick start:
+      $ tracekeeperd &              # the daemon (or: tracekeeper service install)
+      $ tracekeeper install         # in each repository
+      $ tracekeeper status          # what is queued, done, failing and why
+    """
+
+
+@cli.command(short_help="Install the git hook in this repository.")
+@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+def install(repo: Path) -> None:
+    """Install tracekeeper's post-commit hook, chaining any hook already there.
+
+    Honours core.hooksPath. Run it again to update the hook; `tracekeeper uninstall`
+    puts back what was there before.
+    """
+    try:
+        changes = install_mod.install(repo.resolve(), resolve())
+    except install_mod.InstallError as exc:
+        fail(str(exc))
+    for change in changes:
+        extra = f" (chaining the previous hook, kept as {change.chained.name})" if change.chained else ""
+        click.echo(f"{change.action} {change.hook}{extra}")
+
+
+@cli.command(short_help="Remove the git hook from this repository.")
+@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+def uninstall(repo: Path) -> None:
+    """Remove tracekeeper's hook and restore the hook it was chaining, if any."""
+    try:
+        changes = install_mod.uninstall(repo.resolve())
+    except install_mod.InstallError as exc:
+        fail(str(exc))
+    for change in changes:
+        if change.action == "absent":
+            click.echo(f"no tracekeeper hook at {change.hook}")
+        else:
+            click.echo(f"{change.action} {change.hook}")
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    daemon, queue = data["daemon"], data["queue"]
+    now = time.time()
+    if daemon.get("running"):
+        store = daemon["store"]
+        privacy = {True: "private", False: "PUBLIC", None: "privacy not checked yet"}[store["private"]]
+        out.print(f"[green]●[/] tracekeeperd {daemon['version']} running (pid {daemon['pid']}) on {daemon['socket']}")
+        out.print(f"  store   {store['location']} ({privacy})")
+        if daemon.get("offline_until"):
+            out.print(
+                f"  [yellow]store unreachable[/], next try {ago(daemon['offline_until'], now)}: "
+                f"{daemon['offline_reason']}"
+            )
+        out.print(f"  notes   {daemon['notes_ref']}")
+    else:
+        out.print(f"[red]●[/] tracekeeperd is not running (no answer on {daemon['socket']})")
+        out.print("  start it with: tracekeeperd   (commits are spooled meanwhile, nothing is lost)")
+    spooled = daemon.get("spool", {})
+    if spooled.get("waiting") or spooled.get("unreadable"):
+        out.print(f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, {spooled.get('unreadable', 0)} unreadable")
+    out.print(
+        f"  queue   {queue['pending']} pending, {queue['uploading']} uploading, "
+        f"{queue['done']} done, {queue['failed']} failed"
+    )
+    oldest = data.get("oldest_pending")
+    if oldest:
+        out.print(f"  oldest pending: {oldest['commit'][:12]} in {oldest['repo']} ({ago(oldest['created_at'], now)})")
+    jobs = data.get("jobs") or []
+    if not jobs:
+        return
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("state", "commit", "repo", "session", "tries", "next try", "detail"):
+        table.add_column(column, overflow="fold")
+    colours = {"failed": "red", "pending": "yellow", "uploading": "cyan", "done": "green"}
+    for job in jobs:
+        detail = job.get("last_error") or job.get("url") or ""
+        table.add_row(
+            f"[{colours.get(job['state'], 'white')}]{job['state']}[/]",
+            job["commit"][:12],
+            Path(job["repo"]).name,
+            f"{job['agent']}/{job['session_id'][:13]}",
+            str(job["attempts"]),
+            ago(job["next_attempt_at"], now) if job["state"] == "pending" else "-",
+            detail,
+        )
+    out.print()
+    out.print(table)
+
+
+@cli.command(short_help="Show the daemon and the upload queue.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: daemon, queue, jobs.")
+@click.option("--all", "include_done", is_flag=True, help="Include finished jobs.")
+def status(as_json: bool, include_done: bool) -> None:
+    """Show whether the daemon runs, where traces go, and every job not yet done.
+
+    Works without the daemon too: the queue and the spool are read from disk.
+    """
+    try:
+        data = _client(timeout=5).status(include_done=include_done)
+    except DaemonUnavailable:
+        data = _offline_status(include_done)
+    except DaemonError as exc:
+        fail(f"the daemon answered {exc.status}: {exc}")
+    if as_json:
+        emit_json(data)
+    else:
+        _print_status(data)
+
+
+@cli.command(short_help="Upload everything pending now and wait.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait before giving up.")
+def flush(timeout: float) -> None:
+    """Try every pending job now (ignoring backoff) and wait until none is pending."""
+    client = _client()
+    try:
+        client.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            data = client.status()
+            queue = data["queue"]
+            if queue["pending"] == 0 and queue["uploading"] == 0:
+                break
+            if time.monotonic() >= deadline:
+                reason = data["daemon"].get("offline_reason") or next(
+                    (j["last_error"] for j in data["jobs"] if j.get("last_error")), "still uploading"
+                )
+                fail(
+                    f"{queue['pending'] + queue['uploading']} job(s) still pending after {timeout:g}s: {reason}",
+                    Exit.TIMEOUT,
+                )
+            time.sleep(0.1)
+    except DaemonUnavailable as exc:
+        fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+    except DaemonError as exc:
+        fail(str(exc))
+    if queue["failed"]:
+        first = next((j for j in data["jobs"] if j["state"] == "failed"), None)
+        why = f": {first['last_error']}" if first else ""
+        fail(f"nothing pending, but {queue['failed']} job(s) failed{why} (see tracekeeper status)", Exit.JOBS_FAILED)
+    click.echo(f"flushed: {queue['done']} done, nothing pending")
+
+
+@cli.command(short_help="Re-queue failed jobs.")
+def retry() -> None:
+    """Put failed jobs back in the queue, after you fixed what `status` said was wrong."""
+    try:
+        answer = _client().retry()
+    except DaemonUnavailable as exc:
+        fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+    except DaemonError as exc:
+        fail(str(exc))
+    click.echo(f"re-queued {answer['retried']} job(s)")
+    if answer["still_failed"]:
+        click.echo(f"{answer['still_failed']} job(s) cannot be retried (they never captured a transcript)")
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="tracekeeper", standalone_mode=True)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

@@ -1,0 +1,56 @@
+"""One output sink: data to stdout (rich on a terminal, JSON with --json), errors to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import IntEnum
+from typing import Any, NoReturn
+
+
+class Exit(IntEnum):
+    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed"."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    DAEMON_UNAVAILABLE = 3
+    TIMEOUT = 4
+    JOBS_FAILED = 5
+
+
+def fail(message: str, code: Exit = Exit.ERROR) -> NoReturn:
+    """A known error: one line on stderr, no traceback."""
+    sys.stderr.write(f"Error: {message}\n")
+    raise SystemExit(int(code))
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return "-"
+    delta = (now or time.time()) - ts
+    future = delta < 0
+    delta = abs(delta)
+    if delta < 1:
+        text = "now"
+        return text
+    if delta < 90:
+        text = f"{delta:.0f}s"
+    elif delta < 5400:
+        text = f"{delta / 60:.0f}m"
+    elif delta < 172800:
+        text = f"{delta / 3600:.0f}h"
+    else:
+        text = f"{delta / 86400:.0f}d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)

@@ -1,0 +1,54 @@
+"""`tracekeeperd`: flags, logging, run. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from . import __version__
+from .errors import AlreadyRunning, TracekeeperError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tracekeeperd",
+        description="Link every commit to the agent session that produced it (runs in the foreground).",
+    )
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"tracekeeperd {__version__}")
+    args = parser.parse_args(argv)
+
+    from . import config as config_mod
+
+    try:
+        config = config_mod.load()
+    except TracekeeperError as exc:
+        print(f"tracekeeperd: error: {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=(args.log_level or config.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx2", "httpx", "huggingface_hub", "watchdog", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from .app import serve
+
+    try:
+        asyncio.run(serve(config))
+    except AlreadyRunning as exc:
+        print(f"tracekeeperd: {exc}", file=sys.stderr)
+        return 3
+    except TracekeeperError as exc:
+        print(f"tracekeeperd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

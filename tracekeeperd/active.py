@@ -1,0 +1,104 @@
+"""Which agent sessions a commit belongs to, from `hf-traces-active.json`.
+
+The file is whatever an agent hook wrote. The recipe's hook does `cat > ...` of the raw hook
+payload (one object); newer writers keep several sessions (`{"sessions": [payload, ...]}`, or
+a JSON list). Every payload names its transcript as `trace_file`, `transcript_path` or
+`transcriptPath`, relative paths being relative to the payload's `cwd`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ActiveFileError
+
+ACTIVE_FILE = "hf-traces-active.json"
+_PATH_KEYS = ("trace_file", "transcript_path", "transcriptPath")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    agent: str
+    session_id: str
+    transcript: Path
+
+
+def session_id_from_path(path: Path) -> str:
+    """The recipe's fallback: a uuid-like part of the file name, else the file's stem."""
+    match = _UUID.search(path.name)
+    if match:
+        return match.group(0).lower()
+    name = path.name
+    for suffix in (".zst", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def agent_from_path(path: Path) -> str:
+    """The recipe's fallback: `codex` for a transcript under `/.codex/`, else `agent`."""
+    return "codex" if "/.codex/" in path.as_posix() else "agent"
+
+
+def safe_component(value: str) -> str:
+    """A name usable as one remote path component: a hostile `../` cannot climb out."""
+    cleaned = _UNSAFE.sub("-", value).strip(".-")
+    return cleaned[:128]
+
+
+def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
+    raw_path = next((payload[k] for k in _PATH_KEYS if k in payload), None)
+    if raw_path is None or raw_path == "":
+        # Codex sends `transcript_path: null` for `--ephemeral` sessions: nothing to keep.
+        return None
+    if not isinstance(raw_path, str):
+        raise ActiveFileError(f"the transcript path must be a string, got {type(raw_path).__name__}")
+    cwd = payload.get("cwd")
+    root = Path(cwd) if isinstance(cwd, str) and cwd.startswith("/") else base
+    transcript = Path(raw_path).expanduser()
+    if not transcript.is_absolute():
+        transcript = root / transcript
+    sid = payload.get("session_id") or payload.get("sessionId")
+    session_id = safe_component(str(sid)) if sid else ""
+    if not session_id:
+        session_id = safe_component(session_id_from_path(transcript)) or "session"
+    agent_raw = payload.get("agent")
+    agent = safe_component(str(agent_raw)) if agent_raw else ""
+    return ActiveSession(agent=agent or agent_from_path(transcript), session_id=session_id, transcript=transcript)
+
+
+def parse(raw: bytes, *, base: Path) -> list[ActiveSession]:
+    """Sessions named by an active file; `base` resolves relative paths when `cwd` is absent.
+
+    Raises ActiveFileError for anything a user should hear about (not JSON, wrong shape, no
+    transcript key at all); a payload that deliberately has no transcript yields nothing.
+    """
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ActiveFileError(f"{ACTIVE_FILE} is not valid JSON ({exc})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("sessions"), list):
+        payloads: list[Any] = doc["sessions"]
+    elif isinstance(doc, list):
+        payloads = doc
+    elif isinstance(doc, dict):
+        payloads = [doc]
+    else:
+        raise ActiveFileError(f"{ACTIVE_FILE} must hold a JSON object, got {type(doc).__name__}")
+    sessions: list[ActiveSession] = []
+    seen: set[tuple[str, str]] = set()
+    for payload in payloads:
+        if not isinstance(payload, dict):
+            raise ActiveFileError(f"{ACTIVE_FILE}: every session must be a JSON object")
+        if not any(key in payload for key in _PATH_KEYS):
+            raise ActiveFileError(f"{ACTIVE_FILE} names no transcript (expected one of {', '.join(_PATH_KEYS)})")
+        session = _session(payload, base)
+        if session and (session.agent, session.session_id) not in seen:
+            seen.add((session.agent, session.session_id))
+            sessions.append(session)
+    return sessions

@@ -1,0 +1,315 @@
+"""The daemon: one object that owns the queue, the store, the worker, the watcher and the socket.
+
+Data path, top to bottom: RECEIVE (ipc.py, the spool watcher) -> PERSIST (ingest.py, queue.py)
+-> UPLOAD -> NOTE (worker.py). The event loop only waits and dispatches: SQLite and snapshot
+I/O run on the database thread, uploads and git on an I/O thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from . import __version__, ipc, spool
+from .config import Config
+from .errors import PermanentError, TracekeeperError
+from .ingest import Ingestor, IngestResult
+from .listener import BoundSocket, InstanceLock, bind
+from .protocol import JobState
+from .queue import Queue
+from .snapshot import Snapshots
+from .stores import Store, open_store
+from .worker import DbThread, Worker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Safety net behind the spool watcher: a full spool scan this often.
+SPOOL_RESCAN = 60.0
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) we are ready / what we are doing; a no-op elsewhere."""
+    target = os.environ.get("NOTIFY_SOCKET")
+    if not target:
+        return
+    address = "\0" + target[1:] if target.startswith("@") else target
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+
+
+class Daemon:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.paths = config.paths
+        self.db = DbThread()
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracekeeper-io")
+        self.lock = InstanceLock(self.paths.lock)
+        self.store = store
+        self.queue: Queue | None = None
+        self.worker: Worker | None = None
+        self.ingestor: Ingestor | None = None
+        self.listener: BoundSocket | None = None
+        self.runner: web.AppRunner | None = None
+        self.wake = asyncio.Event()
+        self.started_at = time.time()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._observer: Any = None
+        self._stopping = False
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def _on_db(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.db.executor, fn, *args)
+
+    async def start(self) -> None:
+        self.lock.acquire()
+        for directory in (self.paths.state_dir, self.paths.spool, self.paths.snapshots):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.queue = await self._on_db(Queue, self.paths.db)
+        recovered = await self._on_db(self.queue.recover, time.time())
+        if recovered:
+            log.info("handed back %d job(s) that were in flight when the daemon last stopped", recovered)
+        if self.store is None:
+            self.store = open_store(self.config)
+        snapshots = Snapshots(self.paths.snapshots)
+        self.ingestor = Ingestor(self.queue, snapshots)
+        self.worker = Worker(
+            self.queue,
+            self.db,
+            self.store,
+            snapshots,
+            notes_ref=self.config.notes_ref,
+            policy=self.config.retry,
+        )
+        self.listener = bind(self.paths.socket)
+        self.runner = web.AppRunner(ipc.build(self), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.listener.sock).start()
+        self._start_watcher()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._work(), name="worker"), loop.create_task(self._rescan())]
+        log.info(
+            "tracekeeperd %s listening on %s, store %s, notes %s",
+            __version__,
+            self.paths.socket,
+            self.store.ident(),
+            self.config.notes_ref,
+        )
+        sd_notify(f"READY=1\nSTATUS=listening on {self.paths.socket}")
+
+    async def stop(self) -> None:
+        """Finish the batch in flight (uploads are bounded), then close everything in order."""
+        self._stopping = True
+        sd_notify("STOPPING=1")
+        self.wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+        for task in self._tasks:
+            if task.get_name() != "worker":
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.listener is not None:
+            self.listener.close()
+        self.io.shutdown(wait=True)
+        if self.queue is not None:
+            await self._on_db(self.queue.close)
+        self.db.shutdown()
+        self.lock.release()
+        log.info("tracekeeperd stopped")
+
+    # --- RECEIVE ------------------------------------------------------------------------
+
+    async def ingest(self, event: spool.CommitEvent) -> IngestResult:
+        assert self.ingestor is not None
+        result: IngestResult = await self._on_db(self.ingestor.ingest, event)
+        if result.job_ids:
+            self.wake.set()
+        return result
+
+    def _ingest_spool_sync(self, path: Path) -> IngestResult:
+        """Read, persist, then delete: a crash in between only replays a duplicate."""
+        assert self.ingestor is not None
+        try:
+            event = spool.read(path)
+        except FileNotFoundError:
+            return IngestResult(note="already taken")
+        except (spool.SpoolError, OSError) as exc:
+            spool.quarantine(path, str(exc))
+            log.error("unreadable spool file %s moved aside: %s", path.name, exc)
+            return IngestResult(failed=[str(exc)])
+        try:
+            result = self.ingestor.ingest(event)
+        except PermanentError as exc:
+            spool.quarantine(path, str(exc))
+            log.error("commit %s cannot be processed: %s", event.sha[:12], exc)
+            return IngestResult(failed=[str(exc)])
+        path.unlink(missing_ok=True)
+        return result
+
+    async def ingest_spool_file(self, path: Path) -> IngestResult:
+        result: IngestResult = await self._on_db(self._ingest_spool_sync, path)
+        if result.job_ids:
+            self.wake.set()
+        return result
+
+    async def drain_spool(self) -> int:
+        taken = 0
+        for path in spool.pending(self.paths.spool):
+            try:
+                result = await self.ingest_spool_file(path)
+            except TracekeeperError as exc:  # e.g. git failed on a repo: keep the file, try later
+                log.warning("spool file %s kept for later: %s", path.name, exc)
+                continue
+            taken += 1 if result.note != "already taken" else 0
+        return taken
+
+    def _start_watcher(self) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        loop = asyncio.get_running_loop()
+        daemon = self
+
+        class SpoolHandler(FileSystemEventHandler):
+            def _take(self, path: str) -> None:
+                if path.endswith(spool.SUFFIX):
+                    loop.call_soon_threadsafe(lambda: loop.create_task(daemon.ingest_spool_file(Path(path))))
+
+            def on_moved(self, event: FileSystemEvent) -> None:
+                self._take(os.fsdecode(event.dest_path))
+
+            def on_closed(self, event: FileSystemEvent) -> None:
+                self._take(os.fsdecode(event.src_path))
+
+        observer = Observer()
+        observer.schedule(SpoolHandler(), str(self.paths.spool), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    async def _rescan(self) -> None:
+        """Ingest what the hook spooled while we were down, then re-check now and then."""
+        while not self._stopping:
+            taken = await self.drain_spool()
+            if taken:
+                log.info("took %d commit(s) from the spool", taken)
+            await asyncio.sleep(SPOOL_RESCAN)
+
+    # --- UPLOAD -> NOTE -------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self.worker is not None
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self.wake.clear()
+            try:
+                claimed = await loop.run_in_executor(self.io, self.worker.run_once)
+            except Exception:
+                log.exception("worker batch crashed; retrying after a pause")
+                claimed = 0
+                await asyncio.sleep(1.0)
+            if claimed:
+                await self._publish_status()
+                continue
+            delay = await loop.run_in_executor(self.io, self.worker.wait_time)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
+
+    async def _publish_status(self) -> None:
+        assert self.queue is not None
+        counts = await self._on_db(self.queue.counts)
+        sd_notify(f"STATUS={counts['pending']} pending, {counts['failed']} failed, {counts['done']} done")
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        assert self.queue is not None and self.worker is not None
+        due: int = await self._on_db(self.queue.flush, time.time())
+        self.worker.open_gate()
+        self.wake.set()
+        return due
+
+    async def retry(self) -> tuple[int, int]:
+        assert self.queue is not None and self.worker is not None
+        retried, failed = await self._on_db(self.queue.retry_failed, time.time())
+        self.worker.open_gate()
+        self.wake.set()
+        return retried, failed - retried
+
+    async def status(self, *, include_done: bool = False) -> dict[str, Any]:
+        assert self.queue is not None and self.store is not None and self.worker is not None
+        queue = self.queue
+
+        def snapshot() -> dict[str, Any]:
+            states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
+            oldest = queue.oldest_pending()
+            return {
+                "queue": queue.counts(),
+                "oldest_pending": oldest.view() if oldest else None,
+                "jobs": [job.view() for job in queue.jobs(states=states)],
+            }
+
+        data: dict[str, Any] = await self._on_db(snapshot)
+        info = self.store.info()
+        gate = self.worker.gate
+        data["daemon"] = {
+            "running": True,
+            "pid": os.getpid(),
+            "version": __version__,
+            "socket": str(self.paths.socket),
+            "state_dir": str(self.paths.state_dir),
+            "started_at": self.started_at,
+            "notes_ref": self.config.notes_ref,
+            "store": {
+                "kind": info.kind,
+                "location": info.location,
+                "private": info.private,
+                "reachable": info.reachable,
+                "detail": info.detail,
+            },
+            "offline_until": gate.closed_until if gate.closed_until > time.time() else None,
+            "offline_reason": gate.reason if gate.closed_until > time.time() else None,
+            "spool": spool_counts(self.paths.spool),
+        }
+        return data
+
+
+def spool_counts(spool_dir: Path) -> dict[str, int]:
+    bad = spool_dir / "bad"
+    return {
+        "waiting": len(spool.pending(spool_dir)),
+        "unreadable": len([p for p in bad.iterdir() if p.name.endswith(spool.SUFFIX)]) if bad.exists() else 0,
+    }
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM/SIGINT."""
+    import signal
+
+    daemon = Daemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: configuration is read at start; restart to apply"))
+    try:
+        await daemon.start()
+    except BaseException:
+        await daemon.stop()
+        raise
+    await stop.wait()
+    log.info("stopping: finishing the batch in flight")
+    await daemon.stop()

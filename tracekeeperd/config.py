@@ -1,0 +1,106 @@
+"""Configuration: environment first, then `config.toml`, read once into a frozen value.
+
+Precedence for every key: environment variable > config file > default. The recipe's
+variables (`HF_TRACE_BUCKET`, `HF_TRACE_NOTES_REF`) keep working unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .paths import Paths, resolve
+
+DEFAULT_NOTES_REF = "refs/notes/hf-traces"
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts of one job, persisted as `next_attempt_at`."""
+
+    base: float = 5.0
+    cap: float = 900.0
+    jitter: float = 3.0
+    #: Bound on one upload attempt, so a hung transfer never holds the queue for minutes.
+    attempt_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: Paths
+    #: `hf://buckets/<ns>/<name>`, `file:///dir`, or None to pick the default at start.
+    store: str | None
+    #: The recipe's `HF_TRACE_BUCKET` (`ns/name` or just `name`).
+    bucket: str | None
+    notes_ref: str
+    hf_endpoint: str
+    retry: RetryPolicy
+    log_level: str
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _float(name: str, raw: object) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def normalize_notes_ref(ref: str) -> str:
+    ref = ref.strip()
+    if not ref:
+        raise ConfigError("the notes ref must not be empty")
+    return ref if ref.startswith("refs/") else f"refs/notes/{ref}"
+
+
+def load(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    paths = resolve(env)
+    file_cfg = _read_toml(paths.config_file)
+    retry_cfg = file_cfg.get("retry", {})
+    if not isinstance(retry_cfg, dict):
+        raise ConfigError(f"{paths.config_file}: [retry] must be a table")
+
+    def pick(env_name: str, key: str) -> str | None:
+        value = env.get(env_name) or file_cfg.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{paths.config_file}: {key} must be a string")
+        return value or None
+
+    defaults = RetryPolicy()
+    retry = RetryPolicy(
+        base=_float("retry.base", env.get("TRACEKEEPER_RETRY_BASE") or retry_cfg.get("base", defaults.base)),
+        cap=_float("retry.cap", env.get("TRACEKEEPER_RETRY_CAP") or retry_cfg.get("cap", defaults.cap)),
+        jitter=_float("retry.jitter", env.get("TRACEKEEPER_RETRY_JITTER") or retry_cfg.get("jitter", defaults.jitter)),
+        attempt_timeout=_float(
+            "retry.attempt_timeout",
+            env.get("TRACEKEEPER_ATTEMPT_TIMEOUT") or retry_cfg.get("attempt_timeout", defaults.attempt_timeout),
+        ),
+    )
+    return Config(
+        paths=paths,
+        store=pick("TRACEKEEPER_STORE", "store"),
+        bucket=pick("HF_TRACE_BUCKET", "bucket"),
+        notes_ref=normalize_notes_ref(pick("HF_TRACE_NOTES_REF", "notes_ref") or DEFAULT_NOTES_REF),
+        hf_endpoint=(pick("HF_ENDPOINT", "hf_endpoint") or DEFAULT_HF_ENDPOINT).rstrip("/"),
+        retry=retry,
+        log_level=(pick("TRACEKEEPER_LOG_LEVEL", "log_level") or "info").lower(),
+    )

@@ -1,0 +1,192 @@
+"""RECEIVE -> PERSIST: turn one commit event into durable jobs, one per linked session.
+
+Runs on the daemon's database thread (blocking I/O, never on the event loop). Everything a
+commit saw is captured here, at commit time: which sessions were active and how far each
+transcript had got, copied into a snapshot. After this returns, the transcript may be
+rewritten or deleted and the commit still gets exactly what it saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from . import active as active_mod
+from . import git
+from .errors import ActiveFileError, GitError, PermanentError
+from .queue import NewJob, Queue
+from .snapshot import Extent, Snapshots
+from .spool import CommitEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    job_ids: list[int] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+def normalize_remote(url: str) -> str:
+    """`git@host:a/b.git`, `https://u:p@host/a/b` -> `host/a/b`: one identity per project."""
+    url = url.strip()
+    scp = re.match(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.+)$", url)
+    if scp and "://" not in url:
+        host, path = scp.group(1), scp.group(2)
+    else:
+        parsed = urlparse(url)
+        host, path = (parsed.hostname or ""), parsed.path
+    path = path.strip("/").removesuffix(".git")
+    return f"{host.lower()}/{path}" if host else path
+
+
+def repo_key(display: Path, identity: str) -> str:
+    """`<dir name>-<8 hex>`: readable, and two repos that share a name never share a prefix."""
+    name = active_mod.safe_component(display.name) or "repo"
+    return f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+def remote_path(key: str, agent: str, session_id: str) -> str:
+    """The recipe's `<repo>/sessions/<agent>-<session_id>.jsonl`, under our unique repo key."""
+    return f"{key}/sessions/{agent}-{session_id}.jsonl"
+
+
+class Ingestor:
+    def __init__(self, queue: Queue, snapshots: Snapshots) -> None:
+        self.queue = queue
+        self.snapshots = snapshots
+
+    def _repo(self, event: CommitEvent) -> tuple[int, str]:
+        common = git.common_dir(event.git_dir)
+        known = self.queue.repo(str(common))
+        if known:
+            return known
+        display = event.work_tree or (common.parent if common.name == ".git" else common)
+        identity = git.remote_url(common)
+        key = repo_key(display, normalize_remote(identity) if identity else str(common))
+        return self.queue.add_repo(str(common), key, str(display))
+
+    def _active(self, event: CommitEvent) -> bytes | None:
+        if event.active is not None or event.spool_file is not None:
+            # The hook captured the file (or its absence) at commit time: trust that.
+            return event.active
+        try:
+            return (event.git_dir / active_mod.ACTIVE_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def ingest(self, event: CommitEvent, now: float | None = None) -> IngestResult:
+        now = time.time() if now is None else now
+        result = IngestResult()
+        raw = self._active(event)
+        if raw is None:
+            result.note = "no active agent session"
+            return result
+        try:
+            repo_id, key = self._repo(event)
+        except GitError as exc:
+            raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
+        base = event.work_tree or event.git_dir
+        try:
+            sessions = active_mod.parse(raw, base=base)
+        except ActiveFileError as exc:
+            reason = f"{exc} ({event.git_dir / active_mod.ACTIVE_FILE})"
+            self._record_failure(repo_id, event, reason, session=None, now=now, result=result)
+            return result
+        if not sessions:
+            result.note = "active file names no transcript"
+        for session in sessions:
+            self._ingest_session((repo_id, key), event, session, now=now, result=result)
+        return result
+
+    def _record_failure(
+        self,
+        repo_id: int,
+        event: CommitEvent,
+        reason: str,
+        *,
+        session: active_mod.ActiveSession | None,
+        now: float,
+        result: IngestResult,
+    ) -> None:
+        """A failed job, so the reason shows in `status` instead of vanishing in a log."""
+        job = NewJob(
+            repo_id=repo_id,
+            git_dir=str(event.git_dir),
+            work_tree=str(event.work_tree) if event.work_tree else None,
+            commit_sha=event.sha,
+            agent=session.agent if session else "?",
+            session_id=session.session_id if session else "?",
+            transcript=str(session.transcript) if session else None,
+        )
+        job_id = self.queue.add(job, now, error=reason)
+        if job_id is not None:
+            log.warning("commit %s: %s", event.sha[:12], reason)
+            result.failed.append(reason)
+
+    def _ingest_session(
+        self,
+        repo: tuple[int, str],
+        event: CommitEvent,
+        session: active_mod.ActiveSession,
+        *,
+        now: float,
+        result: IngestResult,
+    ) -> None:
+        repo_id, key = repo
+        if self.queue.has_job(repo_id, event.sha, session.agent, session.session_id):
+            return  # a duplicate delivery (socket and spool both fired): already persisted
+        previous = self._previous(repo_id, session)
+        try:
+            snapshot, extent = self.snapshots.take(
+                session.transcript,
+                committed_at=event.committed_at,
+                previous=previous,
+                new_name=f"{repo_id}-{session.agent}-{session.session_id}-{int(now * 1000)}.jsonl",
+            )
+        except PermanentError as exc:
+            self._record_failure(repo_id, event, str(exc), session=session, now=now, result=result)
+            return
+        before = self.queue.previous_extent(repo_id, session.agent, session.session_id)
+        if before and extent.lines > before[0]:
+            first = before[0] + 1
+        elif before:
+            first = self._first_line_of(repo_id, session, before[0])
+        else:
+            first = 1
+        job = NewJob(
+            repo_id=repo_id,
+            git_dir=str(event.git_dir),
+            work_tree=str(event.work_tree) if event.work_tree else None,
+            commit_sha=event.sha,
+            agent=session.agent,
+            session_id=session.session_id,
+            transcript=str(session.transcript),
+            snapshot=str(snapshot),
+            bytes=extent.bytes,
+            first_line=min(first, max(extent.lines, 1)),
+            last_line=extent.lines,
+            sha256=extent.sha256,
+            remote_path=remote_path(key, session.agent, session.session_id),
+        )
+        job_id = self.queue.add(job, now)
+        if job_id is not None:
+            result.job_ids.append(job_id)
+
+    def _previous(self, repo_id: int, session: active_mod.ActiveSession) -> tuple[Path, Extent] | None:
+        """The session's newest snapshot and its extent, to append to rather than copy again."""
+        latest = self.queue.latest_snapshot(repo_id, session.agent, session.session_id)
+        if latest is None:
+            return None
+        path, size, lines, digest = latest
+        return Path(path), Extent(bytes=size, lines=lines, sha256=digest)
+
+    def _first_line_of(self, repo_id: int, session: active_mod.ActiveSession, last_line: int) -> int:
+        """No new lines since the last link (several commits in one burst): share its range."""
+        return self.queue.first_line_ending_at(repo_id, session.agent, session.session_id, last_line) or 1

@@ -1,0 +1,122 @@
+"""RECEIVE: the HTTP/JSON API on the Unix socket. Validates, hands over, replies. No git, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from . import spool
+from .listener import peer_uid
+from .protocol import API_PREFIX, MAX_BODY, error_body
+
+if TYPE_CHECKING:
+    from .app import Daemon
+
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+
+
+@web.middleware
+async def only_our_user(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse any peer that is not us, whatever the socket's file mode says."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    uid = peer_uid(sock) if sock is not None else None
+    if uid is not None and uid != os.geteuid():
+        return _json(error_body("forbidden: tracekeeperd serves only its own user"), 403)
+    return await handler(request)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error, including aiohttp's own 404/405/413, as one JSON line."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason
+        if exc.status == 413:
+            message = f"request body larger than {MAX_BODY} bytes"
+        return _json(error_body(message), exc.status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()  # aiohttp enforces client_max_size (413) here
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise web.HTTPBadRequest(reason=f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    return body
+
+
+def _event(body: dict[str, Any], spool_dir: Path) -> tuple[spool.CommitEvent | None, Path | None]:
+    name = body.get("spool")
+    if name is not None:
+        if not isinstance(name, str) or "/" in name or not name.endswith(spool.SUFFIX):
+            raise web.HTTPBadRequest(reason="spool must be the name of a file in the spool directory")
+        return None, spool_dir / name
+    sha, git_dir, work_tree = body.get("sha"), body.get("git_dir"), body.get("work_tree")
+    if not isinstance(sha, str) or not spool.valid_sha(sha.lower()):
+        raise web.HTTPBadRequest(reason="sha must be a full hexadecimal commit id")
+    if not isinstance(git_dir, str) or not os.path.isabs(git_dir):
+        raise web.HTTPBadRequest(reason="git_dir must be an absolute path")
+    if work_tree is not None and (not isinstance(work_tree, str) or not os.path.isabs(work_tree)):
+        raise web.HTTPBadRequest(reason="work_tree must be an absolute path")
+    event = spool.CommitEvent(
+        sha=sha.lower(),
+        git_dir=Path(git_dir),
+        work_tree=Path(work_tree) if work_tree else None,
+        committed_at=time.time(),
+        active=None,
+    )
+    return event, None
+
+
+async def post_commit(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    event, spool_file = _event(await _body(request), daemon.config.paths.spool)
+    if spool_file is not None:
+        result = await daemon.ingest_spool_file(spool_file)
+    else:
+        assert event is not None
+        result = await daemon.ingest(event)
+    return _json({"jobs": result.job_ids, "failed": result.failed, "note": result.note}, 202)
+
+
+async def get_status(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    include_done = request.query.get("all") in ("1", "true", "yes")
+    return _json(await daemon.status(include_done=include_done))
+
+
+async def post_flush(request: web.Request) -> web.Response:
+    return _json({"due": await request.app[DAEMON].flush()})
+
+
+async def post_retry(request: web.Request) -> web.Response:
+    retried, still_failed = await request.app[DAEMON].retry()
+    return _json({"retried": retried, "still_failed": still_failed})
+
+
+def build(daemon: Daemon) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[only_our_user, json_errors])
+    app[DAEMON] = daemon
+    app.router.add_post(f"{API_PREFIX}/commit", post_commit)
+    app.router.add_get(f"{API_PREFIX}/status", get_status)
+    app.router.add_post(f"{API_PREFIX}/flush", post_flush)
+    app.router.add_post(f"{API_PREFIX}/retry", post_retry)
+    return app

@@ -1,0 +1,121 @@
+"""The note format, and the only code that reads or writes trace notes.
+
+Per linked session a note holds two lines:
+
+    hf-trace: <url>
+    hf-trace-meta: {"agent":...,"bytes":...,"lines":[first,last],"session":...,"sha256":...,"url":...,"v":1}
+
+The first is the recipe's line, unchanged. The second is one JSON object with sorted keys, so
+the same link always renders to the same bytes (writing it twice is a no-op) and notes merged
+with `cat_sort_uniq` stay meaningful: every meta line names its own URL, so pairing does not
+depend on line order. See docs/notes.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from . import git
+from .errors import GitError, TransientError
+
+LINK_PREFIX = "hf-trace: "
+META_PREFIX = "hf-trace-meta: "
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TraceLink:
+    url: str
+    agent: str
+    session_id: str
+    first_line: int
+    last_line: int
+    bytes: int
+    sha256: str
+
+    def lines(self) -> list[str]:
+        meta = {
+            "agent": self.agent,
+            "bytes": self.bytes,
+            "lines": [self.first_line, self.last_line],
+            "session": self.session_id,
+            "sha256": self.sha256,
+            "url": self.url,
+            "v": FORMAT_VERSION,
+        }
+        return [LINK_PREFIX + self.url, META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":"))]
+
+
+def parse(text: str) -> list[TraceLink]:
+    """Every link in a note; lines that are not ours (or are damaged) are ignored, not fatal."""
+    links: list[TraceLink] = []
+    for line in text.splitlines():
+        if not line.startswith(META_PREFIX):
+            continue
+        try:
+            meta = json.loads(line[len(META_PREFIX) :])
+            links.append(
+                TraceLink(
+                    url=str(meta["url"]),
+                    agent=str(meta["agent"]),
+                    session_id=str(meta["session"]),
+                    first_line=int(meta["lines"][0]),
+                    last_line=int(meta["lines"][1]),
+                    bytes=int(meta["bytes"]),
+                    sha256=str(meta["sha256"]),
+                )
+            )
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    return links
+
+
+def merge(existing: str, link: TraceLink) -> str | None:
+    """The note text with `link` added, or None when every line of it is already there."""
+    have = existing.splitlines()
+    missing = [line for line in link.lines() if line not in have]
+    if not missing:
+        return None
+    body = existing.rstrip("\n")
+    return (body + "\n" if body else "") + "\n".join(missing) + "\n"
+
+
+def read(git_dir: Path, ref: str, sha: str) -> str:
+    proc = git.run(git_dir, ["notes", f"--ref={ref}", "show", sha], check=False)
+    if proc.returncode != 0:
+        return ""
+    return proc.stdout.decode(errors="replace")
+
+
+def _is_lock_contention(exc: BaseException) -> bool:
+    return isinstance(exc, GitError) and ("lock" in exc.stderr.lower() or "cannot update ref" in exc.stderr)
+
+
+def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
+    """Attach `link` to commit `sha`; True if the note changed.
+
+    Read-merge-write is safe because the daemon has one writer per repository; a concurrent
+    git command holding the notes ref lock is waited out briefly, then reported as transient
+    so the job is retried later rather than lost.
+    """
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception(_is_lock_contention),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
+            stop=stop_after_attempt(6),
+            reraise=True,
+        ):
+            with attempt:
+                text = merge(read(git_dir, ref, sha), link)
+                if text is None:
+                    return False
+                git.run(git_dir, ["notes", f"--ref={ref}", "add", "-f", "-F", "-", sha], input=text.encode())
+    except GitError as exc:
+        if _is_lock_contention(exc):
+            raise TransientError(f"notes ref {ref} stayed locked by another git command") from exc
+        raise
+    return True

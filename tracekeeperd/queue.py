@@ -1,0 +1,438 @@
+"""The durable upload queue: schema, migrations and every job state transition. The only SQL.
+
+One job links one commit to one agent session. A job is inserted (and the insert fsynced)
+before the commit is acknowledged, moves `pending -> uploading -> done`, or to `failed` with a
+reason. Retry timing lives in the row (`attempts`, `next_attempt_at`), so backoff survives
+restarts; a job found `uploading` at start-up was in flight when the daemon died and is
+handed back to `pending`.
+
+Every method is synchronous and expects to be called from one thread (the daemon's database
+thread): SQLite then needs no locking of ours, and the event loop never blocks on an fsync.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .protocol import JobState, JobView
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE repos (
+            id INTEGER PRIMARY KEY,
+            common_dir TEXT NOT NULL UNIQUE,
+            key TEXT NOT NULL UNIQUE,
+            display TEXT NOT NULL
+        );
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            repo_id INTEGER NOT NULL REFERENCES repos(id),
+            git_dir TEXT NOT NULL,
+            work_tree TEXT,
+            commit_sha TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            transcript TEXT,
+            snapshot TEXT,
+            bytes INTEGER,
+            first_line INTEGER,
+            last_line INTEGER,
+            sha256 TEXT,
+            remote_path TEXT,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'uploading', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            leased_until REAL,
+            last_error TEXT,
+            url TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (repo_id, commit_sha, agent, session_id)
+        );
+        CREATE INDEX jobs_by_state_due ON jobs (state, next_attempt_at);
+        CREATE INDEX jobs_by_session ON jobs (repo_id, agent, session_id);
+        CREATE TABLE uploads (
+            store TEXT NOT NULL,
+            remote_path TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            snapshot TEXT NOT NULL,
+            job_id INTEGER NOT NULL,
+            uploaded_at REAL NOT NULL,
+            PRIMARY KEY (store, remote_path)
+        );
+        """,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    repo_key: str
+    repo_display: str
+    git_dir: str
+    work_tree: str | None
+    commit_sha: str
+    agent: str
+    session_id: str
+    transcript: str | None
+    snapshot: str | None
+    bytes: int | None
+    first_line: int | None
+    last_line: int | None
+    sha256: str | None
+    remote_path: str | None
+    state: JobState
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    url: str | None
+    created_at: float
+    updated_at: float
+
+    def view(self) -> JobView:
+        lines = (
+            [self.first_line, self.last_line] if self.first_line is not None and self.last_line is not None else None
+        )
+        return JobView(
+            id=self.id,
+            repo=self.repo_display,
+            commit=self.commit_sha,
+            agent=self.agent,
+            session_id=self.session_id,
+            state=self.state.value,
+            attempts=self.attempts,
+            next_attempt_at=self.next_attempt_at,
+            last_error=self.last_error,
+            url=self.url,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            lines=lines,
+            bytes=self.bytes,
+        )
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What the store holds at a remote path, as far as this machine knows."""
+
+    bytes: int
+    sha256: str
+    snapshot: str
+    job_id: int
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What ingest learned at commit time; the queue adds identity and state."""
+
+    repo_id: int
+    git_dir: str
+    work_tree: str | None
+    commit_sha: str
+    agent: str
+    session_id: str
+    transcript: str | None
+    snapshot: str | None = None
+    bytes: int | None = None
+    first_line: int | None = None
+    last_line: int | None = None
+    sha256: str | None = None
+    remote_path: str | None = None
+
+
+_JOB_COLUMNS = """
+    jobs.id, repos.key, repos.display, jobs.git_dir, jobs.work_tree, jobs.commit_sha, jobs.agent,
+    jobs.session_id, jobs.transcript, jobs.snapshot, jobs.bytes, jobs.first_line, jobs.last_line,
+    jobs.sha256, jobs.remote_path, jobs.state, jobs.attempts, jobs.next_attempt_at, jobs.last_error,
+    jobs.url, jobs.created_at, jobs.updated_at
+"""
+_JOB_FROM = "FROM jobs JOIN repos ON repos.id = jobs.repo_id"
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    values = list(row)
+    values[15] = JobState(values[15])
+    return Job(*values)
+
+
+class Queue:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit acknowledged to the hook survives power loss, not just a crash.
+        self.db.execute("PRAGMA synchronous=FULL")
+        if sys.platform == "darwin":
+            self.db.execute("PRAGMA fullfsync=ON")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        done = {row[0] for row in self.db.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            with self._tx() as db:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO migrations VALUES (?, strftime('%s','now'))", (name,))
+
+    # --- repositories -------------------------------------------------------------------
+
+    def repo(self, common_dir: str) -> tuple[int, str] | None:
+        row = self.db.execute("SELECT id, key FROM repos WHERE common_dir = ?", (common_dir,)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def add_repo(self, common_dir: str, key: str, display: str) -> tuple[int, str]:
+        """Register a repository under a remote prefix `key` that stays fixed for its life."""
+        with self._tx() as db:
+            row = db.execute("SELECT id, key FROM repos WHERE common_dir = ?", (common_dir,)).fetchone()
+            if row:
+                return int(row[0]), str(row[1])
+            candidate, n = key, 1
+            while db.execute("SELECT 1 FROM repos WHERE key = ?", (candidate,)).fetchone():
+                n += 1
+                candidate = f"{key}-{n}"
+            cur = db.execute(
+                "INSERT INTO repos (common_dir, key, display) VALUES (?, ?, ?)", (common_dir, candidate, display)
+            )
+            return int(cur.lastrowid or 0), candidate
+
+    # --- enqueue ------------------------------------------------------------------------
+
+    def previous_extent(self, repo_id: int, agent: str, session_id: str) -> tuple[int, int] | None:
+        """(last line, bytes) of the furthest point of this session already linked to a commit."""
+        row = self.db.execute(
+            "SELECT last_line, bytes FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?"
+            " AND last_line IS NOT NULL ORDER BY bytes DESC LIMIT 1",
+            (repo_id, agent, session_id),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def latest_snapshot(self, repo_id: int, agent: str, session_id: str) -> tuple[str, int, int, str] | None:
+        """(snapshot path, bytes, lines, sha256) of the session's newest job that has a snapshot."""
+        row = self.db.execute(
+            "SELECT snapshot, bytes, last_line, sha256 FROM jobs WHERE repo_id = ? AND agent = ?"
+            " AND session_id = ? AND snapshot IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (repo_id, agent, session_id),
+        ).fetchone()
+        return (str(row[0]), int(row[1]), int(row[2]), str(row[3])) if row else None
+
+    def first_line_ending_at(self, repo_id: int, agent: str, session_id: str, last_line: int) -> int | None:
+        row = self.db.execute(
+            "SELECT MIN(first_line) FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ? AND last_line = ?",
+            (repo_id, agent, session_id, last_line),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def has_job(self, repo_id: int, commit_sha: str, agent: str, session_id: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM jobs WHERE repo_id = ? AND commit_sha = ? AND agent = ? AND session_id = ?",
+            (repo_id, commit_sha, agent, session_id),
+        ).fetchone()
+        return row is not None
+
+    def add(self, job: NewJob, now: float, *, error: str | None = None) -> int | None:
+        """Insert a job, pending (or failed when `error` is given); None if it already exists."""
+        state = JobState.FAILED if error else JobState.PENDING
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id,"
+                " transcript, snapshot, bytes, first_line, last_line, sha256, remote_path, state,"
+                " next_attempt_at, last_error, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.repo_id, job.git_dir, job.work_tree, job.commit_sha, job.agent, job.session_id,
+                    job.transcript, job.snapshot, job.bytes, job.first_line, job.last_line, job.sha256,
+                    job.remote_path, state.value, None if error else now, error, now, now,
+                ),
+            )  # fmt: skip
+            return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
+
+    # --- the worker's transitions -------------------------------------------------------
+
+    def recover(self, now: float) -> int:
+        """Hand back jobs that were in flight when a previous daemon died."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'pending', leased_until = NULL, updated_at = ?,"
+                " next_attempt_at = COALESCE(next_attempt_at, ?) WHERE state = 'uploading'",
+                (now, now),
+            )
+            return cur.rowcount
+
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Job]:
+        with self._tx() as db:
+            ids = [
+                int(row[0])
+                for row in db.execute(
+                    "SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?"
+                    " ORDER BY next_attempt_at, id LIMIT ?",
+                    (now, limit),
+                )
+            ]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            db.execute(
+                f"UPDATE jobs SET state = 'uploading', leased_until = ?, updated_at = ? WHERE id IN ({marks})",  # noqa: S608
+                (now + lease, now, *ids),
+            )
+            rows = db.execute(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN ({marks})", ids).fetchall()
+        return [_job(row) for row in rows]
+
+    def complete(self, job_id: int, url: str, now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'done', url = ?, attempts = attempts + 1, last_error = NULL,"
+                " next_attempt_at = NULL, leased_until = NULL, updated_at = ? WHERE id = ?",
+                (url, now, job_id),
+            )
+
+    def defer(self, job_id: int, error: str, next_attempt_at: float, now: float) -> None:
+        """A transient failure: back to pending, due again at `next_attempt_at`."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'pending', attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ?, leased_until = NULL, updated_at = ? WHERE id = ?",
+                (error, next_attempt_at, now, job_id),
+            )
+
+    def fail(self, job_id: int, error: str, now: float) -> None:
+        """A permanent failure: parked until a human runs `tracekeeper retry`."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = NULL, leased_until = NULL, updated_at = ? WHERE id = ?",
+                (error, now, job_id),
+            )
+
+    def release(self, job_id: int, now: float) -> None:
+        """Give a claimed job back untouched (shutdown): no attempt is counted."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'pending', leased_until = NULL, updated_at = ?"
+                " WHERE id = ? AND state = 'uploading'",
+                (now, job_id),
+            )
+
+    def flush(self, now: float) -> int:
+        """Make every backed-off pending job due now."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE jobs SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?", (now, now)
+            ).rowcount
+
+    def retry_failed(self, now: float) -> tuple[int, int]:
+        """Re-queue failed jobs; those that never got a snapshot cannot be retried."""
+        with self._tx() as db:
+            retried = db.execute(
+                "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?"
+                " WHERE state = 'failed' AND snapshot IS NOT NULL",
+                (now, now),
+            ).rowcount
+            stuck = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'failed'").fetchone()[0]
+        return retried, int(stuck)
+
+    # --- uploads already made (so a late, shorter snapshot never overwrites a longer one) --
+
+    def uploaded(self, store: str, remote_path: str) -> Uploaded | None:
+        row = self.db.execute(
+            "SELECT bytes, sha256, snapshot, job_id FROM uploads WHERE store = ? AND remote_path = ?",
+            (store, remote_path),
+        ).fetchone()
+        return Uploaded(int(row[0]), str(row[1]), str(row[2]), int(row[3])) if row else None
+
+    def record_upload(self, store: str, remote_path: str, job: Job, now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, remote_path) DO UPDATE SET"
+                " bytes = excluded.bytes, sha256 = excluded.sha256, snapshot = excluded.snapshot,"
+                " job_id = excluded.job_id, uploaded_at = excluded.uploaded_at",
+                (store, remote_path, job.bytes, job.sha256, job.snapshot, job.id, now),
+            )
+
+    def collectable_snapshots(self, now: float, idle: float) -> list[str]:
+        """Snapshot files no unfinished job needs, except a live session's newest (appended to next)."""
+        rows = self.db.execute(
+            "SELECT snapshot, MAX(id), MAX(updated_at), SUM(state != 'done') FROM jobs"
+            " WHERE snapshot IS NOT NULL GROUP BY snapshot"
+        ).fetchall()
+        newest = {
+            str(row[0])
+            for row in self.db.execute(
+                "SELECT snapshot FROM jobs WHERE id IN (SELECT MAX(id) FROM jobs WHERE snapshot IS NOT NULL"
+                " GROUP BY repo_id, agent, session_id)"
+            )
+        }
+        return [
+            str(path)
+            for path, _, updated, unfinished in rows
+            if not unfinished and (str(path) not in newest or updated < now - idle)
+        ]
+
+    def drop_snapshot(self, snapshot: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET snapshot = NULL WHERE snapshot = ? AND state = 'done'", (snapshot,))
+
+    # --- reading ------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        counts = {state.value: 0 for state in JobState}
+        for state, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+            counts[str(state)] = int(n)
+        return counts
+
+    def jobs(self, *, states: tuple[JobState, ...] | None = None, limit: int = 200) -> list[Job]:
+        where, args = "", []
+        if states:
+            where = f"WHERE jobs.state IN ({','.join('?' * len(states))})"
+            args = [s.value for s in states]
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} {_JOB_FROM} {where} ORDER BY jobs.id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_job(row) for row in rows]
+
+    def next_due(self) -> float | None:
+        row = self.db.execute("SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending'").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def oldest_pending(self) -> Job | None:
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.state IN ('pending', 'uploading')"
+            " ORDER BY jobs.created_at, jobs.id LIMIT 1"
+        ).fetchall()
+        return _job(rows[0]) if rows else None
+
+    def referenced_snapshots(self) -> set[str]:
+        return {str(row[0]) for row in self.db.execute("SELECT DISTINCT snapshot FROM jobs WHERE snapshot IS NOT NULL")}

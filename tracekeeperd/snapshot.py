@@ -1,0 +1,198 @@
+"""Keep what a commit saw of its transcript, even if the file is later rewritten or deleted.
+
+At ingest the daemon copies the transcript's complete lines into its own snapshot file under
+the state directory. Transcripts are append-only in practice, so one snapshot per session
+grows by appending; each job only records how many bytes of it belong to its commit (plus
+their sha256 and line count). A transcript that shrank or changed before the snapshot's end
+was rewritten: it starts a new snapshot generation instead of corrupting the old one.
+
+When a commit is ingested late (the daemon was down for a day), lines written after the
+commit are cut off using the records' own `timestamp` fields, so the note describes what the
+commit saw, not what the agent did afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from .errors import PermanentError
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+_CHUNK = 1 << 20
+#: Bytes compared at the start and just before the end of the already-copied prefix.
+_PROBE = 4096
+#: A transcript modified this long after the commit is treated as having grown since.
+_LATE_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class Extent:
+    """The first `bytes` bytes of a snapshot: `lines` complete lines hashing to `sha256`."""
+
+    bytes: int
+    lines: int
+    sha256: str
+
+
+class TranscriptError(PermanentError):
+    """The transcript cannot be read as a regular file."""
+
+
+def open_transcript(path: Path) -> BinaryIO:
+    """Open a transcript for reading, refusing anything but a regular file (no symlink, FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise TranscriptError(f"transcript {path} does not exist (stale hf-traces-active.json?)") from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: the final component is a symlink
+            raise TranscriptError(f"transcript {path} is a symlink; refusing to follow it") from None
+        raise TranscriptError(f"cannot read transcript {path}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise TranscriptError(f"transcript {path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _timestamp(line: bytes) -> float | None:
+    """Epoch seconds of a JSONL record's top-level `timestamp`, when it has a readable one."""
+    if b'"timestamp"' not in line:
+        return None
+    try:
+        record = json.loads(line)
+        value = record.get("timestamp") if isinstance(record, dict) else None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        if isinstance(value, int | float):
+            return float(value) / (1000.0 if value > 1e11 else 1.0)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None
+
+
+class Snapshots:
+    """Snapshot files plus a cache of running hashes, so a growing session is not re-hashed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._hashers: dict[Path, tuple[int, _Hash]] = {}
+
+    def _hasher_at(self, snapshot: Path, size: int) -> _Hash:
+        cached = self._hashers.get(snapshot)
+        if cached and cached[0] == size:
+            return cached[1].copy()
+        hasher = hashlib.sha256()
+        with snapshot.open("rb") as fh:
+            remaining = size
+            while remaining:
+                chunk = fh.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise OSError(f"snapshot {snapshot} is shorter than {size} bytes")
+                hasher.update(chunk)
+                remaining -= len(chunk)
+        return hasher
+
+    def take(
+        self,
+        transcript: Path,
+        *,
+        committed_at: float,
+        previous: tuple[Path, Extent] | None,
+        new_name: str,
+    ) -> tuple[Path, Extent]:
+        """Extend (or start) the session's snapshot to what the transcript held at commit time."""
+        with open_transcript(transcript) as src:
+            st = os.fstat(src.fileno())
+            late = st.st_mtime > committed_at + _LATE_GRACE
+            if previous and self._continues(src, st.st_size, *previous):
+                snapshot, base = previous
+            else:
+                snapshot, base = self.root / new_name, Extent(0, 0, hashlib.sha256().hexdigest())
+            return self._extend(src, st.st_size, snapshot, base, committed_at if late else None)
+
+    def _continues(self, src: BinaryIO, size: int, snapshot: Path, extent: Extent) -> bool:
+        """True if the transcript still starts with the snapshot's prefix (probed, not re-read)."""
+        try:
+            snap_size = snapshot.stat().st_size
+        except FileNotFoundError:
+            return False
+        if size < extent.bytes or snap_size < extent.bytes:
+            return False
+        with snapshot.open("rb") as snap:
+            for offset in {0, max(0, extent.bytes - _PROBE)}:
+                length = min(_PROBE, extent.bytes - offset)
+                src.seek(offset)
+                snap.seek(offset)
+                if src.read(length) != snap.read(length):
+                    return False
+        return True
+
+    def _extend(
+        self, src: BinaryIO, size: int, snapshot: Path, base: Extent, cut_after: float | None
+    ) -> tuple[Path, Extent]:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        hasher = self._hasher_at(snapshot, base.bytes) if base.bytes else hashlib.sha256()
+        total, lines = base.bytes, base.lines
+        src.seek(base.bytes)
+        remaining = size - base.bytes
+        pending = b""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(snapshot, flags, 0o600)
+        try:
+            # Drop bytes beyond the recorded extent: a crash between append and enqueue.
+            os.ftruncate(fd, base.bytes)
+            os.lseek(fd, base.bytes, os.SEEK_SET)
+            stop = False
+            while remaining > 0 and not stop:
+                chunk = src.read(min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                data = pending + chunk
+                end = data.rfind(b"\n") + 1  # only complete lines belong to a commit
+                complete, pending = data[:end], data[end:]
+                if cut_after is not None:
+                    complete, stop = _cut(complete, cut_after)
+                if complete:
+                    os.write(fd, complete)
+                    hasher.update(complete)
+                    total += len(complete)
+                    lines += complete.count(b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._hashers[snapshot] = (total, hasher.copy())
+        return snapshot, Extent(bytes=total, lines=lines, sha256=hasher.hexdigest())
+
+    def forget(self, snapshot: Path) -> None:
+        self._hashers.pop(snapshot, None)
+        snapshot.unlink(missing_ok=True)
+
+
+def _cut(block: bytes, cut_after: float) -> tuple[bytes, bool]:
+    """Complete lines up to the first record stamped after `cut_after`; True if cut there."""
+    offset = 0
+    for line in block.splitlines(keepends=True):
+        ts = _timestamp(line)
+        if ts is not None and ts > cut_after:
+            return block[:offset], True
+        offset += len(line)
+    return block, False
+
+
+def read_prefix(snapshot: Path, size: int) -> bytes:
+    with snapshot.open("rb") as fh:
+        data = fh.read(size)
+    if len(data) != size:
+        raise PermanentError(f"snapshot {snapshot} is shorter than the {size} bytes the commit saw")
+    return data

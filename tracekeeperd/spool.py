@@ -1,0 +1,138 @@
+"""The spool: how a commit reaches the daemon even when the daemon is not running.
+
+The post-commit hook (POSIX sh, no Python) always writes one small file per commit into the
+spool directory, then pokes the daemon over the socket in the background. The file is
+written under a `.tmp` name and renamed, so a reader never sees half of it. Whoever ingests
+it (the socket handler, the directory watcher, or the start-up scan) persists the job first
+and deletes the file second, so a crash in between only means a duplicate the queue ignores.
+
+Format (text, one `key value` per line, then the raw bytes of hf-traces-active.json if the
+repository had one at commit time; the file's mtime is the commit time):
+
+    tracekeeper-spool 1
+    sha <hex>
+    git-dir <absolute path>
+    work-tree <absolute path or empty>
+    active <absent|present>
+    --
+    <hf-traces-active.json bytes>
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"tracekeeper-spool 1"
+SUFFIX = ".commit"
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+class SpoolError(ValueError):
+    """A spool file that cannot be understood; it is moved aside, never silently dropped."""
+
+
+@dataclass(frozen=True)
+class CommitEvent:
+    sha: str
+    git_dir: Path
+    work_tree: Path | None
+    committed_at: float
+    #: Raw hf-traces-active.json at commit time; None when the repo had none.
+    active: bytes | None
+    spool_file: Path | None = None
+
+
+def valid_sha(value: str) -> bool:
+    return bool(_SHA.match(value))
+
+
+def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent:
+    head, sep, payload = data.partition(b"\n--\n")
+    if not sep:
+        raise SpoolError("missing the '--' separator line")
+    lines = head.split(b"\n")
+    if lines[0].strip() != MAGIC:
+        raise SpoolError("not a tracekeeper spool file")
+    fields: dict[str, str] = {}
+    for raw in lines[1:]:
+        key, _, value = raw.decode("utf-8", errors="surrogateescape").partition(" ")
+        fields[key] = value
+    sha = fields.get("sha", "").strip().lower()
+    if not valid_sha(sha):
+        raise SpoolError(f"bad commit sha {sha!r}")
+    git_dir = fields.get("git-dir", "")
+    if not os.path.isabs(git_dir):
+        raise SpoolError(f"git dir {git_dir!r} is not an absolute path")
+    work_tree = fields.get("work-tree", "")
+    active = payload if fields.get("active") == "present" else None
+    return CommitEvent(
+        sha=sha,
+        git_dir=Path(git_dir),
+        work_tree=Path(work_tree) if work_tree else None,
+        committed_at=mtime,
+        active=active,
+        spool_file=path,
+    )
+
+
+def read(path: Path) -> CommitEvent:
+    with path.open("rb") as fh:
+        mtime = os.fstat(fh.fileno()).st_mtime
+        data = fh.read(4 * 1024 * 1024 + 1)
+    if len(data) > 4 * 1024 * 1024:
+        raise SpoolError("spool file is larger than 4 MiB")
+    return parse(data, mtime=mtime, path=path)
+
+
+def pending(spool_dir: Path) -> list[Path]:
+    """Complete spool files, oldest first (the hook's `.tmp` files are still being written)."""
+    try:
+        entries = [p for p in spool_dir.iterdir() if p.name.endswith(SUFFIX)]
+    except FileNotFoundError:
+        return []
+
+    def age(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    return sorted(entries, key=lambda p: (age(p), p.name))
+
+
+def quarantine(path: Path, reason: str) -> Path:
+    """Move an unreadable spool file aside with the reason next to it, for `status` and humans."""
+    bad = path.parent / "bad"
+    bad.mkdir(exist_ok=True, mode=0o700)
+    target = bad / path.name
+    os.replace(path, target)
+    (bad / (path.name + ".reason")).write_text(reason + "\n")
+    return target
+
+
+def write(spool_dir: Path, event: CommitEvent) -> Path:
+    """Python twin of the shell hook's writer, used by `tracekeeper` commands and tests."""
+    spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    body = b"\n".join(
+        [
+            MAGIC,
+            b"sha " + event.sha.encode(),
+            b"git-dir " + os.fsencode(event.git_dir),
+            b"work-tree " + (os.fsencode(event.work_tree) if event.work_tree else b""),
+            b"active " + (b"present" if event.active is not None else b"absent"),
+            b"--",
+            event.active or b"",
+        ]
+    )
+    final = spool_dir / f"{event.sha}.{os.getpid()}{SUFFIX}"
+    tmp = final.with_name(final.name + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(body)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.utime(tmp, (event.committed_at, event.committed_at))
+    os.replace(tmp, final)
+    return final

@@ -1,0 +1,43 @@
+"""Where traces go: a private HF bucket, or a local directory when there is no account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ..config import Config
+from ..errors import ConfigError
+from .base import Store, StoreInfo, Upload
+from .hf import HfStore, parse_bucket_url
+from .local import LocalStore
+
+__all__ = ["HfStore", "LocalStore", "Store", "StoreInfo", "Upload", "open_store"]
+
+
+def _has_hf_token() -> bool:
+    from huggingface_hub import get_token
+
+    return bool(get_token())
+
+
+def open_store(config: Config) -> Store:
+    """The one store setting: `TRACEKEEPER_STORE` / `store`, then `HF_TRACE_BUCKET`, then defaults.
+
+    With neither set, a saved or exported HF token means `<you>/agent-traces`; no token at all
+    means a local directory, so a fresh machine works with no account.
+    """
+    spec = config.store
+    if spec:
+        if spec.startswith("hf://"):
+            return HfStore(parse_bucket_url(spec), config.hf_endpoint)
+        if spec.startswith("file://"):
+            parsed = urlparse(spec)
+            if parsed.netloc not in ("", "localhost"):
+                raise ConfigError(f"file store must be a local path, got {spec!r}")
+            return LocalStore(Path(unquote(parsed.path)))
+        raise ConfigError(f"unknown store {spec!r}: use hf://buckets/<namespace>/<name> or file:///path")
+    if config.bucket:
+        return HfStore(parse_bucket_url(config.bucket), config.hf_endpoint)
+    if _has_hf_token():
+        return HfStore(None, config.hf_endpoint)
+    return LocalStore(config.paths.default_local_store)

@@ -1,0 +1,43 @@
+"""What every trace store offers the worker: a preflight check, a batch put, and URLs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Exact bytes for one remote path (the snapshot prefix the newest commit saw)."""
+
+    remote_path: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    kind: str  # "hf" or "file"
+    location: str  # "hf://buckets/ns/name" or "file:///dir"
+    private: bool | None  # None: not checked yet (or unknown)
+    reachable: bool | None
+    detail: str | None = None
+
+
+class Store(Protocol):
+    def ident(self) -> str:
+        """Stable identity (`hf://buckets/ns/name`, `file:///dir`) recorded with every upload."""
+        ...
+
+    def preflight(self) -> None:
+        """Cheap check before a transfer: reachable, authorised, private. Raises typed errors."""
+        ...
+
+    def put(self, uploads: list[Upload]) -> dict[str, str]:
+        """Upload in one batch; returns {remote_path: error} for the paths that failed."""
+        ...
+
+    def url(self, remote_path: str) -> str: ...
+
+    def fetch(self, remote_path: str) -> bytes: ...
+
+    def info(self) -> StoreInfo: ...

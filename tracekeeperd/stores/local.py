@@ -1,0 +1,61 @@
+"""A directory store: the default on a machine with no Hugging Face account.
+
+It makes the daemon do its whole job with no network: the same queue, the same notes, with a
+`file://` URL. Writes are atomic (temp file, fsync, rename) so a reader never sees half a trace.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import PermanentError
+from .base import StoreInfo, Upload
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().absolute()
+
+    def ident(self) -> str:
+        return self.root.as_uri()
+
+    def _target(self, remote_path: str) -> Path:
+        target = (self.root / remote_path).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise PermanentError(f"remote path {remote_path!r} escapes the store")
+        return target
+
+    def preflight(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise PermanentError(f"cannot create store directory {self.root}: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise PermanentError(f"store directory {self.root} is not writable")
+
+    def put(self, uploads: list[Upload]) -> dict[str, str]:
+        failed: dict[str, str] = {}
+        for upload in uploads:
+            target = self._target(upload.remote_path)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                with tmp.open("wb") as fh:
+                    fh.write(upload.data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, target)
+            except OSError as exc:
+                failed[upload.remote_path] = f"cannot write {target}: {exc.strerror}"
+        return failed
+
+    def url(self, remote_path: str) -> str:
+        return (self.root / remote_path).as_uri()
+
+    def fetch(self, remote_path: str) -> bytes:
+        return self._target(remote_path).read_bytes()
+
+    def info(self) -> StoreInfo:
+        return StoreInfo(kind="file", location=self.ident(), private=True, reachable=True)

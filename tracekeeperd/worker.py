@@ -1,0 +1,247 @@
+"""UPLOAD -> NOTE: claim due jobs, upload each session's newest snapshot once, note every commit.
+
+The worker runs one batch at a time on an I/O thread; every queue transition goes through the
+database thread. Jobs for the same remote path are coalesced (a rebase that made 50 commits in
+one session uploads that session once), and a store that is unreachable closes a gate for the
+whole queue, so an offline laptop makes one cheap probe per backoff step instead of spinning.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from . import git, notes
+from .config import RetryPolicy
+from .errors import GitError, PermanentError, TransientError
+from .queue import Job, Queue
+from .snapshot import Snapshots, read_prefix
+from .stores import Store, Upload
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Newest snapshot of a session that saw no commit for this long is deleted once uploaded.
+SNAPSHOT_IDLE = 24 * 3600.0
+BATCH_LIMIT = 200
+
+
+class DbThread:
+    """The one thread that touches SQLite (and snapshot files, which ingest appends to)."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracekeeper-db")
+
+    def run(self, fn: Callable[..., T], *args: object) -> T:
+        if threading.current_thread().name.startswith("tracekeeper-db"):
+            return fn(*args)
+        return self.executor.submit(fn, *args).result()
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None = None) -> float:
+    """Seconds until the next try: exponential with jitter, capped, never before Retry-After."""
+    wait = wait_exponential_jitter(multiplier=policy.base, max=policy.cap, jitter=policy.jitter)
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.attempt_number = max(1, attempts)
+    return max(float(wait(state)), retry_after or 0.0)
+
+
+@dataclass
+class Gate:
+    """Closed while the store is unreachable; the whole queue waits for one probe."""
+
+    failures: int = 0
+    closed_until: float = 0.0
+    reason: str | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: Queue,
+        db: DbThread,
+        store: Store,
+        snapshots: Snapshots,
+        *,
+        notes_ref: str,
+        policy: RetryPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue = queue
+        self.db = db
+        self.store = store
+        self.snapshots = snapshots
+        self.notes_ref = notes_ref
+        self.policy = policy
+        self.clock = clock
+        self.gate = Gate()
+        self.store_id = store.ident()
+
+    # --- scheduling -------------------------------------------------------------------
+
+    def wait_time(self) -> float | None:
+        """Seconds until there may be work; None when the queue has nothing pending at all."""
+        due = self.db.run(self.queue.next_due)
+        if due is None:
+            return None
+        return max(0.0, max(due, self.gate.closed_until) - self.clock())
+
+    def open_gate(self) -> None:
+        self.gate = Gate()
+
+    def run_once(self) -> int:
+        """Process one batch of due jobs; returns how many were claimed."""
+        now = self.clock()
+        if now < self.gate.closed_until:
+            return 0
+        jobs = self.db.run(self.queue.claim_due, now, BATCH_LIMIT, self.policy.attempt_timeout * 2)
+        if jobs:
+            self.process(jobs)
+            self.collect_snapshots()
+        return len(jobs)
+
+    # --- one batch --------------------------------------------------------------------
+
+    def process(self, jobs: list[Job]) -> None:
+        try:
+            self.store.preflight()
+            self.store_id = self.store.ident()
+        except TransientError as exc:
+            self._close_gate(exc)
+            self._defer_all(jobs, exc)
+            return
+        except PermanentError as exc:
+            self._fail_all(jobs, str(exc))
+            return
+        groups: dict[str, list[Job]] = defaultdict(list)
+        for job in jobs:
+            if not job.remote_path or not job.snapshot or job.bytes is None:
+                self._fail(job, "job has no snapshot to upload")
+                continue
+            groups[job.remote_path].append(job)
+        uploads, chosen = self._plan(groups)
+        if uploads:
+            try:
+                failed = self.store.put(uploads)
+            except TransientError as exc:
+                self._close_gate(exc)
+                self._defer_all([j for g in groups.values() for j in g], exc)
+                return
+            except PermanentError as exc:
+                self._fail_all([j for g in groups.values() for j in g], str(exc))
+                return
+            for path, error in failed.items():
+                for job in groups.pop(path, []):
+                    self._fail(job, f"the store rejected {path}: {error}")
+            now = self.clock()
+            for path, job in chosen.items():
+                if path in groups:
+                    self.db.run(self.queue.record_upload, self.store_id, path, job, now)
+        self.gate = Gate()
+        for group in groups.values():
+            for job in group:
+                self._note(job)
+
+    def _plan(self, groups: dict[str, list[Job]]) -> tuple[list[Upload], dict[str, Job]]:
+        """One upload per remote path: the newest snapshot, unless the store already covers it."""
+        uploads: list[Upload] = []
+        chosen: dict[str, Job] = {}
+        for path, group in list(groups.items()):
+            best = max(group, key=lambda j: (j.bytes or 0, j.id))
+            held = self.db.run(self.queue.uploaded, self.store_id, path)
+            if held and ((held.snapshot == best.snapshot and held.bytes >= (best.bytes or 0)) or held.job_id > best.id):
+                continue  # the store already has these bytes (or a newer generation of the session)
+            try:
+                data = read_prefix(Path(best.snapshot or ""), best.bytes or 0)
+            except (OSError, PermanentError) as exc:
+                for job in groups.pop(path):
+                    self._fail(job, f"snapshot unreadable: {exc}")
+                continue
+            uploads.append(Upload(remote_path=path, data=data))
+            chosen[path] = best
+        return uploads, chosen
+
+    def _note(self, job: Job) -> None:
+        url = self.store.url(job.remote_path or "")
+        link = notes.TraceLink(
+            url=url,
+            agent=job.agent,
+            session_id=job.session_id,
+            first_line=job.first_line or 1,
+            last_line=job.last_line or 0,
+            bytes=job.bytes or 0,
+            sha256=job.sha256 or "",
+        )
+        git_dir = Path(job.git_dir)
+        try:
+            notes.add_link(git_dir, self.notes_ref, job.commit_sha, link)
+        except TransientError as exc:
+            self._defer(job, exc)
+            return
+        except GitError as exc:
+            if not git_dir.exists():
+                self._fail(job, f"repository {job.git_dir} no longer exists")
+            elif not git.commit_exists(git_dir, job.commit_sha):
+                self._fail(job, f"commit {job.commit_sha[:12]} no longer exists in {job.repo_display}")
+            else:
+                self._defer(job, TransientError(str(exc)))
+            return
+        self.db.run(self.queue.complete, job.id, url, self.clock())
+        log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, url)
+
+    # --- outcomes ---------------------------------------------------------------------
+
+    def _close_gate(self, exc: TransientError) -> None:
+        self.gate.failures += 1
+        delay = backoff(self.policy, self.gate.failures, exc.retry_after)
+        self.gate.closed_until = self.clock() + delay
+        self.gate.reason = str(exc)
+        log.warning("store unavailable, next try in %.0fs: %s", delay, exc)
+
+    def _defer(self, job: Job, exc: TransientError) -> None:
+        now = self.clock()
+        delay = backoff(self.policy, job.attempts + 1, exc.retry_after)
+        self.db.run(self.queue.defer, job.id, str(exc), now + delay, now)
+
+    def _defer_all(self, jobs: list[Job], exc: TransientError) -> None:
+        for job in jobs:
+            self._defer(job, exc)
+
+    def _fail(self, job: Job, reason: str) -> None:
+        log.error("job %d (%s %s) failed: %s", job.id, job.commit_sha[:12], job.session_id, reason)
+        self.db.run(self.queue.fail, job.id, reason, self.clock())
+
+    def _fail_all(self, jobs: list[Job], reason: str) -> None:
+        for job in jobs:
+            self._fail(job, reason)
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    def collect_snapshots(self) -> int:
+        """Delete snapshot files nothing needs any more (on the db thread: ingest appends there)."""
+
+        def collect() -> int:
+            paths = self.queue.collectable_snapshots(self.clock(), SNAPSHOT_IDLE)
+            for path in paths:
+                self.snapshots.forget(Path(path))
+                self.queue.drop_snapshot(path)
+            referenced = self.queue.referenced_snapshots()
+            root = self.snapshots.root
+            orphans = [p for p in root.iterdir() if str(p) not in referenced] if root.exists() else []
+            for orphan in orphans:
+                self.snapshots.forget(orphan)
+            return len(paths) + len(orphans)
+
+        return self.db.run(collect)
