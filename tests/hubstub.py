@@ -1,0 +1,1202 @@
+"""A small, faithful stand-in for the Hugging Face Hub's Storage Bucket REST API.
+
+Why it exists: tracekeeper talks to the Hub only through the real ``huggingface_hub`` client and
+``hf_xet``. Mocking those would test our guesses about them, not them. Instead this module serves the
+handful of REST endpoints the real client calls for buckets, and hands out xet tokens whose
+``casUrl`` is ``local://<cas_dir>``: hf_xet then chunks, deduplicates and stores the bytes in that
+directory with no network, and downloads read them back from there. Everything between
+tracekeeper and the filesystem is the genuine client code.
+
+What is emulated (verified against huggingface_hub 2.4.0 / hf_xet 1.8.0):
+
+* ``GET /api/whoami-v2``, ``GET /api/agent-harnesses``
+* ``POST|GET|DELETE /api/buckets/{ns}/{name}``, ``GET /api/buckets/{ns}``, ``PUT .../settings``
+* ``GET .../xet-write-token``, ``GET .../xet-read-token``
+* ``POST .../batch`` (NDJSON), ``POST .../paths-info``, ``GET .../tree[/{prefix}]`` (Link pagination)
+* ``HEAD /buckets/{ns}/{name}/resolve/{path}``
+* auth like the Hub: an unknown token is rejected everywhere with 401 "Invalid credentials in
+  Authorization header"; a private or missing bucket is 401 ``RepoNotFound`` for anonymous callers
+  and 404 ``RepoNotFound`` for authenticated ones; a read-only token gets 403 on writes.
+
+File sizes: ``/batch`` carries only the xet hash. The stand-in reads the shard (``*.mdb``) files that
+hf_xet wrote into the local CAS directory, which record every uploaded file's hash and the byte
+length of each of its segments, so a size is only known if the bytes were really uploaded. An
+``addFile`` whose hash is in no shard is reported in ``failed`` (422 if nothing succeeded), as the
+Hub would for content it does not store.
+
+Use it in-process (``HubStub``; it runs its own event loop in a background thread) or standalone::
+
+    python -m tests.hubstub --port 0 --cas /tmp/cas --user alice:hf_alice_write
+
+which prints the endpoint on one line once it is listening. Control endpoints for the standalone
+mode live under ``/__stub__/`` (see ``HubStub._control``).
+
+Caveat (hf_xet): the ``local://`` CAS keeps an exclusive lock while an upload commit or a download
+group is open, so only one process may transfer at a time. ``HubStub.read_file`` downloads in the
+calling process: call it when no upload is running in another process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, TypedDict, TypeVar
+from urllib.parse import quote, unquote, urlencode
+
+from aiohttp import web
+
+# hf_xet reads its retry settings once, when it starts. Unbounded, a transfer against an unreachable
+# stand-in blocks in the xet token fetch for minutes; these bounds keep failure tests fast. They are
+# defaults only: a caller that sets them explicitly (or a separate process) keeps its own values.
+CLIENT_ENV_DEFAULTS: Mapping[str, str] = {
+    "HF_XET_CLIENT_RETRY_MAX_ATTEMPTS": "2",
+    "HF_XET_CLIENT_RETRY_BASE_DELAY": "100ms",
+    "HF_XET_CLIENT_RETRY_MAX_DURATION": "5s",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_XET_TELEMETRY_ENABLED": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+}
+for _key, _value in CLIENT_ENV_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
+Role = Literal["read", "write"]
+
+INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+EMPTY_XET_HASH = "0" * 64  # what hf_xet reports for zero-byte content; it writes no shard entry
+TOKEN_TTL_SECONDS = 3600
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_STARTUP_TIMEOUT = 10.0
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------------
+# Public data types
+# --------------------------------------------------------------------------------------------------
+
+
+class RequestRecord(NamedTuple):
+    """One request the stand-in answered: ``(method, path, status)``; ``path`` is URL-decoded."""
+
+    method: str
+    path: str
+    status: int
+
+
+class StubFile(TypedDict):
+    """A file as the stand-in stores it (what ``HubStub.files`` returns)."""
+
+    xet_hash: str
+    size: int
+    mtime: int  # milliseconds since the epoch, as sent by the client
+    uploaded_at: float  # seconds since the epoch, stand-in clock
+    content_type: str | None
+
+
+def client_env(endpoint: str, token: str | None, hf_home: Path | str) -> dict[str, str]:
+    """Environment for a *separate process* running the real client against a stand-in at ``endpoint``.
+
+    Why: huggingface_hub reads ``HF_ENDPOINT``/``HF_HOME`` at import, so a subprocess must get them
+    before it starts; the xet retry bounds keep an unreachable-Hub test from blocking for minutes.
+    """
+    env = dict(os.environ)
+    env.update(CLIENT_ENV_DEFAULTS)
+    env["HF_ENDPOINT"] = endpoint
+    env["HF_HOME"] = str(hf_home)
+    if token is None:
+        env.pop("HF_TOKEN", None)
+    else:
+        env["HF_TOKEN"] = token
+    return env
+
+
+# --------------------------------------------------------------------------------------------------
+# Shard parsing: how the stand-in learns file sizes
+# --------------------------------------------------------------------------------------------------
+
+_SHARD_TAG_PREFIX = b"HFRepoMetaData\x00"
+_SHARD_HEADER_SIZE = 48  # tag[32], version u64, footer_size u64
+_SHARD_ENTRY_SIZE = 48  # every record in the file-info section is 48 bytes
+_SHARD_BOOKEND = b"\xff" * 32
+_FILE_FLAG_WITH_VERIFICATION = 1 << 31  # one extra 48-byte entry per segment
+_FILE_FLAG_WITH_METADATA_EXT = 1 << 30  # one extra 48-byte entry (sha256)
+
+
+def _merkle_hex(raw: bytes) -> str:
+    """Render a 32-byte xet hash the way hf_xet prints it: four little-endian u64 words in hex."""
+    return "".join(f"{word:016x}" for word in struct.unpack("<4Q", raw))
+
+
+def parse_shard_file_sizes(data: bytes) -> dict[str, int]:
+    """Map each file hash recorded in an xet shard (``.mdb``, version 2) to the file's byte size.
+
+    Layout of the file-info section, right after the 48-byte header: per file a header entry
+    (hash[32], flags u32, segment count u32, pad[8]), then one entry per segment (xorb hash[32],
+    flags u32, unpacked bytes u32, chunk start u32, chunk end u32), then optional verification
+    and metadata entries as the flags say; a hash of all 0xFF bytes ends the section. The size of a
+    file is the sum of its segments' unpacked bytes.
+    """
+    if len(data) < _SHARD_HEADER_SIZE or not data.startswith(_SHARD_TAG_PREFIX):
+        raise ValueError("not an xet shard")
+    (version,) = struct.unpack_from("<Q", data, 32)
+    if version != 2:
+        raise ValueError(f"unsupported xet shard version {version}")
+    sizes: dict[str, int] = {}
+    pos = _SHARD_HEADER_SIZE
+    while True:
+        if pos + _SHARD_ENTRY_SIZE > len(data):
+            raise ValueError("truncated xet shard")
+        raw_hash = data[pos : pos + 32]
+        if raw_hash == _SHARD_BOOKEND:
+            return sizes
+        flags, n_segments = struct.unpack_from("<II", data, pos + 32)
+        pos += _SHARD_ENTRY_SIZE
+        end = pos + n_segments * _SHARD_ENTRY_SIZE
+        if end > len(data):
+            raise ValueError("truncated xet shard")
+        size = 0
+        for _ in range(n_segments):
+            (unpacked,) = struct.unpack_from("<I", data, pos + 36)
+            size += unpacked
+            pos += _SHARD_ENTRY_SIZE
+        if flags & _FILE_FLAG_WITH_VERIFICATION:
+            pos += n_segments * _SHARD_ENTRY_SIZE
+        if flags & _FILE_FLAG_WITH_METADATA_EXT:
+            pos += _SHARD_ENTRY_SIZE
+        sizes[_merkle_hex(raw_hash)] = size
+
+
+class ShardIndex:
+    """Sizes of every file hf_xet has uploaded into a local CAS directory, read from its shards.
+
+    Shards are immutable once written, so each is parsed once; the directory is rescanned only
+    when a hash is not yet known (i.e. right after an upload).
+    """
+
+    def __init__(self, cas_dir: Path) -> None:
+        self._cas_dir = cas_dir
+        self._sizes: dict[str, int] = {EMPTY_XET_HASH: 0}
+        self._parsed: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def size_of(self, xet_hash: str) -> int | None:
+        """Byte size of the file with this xet hash, or None if no shard records it."""
+        xet_hash = xet_hash.lower()
+        with self._lock:
+            if xet_hash not in self._sizes:
+                self._rescan()
+            return self._sizes.get(xet_hash)
+
+    def _rescan(self) -> None:
+        if not self._cas_dir.is_dir():
+            return
+        for shard in sorted(self._cas_dir.rglob("*.mdb")):
+            if shard in self._parsed:
+                continue
+            try:
+                self._sizes.update(parse_shard_file_sizes(shard.read_bytes()))
+            except (OSError, ValueError):
+                continue  # being written or not a shard we understand: try again next time
+            self._parsed.add(shard)
+
+
+# --------------------------------------------------------------------------------------------------
+# Internal state
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _User:
+    name: str
+    token: str
+    role: Role
+    orgs: tuple[str, ...]
+
+
+@dataclass
+class _File:
+    xet_hash: str
+    size: int
+    mtime: int
+    uploaded_at: float
+    content_type: str | None
+
+
+@dataclass
+class _Bucket:
+    namespace: str
+    name: str
+    private: bool
+    created_at: float
+    updated_at: float
+    files: dict[str, _File] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class _FailRule:
+    remaining: int
+    status: int
+    retry_after: int | None
+    paths: tuple[str, ...] | None
+    methods: tuple[str, ...] | None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods is not None and method.upper() not in self.methods:
+            return False
+        return self.paths is None or any(path.startswith(prefix) for prefix in self.paths)
+
+
+@dataclass(frozen=True)
+class _Caller:
+    """Who is calling: ``user`` is None for anonymous; ``service`` is the stand-in's own reader."""
+
+    user: _User | None
+    service: bool = False
+
+
+class _HubError(Exception):
+    """An error answer in the Hub's shape: ``X-Error-Message``/``X-Error-Code`` plus a JSON body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        headers = {"X-Error-Message": self.message, **self.headers}
+        if self.code is not None:
+            headers["X-Error-Code"] = self.code
+        return web.json_response({"error": self.message, **self.extra}, status=self.status, headers=headers)
+
+
+def _iso(ts: float) -> str:
+    """ISO-8601 with milliseconds and ``Z``, the Hub's timestamp format."""
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _parse_bucket_id(bucket_id: str) -> tuple[str, str]:
+    namespace, sep, name = bucket_id.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise ValueError(f"invalid bucket id {bucket_id!r}: expected 'namespace/name'")
+    return namespace, name
+
+
+def _valid_file_path(path: object) -> bool:
+    if not isinstance(path, str) or not path or path.startswith("/") or path.endswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The stand-in
+# --------------------------------------------------------------------------------------------------
+
+
+class HubStub:
+    """In-process Hub stand-in; see the module docstring for what it emulates and why.
+
+    Control methods may be called from any thread; the HTTP side runs on a private event loop.
+    """
+
+    def __init__(
+        self,
+        cas_dir: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page_size: int = 1000,
+    ) -> None:
+        self.cas_dir = Path(cas_dir).absolute()
+        self.host = host
+        self.page_size = page_size
+        self._port = port
+        self._lock = threading.RLock()
+        self._users: dict[str, _User] = {}  # by token
+        self._buckets: dict[str, _Bucket] = {}  # by id
+        self._fail_rules: list[_FailRule] = []
+        self._requests: list[RequestRecord] = []
+        self._shards = ShardIndex(self.cas_dir)
+        # Lets read_file fetch any bucket without a user token; its requests bypass failure
+        # injection and are not recorded, so observing the stand-in does not disturb tests.
+        self._service_token = "hf_stub_service_" + secrets.token_hex(16)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._online = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL to give the client (``HfApi(endpoint=...)`` / ``HF_ENDPOINT``)."""
+        if self._port == 0:
+            raise RuntimeError("HubStub is not started")
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    def start(self) -> str:
+        """Start listening (port 0 picks a free one, kept for the stand-in's lifetime)."""
+        if self._thread is not None:
+            raise RuntimeError("HubStub already started")
+        self.cas_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run_loop, args=(loop,), name="hubstub", daemon=True)
+        self._thread.start()
+        self._call(self._async_start())
+        return self.endpoint
+
+    def stop(self) -> None:
+        """Stop serving and end the background loop; safe to call twice."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            self._call(self._async_stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=_STARTUP_TIMEOUT)
+        loop.close()
+        self._loop = None
+        self._thread = None
+
+    def go_offline(self) -> None:
+        """Refuse connections: stop listening and drop open (keep-alive) connections.
+
+        The port stays reserved in our bookkeeping only; ``go_online`` binds the same port again.
+        """
+        self._call(self._async_go_offline())
+
+    def go_online(self) -> None:
+        """Listen again on the same port."""
+        self._call(self._async_go_online())
+
+    def __enter__(self) -> HubStub:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ---- state control ---------------------------------------------------------------------------
+
+    def add_user(self, name: str, token: str, role: Role = "write", orgs: Iterable[str] = ()) -> None:
+        """Register a token. ``role="read"`` mirrors a read-only access token (403 on writes)."""
+        if role not in ("read", "write"):
+            raise ValueError(f"role must be 'read' or 'write', not {role!r}")
+        with self._lock:
+            self._users[token] = _User(name=name, token=token, role=role, orgs=tuple(orgs))
+
+    def create_bucket(self, bucket_id: str, *, private: bool = True) -> None:
+        """Seed a bucket directly (no request is recorded); no-op if it exists."""
+        namespace, name = _parse_bucket_id(bucket_id)
+        now = time.time()
+        with self._lock:
+            self._buckets.setdefault(bucket_id, _Bucket(namespace, name, private, now, now))
+
+    def set_private(self, bucket_id: str, private: bool) -> None:
+        """Flip visibility, as someone using the web UI would. KeyError if there is no such bucket."""
+        with self._lock:
+            bucket = self._buckets[bucket_id]
+            bucket.private = private
+            bucket.updated_at = time.time()
+
+    def bucket_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._buckets)
+
+    def is_private(self, bucket_id: str) -> bool:
+        with self._lock:
+            return self._buckets[bucket_id].private
+
+    def files(self, bucket_id: str) -> dict[str, StubFile]:
+        """Snapshot of a bucket's files by path (empty if the bucket does not exist)."""
+        with self._lock:
+            bucket = self._buckets.get(bucket_id)
+            if bucket is None:
+                return {}
+            return {
+                path: StubFile(
+                    xet_hash=f.xet_hash,
+                    size=f.size,
+                    mtime=f.mtime,
+                    uploaded_at=f.uploaded_at,
+                    content_type=f.content_type,
+                )
+                for path, f in sorted(bucket.files.items())
+            }
+
+    def fail_next(
+        self,
+        n: int,
+        status: int = 503,
+        retry_after: int | None = None,
+        paths: Iterable[str] | None = None,
+        methods: Iterable[str] | None = None,
+    ) -> None:
+        """Answer the next ``n`` matching requests with ``status`` instead of serving them.
+
+        ``paths`` are URL-path prefixes (e.g. ``"/api/buckets/alice/traces/batch"``); None matches
+        every request. ``retry_after`` adds a ``Retry-After`` header in seconds (note that the
+        client sleeps ``retry_after + 1`` s). Rules queue up and are consumed in order.
+        """
+        if n <= 0:
+            return
+        rule = _FailRule(
+            remaining=n,
+            status=status,
+            retry_after=retry_after,
+            paths=None if paths is None else tuple(paths),
+            methods=None if methods is None else tuple(m.upper() for m in methods),
+        )
+        with self._lock:
+            self._fail_rules.append(rule)
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._fail_rules.clear()
+
+    def pending_failures(self) -> int:
+        with self._lock:
+            return sum(rule.remaining for rule in self._fail_rules)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Copy of every answered request so far (control and ``read_file`` traffic excluded)."""
+        with self._lock:
+            return list(self._requests)
+
+    def count(self, method: str | None = None, path_suffix: str | None = None) -> int:
+        """How many recorded requests match the method and/or end with ``path_suffix``."""
+        return sum(
+            1
+            for record in self.requests
+            if (method is None or record.method == method.upper())
+            and (path_suffix is None or record.path.endswith(path_suffix))
+        )
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def size_of_hash(self, xet_hash: str) -> int | None:
+        """Size the stand-in derives for an xet hash from the CAS shards (None if unknown)."""
+        return self._shards.size_of(xet_hash)
+
+    def read_file(self, bucket_id: str, path: str, *, token: str | None = None) -> bytes:
+        """Download one file through the real ``HfApi.download_bucket_files`` and return its bytes.
+
+        Why through the client: asserting on what a real download yields proves the upload is
+        usable, not just that the stand-in recorded a hash. Uses a private service token unless
+        ``token`` is given. hf_xet locks the local CAS during the download: do not call this while
+        another process is uploading.
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=self.endpoint, token=token or self._service_token)
+        with tempfile.TemporaryDirectory(prefix="hubstub-read-") as tmp:
+            dest = Path(tmp) / "file"
+            api.download_bucket_files(bucket_id, [(path, str(dest))], raise_on_missing_files=True)
+            return dest.read_bytes()
+
+    # ---- event loop plumbing ---------------------------------------------------------------------
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("HubStub is not started")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=_STARTUP_TIMEOUT)
+
+    async def _async_start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runner = runner
+        await self._async_go_online()
+        address = runner.addresses[0]
+        self._port = int(address[1])
+
+    async def _async_go_online(self) -> None:
+        if self._online:
+            return
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
+        await site.start()
+        self._site = site
+        self._online = True
+
+    async def _async_go_offline(self) -> None:
+        if not self._online:
+            return
+        assert self._site is not None and self._runner is not None
+        self._online = False
+        await self._site.stop()
+        self._site = None
+        server = self._runner.server
+        if server is not None:
+            for connection in server.connections:
+                connection.force_close()
+
+    async def _async_stop(self) -> None:
+        self._online = False
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._site = None
+
+    # ---- request handling ------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/__stub__/"):
+            try:
+                return await self._control(request)
+            except _HubError as err:
+                return err.response()
+        service = request.headers.get("Authorization", "") == f"Bearer {self._service_token}"
+        rule = None if service else self._take_failure(request.method, path)
+        if rule is not None:
+            await request.read()  # drain so the keep-alive connection stays usable
+            headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None
+            response: web.StreamResponse = _HubError(
+                rule.status, f"Injected failure ({rule.status})", headers=headers
+            ).response()
+        else:
+            try:
+                response = await self._route(request)
+            except _HubError as err:
+                response = err.response()
+        trace = request.headers.get("X-Amzn-Trace-Id")
+        if trace is not None:
+            response.headers.setdefault("X-Request-Id", trace)
+        if not service:
+            with self._lock:
+                self._requests.append(RequestRecord(request.method, path, response.status))
+        return response
+
+    def _take_failure(self, method: str, path: str) -> _FailRule | None:
+        with self._lock:
+            for rule in self._fail_rules:
+                if rule.remaining > 0 and rule.matches(method, path):
+                    rule.remaining -= 1
+                    if rule.remaining == 0:
+                        self._fail_rules.remove(rule)
+                    return rule
+        return None
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        segments = [unquote(part) for part in request.rel_url.raw_path.split("/")[1:]]
+        method = request.method
+        if segments[:2] == ["api", "whoami-v2"] and len(segments) == 2:
+            return self._whoami(request) if method == "GET" else _method_not_allowed()
+        if segments[:2] == ["api", "agent-harnesses"] and len(segments) == 2:
+            # Public; the client fetches it (without auth) to build its user-agent.
+            return web.json_response({"standardEnvVars": [], "harnesses": {}})
+        if segments[:2] == ["api", "buckets"] and len(segments) >= 3:
+            return await self._bucket_api(request, segments[2:])
+        if segments[:1] == ["buckets"] and len(segments) >= 5 and segments[3] == "resolve":
+            if method not in ("HEAD", "GET"):
+                return _method_not_allowed()
+            return self._resolve(request, segments[1], segments[2], "/".join(segments[4:]))
+        raise _HubError(404, "Sorry, we can't find the page you are looking for.")
+
+    async def _bucket_api(self, request: web.Request, rest: list[str]) -> web.StreamResponse:
+        method = request.method
+        if len(rest) == 1:
+            return self._list_buckets(request, rest[0]) if method == "GET" else _method_not_allowed()
+        namespace, name, action = rest[0], rest[1], rest[2:]
+        if not action:
+            if method == "POST":
+                return await self._create_bucket(request, namespace, name)
+            if method == "GET":
+                return self._bucket_info(request, namespace, name)
+            if method == "DELETE":
+                return self._delete_bucket(request, namespace, name)
+            return _method_not_allowed()
+        head = action[0]
+        if head in ("xet-write-token", "xet-read-token") and len(action) == 1:
+            if method != "GET":
+                return _method_not_allowed()
+            return self._xet_token(request, namespace, name, write=head == "xet-write-token")
+        if head == "batch" and len(action) == 1:
+            return await self._batch(request, namespace, name) if method == "POST" else _method_not_allowed()
+        if head == "paths-info" and len(action) == 1:
+            return (
+                await self._paths_info(request, namespace, name)
+                if method == "POST"
+                else _method_not_allowed()
+            )
+        if head == "tree":
+            if method != "GET":
+                return _method_not_allowed()
+            return self._tree(request, namespace, name, "/".join(action[1:]))
+        if head == "settings" and len(action) == 1:
+            return (
+                await self._settings(request, namespace, name) if method == "PUT" else _method_not_allowed()
+            )
+        raise _HubError(404, "Sorry, we can't find the page you are looking for.")
+
+    # ---- auth ------------------------------------------------------------------------------------
+
+    def _caller(self, request: web.Request) -> _Caller:
+        """Resolve the bearer token. An unknown token is a 401 on every endpoint, like the Hub."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            return _Caller(user=None)
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _HubError(401, INVALID_CREDENTIALS)
+        if token == self._service_token:
+            return _Caller(user=None, service=True)
+        with self._lock:
+            user = self._users.get(token)
+        if user is None:
+            raise _HubError(401, INVALID_CREDENTIALS)
+        return _Caller(user=user)
+
+    @staticmethod
+    def _is_member(caller: _Caller, namespace: str) -> bool:
+        user = caller.user
+        return user is not None and (namespace == user.name or namespace in user.orgs)
+
+    def _not_found(self, caller: _Caller) -> _HubError:
+        # The Hub answers 401 to anonymous callers and 404 to authenticated ones, and never says
+        # whether a private bucket exists.
+        status = 401 if caller.user is None and not caller.service else 404
+        return _HubError(status, "Repository not found", code="RepoNotFound")
+
+    def _readable_bucket(self, caller: _Caller, namespace: str, name: str) -> _Bucket:
+        bucket = self._buckets.get(f"{namespace}/{name}")
+        if bucket is None:
+            raise self._not_found(caller)
+        if bucket.private and not caller.service and not self._is_member(caller, namespace):
+            raise self._not_found(caller)
+        return bucket
+
+    def _writable_bucket(self, caller: _Caller, namespace: str, name: str) -> _Bucket:
+        bucket = self._readable_bucket(caller, namespace, name)
+        self._require_write(caller, namespace)
+        return bucket
+
+    def _require_write(self, caller: _Caller, namespace: str) -> None:
+        user = caller.user
+        if user is None:
+            raise _HubError(401, "You must be authenticated to access this resource")
+        if user.role != "write":
+            raise _HubError(403, "This token only has read access; a write token is required")
+        if not self._is_member(caller, namespace):
+            raise _HubError(403, f"You don't have the rights to write to '{namespace}'")
+
+    # ---- endpoints -------------------------------------------------------------------------------
+
+    def _whoami(self, request: web.Request) -> web.Response:
+        caller = self._caller(request)
+        user = caller.user
+        if user is None:
+            raise _HubError(401, INVALID_CREDENTIALS)
+        return web.json_response(
+            {
+                "type": "user",
+                "id": f"stub-{user.name}",
+                "name": user.name,
+                "fullname": user.name,
+                "orgs": [{"name": org, "type": "org"} for org in user.orgs],
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {"displayName": f"{user.name}-{user.role}", "role": user.role},
+                },
+            }
+        )
+
+    def _bucket_json(self, request: web.Request, bucket: _Bucket) -> dict[str, Any]:
+        return {
+            "id": bucket.id,
+            "name": bucket.name,
+            "namespace": bucket.namespace,
+            "private": bucket.private,
+            "createdAt": _iso(bucket.created_at),
+            "updatedAt": _iso(bucket.updated_at),
+            "size": sum(f.size for f in bucket.files.values()),
+            "totalFiles": len(bucket.files),
+            "url": f"{_base_url(request)}/buckets/{bucket.id}",
+        }
+
+    def _list_buckets(self, request: web.Request, namespace: str) -> web.Response:
+        caller = self._caller(request)
+        if namespace == "me":
+            if caller.user is None:
+                raise _HubError(401, "You must be authenticated to access this resource")
+            namespace = caller.user.name
+        search = request.query.get("search")
+        with self._lock:
+            listed = [
+                self._bucket_json(request, bucket)
+                for bucket in sorted(self._buckets.values(), key=lambda b: b.id)
+                if bucket.namespace == namespace
+                and (not bucket.private or caller.service or self._is_member(caller, namespace))
+                and (search is None or search in bucket.name)
+            ]
+        return web.json_response(listed)
+
+    async def _create_bucket(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        caller = self._caller(request)
+        body = await _json_body(request, default={})
+        if not isinstance(body, dict):
+            raise _HubError(400, "Body must be a JSON object")
+        if namespace == "me":
+            if caller.user is None:
+                raise _HubError(401, "You must be authenticated to access this resource")
+            namespace = caller.user.name
+        self._require_write(caller, namespace)
+        if not _NAME_RE.match(name):
+            raise _HubError(400, f"Invalid bucket name {name!r}")
+        visibility = body.get("visibility", "public")
+        if visibility not in ("public", "private"):
+            raise _HubError(400, "visibility must be 'public' or 'private'")
+        bucket_id = f"{namespace}/{name}"
+        url = f"{_base_url(request)}/buckets/{bucket_id}"
+        with self._lock:
+            if bucket_id in self._buckets:
+                raise _HubError(409, "You already created this bucket", extra={"url": url})
+            now = time.time()
+            self._buckets[bucket_id] = _Bucket(namespace, name, visibility == "private", now, now)
+        return web.json_response({"url": url, "name": name, "id": bucket_id})
+
+    def _bucket_info(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        caller = self._caller(request)
+        with self._lock:
+            return web.json_response(
+                self._bucket_json(request, self._readable_bucket(caller, namespace, name))
+            )
+
+    def _delete_bucket(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        caller = self._caller(request)
+        with self._lock:
+            bucket = self._writable_bucket(caller, namespace, name)
+            del self._buckets[bucket.id]
+        return web.json_response({})
+
+    async def _settings(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        caller = self._caller(request)
+        body = await _json_body(request, default={})
+        if not isinstance(body, dict) or not isinstance(body.get("private"), bool):
+            raise _HubError(400, "Body must be {'private': bool}")
+        with self._lock:
+            bucket = self._writable_bucket(caller, namespace, name)
+            bucket.private = body["private"]
+            bucket.updated_at = time.time()
+        return web.json_response({})
+
+    def _xet_token(self, request: web.Request, namespace: str, name: str, *, write: bool) -> web.Response:
+        caller = self._caller(request)
+        with self._lock:
+            if write:
+                self._writable_bucket(caller, namespace, name)
+            else:
+                self._readable_bucket(caller, namespace, name)
+        expiry = int(time.time()) + TOKEN_TTL_SECONDS
+        cas_url = f"local://{self.cas_dir}"
+        access_token = "xet_stub_" + secrets.token_hex(8)
+        return web.json_response(
+            {"accessToken": access_token, "exp": expiry, "casUrl": cas_url},
+            headers={
+                "X-Xet-Cas-Url": cas_url,
+                "X-Xet-Access-Token": access_token,
+                "X-Xet-Token-Expiration": str(expiry),
+            },
+        )
+
+    async def _batch(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        caller = self._caller(request)
+        with self._lock:
+            self._writable_bucket(caller, namespace, name)
+        raw = await request.read()
+        operations: list[dict[str, Any]] = []
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                operation = json.loads(line)
+            except ValueError as err:
+                raise _HubError(400, f"Invalid NDJSON on line {number}: {err}") from err
+            if not isinstance(operation, dict):
+                raise _HubError(400, f"Line {number} is not a JSON object")
+            operations.append(operation)
+        processed = 0
+        failed: list[dict[str, str]] = []
+        for operation in operations:
+            error = self._apply(namespace, name, operation)
+            if error is None:
+                processed += 1
+            else:
+                failed.append({"path": str(operation.get("path")), "error": error})
+        status = 422 if failed and processed == 0 else 200
+        return web.json_response(
+            {"success": not failed, "processed": processed, "failed": failed}, status=status
+        )
+
+    def _apply(self, namespace: str, name: str, operation: Mapping[str, Any]) -> str | None:
+        """Apply one batch operation; return an error string instead of raising."""
+        kind = operation.get("type")
+        path = operation.get("path")
+        if not _valid_file_path(path):
+            return f"Invalid path {path!r}"
+        assert isinstance(path, str)
+        if kind == "deleteFile":
+            with self._lock:
+                bucket = self._buckets.get(f"{namespace}/{name}")
+                if bucket is None:
+                    return "Bucket was deleted"
+                bucket.files.pop(path, None)
+                bucket.updated_at = time.time()
+            return None
+        if kind not in ("addFile", "copyFile"):
+            return f"Unknown operation type {kind!r}"
+        xet_hash = operation.get("xetHash")
+        if not isinstance(xet_hash, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", xet_hash):
+            return f"Invalid xetHash {xet_hash!r}"
+        size = self._shards.size_of(xet_hash)
+        if size is None:
+            return f"Xet hash {xet_hash} not found in storage"
+        mtime = operation.get("mtime")
+        now = time.time()
+        record = _File(
+            xet_hash=xet_hash.lower(),
+            size=size,
+            mtime=int(mtime) if isinstance(mtime, (int, float)) else int(now * 1000),
+            uploaded_at=now,
+            content_type=operation.get("contentType")
+            if isinstance(operation.get("contentType"), str)
+            else None,
+        )
+        with self._lock:
+            bucket = self._buckets.get(f"{namespace}/{name}")
+            if bucket is None:
+                return "Bucket was deleted"
+            bucket.files[path] = record
+            bucket.updated_at = now
+        return None
+
+    @staticmethod
+    def _file_json(path: str, record: _File) -> dict[str, Any]:
+        return {
+            "type": "file",
+            "path": path,
+            "size": record.size,
+            "xetHash": record.xet_hash,
+            "mtime": _iso(record.mtime / 1000),
+            "uploadedAt": _iso(record.uploaded_at),
+        }
+
+    async def _paths_info(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        caller = self._caller(request)
+        body = await _json_body(request, default=None)
+        paths = body.get("paths") if isinstance(body, dict) else None
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise _HubError(400, "Body must be {'paths': [str, ...]}")
+        if len(paths) > 1000:
+            raise _HubError(400, "At most 1000 paths per request")
+        with self._lock:
+            bucket = self._readable_bucket(caller, namespace, name)
+            found = [self._file_json(p, bucket.files[p]) for p in dict.fromkeys(paths) if p in bucket.files]
+        return web.json_response(found)
+
+    def _tree(self, request: web.Request, namespace: str, name: str, prefix: str) -> web.Response:
+        caller = self._caller(request)
+        recursive = request.query.get("recursive", "false").lower() in ("1", "true")
+        try:
+            limit = max(1, min(int(request.query.get("limit", self.page_size)), self.page_size))
+            offset = max(0, int(request.query.get("cursor", "0")))
+        except ValueError as err:
+            raise _HubError(400, f"Invalid pagination parameter: {err}") from err
+        with self._lock:
+            bucket = self._readable_bucket(caller, namespace, name)
+            entries = _tree_entries(bucket.files, prefix, recursive)
+            page = [
+                self._file_json(path, record) if record is not None else _dir_json(path, uploaded)
+                for path, record, uploaded in entries[offset : offset + limit]
+            ]
+        headers: dict[str, str] = {}
+        if offset + limit < len(entries):
+            query = {k: v for k, v in request.query.items() if k not in ("cursor", "limit")}
+            query.update(limit=str(limit), cursor=str(offset + limit))
+            next_url = f"{_base_url(request)}{request.rel_url.raw_path}?{urlencode(query)}"
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return web.json_response(page, headers=headers)
+
+    def _resolve(self, request: web.Request, namespace: str, name: str, path: str) -> web.StreamResponse:
+        caller = self._caller(request)
+        with self._lock:
+            bucket = self._readable_bucket(caller, namespace, name)
+            record = bucket.files.get(path)
+        if record is None:
+            raise _HubError(404, "Entry not found", code="EntryNotFound")
+        if request.method == "GET":
+            # Serving bytes would mean reassembling xorbs; the client never asks for it.
+            raise _HubError(501, "GET on resolve is not emulated; downloads go through xet")
+        base = _base_url(request)
+        quoted_id = f"{quote(namespace, safe='')}/{quote(name, safe='')}"
+        return web.Response(
+            status=200,
+            headers={
+                "X-Xet-Hash": record.xet_hash,
+                "X-Linked-Size": str(record.size),
+                "X-Linked-Etag": f'"{record.xet_hash}"',
+                "ETag": f'"{record.xet_hash}"',
+                "Link": f'<{base}/api/buckets/{quoted_id}/xet-read-token>; rel="xet-auth"',
+                "Accept-Ranges": "bytes",
+            },
+        )
+
+    # ---- control endpoints (standalone mode) ----------------------------------------------------
+
+    async def _control(self, request: web.Request) -> web.Response:
+        """``/__stub__/...``: drive the stand-in from another process.
+
+        * ``POST /__stub__/fail`` ``{"count","status"?,"retry_after"?,"paths"?,"methods"?}``
+        * ``POST /__stub__/users`` ``{"name","token","role"?,"orgs"?}``
+        * ``POST /__stub__/buckets`` ``{"id","private"?}`` (seed a bucket)
+        * ``POST /__stub__/private`` ``{"bucket","private"}``
+        * ``GET /__stub__/files?bucket=ns/name``
+        * ``GET /__stub__/requests``, ``DELETE /__stub__/requests``
+        * ``GET /__stub__/health``
+
+        Going offline cannot be an HTTP call (nothing would answer the call to come back online);
+        a benchmark that needs refused connections stops and restarts the process on the same port.
+        """
+        action = request.path[len("/__stub__/") :]
+        method = request.method
+        if action == "health" and method == "GET":
+            return web.json_response({"ok": True, "endpoint": self.endpoint})
+        if action == "requests" and method == "GET":
+            return web.json_response([list(r) for r in self.requests])
+        if action == "requests" and method == "DELETE":
+            self.clear_requests()
+            return web.json_response({})
+        if action == "files" and method == "GET":
+            return web.json_response(self.files(request.query.get("bucket", "")))
+        body = await _json_body(request, default={})
+        if not isinstance(body, dict):
+            raise _HubError(400, "Body must be a JSON object")
+        try:
+            if action == "fail" and method == "POST":
+                self.fail_next(
+                    int(body["count"]),
+                    status=int(body.get("status", 503)),
+                    retry_after=None if body.get("retry_after") is None else int(body["retry_after"]),
+                    paths=body.get("paths"),
+                    methods=body.get("methods"),
+                )
+                return web.json_response({"pending": self.pending_failures()})
+            if action == "users" and method == "POST":
+                self.add_user(
+                    str(body["name"]), str(body["token"]), body.get("role", "write"), body.get("orgs", ())
+                )
+                return web.json_response({})
+            if action == "buckets" and method == "POST":
+                self.create_bucket(str(body["id"]), private=bool(body.get("private", True)))
+                return web.json_response({})
+            if action == "private" and method == "POST":
+                self.set_private(str(body["bucket"]), bool(body["private"]))
+                return web.json_response({})
+        except (KeyError, TypeError, ValueError) as err:
+            raise _HubError(400, f"Bad control request: {err!r}") from err
+        raise _HubError(404, f"Unknown control endpoint {method} {request.path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _method_not_allowed() -> web.Response:
+    return _HubError(405, "Method not allowed").response()
+
+
+def _base_url(request: web.Request) -> str:
+    """The origin the client used, so URLs we hand back (Link, url) match its endpoint string."""
+    return f"{request.scheme}://{request.host}"
+
+
+async def _json_body(request: web.Request, *, default: Any) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise _HubError(400, f"Invalid JSON body: {err}") from err
+
+
+def _dir_json(path: str, uploaded_at: float) -> dict[str, Any]:
+    return {"type": "directory", "path": path, "uploadedAt": _iso(uploaded_at)}
+
+
+def _tree_entries(
+    files: Mapping[str, _File], prefix: str, recursive: bool
+) -> list[tuple[str, _File | None, float]]:
+    """Tree listing as ``(path, file-or-None-for-directory, uploaded_at)``, sorted by path.
+
+    The prefix matches lexically (``"lo"`` matches ``logs/...``); a prefix naming a directory
+    lists that directory's content. Non-recursive listings show immediate children, folding
+    deeper paths into directory entries; recursive ones list every file plus every directory.
+    """
+    base = prefix
+    if prefix and not prefix.endswith("/") and any(p.startswith(prefix + "/") for p in files):
+        base = prefix + "/"
+    directories: dict[str, float] = {}
+    listed: dict[str, _File] = {}
+    for path, record in files.items():
+        if not path.startswith(base):
+            continue
+        rest = path[len(base) :]
+        parts = rest.split("/")
+        if recursive:
+            listed[path] = record
+            for depth in range(1, len(parts)):
+                directory = base + "/".join(parts[:depth])
+                directories[directory] = max(directories.get(directory, 0.0), record.uploaded_at)
+        elif len(parts) == 1:
+            listed[path] = record
+        else:
+            directory = base + parts[0]
+            directories[directory] = max(directories.get(directory, 0.0), record.uploaded_at)
+    entries: list[tuple[str, _File | None, float]] = [(d, None, t) for d, t in directories.items()]
+    entries.extend((p, r, r.uploaded_at) for p, r in listed.items())
+    entries.sort(key=lambda entry: entry[0])
+    return entries
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixture helpers (plain functions; conftest wires them)
+# --------------------------------------------------------------------------------------------------
+
+DEFAULT_USERS: tuple[tuple[str, str, Role], ...] = (
+    ("alice", "hf_alice_write", "write"),
+    ("alice", "hf_alice_read", "read"),
+    ("bob", "hf_bob_write", "write"),
+)
+
+
+@contextlib.contextmanager
+def running_hub(
+    cas_dir: Path | str,
+    users: Iterable[tuple[str, str, Role]] = DEFAULT_USERS,
+    **kwargs: Any,
+) -> Iterator[HubStub]:
+    """A started ``HubStub`` with ``users`` registered, stopped on exit."""
+    hub = HubStub(cas_dir, **kwargs)
+    for name, token, role in users:
+        hub.add_user(name, token, role=role)
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def hub_fixture(tmp_path: Path) -> Iterator[HubStub]:
+    """Body of a ``hub`` pytest fixture: ``hub = pytest.fixture(name="hub")(hub_fixture)``."""
+    with running_hub(tmp_path / "cas") as hub:
+        yield hub
+
+
+# --------------------------------------------------------------------------------------------------
+# Standalone entry point
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_user(spec: str) -> tuple[str, str, Role]:
+    parts = spec.split(":")
+    if len(parts) == 2:
+        return parts[0], parts[1], "write"
+    if len(parts) == 3 and parts[2] in ("read", "write"):
+        role: Role = "read" if parts[2] == "read" else "write"
+        return parts[0], parts[1], role
+    raise argparse.ArgumentTypeError(f"--user expects NAME:TOKEN[:read|write], got {spec!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stand-in in the foreground until SIGINT/SIGTERM; print the endpoint when ready."""
+    parser = argparse.ArgumentParser(description="Hugging Face Hub bucket API stand-in (local xet CAS).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--cas", required=True, type=Path, help="directory hf_xet stores chunks in")
+    parser.add_argument("--user", action="append", default=[], type=_parse_user, metavar="NAME:TOKEN[:ROLE]")
+    parser.add_argument(
+        "--bucket", action="append", default=[], metavar="NS/NAME", help="pre-create (private)"
+    )
+    parser.add_argument("--page-size", type=int, default=1000)
+    args = parser.parse_args(argv)
+
+    hub = HubStub(args.cas, host=args.host, port=args.port, page_size=args.page_size)
+    for name, token, role in args.user:
+        hub.add_user(name, token, role=role)
+    for bucket_id in args.bucket:
+        hub.create_bucket(bucket_id, private=True)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    hub.start()
+    print(hub.endpoint, flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        hub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

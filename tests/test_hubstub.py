@@ -1,0 +1,363 @@
+"""The Hub stand-in must behave like the Hub *as the real client sees it*.
+
+Every test drives the genuine huggingface_hub + hf_xet against ``tests.hubstub``; nothing is mocked.
+If these pass, tracekeeper's own tests can trust that an upload which succeeds against the stand-in
+would have produced the same requests against the Hub, and that the bytes really round-trip.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.errors import BucketBatchError, BucketNotFoundError, HfHubHTTPError
+
+# Importing tests.hubstub bounds hf_xet's retries (HF_XET_CLIENT_RETRY_*) in os.environ; that is in
+# time because huggingface_hub only imports hf_xet on the first transfer.
+from tests.hubstub import (
+    EMPTY_XET_HASH,
+    HubStub,
+    RequestRecord,
+    client_env,
+    hub_fixture,
+    parse_shard_file_sizes,
+    running_hub,
+)
+
+ALICE = "hf_alice_write"
+ALICE_READ = "hf_alice_read"
+BUCKET = "alice/agent-traces"
+BATCH_PATH = f"/api/buckets/{BUCKET}/batch"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(name="hub")
+def _hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubStub]:
+    for stub in hub_fixture(tmp_path):
+        # The client reads these at import or session start; explicit endpoint/token on HfApi below
+        # are what actually matter, the env keeps anything that falls back to it pointed here.
+        monkeypatch.setenv("HF_ENDPOINT", stub.endpoint)
+        monkeypatch.setenv("HF_TOKEN", ALICE)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+        yield stub
+
+
+@pytest.fixture
+def api(hub: HubStub) -> HfApi:
+    return HfApi(endpoint=hub.endpoint, token=ALICE)
+
+
+@pytest.fixture
+def bucket(api: HfApi) -> str:
+    api.create_bucket(BUCKET, private=True, exist_ok=True)
+    return BUCKET
+
+
+def transcript(n_bytes: int, seed: int = 0) -> bytes:
+    """Deterministic JSONL that looks like a transcript (compressible, non-repeating)."""
+    rng = random.Random(seed)
+    lines: list[bytes] = []
+    total = 0
+    i = 0
+    while total < n_bytes:
+        line = json.dumps({"i": i, "role": "assistant", "text": f"{rng.getrandbits(128):x}"}).encode() + b"\n"
+        lines.append(line)
+        total += len(line)
+        i += 1
+    return b"".join(lines)[:n_bytes]
+
+
+def statuses(hub: HubStub, method: str, path: str) -> list[int]:
+    return [r.status for r in hub.requests if r.method == method and r.path == path]
+
+
+def test_create_bucket_twice_is_idempotent_and_private(hub: HubStub, api: HfApi) -> None:
+    first = api.create_bucket(BUCKET, private=True, exist_ok=True)
+    second = api.create_bucket(BUCKET, private=True, exist_ok=True)
+
+    assert first.bucket_id == second.bucket_id == BUCKET
+    assert first.url == f"{hub.endpoint}/buckets/{BUCKET}"
+    assert statuses(hub, "POST", f"/api/buckets/{BUCKET}") == [200, 409]
+    info = api.bucket_info(BUCKET)
+    assert info.private is True
+    assert (info.size, info.total_files) == (0, 0)
+    with pytest.raises(HfHubHTTPError) as excinfo:
+        api.create_bucket(BUCKET, private=True)
+    assert excinfo.value.response.status_code == 409
+
+
+def test_whoami_reports_user_and_role(hub: HubStub) -> None:
+    assert HfApi(endpoint=hub.endpoint, token=ALICE).whoami()["auth"]["accessToken"]["role"] == "write"
+    me = HfApi(endpoint=hub.endpoint, token=ALICE_READ).whoami()
+    assert me["name"] == "alice"
+    assert me["auth"]["accessToken"]["role"] == "read"
+
+
+def test_add_file_and_bytes_then_paths_info_and_tree(
+    hub: HubStub, api: HfApi, bucket: str, tmp_path: Path
+) -> None:
+    local = tmp_path / "session.jsonl"
+    local.write_bytes(transcript(10_000, seed=1))
+    inline = b'{"hello": "world"}\n'
+
+    api.batch_bucket_files(bucket, add=[(str(local), "claude/s1.jsonl"), (inline, "codex/deep/s2.jsonl")])
+
+    infos = {
+        f.path: f
+        for f in api.get_bucket_paths_info(bucket, ["claude/s1.jsonl", "codex/deep/s2.jsonl", "nope"])
+    }
+    assert set(infos) == {"claude/s1.jsonl", "codex/deep/s2.jsonl"}
+    assert infos["claude/s1.jsonl"].size == 10_000
+    assert infos["codex/deep/s2.jsonl"].size == len(inline)
+    stored = hub.files(bucket)
+    assert {p: (f["size"], f["xet_hash"]) for p, f in stored.items()} == {
+        p: (i.size, i.xet_hash) for p, i in infos.items()
+    }
+    # mtime of a file upload is the local file's mtime, in ms
+    assert stored["claude/s1.jsonl"]["mtime"] == int(local.stat().st_mtime * 1000)
+
+    recursive = {(e.type, e.path) for e in api.list_bucket_tree(bucket, recursive=True)}
+    assert recursive == {
+        ("directory", "claude"),
+        ("directory", "codex"),
+        ("directory", "codex/deep"),
+        ("file", "claude/s1.jsonl"),
+        ("file", "codex/deep/s2.jsonl"),
+    }
+    assert {(e.type, e.path) for e in api.list_bucket_tree(bucket)} == {
+        ("directory", "claude"),
+        ("directory", "codex"),
+    }
+    assert [e.path for e in api.list_bucket_tree(bucket, prefix="codex", recursive=True)] == [
+        "codex/deep",
+        "codex/deep/s2.jsonl",
+    ]
+    info = api.bucket_info(bucket)
+    assert (info.size, info.total_files) == (10_000 + len(inline), 2)
+
+    api.batch_bucket_files(bucket, delete=["codex/deep/s2.jsonl"])
+    assert set(hub.files(bucket)) == {"claude/s1.jsonl"}
+
+
+def test_download_round_trip_and_append_reupload(hub: HubStub, api: HfApi, bucket: str) -> None:
+    data = transcript(2_000_000, seed=2)
+    api.batch_bucket_files(bucket, add=[(data, "claude/big.jsonl")])
+    assert hub.files(bucket)["claude/big.jsonl"]["size"] == len(data)
+    assert hub.read_file(bucket, "claude/big.jsonl") == data
+
+    xorbs = hub.cas_dir / "xet" / "xorbs"
+    stored_before = sum(p.stat().st_size for p in xorbs.rglob("*") if p.is_file())
+    grown = data + transcript(100_000, seed=3)
+    api.batch_bucket_files(bucket, add=[(grown, "claude/big.jsonl")])
+    stored_after = sum(p.stat().st_size for p in xorbs.rglob("*") if p.is_file())
+
+    assert hub.files(bucket)["claude/big.jsonl"]["size"] == len(grown)
+    assert api.get_bucket_file_metadata(bucket, "claude/big.jsonl").size == len(grown)
+    assert hub.read_file(bucket, "claude/big.jsonl") == grown
+    # Chunk dedup: re-uploading a grown file stores about the appended bytes, not the whole file.
+    assert stored_after - stored_before < len(grown) // 4
+
+
+def test_empty_file_round_trips(hub: HubStub, api: HfApi, bucket: str) -> None:
+    api.batch_bucket_files(bucket, add=[(b"", "empty.jsonl")])
+    stored = hub.files(bucket)["empty.jsonl"]
+    assert (stored["size"], stored["xet_hash"]) == (0, EMPTY_XET_HASH)
+    assert hub.read_file(bucket, "empty.jsonl") == b""
+
+
+def test_sizes_come_from_the_shards_hf_xet_wrote(hub: HubStub, api: HfApi, bucket: str) -> None:
+    api.batch_bucket_files(bucket, add=[(b"a" * 12345, "a.txt"), (transcript(70_000, seed=4), "b.txt")])
+    from_shards: dict[str, int] = {}
+    for shard in (hub.cas_dir / "xet" / "xorbs" / "shards").glob("*.mdb"):
+        from_shards.update(parse_shard_file_sizes(shard.read_bytes()))
+    for stored in hub.files(bucket).values():
+        assert from_shards[stored["xet_hash"]] == stored["size"]
+
+
+def test_unknown_xet_hash_is_rejected(hub: HubStub, api: HfApi, bucket: str) -> None:
+    with pytest.raises(BucketBatchError) as excinfo:
+        api.batch_bucket_files(bucket, copy=[("bucket", bucket, "ab" * 32, "ghost.jsonl")])
+    assert excinfo.value.failures[0]["path"] == "ghost.jsonl"
+    assert statuses(hub, "POST", BATCH_PATH) == [422]
+    assert hub.files(bucket) == {}
+
+
+def test_wrong_token_and_anonymous_access(hub: HubStub, api: HfApi, bucket: str) -> None:
+    wrong = HfApi(endpoint=hub.endpoint, token="hf_not_a_token")
+    with pytest.raises(HfHubHTTPError) as whoami_err:
+        wrong.whoami()
+    assert whoami_err.value.response.status_code == 401
+
+    # Like the Hub, an unknown token is refused as such, even on a bucket: not "bucket not found".
+    with pytest.raises(HfHubHTTPError) as info_err:
+        wrong.bucket_info(bucket)
+    assert not isinstance(info_err.value, BucketNotFoundError)
+    assert info_err.value.response.status_code == 401
+    assert info_err.value.response.headers["X-Error-Message"] == "Invalid credentials in Authorization header"
+
+    anonymous = HfApi(endpoint=hub.endpoint, token=False)
+    with pytest.raises(BucketNotFoundError) as anon_err:
+        anonymous.bucket_info(bucket)
+    assert anon_err.value.response.status_code == 401
+    assert anon_err.value.response.headers["X-Error-Code"] == "RepoNotFound"
+    with pytest.raises(BucketNotFoundError):
+        HfApi(endpoint=hub.endpoint, token="hf_bob_write").bucket_info(bucket)  # 404 for another user
+
+    hub.set_private(bucket, False)
+    assert anonymous.bucket_info(bucket).private is False
+    assert api.bucket_info(bucket).private is False
+
+
+def test_read_only_token_cannot_write(hub: HubStub, api: HfApi, bucket: str) -> None:
+    api.batch_bucket_files(bucket, add=[(b"kept\n", "kept.jsonl")])
+    hub.clear_requests()
+    reader = HfApi(endpoint=hub.endpoint, token=ALICE_READ)
+
+    # hf_xet fetches the write token itself and reports the 403 as a builtin ConnectionError.
+    with pytest.raises(ConnectionError):
+        reader.batch_bucket_files(bucket, add=[(b"nope\n", "nope.jsonl")])
+    assert statuses(hub, "GET", f"/api/buckets/{bucket}/xet-write-token") == [403]
+    assert statuses(hub, "POST", BATCH_PATH) == []
+
+    with pytest.raises(HfHubHTTPError) as delete_err:
+        reader.batch_bucket_files(bucket, delete=["kept.jsonl"])
+    assert delete_err.value.response.status_code == 403
+    with pytest.raises(HfHubHTTPError) as create_err:
+        reader.create_bucket("alice/another", private=True)
+    assert create_err.value.response.status_code == 403
+    # exist_ok falls back to bucket_info on 403, as the client does against the Hub
+    assert reader.create_bucket(bucket, private=True, exist_ok=True).bucket_id == bucket
+
+    assert set(hub.files(bucket)) == {"kept.jsonl"}
+    assert [f.path for f in reader.get_bucket_paths_info(bucket, ["kept.jsonl"])] == ["kept.jsonl"]
+    assert hub.read_file(bucket, "kept.jsonl", token=ALICE_READ) == b"kept\n"
+
+
+def test_injected_503s_on_batch_are_retried(hub: HubStub, api: HfApi, bucket: str) -> None:
+    # Retry-After: 0 makes the client wait 1 s per retry instead of 1 s then 2 s.
+    hub.fail_next(2, status=503, retry_after=0, paths=[BATCH_PATH])
+    api.batch_bucket_files(bucket, add=[(b"survived\n", "retry.jsonl")])
+
+    assert statuses(hub, "POST", BATCH_PATH) == [503, 503, 200]
+    assert hub.pending_failures() == 0
+    assert hub.read_file(bucket, "retry.jsonl") == b"survived\n"
+
+
+def test_offline_refuses_quickly_then_online_on_same_port(hub: HubStub, api: HfApi, bucket: str) -> None:
+    endpoint = hub.endpoint
+    api.bucket_info(bucket)  # leaves a keep-alive connection open: offline must drop it too
+
+    hub.go_offline()
+    started = time.monotonic()
+    with pytest.raises(httpx2.ConnectError):
+        api.bucket_info(bucket)
+    assert time.monotonic() - started < 2
+    # A transfer fails fast too, because the xet retries are bounded (HF_XET_CLIENT_RETRY_*).
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):
+        api.batch_bucket_files(bucket, add=[(b"lost\n", "lost.jsonl")])
+    assert time.monotonic() - started < 20
+    assert statuses(hub, "POST", BATCH_PATH) == []
+
+    hub.go_online()
+    assert hub.endpoint == endpoint
+    assert api.bucket_info(bucket).private is True
+    api.batch_bucket_files(bucket, add=[(b"back\n", "back.jsonl")])
+    assert hub.read_file(bucket, "back.jsonl") == b"back\n"
+
+
+def test_tree_pagination_follows_link_header(tmp_path: Path) -> None:
+    with running_hub(tmp_path / "cas", page_size=2) as hub:
+        api = HfApi(endpoint=hub.endpoint, token=ALICE)
+        api.create_bucket(BUCKET, private=True)
+        paths = [f"s/{i}.jsonl" for i in range(5)]
+        api.batch_bucket_files(BUCKET, add=[(f"{i}\n".encode(), p) for i, p in enumerate(paths)])
+        listed = [e.path for e in api.list_bucket_tree(BUCKET, recursive=True) if e.type == "file"]
+        assert listed == paths
+        assert statuses(hub, "GET", f"/api/buckets/{BUCKET}/tree") == [200, 200, 200]
+
+
+def test_list_and_delete_buckets(hub: HubStub, api: HfApi, bucket: str) -> None:
+    api.create_bucket("alice/public-one", private=False)
+    assert sorted(b.id for b in api.list_buckets()) == ["alice/agent-traces", "alice/public-one"]
+    bob = HfApi(endpoint=hub.endpoint, token="hf_bob_write")
+    assert [b.id for b in bob.list_buckets("alice")] == ["alice/public-one"]
+    api.delete_bucket("alice/public-one")
+    api.delete_bucket("alice/public-one", missing_ok=True)
+    assert hub.bucket_ids() == [bucket]
+
+
+def test_requests_log_excludes_read_file_traffic(hub: HubStub, api: HfApi, bucket: str) -> None:
+    api.batch_bucket_files(bucket, add=[(b"x\n", "x.jsonl")])
+    before = hub.requests
+    hub.fail_next(1, status=500)  # read_file must not consume injected failures either
+    assert hub.read_file(bucket, "x.jsonl") == b"x\n"
+    assert hub.requests == before
+    assert hub.pending_failures() == 1
+    assert before[-1] == RequestRecord("POST", BATCH_PATH, 200)
+
+
+def test_standalone_process_and_http_control(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.hubstub",
+            "--port",
+            "0",
+            "--cas",
+            str(tmp_path / "cas"),
+            "--user",
+            f"alice:{ALICE}",
+            "--bucket",
+            BUCKET,
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().strip()
+        assert endpoint.startswith("http://127.0.0.1:")
+
+        def call(method: str, path: str, body: object = None, token: str | None = ALICE) -> tuple[int, bytes]:
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(endpoint + path, data=data, method=method)
+            if token is not None:
+                request.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as err:
+                return err.code, err.read()
+
+        assert call("GET", "/__stub__/health")[0] == 200
+        status, body = call("POST", "/__stub__/fail", {"count": 1, "status": 503, "retry_after": 3})
+        assert (status, json.loads(body)) == (200, {"pending": 1})
+        assert call("GET", f"/api/buckets/{BUCKET}")[0] == 503
+        status, body = call("GET", f"/api/buckets/{BUCKET}")
+        assert status == 200 and json.loads(body)["private"] is True
+        assert call("POST", "/__stub__/private", {"bucket": BUCKET, "private": False})[0] == 200
+        assert json.loads(call("GET", f"/api/buckets/{BUCKET}", token=None)[1])["private"] is False
+        assert json.loads(call("GET", "/__stub__/requests")[1]) == [
+            ["GET", f"/api/buckets/{BUCKET}", 503],
+            ["GET", f"/api/buckets/{BUCKET}", 200],
+            ["GET", f"/api/buckets/{BUCKET}", 200],
+        ]
+        env = client_env(endpoint, ALICE, tmp_path / "hf_home")
+        assert (env["HF_ENDPOINT"], env["HF_TOKEN"]) == (endpoint, ALICE)
+        assert env["HF_XET_CLIENT_RETRY_MAX_ATTEMPTS"] == "2"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
