@@ -1,0 +1,73 @@
+"""The shapes every transcript format produces, and the signature each format declares.
+
+A format is a record of four pure functions rather than a class hierarchy: the
+daemon only ever needs "is this mine?", "whose session is this?", "what was said?"
+and "when was this line written?", and keeping them as plain functions over bytes
+keeps the parsers trivially testable and free of I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+TurnKind = Literal["user", "assistant", "tool_call", "tool_result", "system"]
+
+
+@dataclass(frozen=True)
+class SessionMeta:
+    """Who, where and when of one transcript, read from its records.
+
+    ``cwd`` comes from the records themselves, never from a directory name: the
+    agents' directory slugs are lossy ("/a-b" and "/a/b" map to the same slug).
+    ``project_hash`` is set only for Gemini, which stores no cwd; match it with
+    ``gemini_project_hash(candidate_root)``.
+    """
+
+    agent: str
+    session_id: str
+    cwd: str | None
+    started_at: datetime | None
+    last_activity_at: datetime | None
+    project_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One readable step of the conversation.
+
+    ``line`` is the 1-based line the turn was read from, so a caller can cut the
+    raw transcript at the same place. ``name`` is the tool name for tool calls
+    and results, and the record's subtype for system turns. ``call_id`` pairs a
+    tool result with its call (parallel calls finish out of order). Texts are
+    complete; shortening them is the caller's business.
+    """
+
+    kind: TurnKind
+    text: str
+    name: str | None = None
+    timestamp: datetime | None = None
+    line: int = 0
+    call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TranscriptFormat:
+    """The four functions a transcript format provides (its "hookspec").
+
+    ``matches(path, first_lines)``: sniff by content first; only when no line
+    parses as a JSON object (empty or still-being-written file) decide by path.
+    ``session_meta(path, lines)``: identity, cwd and time span of the session.
+    ``turns(numbered_lines)``: the conversation; never raises on bad lines.
+    ``line_timestamp(line)``: when one raw line was written, or None if the
+    format does not say (used to cut a transcript at a commit time).
+    """
+
+    name: str
+    matches: Callable[[Path, Sequence[bytes]], bool]
+    session_meta: Callable[[Path, Iterable[bytes]], SessionMeta]
+    turns: Callable[[Iterable[tuple[int, bytes]]], Iterator[Turn]]
+    line_timestamp: Callable[[bytes], datetime | None]

@@ -1,0 +1,225 @@
+"""Claude Code transcripts (``~/.claude/projects/<cwd slug>/<sessionId>.jsonl``).
+
+Lines are records with a ``type`` (user, assistant, system, summary,
+file-history-snapshot, progress, queue-operation, last-prompt, …). Two things
+make a naive reader wrong:
+
+* The first lines often carry no ``cwd`` (snapshots, queue operations,
+  summaries), so cwd is the first record that has one.
+* One assistant message is written over several lines that share
+  ``message.id``, each holding the next content block (text, thinking,
+  tool_use). Each block becomes one turn; a block repeated verbatim under the
+  same ``message.id`` is written again, not said again, and is skipped.
+
+Other tools append their own lines to these files (the opentraces fixture has
+``opentraces_hook`` records). Only lines carrying ``sessionId`` count toward the
+session's time span, and unknown record types produce no turns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .base import SessionMeta, TranscriptFormat, Turn, TurnKind
+from .paths import is_uuid_like, session_id_from_path, transcript_stem
+from .records import (
+    Record,
+    as_record,
+    get_record,
+    get_str,
+    parse_record,
+    parse_timestamp,
+    sniff,
+    to_text,
+    unreadable_turn,
+)
+
+NAME = "claude"
+
+_ID_KEYS = ("sessionId", "uuid", "leafUuid", "messageId")
+# Claude Code records an interruption as a user-role text the user never typed.
+_INTERRUPTED = "[Request interrupted by user"
+
+
+def _looks_like(record: Record) -> bool:
+    kind = get_str(record, "type")
+    if kind is None or "." in kind or "projectHash" in record or "payload" in record:
+        return False
+    return any(key in record for key in _ID_KEYS)
+
+
+def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
+    """Claude records have a ``type`` plus ``sessionId``/``uuid``/``leafUuid``/``messageId``."""
+    return sniff(NAME, path, first_lines, _looks_like)
+
+
+def line_timestamp(line: bytes) -> datetime | None:
+    """The record's ``timestamp``; file-history snapshots keep theirs inside ``snapshot``."""
+    record = parse_record(line)
+    stamp = parse_timestamp((record or {}).get("timestamp"))
+    if stamp is None:
+        stamp = parse_timestamp((get_record(record, "snapshot") or {}).get("timestamp"))
+    return stamp
+
+
+def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
+    """Session id is the file stem (what hooks report as ``session_id``) when it is a UUID.
+
+    Otherwise (a renamed copy) the first ``sessionId`` in the records. Start and
+    last activity span the timestamps of lines that carry ``sessionId``, i.e.
+    lines Claude Code wrote for a session, not lines other tools appended.
+    """
+    record_session_id: str | None = None
+    cwd: str | None = None
+    stamps: list[datetime] = []
+    for line in lines:
+        record = parse_record(line)
+        session = get_str(record, "sessionId")
+        if record is None or session is None:
+            continue
+        record_session_id = record_session_id or session
+        cwd = cwd or get_str(record, "cwd")
+        stamp = parse_timestamp(record.get("timestamp"))
+        if stamp is not None:
+            stamps.append(stamp)
+    stem = transcript_stem(path)
+    session_id = stem if is_uuid_like(stem) else record_session_id or session_id_from_path(path)
+    return SessionMeta(
+        agent=NAME,
+        session_id=session_id,
+        cwd=cwd,
+        started_at=min(stamps) if stamps else None,
+        last_activity_at=max(stamps) if stamps else None,
+    )
+
+
+def _result_text(content: object) -> str:
+    """A tool_result's content is a string or a list of text/image blocks."""
+    if isinstance(content, list):
+        parts = []
+        for item in content:
+            block = as_record(item)
+            text = get_str(block, "text")
+            parts.append(text if text is not None else f"[{get_str(block, 'type') or 'block'}]")
+        return "\n".join(parts)
+    return to_text(content)
+
+
+def _user_turns(record: Record, when: datetime | None, number: int, tool_names: dict[str, str]) -> Iterator[Turn]:
+    message = get_record(record, "message")
+    content = (message or {}).get("content")
+    # isMeta marks text Claude Code injected (command caveats, skill bodies), not typed by the user.
+    injected = record.get("isMeta") is True or record.get("isCompactSummary") is True
+    prompt_kind: TurnKind = "system" if injected else "user"
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    for item in content if isinstance(content, list) else []:
+        block = as_record(item)
+        block_type = get_str(block, "type")
+        if block_type == "text":
+            text = get_str(block, "text") or ""
+            if text.startswith(_INTERRUPTED):
+                yield Turn("system", text, name="interrupted", timestamp=when, line=number)
+            elif text.strip():
+                yield Turn(prompt_kind, text, timestamp=when, line=number)
+        elif block_type == "image":
+            yield Turn(prompt_kind, "[image]", timestamp=when, line=number)
+        elif block_type == "tool_result" and block is not None:
+            call_id = get_str(block, "tool_use_id")
+            yield Turn(
+                "tool_result",
+                _result_text(block.get("content")),
+                name=tool_names.get(call_id) if call_id else None,
+                timestamp=when,
+                line=number,
+                call_id=call_id,
+            )
+
+
+def _assistant_turns(
+    record: Record,
+    when: datetime | None,
+    number: int,
+    tool_names: dict[str, str],
+    seen_blocks: set[tuple[str, str]],
+) -> Iterator[Turn]:
+    message = get_record(record, "message")
+    content = (message or {}).get("content")
+    message_id = get_str(message, "id")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    for item in content if isinstance(content, list) else []:
+        block = as_record(item)
+        if block is None:
+            continue
+        if message_id is not None:
+            key = (message_id, json.dumps(block, sort_keys=True))
+            if key in seen_blocks:
+                continue
+            seen_blocks.add(key)
+        block_type = get_str(block, "type") or ""
+        if block_type == "text":
+            text = get_str(block, "text") or ""
+            if text.strip():
+                yield Turn("assistant", text, timestamp=when, line=number)
+        elif block_type in {"tool_use", "server_tool_use"}:
+            name = get_str(block, "name")
+            call_id = get_str(block, "id")
+            if call_id and name:
+                tool_names[call_id] = name
+            yield Turn(
+                "tool_call",
+                to_text(block.get("input")),
+                name=name,
+                timestamp=when,
+                line=number,
+                call_id=call_id,
+            )
+        elif block_type.endswith("_tool_result"):  # server tools: web_search_tool_result, …
+            call_id = get_str(block, "tool_use_id")
+            yield Turn(
+                "tool_result",
+                _result_text(block.get("content")),
+                name=tool_names.get(call_id) if call_id else None,
+                timestamp=when,
+                line=number,
+                call_id=call_id,
+            )
+        # thinking / redacted_thinking: skipped, newer builds store only a signature.
+
+
+def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
+    """Prompts, assistant text, tool_use calls with input, tool_result outputs, system notes."""
+    tool_names: dict[str, str] = {}
+    seen_blocks: set[tuple[str, str]] = set()
+    for number, line in lines:
+        record = parse_record(line)
+        if record is None:
+            if line.strip():
+                yield unreadable_turn(number, len(line))
+            continue
+        kind = get_str(record, "type")
+        when = parse_timestamp(record.get("timestamp"))
+        if kind == "user":
+            yield from _user_turns(record, when, number, tool_names)
+        elif kind == "assistant":
+            yield from _assistant_turns(record, when, number, tool_names, seen_blocks)
+        elif kind == "system":
+            subtype = get_str(record, "subtype")
+            text = get_str(record, "content") or ""
+            if subtype == "compact_boundary":
+                text = f"conversation compacted\n{text}".strip()
+            if text or subtype:
+                yield Turn("system", text or subtype or "", name=subtype, timestamp=when, line=number)
+        elif kind == "summary":
+            summary = get_str(record, "summary")
+            if summary:
+                yield Turn("system", summary, name="summary", timestamp=when, line=number)
+
+
+FORMAT = TranscriptFormat(
+    name=NAME, matches=matches, session_meta=session_meta, turns=turns, line_timestamp=line_timestamp
+)

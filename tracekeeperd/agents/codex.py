@@ -1,0 +1,236 @@
+"""OpenAI Codex CLI rollouts (``~/.codex/sessions/YYYY/MM/DD/rollout-<local time>-<uuid>.jsonl``).
+
+Each line is ``{"timestamp": "…Z", "type": T, "payload": {…}}``. The same
+conversation is recorded twice: as ``response_item`` records (what the model
+saw) and as ``event_msg`` records (what the UI showed). We read user prompts
+from ``event_msg/user_message`` because the user-role ``response_item`` messages
+also carry injected context (``<environment_context>``, AGENTS.md) and would
+duplicate the prompt; everything else comes from ``response_item``, whose
+``agent_message`` events merely echo the assistant messages.
+
+Mid-2025 builds wrote the payloads bare (no wrapper) after a header line
+``{"id", "timestamp", "instructions"}``; those lines are read as response items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .base import SessionMeta, TranscriptFormat, Turn
+from .paths import session_id_from_path
+from .records import (
+    Record,
+    as_record,
+    get_list,
+    get_record,
+    get_str,
+    parse_record,
+    parse_timestamp,
+    sniff,
+    to_text,
+    unreadable_turn,
+)
+
+NAME = "codex"
+
+_WRAPPED_TYPES = frozenset(
+    {
+        "session_meta",
+        "response_item",
+        "event_msg",
+        "turn_context",
+        "compacted",
+        "world_state",
+        "inter_agent_communication",
+    }
+)
+# User-role texts Codex injects itself; only relevant to the bare legacy layout.
+_INJECTED_PREFIXES = ("<environment_context>", "<user_instructions>", "# AGENTS.md instructions")
+
+
+def _looks_like(record: Record) -> bool:
+    kind = get_str(record, "type")
+    if kind in _WRAPPED_TYPES and get_record(record, "payload") is not None:
+        return True
+    # Legacy header: an id and a timestamp but no type.
+    return kind is None and get_str(record, "id") is not None and "instructions" in record
+
+
+def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
+    """A rollout has ``type``/``payload`` records (or the legacy header)."""
+    return sniff(NAME, path, first_lines, _looks_like)
+
+
+def _unwrap(record: Record) -> tuple[str, Record, bool] | None:
+    """Return (record type, payload, is_legacy) for either layout."""
+    kind = get_str(record, "type")
+    payload = get_record(record, "payload")
+    if kind is not None and payload is not None:
+        return kind, payload, False
+    if kind is not None:
+        return "response_item", record, True
+    if get_str(record, "id") is not None and "timestamp" in record:
+        return "session_meta", record, True
+    return None
+
+
+def line_timestamp(line: bytes) -> datetime | None:
+    """The wrapper's ``timestamp`` (UTC, when the line was persisted)."""
+    return parse_timestamp((parse_record(line) or {}).get("timestamp"))
+
+
+def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
+    """Id, cwd and start from the *first* ``session_meta``: forked rollouts copy the parent's after it.
+
+    The start is ``payload.timestamp``, which precedes the line's own timestamp
+    (the file is created lazily on the first persist). A rollout cut before its
+    ``session_meta`` falls back to the file name and the first ``turn_context`` cwd.
+    """
+    session_id: str | None = None
+    cwd: str | None = None
+    context_cwd: str | None = None
+    started: datetime | None = None
+    stamps: list[datetime] = []
+    seen_meta = False
+    for line in lines:
+        record = parse_record(line)
+        if record is None:
+            continue
+        stamp = parse_timestamp(record.get("timestamp"))
+        if stamp is not None:
+            stamps.append(stamp)
+        unwrapped = _unwrap(record)
+        if unwrapped is None:
+            continue
+        kind, payload, _legacy = unwrapped
+        if kind == "session_meta" and not seen_meta:
+            seen_meta = True
+            session_id = get_str(payload, "id")
+            cwd = get_str(payload, "cwd")
+            started = parse_timestamp(payload.get("timestamp"))
+        elif kind == "turn_context" and context_cwd is None:
+            context_cwd = get_str(payload, "cwd")
+    if started is None and stamps:
+        started = min(stamps)
+    return SessionMeta(
+        agent=NAME,
+        session_id=session_id or session_id_from_path(path),
+        cwd=cwd or context_cwd,
+        started_at=started,
+        last_activity_at=max(stamps) if stamps else None,
+    )
+
+
+def _message_text(payload: Record) -> str:
+    parts: list[str] = []
+    for item in get_list(payload, "content"):
+        block = as_record(item)
+        text = get_str(block, "text")
+        if text is not None:
+            parts.append(text)
+        elif get_str(block, "type") in {"input_image", "output_image"}:
+            parts.append("[image]")
+    return "\n".join(parts)
+
+
+def _output_text(value: object) -> str:
+    """Tool output is a string, a list of content items, or ``{content, success}``."""
+    if isinstance(value, list):
+        return _message_text({"content": value})
+    record = as_record(value)
+    if record is not None and "content" in record:
+        return to_text(record.get("content"))
+    return to_text(value)
+
+
+def _tool_call_text(payload: Record) -> str:
+    for key in ("arguments", "input", "action"):
+        if key in payload:
+            return to_text(payload.get(key))
+    rest = {k: v for k, v in payload.items() if k not in {"type", "call_id", "id", "status"}}
+    return to_text(rest)
+
+
+def _response_item_turns(
+    payload: Record, when: datetime | None, number: int, legacy: bool, tool_names: dict[str, str]
+) -> Iterator[Turn]:
+    item_type = get_str(payload, "type") or ""
+    call_id = get_str(payload, "call_id")
+    if item_type == "message":
+        role = get_str(payload, "role")
+        text = _message_text(payload)
+        if role == "assistant" and text.strip():
+            yield Turn("assistant", text, timestamp=when, line=number)
+        elif role == "user" and legacy and text.strip() and not text.lstrip().startswith(_INJECTED_PREFIXES):
+            yield Turn("user", text, timestamp=when, line=number)
+    elif item_type.endswith("_call_output"):
+        name = tool_names.get(call_id) if call_id else None
+        yield Turn(
+            "tool_result",
+            _output_text(payload.get("output")),
+            name=name,
+            timestamp=when,
+            line=number,
+            call_id=call_id,
+        )
+    elif item_type.endswith("_call"):
+        # function_call / custom_tool_call carry a name; local_shell_call, web_search_call… do not.
+        name = get_str(payload, "name") or item_type.removesuffix("_call")
+        if call_id:
+            tool_names[call_id] = name
+        yield Turn("tool_call", _tool_call_text(payload), name=name, timestamp=when, line=number, call_id=call_id)
+
+
+def _event_turns(payload: Record, when: datetime | None, number: int) -> Iterator[Turn]:
+    event_type = get_str(payload, "type")
+    if event_type == "user_message":
+        text = get_str(payload, "message") or ""
+        images = len(get_list(payload, "images")) + len(get_list(payload, "local_images"))
+        if images:
+            text = f"{text}\n[{images} image(s)]".strip()
+        if text:
+            yield Turn("user", text, timestamp=when, line=number)
+    elif event_type == "turn_aborted":
+        reason = get_str(payload, "reason") or "unknown reason"
+        yield Turn("system", f"turn aborted: {reason}", name=event_type, timestamp=when, line=number)
+    elif event_type in {"error", "stream_error"}:
+        yield Turn("system", get_str(payload, "message") or event_type, name=event_type, timestamp=when, line=number)
+
+
+def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
+    """User prompts, assistant messages, tool calls with their arguments and tool outputs.
+
+    Reasoning is skipped (encrypted; its summaries are not the conversation).
+    """
+    tool_names: dict[str, str] = {}
+    for number, line in lines:
+        record = parse_record(line)
+        if record is None:
+            if line.strip():
+                yield unreadable_turn(number, len(line))
+            continue
+        unwrapped = _unwrap(record)
+        if unwrapped is None:
+            continue
+        kind, payload, legacy = unwrapped
+        when = parse_timestamp(record.get("timestamp"))
+        if kind == "response_item":
+            yield from _response_item_turns(payload, when, number, legacy, tool_names)
+        elif kind == "event_msg":
+            yield from _event_turns(payload, when, number)
+        elif kind == "compacted":
+            summary = get_str(payload, "message") or ""
+            yield Turn(
+                "system",
+                f"conversation compacted\n{summary}".strip(),
+                name="compacted",
+                timestamp=when,
+                line=number,
+            )
+
+
+FORMAT = TranscriptFormat(
+    name=NAME, matches=matches, session_meta=session_meta, turns=turns, line_timestamp=line_timestamp
+)
