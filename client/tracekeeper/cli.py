@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,18 @@ def _offline_status(include_done: bool) -> dict[str, Any]:
     }
     data["daemon"]["spool"] = spool_counts(paths.spool)
     if paths.db.exists():
-        queue = Queue(paths.db, readonly=True)
+        try:
+            queue = Queue(paths.db, readonly=True)
+        except sqlite3.Error as exc:
+            fail(f"cannot read the queue {paths.db}: {exc}")
         try:
             data["queue"] = queue.counts()
             oldest = queue.oldest_pending()
             data["oldest_pending"] = oldest.view() if oldest else None
             states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
             data["jobs"] = [job.view() for job in queue.jobs(states=states)]
+        except sqlite3.OperationalError:
+            pass  # a daemon is creating the schema right now: nothing queued yet
         finally:
             queue.close()
     return data

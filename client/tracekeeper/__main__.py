@@ -1,0 +1,3 @@
+from tracekeeper.cli import main
+
+main()

@@ -1,0 +1,259 @@
+"""Real parts for integration tests: temp homes, git repos, the daemon as a separate process.
+
+Nothing here is mocked. A test gets its own HOME and XDG dirs (short paths, because the
+socket must fit in sun_path), runs `tracekeeperd` with `python -m`, installs the real hook
+with `tracekeeper install`, and commits with real git, which runs the real hook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+UUID_A = "019c8a70-dda7-7f33-98ea-f30553347322"
+UUID_B = "55604662-cf2a-4331-851a-ec234028f8ca"
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll until `predicate` returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+@dataclass
+class Env:
+    root: Path
+    vars: dict[str, str]
+
+    @property
+    def home(self) -> Path:
+        return Path(self.vars["HOME"])
+
+    @property
+    def runtime(self) -> Path:
+        return Path(self.vars["XDG_RUNTIME_DIR"]) / "tracekeeper"
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime / "sock"
+
+    @property
+    def state(self) -> Path:
+        return Path(self.vars["XDG_STATE_HOME"]) / "tracekeeper"
+
+    @property
+    def spool(self) -> Path:
+        return self.state / "spool"
+
+    @property
+    def local_store(self) -> Path:
+        return Path(self.vars["XDG_DATA_HOME"]) / "tracekeeper" / "traces"
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tracekeeper", *args],
+            env=self.vars,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.root,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"tracekeeper {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def status(self, *extra: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.cli("status", "--json", *extra).stdout)
+        return data
+
+    def transcript(self, name: str = f"rollout-2026-11-25T09-00-00-{UUID_A}.jsonl") -> Path:
+        path = self.home / ".codex" / "sessions" / "2026" / "11" / "25" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def make_env(**overrides: str) -> Iterator[Env]:
+    root = Path(tempfile.mkdtemp(prefix="tk", dir="/tmp"))
+    home = root / "h"
+    runtime = root / "r"
+    for directory in (home, runtime):
+        directory.mkdir(mode=0o700)
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text(
+        "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+        "[commit]\n\tgpgsign = false\n"
+    )
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")}
+    env = {
+        **keep,
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "TRACEKEEPER_RETRY_BASE": "0.2",
+        "TRACEKEEPER_RETRY_CAP": "1.0",
+        "TRACEKEEPER_RETRY_JITTER": "0.1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_XET_TELEMETRY_ENABLED": "false",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "HF_XET_CLIENT_RETRY_MAX_ATTEMPTS": "2",
+        "HF_XET_CLIENT_RETRY_BASE_DELAY": "100ms",
+        "HF_XET_CLIENT_RETRY_MAX_DURATION": "3s",
+        "HF_HOME": str(home / ".cache" / "huggingface"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(overrides)
+    try:
+        yield Env(root=root, vars=env)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Daemon:
+    env: Env
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def start(self, wait: bool = True) -> Daemon:
+        self.log = self.env.root / f"daemon-{time.monotonic_ns()}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tracekeeperd", "--log-level", "debug"],
+                env=self.env.vars,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if wait:
+            wait_for(self._ready, timeout=30, what="the daemon to answer on its socket")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.output()}")
+        return bool(self.env.cli("status", "--json").stdout and self.env.status()["daemon"]["running"])
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@contextmanager
+def running_daemon(env: Env) -> Iterator[Daemon]:
+    daemon = Daemon(env).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@dataclass
+class Repo:
+    env: Env
+    path: Path
+
+    def git(self, *args: str, check: bool = True, extra_env: dict[str, str] | None = None) -> str:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            env={**self.env.vars, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout.strip()
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.git("rev-parse", "--absolute-git-dir"))
+
+    def install(self) -> Repo:
+        self.env.cli("install", "-C", str(self.path))
+        return self
+
+    def activate(self, transcript: Path, **payload: Any) -> Path:
+        """Write hf-traces-active.json as the recipe's Codex SessionStart hook does."""
+        body = {
+            "session_id": UUID_A,
+            "transcript_path": str(transcript),
+            "cwd": str(self.path),
+            "hook_event_name": "SessionStart",
+            "model": "gpt-5",
+            **payload,
+        }
+        target = Path(self.git("rev-parse", "--git-path", "hf-traces-active.json"))
+        target = target if target.is_absolute() else self.path / target
+        target.write_text(json.dumps(body))
+        return target
+
+    def commit(self, message: str = "change", *, file: str = "file.txt") -> str:
+        target = self.path / file
+        with target.open("a") as fh:
+            fh.write(f"{message}\n")
+        self.git("add", file)
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def note(self, sha: str, ref: str = "refs/notes/hf-traces") -> str:
+        return self.git("notes", f"--ref={ref}", "show", sha, check=False)
+
+
+def make_repo(env: Env, name: str = "app", parent: Path | None = None) -> Repo:
+    path = (parent or env.root / "src") / name
+    path.mkdir(parents=True)
+    repo = Repo(env, path)
+    repo.git("init", "-q")
+    return repo
+
+
+def append_lines(path: Path, count: int, start: int = 1, stamp: str = "2026-11-25T09:00:00.000Z") -> None:
+    with path.open("a") as fh:
+        for i in range(start, start + count):
+            record = {"timestamp": stamp, "type": "event_msg", "payload": {"type": "agent_message", "n": i}}
+            fh.write(json.dumps(record) + "\n")
+
+
+def note_links(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line.split(": ", 1)[1]) for line in text.splitlines() if line.startswith("hf-trace-meta: ")]

@@ -1,0 +1,181 @@
+"""The whole path from `git commit` to a note, with the default (local directory) store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from .harness import UUID_A, Env, append_lines, make_repo, note_links, running_daemon, wait_for
+
+
+def test_commit_gets_a_note_pointing_at_an_exact_copy_of_the_transcript(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 5)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("first")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    lines = note.splitlines()
+    assert lines[0].startswith("hf-trace: file://")
+    (meta,) = note_links(note)
+    expected_path = env.local_store / meta["url"].split("/traces/", 1)[1]
+    assert lines[0] == f"hf-trace: {expected_path.as_uri()}"
+    assert expected_path.name == f"codex-{UUID_A}.jsonl"
+    assert expected_path.parent.name == "sessions"
+    assert expected_path.parent.parent.name.startswith("app-")
+    data = transcript.read_bytes()
+    assert expected_path.read_bytes() == data
+    assert meta == {
+        "agent": "codex",
+        "bytes": len(data),
+        "lines": [1, 5],
+        "session": UUID_A,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "url": expected_path.as_uri(),
+        "v": 1,
+    }
+
+
+def test_commit_without_active_session_gets_no_note_and_no_error(env: Env) -> None:
+    repo = make_repo(env).install()
+    with running_daemon(env):
+        sha = repo.commit("plain")
+        wait_for(lambda: not list(env.spool.glob("*.commit")), what="the spool to drain")
+        status = env.status()
+    assert repo.note(sha) == ""
+    assert status["queue"] == {"pending": 0, "uploading": 0, "done": 0, "failed": 0}
+    assert status["jobs"] == []
+
+
+def test_each_commit_records_its_own_slice_of_a_growing_session(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    repo.activate(transcript)
+    with running_daemon(env):
+        append_lines(transcript, 3)
+        first = repo.commit("one")
+        wait_for(lambda: repo.note(first), what="first note")
+        append_lines(transcript, 4, start=4)
+        second = repo.commit("two")
+        wait_for(lambda: repo.note(second), what="second note")
+        third = repo.commit("three")  # no new transcript lines: shares the previous slice
+        wait_for(lambda: repo.note(third), what="third note")
+    (m1,), (m2,), (m3,) = (note_links(repo.note(s)) for s in (first, second, third))
+    assert m1["lines"] == [1, 3]
+    assert m2["lines"] == [4, 7]
+    assert m3["lines"] == [4, 7]
+    stored = env.local_store / m2["url"].split("/traces/", 1)[1]
+    # The remote copy is the whole session; each note keeps the bytes its commit saw.
+    assert stored.read_bytes() == transcript.read_bytes()
+    assert hashlib.sha256(stored.read_bytes()[: m1["bytes"]]).hexdigest() == m1["sha256"]
+
+
+def test_partial_last_line_is_not_part_of_the_commit(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    with transcript.open("a") as fh:
+        fh.write('{"timestamp": "2026-11-25T09:00:00Z", "type": "half')  # the agent is mid-write
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    (meta,) = note_links(note)
+    assert meta["lines"] == [1, 2]
+    assert meta["bytes"] == transcript.read_bytes().rfind(b"\n") + 1
+
+
+def test_relative_trace_file_resolved_against_cwd_and_session_id_from_file_name(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = repo.path / "logs" / f"rollout-x-{UUID_A}.jsonl"
+    transcript.parent.mkdir()
+    append_lines(transcript, 2)
+    active = repo.activate(transcript)
+    active.write_text(json.dumps({"trace_file": f"logs/{transcript.name}", "cwd": str(repo.path)}))
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    (meta,) = note_links(note)
+    assert meta["session"] == UUID_A
+    assert meta["agent"] == "agent"  # not under /.codex/
+
+
+def test_notes_ref_can_be_renamed_like_the_recipe(env: Env) -> None:
+    env.vars["HF_TRACE_NOTES_REF"] = "refs/notes/agent-traces"
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 1)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha, "refs/notes/agent-traces"), what="the note on the custom ref")
+    assert repo.note(sha) == ""
+
+
+def test_linked_worktree_has_its_own_active_file(env: Env) -> None:
+    repo = make_repo(env).install()
+    repo.commit("base")
+    worktree = env.root / "wt"
+    repo.git("worktree", "add", "-q", str(worktree))
+    from .harness import Repo
+
+    wt = Repo(env, worktree)
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    wt.activate(transcript)
+    assert wt.git_dir != repo.git_dir
+    with running_daemon(env):
+        in_main = repo.commit("main side")
+        in_wt = wt.commit("worktree side", file="other.txt")
+        wait_for(lambda: wt.note(in_wt), what="note on the worktree commit")
+        wait_for(lambda: not list(env.spool.glob("*.commit")), what="the spool to drain")
+    assert repo.note(in_main) == ""  # the main worktree has no active session
+
+
+def test_commit_made_while_daemon_is_down_is_noted_when_it_starts(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 3)
+    repo.activate(transcript)
+    sha = repo.commit("offline")
+    spooled = list(env.spool.glob("*.commit"))
+    assert len(spooled) == 1
+    offline = env.status()
+    assert offline["daemon"]["running"] is False
+    assert offline["daemon"]["spool"]["waiting"] == 1
+    plain = env.cli("status").stdout
+    assert "not running" in plain and "1 commit(s) waiting" in plain
+    # The agent keeps working before the daemon comes back: those lines are not this commit's.
+    append_lines(transcript, 2, start=4, stamp="2999-01-01T00:00:00Z")
+    os.utime(transcript, (os.path.getmtime(transcript) + 60,) * 2)
+    with running_daemon(env):
+        note = wait_for(lambda: repo.note(sha), what="the note after start")
+    (meta,) = note_links(note)
+    assert meta["lines"] == [1, 3]
+    assert not list(env.spool.glob("*.commit"))
+
+
+def test_transcript_deleted_after_commit_still_uploads_what_the_commit_saw(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 4)
+    original = transcript.read_bytes()
+    repo.activate(transcript)
+    # A store that cannot work (its directory would sit under a plain file) fails the job...
+    (env.root / "not-a-dir").write_text("")
+    env.vars["TRACEKEEPER_STORE"] = f"file://{env.root / 'not-a-dir' / 'x'}"
+    with running_daemon(env):
+        sha = repo.commit("x")
+        failed = wait_for(lambda: env.status()["jobs"], what="a failed job")
+    assert failed[0]["state"] == "failed"
+    assert "cannot create store directory" in failed[0]["last_error"]
+    # ...and meanwhile the agent's transcript disappears (Claude Code deletes old ones).
+    transcript.unlink()
+    env.vars["TRACEKEEPER_STORE"] = f"file://{env.root / 'store'}"
+    with running_daemon(env):
+        env.cli("retry")
+        note = wait_for(lambda: repo.note(sha), what="the note after retry")
+    (meta,) = note_links(note)
+    assert (env.root / "store" / meta["url"].split("/store/", 1)[1]).read_bytes() == original

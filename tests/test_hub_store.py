@@ -1,0 +1,187 @@
+"""The daemon against the real huggingface_hub + hf_xet, talking to a Hub stand-in on 127.0.0.1.
+
+Mocked: only the Hub's REST API (tests/hubstub.py), because huggingface.co is unreachable here.
+The transfer itself is the real hf_xet, writing to a `local://` CAS directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from .harness import UUID_A, Daemon, Env, Repo, append_lines, make_env, make_repo, note_links, running_daemon, wait_for
+from .hubstub import HubStub, running_hub
+
+BUCKET = "alice/agent-traces"
+TOKEN = "hf_alice_write"
+
+
+@pytest.fixture
+def hub(env: Env) -> Iterator[HubStub]:
+    with running_hub(env.root / "cas") as stub:
+        env.vars.update(HF_ENDPOINT=stub.endpoint, HF_TOKEN=TOKEN)
+        yield stub
+
+
+def _repo_with_session(env: Env, name: str = "app", lines: int = 5) -> Repo:
+    repo = make_repo(env, name).install()
+    transcript = env.transcript()
+    if not transcript.exists():
+        append_lines(transcript, lines)
+    repo.activate(transcript)
+    return repo
+
+
+def _remote_path(note: str) -> str:
+    (meta,) = note_links(note)
+    return str(meta["url"].split(f"/buckets/{BUCKET}/tree/", 1)[1])
+
+
+def test_default_bucket_is_created_private_and_note_points_at_it(env: Env, hub: HubStub) -> None:
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        sha = repo.commit("first")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+        status = env.status()
+    path = _remote_path(note)
+    assert note.splitlines()[0] == f"hf-trace: {hub.endpoint}/buckets/{BUCKET}/tree/{path}"
+    assert path.startswith("app-") and path.endswith(f"/sessions/codex-{UUID_A}.jsonl")
+    assert hub.is_private(BUCKET)
+    data = env.transcript().read_bytes()
+    assert hub.read_file(BUCKET, path) == data
+    (meta,) = note_links(note)
+    assert meta["sha256"] == hashlib.sha256(data).hexdigest()
+    store = status["daemon"]["store"]
+    assert store == {
+        "kind": "hf",
+        "location": f"hf://buckets/{BUCKET}",
+        "private": True,
+        "reachable": True,
+        "detail": None,
+    }
+
+
+def test_explicit_store_setting_and_recipe_bucket_variable(env: Env, hub: HubStub) -> None:
+    env.vars["HF_TRACE_BUCKET"] = "alice/team-traces"
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    assert "/buckets/alice/team-traces/tree/" in note
+    assert hub.is_private("alice/team-traces")
+
+
+def test_public_bucket_is_refused_and_nothing_is_sent(env: Env, hub: HubStub) -> None:
+    hub.create_bucket(BUCKET, private=False)
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        jobs = wait_for(lambda: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="failure")
+        flush = env.cli("flush", "--timeout", "5", check=False)
+    assert "is public" in jobs[0]["last_error"]
+    assert repo.note(sha) == ""
+    assert hub.count(path_suffix="/batch") == 0
+    assert hub.count(path_suffix="/xet-write-token") == 0
+    assert hub.files(BUCKET) == {}
+    assert flush.returncode == 5
+    assert "is public" in flush.stderr and "Traceback" not in flush.stderr
+
+
+def test_bad_token_fails_with_a_clear_reason(env: Env, hub: HubStub) -> None:
+    env.vars["HF_TOKEN"] = "hf_not_a_real_token"
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        repo.commit("x")
+        jobs = wait_for(lambda: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="failure")
+    assert "refused the token (401" in jobs[0]["last_error"]
+    assert "hf_not_a_real_token" not in jobs[0]["last_error"]
+
+
+def test_transient_503s_are_retried_until_the_upload_succeeds(env: Env, hub: HubStub) -> None:
+    hub.create_bucket(BUCKET)
+    # More failures than huggingface_hub's own retries absorb: the queue's backoff must take over.
+    hub.fail_next(8, status=503, retry_after=0, paths=[f"/api/buckets/{BUCKET}"])
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), timeout=60, what="the note after 503s")
+        done = env.status("--all")["jobs"][0]
+    assert hub.pending_failures() == 0
+    assert done["state"] == "done" and done["attempts"] >= 2
+    assert hub.read_file(BUCKET, _remote_path(note)) == env.transcript().read_bytes()
+
+
+def test_hub_offline_then_back_backlog_drains_by_itself(env: Env, hub: HubStub) -> None:
+    hub.create_bucket(BUCKET)
+    repo = _repo_with_session(env)
+    hub.go_offline()
+    with running_daemon(env):
+        shas = [repo.commit(f"offline {i}") for i in range(3)]
+        status = wait_for(
+            lambda: (s := env.status())["daemon"]["offline_until"] and s["queue"]["pending"] == 3 and s,
+            what="the daemon to notice the Hub is down",
+        )
+        assert "cannot reach the Hub" in status["daemon"]["offline_reason"]
+        assert all(repo.note(sha) == "" for sha in shas)
+        text = env.cli("status").stdout
+        assert "store unreachable" in text
+        hub.go_online()
+        for sha in shas:
+            wait_for(lambda sha=sha: repo.note(sha), timeout=30, what="the backlog to drain")
+        final = env.status("--all")
+    assert final["queue"] == {"pending": 0, "uploading": 0, "done": 3, "failed": 0}
+    assert hub.count(path_suffix="/batch") == 1  # three commits of one session: one upload
+
+
+def test_daemon_killed_while_uploading_then_restarted_notes_exactly_once(env: Env, hub: HubStub) -> None:
+    hub.create_bucket(BUCKET)
+    # The client's own backoff (1 s, 2 s) keeps the batch in flight long enough to kill it there.
+    hub.fail_next(2, status=503, paths=[f"/api/buckets/{BUCKET}/batch"])
+    repo = _repo_with_session(env)
+    daemon = Daemon(env).start()
+    try:
+        shas = [repo.commit(f"c{i}") for i in range(2)]
+        wait_for(lambda: env.status()["queue"]["uploading"] >= 1, what="an upload in flight")
+        daemon.stop(signal.SIGKILL)
+    finally:
+        daemon.stop()
+    assert env.status()["queue"]["uploading"] >= 1  # what the dead daemon left behind
+    hub.clear_failures()
+    with running_daemon(env):
+        env.cli("flush", "--timeout", "30")
+        notes = [repo.note(sha) for sha in shas]
+    for note in notes:
+        assert note.count("hf-trace: ") == 1
+        assert note.count("hf-trace-meta: ") == 1
+
+
+def test_two_repositories_with_the_same_name_do_not_overwrite_each_other(env: Env, hub: HubStub) -> None:
+    one = make_repo(env, "app", env.root / "work").install()
+    two = make_repo(env, "app", env.root / "personal").install()
+    t1 = env.transcript(f"rollout-a-{UUID_A}.jsonl")
+    t2 = env.transcript("rollout-b-11111111-2222-3333-4444-555555555555.jsonl")
+    append_lines(t1, 2)
+    append_lines(t2, 7)
+    one.activate(t1)
+    two.activate(t2, session_id=UUID_A)  # even the same session id
+    with running_daemon(env):
+        s1, s2 = one.commit("one"), two.commit("two")
+        n1 = wait_for(lambda: one.note(s1), what="note 1")
+        n2 = wait_for(lambda: two.note(s2), what="note 2")
+    p1, p2 = _remote_path(n1), _remote_path(n2)
+    assert p1 != p2
+    assert p1.split("/")[0].startswith("app-") and p2.split("/")[0].startswith("app-")
+    assert hub.read_file(BUCKET, p1) == t1.read_bytes()
+    assert hub.read_file(BUCKET, p2) == t2.read_bytes()
+
+
+def test_read_only_token_is_a_permanent_failure(hub: HubStub) -> None:
+    for env in make_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_read"):
+        repo = _repo_with_session(env)
+        with running_daemon(env):
+            repo.commit("x")
+            jobs = wait_for(lambda env=env: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="x")
+        assert "read-only" in jobs[0]["last_error"]
