@@ -257,3 +257,15 @@ def append_lines(path: Path, count: int, start: int = 1, stamp: str = "2026-11-2
 
 def note_links(text: str) -> list[dict[str, Any]]:
     return [json.loads(line.split(": ", 1)[1]) for line in text.splitlines() if line.startswith("hf-trace-meta: ")]
+
+
+def daemon_once(env: Env, overrides: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Start `tracekeeperd` expecting it to refuse to run; returns its exit and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "tracekeeperd"],
+        env={**env.vars, **(overrides or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

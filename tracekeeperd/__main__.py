@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(config))
     except AlreadyRunning as exc:
-        print(f"tracekeeperd: {exc}", file=sys.stderr)
+        print(f"tracekeeperd: error: {exc}", file=sys.stderr)
         return 3
     except TracekeeperError as exc:
         print(f"tracekeeperd: error: {exc}", file=sys.stderr)

@@ -128,7 +128,8 @@ class Daemon:
             await self._on_db(self.queue.close)
         self.db.shutdown()
         self.lock.release()
-        log.info("tracekeeperd stopped")
+        if self.listener is not None:
+            log.info("tracekeeperd stopped")
 
     # --- RECEIVE ------------------------------------------------------------------------
 

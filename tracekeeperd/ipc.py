@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -12,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import spool
+from .errors import TracekeeperError
 from .listener import peer_uid
 from .protocol import API_PREFIX, MAX_BODY, error_body
 
 if TYPE_CHECKING:
     from .app import Daemon
 
+log = logging.getLogger(__name__)
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,6 +51,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status == 413:
             message = f"request body larger than {MAX_BODY} bytes"
         return _json(error_body(message), exc.status)
+    except TracekeeperError as exc:
+        return _json(error_body(str(exc)), 422)
+    except Exception as exc:
+        log.exception("request %s %s crashed", request.method, request.path)
+        return _json(error_body(f"internal error: {type(exc).__name__}: {exc}"), 500)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

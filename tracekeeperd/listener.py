@@ -53,7 +53,7 @@ class InstanceLock:
         except BlockingIOError:
             pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise AlreadyRunning(f"tracekeeperd is already running (pid {pid}, lock {self.path})") from None
+            raise AlreadyRunning(f"another tracekeeperd is already running (pid {pid}, lock {self.path})") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd

@@ -1,0 +1,105 @@
+"""`tracekeeper status / flush / retry` as a user runs them: exit codes, one-line errors, JSON."""
+
+from __future__ import annotations
+
+import json
+
+from .harness import Daemon, Env, append_lines, daemon_once, make_repo, running_daemon, wait_for
+from .hubstub import running_hub
+
+
+def test_status_json_has_the_documented_shape(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    repo.activate(transcript)
+    with running_daemon(env) as daemon:
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note")
+        data = env.status("--all")
+    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending"}
+    assert data["daemon"]["running"] is True
+    assert data["daemon"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]
+    assert data["daemon"]["socket"] == str(env.socket)
+    assert data["queue"] == {"pending": 0, "uploading": 0, "done": 1, "failed": 0}
+    (job,) = data["jobs"]
+    assert {"repo", "commit", "state", "attempts", "next_attempt_at", "last_error", "url"} <= set(job)
+    assert job["commit"] == sha and job["state"] == "done" and job["url"].startswith("file://")
+    assert job["repo"] == str(repo.path)
+
+
+def test_status_without_daemon_reads_the_queue_from_disk(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note")
+    data = env.status("--all")
+    assert data["daemon"]["running"] is False
+    assert data["queue"]["done"] == 1
+    assert data["jobs"][0]["commit"] == sha
+
+
+def test_flush_times_out_with_the_reason_and_retry_recovers(env: Env) -> None:
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write", TRACEKEEPER_RETRY_CAP="30")
+        hub.create_bucket("alice/agent-traces")
+        repo = make_repo(env).install()
+        transcript = env.transcript()
+        append_lines(transcript, 2)
+        repo.activate(transcript)
+        hub.go_offline()
+        with running_daemon(env):
+            sha = repo.commit("x")
+            wait_for(lambda: env.status()["jobs"] and env.status()["jobs"][0]["attempts"] >= 1, what="a try")
+            flushed = env.cli("flush", "--timeout", "1", check=False)
+            assert flushed.returncode == 4
+            assert flushed.stderr.startswith("Error: 1 job(s) still pending after 1s: cannot reach the Hub")
+            assert flushed.stderr.count("\n") == 1
+            hub.go_online()
+            ok = env.cli("flush", "--timeout", "30")
+            assert ok.stdout.strip() == "flushed: 1 done, nothing pending"
+            assert repo.note(sha)
+
+
+def test_commands_that_need_the_daemon_say_so_in_one_line(env: Env) -> None:
+    for command in ("flush", "retry"):
+        proc = env.cli(command, check=False)
+        assert proc.returncode == 3
+        assert (
+            proc.stderr
+            == f"Error: tracekeeperd is not running (no answer on {env.socket}); start it with: tracekeeperd\n"
+        )
+
+
+def test_retry_without_failures_and_human_status(env: Env) -> None:
+    with running_daemon(env):
+        assert env.cli("retry").stdout == "re-queued 0 job(s)\n"
+        text = env.cli("status").stdout
+    assert "tracekeeperd 0.1.0 running" in text
+    assert "queue   0 pending, 0 uploading, 0 done, 0 failed" in text
+
+
+def test_daemon_stops_cleanly_on_sigterm_and_removes_its_socket(env: Env) -> None:
+    daemon = Daemon(env).start()
+    assert env.socket.exists()
+    assert daemon.stop() == 0
+    assert not env.socket.exists()
+    assert "tracekeeperd stopped" in daemon.output()
+
+
+def test_bad_configuration_is_one_line(env: Env) -> None:
+    config = env.home / ".config" / "tracekeeper" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('store = "s3://nope"\n')
+    proc = daemon_once(env)
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "tracekeeperd: error: unknown store 's3://nope': use hf://buckets/<namespace>/<name> or file:///path\n"
+    )
+    config.write_text("store = [\n")
+    proc = daemon_once(env)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"tracekeeperd: error: cannot read {config}")
+    assert json.loads(env.cli("status", "--json").stdout)["daemon"]["running"] is False

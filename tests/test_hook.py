@@ -1,0 +1,163 @@
+"""The post-commit hook and its installer, exercised through real `git commit`s."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
+from .hubstub import running_hub
+
+
+def _commit_output(repo: Repo, message: str) -> subprocess.CompletedProcess[str]:
+    (repo.path / "f.txt").write_text(message)
+    repo.git("add", "f.txt")
+    return subprocess.run(
+        ["git", "commit", "-m", message], cwd=repo.path, env=repo.env.vars, capture_output=True, text=True, check=False
+    )
+
+
+def test_hook_is_silent_and_never_fails_the_commit_daemon_up_or_down(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 1)
+    repo.activate(transcript)
+    plain = make_repo(env, "plain")
+    baseline = _commit_output(plain, "baseline")
+    down = _commit_output(repo, "daemon down")
+    assert down.returncode == 0
+    assert down.stderr == baseline.stderr == ""
+    assert down.stdout.replace("(root-commit) ", "").split("]")[1] == baseline.stdout.replace(
+        "(root-commit) ", ""
+    ).split("]")[1].replace("baseline", "daemon down")
+    with running_daemon(env):
+        up = _commit_output(repo, "daemon up")
+        assert up.returncode == 0 and up.stderr == ""
+        wait_for(lambda: repo.note(repo.git("rev-parse", "HEAD")), what="note")
+
+
+def test_hook_survives_an_unusable_spool_directory(env: Env) -> None:
+    repo = make_repo(env).install()
+    blocker = env.root / "blocker"
+    blocker.write_text("")
+    env.vars["TRACEKEEPER_SPOOL_DIR"] = str(blocker / "spool")  # cannot be created
+    result = _commit_output(repo, "still commits")
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_install_chains_an_existing_hook_and_uninstall_restores_it(env: Env) -> None:
+    repo = make_repo(env)
+    hooks = repo.git_dir / "hooks"
+    original = "#!/usr/bin/env python3\nimport pathlib\npathlib.Path('ran.txt').write_text('yes')\n"
+    (hooks / "post-commit").write_text(original)
+    (hooks / "post-commit").chmod(0o755)
+    out = env.cli("install", "-C", str(repo.path)).stdout
+    assert "chaining the previous hook, kept as post-commit.pre-tracekeeper" in out
+    assert env.cli("install", "-C", str(repo.path)).stdout.startswith("unchanged ")
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note")
+    assert (repo.path / "ran.txt").read_text() == "yes"
+    assert env.cli("uninstall", "-C", str(repo.path)).stdout.startswith("restored ")
+    assert (hooks / "post-commit").read_text() == original
+    assert os.access(hooks / "post-commit", os.X_OK)
+    assert not (hooks / "post-commit.pre-tracekeeper").exists()
+    assert env.cli("uninstall", "-C", str(repo.path)).stdout.startswith("no tracekeeper hook at ")
+
+
+def test_install_respects_core_hooks_path(env: Env) -> None:
+    repo = make_repo(env)
+    shared = env.root / "team-hooks"
+    repo.git("config", "core.hooksPath", str(shared))
+    assert env.cli("install", "-C", str(repo.path)).stdout.startswith(f"installed {shared}/post-commit")
+    assert not (repo.git_dir / "hooks" / "post-commit").exists()
+    transcript = env.transcript()
+    append_lines(transcript, 1)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note through core.hooksPath")
+
+
+def test_install_refuses_ambiguous_state_and_non_repositories(env: Env) -> None:
+    repo = make_repo(env)
+    hooks = repo.git_dir / "hooks"
+    for name in ("post-commit", "post-commit.pre-tracekeeper"):
+        (hooks / name).write_text("#!/bin/sh\n")
+    clash = env.cli("install", "-C", str(repo.path), check=False)
+    assert clash.returncode == 1
+    assert clash.stderr.startswith("Error: both ") and clash.stderr.count("\n") == 1
+    elsewhere = env.root / "not-a-repo"
+    elsewhere.mkdir()
+    outside = env.cli("install", "-C", str(elsewhere), check=False)
+    assert outside.returncode == 1
+    assert outside.stderr.startswith("Error: not a git repository") and "Traceback" not in outside.stderr
+
+
+def test_without_curl_the_spool_watcher_still_picks_commits_up(env: Env) -> None:
+    tools = env.root / "bin"
+    tools.mkdir()
+    for tool in ("git", "sh", "mkdir", "cat", "mv", "env"):
+        found = shutil.which(tool)
+        assert found
+        (tools / tool).symlink_to(found)
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 1)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.git("rev-parse", "HEAD", check=False)
+        (repo.path / "g.txt").write_text("x")
+        repo.git("add", "g.txt")
+        repo.git("commit", "-q", "-m", "no curl", extra_env={"PATH": str(tools)})
+        sha = repo.git("rev-parse", "HEAD")
+        wait_for(lambda: repo.note(sha), what="note via the spool watcher")
+
+
+def test_a_rebase_of_fifty_commits_is_noted_in_few_uploads(env: Env) -> None:
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        repo = make_repo(env)
+        repo.commit("base")
+        repo.git("checkout", "-q", "-b", "feature")
+        for i in range(50):
+            repo.commit(f"feature {i}", file=f"f{i}.txt")
+        repo.git("checkout", "-q", "main")
+        repo.commit("main moves", file="main.txt")
+        repo.install()
+        transcript = env.transcript()
+        append_lines(transcript, 3)
+        repo.activate(transcript)
+        with running_daemon(env):
+            repo.git("rebase", "-q", "main", "feature")
+            shas = repo.git("rev-list", "main..feature").split()
+            assert len(shas) == 50
+            for sha in shas:
+                wait_for(lambda sha=sha: repo.note(sha), timeout=60, what=f"note on {sha}")
+        assert all(note_links(repo.note(sha))[0]["lines"] == [1, 3] for sha in shas)
+        assert hub.count(path_suffix="/batch") < 25
+
+
+def test_spool_left_by_a_crashed_hook_is_ignored_until_complete(env: Env) -> None:
+    env.spool.mkdir(parents=True)
+    partial = env.spool / ("f" * 40 + ".1.commit.tmp")
+    partial.write_text("tracekeeper-spool 1\nsha ")
+    with running_daemon(env):
+        status = env.status()
+    assert status["daemon"]["spool"] == {"waiting": 0, "unreadable": 0}
+    assert partial.exists()
+
+
+def test_unreadable_spool_file_is_moved_aside_with_its_reason(env: Env) -> None:
+    env.spool.mkdir(parents=True)
+    (env.spool / "junk.1.commit").write_text("not a spool file at all")
+    with running_daemon(env):
+        wait_for(lambda: env.status()["daemon"]["spool"]["unreadable"] == 1, what="quarantine")
+    reason = (env.spool / "bad" / "junk.1.commit.reason").read_text()
+    assert reason == "missing the '--' separator line\n"
+    assert Path(env.spool / "bad" / "junk.1.commit").read_text() == "not a spool file at all"

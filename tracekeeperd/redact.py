@@ -1,0 +1,856 @@
+"""Remove secrets from transcripts before anything leaves the machine.
+
+Pure: bytes in, bytes plus a `Report` out.  The only I/O is on the streams a
+caller hands to `Redactor.redact_stream`.
+
+Design choices, and why:
+
+* **Bytes, not text.**  Transcripts are JSONL written by other programs; a
+  stray invalid UTF-8 byte must not stop redaction, and copying the bytes that
+  are not secrets through unchanged keeps the output byte-identical to the
+  input wherever nothing was found.
+* **google-re2** (linear time, no catastrophic backtracking on hostile
+  input or on a user's pattern) runs each rule over blocks of whole lines; a
+  rule only runs on a block that contains one of its keywords.  Stdlib `re`
+  can be chosen with ``engine="re"``: every built-in pattern is written in
+  the subset both engines accept (no look-around, no back-references).
+* **JSONL stays valid.**  A secret usually sits inside a JSON string, where
+  characters may be escaped (``\\"``, ``\\n``, ``\\u002b``).  Every match is
+  widened so it never splits an escape and clipped so it never swallows the
+  quote that closes the string; the marker is made of characters that need
+  no escaping.  As a last guard, every changed line that was valid JSON is
+  parsed again, and a line that would have become invalid raises
+  `RedactionError` instead of being written.
+* **Fail closed.**  Anything that prevents a complete redaction raises
+  `RedactionError` (bad user pattern, missing engine, unreadable input, a line
+  over `MAX_LINE_BYTES`).  `redact_stream` returns a `Report` only when the
+  whole input was processed; after an error, whatever was written to ``dst``
+  is an incomplete prefix and the caller must discard it.
+
+Marker format: ``[REDACTED:<rule-id>]``, or ``[REDACTED:<rule-id>:<hash8>]``
+when `RedactionConfig.hash_key` is set, where ``hash8`` is the first 8 hex
+digits of HMAC-SHA256(hash_key, secret bytes).  Equal secrets get equal
+markers, so a reader can tell "the same token twice" from "two tokens".  The
+hash is keyed because a bare sha256 prefix of a weak password is an offline
+guessing oracle: the daemon should pass a random per-installation key.
+
+The rules cover the formats listed in the tracekeeper issue.  Prefixes,
+lengths, keywords and entropy thresholds follow the public gitleaks default
+configuration (https://github.com/gitleaks/gitleaks, config/gitleaks.toml,
+MIT License, Copyright (c) 2019 Zachary Rice); the patterns themselves were
+rewritten for JSON-escaped text, block scanning and the re/re2 common subset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final, Literal, Protocol, cast
+
+__all__ = [
+    "BUILTIN_RULES",
+    "MAX_LINE_BYTES",
+    "Finding",
+    "RedactionConfig",
+    "RedactionError",
+    "Redactor",
+    "Report",
+    "Rule",
+]
+
+BLOCK_BYTES: Final = 1 << 17
+"""Bytes read per step; small blocks keep the keyword prefilter selective."""
+
+MAX_LINE_BYTES: Final = 64 << 20
+"""A longer line is refused: holding it whole is the price of never cutting a secret in two."""
+
+_RULE_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+_MARKER_START: Final = b"[REDACTED:"
+
+
+class RedactionError(Exception):
+    """Raised on anything that prevents a complete redaction; nothing may be uploaded."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One kind of secret.
+
+    ``keywords`` are lowercase literals, one of which must occur (case-
+    insensitively) near any match; they gate the regex so that most blocks
+    never run most rules.  ``secret_group`` names the capture group that is
+    replaced (0: the whole match), so context such as ``password=`` survives.
+    ``entropy`` is a minimum Shannon entropy in bits per byte of the secret.
+    """
+
+    id: str
+    pattern: str
+    keywords: tuple[str, ...]
+    entropy: float | None = None
+    secret_group: int = 0
+
+
+@dataclass(frozen=True)
+class RedactionConfig:
+    """User-facing settings; the daemon builds one from its config file."""
+
+    extra_rules: tuple[Rule, ...] = ()
+    allow: tuple[str, ...] = ()
+    """Exact secret strings that are never redacted (test fixtures, public sample keys)."""
+    scrub_home: bool = False
+    home: str | None = None
+    user: str | None = None
+    hash_key: bytes | None = None
+    """Key for the marker hash; None gives markers without a hash."""
+
+
+@dataclass
+class Finding:
+    """Where a secret was; deliberately never the secret itself."""
+
+    rule: str
+    line: int
+    """1-based line number."""
+    column: int
+    """1-based byte offset of the secret within its line."""
+
+
+@dataclass
+class Report:
+    """What one redaction run removed; safe to show, log and put in a git note."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    lines: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+# ---------------------------------------------------------------------------
+# Built-in rules.  Order is priority: when matches overlap they are merged
+# into one marker named after the earliest rule in this tuple, so a GitHub
+# token inside a URL is reported as a GitHub token, not as a URL password.
+
+_PEM_BEGIN = r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+_PEM_END = r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+# Inside a JSON string a key spans "\n" escapes; `(?:[^"\\\n]|\\.)` walks a
+# JSON string without ever leaving it.  Without an END line (a truncated key)
+# the body is taken as far as it looks like base64.
+_PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+/=:, -]|\\[nrt/]|\\u[0-9a-fA-F]{4})*)"
+
+# Assignment context: `NAME = value`, `"name": "value"`, `name: value`,
+# with the JSON-escaped quotes of a transcript (`\"name\": \"value\"`).
+_ASSIGN = r"[A-Za-z0-9_.-]{0,30}(?:\\*[\"'])?\]?[ \t]*(?::=|=>|\?=|=|:)[ \t]*(?:\\*[\"'`])?"
+_VALUE = r"([^\s\"'`\\;]{8,200})"
+
+BUILTIN_RULES: Final[tuple[Rule, ...]] = (
+    Rule("private-key", _PEM, ("private key",)),
+    Rule(
+        "anthropic-api-key",
+        r"\bsk-ant-[a-z]{2,8}[0-9]{2}-[A-Za-z0-9_-]{20,}",
+        ("sk-ant-",),
+    ),
+    Rule(
+        "openai-api-key",
+        r"\bsk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,}|[A-Za-z0-9]{32,})",
+        ("sk-",),
+        entropy=3.0,
+    ),
+    Rule("hf-token", r"\b(?:hf_|api_org_)[A-Za-z0-9]{30,}", ("hf_", "api_org_"), entropy=3.0),
+    Rule("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}", ("aiza",), entropy=3.0),
+    Rule("google-oauth-secret", r"\bGOCSPX-[A-Za-z0-9_-]{20,}", ("gocspx-",)),
+    Rule("google-oauth-token", r"\bya29\.[0-9A-Za-z_-]{20,}", ("ya29.",), entropy=3.0),
+    Rule(
+        "github-pat",
+        r"\b(?:ghp_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})",
+        ("ghp_", "github_pat_"),
+        entropy=3.0,
+    ),
+    Rule(
+        "github-token",
+        r"\bgh[osur]_[A-Za-z0-9]{36,}",
+        ("gho_", "ghs_", "ghu_", "ghr_"),
+        entropy=3.0,
+    ),
+    Rule(
+        "gitlab-token",
+        r"\bgl(?:pat|dt|rt|cbt|ptt|soat|ft|imt|agent|oas|ffct)-[A-Za-z0-9_.-]{20,}",
+        (
+            "glpat-",
+            "gldt-",
+            "glrt-",
+            "glcbt-",
+            "glptt-",
+            "glsoat-",
+            "glft-",
+            "glimt-",
+            "glagent-",
+            "gloas-",
+            "glffct-",
+        ),
+        entropy=3.0,
+    ),
+    Rule(
+        "aws-access-key-id",
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}\b",
+        ("akia", "asia", "abia", "acca", "a3t"),
+        entropy=3.0,
+    ),
+    Rule(
+        "aws-secret-access-key",
+        r"(?i)(?:aws_?secret_?access_?key|secret_?access_?key|aws_?secret_?key)" + _ASSIGN + r"([A-Za-z0-9/+]{40,})",
+        ("secret",),
+        secret_group=1,
+    ),
+    Rule(
+        "azure-account-key",
+        r"(?i)(?:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{30,}={0,2})",
+        ("accountkey=", "sharedaccesskey="),
+        secret_group=1,
+    ),
+    Rule(
+        "azure-sas-token",
+        r"[?&]sig=([A-Za-z0-9%+/]{30,}(?:=|%3[dD]){0,2})",
+        ("sig=",),
+        secret_group=1,
+    ),
+    Rule(
+        "azure-ad-client-secret",
+        r"(?m)(?:^|[^A-Za-z0-9_~.-])([A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34})",
+        ("q~",),
+        entropy=3.0,
+        secret_group=1,
+    ),
+    Rule(
+        "slack-webhook-url",
+        r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{20,}",
+        ("hooks.slack.com",),
+    ),
+    Rule(
+        "slack-token",
+        r"\b(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Za-z0-9-]{10,})",
+        ("xox", "xapp-"),
+        entropy=2.5,
+    ),
+    Rule(
+        "stripe-key",
+        r"\b(?:(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{20,}|whsec_[A-Za-z0-9]{20,})",
+        ("sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_", "whsec_"),
+        entropy=3.0,
+    ),
+    Rule("npm-token", r"\bnpm_[A-Za-z0-9]{36,}", ("npm_",), entropy=3.0),
+    Rule(
+        "pypi-token",
+        r"\bpypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{40,}",
+        ("pypi-ag",),
+    ),
+    Rule(
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
+        ("eyj",),
+        entropy=3.0,
+    ),
+    Rule(
+        "url-password",
+        r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s:@/?#\"'\\]{0,128}:([^\s/\"'\\]{1,256})"
+        r"@[A-Za-z0-9_~%.\[\]-]",
+        ("://",),
+        secret_group=1,
+    ),
+    Rule(
+        "auth-header",
+        r"(?i)\b(?:proxy-)?authorization[ \t]*:[ \t]*(?:bearer|basic|token|bot)[ \t]+"
+        r"([A-Za-z0-9._~+/=-]{16,})",
+        ("authorization",),
+        entropy=3.0,
+        secret_group=1,
+    ),
+    Rule(
+        "cli-password",
+        r"(?m)(?:^|[ \t])(?:-u|--user|--password|--passwd)[ \t=]+(?:\\*[\"'])?"
+        r"([^\s\"'\\]{4,})",
+        ("-u", "--user", "--pass"),
+        secret_group=1,
+    ),
+    Rule(
+        "generic-password",
+        r"(?i)(?:passw(?:or)?d|passphrase)" + _ASSIGN + _VALUE,
+        ("passw", "passphrase"),
+        entropy=2.5,
+        secret_group=1,
+    ),
+    Rule(
+        "generic-secret",
+        r"(?i)(?:secret|token|credentials?|"
+        r"(?:api|access|private|signing|encryption|master|app|session)[_.-]?key)" + _ASSIGN + _VALUE,
+        ("secret", "token", "credential", "key"),
+        entropy=3.5,
+        secret_group=1,
+    ),
+)
+"""Specific formats first, context-based rules last."""
+
+_USER_RULES_BEFORE: Final = "url-password"
+"""User rules rank after the vendor formats and before the context-based rules."""
+
+
+# Values that assignment rules see constantly and that are not secrets:
+# variable references, templates, masks, paths and plain identifiers.
+_PLACEHOLDER = re.compile(
+    rb"(?:\$\{\{|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\$\(|%\(?[A-Za-z_]|\{\{|\{[A-Za-z_][A-Za-z0-9_.]*\}"
+    rb"|<[A-Za-z][A-Za-z0-9 _-]*>|\*{3}|\.{3}|x{6}|X{6}|https?://"
+    rb"|process\.env|os\.environ|os\.getenv|getenv|env\(|ENV\[|secrets\.|vars\.)"
+)
+_PATH = re.compile(rb"(?:/|~/|\./|\.\./)[A-Za-z0-9_.~/-]*\Z")
+_NUMERIC = re.compile(rb"[0-9.,:eE+\-\[\]{}()]+\Z")
+_IDENTIFIER = re.compile(rb"[A-Za-z_.()\[\]-]+\Z")
+
+
+def _is_identifier(value: bytes) -> bool:
+    """Tell ``settings.SECRET_KEY`` or ``getToken`` from random letters.
+
+    A separator or a mostly one-case word reads as code; a long run of mixed
+    case without separators reads as a generated secret.
+    """
+    if not _IDENTIFIER.match(value):
+        return False
+    if any(ch in value for ch in b"._-()[]"):
+        return True
+    upper = sum(1 for ch in value if 65 <= ch <= 90)
+    return len(value) < 16 or not 0.25 <= upper / len(value) <= 0.75
+
+
+def _placeholder(value: bytes) -> bool:
+    """Variable references, templates, masks and paths: the usual non-secret values."""
+    if _PLACEHOLDER.match(value):
+        return True
+    return value.count(b"/") >= 2 and bool(_PATH.match(value))
+
+
+_IN_USERINFO = re.compile(rb"://[^\s/@\"'\\]*\Z")
+
+
+def _reject_assignment(value: bytes, context: bytes, before: bytes) -> bool:
+    """Skip placeholders, and ``token:`` inside ``https://x-access-token:...@host``.
+
+    The URL rule owns credentials in a URL; matching them here would run the
+    value over ``@host/path`` and redact the host too.
+    """
+    return _placeholder(value) or _is_identifier(value) or bool(_IN_USERINFO.search(before))
+
+
+def _reject_secret_assignment(value: bytes, context: bytes, before: bytes) -> bool:
+    """As for passwords, and numbers too: ``"total_tokens": 1234567890`` is a count."""
+    return bool(_NUMERIC.match(value)) or _reject_assignment(value, context, before)
+
+
+def _reject_url_password(value: bytes, context: bytes, before: bytes) -> bool:
+    return _placeholder(value) or value.strip(b"*xX") == b""
+
+
+def _reject_cli_password(value: bytes, context: bytes, before: bytes) -> bool:
+    """``--password X`` is a secret; ``-u name:pass`` too, but not ``docker run -u 1000:1000``."""
+    if _placeholder(value) or value.strip(b"*xX") == b"":
+        return True
+    if b"--pass" in context:
+        return False
+    name, _, secret = value.rpartition(b":")
+    return not name or not secret or secret.isdigit() or _placeholder(secret)
+
+
+_REJECTS: Final[dict[str, Callable[[bytes, bytes, bytes], bool]]] = {
+    "generic-password": _reject_assignment,
+    "generic-secret": _reject_secret_assignment,
+    "url-password": _reject_url_password,
+    "cli-password": _reject_cli_password,
+}
+
+
+def shannon_entropy(data: bytes) -> float:
+    """Bits per byte; random base62 scores about 5.9, English words about 3."""
+    if not data:
+        return 0.0
+    n = len(data)
+    return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+
+
+# ---------------------------------------------------------------------------
+# Regex engines.  Both are used through this tiny protocol so the choice is
+# made once, in the constructor.
+
+
+class _Match(Protocol):
+    def span(self, group: int = 0, /) -> tuple[int, int]: ...
+
+
+class _Pattern(Protocol):
+    @property
+    def groups(self) -> int: ...
+
+    def finditer(self, string: bytes, /) -> Iterator[_Match]: ...
+
+
+Engine = Literal["re2", "re"]
+
+
+def _compiler(engine: Engine) -> Callable[[str], _Pattern]:
+    """Return a function that compiles one pattern, or fail closed."""
+    if engine == "re":
+        return lambda pattern: re.compile(pattern.encode())
+    try:
+        re2 = importlib.import_module("re2")
+    except ImportError as exc:
+        raise RedactionError("redaction engine google-re2 is not installed (pip install google-re2)") from exc
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1  # bytes in, one char per byte
+    options.never_nl = True  # a match never crosses a line
+    options.log_errors = False
+
+    def compile_re2(pattern: str) -> _Pattern:
+        return cast(_Pattern, re2.compile(pattern.encode(), options))
+
+    return compile_re2
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    id: str
+    pattern: str
+    marker_id: bytes
+    regex: _Pattern
+    keywords: tuple[bytes, ...]
+    entropy: float | None
+    group: int
+    reject: Callable[[bytes, bytes, bytes], bool] | None
+
+
+@dataclass
+class _Span:
+    start: int
+    end: int
+    rank: int
+    counted: bool = True
+    """False for the continuation lines of a multi-line key: one key, one finding."""
+
+
+@dataclass
+class _StreamState:
+    in_pem: bool = False
+
+
+_PEM_OPEN = re.compile(rb"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[ \t]*\r?\Z")
+_PEM_BODY = re.compile(rb"[ \t]*(?:[A-Za-z0-9+/=]*|[A-Za-z-]+:[^\n]*)[ \t]*\r?\Z")
+_PEM_CLOSE = re.compile(rb"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+
+
+class Redactor:
+    """Compiled once, reused for every job; holds no per-run state, so it is thread-safe."""
+
+    def __init__(
+        self,
+        config: RedactionConfig = RedactionConfig(),
+        *,
+        engine: Engine = "re2",
+    ) -> None:
+        compile_pattern = _compiler(engine)
+        self.engine: Engine = engine
+        self._config = config
+        self._allow = frozenset(s.encode() for s in config.allow)
+        self._rules = self._compile_rules(config.extra_rules, compile_pattern)
+        self._pem_rank = next(i for i, r in enumerate(self._rules) if r.id == "private-key")
+        self._scrub = _scrubber(config)
+        digest = hashlib.sha256()
+        for rule in self._rules:
+            digest.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0".encode())
+        self.ruleset_id = digest.hexdigest()[:12]
+        """Names the rules that ran, for the git note; changes when any rule changes."""
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(rule.id for rule in self._rules)
+
+    # -- public API -------------------------------------------------------
+
+    def redact_line(self, line: bytes, lineno: int, report: Report) -> bytes:
+        """Redact one line (with or without its newline); multi-line keys need the stream API."""
+        return self._guarded(lambda: self._redact_block(line, lineno, report, _StreamState()))
+
+    def redact_stream(self, src: BinaryIO, dst: BinaryIO) -> Report:
+        """Copy ``src`` to ``dst`` redacted, holding one block of lines in memory.
+
+        Returns only after the last byte; on `RedactionError` ``dst`` holds an
+        incomplete prefix that the caller must discard.
+        """
+        report = Report()
+        state = _StreamState()
+        self._guarded(lambda: self._pump(src, dst, report, state))
+        return report
+
+    def redact_bytes(self, data: bytes) -> tuple[bytes, Report]:
+        """Same result as `redact_stream`, for data already in memory."""
+        report = Report()
+        state = _StreamState()
+        out: list[bytes] = []
+
+        def run() -> None:
+            pos = 0
+            while pos < len(data):
+                cut = data.rfind(b"\n", pos, pos + BLOCK_BYTES) + 1
+                if cut <= pos:
+                    cut = data.find(b"\n", pos) + 1 or len(data)
+                    if cut - pos > MAX_LINE_BYTES:
+                        raise _too_long(report.lines + 1)
+                out.append(self._redact_block(data[pos:cut], report.lines + 1, report, state))
+                pos = cut
+
+        self._guarded(run)
+        return b"".join(out), report
+
+    # -- construction -----------------------------------------------------
+
+    @staticmethod
+    def _compile_rules(extra: tuple[Rule, ...], compile_pattern: Callable[[str], _Pattern]) -> tuple[_Compiled, ...]:
+        seen = {rule.id for rule in BUILTIN_RULES}
+        users: list[_Compiled] = []
+        for rule in extra:
+            if rule.id in seen:
+                raise RedactionError(f"redaction rule id {rule.id!r} is used twice")
+            seen.add(rule.id)
+            users.append(_compile_rule(rule, compile_pattern, None))
+        builtins = [_compile_rule(r, compile_pattern, _REJECTS.get(r.id)) for r in BUILTIN_RULES]
+        split = next(i for i, r in enumerate(builtins) if r.id == _USER_RULES_BEFORE)
+        return tuple(builtins[:split] + users + builtins[split:])
+
+    # -- the work ---------------------------------------------------------
+
+    def _guarded(self, work: Callable[[], bytes | None]) -> bytes:
+        """Turn every failure into RedactionError so callers need one except clause."""
+        try:
+            result = work()
+        except RedactionError:
+            raise
+        except Exception as exc:  # fail closed: any failure means "not redacted"
+            raise RedactionError(f"redaction failed: {type(exc).__name__}: {exc}") from exc
+        return result or b""
+
+    def _pump(self, src: BinaryIO, dst: BinaryIO, report: Report, state: _StreamState) -> None:
+        buf = bytearray()
+        while chunk := src.read(BLOCK_BYTES):
+            buf += chunk
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:
+                if len(buf) > MAX_LINE_BYTES:
+                    raise _too_long(report.lines + 1)
+                continue
+            dst.write(self._redact_block(bytes(buf[:cut]), report.lines + 1, report, state))
+            del buf[:cut]
+        if buf:
+            if len(buf) > MAX_LINE_BYTES:
+                raise _too_long(report.lines + 1)
+            dst.write(self._redact_block(bytes(buf), report.lines + 1, report, state))
+
+    def _redact_block(self, block: bytes, first_line: int, report: Report, state: _StreamState) -> bytes:
+        """Redact whole lines; ``first_line`` is the number of the block's first line."""
+        report.bytes_in += len(block)
+        report.lines += block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+        spans = _inside_json_strings(block, self._find(block))
+        if state.in_pem or any(s.rank == self._pem_rank for s in spans):
+            spans = self._pem_lines(block, spans, state)
+        out = self._rewrite(block, _merge(spans), first_line, report) if spans else self._scrub(block)
+        report.bytes_out += len(out)
+        return out
+
+    def _find(self, block: bytes) -> list[_Span]:
+        """Run the rules whose keywords occur in the block; keep the matches worth redacting."""
+        lowered = block.lower()
+        spans: list[_Span] = []
+        for rank, rule in enumerate(self._rules):
+            if not any(k in lowered for k in rule.keywords):
+                continue
+            for match in rule.regex.finditer(block):
+                start, end = match.span(rule.group)
+                if start < 0 or end <= start:
+                    continue
+                start, end = _json_safe(block, start, end)
+                whole = match.span(0)
+                if end > start and self._wanted(rule, block, lowered, (start, end), whole):
+                    spans.append(_Span(start, end, rank))
+        return spans
+
+    def _wanted(
+        self,
+        rule: _Compiled,
+        block: bytes,
+        lowered: bytes,
+        span: tuple[int, int],
+        whole: tuple[int, int],
+    ) -> bool:
+        start, end = span
+        secret = block[start:end]
+        if secret.startswith(_MARKER_START) or secret in self._allow:
+            return False
+        line_start = lowered.rfind(b"\n", 0, whole[0]) + 1
+        # The keyword must be on the match's own line, so the result never
+        # depends on where a block happened to be cut.
+        if not _has_keyword(rule.keywords, lowered, whole, line_start):
+            return False
+        before = block[max(line_start, whole[0] - 256) : whole[0]]
+        if rule.reject is not None and rule.reject(secret, block[whole[0] : whole[1]], before):
+            return False
+        return rule.entropy is None or shannon_entropy(secret) >= rule.entropy
+
+    def _pem_lines(self, block: bytes, spans: list[_Span], state: _StreamState) -> list[_Span]:
+        """Extend keys written over several real lines (plain text, not JSON) to their END line.
+
+        Inside JSONL a key is one string with ``\\n`` escapes and the regex
+        handles it; here a header alone on its line opens a block that runs
+        over base64 and ``Header: value`` lines to the END line.
+        """
+        opened = {s.end for s in spans if s.rank == self._pem_rank}
+        extra: list[_Span] = []
+        pos = 0
+        while pos < len(block):
+            nl = block.find(b"\n", pos)
+            end = len(block) if nl < 0 else nl
+            line = block[pos:end]
+            if state.in_pem:
+                if _PEM_CLOSE.search(line):
+                    extra.append(_Span(pos, end, self._pem_rank, counted=False))
+                    state.in_pem = False
+                elif _PEM_BODY.match(line) and line.strip():
+                    extra.append(_Span(pos, end, self._pem_rank, counted=False))
+                elif line.strip():
+                    state.in_pem = False
+            elif any(pos <= e <= end for e in opened) and _PEM_OPEN.search(line):
+                state.in_pem = True
+            pos = end + 1
+        return spans + extra
+
+    def _rewrite(self, block: bytes, spans: list[_Span], first_line: int, report: Report) -> bytes:
+        out: list[bytes] = []
+        touched: set[int] = set()
+        pos = 0
+        line, line_start = first_line, 0
+        for span in spans:
+            newlines = block.count(b"\n", pos, span.start)
+            if newlines:
+                line += newlines
+                line_start = block.rfind(b"\n", 0, span.start) + 1
+            out.append(self._scrub(block[pos : span.start]))
+            rule = self._rules[span.rank]
+            out.append(self._marker(rule, block[span.start : span.end]))
+            touched.add(line_start)
+            if span.counted:
+                report.counts[rule.id] = report.counts.get(rule.id, 0) + 1
+                report.findings.append(Finding(rule.id, line, span.start - line_start + 1))
+            pos = span.end
+        out.append(self._scrub(block[pos:]))
+        result = b"".join(out)
+        _check_json(block, result, touched, first_line)
+        return result
+
+    def _marker(self, rule: _Compiled, secret: bytes) -> bytes:
+        key = self._config.hash_key
+        if key is None:
+            return b"[REDACTED:" + rule.marker_id + b"]"
+        digest = hmac.new(key, secret, hashlib.sha256).hexdigest()[:8].encode()
+        return b"[REDACTED:" + rule.marker_id + b":" + digest + b"]"
+
+
+# ---------------------------------------------------------------------------
+# Helpers with no state.
+
+
+def _compile_rule(
+    rule: Rule,
+    compile_pattern: Callable[[str], _Pattern],
+    reject: Callable[[bytes, bytes, bytes], bool] | None,
+) -> _Compiled:
+    """Validate one rule so a broken user pattern stops the daemon at start, not mid-job."""
+    if not _RULE_ID.match(rule.id):
+        raise RedactionError(f"redaction rule id {rule.id!r} must be lowercase kebab-case")
+    if not rule.keywords or not all(k.strip() for k in rule.keywords):
+        raise RedactionError(f"redaction rule {rule.id!r} needs at least one non-empty keyword")
+    try:
+        regex = compile_pattern(rule.pattern)
+    except Exception as exc:  # re.error, re2.error: both mean "bad pattern"
+        raise RedactionError(f"redaction rule {rule.id!r}: invalid pattern {rule.pattern!r}: {exc}") from exc
+    if not 0 <= rule.secret_group <= regex.groups:
+        raise RedactionError(
+            f"redaction rule {rule.id!r}: secret_group {rule.secret_group} but the pattern has {regex.groups} group(s)"
+        )
+    return _Compiled(
+        id=rule.id,
+        pattern=rule.pattern,
+        marker_id=rule.id.encode(),
+        regex=regex,
+        keywords=tuple(k.lower().encode() for k in rule.keywords),
+        entropy=rule.entropy,
+        group=rule.secret_group,
+        reject=reject,
+    )
+
+
+def _has_keyword(keywords: tuple[bytes, ...], lowered: bytes, whole: tuple[int, int], line_start: int) -> bool:
+    match = lowered[whole[0] : whole[1]]
+    if any(k in match for k in keywords):
+        return True
+    line = lowered[line_start : _line_end(lowered, whole[0])]
+    return any(k in line for k in keywords)
+
+
+def _too_long(lineno: int) -> RedactionError:
+    return RedactionError(f"line {lineno} is longer than {MAX_LINE_BYTES} bytes; not redacted")
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _json_safe(block: bytes, start: int, end: int) -> tuple[int, int]:
+    """Widen a match to whole JSON escapes and stop it at a closing quote or line end.
+
+    Replacing half of ``\\n`` or ``\\u002b`` would leave an invalid escape, and
+    eating an unescaped quote would merge two JSON strings; both would turn a
+    valid JSONL line into garbage.  Only user patterns can do either, but the
+    check is cheap and runs for every match.
+    """
+    # Start inside an escape?  Move back to its backslash.
+    for back in range(1, 6):
+        i = start - back
+        if i < 0 or block[i] != 0x5C or _escaped(block, i):
+            continue
+        if back == 1 or (block[i + 1] == 0x75 and all(c in _HEX for c in block[i + 2 : start])):
+            start = i
+            break
+    i = start
+    while i < end:
+        ch = block[i]
+        if ch == 0x0A or (ch == 0x22 and i > start):
+            return start, i
+        if ch == 0x5C:
+            i += 6 if block[i + 1 : i + 2] == b"u" else 2
+        else:
+            i += 1
+    return start, min(i, _line_end(block, start))
+
+
+def _escaped(block: bytes, i: int) -> bool:
+    """True when the byte at ``i`` is preceded by an odd run of backslashes."""
+    n = 0
+    while i - n - 1 >= 0 and block[i - n - 1] == 0x5C:
+        n += 1
+    return n % 2 == 1
+
+
+def _line_end(block: bytes, pos: int) -> int:
+    nl = block.find(b"\n", pos)
+    return len(block) if nl < 0 else nl
+
+
+def _merge(spans: list[_Span]) -> list[_Span]:
+    """Union overlapping spans; the merged one takes the best-ranked rule.
+
+    Union rather than "first wins": a partial overlap must never leave the
+    tail of a secret in clear.
+    """
+    spans.sort(key=lambda s: (s.start, s.rank))
+    merged: list[_Span] = []
+    for span in spans:
+        last = merged[-1] if merged else None
+        if last is None or span.start >= last.end:
+            merged.append(_Span(span.start, span.end, span.rank, span.counted))
+            continue
+        last.end = max(last.end, span.end)
+        last.rank = min(last.rank, span.rank)
+        last.counted = last.counted or span.counted
+    return merged
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
+
+
+def _inside_json_strings(block: bytes, spans: list[_Span]) -> list[_Span]:
+    """On a valid JSON line, keep only matches inside string literals.
+
+    Outside strings a JSON line holds numbers, ``true`` and punctuation, never a
+    secret, and replacing any of them would break the line.  Only lines with a
+    match are parsed.
+    """
+    if not spans:
+        return spans
+    kept: list[_Span] = []
+    by_line: dict[int, list[_Span]] = {}
+    for span in spans:
+        by_line.setdefault(block.rfind(b"\n", 0, span.start) + 1, []).append(span)
+    for start, group in by_line.items():
+        line = block[start : _line_end(block, start)]
+        if not _is_json(line):
+            kept.extend(group)
+            continue
+        strings = [(start + m.start() + 1, start + m.end() - 1) for m in _JSON_STRING.finditer(line)]
+        kept.extend(s for s in group if any(a <= s.start and s.end <= b for a, b in strings))
+    return kept
+
+
+def _is_json(line: bytes) -> bool:
+    if not line.lstrip().startswith((b"{", b"[")):
+        return False
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_json(block: bytes, result: bytes, touched: set[int], first_line: int) -> None:
+    """Refuse output that would turn a valid JSON line into an invalid one.
+
+    Markers never contain a newline and spans never cross one, so line N of
+    the output is the redacted line N of the input.
+    """
+    new_lines = result.split(b"\n")
+    for start in sorted(touched):
+        index = block.count(b"\n", 0, start)
+        old = block[start : _line_end(block, start)]
+        if not _is_json(old):
+            continue  # was not JSON: redacted as text
+        try:
+            json.loads(new_lines[index])
+        except ValueError as exc:
+            raise RedactionError(f"line {first_line + index}: redaction would break its JSON; not redacted") from exc
+
+
+def _scrubber(config: RedactionConfig) -> Callable[[bytes], bytes]:
+    """Build the optional home/user replacement, applied outside markers only."""
+    if not config.scrub_home:
+        return lambda text: text
+    subs: list[tuple[re.Pattern[bytes], bytes]] = []
+    home = (config.home or "").rstrip("/\\")
+    if len(home) > 1:
+        forms = {home.encode(), json.dumps(home)[1:-1].encode()}
+        for form in sorted(forms, key=len, reverse=True):
+            subs.append((re.compile(rb"(?<![\w.-])" + re.escape(form) + rb"(?![\w.-])"), b"~"))
+    user = config.user or ""
+    if user:
+        word = rb"(?<![A-Za-z0-9_])" + re.escape(user.encode()) + rb"(?![A-Za-z0-9_])"
+        subs.append((re.compile(word), b"<user>"))
+    if not subs:
+        raise RedactionError("scrub_home is on but neither home nor user is set")
+
+    def scrub(text: bytes) -> bytes:
+        for pattern, replacement in subs:
+            text = pattern.sub(replacement, text)
+        return text
+
+    return scrub
