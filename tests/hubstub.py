@@ -667,19 +667,13 @@ class HubStub:
         if head == "batch" and len(action) == 1:
             return await self._batch(request, namespace, name) if method == "POST" else _method_not_allowed()
         if head == "paths-info" and len(action) == 1:
-            return (
-                await self._paths_info(request, namespace, name)
-                if method == "POST"
-                else _method_not_allowed()
-            )
+            return await self._paths_info(request, namespace, name) if method == "POST" else _method_not_allowed()
         if head == "tree":
             if method != "GET":
                 return _method_not_allowed()
             return self._tree(request, namespace, name, "/".join(action[1:]))
         if head == "settings" and len(action) == 1:
-            return (
-                await self._settings(request, namespace, name) if method == "PUT" else _method_not_allowed()
-            )
+            return await self._settings(request, namespace, name) if method == "PUT" else _method_not_allowed()
         raise _HubError(404, "Sorry, we can't find the page you are looking for.")
 
     # ---- auth ------------------------------------------------------------------------------------
@@ -812,9 +806,7 @@ class HubStub:
     def _bucket_info(self, request: web.Request, namespace: str, name: str) -> web.Response:
         caller = self._caller(request)
         with self._lock:
-            return web.json_response(
-                self._bucket_json(request, self._readable_bucket(caller, namespace, name))
-            )
+            return web.json_response(self._bucket_json(request, self._readable_bucket(caller, namespace, name)))
 
     def _delete_bucket(self, request: web.Request, namespace: str, name: str) -> web.Response:
         caller = self._caller(request)
@@ -878,9 +870,7 @@ class HubStub:
             else:
                 failed.append({"path": str(operation.get("path")), "error": error})
         status = 422 if failed and processed == 0 else 200
-        return web.json_response(
-            {"success": not failed, "processed": processed, "failed": failed}, status=status
-        )
+        return web.json_response({"success": not failed, "processed": processed, "failed": failed}, status=status)
 
     def _apply(self, namespace: str, name: str, operation: Mapping[str, Any]) -> str | None:
         """Apply one batch operation; return an error string instead of raising."""
@@ -912,9 +902,7 @@ class HubStub:
             size=size,
             mtime=int(mtime) if isinstance(mtime, (int, float)) else int(now * 1000),
             uploaded_at=now,
-            content_type=operation.get("contentType")
-            if isinstance(operation.get("contentType"), str)
-            else None,
+            content_type=operation.get("contentType") if isinstance(operation.get("contentType"), str) else None,
         )
         with self._lock:
             bucket = self._buckets.get(f"{namespace}/{name}")
@@ -1036,9 +1024,7 @@ class HubStub:
                 )
                 return web.json_response({"pending": self.pending_failures()})
             if action == "users" and method == "POST":
-                self.add_user(
-                    str(body["name"]), str(body["token"]), body.get("role", "write"), body.get("orgs", ())
-                )
+                self.add_user(str(body["name"]), str(body["token"]), body.get("role", "write"), body.get("orgs", ()))
                 return web.json_response({})
             if action == "buckets" and method == "POST":
                 self.create_bucket(str(body["id"]), private=bool(body.get("private", True)))
@@ -1079,9 +1065,7 @@ def _dir_json(path: str, uploaded_at: float) -> dict[str, Any]:
     return {"type": "directory", "path": path, "uploadedAt": _iso(uploaded_at)}
 
 
-def _tree_entries(
-    files: Mapping[str, _File], prefix: str, recursive: bool
-) -> list[tuple[str, _File | None, float]]:
+def _tree_entries(files: Mapping[str, _File], prefix: str, recursive: bool) -> list[tuple[str, _File | None, float]]:
     """Tree listing as ``(path, file-or-None-for-directory, uploaded_at)``, sorted by path.
 
     The prefix matches lexically (``"lo"`` matches ``logs/...``); a prefix naming a directory
@@ -1170,9 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--cas", required=True, type=Path, help="directory hf_xet stores chunks in")
     parser.add_argument("--user", action="append", default=[], type=_parse_user, metavar="NAME:TOKEN[:ROLE]")
-    parser.add_argument(
-        "--bucket", action="append", default=[], metavar="NS/NAME", help="pre-create (private)"
-    )
+    parser.add_argument("--bucket", action="append", default=[], metavar="NS/NAME", help="pre-create (private)")
     parser.add_argument("--page-size", type=int, default=1000)
     args = parser.parse_args(argv)
 

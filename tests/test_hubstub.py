@@ -103,19 +103,14 @@ def test_whoami_reports_user_and_role(hub: HubStub) -> None:
     assert me["auth"]["accessToken"]["role"] == "read"
 
 
-def test_add_file_and_bytes_then_paths_info_and_tree(
-    hub: HubStub, api: HfApi, bucket: str, tmp_path: Path
-) -> None:
+def test_add_file_and_bytes_then_paths_info_and_tree(hub: HubStub, api: HfApi, bucket: str, tmp_path: Path) -> None:
     local = tmp_path / "session.jsonl"
     local.write_bytes(transcript(10_000, seed=1))
     inline = b'{"hello": "world"}\n'
 
     api.batch_bucket_files(bucket, add=[(str(local), "claude/s1.jsonl"), (inline, "codex/deep/s2.jsonl")])
 
-    infos = {
-        f.path: f
-        for f in api.get_bucket_paths_info(bucket, ["claude/s1.jsonl", "codex/deep/s2.jsonl", "nope"])
-    }
+    infos = {f.path: f for f in api.get_bucket_paths_info(bucket, ["claude/s1.jsonl", "codex/deep/s2.jsonl", "nope"])}
     assert set(infos) == {"claude/s1.jsonl", "codex/deep/s2.jsonl"}
     assert infos["claude/s1.jsonl"].size == 10_000
     assert infos["codex/deep/s2.jsonl"].size == len(inline)
