@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 
-from .harness import UUID_A, Env, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import UUID_A, Daemon, Env, append_lines, make_repo, note_links, running_daemon, wait_for
 
 
 def test_commit_gets_a_note_pointing_at_an_exact_copy_of_the_transcript(env: Env) -> None:
@@ -179,3 +179,21 @@ def test_transcript_deleted_after_commit_still_uploads_what_the_commit_saw(env: 
         note = wait_for(lambda: repo.note(sha), what="the note after retry")
     (meta,) = note_links(note)
     assert (env.root / "store" / meta["url"].split("/store/", 1)[1]).read_bytes() == original
+
+
+def test_git_variables_inherited_by_the_daemon_do_not_redirect_its_git_commands(env: Env) -> None:
+    """A daemon started from inside a hook inherits GIT_DIR/GIT_INDEX_FILE; it must ignore them."""
+    decoy = make_repo(env, "decoy")
+    decoy.commit("decoy")
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    repo.activate(transcript)
+    daemon_env = Env(env.root, {**env.vars, "GIT_DIR": str(decoy.git_dir), "GIT_INDEX_FILE": "/nonexistent"})
+    daemon = Daemon(daemon_env).start()
+    try:
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="the note in the right repository")
+    finally:
+        daemon.stop()
+    assert decoy.git("notes", "--ref=refs/notes/hf-traces", "list", check=False) == ""

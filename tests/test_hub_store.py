@@ -126,8 +126,7 @@ def test_hub_offline_then_back_backlog_drains_by_itself(env: Env, hub: HubStub) 
         )
         assert "cannot reach the Hub" in status["daemon"]["offline_reason"]
         assert all(repo.note(sha) == "" for sha in shas)
-        text = env.cli("status").stdout
-        assert "store unreachable" in text
+        wait_for(lambda: "store unreachable" in env.cli("status").stdout, what="status to say so")
         hub.go_online()
         for sha in shas:
             wait_for(lambda sha=sha: repo.note(sha), timeout=30, what="the backlog to drain")
@@ -185,3 +184,17 @@ def test_read_only_token_is_a_permanent_failure(hub: HubStub) -> None:
             repo.commit("x")
             jobs = wait_for(lambda env=env: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="x")
         assert "read-only" in jobs[0]["last_error"]
+
+
+def test_token_saved_under_hf_home_selects_the_hub_store(env: Env, hub: HubStub) -> None:
+    """`hf auth login` saves the token in $HF_HOME/token: no HF_TOKEN needed."""
+    del env.vars["HF_TOKEN"]
+    hf_home = env.root / "hf-home"
+    hf_home.mkdir()
+    (hf_home / "token").write_text(TOKEN)
+    env.vars["HF_HOME"] = str(hf_home)
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    assert note.startswith(f"hf-trace: {hub.endpoint}/buckets/{BUCKET}/tree/")

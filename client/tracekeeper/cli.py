@@ -218,7 +218,17 @@ def retry() -> None:
 
 
 def main() -> None:
+    """Entry point: known errors are handled where they happen; anything else is one line too.
+
+    Set TRACEKEEPER_DEBUG=1 to get the traceback of an unexpected error.
+    """
+    import os
+
     try:
         cli.main(prog_name="tracekeeper", standalone_mode=True)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as exc:
+        if os.environ.get("TRACEKEEPER_DEBUG"):
+            raise
+        fail(f"unexpected {type(exc).__name__}: {exc} (set TRACEKEEPER_DEBUG=1 for the traceback)")
