@@ -197,3 +197,46 @@ def test_git_variables_inherited_by_the_daemon_do_not_redirect_its_git_commands(
     finally:
         daemon.stop()
     assert decoy.git("notes", "--ref=refs/notes/hf-traces", "list", check=False) == ""
+
+
+def test_malformed_active_file_fails_visibly_without_a_note(env: Env) -> None:
+    repo = make_repo(env).install()
+    active = repo.activate(env.transcript())
+    active.write_text('{"session_id": "abc", "transcript_path": ')  # a hook died mid-write
+    with running_daemon(env):
+        sha = repo.commit("x")
+        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+        retried = env.cli("retry").stdout
+    assert job["state"] == "failed"
+    assert job["last_error"].startswith("hf-traces-active.json is not valid JSON (")
+    assert job["last_error"].endswith(f"({active})")
+    assert repo.note(sha) == ""
+    assert "1 job(s) cannot be retried" in retried
+
+
+def test_stale_active_file_pointing_at_a_missing_transcript_fails_visibly(env: Env) -> None:
+    repo = make_repo(env).install()
+    missing = env.transcript()  # never written: the session is long gone
+    repo.activate(missing)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    assert job["state"] == "failed"
+    assert job["last_error"] == f"transcript {missing} does not exist (stale hf-traces-active.json?)"
+    assert job["agent"] == "codex" and job["session_id"] == UUID_A
+    assert repo.note(sha) == ""
+
+
+def test_active_file_naming_a_non_regular_file_is_refused(env: Env) -> None:
+    repo = make_repo(env).install()
+    secret = env.home / ".ssh" / "id_ed25519"
+    secret.parent.mkdir()
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    link = env.transcript()
+    link.symlink_to(secret)
+    repo.activate(link)
+    with running_daemon(env):
+        repo.commit("x")
+        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    assert job["last_error"] == f"transcript {link} is a symlink; refusing to follow it"
+    assert not any(env.local_store.rglob("*.jsonl"))

@@ -97,6 +97,8 @@ class Daemon:
         await web.SockSite(self.runner, self.listener.sock).start()
         self._start_watcher()
         loop = asyncio.get_running_loop()
+        # Learn early whether the bucket is reachable and private, so `status` can say so.
+        loop.run_in_executor(self.io, self._check_store)
         self._tasks = [loop.create_task(self._work(), name="worker"), loop.create_task(self._rescan())]
         log.info(
             "tracekeeperd %s listening on %s, store %s, notes %s",
@@ -106,6 +108,13 @@ class Daemon:
             self.config.notes_ref,
         )
         sd_notify(f"READY=1\nSTATUS=listening on {self.paths.socket}")
+
+    def _check_store(self) -> None:
+        assert self.store is not None
+        try:
+            self.store.preflight()
+        except TracekeeperError as exc:
+            log.warning("store %s: %s", self.store.ident(), exc)
 
     async def stop(self) -> None:
         """Finish the batch in flight (uploads are bounded), then close everything in order."""
@@ -245,10 +254,11 @@ class Daemon:
 
     async def retry(self) -> tuple[int, int]:
         assert self.queue is not None and self.worker is not None
-        retried, failed = await self._on_db(self.queue.retry_failed, time.time())
+        # retry_failed already counts only the jobs left failed (those with no snapshot).
+        retried, still_failed = await self._on_db(self.queue.retry_failed, time.time())
         self.worker.open_gate()
         self.wake.set()
-        return retried, failed - retried
+        return retried, still_failed
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None

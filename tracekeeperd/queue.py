@@ -229,12 +229,18 @@ class Queue:
 
     # --- enqueue ------------------------------------------------------------------------
 
-    def previous_extent(self, repo_id: int, agent: str, session_id: str) -> tuple[int, int] | None:
-        """(last line, bytes) of the furthest point of this session already linked to a commit."""
+    def previous_extent(
+        self, repo_id: int, agent: str, session_id: str, *, snapshot: str | None = None
+    ) -> tuple[int, int] | None:
+        """(last line, bytes) of the furthest point of this session already linked to a commit.
+
+        With `snapshot`, only that generation counts: byte and line counts of a rewritten
+        transcript's older generation say nothing about the current one.
+        """
         row = self.db.execute(
             "SELECT last_line, bytes FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?"
-            " AND last_line IS NOT NULL ORDER BY bytes DESC LIMIT 1",
-            (repo_id, agent, session_id),
+            " AND last_line IS NOT NULL AND (? IS NULL OR snapshot = ?) ORDER BY bytes DESC LIMIT 1",
+            (repo_id, agent, session_id, snapshot, snapshot),
         ).fetchone()
         return (int(row[0]), int(row[1])) if row else None
 
@@ -247,10 +253,13 @@ class Queue:
         ).fetchone()
         return (str(row[0]), int(row[1]), int(row[2]), str(row[3])) if row else None
 
-    def first_line_ending_at(self, repo_id: int, agent: str, session_id: str, last_line: int) -> int | None:
+    def first_line_ending_at(
+        self, repo_id: int, agent: str, session_id: str, last_line: int, *, snapshot: str | None = None
+    ) -> int | None:
         row = self.db.execute(
-            "SELECT MIN(first_line) FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ? AND last_line = ?",
-            (repo_id, agent, session_id, last_line),
+            "SELECT MIN(first_line) FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ? AND last_line = ?"
+            " AND (? IS NULL OR snapshot = ?)",
+            (repo_id, agent, session_id, last_line, snapshot, snapshot),
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
@@ -295,9 +304,10 @@ class Queue:
             ids = [
                 int(row[0])
                 for row in db.execute(
-                    "SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?"
-                    " ORDER BY next_attempt_at, id LIMIT ?",
-                    (now, limit),
+                    # An `uploading` job whose lease ran out was lost by a crashed batch: take it back.
+                    "SELECT id FROM jobs WHERE (state = 'pending' AND next_attempt_at <= ?)"
+                    " OR (state = 'uploading' AND leased_until < ?) ORDER BY next_attempt_at, id LIMIT ?",
+                    (now, now, limit),
                 )
             ]
             if not ids:
@@ -336,13 +346,13 @@ class Queue:
                 (error, now, job_id),
             )
 
-    def release(self, job_id: int, now: float) -> None:
-        """Give a claimed job back untouched (shutdown): no attempt is counted."""
+    def defer_if_uploading(self, job_id: int, error: str, next_attempt_at: float) -> None:
+        """Like `defer`, for a job that may already have reached its outcome before a crash."""
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state = 'pending', leased_until = NULL, updated_at = ?"
-                " WHERE id = ? AND state = 'uploading'",
-                (now, job_id),
+                "UPDATE jobs SET state = 'pending', attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ?, leased_until = NULL WHERE id = ? AND state = 'uploading'",
+                (error, next_attempt_at, job_id),
             )
 
     def flush(self, now: float) -> int:

@@ -75,7 +75,8 @@ def _timestamp(line: bytes) -> float | None:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         if isinstance(value, int | float):
             return float(value) / (1000.0 if value > 1e11 else 1.0)
-    except (ValueError, TypeError, OverflowError):
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        # RecursionError: json.loads on a pathologically nested record; treat as unstamped.
         return None
     return None
 

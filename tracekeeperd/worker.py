@@ -107,9 +107,16 @@ class Worker:
         if now < self.gate.closed_until:
             return 0
         jobs = self.db.run(self.queue.claim_due, now, BATCH_LIMIT, self.policy.attempt_timeout * 2)
-        if jobs:
+        if not jobs:
+            return 0
+        try:
             self.process(jobs)
-            self.collect_snapshots()
+        except Exception as exc:
+            # A bug must not strand claimed jobs in `uploading`: hand them back with the reason.
+            log.exception("batch of %d job(s) crashed", len(jobs))
+            for job in jobs:
+                self.db.run(self.queue.defer_if_uploading, job.id, f"internal error: {exc!r}", self.clock() + 60)
+        self.collect_snapshots()
         return len(jobs)
 
     # --- one batch --------------------------------------------------------------------
