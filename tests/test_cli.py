@@ -103,3 +103,26 @@ def test_bad_configuration_is_one_line(env: Env) -> None:
     proc = daemon_once(env)
     assert proc.returncode == 1 and proc.stderr.startswith(f"tracekeeperd: error: cannot read {config}")
     assert json.loads(env.cli("status", "--json").stdout)["daemon"]["running"] is False
+
+
+def test_sighup_reloads_the_configuration(env: Env) -> None:
+    import signal
+
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    repo.activate(transcript)
+    config = env.home / ".config" / "tracekeeper" / "config.toml"
+    config.parent.mkdir(parents=True)
+    with running_daemon(env) as daemon:
+        assert daemon.proc is not None
+        config.write_text('store = "s3://broken"\n')
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed, keeping the running configuration" in daemon.output(), what="refusal")
+        config.write_text(f'store = "file://{env.root / "elsewhere"}"\nnotes_ref = "other"\n')
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in daemon.output(), what="reload")
+        assert env.status()["daemon"]["store"]["location"] == (env.root / "elsewhere").as_uri()
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha, "refs/notes/other"), what="note on the new ref")
+    assert list((env.root / "elsewhere").rglob("*.jsonl"))

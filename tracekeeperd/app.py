@@ -116,6 +116,30 @@ class Daemon:
         except TracekeeperError as exc:
             log.warning("store %s: %s", self.store.ident(), exc)
 
+    async def reload(self) -> None:
+        """SIGHUP: re-read the configuration; a broken one is reported and the old one kept."""
+        from . import config as config_mod
+
+        try:
+            config = config_mod.load()
+            store = open_store(config)
+        except TracekeeperError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        worker = self.worker
+        assert worker is not None
+
+        def swap() -> None:  # on the I/O thread, so never in the middle of a batch
+            worker.store, worker.store_id = store, store.ident()
+            worker.notes_ref, worker.policy = config.notes_ref, config.retry
+            worker.open_gate()
+
+        await asyncio.get_running_loop().run_in_executor(self.io, swap)
+        self.config, self.store = config, store
+        logging.getLogger().setLevel(config.log_level.upper())
+        log.info("configuration reloaded: store %s, notes %s", store.ident(), config.notes_ref)
+        self.wake.set()
+
     async def stop(self) -> None:
         """Finish the batch in flight (uploads are bounded), then close everything in order."""
         self._stopping = True
@@ -315,7 +339,7 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: configuration is read at start; restart to apply"))
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(daemon.reload()))
     try:
         await daemon.start()
     except BaseException:
