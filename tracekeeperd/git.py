@@ -106,3 +106,22 @@ def remote_url(git_dir: Path, remote: str = "origin") -> str | None:
     proc = run(git_dir, ["config", "--get", f"remote.{remote}.url"], check=False)
     value = proc.stdout.decode(errors="replace").strip()
     return value or None
+
+
+def find_git_dir(path: Path) -> Path:
+    """The git dir of the repository (or worktree) containing `path`."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
+            capture_output=True,
+            env=clean_env(),
+            timeout=DEFAULT_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed or not on PATH", -1, str(exc)) from exc
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()
+        raise GitError(f"{path} is not in a git repository", proc.returncode, stderr)
+    return Path(proc.stdout.decode().strip())

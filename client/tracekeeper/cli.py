@@ -217,6 +217,41 @@ def retry() -> None:
         click.echo(f"{answer['still_failed']} job(s) cannot be retried (they never captured a transcript)")
 
 
+@cli.command(short_help="Show the agent conversation behind a commit.")
+@click.argument("commit", default="HEAD")
+@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option("--full", is_flag=True, help="The whole session, not just this commit's part.")
+@click.option("--raw", is_flag=True, help="The transcript's JSONL lines instead of a conversation.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def show(commit: str, repo: Path, full: bool, raw: bool, as_json: bool) -> None:
+    """Show, for each session linked to COMMIT, the part of the transcript that led to it.
+
+    \b
+    Examples:
+      $ tracekeeper show              # HEAD
+      $ tracekeeper show abc123 --full
+      $ tracekeeper show HEAD~2 --raw | jq .
+    """
+    import sys
+
+    from tracekeeperd.config import load
+
+    from . import show as show_mod
+
+    try:
+        sha, items = show_mod.trails(repo, commit, resolve(), load().notes_ref)
+    except show_mod.ShowError as exc:
+        fail(str(exc))
+    if not items:
+        fail(f"commit {sha[:12]} has no trace note (was an agent session active when it was made?)")
+    if raw:
+        sys.stdout.buffer.write(show_mod.raw(items, full=full))
+    elif as_json:
+        emit_json(show_mod.as_json(sha, items, full=full))
+    else:
+        show_mod.render(sha, items, full=full)
+
+
 def main() -> None:
     """Entry point: known errors are handled where they happen; anything else is one line too.
 

@@ -1,0 +1,204 @@
+"""`tracekeeper show <commit>`: the part of each linked session that led to a commit.
+
+Where the bytes come from, in order: the agent's transcript on this machine (if it still
+starts with what the commit saw), the daemon's snapshot, then the store the note points at
+(a teammate who fetched the notes gets the same view). Every source is checked against the
+note's sha256, so what is shown is provably what the commit saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from tracekeeperd import git, notes
+from tracekeeperd.agents import DETECT_LINES, Turn, detect, split_lines
+from tracekeeperd.errors import TracekeeperError
+from tracekeeperd.paths import Paths
+
+RESULT_LINES = 8
+RESULT_CHARS = 600
+
+
+class ShowError(Exception):
+    """A commit or note that cannot be shown; the message is one line."""
+
+
+@dataclass
+class Trail:
+    link: notes.TraceLink
+    data: bytes  # complete lines: the whole session as far as known
+    source: str  # "transcript", "snapshot", "store"
+    verified: bool
+
+    def lines(self, *, full: bool) -> list[tuple[int, bytes]]:
+        lines, _ = split_lines(self.data if full else self.data[: self.link.bytes])
+        numbered = list(enumerate(lines, start=1))
+        if full:
+            return numbered
+        return [(n, line) for n, line in numbered if self.link.first_line <= n <= self.link.last_line]
+
+    def turns(self, *, full: bool) -> list[Turn]:
+        all_lines, _ = split_lines(self.data)
+        fmt = detect(Path(f"{self.link.agent}-{self.link.session_id}.jsonl"), all_lines[:DETECT_LINES])
+        if fmt is None:
+            return []
+        wanted = {n for n, _ in self.lines(full=full)}
+        return [turn for turn in fmt.turns(self.lines(full=True)) if turn.line in wanted]
+
+
+def resolve_commit(repo: Path, rev: str) -> tuple[Path, str]:
+    try:
+        git_dir = git.find_git_dir(repo)
+    except TracekeeperError as exc:
+        raise ShowError(str(exc)) from None
+    try:
+        sha = git.output(git_dir, ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"])
+    except TracekeeperError:
+        raise ShowError(f"{rev!r} is not a commit in {repo}") from None
+    return git_dir, sha
+
+
+def _matches(data: bytes, link: notes.TraceLink) -> bool:
+    return len(data) >= link.bytes and hashlib.sha256(data[: link.bytes]).hexdigest() == link.sha256
+
+
+def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tuple[str, Path]]:
+    """The transcript and snapshot this machine's daemon recorded for the commit, if any."""
+    if not paths.db.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{paths.db}?mode=ro", uri=True)
+        try:
+            row = db.execute(
+                "SELECT transcript, snapshot FROM jobs WHERE commit_sha = ? AND agent = ? AND session_id = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (sha, link.agent, link.session_id),
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    if not row:
+        return []
+    return [(name, Path(value)) for name, value in zip(("transcript", "snapshot"), row, strict=True) if value]
+
+
+def fetch_url(url: str) -> bytes:
+    """Bytes behind a note's URL, with this user's credentials."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path)).read_bytes()
+    marker = "/buckets/"
+    if parsed.scheme in ("http", "https") and marker in parsed.path:
+        head, _, rest = parsed.path.partition(marker)
+        namespace, name, tree, remote = [*rest.split("/", 3), "", "", ""][:4]
+        if tree != "tree" or not remote:
+            raise ShowError(f"not a bucket file URL: {url}")
+        from tracekeeperd.stores.hf import HfStore
+
+        endpoint = f"{parsed.scheme}://{parsed.netloc}{head}"
+        return HfStore(f"{namespace}/{name}", endpoint).fetch(unquote(remote))
+    raise ShowError(f"don't know how to fetch {url}")
+
+
+def load(paths: Paths, sha: str, link: notes.TraceLink) -> Trail:
+    for source, path in _local_candidates(paths, sha, link):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        data = data[: data.rfind(b"\n") + 1]
+        if _matches(data, link):
+            return Trail(link, data, source, True)
+    try:
+        data = fetch_url(link.url)
+    except (OSError, TracekeeperError) as exc:
+        raise ShowError(f"cannot fetch {link.url}: {exc}") from None
+    return Trail(link, data, "store", _matches(data, link))
+
+
+def trails(repo: Path, rev: str, paths: Paths, notes_ref: str) -> tuple[str, list[Trail]]:
+    git_dir, sha = resolve_commit(repo, rev)
+    links = notes.parse(notes.read(git_dir, notes_ref, sha))
+    return sha, [load(paths, sha, link) for link in links]
+
+
+def shorten(text: str) -> str:
+    lines = text.splitlines()
+    clipped = "\n".join(lines[:RESULT_LINES])
+    if len(clipped) > RESULT_CHARS:
+        clipped = clipped[:RESULT_CHARS]
+    hidden = len(text) - len(clipped)
+    return clipped + (f"\n… ({hidden} more characters)" if hidden > 0 else "")
+
+
+def as_json(sha: str, items: list[Trail], *, full: bool) -> dict[str, Any]:
+    return {
+        "commit": sha,
+        "sessions": [
+            {
+                "agent": t.link.agent,
+                "session_id": t.link.session_id,
+                "url": t.link.url,
+                "lines": [t.link.first_line, t.link.last_line],
+                "bytes": t.link.bytes,
+                "sha256": t.link.sha256,
+                "source": t.source,
+                "verified": t.verified,
+                "turns": [
+                    {
+                        "kind": turn.kind,
+                        "text": turn.text,
+                        "name": turn.name,
+                        "line": turn.line,
+                        "timestamp": turn.timestamp.isoformat() if turn.timestamp else None,
+                    }
+                    for turn in t.turns(full=full)
+                ],
+            }
+            for t in items
+        ],
+    }
+
+
+def raw(items: list[Trail], *, full: bool) -> bytes:
+    return b"".join(line + b"\n" for t in items for _, line in t.lines(full=full))
+
+
+def render(sha: str, items: list[Trail], *, full: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    out = Console(highlight=False)
+    for trail in items:
+        link = trail.link
+        span = "whole session" if full else f"lines {link.first_line}-{link.last_line}"
+        check = "[green]verified[/]" if trail.verified else "[yellow]transcript differs from what the commit saw[/]"
+        out.print(f"[bold]{link.agent}[/] session {link.session_id} · {span} · {trail.source} · {check}")
+        out.print(f"[dim]{escape(link.url)}[/]")
+        turns = trail.turns(full=full)
+        if not turns:
+            out.print("[dim](no readable turns in this range; try --raw)[/]")
+        for turn in turns:
+            text = escape(turn.text.strip())
+            if turn.kind == "user":
+                out.print(f"\n[bold cyan]> user[/]  [dim]line {turn.line}[/]\n{text}")
+            elif turn.kind == "assistant":
+                out.print(f"\n[bold]< assistant[/]  [dim]line {turn.line}[/]\n{text}")
+            elif turn.kind == "tool_call":
+                out.print(f"[magenta]⚙ {escape(turn.name or 'tool')}[/] {escape(turn.text.strip()[:RESULT_CHARS])}")
+            elif turn.kind == "tool_result":
+                out.print(f"[dim]{escape(shorten(turn.text.strip()))}[/]")
+            else:
+                out.print(f"[dim italic]{text}[/]")
+        out.print()
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)

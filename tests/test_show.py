@@ -1,0 +1,91 @@
+"""`tracekeeper show`: a commit's slice of a real agent transcript, from wherever it still exists."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .harness import Env, append_lines, make_repo, note_links, running_daemon, wait_for
+from .hubstub import running_hub
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CODEX = FIXTURES / "codex/sessions/2026/02/23/rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
+
+
+def test_show_prints_the_commits_part_of_a_real_codex_session(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript(CODEX.name)
+    lines = CODEX.read_bytes().splitlines(keepends=True)
+    transcript.write_bytes(b"".join(lines[:10]))
+    repo.activate(transcript)
+    with running_daemon(env):
+        first = repo.commit("first")
+        wait_for(lambda: repo.note(first), what="note 1")
+        with transcript.open("ab") as fh:
+            fh.write(b"".join(lines[10:]))
+        second = repo.commit("second")
+        wait_for(lambda: repo.note(second), what="note 2")
+    (meta,) = note_links(repo.note(second))
+    assert meta["lines"] == [11, len(lines)]
+    shown = env.cli("show", second, "-C", str(repo.path), "--json")
+    data = json.loads(shown.stdout)
+    (session,) = data["sessions"]
+    assert session["verified"] is True and session["source"] == "transcript"
+    assert session["lines"] == [11, len(lines)]
+    assert all(11 <= turn["line"] <= len(lines) for turn in session["turns"])
+    assert {turn["kind"] for turn in session["turns"]} >= {"assistant", "tool_call"}
+    raw = env.cli("show", second, "-C", str(repo.path), "--raw").stdout.encode()
+    assert raw == b"".join(lines[10:])
+    full = json.loads(env.cli("show", second, "-C", str(repo.path), "--json", "--full").stdout)
+    assert len(full["sessions"][0]["turns"]) > len(session["turns"])
+    text = env.cli("show", first, "-C", str(repo.path)).stdout
+    assert "codex session 019c8a70-dda7-7f33-98ea-f30553347322 · lines 1-10" in text
+    assert "verified" in text
+
+
+def test_show_downloads_from_the_bucket_when_the_transcript_is_gone(env: Env) -> None:
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        repo = make_repo(env).install()
+        transcript = env.transcript(CODEX.name)
+        shutil.copy(CODEX, transcript)
+        repo.activate(transcript)
+        with running_daemon(env):
+            sha = repo.commit("x")
+            wait_for(lambda: repo.note(sha), what="note")
+        transcript.unlink()
+        shutil.rmtree(env.state)  # a teammate's machine: no queue, no snapshots
+        data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
+    (session,) = data["sessions"]
+    assert session["source"] == "store" and session["verified"] is True
+    assert session["turns"]
+
+
+def test_show_errors_are_one_line(env: Env) -> None:
+    repo = make_repo(env)
+    sha = repo.commit("plain")
+    no_note = env.cli("show", sha, "-C", str(repo.path), check=False)
+    assert no_note.returncode == 1
+    assert (
+        no_note.stderr
+        == f"Error: commit {sha[:12]} has no trace note (was an agent session active when it was made?)\n"
+    )
+    bad = env.cli("show", "nope", "-C", str(repo.path), check=False)
+    assert bad.stderr == f"Error: 'nope' is not a commit in {repo.path}\n"
+    outside = env.cli("show", "-C", str(env.root), check=False)
+    assert outside.returncode == 1 and outside.stderr.startswith("Error: ") and "Traceback" not in outside.stderr
+
+
+def test_show_flags_a_transcript_that_no_longer_matches(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 3)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note")
+    transcript.write_text('{"rewritten": true}\n')  # the local copy changed; the store has the truth
+    data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
+    assert data["sessions"][0]["source"] == "snapshot" or data["sessions"][0]["source"] == "store"
+    assert data["sessions"][0]["verified"] is True
