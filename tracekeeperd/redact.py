@@ -10,10 +10,13 @@ Design choices, and why:
   are not secrets through unchanged keeps the output byte-identical to the
   input wherever nothing was found.
 * **google-re2** (linear time, no catastrophic backtracking on hostile
-  input or on a user's pattern) runs each rule over blocks of whole lines; a
-  rule only runs on a block that contains one of its keywords.  Stdlib `re`
-  can be chosen with ``engine="re"``: every built-in pattern is written in
-  the subset both engines accept (no look-around, no back-references).
+  input or on a user's pattern) scans blocks of whole lines: one pass of an
+  RE2 set finds which rule keywords occur in the block, and only those rules
+  run.  Measured on the 50 MB benchmark: about 40-55 MB/s with re2 against
+  about 5-6 MB/s with stdlib `re`.  `re` can still be chosen with
+  ``engine="re"``; every built-in pattern is written in the subset both
+  engines accept (no look-around, no back-references) and the tests run
+  the corpus through both.
 * **JSONL stays valid.**  A secret usually sits inside a JSON string, where
   characters may be escaped (``\\"``, ``\\n``, ``\\u002b``).  Every match is
   widened so it never splits an escape and clipped so it never swallows the
@@ -57,6 +60,7 @@ from typing import BinaryIO, Final, Literal, Protocol, cast
 __all__ = [
     "BUILTIN_RULES",
     "MAX_LINE_BYTES",
+    "Engine",
     "Finding",
     "RedactionConfig",
     "RedactionError",
@@ -83,11 +87,12 @@ class RedactionError(Exception):
 class Rule:
     """One kind of secret.
 
-    ``keywords`` are lowercase literals, one of which must occur (case-
-    insensitively) near any match; they gate the regex so that most blocks
-    never run most rules.  ``secret_group`` names the capture group that is
-    replaced (0: the whole match), so context such as ``password=`` survives.
-    ``entropy`` is a minimum Shannon entropy in bits per byte of the secret.
+    ``keywords`` are literals, one of which must occur (case-insensitively)
+    on the same line as a match, or the match is ignored; they gate the
+    regex so that most blocks never run most rules.  ``secret_group`` names
+    the capture group that is replaced (0: the whole match), so context such
+    as ``password=`` survives.  ``entropy`` is a minimum Shannon entropy, in
+    bits per byte, of the secret.
     """
 
     id: str
@@ -152,7 +157,12 @@ _PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+
 # Assignment context: `NAME = value`, `"name": "value"`, `name: value`,
 # with the JSON-escaped quotes of a transcript (`\"name\": \"value\"`).
 _ASSIGN = r"[A-Za-z0-9_.-]{0,30}(?:\\*[\"'])?\]?[ \t]*(?::=|=>|\?=|=|:)[ \t]*(?:\\*[\"'`])?"
-_VALUE = r"([^\s\"'`\\;]{8,200})"
+# Some JSON writers escape "+", "/", "&" or "<" (.NET writes \u002B, PHP \/);
+# a secret class must walk through those escapes or it would stop halfway
+# through the secret and leave its tail in clear.
+_ESC = r"\\u[0-9a-fA-F]{4}|\\/"
+_VALUE = r"((?:[^\s\"'`\\;]|" + _ESC + r"){8,})"
+_B64 = r"(?:[A-Za-z0-9+/]|" + _ESC + r")"
 
 BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     Rule("private-key", _PEM, ("private key",)),
@@ -167,7 +177,8 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
         ("sk-",),
         entropy=3.0,
     ),
-    Rule("hf-token", r"\b(?:hf_|api_org_)[A-Za-z0-9]{30,}", ("hf_", "api_org_"), entropy=3.0),
+    Rule("hf-token", r"\bhf_[A-Za-z0-9]{30,}", ("hf_",), entropy=3.0),
+    Rule("hf-org-token", r"\bapi_org_[A-Za-z0-9]{30,}", ("api_org_",), entropy=3.0),
     Rule("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}", ("aiza",), entropy=3.0),
     Rule("google-oauth-secret", r"\bGOCSPX-[A-Za-z0-9_-]{20,}", ("gocspx-",)),
     Rule("google-oauth-token", r"\bya29\.[0-9A-Za-z_-]{20,}", ("ya29.",), entropy=3.0),
@@ -209,13 +220,13 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "aws-secret-access-key",
-        r"(?i)(?:aws_?secret_?access_?key|secret_?access_?key|aws_?secret_?key)" + _ASSIGN + r"([A-Za-z0-9/+]{40,})",
+        r"(?i)secret_?access_?key" + _ASSIGN + r"(" + _B64 + r"{40,})",
         ("secret",),
         secret_group=1,
     ),
     Rule(
         "azure-account-key",
-        r"(?i)(?:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{30,}={0,2})",
+        r"(?i)(?:AccountKey|SharedAccessKey)=(" + _B64 + r"{30,}(?:=|\\u003[dD]){0,2})",
         ("accountkey=", "sharedaccesskey="),
         secret_group=1,
     ),
@@ -239,7 +250,7 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "slack-token",
-        r"\b(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Za-z0-9-]{10,})",
+        r"\bx(?:ox[abposre]|app-[0-9])-[A-Za-z0-9-]{10,}",
         ("xox", "xapp-"),
         entropy=2.5,
     ),
@@ -263,23 +274,22 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "url-password",
-        r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s:@/?#\"'\\]{0,128}:([^\s/\"'\\]{1,256})"
-        r"@[A-Za-z0-9_~%.\[\]-]",
+        r"://[^\s:@/?#\"'\\]{0,128}:((?:[^\s/\"'\\]|\\u[0-9a-fA-F]{4})+)@[A-Za-z0-9_~%.\[\]-]",
         ("://",),
         secret_group=1,
     ),
     Rule(
         "auth-header",
-        r"(?i)\b(?:proxy-)?authorization[ \t]*:[ \t]*(?:bearer|basic|token|bot)[ \t]+"
-        r"([A-Za-z0-9._~+/=-]{16,})",
+        r"(?i)authorization[ \t]*:[ \t]*(?:bearer|basic|token|bot)[ \t]+"
+        r"((?:[A-Za-z0-9._~+/=-]|" + _ESC + r"){16,})",
         ("authorization",),
         entropy=3.0,
         secret_group=1,
     ),
     Rule(
         "cli-password",
-        r"(?m)(?:^|[ \t])(?:-u|--user|--password|--passwd)[ \t=]+(?:\\*[\"'])?"
-        r"([^\s\"'\\]{4,})",
+        r"-(?:u|-user|-password|-passwd)[ \t=]+(?:\\*[\"'])?"
+        r"((?:[^\s\"'\\]|" + _ESC + r"){4,})",
         ("-u", "--user", "--pass"),
         secret_group=1,
     ),
@@ -361,8 +371,8 @@ def _reject_url_password(value: bytes, context: bytes, before: bytes) -> bool:
 
 def _reject_cli_password(value: bytes, context: bytes, before: bytes) -> bool:
     """``--password X`` is a secret; ``-u name:pass`` too, but not ``docker run -u 1000:1000``."""
-    if _placeholder(value) or value.strip(b"*xX") == b"":
-        return True
+    if before[-1:] not in (b"", b" ", b"\t") or _placeholder(value) or value.strip(b"*xX") == b"":
+        return True  # an option starts a word: not "x-user:" or "re-use"
     if b"--pass" in context:
         return False
     name, _, secret = value.rpartition(b":")
@@ -378,7 +388,7 @@ _REJECTS: Final[dict[str, Callable[[bytes, bytes, bytes], bool]]] = {
 
 
 def shannon_entropy(data: bytes) -> float:
-    """Bits per byte; random base62 scores about 5.9, English words about 3."""
+    """Bits per byte: a random 40-character token scores about 5, an English word about 3."""
     if not data:
         return 0.0
     n = len(data)
@@ -404,23 +414,69 @@ class _Pattern(Protocol):
 Engine = Literal["re2", "re"]
 
 
-def _compiler(engine: Engine) -> Callable[[str], _Pattern]:
-    """Return a function that compiles one pattern, or fail closed."""
-    if engine == "re":
-        return lambda pattern: re.compile(pattern.encode())
-    try:
-        re2 = importlib.import_module("re2")
-    except ImportError as exc:
-        raise RedactionError("redaction engine google-re2 is not installed (pip install google-re2)") from exc
-    options = re2.Options()
-    options.encoding = re2.Options.Encoding.LATIN1  # bytes in, one char per byte
-    options.never_nl = True  # a match never crosses a line
-    options.log_errors = False
+KeywordFilter = Callable[[bytes], set[int]]
+"""Given a block, the indices of the keywords that occur in it (case-insensitively)."""
 
-    def compile_re2(pattern: str) -> _Pattern:
-        return cast(_Pattern, re2.compile(pattern.encode(), options))
 
-    return compile_re2
+class _Engine(Protocol):
+    def compile(self, pattern: str, *, trusted: bool) -> _Pattern:
+        """``trusted``: a built-in pattern, written never to cross a newline."""
+        ...
+
+    def keyword_filter(self, keywords: list[bytes]) -> KeywordFilter: ...
+
+
+class _StdlibEngine:
+    def compile(self, pattern: str, *, trusted: bool) -> _Pattern:
+        return re.compile(pattern.encode())
+
+    def keyword_filter(self, keywords: list[bytes]) -> KeywordFilter:
+        def present(block: bytes) -> set[int]:
+            lowered = block.lower()
+            return {i for i, k in enumerate(keywords) if k in lowered}
+
+        return present
+
+
+class _Re2Engine:
+    """google-re2 on bytes: Latin-1 so any byte is one character, and no match crosses a line."""
+
+    def __init__(self) -> None:
+        try:
+            self._re2 = importlib.import_module("re2")
+        except ImportError as exc:
+            raise RedactionError("redaction engine google-re2 is not installed (pip install google-re2)") from exc
+
+    def _options(self, *, literal: bool = False, never_nl: bool = True) -> object:
+        options = self._re2.Options()
+        options.encoding = self._re2.Options.Encoding.LATIN1
+        # never_nl costs re2 about a third of its speed; built-in patterns
+        # exclude newlines themselves, user patterns get the guarantee.
+        options.never_nl = never_nl
+        options.log_errors = False
+        if literal:
+            options.literal = True
+            options.case_sensitive = False
+        return options
+
+    def compile(self, pattern: str, *, trusted: bool) -> _Pattern:
+        return cast(_Pattern, self._re2.compile(pattern.encode(), self._options(never_nl=not trusted)))
+
+    def keyword_filter(self, keywords: list[bytes]) -> KeywordFilter:
+        """One DFA pass over the block finds every keyword, instead of one scan per keyword."""
+        keyword_set = self._re2.Set.SearchSet(self._options(literal=True))
+        for keyword in keywords:
+            keyword_set.Add(keyword)
+        keyword_set.Compile()
+
+        def present(block: bytes) -> set[int]:
+            return set(keyword_set.Match(block) or ())
+
+        return present
+
+
+def _engine(name: Engine) -> _Engine:
+    return _StdlibEngine() if name == "re" else _Re2Engine()
 
 
 @dataclass(frozen=True)
@@ -433,6 +489,8 @@ class _Compiled:
     entropy: float | None
     group: int
     reject: Callable[[bytes, bytes, bytes], bool] | None
+    word_start: bool
+    """The pattern began with ``\\b``: the byte before the match must not be a word byte."""
 
 
 @dataclass
@@ -455,7 +513,12 @@ _PEM_CLOSE = re.compile(rb"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----
 
 
 class Redactor:
-    """Compiled once, reused for every job; holds no per-run state, so it is thread-safe."""
+    """Compiled once, reused for every job; holds no per-run state, so it is thread-safe.
+
+    ``engine`` is "re2" (the default and the one to ship) or "re" (stdlib,
+    for comparison).  `ruleset_id` names the rule set for the git note and
+    `rule_ids` lists the rules in priority order.
+    """
 
     def __init__(
         self,
@@ -463,11 +526,14 @@ class Redactor:
         *,
         engine: Engine = "re2",
     ) -> None:
-        compile_pattern = _compiler(engine)
+        backend = _engine(engine)
         self.engine: Engine = engine
         self._config = config
         self._allow = frozenset(s.encode() for s in config.allow)
-        self._rules = self._compile_rules(config.extra_rules, compile_pattern)
+        self._rules = self._compile_rules(config.extra_rules, backend)
+        keywords = sorted({k for rule in self._rules for k in rule.keywords})
+        self._keywords_in = backend.keyword_filter(keywords)
+        self._rules_for = [[rank for rank, rule in enumerate(self._rules) if k in rule.keywords] for k in keywords]
         self._pem_rank = next(i for i, r in enumerate(self._rules) if r.id == "private-key")
         self._scrub = _scrubber(config)
         digest = hashlib.sha256()
@@ -520,15 +586,15 @@ class Redactor:
     # -- construction -----------------------------------------------------
 
     @staticmethod
-    def _compile_rules(extra: tuple[Rule, ...], compile_pattern: Callable[[str], _Pattern]) -> tuple[_Compiled, ...]:
+    def _compile_rules(extra: tuple[Rule, ...], backend: _Engine) -> tuple[_Compiled, ...]:
         seen = {rule.id for rule in BUILTIN_RULES}
         users: list[_Compiled] = []
         for rule in extra:
             if rule.id in seen:
                 raise RedactionError(f"redaction rule id {rule.id!r} is used twice")
             seen.add(rule.id)
-            users.append(_compile_rule(rule, compile_pattern, None))
-        builtins = [_compile_rule(r, compile_pattern, _REJECTS.get(r.id)) for r in BUILTIN_RULES]
+            users.append(_compile_rule(rule, backend, None, trusted=False))
+        builtins = [_compile_rule(r, backend, _REJECTS.get(r.id), trusted=True) for r in BUILTIN_RULES]
         split = next(i for i, r in enumerate(builtins) if r.id == _USER_RULES_BEFORE)
         return tuple(builtins[:split] + users + builtins[split:])
 
@@ -573,39 +639,35 @@ class Redactor:
 
     def _find(self, block: bytes) -> list[_Span]:
         """Run the rules whose keywords occur in the block; keep the matches worth redacting."""
-        lowered = block.lower()
+        ranks = sorted({rank for k in self._keywords_in(block) for rank in self._rules_for[k]})
         spans: list[_Span] = []
-        for rank, rule in enumerate(self._rules):
-            if not any(k in lowered for k in rule.keywords):
-                continue
+        for rank in ranks:
+            rule = self._rules[rank]
             for match in rule.regex.finditer(block):
+                whole = match.span(0)
+                if rule.word_start and whole[0] > 0 and block[whole[0] - 1] in _WORD:
+                    continue
                 start, end = match.span(rule.group)
                 if start < 0 or end <= start:
                     continue
                 start, end = _json_safe(block, start, end)
-                whole = match.span(0)
-                if end > start and self._wanted(rule, block, lowered, (start, end), whole):
+                if end > start and self._wanted(rule, block, (start, end), whole):
                     spans.append(_Span(start, end, rank))
         return spans
 
-    def _wanted(
-        self,
-        rule: _Compiled,
-        block: bytes,
-        lowered: bytes,
-        span: tuple[int, int],
-        whole: tuple[int, int],
-    ) -> bool:
+    def _wanted(self, rule: _Compiled, block: bytes, span: tuple[int, int], whole: tuple[int, int]) -> bool:
         start, end = span
         secret = block[start:end]
         if secret.startswith(_MARKER_START) or secret in self._allow:
             return False
-        line_start = lowered.rfind(b"\n", 0, whole[0]) + 1
+        line_start = block.rfind(b"\n", 0, whole[0]) + 1
         # The keyword must be on the match's own line, so the result never
         # depends on where a block happened to be cut.
-        if not _has_keyword(rule.keywords, lowered, whole, line_start):
+        if not _has_keyword(rule.keywords, block, whole, line_start):
             return False
         before = block[max(line_start, whole[0] - 256) : whole[0]]
+        if before.rfind(_MARKER_START) > before.rfind(b"]"):
+            return False  # inside a marker from an earlier run: redaction is idempotent
         if rule.reject is not None and rule.reject(secret, block[whole[0] : whole[1]], before):
             return False
         return rule.entropy is None or shannon_entropy(secret) >= rule.entropy
@@ -624,12 +686,13 @@ class Redactor:
             nl = block.find(b"\n", pos)
             end = len(block) if nl < 0 else nl
             line = block[pos:end]
+            body_end = end - 1 if line.endswith(b"\r") else end  # keep CRLF line endings
             if state.in_pem:
                 if _PEM_CLOSE.search(line):
-                    extra.append(_Span(pos, end, self._pem_rank, counted=False))
+                    extra.append(_Span(pos, body_end, self._pem_rank, counted=False))
                     state.in_pem = False
                 elif _PEM_BODY.match(line) and line.strip():
-                    extra.append(_Span(pos, end, self._pem_rank, counted=False))
+                    extra.append(_Span(pos, body_end, self._pem_rank, counted=False))
                 elif line.strip():
                     state.in_pem = False
             elif any(pos <= e <= end for e in opened) and _PEM_OPEN.search(line):
@@ -674,18 +737,30 @@ class Redactor:
 
 def _compile_rule(
     rule: Rule,
-    compile_pattern: Callable[[str], _Pattern],
+    backend: _Engine,
     reject: Callable[[bytes, bytes, bytes], bool] | None,
+    *,
+    trusted: bool,
 ) -> _Compiled:
-    """Validate one rule so a broken user pattern stops the daemon at start, not mid-job."""
+    """Validate one rule so a broken user pattern stops the daemon at start, not mid-job.
+
+    A leading ``\\b`` before a word character is checked in Python instead:
+    it stops re2 from scanning for the literal prefix, which is five times
+    faster than its general search.
+    """
     if not _RULE_ID.match(rule.id):
         raise RedactionError(f"redaction rule id {rule.id!r} must be lowercase kebab-case")
     if not rule.keywords or not all(k.strip() for k in rule.keywords):
         raise RedactionError(f"redaction rule {rule.id!r} needs at least one non-empty keyword")
+    pattern = rule.pattern
+    word_start = pattern.startswith("\\b") and pattern[2:3].isalnum()
+    if word_start:
+        pattern = pattern[2:]
     try:
-        regex = compile_pattern(rule.pattern)
+        regex = backend.compile(pattern, trusted=trusted)
     except Exception as exc:  # re.error, re2.error: both mean "bad pattern"
-        raise RedactionError(f"redaction rule {rule.id!r}: invalid pattern {rule.pattern!r}: {exc}") from exc
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise RedactionError(f"redaction rule {rule.id!r}: invalid pattern {rule.pattern!r}: {reason}") from exc
     if not 0 <= rule.secret_group <= regex.groups:
         raise RedactionError(
             f"redaction rule {rule.id!r}: secret_group {rule.secret_group} but the pattern has {regex.groups} group(s)"
@@ -699,14 +774,15 @@ def _compile_rule(
         entropy=rule.entropy,
         group=rule.secret_group,
         reject=reject,
+        word_start=word_start,
     )
 
 
-def _has_keyword(keywords: tuple[bytes, ...], lowered: bytes, whole: tuple[int, int], line_start: int) -> bool:
-    match = lowered[whole[0] : whole[1]]
+def _has_keyword(keywords: tuple[bytes, ...], block: bytes, whole: tuple[int, int], line_start: int) -> bool:
+    match = block[whole[0] : whole[1]].lower()
     if any(k in match for k in keywords):
         return True
-    line = lowered[line_start : _line_end(lowered, whole[0])]
+    line = block[line_start : _line_end(block, whole[0])].lower()
     return any(k in line for k in keywords)
 
 
@@ -715,6 +791,7 @@ def _too_long(lineno: int) -> RedactionError:
 
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 def _json_safe(block: bytes, start: int, end: int) -> tuple[int, int]:
@@ -725,6 +802,9 @@ def _json_safe(block: bytes, start: int, end: int) -> tuple[int, int]:
     valid JSONL line into garbage.  Only user patterns can do either, but the
     check is cheap and runs for every match.
     """
+    quiet = block.find(b"\\", max(0, start - 5), end) < 0 and block.find(b"\n", start, end) < 0
+    if quiet and block.find(b'"', start + 1, end) < 0:
+        return start, end  # nothing escaped nearby: the common case
     # Start inside an escape?  Move back to its backslash.
     for back in range(1, 6):
         i = start - back
