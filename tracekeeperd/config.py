@@ -6,6 +6,7 @@ variables (`HF_TRACE_BUCKET`, `HF_TRACE_NOTES_REF`) keep working unchanged.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -59,16 +60,22 @@ def _float(name: str, raw: object) -> float:
         value = float(str(raw))
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value):
+        # nan/inf would reach next_attempt_at: a job never due again, or a retry loop that spins.
+        raise ConfigError(f"{name} must be a finite number of seconds, got {raw!r}")
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {raw!r}")
     return value
 
 
 def normalize_notes_ref(ref: str) -> str:
+    """The ref `git notes --ref=<ref>` writes to (git's expand_notes_ref), so status shows the truth."""
     ref = ref.strip()
     if not ref:
         raise ConfigError("the notes ref must not be empty")
-    return ref if ref.startswith("refs/") else f"refs/notes/{ref}"
+    if ref.startswith("refs/notes/"):
+        return ref
+    return f"refs/{ref}" if ref.startswith("notes/") else f"refs/notes/{ref}"
 
 
 def load(env: Mapping[str, str] | None = None) -> Config:

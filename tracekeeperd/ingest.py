@@ -153,11 +153,21 @@ class Ingestor:
         except PermanentError as exc:
             self._record_failure(repo_id, event, str(exc), session=session, now=now, result=result)
             return
-        before = self.queue.previous_extent(repo_id, session.agent, session.session_id)
+        # Line numbers belong to a snapshot generation. A rewritten transcript (a new snapshot
+        # although there was one to continue) numbers its lines from 1 again; a continued one
+        # counts on from its own jobs only. Without any previous snapshot (collected after the
+        # session idled) the session's furthest link is the best guess.
+        rewritten = previous is not None and snapshot != previous[0]
+        generation = str(snapshot) if previous is not None else None
+        before = (
+            None
+            if rewritten
+            else self.queue.previous_extent(repo_id, session.agent, session.session_id, snapshot=generation)
+        )
         if before and extent.lines > before[0]:
             first = before[0] + 1
         elif before:
-            first = self._first_line_of(repo_id, session, before[0])
+            first = self._first_line_of(repo_id, session, before[0], generation)
         else:
             first = 1
         job = NewJob(
@@ -187,6 +197,11 @@ class Ingestor:
         path, size, lines, digest = latest
         return Path(path), Extent(bytes=size, lines=lines, sha256=digest)
 
-    def _first_line_of(self, repo_id: int, session: active_mod.ActiveSession, last_line: int) -> int:
+    def _first_line_of(
+        self, repo_id: int, session: active_mod.ActiveSession, last_line: int, generation: str | None
+    ) -> int:
         """No new lines since the last link (several commits in one burst): share its range."""
-        return self.queue.first_line_ending_at(repo_id, session.agent, session.session_id, last_line) or 1
+        first = self.queue.first_line_ending_at(
+            repo_id, session.agent, session.session_id, last_line, snapshot=generation
+        )
+        return first or 1

@@ -73,7 +73,9 @@ def _runtime_dir(env: Mapping[str, str]) -> Path:
         return Path(xdg) / "tracekeeper"
     # No XDG_RUNTIME_DIR (macOS, containers, cron): a short per-user directory under the
     # temp dir, so the socket path stays well inside macOS's 104-byte limit.
-    tmp = env.get("TMPDIR") or tempfile.gettempdir()
+    tmp = env.get("TMPDIR", "")
+    if not os.path.isabs(tmp):  # a relative socket path would depend on the caller's cwd
+        tmp = tempfile.gettempdir()
     return Path(tmp) / f"tracekeeper-{os.getuid()}"
 
 

@@ -10,6 +10,7 @@ Three things the library does not do for a daemon, done here:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -85,7 +86,9 @@ def classify(exc: BaseException) -> TransientError | PermanentError:
         return exc
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code
-        message = (exc.server_message or str(exc)).strip().splitlines()[0]
+        # First line only; a hand-built error may have an empty or blank message.
+        lines = (exc.server_message or "").strip().splitlines() or str(exc).strip().splitlines()
+        message = lines[0] if lines else "no details"
         if status in (401, 403):
             return PermanentError(
                 f"the Hub refused the token ({status}: {message}); run `hf auth login` or set HF_TOKEN"
@@ -97,7 +100,9 @@ def classify(exc: BaseException) -> TransientError | PermanentError:
             try:
                 delay = float(retry_after) if retry_after else None
             except ValueError:
-                delay = None
+                delay = None  # an HTTP-date: fall back to our own backoff
+            if delay is not None and not (math.isfinite(delay) and delay >= 0):
+                delay = None  # inf would park the job for good, nan breaks the comparisons
             return TransientError(f"the Hub answered {status}: {message}", retry_after=delay)
         return PermanentError(f"the Hub answered {status}: {message}")
     if isinstance(exc, httpx2.TimeoutException):

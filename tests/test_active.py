@@ -1,0 +1,205 @@
+"""Unit tests for `tracekeeperd.active`: reading whatever an agent hook left in hf-traces-active.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tracekeeperd.active import (
+    ActiveSession,
+    agent_from_path,
+    parse,
+    safe_component,
+    session_id_from_path,
+)
+from tracekeeperd.errors import ActiveFileError
+
+UUID = "019c8a70-dda7-7f33-98ea-f30553347322"
+BASE = Path("/work/tree")
+
+
+def _parse(doc: Any, base: Path = BASE) -> list[ActiveSession]:
+    return parse(json.dumps(doc).encode(), base=base)
+
+
+# --- the accepted shapes ---------------------------------------------------------------
+
+
+def test_recipe_single_payload() -> None:
+    """The seed recipe's hook does `cat > hf-traces-active.json`: one raw hook payload."""
+    sessions = _parse(
+        {
+            "session_id": UUID,
+            "transcript_path": "/home/u/.codex/sessions/2026/rollout.jsonl",
+            "cwd": "/home/u/project",
+            "hook_event_name": "SessionStart",
+        }
+    )
+    assert sessions == [
+        ActiveSession(agent="codex", session_id=UUID, transcript=Path("/home/u/.codex/sessions/2026/rollout.jsonl"))
+    ]
+
+
+def test_sessions_object_and_list_forms_are_equivalent() -> None:
+    payloads = [
+        {"session_id": "a", "agent": "claude", "transcript_path": "/t/a.jsonl"},
+        {"session_id": "b", "agent": "codex", "trace_file": "/t/b.jsonl"},
+    ]
+    from_object = _parse({"sessions": payloads})
+    from_list = _parse(payloads)
+    assert from_object == from_list
+    assert [(s.agent, s.session_id, s.transcript) for s in from_list] == [
+        ("claude", "a", Path("/t/a.jsonl")),
+        ("codex", "b", Path("/t/b.jsonl")),
+    ]
+
+
+@pytest.mark.parametrize("key", ["trace_file", "transcript_path", "transcriptPath"])
+def test_every_path_key_is_accepted(key: str) -> None:
+    [session] = _parse({"session_id": "s1", key: "/abs/t.jsonl"})
+    assert session.transcript == Path("/abs/t.jsonl")
+
+
+def test_empty_sessions_list_is_no_session_not_an_error() -> None:
+    assert _parse({"sessions": []}) == []
+    assert _parse([]) == []
+
+
+# --- relative paths --------------------------------------------------------------------
+
+
+def test_relative_path_resolves_against_absolute_cwd() -> None:
+    [session] = _parse({"session_id": "s", "transcript_path": "logs/t.jsonl", "cwd": "/elsewhere/proj"})
+    assert session.transcript == Path("/elsewhere/proj/logs/t.jsonl")
+
+
+@pytest.mark.parametrize("cwd", [None, "relative/dir", 42])
+def test_relative_path_falls_back_to_base_without_a_usable_cwd(cwd: object) -> None:
+    payload: dict[str, object] = {"session_id": "s", "transcript_path": "logs/t.jsonl"}
+    if cwd is not None:
+        payload["cwd"] = cwd
+    [session] = _parse(payload, base=Path("/repo/worktree"))
+    assert session.transcript == Path("/repo/worktree/logs/t.jsonl")
+
+
+def test_absolute_path_ignores_cwd() -> None:
+    [session] = _parse({"session_id": "s", "transcript_path": "/abs/t.jsonl", "cwd": "/other"})
+    assert session.transcript == Path("/abs/t.jsonl")
+
+
+# --- session id and agent fallbacks ----------------------------------------------------
+
+
+def test_session_id_falls_back_to_uuid_in_file_name_lowercased() -> None:
+    name = f"rollout-2026-02-23T13-19-38-{UUID.upper()}.jsonl"
+    [session] = _parse({"transcript_path": f"/x/{name}"})
+    assert session.session_id == UUID
+    assert session_id_from_path(Path(name)) == UUID
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [("chat.jsonl", "chat"), ("chat.jsonl.zst", "chat"), ("conv.json", "conv"), ("plain", "plain")],
+)
+def test_session_id_falls_back_to_stem(name: str, stem: str) -> None:
+    assert session_id_from_path(Path(name)) == stem
+    [session] = _parse({"transcript_path": f"/x/{name}"})
+    assert session.session_id == stem
+
+
+def test_session_id_from_camel_case_key() -> None:
+    [session] = _parse({"sessionId": "camel-1", "transcriptPath": "/x/t.jsonl"})
+    assert session.session_id == "camel-1"
+
+
+def test_agent_fallbacks() -> None:
+    assert agent_from_path(Path("/home/u/.codex/sessions/t.jsonl")) == "codex"
+    assert agent_from_path(Path("/home/u/.claude/projects/t.jsonl")) == "agent"
+    # `.codex` must be a whole directory component, not a substring of one.
+    assert agent_from_path(Path("/home/u/not.codex/t.jsonl")) == "agent"
+    [explicit] = _parse({"agent": "claude", "transcript_path": "/home/u/.codex/t.jsonl"})
+    assert explicit.agent == "claude"
+    [empty] = _parse({"agent": "", "transcript_path": "/home/u/.codex/t.jsonl"})
+    assert empty.agent == "codex"
+
+
+# --- hostile values --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hostile", ["../../etc", "../..", "a/../../b", "..\\..\\x", "/etc/passwd", ".hidden", "x\0y"])
+def test_hostile_ids_cannot_climb_out_of_a_remote_path(hostile: str) -> None:
+    [session] = _parse({"session_id": hostile, "agent": hostile, "transcript_path": "/t/fallback.jsonl"})
+    for value in (session.agent, session.session_id):
+        assert value, "an empty component would make `<agent>-<id>` ambiguous"
+        assert "/" not in value
+        assert "\\" not in value
+        assert "\0" not in value
+        assert not value.startswith(".")
+        assert value not in (".", "..")
+
+
+def test_a_session_id_that_sanitises_to_nothing_falls_back_to_the_file_name() -> None:
+    [session] = _parse({"session_id": "../..", "agent": "///", "transcript_path": "/t/fallback.jsonl"})
+    assert session.session_id == "fallback"
+    assert session.agent == "agent"
+
+
+def test_safe_component_is_bounded_and_keeps_ordinary_names() -> None:
+    assert safe_component("claude-code_2.1") == "claude-code_2.1"
+    assert safe_component("a b/c") == "a-b-c"
+    assert len(safe_component("x" * 1000)) == 128
+
+
+# --- no session, and errors ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_null_or_empty_transcript_path_is_no_session(value: object) -> None:
+    """Codex sends `transcript_path: null` for ephemeral sessions: nothing to keep, nothing wrong."""
+    assert _parse({"session_id": "s", "transcript_path": value}) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b'"a string"', "must hold a JSON object"),
+        (b"42", "must hold a JSON object"),
+        (b"[1, 2]", "every session must be a JSON object"),
+        (b'{"sessions": ["x"]}', "every session must be a JSON object"),
+        (b'{"session_id": "s", "cwd": "/x"}', "names no transcript"),
+        (b'{"transcript_path": 7}', "must be a string"),
+        (b'{"transcript_path": ["/a"]}', "must be a string"),
+    ],
+)
+def test_malformed_files_raise_a_readable_error(raw: bytes, fragment: str) -> None:
+    with pytest.raises(ActiveFileError) as info:
+        parse(raw, base=BASE)
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message, "the reason is shown as one line in `tracekeeper status`"
+    assert "hf-traces-active.json" in message or "string" in message
+
+
+def test_duplicates_are_collapsed_keeping_the_first() -> None:
+    sessions = _parse(
+        {
+            "sessions": [
+                {"session_id": "s", "agent": "codex", "transcript_path": "/t/first.jsonl"},
+                {"session_id": "s", "agent": "codex", "transcript_path": "/t/second.jsonl"},
+                {"session_id": "s", "agent": "claude", "transcript_path": "/t/third.jsonl"},
+            ]
+        }
+    )
+    assert [(s.agent, s.transcript.name) for s in sessions] == [("codex", "first.jsonl"), ("claude", "third.jsonl")]
+
+
+def test_home_relative_path_is_expanded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    [session] = _parse({"session_id": "s", "transcript_path": "~/t.jsonl", "cwd": "/ignored"})
+    assert session.transcript == tmp_path / "t.jsonl"

@@ -1,0 +1,185 @@
+"""Unit tests for `tracekeeperd.notes`: the note format, merging, and writing to a real repository."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tracekeeperd import git
+from tracekeeperd.errors import GitError, TransientError
+from tracekeeperd.notes import LINK_PREFIX, META_PREFIX, TraceLink, add_link, merge, parse, read
+
+REF = "refs/notes/hf-traces"
+URL = "https://huggingface.co/buckets/me/agent-traces/tree/app-1a2b3c4d/sessions/codex-s1.jsonl"
+LINK = TraceLink(url=URL, agent="codex", session_id="s1", first_line=1, last_line=12, bytes=3456, sha256="ab" * 32)
+OTHER = TraceLink(
+    url=URL.replace("codex-s1", "claude-s2"),
+    agent="claude",
+    session_id="s2",
+    first_line=5,
+    last_line=9,
+    bytes=99,
+    sha256="cd" * 32,
+)
+
+
+# --- rendering and parsing -------------------------------------------------------------
+
+
+def test_lines_render_exactly() -> None:
+    assert LINK.lines() == [
+        f"hf-trace: {URL}",
+        'hf-trace-meta: {"agent":"codex","bytes":3456,"lines":[1,12],"session":"s1",'
+        f'"sha256":"{"ab" * 32}","url":"{URL}","v":1}}',
+    ]
+
+
+def test_parse_round_trips() -> None:
+    text = "\n".join(LINK.lines() + OTHER.lines()) + "\n"
+    assert parse(text) == [LINK, OTHER]
+
+
+def test_parse_ignores_damaged_and_foreign_lines() -> None:
+    text = "\n".join(
+        [
+            "Reviewed-by: someone",
+            "hf-trace: https://example.invalid/only-the-recipe-line",
+            META_PREFIX + "{not json",
+            META_PREFIX + '{"url": "u"}',  # missing keys
+            META_PREFIX + '{"url":"u","agent":"a","session":"s","lines":[1],"bytes":1,"sha256":"x"}',
+            META_PREFIX + '{"url":"u","agent":"a","session":"s","lines":[1,2],"bytes":"many","sha256":"x"}',
+            META_PREFIX + "[1, 2, 3]",
+            META_PREFIX + "null",
+            *LINK.lines(),
+        ]
+    )
+    assert parse(text) == [LINK]
+
+
+def test_parse_survives_cat_sort_uniq() -> None:
+    """`git notes merge -s cat_sort_uniq` sorts and dedupes lines; every meta line names its own URL."""
+    text = "\n".join(LINK.lines() + OTHER.lines() + LINK.lines() + ["foreign line"])
+    merged = "\n".join(sorted(set(text.splitlines())))
+    lines = merged.splitlines()
+    assert lines.index(LINK.lines()[1]) < lines.index(LINK.lines()[0]), "sorting really did separate the pair"
+    assert sorted(parse(merged), key=lambda link: link.session_id) == [LINK, OTHER]
+    # Each parsed link still knows which `hf-trace:` line it belongs to.
+    for link in parse(merged):
+        assert f"{LINK_PREFIX}{link.url}" in merged.splitlines()
+
+
+# --- merging ---------------------------------------------------------------------------
+
+
+def test_merge_into_an_empty_note() -> None:
+    assert merge("", LINK) == "\n".join(LINK.lines()) + "\n"
+
+
+def test_merge_is_idempotent() -> None:
+    once = merge("", LINK)
+    assert once is not None
+    assert merge(once, LINK) is None
+    # Also when someone dropped the trailing newline or sorted the lines.
+    assert merge(once.rstrip("\n"), LINK) is None
+    assert merge("\n".join(sorted(once.splitlines())), LINK) is None
+
+
+def test_merge_keeps_foreign_lines_and_adds_a_second_session() -> None:
+    existing = "Reviewed-by: someone\n\nsee also: ticket 42\n"
+    first = merge(existing, LINK)
+    assert first is not None
+    second = merge(first, OTHER)
+    assert second is not None
+    assert second.startswith("Reviewed-by: someone\n\nsee also: ticket 42\n")
+    assert second.endswith("\n") and not second.endswith("\n\n")
+    assert parse(second) == [LINK, OTHER]
+    assert second.count(LINK_PREFIX + URL + "\n") == 1
+
+
+def test_merge_adds_only_the_missing_meta_line_next_to_a_recipe_line() -> None:
+    """A note the seed recipe wrote already has `hf-trace: <url>`; it must not be repeated."""
+    recipe = f"hf-trace: {URL}\n"
+    merged = merge(recipe, LINK)
+    assert merged == recipe + LINK.lines()[1] + "\n"
+
+
+def test_meta_line_is_valid_json_with_sorted_keys() -> None:
+    meta = json.loads(LINK.lines()[1].removeprefix(META_PREFIX))
+    assert list(meta) == sorted(meta)
+    assert meta["v"] == 1
+
+
+# --- a real repository -----------------------------------------------------------------
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A fresh repository with one commit; the user's git config cannot interfere."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    work = tmp_path / "repo"
+    work.mkdir()
+    env = git.clean_env()
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=work, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    run("init", "-q")
+    run("config", "user.name", "Test")
+    run("config", "user.email", "test@example.com")
+    run("commit", "-q", "--allow-empty", "-m", "first")
+    return work / ".git", run("rev-parse", "HEAD")
+
+
+def test_add_link_writes_once(repo: tuple[Path, str]) -> None:
+    git_dir, sha = repo
+    assert read(git_dir, REF, sha) == ""
+    assert add_link(git_dir, REF, sha, LINK) is True
+    text = read(git_dir, REF, sha)
+    assert text == "\n".join(LINK.lines()) + "\n"
+    assert add_link(git_dir, REF, sha, LINK) is False
+    assert read(git_dir, REF, sha) == text
+    notes_commits = git.output(git_dir, ["rev-list", "--count", REF])
+    assert notes_commits == "1", "the idempotent second call must not even create a notes commit"
+
+
+def test_add_link_second_session_keeps_the_first(repo: tuple[Path, str]) -> None:
+    git_dir, sha = repo
+    git.run(git_dir, ["notes", f"--ref={REF}", "add", "-m", "Reviewed-by: someone", sha])
+    assert add_link(git_dir, REF, sha, LINK)
+    assert add_link(git_dir, REF, sha, OTHER)
+    text = read(git_dir, REF, sha)
+    assert text.startswith("Reviewed-by: someone\n")
+    assert parse(text) == [LINK, OTHER]
+
+
+def test_add_link_to_an_unresolvable_name_is_a_git_error_not_transient(repo: tuple[Path, str]) -> None:
+    """(A full 40-hex SHA of a missing object is *accepted* by `git notes add`; only names fail.)"""
+    git_dir, _ = repo
+    started = time.monotonic()
+    with pytest.raises(GitError) as info:
+        add_link(git_dir, REF, "no-such-commit", LINK)
+    assert not isinstance(info.value, TransientError)
+    assert time.monotonic() - started < 2, "a non-lock failure is not retried"
+
+
+def test_a_held_notes_lock_is_retried_then_reported_as_transient(repo: tuple[Path, str]) -> None:
+    git_dir, sha = repo
+    lock = git_dir / "refs" / "notes" / "hf-traces.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("held by a concurrent git command\n")
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="stayed locked"):
+        add_link(git_dir, REF, sha, LINK)
+    elapsed = time.monotonic() - started
+    # Six attempts with exponential waits (0.05 s doubling, capped at 1 s): a second or two, not minutes.
+    assert 0.5 < elapsed < 5, f"gave up after {elapsed:.2f}s"
+    assert read(git_dir, REF, sha) == ""
+    lock.unlink()
+    assert add_link(git_dir, REF, sha, LINK) is True

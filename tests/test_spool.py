@@ -1,0 +1,129 @@
+"""Unit tests for `tracekeeperd.spool`: the file format the shell hook writes and the daemon reads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tracekeeperd.spool import MAGIC, SUFFIX, CommitEvent, SpoolError, parse, pending, quarantine, read, write
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+AT = 1_800_000_000.0
+
+
+def _event(**kw: object) -> CommitEvent:
+    fields: dict[str, object] = {
+        "sha": SHA,
+        "git_dir": Path("/src/app/.git"),
+        "work_tree": Path("/src/app"),
+        "committed_at": AT,
+        "active": b'{"transcript_path": "/t.jsonl"}\n--\nnot a separator for us\n',
+    }
+    fields.update(kw)
+    return CommitEvent(**fields)  # type: ignore[arg-type]
+
+
+def test_write_then_read_round_trips(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    event = _event()
+    path = write(spool_dir, event)
+    assert path.parent == spool_dir and path.name.endswith(SUFFIX)
+    assert (spool_dir.stat().st_mode & 0o777) == 0o700
+    got = read(path)
+    assert got == _event(spool_file=path)
+    assert got.committed_at == AT, "the file's mtime is the commit time"
+    assert not list(spool_dir.glob("*.tmp")), "the temp file was renamed away"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _event(active=None),
+        _event(active=b""),
+        _event(work_tree=None),
+        _event(sha="ab" * 32),  # SHA-256 repositories
+        _event(git_dir=Path("/path with spaces/.git")),
+    ],
+)
+def test_round_trip_variants(tmp_path: Path, event: CommitEvent) -> None:
+    path = write(tmp_path, event)
+    got = read(path)
+    assert (got.sha, got.git_dir, got.work_tree, got.active) == (
+        event.sha,
+        event.git_dir,
+        event.work_tree,
+        event.active,
+    )
+
+
+def test_reads_what_the_shell_hook_writes(tmp_path: Path) -> None:
+    """The same bytes the POSIX hook's printf produces, including an empty work tree (bare repo)."""
+    target = tmp_path / f"{SHA}.123{SUFFIX}"
+    script = (
+        "printf 'tracekeeper-spool 1\\nsha %s\\ngit-dir %s\\nwork-tree %s\\nactive %s\\n--\\n' "
+        f"{SHA} /src/bare.git '' present > {target}; printf '{{\"a\": 1}}' >> {target}"
+    )
+    subprocess.run(["sh", "-c", script], check=True)
+    os.utime(target, (AT, AT))
+    got = read(target)
+    assert (got.sha, got.git_dir, got.work_tree, got.active, got.committed_at) == (
+        SHA,
+        Path("/src/bare.git"),
+        None,
+        b'{"a": 1}',
+        AT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (MAGIC + b"\nsha " + SHA.encode() + b"\ngit-dir /g\n", "separator"),
+        (b"something else 1\nsha " + SHA.encode() + b"\ngit-dir /g\n--\n", "not a tracekeeper spool file"),
+        (MAGIC + b"\nsha nothex\ngit-dir /g\n--\n", "bad commit sha"),
+        (MAGIC + b"\nsha " + SHA[:-1].encode() + b"\ngit-dir /g\n--\n", "bad commit sha"),
+        (MAGIC + b"\ngit-dir /g\n--\n", "bad commit sha"),
+        (MAGIC + b"\nsha " + SHA.encode() + b"\ngit-dir relative/.git\n--\n", "not an absolute path"),
+        (MAGIC + b"\nsha " + SHA.encode() + b"\n--\n", "not an absolute path"),
+        (b"", "separator"),
+    ],
+)
+def test_malformed_spool_files(data: bytes, fragment: str) -> None:
+    with pytest.raises(SpoolError, match=fragment):
+        parse(data, mtime=AT)
+
+
+def test_uppercase_sha_is_normalised() -> None:
+    data = MAGIC + b"\nsha " + SHA.upper().encode() + b"\ngit-dir /g\nactive absent\n--\n"
+    assert parse(data, mtime=AT).sha == SHA
+
+
+def test_oversized_spool_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / f"big{SUFFIX}"
+    path.write_bytes(MAGIC + b"\nsha " + SHA.encode() + b"\ngit-dir /g\nactive present\n--\n" + b"x" * (4 << 20))
+    with pytest.raises(SpoolError, match="larger than 4 MiB"):
+        read(path)
+
+
+def test_pending_ignores_tmp_files_and_sorts_oldest_first(tmp_path: Path) -> None:
+    assert pending(tmp_path / "missing") == []
+    newer = write(tmp_path, _event(sha="b" * 40, committed_at=AT + 10))
+    older = write(tmp_path, _event(sha="a" * 40, committed_at=AT))
+    (tmp_path / f"{'c' * 40}.99{SUFFIX}.tmp").write_bytes(b"half written")
+    (tmp_path / "README").write_text("not ours")
+    (tmp_path / "bad").mkdir()
+    assert pending(tmp_path) == [older, newer]
+
+
+def test_quarantine_moves_aside_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / f"{SHA}.1{SUFFIX}"
+    path.write_bytes(b"garbage")
+    moved = quarantine(path, "not a tracekeeper spool file")
+    assert moved == tmp_path / "bad" / path.name
+    assert not path.exists()
+    assert moved.read_bytes() == b"garbage", "kept for a human, never silently dropped"
+    assert (tmp_path / "bad" / (path.name + ".reason")).read_text() == "not a tracekeeper spool file\n"
+    assert pending(tmp_path) == [], "a quarantined file is not picked up again"

@@ -1,0 +1,223 @@
+"""Unit tests for the stores' pure parts: HF error classification, bucket URLs, the local directory store.
+
+HF errors are the library's own: real `httpx2.Response`s run through huggingface_hub's
+`hf_raise_for_status`, exactly as a failing call would produce them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx2
+import pytest
+from huggingface_hub import hf_raise_for_status
+from huggingface_hub.errors import HfHubHTTPError
+
+from tracekeeperd.errors import ConfigError, PermanentError, TransientError
+from tracekeeperd.stores import LocalStore, Upload
+from tracekeeperd.stores.hf import classify, parse_bucket_url
+
+BATCH_URL = "https://huggingface.co/api/buckets/ns/name/batch"
+
+
+def _hub_error(status: int, **kw: object) -> HfHubHTTPError:
+    response = httpx2.Response(status, request=httpx2.Request("POST", BATCH_URL), **kw)  # type: ignore[arg-type]
+    with pytest.raises(HfHubHTTPError) as info:
+        hf_raise_for_status(response)
+    return info.value
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error)
+    assert text and "\n" not in text, f"not one line: {text!r}"
+    return text
+
+
+# --- classify: HTTP answers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_token_is_permanent_with_the_fix(status: int) -> None:
+    got = classify(_hub_error(status, json={"error": "Invalid credentials in Authorization header"}))
+    assert isinstance(got, PermanentError)
+    text = _one_line(got)
+    assert str(status) in text and "Invalid credentials" in text and "HF_TOKEN" in text
+
+
+def test_not_found_is_permanent() -> None:
+    got = classify(_hub_error(404, headers={"X-Error-Code": "RepoNotFound"}))
+    assert isinstance(got, PermanentError)
+    assert "404" in _one_line(got)
+
+
+def test_429_is_transient_and_carries_retry_after() -> None:
+    got = classify(_hub_error(429, headers={"Retry-After": "30"}, text="slow down"))
+    assert isinstance(got, TransientError)
+    assert got.retry_after == 30.0
+    assert _one_line(got) == "the Hub answered 429: slow down"
+
+
+@pytest.mark.parametrize("value", ["soon", "Wed, 21 Oct 2015 07:28:00 GMT", "inf", "nan", "-5"])
+def test_unusable_retry_after_is_ignored(value: str) -> None:
+    """Only a finite, non-negative number of seconds may reach `next_attempt_at`."""
+    got = classify(_hub_error(429, headers={"Retry-After": value}))
+    assert isinstance(got, TransientError)
+    assert got.retry_after is None
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+def test_server_errors_are_transient(status: int) -> None:
+    got = classify(_hub_error(status, text="<html>down</html>", headers={"Content-Type": "text/html"}))
+    assert isinstance(got, TransientError)
+    assert got.retry_after is None
+    text = _one_line(got)
+    assert f"answered {status}" in text and "<html>" not in text
+
+
+def test_other_client_errors_are_permanent() -> None:
+    got = classify(_hub_error(400, json={"error": "bad path"}))
+    assert isinstance(got, PermanentError)
+    assert _one_line(got) == "the Hub answered 400: bad path"
+
+
+def test_a_multi_line_server_message_is_cut_to_its_first_line() -> None:
+    got = classify(_hub_error(400, json={"error": ["first problem", "second problem"]}))
+    assert _one_line(got) == "the Hub answered 400: first problem"
+
+
+def test_an_http_error_with_an_empty_message_still_classifies() -> None:
+    """Code outside hf_raise_for_status may build HfHubHTTPError by hand, message and all."""
+    response = httpx2.Response(502, request=httpx2.Request("GET", BATCH_URL))
+    for message, server_message in (("", None), ("\n", "  ")):
+        got = classify(HfHubHTTPError(message, response=response, server_message=server_message))
+        assert isinstance(got, TransientError)
+        assert _one_line(got).startswith("the Hub answered 502")
+
+
+# --- classify: transport and other failures --------------------------------------------
+
+
+def test_connection_refused_is_transient() -> None:
+    exc = httpx2.ConnectError("[Errno 111] Connection refused", request=httpx2.Request("GET", BATCH_URL))
+    got = classify(exc)
+    assert isinstance(got, TransientError)
+    assert _one_line(got) == "cannot reach the Hub (ConnectError: [Errno 111] Connection refused)"
+
+
+@pytest.mark.parametrize("cls", [httpx2.ReadTimeout, httpx2.ConnectTimeout, httpx2.PoolTimeout])
+def test_timeouts_are_transient(cls: type[httpx2.TimeoutException]) -> None:
+    got = classify(cls("timed out", request=httpx2.Request("GET", BATCH_URL)))
+    assert isinstance(got, TransientError)
+    assert _one_line(got) == f"the Hub did not answer in time ({cls.__name__})"
+
+
+@pytest.mark.parametrize("exc", [ConnectionError("token fetch failed"), TimeoutError("xet timed out")])
+def test_builtin_network_errors_from_hf_xet_are_transient(exc: OSError) -> None:
+    got = classify(exc)
+    assert isinstance(got, TransientError)
+    assert _one_line(got) == f"transfer failed: {exc}"
+
+
+def test_a_busy_xet_lock_is_transient() -> None:
+    assert isinstance(classify(RuntimeError("could not acquire Lock on cache")), TransientError)
+
+
+def test_anything_else_is_permanent_and_named() -> None:
+    got = classify(ValueError("weird"))
+    assert isinstance(got, PermanentError)
+    assert _one_line(got) == "unexpected ValueError: weird"
+    assert isinstance(classify(RuntimeError("no idea")), PermanentError)
+
+
+def test_typed_errors_pass_through_unchanged() -> None:
+    transient, permanent = TransientError("t", retry_after=3), PermanentError("p")
+    assert classify(transient) is transient
+    assert classify(permanent) is permanent
+
+
+# --- bucket URLs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "bucket"),
+    [
+        ("hf://buckets/ns/name", "ns/name"),
+        ("hf://buckets/ns/name/", "ns/name"),
+        ("buckets/ns/name", "ns/name"),
+        ("ns/name", "ns/name"),
+        ("name", "name"),
+        ("hf://buckets/name", "name"),
+    ],
+)
+def test_parse_bucket_url(raw: str, bucket: str) -> None:
+    assert parse_bucket_url(raw) == bucket
+
+
+@pytest.mark.parametrize("raw", ["hf://buckets/", "", "hf://buckets/a/b/c", "hf://datasets/ns/name"])
+def test_parse_bucket_url_refuses_what_is_not_a_bucket(raw: str) -> None:
+    with pytest.raises(ConfigError, match="not a bucket"):
+        parse_bucket_url(raw)
+
+
+# --- the local directory store ---------------------------------------------------------
+
+
+def test_local_store_puts_atomically_and_privately(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "traces")
+    store.preflight()
+    assert store.put([Upload("app-1/sessions/codex-s1.jsonl", b"line\n")]) == {}
+    target = tmp_path / "traces" / "app-1" / "sessions" / "codex-s1.jsonl"
+    assert target.read_bytes() == b"line\n"
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert store.put([Upload("app-1/sessions/codex-s1.jsonl", b"line\nmore\n")]) == {}
+    assert store.fetch("app-1/sessions/codex-s1.jsonl") == b"line\nmore\n"
+    leftovers = [p.name for p in target.parent.iterdir() if p.name != target.name]
+    assert leftovers == [], "no temp files remain"
+
+
+def test_local_store_urls_are_file_urls(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "my traces")
+    url = store.url("app-1/sessions/codex-s1.jsonl")
+    assert url == (tmp_path / "my traces" / "app-1" / "sessions" / "codex-s1.jsonl").as_uri()
+    assert url.startswith("file:///") and "%20" in url
+    assert store.ident() == (tmp_path / "my traces").as_uri()
+    info = store.info()
+    assert (info.kind, info.private) == ("file", True)
+
+
+@pytest.mark.parametrize("remote", ["../escape.jsonl", "a/../../escape.jsonl", "/etc/passwd"])
+def test_local_store_refuses_paths_that_escape_its_root(tmp_path: Path, remote: str) -> None:
+    store = LocalStore(tmp_path / "traces")
+    store.preflight()
+    with pytest.raises(PermanentError, match="escapes the store"):
+        store.put([Upload(remote, b"x\n")])
+    with pytest.raises(PermanentError, match="escapes the store"):
+        store.fetch(remote)
+    assert not (tmp_path / "escape.jsonl").exists()
+
+
+def test_local_store_refuses_a_symlink_out_of_its_root(tmp_path: Path) -> None:
+    root = tmp_path / "traces"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "app-1").symlink_to(outside)
+    with pytest.raises(PermanentError, match="escapes the store"):
+        LocalStore(root).put([Upload("app-1/sessions/x.jsonl", b"x\n")])
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_local_store_preflight_reports_an_unwritable_root(tmp_path: Path) -> None:
+    root = tmp_path / "ro"
+    root.mkdir(mode=0o500)
+    with pytest.raises(PermanentError, match="not writable"):
+        LocalStore(root).preflight()
+
+
+def test_local_store_preflight_reports_an_uncreatable_root(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PermanentError, match="cannot create store directory"):
+        LocalStore(blocker / "traces").preflight()
