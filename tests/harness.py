@@ -183,6 +183,10 @@ def running_daemon(env: Env) -> Iterator[Daemon]:
     daemon = Daemon(env).start()
     try:
         yield daemon
+    except BaseException:
+        # pytest shows captured stdout of a failing test: the daemon's side of the story.
+        print(f"--- daemon log ({daemon.log}) ---\n{daemon.output()[-20000:]}")
+        raise
     finally:
         daemon.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -183,3 +184,40 @@ def test_a_held_notes_lock_is_retried_then_reported_as_transient(repo: tuple[Pat
     assert read(git_dir, REF, sha) == ""
     lock.unlink()
     assert add_link(git_dir, REF, sha, LINK) is True
+
+
+def test_add_link_works_when_git_has_no_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon started without the user's git config must still be able to write notes."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {"HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "PATH": os.environ["PATH"]}
+    subprocess.run(["git", "init", "-q", str(repo)], env=env, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+        env=env,
+        check=True,
+    )
+    sha = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for key in list(os.environ):
+        if key.startswith("GIT_") or key in ("EMAIL",):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    link = TraceLink("file:///x.jsonl", "codex", "s", 1, 2, 10, "0" * 64)
+    assert add_link(repo / ".git", "refs/notes/hf-traces", sha, link) is True
+    assert parse(read(repo / ".git", "refs/notes/hf-traces", sha)) == [link]

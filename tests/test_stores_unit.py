@@ -6,7 +6,6 @@ HF errors are the library's own: real `httpx2.Response`s run through huggingface
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx2
@@ -190,8 +189,9 @@ def test_local_store_urls_are_file_urls(tmp_path: Path) -> None:
 def test_local_store_refuses_paths_that_escape_its_root(tmp_path: Path, remote: str) -> None:
     store = LocalStore(tmp_path / "traces")
     store.preflight()
-    with pytest.raises(PermanentError, match="escapes the store"):
-        store.put([Upload(remote, b"x\n")])
+    failed = store.put([Upload(remote, b"x\n"), Upload("app-1/ok.jsonl", b"ok\n")])
+    assert list(failed) == [remote] and "escapes the store" in failed[remote]
+    assert (tmp_path / "traces" / "app-1" / "ok.jsonl").read_bytes() == b"ok\n"  # the rest of the batch
     with pytest.raises(PermanentError, match="escapes the store"):
         store.fetch(remote)
     assert not (tmp_path / "escape.jsonl").exists()
@@ -203,17 +203,9 @@ def test_local_store_refuses_a_symlink_out_of_its_root(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (root / "app-1").symlink_to(outside)
-    with pytest.raises(PermanentError, match="escapes the store"):
-        LocalStore(root).put([Upload("app-1/sessions/x.jsonl", b"x\n")])
+    failed = LocalStore(root).put([Upload("app-1/sessions/x.jsonl", b"x\n")])
+    assert "escapes the store" in failed["app-1/sessions/x.jsonl"]
     assert list(outside.iterdir()) == []
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_local_store_preflight_reports_an_unwritable_root(tmp_path: Path) -> None:
-    root = tmp_path / "ro"
-    root.mkdir(mode=0o500)
-    with pytest.raises(PermanentError, match="not writable"):
-        LocalStore(root).preflight()
 
 
 def test_local_store_preflight_reports_an_uncreatable_root(tmp_path: Path) -> None:

@@ -52,7 +52,8 @@ def safe_component(value: str) -> str:
 
 
 def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
-    raw_path = next((payload[k] for k in _PATH_KEYS if k in payload), None)
+    # The first key with a value wins: some writers send `trace_file: null` next to a real path.
+    raw_path = next((payload[k] for k in _PATH_KEYS if payload.get(k) not in (None, "")), None)
     if raw_path is None or raw_path == "":
         # Codex sends `transcript_path: null` for `--ephemeral` sessions: nothing to keep.
         return None

@@ -207,6 +207,9 @@ class Daemon:
             except TracekeeperError as exc:  # e.g. git failed on a repo: keep the file, try later
                 log.warning("spool file %s kept for later: %s", path.name, exc)
                 continue
+            except Exception:  # a full disk, a broken database: keep the file, keep the scan alive
+                log.exception("spool file %s kept for later", path.name)
+                continue
             taken += 1 if result.note != "already taken" else 0
         return taken
 

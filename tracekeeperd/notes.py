@@ -95,6 +95,21 @@ def _is_lock_contention(exc: BaseException) -> bool:
     return isinstance(exc, GitError) and ("lock" in exc.stderr.lower() or "cannot update ref" in exc.stderr)
 
 
+#: Used only when git has no identity at all (a daemon started without the user's git config
+#: or env): a notes commit needs one, and failing every retry forever would help nobody.
+FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
+
+
+def _write(git_dir: Path, ref: str, sha: str, text: str) -> None:
+    args = ["notes", f"--ref={ref}", "add", "-f", "-F", "-", sha]
+    try:
+        git.run(git_dir, args, input=text.encode())
+    except GitError as exc:
+        if "tell me who you are" not in exc.stderr and "auto-detect email" not in exc.stderr:
+            raise
+        git.run(git_dir, [*FALLBACK_IDENTITY, *args], input=text.encode())
+
+
 def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
     """Attach `link` to commit `sha`; True if the note changed.
 
@@ -113,7 +128,7 @@ def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
                 text = merge(read(git_dir, ref, sha), link)
                 if text is None:
                     return False
-                git.run(git_dir, ["notes", f"--ref={ref}", "add", "-f", "-F", "-", sha], input=text.encode())
+                _write(git_dir, ref, sha, text)
     except GitError as exc:
         if _is_lock_contention(exc):
             raise TransientError(f"notes ref {ref} stayed locked by another git command") from exc

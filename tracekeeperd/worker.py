@@ -192,18 +192,20 @@ class Worker:
             sha256=job.sha256 or "",
         )
         git_dir = Path(job.git_dir)
+        if not git_dir.exists():
+            self._fail(job, f"repository {job.git_dir} no longer exists")
+            return
+        if not git.commit_exists(git_dir, job.commit_sha):
+            # `git notes add` would happily annotate a missing object; nobody would ever see it.
+            self._fail(job, f"commit {job.commit_sha[:12]} no longer exists in {job.repo_display}")
+            return
         try:
             notes.add_link(git_dir, self.notes_ref, job.commit_sha, link)
         except TransientError as exc:
             self._defer(job, exc)
             return
         except GitError as exc:
-            if not git_dir.exists():
-                self._fail(job, f"repository {job.git_dir} no longer exists")
-            elif not git.commit_exists(git_dir, job.commit_sha):
-                self._fail(job, f"commit {job.commit_sha[:12]} no longer exists in {job.repo_display}")
-            else:
-                self._defer(job, TransientError(str(exc)))
+            self._defer(job, TransientError(str(exc)))
             return
         self.db.run(self.queue.complete, job.id, url, self.clock())
         log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, url)

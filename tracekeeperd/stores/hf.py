@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -87,14 +88,17 @@ def classify(exc: BaseException) -> TransientError | PermanentError:
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code
         # First line only; a hand-built error may have an empty or blank message.
+        # The most useful line: the server's own message, else the first line that is more than
+        # a bare "404 Client Error." status echo.
         lines = (exc.server_message or "").strip().splitlines() or str(exc).strip().splitlines()
-        message = lines[0] if lines else "no details"
+        useful = [line for line in lines if not re.fullmatch(r"\s*\d{3} \w+ Error[.:]?.*?", line)]
+        message = (useful or lines or ["no details"])[0].strip()
         if status in (401, 403):
             return PermanentError(
                 f"the Hub refused the token ({status}: {message}); run `hf auth login` or set HF_TOKEN"
             )
         if status == 404:
-            return PermanentError(f"not found on the Hub ({message})")
+            return PermanentError(f"not found on the Hub (404: {message})")
         if status in (408, 429) or status >= 500:
             retry_after = exc.response.headers.get("Retry-After")
             try:

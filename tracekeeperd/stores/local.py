@@ -37,7 +37,11 @@ class LocalStore:
     def put(self, uploads: list[Upload]) -> dict[str, str]:
         failed: dict[str, str] = {}
         for upload in uploads:
-            target = self._target(upload.remote_path)
+            try:
+                target = self._target(upload.remote_path)
+            except PermanentError as exc:
+                failed[upload.remote_path] = str(exc)
+                continue
             try:
                 target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
