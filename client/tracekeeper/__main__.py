@@ -1,3 +1,5 @@
-from tracekeeper.cli import main
+import sys
 
-main()
+from tracekeeper.entry import main
+
+sys.exit(main())

@@ -252,6 +252,32 @@ def show(commit: str, repo: Path, full: bool, raw: bool, as_json: bool) -> None:
         show_mod.render(sha, items, full=full)
 
 
+@cli.command(
+    "hook",
+    short_help="Record an agent session (called by agent hooks).",
+    context_settings={"ignore_unknown_options": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def hook_command(args: tuple[str, ...]) -> None:
+    """Read an agent's hook payload on stdin and record its session in the repository.
+
+    Agents call this (see `tracekeeper agents install`); it prints nothing (Cursor: the JSON
+    it expects) and always exits 0.
+    """
+    from . import hookcmd
+
+    raise SystemExit(hookcmd.main(list(args)))
+
+
+def _register() -> None:
+    from .agent_setup import agents
+
+    cli.add_command(agents)
+
+
+_register()
+
+
 def main() -> None:
     """Entry point: known errors are handled where they happen; anything else is one line too.
 

@@ -1,0 +1,640 @@
+"""`tracekeeper agents`: put `tracekeeper hook <agent>` into each coding agent's user config.
+
+Every agent has its own hook file and dialect (docs: ../shared/docs/agents.md), and those files
+are the user's: they hold other tools' hooks and unrelated settings. So an install parses the
+file, adds only our handlers, and writes it back in the indentation it had, keeping key order;
+a second install changes nothing; every change is preceded by a backup; and uninstall removes
+only handlers whose command runs `tracekeeper hook`, plus the containers that emptied because
+of that. A file that is not valid JSON is refused rather than "repaired".
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+#: How our handlers are recognised: the command runs `tracekeeper hook` (quoted or not).
+_OURS = re.compile(r"tracekeeper['\"]?\s+hook(\s|$)")
+BACKUP_SUFFIX = ".tracekeeper-backup-"
+
+
+class ConfigError(Exception):
+    """A config file we must not touch (unreadable, not JSON, unexpected shape)."""
+
+
+def _home() -> Path:
+    return Path(os.path.expanduser("~"))
+
+
+def _env_dir(var: str, default: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value).expanduser() if value else _home() / default
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Where an agent keeps its user hooks and how its hook entries are shaped."""
+
+    name: str
+    label: str
+    home: Callable[[], Path]
+    config: Callable[[Path], Path]
+    binaries: tuple[str, ...]
+    events: tuple[str, ...]
+    #: "grouped": {"hooks": {Event: [{"matcher"?, "hooks": [handler]}]}} (Claude, Codex, Gemini);
+    #: "flat": {"version": 1, "hooks": {event: [handler]}} (Cursor, Copilot).
+    layout: str
+    command_key: str = "command"
+    skeleton: tuple[tuple[str, Any], ...] = ()
+    #: The whole file is ours (Copilot reads every *.json in its hooks dir): delete it when empty.
+    owns_file: bool = False
+
+    def config_path(self) -> Path:
+        return self.config(self.home())
+
+    def handler(self, exe: str, event: str) -> dict[str, Any]:
+        """Our handler for one event, in this agent's dialect."""
+        command = f"{shlex.quote(exe)} hook {self.name}"
+        if self.name == "codex":
+            return {"type": "command", "command": command, "timeout": 10}
+        if self.name == "claude":
+            return {"type": "command", "command": command, "timeout": 10}
+        if self.name == "gemini":  # Gemini's timeouts are in milliseconds
+            return {"name": "tracekeeper", "type": "command", "command": command, "timeout": 5000}
+        if self.name == "cursor":
+            return {"command": command, "timeout": 10}
+        # Copilot sends no event name in its payloads: pass it as an argument (sessionEnd matters).
+        return {"type": "command", "bash": f"{command} {event}", "timeoutSec": 10}
+
+
+AGENTS: dict[str, AgentSpec] = {
+    spec.name: spec
+    for spec in (
+        AgentSpec(
+            "codex",
+            "OpenAI Codex CLI",
+            lambda: _env_dir("CODEX_HOME", ".codex"),
+            lambda home: home / "hooks.json",
+            ("codex",),
+            ("SessionStart", "UserPromptSubmit", "Stop"),
+            "grouped",
+        ),
+        AgentSpec(
+            "claude",
+            "Claude Code",
+            lambda: _env_dir("CLAUDE_CONFIG_DIR", ".claude"),
+            lambda home: home / "settings.json",
+            ("claude",),
+            ("SessionStart", "UserPromptSubmit", "Stop", "SessionEnd"),
+            "grouped",
+        ),
+        AgentSpec(
+            "gemini",
+            "Gemini CLI",
+            lambda: _home() / ".gemini",
+            lambda home: home / "settings.json",
+            ("gemini",),
+            ("SessionStart", "BeforeAgent", "AfterAgent", "SessionEnd"),
+            "grouped",
+        ),
+        AgentSpec(
+            "cursor",
+            "Cursor (IDE and agent CLI)",
+            lambda: _env_dir("CURSOR_CONFIG_DIR", ".cursor"),
+            lambda home: home / "hooks.json",
+            ("cursor-agent", "cursor"),
+            ("sessionStart", "beforeSubmitPrompt", "stop"),
+            "flat",
+            skeleton=(("version", 1),),
+        ),
+        AgentSpec(
+            "copilot",
+            "GitHub Copilot CLI",
+            lambda: _env_dir("COPILOT_HOME", ".copilot"),
+            lambda home: home / "hooks" / "tracekeeper.json",
+            ("copilot",),
+            ("sessionStart", "userPromptSubmitted", "agentStop", "sessionEnd"),
+            "flat",
+            command_key="bash",
+            skeleton=(("version", 1),),
+            owns_file=True,
+        ),
+    )
+}
+
+
+def hook_executable() -> str:
+    """The absolute path of the installed `tracekeeper` script.
+
+    Agents run hooks with whatever PATH they were started with (an IDE launched from the dock
+    has a minimal one), so the command names the script by absolute path.
+    """
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is not None and argv0.name == "tracekeeper" and argv0.is_file():
+        return str(argv0.resolve())
+    beside = Path(sys.executable).parent / "tracekeeper"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("tracekeeper")
+    if found:
+        return str(Path(found).resolve())
+    return f"{sys.executable} -m tracekeeper"
+
+
+def is_ours(handler: Any, key: str = "command") -> bool:
+    """True for a handler that runs `tracekeeper hook` (the only ones uninstall removes)."""
+    if not isinstance(handler, dict):
+        return False
+    command = handler.get(key)
+    if not isinstance(command, str):
+        command = handler.get("command") if key != "command" else None
+    return isinstance(command, str) and _OURS.search(command) is not None
+
+
+# --- reading and writing the user's JSON without disturbing it ---------------------------
+
+
+@dataclass
+class Style:
+    """How a JSON file was written, so our rewrite looks like the user's (or tool's) own."""
+
+    indent: int | str | None = 2
+    separators: tuple[str, str] | None = None
+    ensure_ascii: bool = False
+    newline: bool = True
+
+    @classmethod
+    def of(cls, text: str) -> Style:
+        style = cls(newline=text.endswith("\n"))
+        body = text.strip()
+        if "\n" not in body:
+            style.indent = None
+            style.separators = (", ", ": ") if '": ' in body or not body.strip("{}") else (",", ":")
+        else:
+            for line in body.splitlines()[1:]:
+                stripped = line.lstrip(" \t")
+                if stripped and stripped != line:
+                    ws = line[: len(line) - len(stripped)]
+                    style.indent = ws if "\t" in ws else len(ws)
+                    break
+        style.ensure_ascii = body.isascii() and re.search(r"\\u[0-9a-fA-F]{4}", body) is not None
+        return style
+
+    def dump(self, doc: Any) -> str:
+        text = json.dumps(doc, indent=self.indent, separators=self.separators, ensure_ascii=self.ensure_ascii)
+        return text + ("\n" if self.newline else "")
+
+
+@dataclass
+class Loaded:
+    path: Path  # the real file (a symlinked dotfile is written through, not replaced)
+    exists: bool
+    doc: dict[str, Any]
+    style: Style
+
+
+def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = ()) -> Loaded:
+    """Parse a config file; a missing file is an empty one. Raises ConfigError, naming it."""
+    real = Path(os.path.realpath(path))
+    try:
+        raw = real.read_bytes()
+    except FileNotFoundError:
+        return Loaded(real, False, dict(skeleton), Style())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); nothing written") from None
+    try:
+        text = raw.decode("utf-8-sig")
+        doc = json.loads(text) if text.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); nothing written") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object, found a {type(doc).__name__}; nothing written")
+    return Loaded(real, True, doc, Style.of(text) if text.strip() else Style())
+
+
+def backup(path: Path) -> Path:
+    """Copy the file aside before we change it: `<file>.tracekeeper-backup-<timestamp>`."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}-{n}")
+        n += 1
+    shutil.copy2(path, target)
+    return target
+
+
+def has_backup(path: Path) -> bool:
+    return any(path.parent.glob(f"{path.name}{BACKUP_SUFFIX}*")) if path.parent.is_dir() else False
+
+
+def write(loaded: Loaded, doc: dict[str, Any]) -> Path | None:
+    """Back up (if the file existed), then replace atomically keeping its mode. Returns the backup."""
+    path = loaded.path
+    saved = backup(path) if loaded.exists else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if loaded.exists else 0o644
+    tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
+    try:
+        tmp.write_text(loaded.style.dump(doc), encoding="utf-8")
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return saved
+
+
+# --- merging our entries ----------------------------------------------------------------------
+
+
+def _hooks_table(doc: dict[str, Any], path: Path, create: bool) -> dict[str, Any] | None:
+    hooks = doc.get("hooks")
+    if hooks is None:
+        if not create:
+            return None
+        hooks = doc["hooks"] = {}
+    if not isinstance(hooks, dict):
+        raise ConfigError(f"{path}: 'hooks' is a {type(hooks).__name__}, expected an object; nothing written")
+    return hooks
+
+
+def _event_list(hooks: dict[str, Any], event: str, path: Path, create: bool) -> list[Any] | None:
+    entries = hooks.get(event)
+    if entries is None:
+        if not create:
+            return None
+        entries = hooks[event] = []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: hooks.{event} is a {type(entries).__name__}, expected a list; nothing written")
+    return entries
+
+
+def _our_slots(spec: AgentSpec, entries: list[Any]) -> list[tuple[list[Any], int]]:
+    """(containing list, index) of each of our handlers under one event."""
+    slots: list[tuple[list[Any], int]] = []
+    for entry in entries:
+        if spec.layout == "grouped" and isinstance(entry, dict) and isinstance(entry.get("hooks"), list):
+            handlers: list[Any] = entry["hooks"]
+            slots.extend((handlers, i) for i, h in enumerate(handlers) if is_ours(h, spec.command_key))
+    if spec.layout == "flat":
+        slots.extend((entries, i) for i, h in enumerate(entries) if is_ours(h, spec.command_key))
+    return slots
+
+
+def add_ours(spec: AgentSpec, doc: dict[str, Any], path: Path, exe: str) -> dict[str, Any]:
+    """A copy of `doc` with our handler under each event (updated in place if already there)."""
+    new = copy.deepcopy(doc)
+    for key, value in spec.skeleton:
+        if "hooks" not in new and key not in new:
+            new[key] = value
+    hooks = _hooks_table(new, path, create=True)
+    assert hooks is not None
+    for event in spec.events:
+        entries = _event_list(hooks, event, path, create=True)
+        assert entries is not None
+        wanted = spec.handler(exe, event)
+        slots = _our_slots(spec, entries)
+        if not slots:
+            entries.append({"hooks": [wanted]} if spec.layout == "grouped" else wanted)
+            continue
+        first, index = slots[0]
+        if first[index] != wanted:
+            first[index] = wanted  # e.g. tracekeeper moved to another virtualenv
+        if len(slots) > 1:  # duplicates from hand edits or an older install
+            touched = {id(container) for container, _ in slots[1:]}
+            for container, index in reversed(slots[1:]):
+                del container[index]
+            entries[:] = [
+                e for e in entries if not (isinstance(e, dict) and e.get("hooks") == [] and id(e["hooks"]) in touched)
+            ]
+    return new
+
+
+def remove_ours(spec: AgentSpec, doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A copy of `doc` without our handlers, and without the containers that only held them."""
+    new = copy.deepcopy(doc)
+    hooks = _hooks_table(new, path, create=False)
+    if hooks is None:
+        return new
+    for event in list(hooks):
+        entries = hooks[event]
+        if not isinstance(entries, list):
+            continue
+        removed = False
+        kept: list[Any] = []
+        for entry in entries:
+            if spec.layout == "grouped" and isinstance(entry, dict) and isinstance(entry.get("hooks"), list):
+                handlers = [h for h in entry["hooks"] if not is_ours(h, spec.command_key)]
+                if len(handlers) != len(entry["hooks"]):
+                    removed = True
+                    if not handlers:
+                        continue  # the group held only ours
+                    entry["hooks"] = handlers
+            elif spec.layout == "flat" and is_ours(entry, spec.command_key):
+                removed = True
+                continue
+            kept.append(entry)
+        if removed:
+            if kept:
+                hooks[event] = kept
+            else:
+                del hooks[event]
+    if not hooks and "hooks" in doc and doc["hooks"]:
+        del new["hooks"]
+    return new
+
+
+def installed_events(spec: AgentSpec, doc: dict[str, Any]) -> list[str]:
+    """The events under which one of our handlers is configured."""
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, dict):
+        return []
+    return [event for event in spec.events if isinstance(hooks.get(event), list) and _our_slots(spec, hooks[event])]
+
+
+# --- Codex trust ---------------------------------------------------------------------------
+
+
+def _snake(event: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", event).lower()
+
+
+def codex_trust(hooks_path: Path, doc: dict[str, Any]) -> tuple[dict[str, bool], str | None]:
+    """Per event, whether ~/.codex/config.toml has a `trusted_hash` for our handler's slot.
+
+    Codex keys trust as `[hooks.state."<hooks.json>:<event_snake>:<group>:<handler>"]` and the
+    hash (sha256 of a normalized definition, no public contract: openai/codex#21615) is not
+    recomputed here, so "present" means the user trusted *a* definition in that slot.
+    Returns (per-event result, a note about config.toml such as hooks being disabled).
+    """
+    import tomllib
+
+    config = hooks_path.parent / "config.toml"
+    note: str | None = None
+    state: dict[str, Any] = {}
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        data = {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return {}, f"cannot read {config}: {exc}"
+    features = data.get("features")
+    if isinstance(features, dict) and (features.get("hooks") is False or features.get("codex_hooks") is False):
+        note = f"hooks are disabled in {config} ([features] hooks = false)"
+    hooks_table = data.get("hooks")
+    if isinstance(hooks_table, dict) and isinstance(hooks_table.get("state"), dict):
+        state = hooks_table["state"]
+    names = {str(hooks_path), os.path.realpath(hooks_path)}
+    result: dict[str, bool] = {}
+    hooks = doc.get("hooks") if isinstance(doc.get("hooks"), dict) else {}
+    assert isinstance(hooks, dict)
+    for event in AGENTS["codex"].events:
+        entries = hooks.get(event)
+        trusted = False
+        if isinstance(entries, list):
+            for gi, group in enumerate(entries):
+                handlers = group.get("hooks") if isinstance(group, dict) else None
+                for hi, handler in enumerate(handlers if isinstance(handlers, list) else []):
+                    if not is_ours(handler):
+                        continue
+                    for name in names:
+                        slot = state.get(f"{name}:{_snake(event)}:{gi}:{hi}")
+                        if isinstance(slot, dict) and slot.get("trusted_hash"):
+                            trusted = True
+        result[event] = trusted
+    return result, note
+
+
+CODEX_TRUST_HELP = (
+    "Codex runs user hooks only once you trust them (openai/codex#20321): start `codex`, "
+    "review and trust the tracekeeper hooks when it lists new hooks at startup (or run /hooks). "
+    "Until then `codex exec` skips them silently."
+)
+
+
+# --- what is on this machine ---------------------------------------------------------------
+
+
+@dataclass
+class AgentState:
+    spec: AgentSpec
+    present: bool
+    why: str
+    config: Path
+    events: list[str]
+    error: str | None = None
+    trust: dict[str, bool] | None = None
+    note: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "agent": self.spec.name,
+            "present": self.present,
+            "detected_by": self.why,
+            "config": str(self.config),
+            "hooks": self.events,
+            "complete": set(self.events) == set(self.spec.events),
+            "error": self.error,
+            "codex_trusted": self.trust,
+            "note": self.note,
+        }
+
+
+def inspect(spec: AgentSpec) -> AgentState:
+    """Is the agent here (config dir or binary on PATH), and are our hooks in its config?"""
+    home = spec.home()
+    reasons = []
+    if home.is_dir():
+        reasons.append(f"{home} exists")
+    for binary in spec.binaries:
+        found = shutil.which(binary)
+        if found:
+            reasons.append(f"{binary} at {found}")
+            break
+    path = spec.config_path()
+    state = AgentState(spec, bool(reasons), ", ".join(reasons), path, [])
+    try:
+        loaded = load(path, spec.skeleton)
+    except ConfigError as exc:
+        state.error = str(exc)
+        return state
+    state.events = installed_events(spec, loaded.doc)
+    if spec.name == "codex" and state.events:
+        state.trust, state.note = codex_trust(path, loaded.doc)
+    if spec.name == "gemini":
+        hooks_config = loaded.doc.get("hooksConfig")
+        if isinstance(hooks_config, dict) and hooks_config.get("enabled") is False:
+            state.note = f"hooks are disabled in {path} (hooksConfig.enabled = false)"
+    return state
+
+
+def _selected(agent: str) -> list[AgentSpec]:
+    return list(AGENTS.values()) if agent == "all" else [AGENTS[agent]]
+
+
+_AGENT_OPTION = click.option(
+    "--agent",
+    "agent",
+    type=click.Choice([*AGENTS, "all"]),
+    default="all",
+    show_default=True,
+    help="Which agent; 'all' means every agent found on this machine.",
+)
+
+
+def _describe(state: AgentState) -> str:
+    if state.error:
+        return f"cannot tell: {state.error}"
+    if not state.events:
+        return "not installed"
+    done = len(state.events)
+    total = len(state.spec.events)
+    text = "installed" if done == total else f"partly installed ({done}/{total} events: {', '.join(state.events)})"
+    if state.trust is not None:
+        trusted = [e for e, ok in state.trust.items() if ok and e in state.events]
+        if len(trusted) == done:
+            text += "; Codex trust: trusted entry present"
+        elif trusted:
+            text += f"; Codex trust: trusted entry present for {', '.join(trusted)} only"
+        else:
+            text += "; Codex trust: not found (start `codex` and trust the hooks, or /hooks)"
+    return text
+
+
+@click.group(invoke_without_command=True, short_help="Coding-agent hooks: list, install, uninstall.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per agent, in a list.")
+@click.pass_context
+def agents(ctx: click.Context, as_json: bool) -> None:
+    """List the coding agents on this machine and whether tracekeeper's hooks are in place.
+
+    The hooks (`tracekeeper hook <agent>`) record which agent session is active in a
+    repository, so each commit links to the sessions that produced it.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    states = [inspect(spec) for spec in AGENTS.values()]
+    if as_json:
+        from .output import emit_json
+
+        emit_json([state.view() for state in states])
+        return
+    width = max(len(s.spec.name) for s in states)
+    for state in states:
+        presence = f"present ({state.why})" if state.present else "not found"
+        click.echo(f"{state.spec.name:<{width}}  {state.spec.label}: {presence}")
+        click.echo(f"{'':<{width}}  hooks   {_describe(state)}")
+        click.echo(f"{'':<{width}}  config  {state.config}")
+        if state.note:
+            click.echo(f"{'':<{width}}  note    {state.note}")
+
+
+@agents.command(name="install", short_help="Add tracekeeper's hooks to agents' user configs.")
+@_AGENT_OPTION
+def install_cmd(agent: str) -> None:
+    """Merge `tracekeeper hook <agent>` into each agent's user hook config.
+
+    Other hooks and settings are kept; a file that changes is backed up first as
+    <file>.tracekeeper-backup-<time>. Running it again changes nothing.
+    """
+    exe = hook_executable()
+    failed = False
+    skipped: list[str] = []
+    did_any = False
+    for spec in _selected(agent):
+        state = inspect(spec)
+        if agent == "all" and not state.present:
+            skipped.append(spec.name)
+            continue
+        did_any = True
+        path = spec.config_path()
+        try:
+            loaded = load(path, spec.skeleton)
+            new = add_ours(spec, loaded.doc, path, exe)
+            changed = not (loaded.exists and new == loaded.doc)
+            if not changed:
+                click.echo(f"{spec.name}: already installed in {path} (no change)")
+            else:
+                saved = write(loaded, new)
+                extra = f" (backup: {saved})" if saved else ""
+                verb = "updated" if loaded.exists else "created"
+                click.echo(f"{spec.name}: {verb} {path}{extra}")
+        except ConfigError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+            continue
+        except OSError as exc:
+            click.echo(f"Error: {path}: {exc.strerror or exc}; nothing written", err=True)
+            failed = True
+            continue
+        if not state.present:
+            click.echo(f"  note: {spec.label} was not found on this machine (no {spec.home()}, not on PATH)")
+        _after_install(spec, path, changed)
+    if not did_any:
+        click.echo("no coding agent found (looked for: " + ", ".join(AGENTS) + "); use --agent to install anyway")
+    elif skipped:
+        click.echo(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to install anyway)")
+    if failed:
+        raise SystemExit(1)
+
+
+def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
+    """What the user still has to do for the hooks to run."""
+    if spec.name == "codex":
+        loaded = load(path)
+        trust, note = codex_trust(path, loaded.doc)
+        if note:
+            click.echo(f"  warning: {note}")
+        if not all(trust.get(e) for e in spec.events):
+            click.echo(f"  {CODEX_TRUST_HELP}")
+    elif spec.name == "claude" and changed:
+        click.echo("  Claude Code reads hooks at startup: restart running sessions (or review them in /hooks).")
+    elif spec.name == "gemini":
+        state = inspect(spec)
+        if state.note:
+            click.echo(f"  warning: {state.note}")
+
+
+@agents.command(name="uninstall", short_help="Remove tracekeeper's hooks from agents' user configs.")
+@_AGENT_OPTION
+def uninstall_cmd(agent: str) -> None:
+    """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was."""
+    failed = False
+    for spec in _selected(agent):
+        path = spec.config_path()
+        try:
+            loaded = load(path, spec.skeleton)
+            if not loaded.exists:
+                if agent != "all":
+                    click.echo(f"{spec.name}: no {path}, nothing to remove")
+                continue
+            new = remove_ours(spec, loaded.doc, path)
+            if new == loaded.doc:
+                click.echo(f"{spec.name}: no tracekeeper hooks in {path}")
+                continue
+            skeleton = dict(spec.skeleton)
+            if new == skeleton and (spec.owns_file or not has_backup(loaded.path)):
+                loaded.path.unlink()  # we created the file: leave none behind
+                click.echo(f"{spec.name}: removed {path} (it held only tracekeeper's hooks)")
+                continue
+            saved = write(loaded, new)
+            click.echo(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {saved})")
+        except ConfigError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+        except OSError as exc:
+            click.echo(f"Error: {path}: {exc.strerror or exc}; nothing written", err=True)
+            failed = True
+    if failed:
+        raise SystemExit(1)

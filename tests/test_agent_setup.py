@@ -1,0 +1,461 @@
+"""`tracekeeper agents [install|uninstall]` on copies of realistic user configs.
+
+Each agent's config already holds other tools' hooks and unrelated settings. Install must add
+only our handlers (parsed JSON minus ours == the original), keep key order and indentation, be
+idempotent and back up what it changes; uninstall must give back the original document.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, is_ours, remove_ours
+
+from .harness import Env, make_env
+
+RUN = (
+    "import sys; from tracekeeper.agent_setup import agents; "
+    "agents.main(args=sys.argv[1:], prog_name='tracekeeper agents')"
+)
+EXE = str(Path(sys.executable).parent / "tracekeeper")
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    for env in make_env():
+        bin_dir = env.root / "bin"
+        bin_dir.mkdir()
+        env.vars["PATH"] = f"{bin_dir}:/usr/bin:/bin"
+        yield env
+
+
+def agents_cli(env: Env, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", RUN, *args],
+        capture_output=True,
+        text=True,
+        env={**env.vars, **(extra_env or {})},
+        cwd=env.root,
+        timeout=60,
+        check=False,
+    )
+
+
+def fake_binary(env: Env, name: str) -> None:
+    path = env.root / "bin" / name
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+
+
+def backups(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}{BACKUP_SUFFIX}*"))
+
+
+# --- realistic existing configs ------------------------------------------------------------------
+
+CLAUDE_SETTINGS: dict[str, Any] = {
+    "$schema": "https://json.schemastore.org/claude-code-settings.json",
+    "model": "opus",
+    "permissions": {"allow": ["Bash(npm run test:*)", "Read(~/.zshrc)"], "deny": ["Read(./.env)"]},
+    "env": {"CLAUDE_CODE_ENABLE_TELEMETRY": "0"},
+    "hooks": {
+        "PreToolUse": [
+            {"matcher": "Bash", "hooks": [{"type": "command", "command": "~/.claude/hooks/guard.sh", "timeout": 5}]}
+        ],
+        "SessionStart": [{"matcher": "startup", "hooks": [{"type": "command", "command": "cat ~/notes/ctx.md"}]}],
+        "Stop": [{"hooks": [{"type": "command", "command": "afplay /System/Library/Sounds/Glass.aiff"}]}],
+    },
+    "statusLine": {"type": "command", "command": "~/.claude/statusline.sh"},
+    "cleanupPeriodDays": 90,
+}
+
+CODEX_HOOKS: dict[str, Any] = {
+    "hooks": {
+        "PreToolUse": [
+            {
+                "matcher": "shell",
+                "hooks": [{"type": "command", "command": "python3 ~/.codex/hooks/deny_rm.py", "timeout": 30}],
+            }
+        ],
+        "Stop": [{"hooks": [{"type": "command", "command": "notify-send codex done", "statusMessage": "notifying"}]}],
+    }
+}
+
+CODEX_CONFIG = """model = "gpt-5.5-codex"
+approval_policy = "on-request"
+
+[features]
+hooks = true
+
+[projects."/home/dev/src/app"]
+trust_level = "trusted"
+"""
+
+GEMINI_SETTINGS: dict[str, Any] = {
+    "general": {"vimMode": True, "preferredEditor": "vim"},
+    "ui": {"theme": "GitHub"},
+    "hooksConfig": {"enabled": True, "disabled": ["slow-lint"]},
+    "hooks": {
+        "BeforeTool": [
+            {
+                "matcher": "run_shell_command",
+                "hooks": [
+                    {
+                        "name": "guard",
+                        "type": "command",
+                        "command": "$GEMINI_PROJECT_DIR/.gemini/hooks/guard.sh",
+                        "timeout": 3000,
+                    }
+                ],
+            }
+        ],
+        "SessionStart": [
+            {"matcher": "startup", "hooks": [{"name": "greet", "type": "command", "command": "echo hi >/dev/null"}]}
+        ],
+    },
+    "mcpServers": {"github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"]}},
+}
+
+CURSOR_HOOKS: dict[str, Any] = {
+    "version": 1,
+    "hooks": {
+        "afterFileEdit": [{"command": "./hooks/format.sh"}],
+        "beforeShellExecution": [{"command": "~/.cursor/hooks/audit.sh", "matcher": "rm|curl"}],
+        "stop": [{"command": "say done", "loop_limit": 3}],
+    },
+}
+
+#: (agent, config path relative to HOME, existing document, indentation to write it with)
+EXISTING: list[tuple[str, str, dict[str, Any], int | str]] = [
+    ("claude", ".claude/settings.json", CLAUDE_SETTINGS, 2),
+    ("codex", ".codex/hooks.json", CODEX_HOOKS, 2),
+    ("gemini", ".gemini/settings.json", GEMINI_SETTINGS, 4),
+    ("cursor", ".cursor/hooks.json", CURSOR_HOOKS, "\t"),
+]
+
+
+def write_config(path: Path, doc: dict[str, Any], indent: int | str = 2) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(doc, indent=indent) + "\n").encode()
+    path.write_bytes(data)
+    return data
+
+
+def ours_removed(agent: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return remove_ours(AGENTS[agent], doc, Path("x"))
+
+
+def our_commands(agent: str, doc: dict[str, Any]) -> dict[str, list[str]]:
+    """Event -> commands of our handlers."""
+    spec = AGENTS[agent]
+    found: dict[str, list[str]] = {}
+    for event, entries in doc.get("hooks", {}).items():
+        for entry in entries:
+            handlers = entry.get("hooks", []) if spec.layout == "grouped" else [entry]
+            for handler in handlers:
+                if is_ours(handler, spec.command_key):
+                    found.setdefault(event, []).append(handler[spec.command_key])
+    return found
+
+
+# --- install / uninstall round trips --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("agent", "rel", "original", "indent"), EXISTING, ids=[e[0] for e in EXISTING])
+def test_install_keeps_everything_else_and_uninstall_restores(
+    env: Env, agent: str, rel: str, original: dict[str, Any], indent: int | str
+) -> None:
+    path = env.home / rel
+    before = write_config(path, original, indent)
+
+    proc = agents_cli(env, "install", "--agent", agent)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{agent}: updated {path}" in proc.stdout
+    doc = json.loads(path.read_text())
+    assert ours_removed(agent, doc) == original
+    assert list(doc) == list(original)  # key order kept
+    assert list(doc["hooks"])[: len(original["hooks"])] == list(original["hooks"])
+    commands = our_commands(agent, doc)
+    assert set(commands) == set(AGENTS[agent].events)
+    for event, found in commands.items():
+        assert found == [f"{shlex.quote(EXE)} hook {agent}"], event
+    second_line = path.read_text().splitlines()[1]
+    assert second_line.startswith("\t" if indent == "\t" else " " * int(indent) + '"')
+    [saved] = backups(path)
+    assert saved.read_bytes() == before
+
+    after_install = path.read_bytes()
+    again = agents_cli(env, "install", "--agent", agent)
+    assert again.returncode == 0
+    assert "already installed" in again.stdout and "no change" in again.stdout
+    assert path.read_bytes() == after_install
+    assert len(backups(path)) == 1
+
+    gone = agents_cli(env, "uninstall", "--agent", agent)
+    assert gone.returncode == 0, gone.stderr
+    assert json.loads(path.read_text()) == original
+    assert path.read_bytes() == before  # same style, so even the bytes match
+    assert len(backups(path)) == 2
+
+    nothing = agents_cli(env, "uninstall", "--agent", agent)
+    assert "no tracekeeper hooks" in nothing.stdout
+    assert path.read_bytes() == before
+
+
+def test_gemini_handler_uses_milliseconds_and_a_name(env: Env) -> None:
+    write_config(env.home / ".gemini" / "settings.json", GEMINI_SETTINGS)
+    agents_cli(env, "install", "--agent", "gemini")
+    doc = json.loads((env.home / ".gemini" / "settings.json").read_text())
+    [group] = doc["hooks"]["BeforeAgent"]
+    assert group["hooks"] == [
+        {"name": "tracekeeper", "type": "command", "command": f"{shlex.quote(EXE)} hook gemini", "timeout": 5000}
+    ]
+    # Our SessionStart group is added next to the user's, not merged into it.
+    assert doc["hooks"]["SessionStart"][0] == GEMINI_SETTINGS["hooks"]["SessionStart"][0]
+
+
+def test_cursor_file_created_with_version_and_removed_on_uninstall(env: Env) -> None:
+    (env.home / ".cursor").mkdir()
+    proc = agents_cli(env, "install")
+    assert proc.returncode == 0, proc.stderr
+    path = env.home / ".cursor" / "hooks.json"
+    doc = json.loads(path.read_text())
+    assert doc["version"] == 1
+    assert doc["hooks"]["beforeSubmitPrompt"] == [{"command": f"{shlex.quote(EXE)} hook cursor", "timeout": 10}]
+    assert backups(path) == []
+    agents_cli(env, "uninstall")
+    assert not path.exists()  # we created it, nothing else was in it
+
+
+def test_copilot_gets_its_own_file_with_event_arguments(env: Env) -> None:
+    hooks_dir = env.home / ".copilot" / "hooks"
+    hooks_dir.mkdir(parents=True)
+    other = hooks_dir / "team.json"
+    other_bytes = write_config(other, {"version": 1, "hooks": {"preToolUse": [{"type": "command", "bash": "x"}]}})
+    proc = agents_cli(env, "install")
+    assert proc.returncode == 0, proc.stderr
+    ours = hooks_dir / "tracekeeper.json"
+    doc = json.loads(ours.read_text())
+    assert doc["version"] == 1
+    assert doc["hooks"]["sessionEnd"] == [
+        {"type": "command", "bash": f"{shlex.quote(EXE)} hook copilot sessionEnd", "timeoutSec": 10}
+    ]
+    assert set(doc["hooks"]) == {"sessionStart", "userPromptSubmitted", "agentStop", "sessionEnd"}
+    assert other.read_bytes() == other_bytes
+    agents_cli(env, "uninstall")
+    assert not ours.exists()
+    assert other.read_bytes() == other_bytes
+
+
+def test_claude_settings_created_when_absent_and_removed_again(env: Env) -> None:
+    fake_binary(env, "claude")
+    proc = agents_cli(env, "install")
+    assert proc.returncode == 0, proc.stderr
+    path = env.home / ".claude" / "settings.json"
+    assert f"claude: created {path}" in proc.stdout
+    assert "restart" in proc.stdout
+    agents_cli(env, "uninstall")
+    assert not path.exists()
+
+
+def test_install_all_only_touches_agents_that_are_present(env: Env) -> None:
+    (env.home / ".codex").mkdir()
+    fake_binary(env, "gemini")
+    proc = agents_cli(env, "install")
+    assert proc.returncode == 0, proc.stderr
+    assert (env.home / ".codex" / "hooks.json").exists()
+    assert (env.home / ".gemini" / "settings.json").exists()
+    for absent in (".claude", ".cursor", ".copilot"):
+        assert not (env.home / absent).exists()
+
+
+def test_nothing_present_says_so(env: Env) -> None:
+    proc = agents_cli(env, "install")
+    assert proc.returncode == 0
+    assert "no coding agent found" in proc.stdout
+    assert list(env.home.iterdir()) == [env.home / ".gitconfig"]
+
+
+def test_explicit_agent_installs_even_if_not_detected(env: Env) -> None:
+    proc = agents_cli(env, "install", "--agent", "codex")
+    assert proc.returncode == 0, proc.stderr
+    assert "was not found on this machine" in proc.stdout
+    assert (env.home / ".codex" / "hooks.json").exists()
+
+
+# --- relocations, trust, listing -------------------------------------------------------------------
+
+
+def test_codex_home_and_claude_config_dir_are_honoured(env: Env) -> None:
+    codex_home = env.root / "codex-home"
+    claude_dir = env.root / "claude-config"
+    write_config(codex_home / "hooks.json", CODEX_HOOKS)
+    write_config(claude_dir / "settings.json", CLAUDE_SETTINGS)
+    extra = {"CODEX_HOME": str(codex_home), "CLAUDE_CONFIG_DIR": str(claude_dir)}
+    proc = agents_cli(env, "install", extra_env=extra)
+    assert proc.returncode == 0, proc.stderr
+    assert our_commands("codex", json.loads((codex_home / "hooks.json").read_text()))
+    assert our_commands("claude", json.loads((claude_dir / "settings.json").read_text()))
+    assert not (env.home / ".codex").exists()
+    assert not (env.home / ".claude").exists()
+    listing = agents_cli(env, extra_env=extra)
+    assert str(codex_home / "hooks.json") in listing.stdout
+
+
+def test_codex_install_explains_trust(env: Env) -> None:
+    codex = env.home / ".codex"
+    write_config(codex / "hooks.json", CODEX_HOOKS)
+    (codex / "config.toml").write_text(CODEX_CONFIG)
+    proc = agents_cli(env, "install", "--agent", "codex")
+    assert proc.returncode == 0, proc.stderr
+    assert "openai/codex#20321" in proc.stdout
+    assert "/hooks" in proc.stdout
+    assert "codex exec" in proc.stdout
+    assert (codex / "config.toml").read_text() == CODEX_CONFIG  # trust is the user's to give
+
+    listing = agents_cli(env)
+    assert "Codex trust: not found" in listing.stdout
+
+    # What Codex writes once the user trusts the hooks (hash not checked by us).
+    doc = json.loads((codex / "hooks.json").read_text())
+    path = codex / "hooks.json"
+    lines = [CODEX_CONFIG]
+    for event, snake in (
+        ("SessionStart", "session_start"),
+        ("UserPromptSubmit", "user_prompt_submit"),
+        ("Stop", "stop"),
+    ):
+        group = next(i for i, g in enumerate(doc["hooks"][event]) if any(is_ours(h) for h in g["hooks"]))
+        lines.append(f'[hooks.state."{path}:{snake}:{group}:0"]\ntrusted_hash = "sha256:{"0" * 64}"\n')
+    (codex / "config.toml").write_text("\n".join(lines))
+    listing = agents_cli(env, "--json")
+    [codex_state] = [a for a in json.loads(listing.stdout) if a["agent"] == "codex"]
+    assert codex_state["codex_trusted"] == {"SessionStart": True, "UserPromptSubmit": True, "Stop": True}
+    assert "Codex trust: trusted entry present" in agents_cli(env).stdout
+    again = agents_cli(env, "install", "--agent", "codex")
+    assert "openai/codex#20321" not in again.stdout
+
+
+def test_codex_hooks_disabled_in_config_is_reported(env: Env) -> None:
+    codex = env.home / ".codex"
+    codex.mkdir()
+    (codex / "config.toml").write_text("[features]\nhooks = false\n")
+    proc = agents_cli(env, "install", "--agent", "codex")
+    assert "hooks are disabled" in proc.stdout
+
+
+def test_listing_shows_presence_and_state(env: Env) -> None:
+    fake_binary(env, "codex")
+    (env.home / ".claude").mkdir()
+    write_config(env.home / ".gemini" / "settings.json", {"hooksConfig": {"enabled": False}})
+    agents_cli(env, "install", "--agent", "claude")
+    proc = agents_cli(env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert f"codex at {env.root / 'bin' / 'codex'}" in out
+    assert f"{env.home / '.claude'} exists" in out
+    assert "hooksConfig.enabled = false" in out
+    data = {a["agent"]: a for a in json.loads(agents_cli(env, "--json").stdout)}
+    assert data["claude"]["complete"] is True
+    assert data["codex"]["present"] is True and data["codex"]["hooks"] == []
+    assert data["cursor"]["present"] is False
+
+
+# --- what must not be touched ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("agent", "rel"),
+    [("claude", ".claude/settings.json"), ("cursor", ".cursor/hooks.json"), ("codex", ".codex/hooks.json")],
+)
+def test_invalid_json_is_refused_with_one_line(env: Env, agent: str, rel: str) -> None:
+    path = env.home / rel
+    path.parent.mkdir(parents=True)
+    broken = b'{\n  "hooks": {\n    "Stop": [\n  }\n'
+    path.write_bytes(broken)
+    proc = agents_cli(env, "install", "--agent", agent)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(path) in lines[0] and "not valid JSON" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert path.read_bytes() == broken
+    assert backups(path) == []
+    proc = agents_cli(env, "uninstall", "--agent", agent)
+    assert proc.returncode == 1
+    assert path.read_bytes() == broken
+
+
+def test_wrong_shape_is_refused(env: Env) -> None:
+    path = env.home / ".claude" / "settings.json"
+    before = write_config(path, {"hooks": ["not", "an", "object"]})
+    proc = agents_cli(env, "install", "--agent", "claude")
+    assert proc.returncode == 1
+    assert "'hooks' is a list" in proc.stderr
+    assert path.read_bytes() == before
+
+
+def test_other_agents_still_installed_when_one_config_is_broken(env: Env) -> None:
+    bad = env.home / ".claude" / "settings.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{oops")
+    (env.home / ".codex").mkdir()
+    proc = agents_cli(env, "install")
+    assert proc.returncode == 1
+    assert (env.home / ".codex" / "hooks.json").exists()
+    assert bad.read_text() == "{oops"
+
+
+def test_moved_executable_is_updated_in_place_and_duplicates_dropped(env: Env) -> None:
+    path = env.home / ".claude" / "settings.json"
+    doc = json.loads(json.dumps(CLAUDE_SETTINGS))
+    old = {"type": "command", "command": "/old/venv/bin/tracekeeper hook claude", "timeout": 10}
+    doc["hooks"]["Stop"].append({"hooks": [dict(old)]})
+    doc["hooks"]["Stop"].append({"hooks": [dict(old)]})  # a hand-made duplicate
+    doc["hooks"]["Stop"][0]["hooks"].append(dict(old))  # and one inside the user's group
+    write_config(path, doc)
+    proc = agents_cli(env, "install", "--agent", "claude")
+    assert proc.returncode == 0, proc.stderr
+    new = json.loads(path.read_text())
+    assert our_commands("claude", new)["Stop"] == [f"{shlex.quote(EXE)} hook claude"]
+    assert ours_removed("claude", new) == CLAUDE_SETTINGS
+
+
+def test_uninstall_removes_only_ours_from_a_shared_group(env: Env) -> None:
+    path = env.home / ".claude" / "settings.json"
+    doc = json.loads(json.dumps(CLAUDE_SETTINGS))
+    doc["hooks"]["Stop"][0]["hooks"].append({"type": "command", "command": "'/opt/tk bin/tracekeeper' hook claude"})
+    write_config(path, doc)
+    agents_cli(env, "uninstall", "--agent", "claude")
+    assert json.loads(path.read_text()) == CLAUDE_SETTINGS
+
+
+def test_symlinked_config_is_written_through(env: Env) -> None:
+    dotfiles = env.root / "dotfiles" / "claude-settings.json"
+    write_config(dotfiles, CLAUDE_SETTINGS)
+    link = env.home / ".claude" / "settings.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(dotfiles)
+    proc = agents_cli(env, "install", "--agent", "claude")
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink()
+    assert our_commands("claude", json.loads(dotfiles.read_text()))
+
+
+def test_compact_single_line_file_stays_single_line(env: Env) -> None:
+    path = env.home / ".cursor" / "hooks.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"version":1,"hooks":{"stop":[{"command":"say done"}]}}')
+    agents_cli(env, "install", "--agent", "cursor")
+    text = path.read_text()
+    assert "\n" not in text
+    assert text.startswith('{"version":1,"hooks":{"stop":[{"command":"say done"},')
+    agents_cli(env, "uninstall", "--agent", "cursor")
+    assert path.read_text() == '{"version":1,"hooks":{"stop":[{"command":"say done"}]}}'
