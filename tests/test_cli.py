@@ -85,8 +85,10 @@ def test_retry_without_failures_and_human_status(env: Env) -> None:
 def test_daemon_stops_cleanly_on_sigterm_and_removes_its_socket(env: Env) -> None:
     daemon = Daemon(env).start()
     assert env.socket.exists()
+    assert (env.runtime / "spool-watched").exists()  # tells the hook it may skip the socket poke
     assert daemon.stop() == 0
     assert not env.socket.exists()
+    assert not (env.runtime / "spool-watched").exists()
     assert "tracekeeperd stopped" in daemon.output()
 
 

@@ -42,7 +42,7 @@ def test_commit_without_active_session_gets_no_note_and_no_error(env: Env) -> No
     repo = make_repo(env).install()
     with running_daemon(env):
         sha = repo.commit("plain")
-        wait_for(lambda: not list(env.spool.glob("*.commit")), what="the spool to drain")
+        wait_for(lambda: not list(env.spool.iterdir()), what="the spool to drain, leaving nothing behind")
         status = env.status()
     assert repo.note(sha) == ""
     assert status["queue"] == {"pending": 0, "uploading": 0, "done": 0, "failed": 0}
@@ -168,8 +168,7 @@ def test_transcript_deleted_after_commit_still_uploads_what_the_commit_saw(env: 
     env.vars["TRACEKEEPER_STORE"] = f"file://{env.root / 'not-a-dir' / 'x'}"
     with running_daemon(env):
         sha = repo.commit("x")
-        failed = wait_for(lambda: env.status()["jobs"], what="a failed job")
-    assert failed[0]["state"] == "failed"
+        failed = wait_for(lambda: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="a failed job")
     assert "cannot create store directory" in failed[0]["last_error"]
     # ...and meanwhile the agent's transcript disappears (Claude Code deletes old ones).
     transcript.unlink()
@@ -240,3 +239,60 @@ def test_active_file_naming_a_non_regular_file_is_refused(env: Env) -> None:
         (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
     assert job["last_error"] == f"transcript {link} is a symlink; refusing to follow it"
     assert not any(env.local_store.rglob("*.jsonl"))
+
+
+def _agent_hook(env: Env, agent: str, payload: dict[str, object]) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracekeeper", "hook", agent],
+        input=json.dumps(payload),
+        env=env.vars,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "")
+
+
+def test_two_agents_in_one_worktree_are_both_linked_until_one_session_ends(env: Env) -> None:
+    repo = make_repo(env).install()
+    codex = env.transcript()
+    claude = env.home / ".claude" / "projects" / "-src-app" / "55604662-cf2a-4331-851a-ec234028f8ca.jsonl"
+    claude.parent.mkdir(parents=True)
+    append_lines(codex, 2)
+    append_lines(claude, 3)
+    base = {"cwd": str(repo.path), "permission_mode": "default"}
+    _agent_hook(
+        env,
+        "codex",
+        {
+            **base,
+            "session_id": UUID_A,
+            "transcript_path": str(codex),
+            "hook_event_name": "SessionStart",
+            "model": "gpt-5",
+        },
+    )
+    claude_payload = {
+        **base,
+        "session_id": "55604662-cf2a-4331-851a-ec234028f8ca",
+        "transcript_path": str(claude),
+        "hook_event_name": "UserPromptSubmit",
+    }
+    _agent_hook(env, "claude", claude_payload)
+    with running_daemon(env):
+        both = repo.commit("both agents")
+        wait_for(lambda: len(note_links(repo.note(both))) == 2, what="two links")
+        append_lines(claude, 1, start=4)
+        _agent_hook(env, "claude", {**claude_payload, "hook_event_name": "SessionEnd", "reason": "exit"})
+        after_end = repo.commit("claude's last words")
+        wait_for(lambda: len(note_links(repo.note(after_end))) == 2, what="the ended session's final part")
+        later = repo.commit("only codex now")
+        wait_for(lambda: repo.note(later), what="third note")
+        wait_for(lambda: not env.status()["jobs"], what="queue to settle")
+    assert {link["agent"] for link in note_links(repo.note(both))} == {"codex", "claude"}
+    claude_end = next(link for link in note_links(repo.note(after_end)) if link["agent"] == "claude")
+    assert claude_end["lines"] == [4, 4]
+    assert [link["agent"] for link in note_links(repo.note(later))] == ["codex"]

@@ -27,6 +27,10 @@ class ActiveSession:
     agent: str
     session_id: str
     transcript: Path
+    #: When an agent hook last saw the session, and when it ended (tracekeeper's own hook
+    #: writes these; the recipe's raw payload has neither, and is always linked).
+    seen_at: float | None = None
+    ended_at: float | None = None
 
 
 def session_id_from_path(path: Path) -> str:
@@ -70,7 +74,17 @@ def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
         session_id = safe_component(session_id_from_path(transcript)) or "session"
     agent_raw = payload.get("agent")
     agent = safe_component(str(agent_raw)) if agent_raw else ""
-    return ActiveSession(agent=agent or agent_from_path(transcript), session_id=session_id, transcript=transcript)
+    return ActiveSession(
+        agent=agent or agent_from_path(transcript),
+        session_id=session_id,
+        transcript=transcript,
+        seen_at=_epoch(payload.get("seen_at")),
+        ended_at=_epoch(payload.get("ended_at")),
+    )
+
+
+def _epoch(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def parse(raw: bytes, *, base: Path) -> list[ActiveSession]:

@@ -35,6 +35,8 @@ T = TypeVar("T")
 
 #: Safety net behind the spool watcher: a full spool scan this often.
 SPOOL_RESCAN = 60.0
+#: After a wake-up, wait this long for more commits before claiming work.
+COALESCE = 0.1
 
 
 def sd_notify(message: str) -> None:
@@ -65,6 +67,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._observer: Any = None
         self._stopping = False
+        self._spool_marker = self.paths.runtime_dir / "spool-watched"
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -145,6 +148,7 @@ class Daemon:
         self._stopping = True
         sd_notify("STOPPING=1")
         self.wake.set()
+        self._spool_marker.unlink(missing_ok=True)
         if self._observer is not None:
             self._observer.stop()
         for task in self._tasks:
@@ -232,10 +236,17 @@ class Daemon:
                 self._take(os.fsdecode(event.src_path))
 
         observer = Observer()
-        observer.schedule(SpoolHandler(), str(self.paths.spool), recursive=False)
         observer.daemon = True
-        observer.start()
+        try:
+            observer.schedule(SpoolHandler(), str(self.paths.spool), recursive=False)
+            observer.start()
+        except OSError as exc:  # inotify limits: the socket poke and the periodic scan remain
+            log.warning("cannot watch the spool directory (%s); relying on the socket and a scan", exc)
+            return
         self._observer = observer
+        if type(observer).__name__ == "InotifyObserver":
+            # Tells the hook that a rename in the spool already wakes us: it can skip curl.
+            self._spool_marker.touch(mode=0o600)
 
     async def _rescan(self) -> None:
         """Ingest what the hook spooled while we were down, then re-check now and then."""
@@ -264,6 +275,9 @@ class Daemon:
             delay = await loop.run_in_executor(self.io, self.worker.wait_time)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
+                # Woken by a new commit: let the rest of a burst (a rebase, a script) arrive so
+                # it shares one upload, at a cost far below the note-latency budget.
+                await asyncio.sleep(COALESCE)
 
     async def _publish_status(self) -> None:
         assert self.queue is not None

@@ -25,6 +25,9 @@ from .spool import CommitEvent
 
 log = logging.getLogger(__name__)
 
+#: A session no hook has reported for this long, with no new transcript lines, is over.
+ABANDONED = 12 * 3600.0
+
 
 @dataclass
 class IngestResult:
@@ -143,6 +146,10 @@ class Ingestor:
         if self.queue.has_job(repo_id, event.sha, session.agent, session.session_id):
             return  # a duplicate delivery (socket and spool both fired): already persisted
         previous = self._previous(repo_id, session)
+        reason = self._not_live(repo_id, session, previous, event.committed_at)
+        if reason:
+            log.info("commit %s: not linking %s/%s: %s", event.sha[:12], session.agent, session.session_id, reason)
+            return
         try:
             snapshot, extent = self.snapshots.take(
                 session.transcript,
@@ -188,6 +195,33 @@ class Ingestor:
         job_id = self.queue.add(job, now)
         if job_id is not None:
             result.job_ids.append(job_id)
+
+    def _not_live(
+        self,
+        repo_id: int,
+        session: active_mod.ActiveSession,
+        previous: tuple[Path, Extent] | None,
+        committed_at: float,
+    ) -> str | None:
+        """Why a session listed in the active file should not be linked to this commit, if so.
+
+        The active file keeps every session seen since the last commit, so a commit links all
+        of them; but a session that ended and whose end was already linked, or one nobody has
+        seen for ABANDONED seconds and that wrote nothing since its last link, is history.
+        """
+        last_link = self.queue.last_link_time(repo_id, session.agent, session.session_id)
+        if last_link is None:
+            return None
+        if session.ended_at is not None and last_link >= session.ended_at:
+            return "the session ended and its end is already linked"
+        if session.seen_at is not None and session.seen_at < committed_at - ABANDONED:
+            try:
+                size = session.transcript.stat().st_size
+            except OSError:
+                size = 0
+            if previous is None or size <= previous[1].bytes:
+                return "no agent activity since its last linked commit"
+        return None
 
     def _previous(self, repo_id: int, session: active_mod.ActiveSession) -> tuple[Path, Extent] | None:
         """The session's newest snapshot and its extent, to append to rather than copy again."""

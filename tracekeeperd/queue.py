@@ -263,6 +263,14 @@ class Queue:
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
+    def last_link_time(self, repo_id: int, agent: str, session_id: str) -> float | None:
+        """When a commit of this repository was last linked to the session (ingest time)."""
+        row = self.db.execute(
+            "SELECT MAX(created_at) FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?",
+            (repo_id, agent, session_id),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def has_job(self, repo_id: int, commit_sha: str, agent: str, session_id: str) -> bool:
         row = self.db.execute(
             "SELECT 1 FROM jobs WHERE repo_id = ? AND commit_sha = ? AND agent = ? AND session_id = ?",

@@ -31,7 +31,7 @@ _CHUNK = 1 << 20
 #: Bytes compared at the start and just before the end of the already-copied prefix.
 _PROBE = 4096
 #: A transcript modified this long after the commit is treated as having grown since.
-_LATE_GRACE = 2.0
+_LATE_GRACE = 0.5
 
 
 @dataclass(frozen=True)
