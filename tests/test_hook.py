@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
@@ -155,9 +156,14 @@ def test_spool_left_by_a_crashed_hook_is_ignored_until_complete(env: Env) -> Non
 
 def test_unreadable_spool_file_is_moved_aside_with_its_reason(env: Env) -> None:
     env.spool.mkdir(parents=True)
-    (env.spool / "junk.1.commit").write_text("not a spool file at all")
+    junk = env.spool / "junk.1.commit"
+    junk.write_text("not a spool file at all")
+    os.utime(junk, (time.time() - 3600,) * 2)  # not one a hook could still be writing
+    young = env.spool / "young.2.commit"
+    young.write_text("tracekeeper-spool 1\nsha ")  # a hook mid-write
     with running_daemon(env):
         wait_for(lambda: env.status()["daemon"]["spool"]["unreadable"] == 1, what="quarantine")
     reason = (env.spool / "bad" / "junk.1.commit.reason").read_text()
     assert reason == "missing the '--' separator line\n"
+    assert young.exists()  # left for its close event
     assert Path(env.spool / "bad" / "junk.1.commit").read_text() == "not a spool file at all"

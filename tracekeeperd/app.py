@@ -184,6 +184,8 @@ class Daemon:
             event = spool.read(path)
         except FileNotFoundError:
             return IngestResult(note="already taken")
+        except spool.SpoolIncomplete:
+            return IngestResult(note="still being written")
         except (spool.SpoolError, OSError) as exc:
             spool.quarantine(path, str(exc))
             log.error("unreadable spool file %s moved aside: %s", path.name, exc)

@@ -76,7 +76,7 @@ class Ingestor:
         return self.queue.add_repo(str(common), key, str(display))
 
     def _active(self, event: CommitEvent) -> bytes | None:
-        if event.active is not None or event.spool_file is not None:
+        if event.active is not None or (event.spool_file is not None and not event.active_live):
             # The hook captured the file (or its absence) at commit time: trust that.
             return event.active
         try:

@@ -1,10 +1,12 @@
 """The spool: how a commit reaches the daemon even when the daemon is not running.
 
 The post-commit hook (POSIX sh, no Python) always writes one small file per commit into the
-spool directory, then pokes the daemon over the socket in the background. The file is
-written under a `.tmp` name and renamed, so a reader never sees half of it. Whoever ingests
-it (the socket handler, the directory watcher, or the start-up scan) persists the job first
-and deletes the file second, so a crash in between only means a duplicate the queue ignores.
+spool directory, then (unless the daemon watches the spool) pokes the daemon over the socket
+in the background. Whoever ingests it (the socket handler, the directory watcher on
+close-after-write, or the start-up and periodic scans) persists the job first and deletes the
+file second, so a crash in between only means a duplicate the queue ignores. The hook writes
+the final name directly (a rename costs a process); a scan that meets a young file it cannot
+parse leaves it alone, since the hook may still be writing it.
 
 Format (text, one `key value` per line, then the raw bytes of hf-traces-active.json if the
 repository had one at commit time; the file's mtime is the commit time):
@@ -13,15 +15,19 @@ repository had one at commit time; the file's mtime is the commit time):
     sha <hex>
     git-dir <absolute path>
     work-tree <absolute path or empty>
-    active <absent|present>
+    active <absent|present|live>
     --
-    <hf-traces-active.json bytes>
+    <hf-traces-active.json bytes, with `present`>
+
+`live` means the repository had an active file and the hook, seeing that a daemon watches the
+spool and will read it within milliseconds, did not copy it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +49,8 @@ class CommitEvent:
     #: Raw hf-traces-active.json at commit time; None when the repo had none.
     active: bytes | None
     spool_file: Path | None = None
+    #: The repo had an active file that the hook left for the daemon to read now.
+    active_live: bool = False
 
 
 def valid_sha(value: str) -> bool:
@@ -67,7 +75,10 @@ def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent
     if not os.path.isabs(git_dir):
         raise SpoolError(f"git dir {git_dir!r} is not an absolute path")
     work_tree = fields.get("work-tree", "")
-    active = payload if fields.get("active") == "present" else None
+    mode = fields.get("active", "absent")
+    if mode not in ("absent", "present", "live"):
+        raise SpoolError(f"bad active mode {mode!r}")
+    active = payload if mode == "present" else None
     return CommitEvent(
         sha=sha,
         git_dir=Path(git_dir),
@@ -75,16 +86,30 @@ def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent
         committed_at=mtime,
         active=active,
         spool_file=path,
+        active_live=mode == "live",
     )
 
 
-def read(path: Path) -> CommitEvent:
+#: A spool file younger than this that does not parse may still be being written.
+YOUNG = 10.0
+
+
+class SpoolIncomplete(SpoolError):
+    """Unparseable but young: leave it for the close event or the next scan."""
+
+
+def read(path: Path, now: float | None = None) -> CommitEvent:
     with path.open("rb") as fh:
         mtime = os.fstat(fh.fileno()).st_mtime
         data = fh.read(4 * 1024 * 1024 + 1)
     if len(data) > 4 * 1024 * 1024:
         raise SpoolError("spool file is larger than 4 MiB")
-    return parse(data, mtime=mtime, path=path)
+    try:
+        return parse(data, mtime=mtime, path=path)
+    except SpoolError as exc:
+        if (time.time() if now is None else now) - mtime < YOUNG:
+            raise SpoolIncomplete(str(exc)) from None
+        raise
 
 
 def pending(spool_dir: Path) -> list[Path]:
