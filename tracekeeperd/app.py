@@ -95,6 +95,8 @@ class Daemon:
             policy=self.config.retry,
         )
         self.listener = bind(self.paths.socket)
+        self._spool_marker = self.listener.path.parent / "spool-watched"
+        self._spool_marker.unlink(missing_ok=True)  # a stale one from a killed daemon
         self.runner = web.AppRunner(ipc.build(self), access_log=None, handle_signals=False)
         await self.runner.setup()
         await web.SockSite(self.runner, self.listener.sock).start()
@@ -106,11 +108,11 @@ class Daemon:
         log.info(
             "tracekeeperd %s listening on %s, store %s, notes %s",
             __version__,
-            self.paths.socket,
+            self.listener.path,
             self.store.ident(),
             self.config.notes_ref,
         )
-        sd_notify(f"READY=1\nSTATUS=listening on {self.paths.socket}")
+        sd_notify(f"READY=1\nSTATUS=listening on {self.listener.path}")
 
     def _check_store(self) -> None:
         assert self.store is not None
@@ -323,7 +325,7 @@ class Daemon:
             "running": True,
             "pid": os.getpid(),
             "version": __version__,
-            "socket": str(self.paths.socket),
+            "socket": str(self.listener.path if self.listener else self.paths.socket),
             "state_dir": str(self.paths.state_dir),
             "started_at": self.started_at,
             "notes_ref": self.config.notes_ref,

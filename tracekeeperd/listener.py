@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import socket
 import stat
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from .errors import AlreadyRunning, UnsafeRuntimeDir
 from .paths import MAX_SOCKET_PATH
+
+log = logging.getLogger(__name__)
 
 
 def secure_dir(path: Path) -> None:
@@ -116,10 +119,15 @@ def bind(path: Path) -> BoundSocket:
         raise UnsafeRuntimeDir(
             f"socket path {path} is longer than {MAX_SOCKET_PATH} bytes; set TRACEKEEPER_RUNTIME_DIR shorter"
         )
-    secure_dir(path.parent)
     activated = activated_socket()
     if activated is not None:
-        return BoundSocket(activated, path, None)
+        # systemd/launchd made the socket: serve it where it really is, and never unlink it.
+        actual = Path(activated.getsockname())
+        if actual != path:
+            log.warning("activated socket is %s, not %s: clients must be pointed at it", actual, path)
+        secure_dir(actual.parent)
+        return BoundSocket(activated, actual, None)
+    secure_dir(path.parent)
     if _answers(path):
         raise AlreadyRunning(f"another tracekeeperd already answers on {path}")
     with contextlib.suppress(FileNotFoundError):

@@ -271,8 +271,10 @@ def hook_command(args: tuple[str, ...]) -> None:
 
 def _register() -> None:
     from .agent_setup import agents
+    from .service import service
 
     cli.add_command(agents)
+    cli.add_command(service)
 
 
 _register()
