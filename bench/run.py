@@ -1,0 +1,502 @@
+"""Benchmarks for the core issue: cheap commits, fast notes, and a burst that stays correct.
+
+Why a runner and not tests: timing on a shared 2-core machine is noisy, so every figure is set
+against a baseline measured in the same run, interleaved so that drift hits both sides alike,
+and nothing fails on a number. Each target line says "target met" or "target missed"; the exit
+status is 0 regardless. Correctness problems (a note missing or duplicated after a burst) are
+printed as FINDING lines, never hidden.
+
+Everything is real, as in tests/: the installed POSIX sh hook, real git, the daemon as its own
+process, and for the Hub the real huggingface_hub + hf_xet against tests/hubstub.py with a
+`local://` CAS. From the repository root:
+
+    .venv/bin/python bench/run.py                    # about 1 minute on 2 cores
+    .venv/bin/python bench/run.py --quick            # smaller counts, under 30 s
+    .venv/bin/python bench/run.py --hook FILE        # also measure a candidate post-commit hook
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import platform
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tracekeeper.api import Client  # noqa: E402
+
+from tests.harness import Daemon, Env, Repo, append_lines, make_env, make_repo  # noqa: E402
+from tests.hubstub import running_hub  # noqa: E402
+from tracekeeperd.paths import resolve  # noqa: E402
+
+NOTES_REF = "refs/notes/hf-traces"
+TOKEN = "hf_alice_write"
+NOOP_HOOK = "#!/bin/sh\nexit 0\n"
+#: Every timed commit. No tree work, so the hook's share of the time is not diluted.
+COMMIT = ("commit", "-q", "--allow-empty", "-m")
+#: Pause after each timed commit in section 1: lets the previous commit's background work (the
+#: curl poke, the daemon's ingest and note) finish, as between an agent's real commits.
+SETTLE = 0.05
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: with 30-60 samples, interpolating would only invent precision."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def verdict(met: bool) -> str:
+    return "target met" if met else "target missed"
+
+
+def temp_env(**overrides: str) -> contextlib.AbstractContextManager[Env]:
+    """harness.make_env as a context manager, so its temp tree is removed whatever happens."""
+    return contextlib.contextmanager(make_env)(**overrides)
+
+
+@contextlib.contextmanager
+def daemon_running(env: Env) -> Iterator[Daemon]:
+    daemon = Daemon(env).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@dataclass(frozen=True)
+class Hook:
+    """The post-commit hook under test: the shipped one, or a candidate given with --hook."""
+
+    label: str
+    template: str | None = None  # None: `tracekeeper install`, exactly as a user gets it
+
+    def install(self, repo: Repo) -> Repo:
+        repo.install()
+        if self.template is not None:
+            # Same substitution as tracekeeper.install.render, for this repo's temp HOME.
+            paths = resolve(repo.env.vars)
+            text = self.template.replace("@SPOOL_DIR@", shlex.quote(str(paths.spool)))
+            set_hook(repo, text.replace("@SOCKET@", shlex.quote(str(paths.socket))))
+        return repo
+
+
+def set_hook(repo: Repo, text: str) -> None:
+    hook = repo.git_dir / "hooks" / "post-commit"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text(text)
+    hook.chmod(0o755)
+
+
+def with_session(repo: Repo, transcript: Path, session_id: str, lines: int = 5) -> Repo:
+    """Give `repo` an active agent session, as the agent's SessionStart hook would."""
+    if not transcript.exists():
+        append_lines(transcript, lines)
+    repo.activate(transcript, session_id=session_id)
+    return repo
+
+
+def grow(transcript: Path, count: int, start: int) -> None:
+    """Append agent records stamped now, as a live agent writes them.
+
+    Real stamps matter when the daemon ingests late (part 3b): it cuts a transcript at the
+    commit time using them, so fixed old stamps would skip that work and flatter the figures.
+    """
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    append_lines(transcript, count, start=start, stamp=stamp)
+
+
+def session_uuid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def git_commit(repo: Repo, message: str) -> float:
+    """Seconds `git commit` took, hook included: what the user (or the agent) waits for."""
+    start = time.perf_counter()
+    subprocess.run(["git", *COMMIT, message], cwd=repo.path, env=repo.env.vars, check=True)
+    return time.perf_counter() - start
+
+
+def note_ready(repo: Repo, sha: str) -> bool:
+    """The check a user would make: `git notes show` succeeds."""
+    proc = subprocess.run(
+        ["git", "notes", f"--ref={NOTES_REF}", "show", sha],
+        cwd=repo.path,
+        env=repo.env.vars,
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def wait_note(repo: Repo, sha: str, since: float, timeout: float, poll: float = 0.005) -> float | None:
+    """Seconds from `since` (a perf_counter reading) until the note is readable; None on timeout."""
+    while not note_ready(repo, sha):
+        if time.perf_counter() - since > timeout:
+            return None
+        time.sleep(poll)
+    return time.perf_counter() - since
+
+
+def noted_commits(repo: Repo) -> set[str]:
+    """Commits with a note on our ref: one git call per repository, cheap enough to poll."""
+    out = repo.git("notes", f"--ref={NOTES_REF}", "list", check=False)
+    return {parts[1] for parts in (line.split() for line in out.splitlines()) if len(parts) == 2}
+
+
+def link_counts(repo: Repo) -> dict[str, int]:
+    """`hf-trace:` lines in the note of every commit of the repository (0 without a note)."""
+    out = repo.git("log", f"--notes={NOTES_REF}", "--format=%H%x01%N%x02")
+    counts: dict[str, int] = {}
+    for record in out.split("\x02"):
+        sha, sep, body = record.strip().partition("\x01")
+        if sep:
+            counts[sha] = sum(1 for line in body.splitlines() if line.startswith("hf-trace: "))
+    return counts
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak) of a process in KiB, from /proc; empty where there is none."""
+    values: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0])
+    return values
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process plus its reaped children (the git calls it makes), from /proc.
+
+    Why: on 2 cores, whatever the daemon burns during a burst is taken from the commits.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    # After the ")": state is field 3, so utime, stime, cutime, cstime (14-17) are [11:15].
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def daemon_status(env: Env) -> dict[str, Any]:
+    """The daemon's own view (queue counts, failures), in-process: no CLI start-up per call."""
+    try:
+        return Client(env.socket, timeout=10).status(include_done=False)
+    except Exception as exc:
+        return {"error": str(exc)}
+
+
+@dataclass
+class Report:
+    """Figures and findings; findings are repeated at the end so noise cannot bury them."""
+
+    findings: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        print(line, flush=True)
+
+    def finding(self, line: str) -> None:
+        self.findings.append(line)
+        print("FINDING: " + line, flush=True)
+
+
+# --- 1. commit latency ------------------------------------------------------------------------
+
+
+def bench_commit_latency(report: Report, rounds: int, hooks: list[Hook]) -> None:
+    """Each hook against a no-op hook, daemon up and daemon down, with an active session.
+
+    One repository per variant, all with hf-traces-active.json (so the hook copies it into the
+    spool); the daemon-down repositories live in a second HOME whose daemon never runs. The
+    variants are interleaved in a new random order every round. One more variant, outside the
+    target, is a commit with no agent session (a human's commit), the most common kind.
+    """
+    report.add(f"\n## 1. commit latency: `git {' '.join(COMMIT)} <msg>`, {rounds} commits per variant")
+    with temp_env() as up_env, temp_env() as down_env:
+        variants: dict[str, Repo] = {}
+        noop = make_repo(up_env, "noop")
+        set_hook(noop, NOOP_HOOK)
+        variants["no-op hook"] = noop
+        for i, hook in enumerate(hooks):
+            for env, state in ((up_env, "up"), (down_env, "down")):
+                variants[f"{hook.label}, daemon {state}"] = hook.install(make_repo(env, f"h{i}{state}"))
+        for repo in variants.values():
+            with_session(repo, repo.env.transcript(), session_uuid(1))
+        no_session = f"{hooks[0].label}, no session, up"
+        variants[no_session] = hooks[0].install(make_repo(up_env, "nosession"))
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        with daemon_running(up_env):
+            for repo in variants.values():  # warm-up: page cache, git's files, the daemon's imports
+                for i in range(3):
+                    git_commit(repo, f"warm {i}")
+            time.sleep(0.5)
+            for i in range(rounds):
+                order = list(variants)
+                random.shuffle(order)
+                for name in order:
+                    samples[name].append(git_commit(variants[name], f"c{i}"))
+                    time.sleep(SETTLE)
+            time.sleep(0.5)  # let the daemon take the last spool files
+            stray = sorted(p.name for env in (up_env, down_env) for p in env.spool.glob("*.tmp"))
+        base = statistics.median(samples["no-op hook"])
+        width = max(map(len, samples))
+        for name, values in samples.items():
+            median = statistics.median(values)
+            line = f"{name:{width}s} median {ms(median):>8s}  p95 {ms(pct(values, 0.95)):>8s}"
+            if name == no_session:
+                line += f"  median ratio {median / base:.2f}  (no target)"
+            elif name != "no-op hook":
+                ratio = median / base
+                line += f"  median ratio {ratio:.2f}  (target <= 1.5: {verdict(ratio <= 1.5)})"
+            report.add(line)
+        if stray:
+            report.finding(
+                f"{len(stray)} spool files were left as *.commit.tmp (never renamed into place, never"
+                f" cleaned up), e.g. {stray[0]}; the no-session variant made {rounds + 3} commits"
+            )
+
+
+# --- 2. commit -> note latency ----------------------------------------------------------------
+
+
+def bench_note_latency(report: Report, commits: int, hook: Hook) -> None:
+    """From `git commit` returning to `git notes show` succeeding: Hub stand-in vs local store.
+
+    One commit at a time, each waited for, the two stores interleaved. The session grows by
+    three lines before every commit, so every note covers new bytes and every upload is real.
+    Each store's first commit is reported apart: it pays one-off costs (the Hub client's
+    imports, creating the bucket) that a running daemon pays once.
+    """
+    report.add(f"\n## 2. commit -> note latency ({hook.label}): {commits} commits per store, session growing")
+    with temp_env() as local_env, temp_env() as hf_env, running_hub(hf_env.root / "cas") as hub:
+        hf_env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN)
+        stores = {
+            "local store": hook.install(make_repo(local_env, "app")),
+            "Hub stand-in": hook.install(make_repo(hf_env, "app")),
+        }
+        for repo in stores.values():
+            with_session(repo, repo.env.transcript(), session_uuid(2))
+        samples: dict[str, list[float]] = {name: [] for name in stores}
+        first: dict[str, float | None] = {}
+        missing = dict.fromkeys(stores, 0)
+        line_no = 100
+        with daemon_running(local_env), daemon_running(hf_env) as hf_daemon:
+            assert hf_daemon.proc is not None
+            hf_memory = {"start": memory_kib(hf_daemon.proc.pid).get("VmRSS", 0)}
+            for i in range(-1, commits):
+                order = list(stores)
+                random.shuffle(order)
+                for name in order:
+                    repo = stores[name]
+                    grow(repo.env.transcript(), 3, start=line_no)
+                    line_no += 3
+                    git_commit(repo, f"c{i}")
+                    returned = time.perf_counter()
+                    # Reading HEAD happens after the commit returned, so it counts as waiting.
+                    waited = wait_note(repo, repo.git("rev-parse", "HEAD"), returned, timeout=60 if i < 0 else 30)
+                    if i < 0:
+                        first[name] = waited
+                    elif waited is None:
+                        missing[name] += 1
+                    else:
+                        samples[name].append(waited)
+            hf_memory.update(memory_kib(hf_daemon.proc.pid))
+        local = samples["local store"]
+        base = statistics.median(local) if local else math.nan
+        for name, values in samples.items():
+            cold_s = first.get(name)
+            cold = ms(cold_s) if cold_s is not None else "no note in 60 s"
+            if not values:
+                report.add(f"{name:13s} no note arrived (first commit: {cold})")
+                continue
+            p50, p95 = statistics.median(values), pct(values, 0.95)
+            line = f"{name:13s} p50 {ms(p50):>8s}  p95 {ms(p95):>8s}  max {ms(max(values)):>8s}  first commit {cold}"
+            if name == "Hub stand-in":
+                line += f"\n{'':13s} p50 ratio to local {p50 / base:.2f}  (target p50 < 1 s: {verdict(p50 < 1.0)})"
+            report.add(line)
+        if hf_memory.get("VmHWM"):
+            report.add(
+                f"Hub daemon memory: RSS {hf_memory['start'] / 1024:.0f} MiB at start,"
+                f" peak {hf_memory['VmHWM'] / 1024:.0f} MiB after {commits + 1} one-at-a-time uploads"
+            )
+        for name, count in missing.items():
+            if count:
+                report.finding(f"{name}: {count} of {commits} notes did not appear within 30 s of the commit")
+
+
+# --- 3. burst -----------------------------------------------------------------------------
+
+
+def bench_burst(report: Report, repos_n: int, per_repo: int, hook: Hook, *, backlog: bool, timeout: float) -> None:
+    """Commits across many sessions as fast as git allows, against the Hub stand-in.
+
+    Round-robin over the repositories, one line appended to a repository's session before each
+    of its commits. With `backlog` the daemon is down during the burst and started after it:
+    everything then comes from the spool, which is what a laptop waking up looks like. Then:
+    does every commit end with exactly one link, how long did that take, and what did it cost
+    the daemon in memory.
+    """
+    total = repos_n * per_repo
+    mode = "daemon started after the burst (spool backlog)" if backlog else "daemon up"
+    report.add(f"\n## 3{'b' if backlog else 'a'}. burst ({hook.label}): {total} commits over {repos_n} repos, {mode}")
+    with temp_env() as env, running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN)
+        repos: list[Repo] = []
+        transcripts: list[Path] = []
+        for n in range(repos_n):
+            sid = session_uuid(100 + n)
+            transcripts.append(env.transcript(f"rollout-2026-11-25T09-00-00-{sid}.jsonl"))
+            repos.append(with_session(hook.install(make_repo(env, f"r{n:02d}")), transcripts[n], sid))
+        daemon = Daemon(env)
+        try:
+            if not backlog:
+                daemon.start()
+            rss_start = memory_kib(daemon.proc.pid).get("VmRSS", 0) if daemon.proc else 0
+            cpu_start = cpu_seconds(daemon.proc.pid) if daemon.proc else 0.0
+            latencies: list[float] = []
+            began = time.perf_counter()
+            for i in range(per_repo):
+                for n, repo in enumerate(repos):
+                    grow(transcripts[n], 1, start=10 + i)
+                    latencies.append(git_commit(repo, f"r{n} c{i}"))
+            committed = time.perf_counter()
+            if backlog:
+                daemon.start()
+            ready = time.perf_counter()
+            wanted = [set(repo.git("rev-list", "HEAD").split()) for repo in repos]
+            noted_at: float | None = None
+            while time.perf_counter() - ready < timeout:
+                if all(want <= noted_commits(repo) for want, repo in zip(wanted, repos, strict=True)):
+                    noted_at = time.perf_counter()
+                    break
+                time.sleep(0.05)
+            status = daemon_status(env)
+            assert daemon.proc is not None
+            memory = memory_kib(daemon.proc.pid)
+            cpu = cpu_seconds(daemon.proc.pid) - cpu_start
+        finally:
+            if daemon.proc is not None:
+                daemon.stop()
+        spent = committed - began
+        report.add(
+            f"commits: {spent:.1f} s ({total / spent:.0f}/s), git commit median {ms(statistics.median(latencies))}"
+            f" p95 {ms(pct(latencies, 0.95))}"
+        )
+        if noted_at is None:
+            left = sum(len(want - noted_commits(repo)) for want, repo in zip(wanted, repos, strict=True))
+            report.add(f"NOT all noted {timeout:.0f} s after the burst: {left} of {total} commits have no note")
+            report.finding(f"burst ({mode}): {left} of {total} commits without a note {timeout:.0f} s after it")
+        elif backlog:
+            report.add(
+                f"all {total} noted {noted_at - committed:.1f} s after the last commit"
+                f" (daemon start-up included; {noted_at - ready:.1f} s from the daemon answering)"
+            )
+        else:
+            report.add(
+                f"all {total} noted {noted_at - began:.1f} s after the first commit;"
+                f" drained {noted_at - committed:.2f} s after the last commit"
+            )
+        offenders: dict[str, int] = {}
+        for want, repo in zip(wanted, repos, strict=True):
+            for sha, count in link_counts(repo).items():
+                if sha in want and count != 1:
+                    offenders[f"{repo.path.name}@{sha[:10]}"] = count
+        if offenders:
+            sample = ", ".join(f"{k}: {v} links" for k, v in list(offenders.items())[:6])
+            report.add(f"{len(offenders)} of {total} commits do not have exactly one hf-trace line: {sample}")
+            report.finding(f"burst ({mode}): {len(offenders)} commits with a link count != 1 ({sample})")
+        else:
+            report.add(f"all noted exactly once: {total} commits, one hf-trace line each")
+        queue = status.get("queue") or status
+        report.add(
+            f"queue after: {queue}; Hub uploads {hub.count(path_suffix='/batch')} batches"
+            f" for {total} commits in {repos_n} sessions"
+        )
+        if isinstance(queue, dict) and (queue.get("failed") or queue.get("pending") or queue.get("uploading")):
+            errors = sorted({str(j.get("last_error")) for j in status.get("jobs", []) if j.get("last_error")})
+            report.finding(f"burst ({mode}): queue not clean after the burst: {queue}; errors: {errors[:3]}")
+        peak = memory.get("VmHWM", 0)
+        cpu_text = f"daemon CPU incl. its git calls {cpu:.1f} s ({cpu / total * 1000:.0f} ms/commit)"
+        if backlog:
+            # Start-up overlaps the drain here (the ready check takes ~0.5 s), so no "at start" figure.
+            report.add(f"daemon peak RSS (VmHWM) {peak / 1024:.0f} MiB; {cpu_text}")
+        elif rss_start and peak:
+            report.add(
+                f"daemon RSS right after start {rss_start / 1024:.0f} MiB, peak (VmHWM) {peak / 1024:.0f} MiB:"
+                f" {peak / rss_start:.2f}x; {cpu_text}"
+            )
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    git = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores, Python {platform.python_version()}, {git}, {system}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="tracekeeper benchmarks (see the module docstring)")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, about a third of the time")
+    parser.add_argument(
+        "--only", choices=["commit", "note", "burst"], action="append", help="run only this part (repeatable)"
+    )
+    parser.add_argument(
+        "--hook",
+        type=Path,
+        help="a candidate post-commit hook template (@SPOOL_DIR@/@SOCKET@ as in the shipped one): measured"
+        " next to the shipped hook in part 1, and instead of it in parts 2 and 3",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed for the interleaving order")
+    args = parser.parse_args(argv)
+    random.seed(args.seed)
+    only = set(args.only or ["commit", "note", "burst"])
+    shipped = Hook("tracekeeper hook")
+    hooks = [shipped] + ([Hook(f"candidate {args.hook.name}", args.hook.read_text())] if args.hook else [])
+    main_hook = hooks[-1]
+    quick = args.quick
+    report = Report()
+    began = time.perf_counter()
+    report.add(f"# tracekeeper benchmarks{' --quick' if quick else ''}: {machine()}")
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("commit", lambda: bench_commit_latency(report, rounds=20 if quick else 60, hooks=hooks)),
+        ("note", lambda: bench_note_latency(report, commits=10 if quick else 30, hook=main_hook)),
+        ("burst", lambda: bench_burst(report, 10, 10 if quick else 50, main_hook, backlog=False, timeout=120)),
+        ("burst", lambda: bench_burst(report, 10, 10 if quick else 50, main_hook, backlog=True, timeout=120)),
+    ]
+    for name, step in steps:
+        if name in only:
+            step()
+    report.add(f"\ntotal {time.perf_counter() - began:.0f} s")
+    if report.findings:
+        report.add("\nFindings:")
+        for line in report.findings:
+            report.add(f"- {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
