@@ -33,6 +33,16 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class RedactionSettings:
+    """The `[redaction]` table: what users may add to the built-in rules (never remove)."""
+
+    allow: tuple[str, ...] = ()
+    #: (id, pattern, keywords, entropy) of user rules; compiled (and validated) by the Redactor.
+    rules: tuple[tuple[str, str, tuple[str, ...], float | None], ...] = ()
+    scrub_home: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths
     #: `hf://buckets/<ns>/<name>`, `file:///dir`, or None to pick the default at start.
@@ -43,6 +53,9 @@ class Config:
     hf_endpoint: str
     retry: RetryPolicy
     log_level: str
+    redaction: RedactionSettings = RedactionSettings()
+    #: Extra directories transcripts may live in, besides the agents' own (config `transcript_roots`).
+    transcript_roots: tuple[Path, ...] = ()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -66,6 +79,44 @@ def _float(name: str, raw: object) -> float:
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {raw!r}")
     return value
+
+
+def _redaction(table: object, source: Path) -> RedactionSettings:
+    if table is None:
+        return RedactionSettings()
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [redaction] must be a table")
+    allow = table.get("allow", [])
+    if not isinstance(allow, list) or not all(isinstance(a, str) and a for a in allow):
+        raise ConfigError(f"{source}: redaction.allow must be a list of non-empty strings")
+    scrub = table.get("scrub_home", False)
+    if not isinstance(scrub, bool):
+        raise ConfigError(f"{source}: redaction.scrub_home must be true or false")
+    rules = []
+    for i, rule in enumerate(table.get("rules", [])):
+        where = f"{source}: redaction.rules[{i}]"
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{where} must be a table with id, pattern and keywords")
+        rule_id, pattern, keywords = rule.get("id"), rule.get("pattern"), rule.get("keywords", [])
+        entropy = rule.get("entropy")
+        if not isinstance(rule_id, str) or not rule_id or not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{where} needs a string id and pattern")
+        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+            raise ConfigError(f"{where}: keywords must be a list of strings")
+        if entropy is not None and not isinstance(entropy, int | float):
+            raise ConfigError(f"{where}: entropy must be a number")
+        rules.append((rule_id, pattern, tuple(keywords), float(entropy) if entropy is not None else None))
+    return RedactionSettings(allow=tuple(allow), rules=tuple(rules), scrub_home=scrub)
+
+
+def _roots(env_value: str | None, file_value: object, source: Path) -> tuple[Path, ...]:
+    if env_value:
+        return tuple(Path(p).expanduser() for p in env_value.split(os.pathsep) if p)
+    if file_value is None:
+        return ()
+    if not isinstance(file_value, list) or not all(isinstance(p, str) for p in file_value):
+        raise ConfigError(f"{source}: transcript_roots must be a list of paths")
+    return tuple(Path(p).expanduser() for p in file_value)
 
 
 def normalize_notes_ref(ref: str) -> str:
@@ -110,4 +161,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         hf_endpoint=(pick("HF_ENDPOINT", "hf_endpoint") or DEFAULT_HF_ENDPOINT).rstrip("/"),
         retry=retry,
         log_level=(pick("TRACEKEEPER_LOG_LEVEL", "log_level") or "info").lower(),
+        redaction=_redaction(file_cfg.get("redaction"), paths.config_file),
+        transcript_roots=_roots(
+            env.get("TRACEKEEPER_TRANSCRIPT_ROOTS"), file_cfg.get("transcript_roots"), paths.config_file
+        ),
     )

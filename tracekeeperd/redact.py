@@ -934,3 +934,29 @@ def _scrubber(config: RedactionConfig) -> Callable[[bytes], bytes]:
         return text
 
     return scrub
+
+
+def from_settings(settings: RedactionSettingsLike, *, home: str | None = None, user: str | None = None) -> Redactor:
+    """The daemon's (and `tracekeeper redact`'s) redactor, from the `[redaction]` config table."""
+    rules = tuple(
+        Rule(id=rule_id, pattern=pattern, keywords=keywords, entropy=entropy)
+        for rule_id, pattern, keywords, entropy in settings.rules
+    )
+    return Redactor(
+        RedactionConfig(
+            extra_rules=rules,
+            allow=settings.allow,
+            scrub_home=settings.scrub_home,
+            home=home,
+            user=user,
+        )
+    )
+
+
+class RedactionSettingsLike(Protocol):
+    @property
+    def allow(self) -> tuple[str, ...]: ...
+    @property
+    def rules(self) -> tuple[tuple[str, str, tuple[str, ...], float | None], ...]: ...
+    @property
+    def scrub_home(self) -> bool: ...
