@@ -27,6 +27,8 @@ def test_commit_gets_a_note_pointing_at_an_exact_copy_of_the_transcript(env: Env
     assert expected_path.parent.parent.name.startswith("app-")
     data = transcript.read_bytes()
     assert expected_path.read_bytes() == data
+    redacted = meta.pop("redacted")
+    assert redacted["counts"] == {} and len(redacted["ruleset"]) == 12
     assert meta == {
         "agent": "codex",
         "bytes": len(data),

@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from . import __version__, ipc, spool
+from . import __version__, ipc, redact, spool
 from .config import Config
-from .errors import PermanentError, TracekeeperError
+from .errors import ConfigError, PermanentError, TracekeeperError
 from .ingest import Ingestor, IngestResult
 from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
 from .queue import Queue
+from .redact import Redactor
 from .snapshot import Snapshots
 from .stores import Store, open_store
 from .worker import DbThread, Worker
@@ -84,6 +85,7 @@ class Daemon:
             log.info("handed back %d job(s) that were in flight when the daemon last stopped", recovered)
         if self.store is None:
             self.store = open_store(self.config)
+        redactor = build_redactor(self.config)
         snapshots = Snapshots(self.paths.snapshots)
         self.ingestor = Ingestor(self.queue, snapshots)
         self.worker = Worker(
@@ -93,6 +95,7 @@ class Daemon:
             snapshots,
             notes_ref=self.config.notes_ref,
             policy=self.config.retry,
+            redactor=redactor,
         )
         self.listener = bind(self.paths.socket)
         self._spool_marker = self.listener.path.parent / "spool-watched"
@@ -128,6 +131,7 @@ class Daemon:
         try:
             config = config_mod.load()
             store = open_store(config)
+            redactor = build_redactor(config)
         except TracekeeperError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -137,6 +141,8 @@ class Daemon:
         def swap() -> None:  # on the I/O thread, so never in the middle of a batch
             worker.store, worker.store_id = store, store.ident()
             worker.notes_ref, worker.policy = config.notes_ref, config.retry
+            worker.redactor = redactor
+            worker._redacted.clear()
             worker.open_gate()
 
         await asyncio.get_running_loop().run_in_executor(self.io, swap)
@@ -341,6 +347,14 @@ class Daemon:
             "spool": spool_counts(self.paths.spool),
         }
         return data
+
+
+def build_redactor(config: Config) -> Redactor:
+    """The redactor every upload goes through; a broken user rule stops the daemon (fail closed)."""
+    try:
+        return redact.from_settings(config.redaction)
+    except redact.RedactionError as exc:
+        raise ConfigError(f"redaction: {exc}") from exc
 
 
 def spool_counts(spool_dir: Path) -> dict[str, int]:

@@ -36,9 +36,11 @@ class TraceLink:
     last_line: int
     bytes: int
     sha256: str
+    #: {"counts": {rule: n}, "ruleset": id}: redaction ran on what was uploaded.
+    redacted: dict[str, object] | None = None
 
     def lines(self) -> list[str]:
-        meta = {
+        meta: dict[str, object] = {
             "agent": self.agent,
             "bytes": self.bytes,
             "lines": [self.first_line, self.last_line],
@@ -47,6 +49,8 @@ class TraceLink:
             "url": self.url,
             "v": FORMAT_VERSION,
         }
+        if self.redacted is not None:
+            meta["redacted"] = self.redacted
         return [LINK_PREFIX + self.url, META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":"))]
 
 
@@ -67,6 +71,7 @@ def parse(text: str) -> list[TraceLink]:
                     last_line=int(meta["lines"][1]),
                     bytes=int(meta["bytes"]),
                     sha256=str(meta["sha256"]),
+                    redacted=meta.get("redacted") if isinstance(meta.get("redacted"), dict) else None,
                 )
             )
         except (ValueError, KeyError, IndexError, TypeError):

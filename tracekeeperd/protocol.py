@@ -35,6 +35,8 @@ class JobView(TypedDict):
     updated_at: float
     lines: list[int] | None
     bytes: int | None
+    #: {"counts": {rule: n}, "ruleset": id} once uploaded (redaction ran), else None.
+    redactions: dict[str, object] | None
 
 
 class CommitRequest(TypedDict, total=False):

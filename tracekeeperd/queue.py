@@ -12,6 +12,7 @@ thread): SQLite then needs no locking of ours, and the event loop never blocks o
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -71,6 +72,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_redactions",
+        "ALTER TABLE jobs ADD COLUMN redactions TEXT",
+    ),
 ]
 
 
@@ -98,6 +103,7 @@ class Job:
     url: str | None
     created_at: float
     updated_at: float
+    redactions: str | None = None
 
     def view(self) -> JobView:
         lines = (
@@ -118,6 +124,7 @@ class Job:
             updated_at=self.updated_at,
             lines=lines,
             bytes=self.bytes,
+            redactions=json.loads(self.redactions) if self.redactions else None,
         )
 
 
@@ -154,7 +161,7 @@ _JOB_COLUMNS = """
     jobs.id, repos.key, repos.display, jobs.git_dir, jobs.work_tree, jobs.commit_sha, jobs.agent,
     jobs.session_id, jobs.transcript, jobs.snapshot, jobs.bytes, jobs.first_line, jobs.last_line,
     jobs.sha256, jobs.remote_path, jobs.state, jobs.attempts, jobs.next_attempt_at, jobs.last_error,
-    jobs.url, jobs.created_at, jobs.updated_at
+    jobs.url, jobs.created_at, jobs.updated_at, jobs.redactions
 """
 _JOB_FROM = "FROM jobs JOIN repos ON repos.id = jobs.repo_id"
 
@@ -328,12 +335,12 @@ class Queue:
             rows = db.execute(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN ({marks})", ids).fetchall()
         return [_job(row) for row in rows]
 
-    def complete(self, job_id: int, url: str, now: float) -> None:
+    def complete(self, job_id: int, url: str, now: float, redactions: dict[str, object] | None = None) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET state = 'done', url = ?, attempts = attempts + 1, last_error = NULL,"
-                " next_attempt_at = NULL, leased_until = NULL, updated_at = ? WHERE id = ?",
-                (url, now, job_id),
+                " next_attempt_at = NULL, leased_until = NULL, updated_at = ?, redactions = ? WHERE id = ?",
+                (url, now, json.dumps(redactions, sort_keys=True) if redactions is not None else None, job_id),
             )
 
     def defer(self, job_id: int, error: str, next_attempt_at: float, now: float) -> None:

@@ -937,7 +937,16 @@ def _scrubber(config: RedactionConfig) -> Callable[[bytes], bytes]:
 
 
 def from_settings(settings: RedactionSettingsLike, *, home: str | None = None, user: str | None = None) -> Redactor:
-    """The daemon's (and `tracekeeper redact`'s) redactor, from the `[redaction]` config table."""
+    """The daemon's (and `tracekeeper redact`'s) redactor, from the `[redaction]` config table.
+
+    Home and user default to this process's, so the daemon and the CLI scrub alike.
+    """
+    if settings.scrub_home:
+        import getpass
+        from pathlib import Path
+
+        home = home or str(Path.home())
+        user = user or getpass.getuser()
     rules = tuple(
         Rule(id=rule_id, pattern=pattern, keywords=keywords, entropy=entropy)
         for rule_id, pattern, keywords, entropy in settings.rules

@@ -20,10 +20,11 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from . import git, notes
+from . import git, notes, outgoing
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue
+from .redact import RedactionError, Redactor
 from .snapshot import Snapshots, read_prefix
 from .stores import Store, Upload
 
@@ -33,6 +34,9 @@ T = TypeVar("T")
 #: Newest snapshot of a session that saw no commit for this long is deleted once uploaded.
 SNAPSHOT_IDLE = 24 * 3600.0
 BATCH_LIMIT = 200
+#: Redacted sessions kept in memory so a growing session is only scanned for its new lines.
+REDACTED_CACHE_ENTRIES = 8
+REDACTED_CACHE_BYTES = 32 * 1024 * 1024
 
 
 class DbThread:
@@ -77,6 +81,7 @@ class Worker:
         *,
         notes_ref: str,
         policy: RetryPolicy,
+        redactor: Redactor,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
@@ -88,6 +93,8 @@ class Worker:
         self.clock = clock
         self.gate = Gate()
         self.store_id = store.ident()
+        self.redactor = redactor
+        self._redacted: dict[str, tuple[str, outgoing.Outgoing]] = {}
 
     # --- scheduling -------------------------------------------------------------------
 
@@ -138,7 +145,7 @@ class Worker:
                 self._fail(job, "job has no snapshot to upload")
                 continue
             groups[job.remote_path].append(job)
-        uploads, chosen = self._plan(groups)
+        uploads, chosen, views = self._plan(groups)
         if uploads:
             try:
                 failed = self.store.put(uploads)
@@ -159,37 +166,69 @@ class Worker:
         self.gate = Gate()
         for group in groups.values():
             for job in group:
-                self._note(job)
+                self._note(job, views[job.id])
 
-    def _plan(self, groups: dict[str, list[Job]]) -> tuple[list[Upload], dict[str, Job]]:
-        """One upload per remote path: the newest snapshot, unless the store already covers it."""
+    def _plan(
+        self, groups: dict[str, list[Job]]
+    ) -> tuple[list[Upload], dict[str, Job], dict[int, tuple[int, str, dict[str, int]]]]:
+        """One upload per remote path (the newest snapshot, redacted), unless the store has it.
+
+        Also returns, per job, what its note must say about the uploaded bytes: the length and
+        sha256 of its redacted prefix, and the secrets removed from its own lines.
+        """
         uploads: list[Upload] = []
         chosen: dict[str, Job] = {}
+        views: dict[int, tuple[int, str, dict[str, int]]] = {}
         for path, group in list(groups.items()):
             best = max(group, key=lambda j: (j.bytes or 0, j.id))
-            held = self.db.run(self.queue.uploaded, self.store_id, path)
-            if held and ((held.snapshot == best.snapshot and held.bytes >= (best.bytes or 0)) or held.job_id > best.id):
-                continue  # the store already has these bytes (or a newer generation of the session)
             try:
-                data = read_prefix(Path(best.snapshot or ""), best.bytes or 0)
+                out = self._outgoing(path, best)
+                for job in group:
+                    view = out if job.snapshot == best.snapshot else self._outgoing(None, job)
+                    length, digest = view.prefix(job.last_line or 0)
+                    views[job.id] = (length, digest, view.counts(job.first_line or 1, job.last_line or 0))
             except (OSError, PermanentError) as exc:
                 for job in groups.pop(path):
                     self._fail(job, f"snapshot unreadable: {exc}")
                 continue
-            uploads.append(Upload(remote_path=path, data=data))
+            except RedactionError as exc:
+                for job in groups.pop(path):
+                    self._fail(job, f"redaction failed, nothing uploaded: {exc}")
+                continue
+            held = self.db.run(self.queue.uploaded, self.store_id, path)
+            if held and ((held.snapshot == best.snapshot and held.bytes >= (best.bytes or 0)) or held.job_id > best.id):
+                continue  # the store already has these bytes (or a newer generation of the session)
+            uploads.append(Upload(remote_path=path, data=bytes(out.data)))
             chosen[path] = best
-        return uploads, chosen
+        return uploads, chosen, views
 
-    def _note(self, job: Job) -> None:
+    def _outgoing(self, remote_path: str | None, job: Job) -> outgoing.Outgoing:
+        """The job's snapshot prefix, redacted; a session's last one is kept to extend next time."""
+        raw = read_prefix(Path(job.snapshot or ""), job.bytes or 0)
+        cached = self._redacted.get(remote_path) if remote_path else None
+        previous = cached[1] if cached and cached[0] == job.snapshot else None
+        out = outgoing.extend(previous, raw, self.redactor)
+        if remote_path:
+            self._redacted.pop(remote_path, None)
+            if len(out.data) <= REDACTED_CACHE_BYTES:
+                self._redacted[remote_path] = (job.snapshot or "", out)
+                while len(self._redacted) > REDACTED_CACHE_ENTRIES:
+                    self._redacted.pop(next(iter(self._redacted)))
+        return out
+
+    def _note(self, job: Job, view: tuple[int, str, dict[str, int]]) -> None:
         url = self.store.url(job.remote_path or "")
+        length, digest, counts = view
+        redacted: dict[str, object] = {"counts": counts, "ruleset": self.redactor.ruleset_id}
         link = notes.TraceLink(
             url=url,
             agent=job.agent,
             session_id=job.session_id,
             first_line=job.first_line or 1,
             last_line=job.last_line or 0,
-            bytes=job.bytes or 0,
-            sha256=job.sha256 or "",
+            bytes=length,
+            sha256=digest,
+            redacted=redacted,
         )
         git_dir = Path(job.git_dir)
         if not git_dir.exists():
@@ -207,7 +246,7 @@ class Worker:
         except GitError as exc:
             self._defer(job, TransientError(str(exc)))
             return
-        self.db.run(self.queue.complete, job.id, url, self.clock())
+        self.db.run(self.queue.complete, job.id, url, self.clock(), redacted)
         log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, url)
 
     # --- outcomes ---------------------------------------------------------------------

@@ -234,13 +234,17 @@ def show(commit: str, repo: Path, full: bool, raw: bool, as_json: bool) -> None:
     """
     import sys
 
+    from tracekeeperd import redact
     from tracekeeperd.config import load
+    from tracekeeperd.errors import TracekeeperError
 
     from . import show as show_mod
 
     try:
-        sha, items = show_mod.trails(repo, commit, resolve(), load().notes_ref)
-    except show_mod.ShowError as exc:
+        config = load()
+        redactor = redact.from_settings(config.redaction)
+        sha, items = show_mod.trails(repo, commit, resolve(), config.notes_ref, redactor)
+    except (show_mod.ShowError, TracekeeperError, redact.RedactionError) as exc:
         fail(str(exc))
     if not items:
         fail(f"commit {sha[:12]} has no trace note (was an agent session active when it was made?)")

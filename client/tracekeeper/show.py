@@ -20,6 +20,7 @@ from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, Turn, detect, split_lines
 from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
+from tracekeeperd.redact import RedactionError, Redactor
 
 RESULT_LINES = 8
 RESULT_CHARS = 600
@@ -107,13 +108,23 @@ def fetch_url(url: str) -> bytes:
     raise ShowError(f"don't know how to fetch {url}")
 
 
-def load(paths: Paths, sha: str, link: notes.TraceLink) -> Trail:
+def _redacted(data: bytes, link: notes.TraceLink, redactor: Redactor | None) -> bytes:
+    """Local bytes as the daemon uploaded them: redacted, if the note says redaction ran."""
+    if link.redacted is None or redactor is None:
+        return data
+    try:
+        return redactor.redact_bytes(data)[0]
+    except RedactionError:
+        return b""
+
+
+def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | None = None) -> Trail:
     for source, path in _local_candidates(paths, sha, link):
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        data = data[: data.rfind(b"\n") + 1]
+        data = _redacted(data[: data.rfind(b"\n") + 1], link, redactor)
         if _matches(data, link):
             return Trail(link, data, source, True)
     try:
@@ -123,10 +134,12 @@ def load(paths: Paths, sha: str, link: notes.TraceLink) -> Trail:
     return Trail(link, data, "store", _matches(data, link))
 
 
-def trails(repo: Path, rev: str, paths: Paths, notes_ref: str) -> tuple[str, list[Trail]]:
+def trails(
+    repo: Path, rev: str, paths: Paths, notes_ref: str, redactor: Redactor | None = None
+) -> tuple[str, list[Trail]]:
     git_dir, sha = resolve_commit(repo, rev)
     links = notes.parse(notes.read(git_dir, notes_ref, sha))
-    return sha, [load(paths, sha, link) for link in links]
+    return sha, [load(paths, sha, link, redactor) for link in links]
 
 
 def shorten(text: str) -> str:

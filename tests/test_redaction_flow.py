@@ -1,0 +1,126 @@
+"""Secrets never leave the machine: the daemon redacts before any upload, and says so in the note."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tracekeeperd import outgoing
+from tracekeeperd.redact import RedactionError, Redactor
+
+from .harness import Env, daemon_once, make_repo, note_links, running_daemon, wait_for
+from .secretgen import corpus
+
+
+def test_planted_secrets_are_removed_before_upload_and_counted_in_the_note(env: Env) -> None:
+    planted = corpus(rounds=1)
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_bytes(b"".join(planted.lines))
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+        (job,) = env.status("--all")["jobs"]
+    (meta,) = note_links(note)
+    stored = (env.local_store / meta["url"].split("/traces/", 1)[1]).read_bytes()
+    for secret in planted.planted:
+        assert secret.secret.encode() not in stored, secret.kind
+    assert all(json.loads(line) is not None for line in stored.splitlines() if line.strip().startswith(b"{"))
+    assert stored.count(b"\n") == transcript.read_bytes().count(b"\n")
+    counts = meta["redacted"]["counts"]
+    assert sum(counts.values()) >= len(planted.planted)
+    assert {p.kind for p in planted.planted} <= set(counts)
+    assert job["redactions"] == meta["redacted"]
+    # The note's length and hash describe the redacted object, so anyone can verify it.
+    import hashlib
+
+    assert meta["bytes"] == len(stored)
+    assert meta["sha256"] == hashlib.sha256(stored).hexdigest()
+    secrets = [p.secret for p in planted.planted]
+    status_text = env.cli("status", "--all", "--json").stdout + env.cli("status", "--all").stdout
+    assert not any(secret in status_text for secret in secrets)
+
+
+def test_show_verifies_a_redacted_commit_from_the_local_transcript(env: Env) -> None:
+    planted = corpus(rounds=1)
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_bytes(b"".join(planted.lines[:40]))
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="the note")
+    data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
+    (session,) = data["sessions"]
+    assert session["verified"] is True
+    assert session["source"] == "transcript"  # redacted locally the way the daemon did
+    shown = json.dumps(session)
+    assert not any(p.secret in shown for p in planted.planted[:10])
+
+
+def test_a_broken_user_rule_stops_the_daemon_with_one_line(env: Env) -> None:
+    config = env.home / ".config" / "tracekeeper" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[[redaction.rules]]\nid = "mine"\npattern = "("\nkeywords = ["x"]\n')
+    proc = daemon_once(env)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("tracekeeperd: error: redaction: ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_user_rules_and_allow_list_apply_to_uploads(env: Env) -> None:
+    config = env.home / ".config" / "tracekeeper" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        '[redaction]\nallow = ["hf_PublicSampleTokenForDocsOnly000000"]\n'
+        '[[redaction.rules]]\nid = "acme-key"\npattern = "acme_[a-z0-9]{16}"\nkeywords = ["acme_"]\n'
+    )
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_text(
+        json.dumps({"type": "x", "text": "key acme_0123456789abcdef and hf_PublicSampleTokenForDocsOnly000000"}) + "\n"
+    )
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    (meta,) = note_links(note)
+    stored = (env.local_store / meta["url"].split("/traces/", 1)[1]).read_text()
+    assert "acme_0123456789abcdef" not in stored and "[REDACTED:acme-key]" in stored
+    assert "hf_PublicSampleTokenForDocsOnly000000" in stored
+    assert meta["redacted"]["counts"] == {"acme-key": 1}
+
+
+def test_outgoing_redacts_incrementally_and_equals_a_full_pass() -> None:
+    lines = corpus(rounds=1).lines
+    redactor = Redactor()
+    raw = b"".join(lines)
+    cut = len(b"".join(lines[: len(lines) // 2]))
+    half = outgoing.extend(None, raw[:cut], redactor)
+    grown = outgoing.extend(half, raw, redactor)
+    full = outgoing.extend(None, raw, redactor)
+    assert bytes(grown.data) == bytes(full.data)
+    assert grown.line_ends == full.line_ends
+    assert [(f.rule, f.line) for f in grown.findings] == [(f.rule, f.line) for f in full.findings]
+    n = len(lines) // 3
+    length, _ = full.prefix(n)
+    assert bytes(full.data[:length]) == redactor.redact_bytes(b"".join(lines[:n]))[0]
+
+
+def test_outgoing_fails_closed() -> None:
+    class Broken(Redactor):
+        def redact_bytes(self, data: bytes) -> tuple[bytes, object]:  # type: ignore[override]
+            raise RedactionError("engine exploded")
+
+    with pytest.raises(RedactionError, match="engine exploded"):
+        outgoing.extend(None, b'{"a": 1}\n', Broken())
+
+    class Joiner(Redactor):
+        def redact_bytes(self, data: bytes) -> tuple[bytes, object]:  # type: ignore[override]
+            out, report = super().redact_bytes(data)
+            return out.replace(b"\n", b" ", 1), report
+
+    with pytest.raises(RedactionError, match="changed the number of lines"):
+        outgoing.extend(None, b'{"a": 1}\n{"b": 2}\n', Joiner())
