@@ -96,6 +96,7 @@ def test_relative_trace_file_resolved_against_cwd_and_session_id_from_file_name(
     append_lines(transcript, 2)
     active = repo.activate(transcript)
     active.write_text(json.dumps({"trace_file": f"logs/{transcript.name}", "cwd": str(repo.path)}))
+    env.vars["TRACEKEEPER_TRANSCRIPT_ROOTS"] = str(repo.path / "logs")  # not an agent's own directory
     with running_daemon(env):
         sha = repo.commit("x")
         note = wait_for(lambda: repo.note(sha), what="the note")
@@ -298,3 +299,19 @@ def test_two_agents_in_one_worktree_are_both_linked_until_one_session_ends(env: 
     claude_end = next(link for link in note_links(repo.note(after_end)) if link["agent"] == "claude")
     assert claude_end["lines"] == [4, 4]
     assert [link["agent"] for link in note_links(repo.note(later))] == ["codex"]
+
+
+def test_hostile_active_file_pointing_outside_transcript_roots_sends_nothing(env: Env) -> None:
+    repo = make_repo(env).install()
+    secret = env.home / ".ssh" / "id_ed25519"
+    secret.parent.mkdir()
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n-----END OPENSSH PRIVATE KEY-----\n")
+    sneaky = env.home / ".codex" / "sessions" / ".." / ".." / ".ssh" / "id_ed25519"  # climbs out
+    for target in (secret, sneaky):
+        repo.activate(target)
+        with running_daemon(env):
+            repo.commit(f"steal {target.name}")
+            failed = wait_for(lambda: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="a refusal")
+        assert failed[0]["last_error"].startswith(f"refusing to upload {target}: it is not under a known")
+        assert not env.local_store.exists() or not any(env.local_store.rglob("*"))
+        assert not any((env.state / "snapshots").glob("*"))  # not even copied locally

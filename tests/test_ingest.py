@@ -87,7 +87,7 @@ def git_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def ingestor(tmp_path: Path) -> Iterator[Ingestor]:
     queue = Queue(tmp_path / "state" / "queue.sqlite3")
-    yield Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"))
+    yield Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"), roots=(tmp_path.resolve(),))
     queue.close()
 
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from . import __version__, ipc, redact, spool
 from .config import Config
 from .errors import ConfigError, PermanentError, TracekeeperError
-from .ingest import Ingestor, IngestResult
+from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
 from .queue import Queue
@@ -87,7 +87,7 @@ class Daemon:
             self.store = open_store(self.config)
         redactor = build_redactor(self.config)
         snapshots = Snapshots(self.paths.snapshots)
-        self.ingestor = Ingestor(self.queue, snapshots)
+        self.ingestor = Ingestor(self.queue, snapshots, allowed_roots(self.config.transcript_roots))
         self.worker = Worker(
             self.queue,
             self.db,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -60,10 +61,34 @@ def remote_path(key: str, agent: str, session_id: str) -> str:
     return f"{key}/sessions/{agent}-{session_id}.jsonl"
 
 
+def allowed_roots(extra: tuple[Path, ...] = (), env: dict[str, str] | None = None) -> tuple[Path, ...]:
+    """Where transcripts may come from: the agents' own directories plus configured ones."""
+    from .discovery import default_roots
+
+    env = dict(os.environ if env is None else env)
+    override = env.pop("TRACEKEEPER_ROOTS", None)
+    roots = [root.path for root in default_roots(env)]
+    if override:
+        roots += [root.path for root in default_roots({**env, "TRACEKEEPER_ROOTS": override})]
+    return tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in (*roots, *extra)))
+
+
+def check_root(transcript: Path, roots: tuple[Path, ...]) -> None:
+    """Only transcripts are uploaded: a payload pointing at ~/.ssh/id_ed25519 sends nothing."""
+    real = Path(os.path.realpath(transcript.parent)) / transcript.name
+    if any(real.is_relative_to(root) for root in roots):
+        return
+    raise PermanentError(
+        f"refusing to upload {transcript}: it is not under a known transcript directory"
+        " (add its directory to transcript_roots in config.toml if it really is a transcript)"
+    )
+
+
 class Ingestor:
-    def __init__(self, queue: Queue, snapshots: Snapshots) -> None:
+    def __init__(self, queue: Queue, snapshots: Snapshots, roots: tuple[Path, ...] | None = None) -> None:
         self.queue = queue
         self.snapshots = snapshots
+        self.roots = allowed_roots() if roots is None else roots
 
     def _repo(self, event: CommitEvent) -> tuple[int, str]:
         common = git.common_dir(event.git_dir)
@@ -145,6 +170,11 @@ class Ingestor:
         repo_id, key = repo
         if self.queue.has_job(repo_id, event.sha, session.agent, session.session_id):
             return  # a duplicate delivery (socket and spool both fired): already persisted
+        try:
+            check_root(session.transcript, self.roots)
+        except PermanentError as exc:
+            self._record_failure(repo_id, event, str(exc), session=session, now=now, result=result)
+            return
         previous = self._previous(repo_id, session)
         reason = self._not_live(repo_id, session, previous, event.committed_at)
         if reason:
