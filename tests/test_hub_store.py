@@ -198,3 +198,44 @@ def test_token_saved_under_hf_home_selects_the_hub_store(env: Env, hub: HubStub)
         sha = repo.commit("x")
         note = wait_for(lambda: repo.note(sha), what="the note")
     assert note.startswith(f"hf-trace: {hub.endpoint}/buckets/{BUCKET}/tree/")
+
+
+def test_sigterm_during_an_upload_finishes_or_hands_back_the_batch(env: Env, hub: HubStub) -> None:
+    hub.create_bucket(BUCKET)
+    hub.fail_next(1, status=503, paths=[f"/api/buckets/{BUCKET}/batch"])  # keeps the batch in flight ~1 s
+    repo = _repo_with_session(env)
+    daemon = Daemon(env).start()
+    try:
+        sha = repo.commit("x")
+        wait_for(lambda: env.status()["queue"]["uploading"] == 1, what="an upload in flight")
+        assert daemon.stop(signal.SIGTERM) == 0
+    finally:
+        daemon.stop()
+    after = env.status("--all")
+    assert after["queue"]["uploading"] == 0  # nothing left mid-flight
+    assert after["queue"]["done"] + after["queue"]["pending"] == 1
+    if after["queue"]["done"]:
+        assert repo.note(sha)
+
+
+def test_the_token_never_appears_in_logs_status_or_notes(env: Env, hub: HubStub) -> None:
+    hub.create_bucket(BUCKET)
+    repo = _repo_with_session(env)
+    texts = []
+    with running_daemon(env) as daemon:
+        sha = repo.commit("ok")
+        wait_for(lambda: repo.note(sha), what="note")
+        texts += [daemon.output(), env.cli("status", "--all").stdout, env.cli("status", "--all", "--json").stdout]
+    wrong = "hf_WrongButSecretTokenValue12345"
+    env.vars["HF_TOKEN"] = wrong
+    env.vars["TRACEKEEPER_STORE"] = f"hf://buckets/{BUCKET}"
+    with running_daemon(env) as daemon:
+        repo.commit("refused")
+        wait_for(lambda: env.status()["queue"]["failed"] >= 1, what="a failure")
+        texts += [daemon.output(), env.cli("status", "--all").stdout, env.cli("status", "--all", "--json").stdout]
+    texts.append(repo.git("log", "--notes=hf-traces"))
+    assert "refused the token (401" in texts[-2]
+    assert all("DEBUG" in text for text in (texts[0], texts[3]))  # the daemon ran with --log-level debug
+    for text in texts:
+        assert TOKEN not in text
+        assert wrong not in text

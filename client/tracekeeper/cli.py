@@ -137,6 +137,9 @@ def _print_status(data: dict[str, Any]) -> None:
     colours = {"failed": "red", "pending": "yellow", "uploading": "cyan", "done": "green"}
     for job in jobs:
         detail = job.get("last_error") or job.get("url") or ""
+        removed = sum(((job.get("redactions") or {}).get("counts") or {}).values())
+        if removed and not job.get("last_error"):
+            detail += f" ({removed} secret{'s' if removed != 1 else ''} redacted)"
         table.add_row(
             f"[{colours.get(job['state'], 'white')}]{job['state']}[/]",
             job["commit"][:12],
