@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from . import __version__, ipc, redact, spool
+from .active import ActiveSession, safe_component
 from .config import Config
+from .discovery import SessionIndex, default_roots
 from .errors import ConfigError, PermanentError, TracekeeperError
 from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind
@@ -61,6 +63,7 @@ class Daemon:
         self.queue: Queue | None = None
         self.worker: Worker | None = None
         self.ingestor: Ingestor | None = None
+        self.index: SessionIndex | None = None
         self.listener: BoundSocket | None = None
         self.runner: web.AppRunner | None = None
         self.wake = asyncio.Event()
@@ -87,7 +90,11 @@ class Daemon:
             self.store = open_store(self.config)
         redactor = build_redactor(self.config)
         snapshots = Snapshots(self.paths.snapshots)
-        self.ingestor = Ingestor(self.queue, snapshots, allowed_roots(self.config.transcript_roots))
+        self.index = SessionIndex(default_roots(), db_path=self.paths.state_dir / "sessions.sqlite3")
+        await asyncio.get_running_loop().run_in_executor(self.io, self.index.start)
+        self.ingestor = Ingestor(
+            self.queue, snapshots, allowed_roots(self.config.transcript_roots), discover=self._discover
+        )
         self.worker = Worker(
             self.queue,
             self.db,
@@ -116,6 +123,13 @@ class Daemon:
             self.config.notes_ref,
         )
         sd_notify(f"READY=1\nSTATUS=listening on {self.listener.path}")
+
+    def _discover(self, work_tree: Path, since: float | None) -> list[ActiveSession]:
+        assert self.index is not None
+        return [
+            ActiveSession(agent=s.agent, session_id=safe_component(s.session_id) or "session", transcript=s.transcript)
+            for s in self.index.sessions_for(work_tree, since)
+        ]
 
     def _check_store(self) -> None:
         assert self.store is not None
@@ -159,6 +173,8 @@ class Daemon:
         self._spool_marker.unlink(missing_ok=True)
         if self._observer is not None:
             self._observer.stop()
+        if self.index is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.index.stop)
         for task in self._tasks:
             if task.get_name() != "worker":
                 task.cancel()
@@ -345,6 +361,7 @@ class Daemon:
             "offline_until": gate.closed_until if gate.closed_until > time.time() else None,
             "offline_reason": gate.reason if gate.closed_until > time.time() else None,
             "spool": spool_counts(self.paths.spool),
+            "discovery": self.index.status() if self.index is not None else None,
         }
         return data
 

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -84,11 +85,33 @@ def check_root(transcript: Path, roots: tuple[Path, ...]) -> None:
     )
 
 
+#: Finds sessions by worktree and activity time when no hook recorded one (discovery.py).
+Discover = Callable[[Path, float | None], list[active_mod.ActiveSession]]
+#: Without a parent commit, a session counts as active for this commit within this window.
+ROOT_COMMIT_WINDOW = 6 * 3600.0
+
+
 class Ingestor:
-    def __init__(self, queue: Queue, snapshots: Snapshots, roots: tuple[Path, ...] | None = None) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        snapshots: Snapshots,
+        roots: tuple[Path, ...] | None = None,
+        discover: Discover | None = None,
+    ) -> None:
         self.queue = queue
         self.snapshots = snapshots
         self.roots = allowed_roots() if roots is None else roots
+        self.discover = discover
+
+    def _discovered(self, event: CommitEvent) -> list[active_mod.ActiveSession]:
+        """Sessions that worked in this worktree since the previous commit, found without hooks."""
+        if self.discover is None or event.work_tree is None:
+            return []
+        proc = git.run(event.git_dir, ["log", "-1", "--format=%ct", f"{event.sha}^"], check=False)
+        parent = proc.stdout.decode().strip()
+        since = float(parent) if proc.returncode == 0 and parent.isdigit() else event.committed_at - ROOT_COMMIT_WINDOW
+        return self.discover(event.work_tree, since)
 
     def _repo(self, event: CommitEvent) -> tuple[int, str]:
         common = git.common_dir(event.git_dir)
@@ -113,7 +136,8 @@ class Ingestor:
         now = time.time() if now is None else now
         result = IngestResult()
         raw = self._active(event)
-        if raw is None:
+        discovered = self._discovered(event) if raw is None else []
+        if raw is None and not discovered:
             result.note = "no active agent session"
             return result
         try:
@@ -122,7 +146,7 @@ class Ingestor:
             raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
         base = event.work_tree or event.git_dir
         try:
-            sessions = active_mod.parse(raw, base=base)
+            sessions = active_mod.parse(raw, base=base) if raw is not None else discovered
         except ActiveFileError as exc:
             reason = f"{exc} ({event.git_dir / active_mod.ACTIVE_FILE})"
             self._record_failure(repo_id, event, reason, session=None, now=now, result=result)

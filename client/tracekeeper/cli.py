@@ -278,9 +278,11 @@ def hook_command(args: tuple[str, ...]) -> None:
 
 def _register() -> None:
     from .agent_setup import agents
+    from .redact_cmd import redact
     from .service import service
 
     cli.add_command(agents)
+    cli.add_command(redact)
     cli.add_command(service)
 
 

@@ -24,9 +24,9 @@ What it promises:
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -62,29 +62,34 @@ def _redactor() -> Redactor:
     except ConfigError as exc:
         fail(_one_line(str(exc)))
     try:
-        # The same inputs the daemon passes, so `scrub_home = true` shows here exactly as uploaded.
-        return from_settings(config.redaction, home=str(Path.home()), user=_user())
+        # The daemon's own call (tracekeeperd/app.py), so `scrub_home = true` shows here as uploaded.
+        return from_settings(config.redaction)
     except RedactionError as exc:
         fail(_one_line(f"{config.paths.config_file}: {exc}"))
 
 
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER: nothing to scrub by name
-        return None
-
-
 def _open_input(path: Path) -> BinaryIO:
-    """FILE as a binary stream; missing, unreadable or a directory is a one-line error."""
+    """FILE as a binary stream; missing, unreadable or not a regular file is a one-line error.
+
+    Opened non-blocking and checked with fstat, so a FIFO or device cannot hang the command.
+    """
     try:
-        return path.open("rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except IsADirectoryError:
         fail(f"{path} is a directory, not a transcript")
     except FileNotFoundError:
         fail(f"{path} does not exist")
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror or exc}")
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        os.close(fd)
+        fail(f"{path} is a directory, not a transcript")
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        fail(f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -160,7 +165,8 @@ def _print_report(file: Path, output: str | None, report: Report, ruleset: str, 
     from rich.console import Console
     from rich.markup import escape
 
-    out = Console(stderr=to_stderr, highlight=False, soft_wrap=True)
+    # emoji=False: rich would turn ":100:" of "FILE:100:12" into an emoji.
+    out = Console(stderr=to_stderr, highlight=False, soft_wrap=True, emoji=False)
     name = escape(str(file))
     for finding in report.findings:
         out.print(f"{name}:{finding.line}:{finding.column}: [yellow]{finding.rule}[/]")
