@@ -315,3 +315,23 @@ def test_hostile_active_file_pointing_outside_transcript_roots_sends_nothing(env
         assert failed[0]["last_error"].startswith(f"refusing to upload {target}: it is not under a known")
         assert not env.local_store.exists() or not any(env.local_store.rglob("*"))
         assert not any((env.state / "snapshots").glob("*"))  # not even copied locally
+
+
+def test_the_remote_copy_follows_the_session_after_the_commit(env: Env) -> None:
+    """The URL shows the whole session as it grows; the note keeps the commit's own range."""
+    env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.3"
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 3)
+    repo.activate(transcript)
+    with running_daemon(env) as daemon:
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+        (meta,) = note_links(note)
+        stored = env.local_store / meta["url"].split("/traces/", 1)[1]
+        append_lines(transcript, 4, start=4)  # the agent keeps working after the commit
+        wait_for(lambda: stored.read_bytes() == transcript.read_bytes(), what="the copy to catch up")
+        assert "refreshed codex/" in daemon.output()
+    assert repo.note(sha) == note
+    assert meta["lines"] == [1, 3]
+    assert hashlib.sha256(stored.read_bytes()[: meta["bytes"]]).hexdigest() == meta["sha256"]

@@ -239,3 +239,22 @@ def test_the_token_never_appears_in_logs_status_or_notes(env: Env, hub: HubStub)
     for text in texts:
         assert TOKEN not in text
         assert wrong not in text
+
+
+def test_a_growing_session_is_refreshed_in_the_bucket_and_notes_stay_verifiable(env: Env, hub: HubStub) -> None:
+    env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.3"
+    hub.create_bucket(BUCKET)
+    repo = _repo_with_session(env, lines=3)
+    transcript = env.transcript()
+    with running_daemon(env) as daemon:
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+        append_lines(transcript, 5, start=4)
+        wait_for(lambda: "refreshed codex/" in daemon.output(), what="the refresh")
+        batches = hub.count(path_suffix="/batch")
+    path = _remote_path(note)
+    remote = hub.read_file(BUCKET, path)
+    assert remote == transcript.read_bytes()
+    (meta,) = note_links(note)
+    assert hashlib.sha256(remote[: meta["bytes"]]).hexdigest() == meta["sha256"]
+    assert batches == 2  # the commit's upload, then one refresh

@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 #: Safety net behind the spool watcher: a full spool scan this often.
 SPOOL_RESCAN = 60.0
+#: How often linked sessions are checked for growth (their upload waits for the debounce).
+FOLLOW_INTERVAL = 5.0
 #: After a wake-up, wait this long for more commits before claiming work.
 COALESCE = 0.1
 
@@ -114,7 +116,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         # Learn early whether the bucket is reachable and private, so `status` can say so.
         loop.run_in_executor(self.io, self._check_store)
-        self._tasks = [loop.create_task(self._work(), name="worker"), loop.create_task(self._rescan())]
+        self._tasks = [
+            loop.create_task(self._work(), name="worker"),
+            loop.create_task(self._rescan()),
+            loop.create_task(self._follow()),
+        ]
         log.info(
             "tracekeeperd %s listening on %s, store %s, notes %s",
             __version__,
@@ -281,6 +287,18 @@ class Daemon:
             if taken:
                 log.info("took %d commit(s) from the spool", taken)
             await asyncio.sleep(SPOOL_RESCAN)
+
+    async def _follow(self) -> None:
+        """Keep linked sessions' remote copies current (between batches, on the I/O thread)."""
+        assert self.worker is not None
+        loop = asyncio.get_running_loop()
+        interval = max(0.05, min(FOLLOW_INTERVAL, self.config.follow_debounce / 2))
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            try:
+                await loop.run_in_executor(self.io, self.worker.refresh_sessions, self.config.follow_debounce)
+            except Exception:
+                log.exception("refreshing followed sessions failed")
 
     # --- UPLOAD -> NOTE -------------------------------------------------------------------
 

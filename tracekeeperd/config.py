@@ -56,6 +56,8 @@ class Config:
     redaction: RedactionSettings = RedactionSettings()
     #: Extra directories transcripts may live in, besides the agents' own (config `transcript_roots`).
     transcript_roots: tuple[Path, ...] = ()
+    #: A linked session's remote copy is refreshed once its transcript has been quiet this long.
+    follow_debounce: float = 10.0
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -162,6 +164,9 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         retry=retry,
         log_level=(pick("TRACEKEEPER_LOG_LEVEL", "log_level") or "info").lower(),
         redaction=_redaction(file_cfg.get("redaction"), paths.config_file),
+        follow_debounce=_float(
+            "follow_debounce", env.get("TRACEKEEPER_FOLLOW_DEBOUNCE") or file_cfg.get("follow_debounce", 10.0)
+        ),
         transcript_roots=_roots(
             env.get("TRACEKEEPER_TRANSCRIPT_ROOTS"), file_cfg.get("transcript_roots"), paths.config_file
         ),

@@ -431,6 +431,16 @@ class Queue:
 
     # --- reading ------------------------------------------------------------------------
 
+    def followed(self, since: float) -> list[Job]:
+        """The newest done job of every session linked since `since`: sessions whose copy we follow."""
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN ("  # noqa: S608
+            " SELECT MAX(id) FROM jobs WHERE snapshot IS NOT NULL AND transcript IS NOT NULL"
+            " GROUP BY repo_id, agent, session_id) AND jobs.state = 'done' AND jobs.updated_at >= ?",
+            (since,),
+        ).fetchall()
+        return [_job(row) for row in rows]
+
     def counts(self) -> dict[str, int]:
         counts = {state.value: 0 for state in JobState}
         for state, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):

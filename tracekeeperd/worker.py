@@ -8,7 +8,9 @@ whole queue, so an offline laptop makes one cheap probe per backoff step instead
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -25,7 +27,7 @@ from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue
 from .redact import RedactionError, Redactor
-from .snapshot import Snapshots, read_prefix
+from .snapshot import Extent, Snapshots, read_prefix
 from .stores import Store, Upload
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ T = TypeVar("T")
 #: Newest snapshot of a session that saw no commit for this long is deleted once uploaded.
 SNAPSHOT_IDLE = 24 * 3600.0
 BATCH_LIMIT = 200
+#: Sessions linked to a commit within this window have their remote copy kept current.
+FOLLOW_WINDOW = 24 * 3600.0
 #: Redacted sessions kept in memory so a growing session is only scanned for its new lines.
 REDACTED_CACHE_ENTRIES = 8
 REDACTED_CACHE_BYTES = 32 * 1024 * 1024
@@ -276,6 +280,67 @@ class Worker:
             self._fail(job, reason)
 
     # --- housekeeping -----------------------------------------------------------------
+
+    # --- following linked sessions ---------------------------------------------------
+
+    def refresh_sessions(self, debounce: float) -> int:
+        """Bring the remote copy of every recently linked session up to date with its transcript.
+
+        A session usually goes on after the commit that linked it; its URL should show the
+        whole session while each note keeps its own range. A transcript is re-uploaded once it
+        has been quiet for `debounce` seconds (so also once more after the session ends), only
+        its new lines are snapshotted and redacted, and no note changes.
+        """
+        now = self.clock()
+        if now < self.gate.closed_until:
+            return 0
+        refreshed = 0
+        for job in self.db.run(self.queue.followed, now - FOLLOW_WINDOW):
+            try:
+                st = os.stat(job.transcript or "")
+            except OSError:
+                continue  # deleted: the store keeps what was uploaded
+            held = self.db.run(self.queue.uploaded, self.store_id, job.remote_path or "")
+            if held is None or st.st_size <= held.bytes or st.st_mtime > now - debounce:
+                continue
+            try:
+                if self._refresh(job, now):
+                    refreshed += 1
+            except TransientError as exc:
+                self._close_gate(exc)
+                break
+            except (PermanentError, RedactionError, OSError) as exc:
+                log.warning("could not refresh %s/%s: %s", job.agent, job.session_id, exc)
+        return refreshed
+
+    def _refresh(self, job: Job, now: float) -> bool:
+        assert job.snapshot and job.transcript and job.remote_path and job.bytes is not None
+        previous = (Path(job.snapshot), Extent(bytes=job.bytes, lines=job.last_line or 0, sha256=job.sha256 or ""))
+        snapshot, extent = self.db.run(
+            lambda: self.snapshots.take(
+                Path(job.transcript or ""),
+                committed_at=now,
+                previous=previous,
+                new_name=f"refresh-{job.id}-{int(now * 1000)}.jsonl",
+            )
+        )
+        if snapshot != previous[0]:
+            self._discard_snapshot(snapshot)  # rewritten, not grown: only a commit may link that
+            return False
+        if extent.bytes <= job.bytes:
+            return False
+        grown = dataclasses.replace(job, bytes=extent.bytes, last_line=extent.lines, sha256=extent.sha256)
+        self.store.preflight()
+        out = self._outgoing(job.remote_path, grown)
+        failed = self.store.put([Upload(remote_path=job.remote_path, data=bytes(out.data))])
+        if failed:
+            raise PermanentError(failed[job.remote_path])
+        self.db.run(self.queue.record_upload, self.store_id, job.remote_path, grown, self.clock())
+        log.info("refreshed %s/%s: %d lines now at %s", job.agent, job.session_id, extent.lines, job.remote_path)
+        return True
+
+    def _discard_snapshot(self, snapshot: Path) -> None:
+        self.db.run(self.snapshots.forget, snapshot)
 
     def collect_snapshots(self) -> int:
         """Delete snapshot files nothing needs any more (on the db thread: ingest appends there)."""
