@@ -89,3 +89,19 @@ def test_show_flags_a_transcript_that_no_longer_matches(env: Env) -> None:
     data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
     assert data["sessions"][0]["source"] == "snapshot" or data["sessions"][0]["source"] == "store"
     assert data["sessions"][0]["verified"] is True
+
+
+def test_show_reads_gemini_legacy_json_sessions(env: Env) -> None:
+    repo = make_repo(env).install()
+    legacy = FIXTURES / "gemini" / "agent-history_real-session-01.json"
+    transcript = env.home / ".gemini" / "tmp" / "abc" / "chats" / "session-2026-06-05T04-59-dcbe78d3.json"
+    transcript.parent.mkdir(parents=True)
+    shutil.copy(legacy, transcript)
+    repo.activate(transcript, session_id="dcbe78d3-ea75-4786-929e-d6cff0fc00ed", agent="gemini")
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note")
+    data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
+    (session,) = data["sessions"]
+    assert session["agent"] == "gemini"
+    assert any(turn["kind"] == "user" for turn in session["turns"])

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, Turn, detect, split_lines
+from tracekeeperd.agents.gemini import legacy_json_lines
 from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
 from tracekeeperd.redact import RedactionError, Redactor
@@ -47,6 +48,11 @@ class Trail:
     def turns(self, *, full: bool) -> list[Turn]:
         all_lines, _ = split_lines(self.data)
         fmt = detect(Path(f"{self.link.agent}-{self.link.session_id}.jsonl"), all_lines[:DETECT_LINES])
+        if fmt is None and self.data.lstrip().startswith(b"{"):
+            # Gemini's legacy whole-file .json: not line-oriented, so the whole conversation.
+            messages = legacy_json_lines(self.data)
+            legacy = detect(Path(f"{self.link.session_id}.json"), messages[:DETECT_LINES])
+            return list(legacy.turns(enumerate(messages, start=1))) if legacy else []
         if fmt is None:
             return []
         wanted = {n for n, _ in self.lines(full=full)}
