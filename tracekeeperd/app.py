@@ -210,6 +210,8 @@ class Daemon:
     def _ingest_spool_sync(self, path: Path) -> IngestResult:
         """Read, persist, then delete: a crash in between only replays a duplicate."""
         assert self.ingestor is not None
+        if path.name.endswith(spool.REWRITE_SUFFIX):
+            return self._ingest_rewrite_sync(path)
         try:
             event = spool.read(path)
         except FileNotFoundError:
@@ -227,6 +229,27 @@ class Daemon:
             log.error("commit %s cannot be processed: %s", event.sha[:12], exc)
             return IngestResult(failed=[str(exc)])
         path.unlink(missing_ok=True)
+        return result
+
+    def _ingest_rewrite_sync(self, path: Path) -> IngestResult:
+        assert self.ingestor is not None
+        try:
+            event = spool.read_rewrite(path)
+        except FileNotFoundError:
+            return IngestResult(note="already taken")
+        except spool.SpoolIncomplete:
+            return IngestResult(note="still being written")
+        except (spool.SpoolError, OSError) as exc:
+            spool.quarantine(path, str(exc))
+            return IngestResult(failed=[str(exc)])
+        try:
+            result = self.ingestor.rewrite(event)
+        except PermanentError as exc:
+            spool.quarantine(path, str(exc))
+            return IngestResult(failed=[str(exc)])
+        path.unlink(missing_ok=True)
+        if result.job_ids:
+            log.info("%s rewrote %d commit(s): %d job(s) follow", event.command, len(event.pairs), len(result.job_ids))
         return result
 
     async def ingest_spool_file(self, path: Path) -> IngestResult:
@@ -258,7 +281,7 @@ class Daemon:
 
         class SpoolHandler(FileSystemEventHandler):
             def _take(self, path: str) -> None:
-                if path.endswith(spool.SUFFIX):
+                if path.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
                     loop.call_soon_threadsafe(lambda: loop.create_task(daemon.ingest_spool_file(Path(path))))
 
             def on_moved(self, event: FileSystemEvent) -> None:

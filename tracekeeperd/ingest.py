@@ -23,7 +23,7 @@ from . import git
 from .errors import ActiveFileError, GitError, PermanentError
 from .queue import NewJob, Queue
 from .snapshot import Extent, Snapshots
-from .spool import CommitEvent
+from .spool import CommitEvent, RewriteEvent
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,21 @@ class Ingestor:
         job_id = self.queue.add(job, now)
         if job_id is not None:
             result.job_ids.append(job_id)
+
+    def rewrite(self, event: RewriteEvent, now: float | None = None) -> IngestResult:
+        """Commits replaced by amend/rebase: their links follow them to the new SHAs."""
+        now = time.time() if now is None else now
+        result = IngestResult()
+        try:
+            known = self.queue.repo(str(git.common_dir(event.git_dir)))
+        except GitError as exc:
+            raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
+        if known is None:
+            result.note = "no jobs in this repository"
+            return result
+        for old, new in event.pairs:
+            result.job_ids += self.queue.retarget(known[0], old, new, now)
+        return result
 
     def _not_live(
         self,

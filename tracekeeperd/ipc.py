@@ -74,7 +74,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 def _event(body: dict[str, Any], spool_dir: Path) -> tuple[spool.CommitEvent | None, Path | None]:
     name = body.get("spool")
     if name is not None:
-        if not isinstance(name, str) or "/" in name or not name.endswith(spool.SUFFIX):
+        if not isinstance(name, str) or "/" in name or not name.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
             raise web.HTTPBadRequest(reason="spool must be the name of a file in the spool directory")
         return None, spool_dir / name
     sha, git_dir, work_tree = body.get("sha"), body.get("git_dir"), body.get("work_tree")

@@ -441,6 +441,51 @@ class Queue:
         ).fetchall()
         return [_job(row) for row in rows]
 
+    def retarget(self, repo_id: int, old: str, new: str, now: float) -> list[int]:
+        """Move a rewritten commit's jobs to its replacement (amend, rebase).
+
+        Unfinished jobs move (or, when the new commit already has its own job for that
+        session, are dropped as duplicates); finished ones are copied as pending jobs for the
+        new commit, so its note is written by the same path. Returns the ids to work on.
+        """
+        with self._tx() as db:
+            # An amend's own post-commit already queued the new commit: it inherits the old
+            # commit's earlier start, since it replaces that commit's work too.
+            db.execute(
+                "UPDATE jobs SET first_line = (SELECT MIN(o.first_line) FROM jobs o WHERE o.repo_id = jobs.repo_id"
+                " AND o.commit_sha = ? AND o.agent = jobs.agent AND o.session_id = jobs.session_id)"
+                " WHERE repo_id = ? AND commit_sha = ? AND state = 'pending' AND first_line > (SELECT"
+                " MIN(o.first_line) FROM jobs o WHERE o.repo_id = jobs.repo_id AND o.commit_sha = ?"
+                " AND o.agent = jobs.agent AND o.session_id = jobs.session_id)",
+                (old, repo_id, new, old),
+            )
+            db.execute(
+                "UPDATE OR IGNORE jobs SET commit_sha = ?, updated_at = ? WHERE repo_id = ? AND commit_sha = ?"
+                " AND state IN ('pending', 'uploading', 'failed')",
+                (new, now, repo_id, old),
+            )
+            db.execute(
+                "DELETE FROM jobs WHERE repo_id = ? AND commit_sha = ? AND state IN ('pending', 'uploading')",
+                (repo_id, old),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"
+                " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
+                " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
+                " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
+                " WHERE repo_id = ? AND commit_sha = ? AND state = 'done' AND snapshot IS NOT NULL",
+                (new, now, now, now, repo_id, old),
+            )
+            rows = db.execute(
+                "SELECT id FROM jobs WHERE repo_id = ? AND commit_sha = ? AND state = 'pending'", (repo_id, new)
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def commit_of(self, job_id: int) -> str | None:
+        """The commit a job belongs to now (a rewrite may have moved it while it was in flight)."""
+        row = self.db.execute("SELECT commit_sha FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def counts(self) -> dict[str, int]:
         counts = {state.value: 0 for state in JobState}
         for state, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):

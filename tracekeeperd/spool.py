@@ -53,6 +53,51 @@ class CommitEvent:
     active_live: bool = False
 
 
+REWRITE_MAGIC = b"tracekeeper-rewrite 1"
+REWRITE_SUFFIX = ".rewrite"
+
+
+@dataclass(frozen=True)
+class RewriteEvent:
+    """What git's post-rewrite hook reported: commits replaced by amend or rebase."""
+
+    git_dir: Path
+    command: str  # "amend" or "rebase"
+    pairs: list[tuple[str, str]]
+    spool_file: Path | None = None
+
+
+def parse_rewrite(data: bytes, path: Path | None = None) -> RewriteEvent:
+    head, sep, body = data.partition(b"\n--\n")
+    if not sep:
+        raise SpoolError("missing the '--' separator line")
+    lines = head.split(b"\n")
+    if lines[0].strip() != REWRITE_MAGIC:
+        raise SpoolError("not a tracekeeper rewrite file")
+    fields = dict(raw.decode("utf-8", errors="surrogateescape").partition(" ")[::2] for raw in lines[1:])
+    git_dir = fields.get("git-dir", "")
+    if not os.path.isabs(git_dir):
+        raise SpoolError(f"git dir {git_dir!r} is not an absolute path")
+    pairs = []
+    for line in body.decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and valid_sha(parts[0]) and valid_sha(parts[1]):
+            pairs.append((parts[0], parts[1]))
+    return RewriteEvent(git_dir=Path(git_dir), command=fields.get("command", "").strip(), pairs=pairs, spool_file=path)
+
+
+def read_rewrite(path: Path) -> RewriteEvent:
+    with path.open("rb") as fh:
+        mtime = os.fstat(fh.fileno()).st_mtime
+        data = fh.read(16 * 1024 * 1024)
+    try:
+        return parse_rewrite(data, path)
+    except SpoolError as exc:
+        if time.time() - mtime < YOUNG:
+            raise SpoolIncomplete(str(exc)) from None
+        raise
+
+
 def valid_sha(value: str) -> bool:
     return bool(_SHA.match(value))
 
@@ -115,7 +160,7 @@ def read(path: Path, now: float | None = None) -> CommitEvent:
 def pending(spool_dir: Path) -> list[Path]:
     """Complete spool files, oldest first (the hook's `.tmp` files are still being written)."""
     try:
-        entries = [p for p in spool_dir.iterdir() if p.name.endswith(SUFFIX)]
+        entries = [p for p in spool_dir.iterdir() if p.name.endswith((SUFFIX, REWRITE_SUFFIX))]
     except FileNotFoundError:
         return []
 

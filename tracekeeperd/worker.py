@@ -234,6 +234,10 @@ class Worker:
             sha256=digest,
             redacted=redacted,
         )
+        current = self.db.run(self.queue.commit_of, job.id)
+        if current is None:
+            return  # dropped: a rewrite replaced the commit, whose own job carries the link
+        job = dataclasses.replace(job, commit_sha=current)
         git_dir = Path(job.git_dir)
         if not git_dir.exists():
             self._fail(job, f"repository {job.git_dir} no longer exists")

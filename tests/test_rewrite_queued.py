@@ -1,0 +1,80 @@
+"""A commit rewritten while its upload is still queued gets its note on the new SHA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tracekeeper.install import hooks_dir, render
+from tracekeeperd.paths import resolve
+
+from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
+from .hubstub import HubStub, running_hub
+
+
+@pytest.fixture
+def hub(env: Env) -> Iterator[HubStub]:
+    with running_hub(env.root / "cas") as stub:
+        env.vars.update(HF_ENDPOINT=stub.endpoint, HF_TOKEN="hf_alice_write")
+        stub.create_bucket("alice/agent-traces")
+        yield stub
+
+
+def _install_post_rewrite(env: Env, repo: Repo) -> None:
+    hook = hooks_dir(repo.path) / "post-rewrite"
+    hook.write_text(render("post-rewrite", resolve(env.vars)))
+    hook.chmod(0o755)
+
+
+def _repo(env: Env) -> Repo:
+    repo = make_repo(env).install()
+    _install_post_rewrite(env, repo)
+    transcript = env.transcript()
+    append_lines(transcript, 3)
+    repo.activate(transcript)
+    return repo
+
+
+def test_amend_while_the_upload_is_queued_notes_only_the_new_commit(env: Env, hub: HubStub) -> None:
+    repo = _repo(env)
+    hub.go_offline()
+    with running_daemon(env):
+        old = repo.commit("first try")
+        wait_for(lambda: env.status()["queue"]["pending"] == 1, what="a queued job")
+        append_lines(env.transcript(), 2, start=4)
+        repo.git("commit", "-q", "--amend", "-m", "second try")
+        new = repo.git("rev-parse", "HEAD")
+        wait_for(lambda: not list(env.spool.iterdir()), what="the rewrite to be taken")
+        hub.go_online()
+        note = wait_for(lambda: repo.note(new), timeout=30, what="the note on the amended commit")
+        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="the queue to drain")
+    assert old != new
+    assert repo.note(old) == ""
+    (meta,) = note_links(note)
+    assert meta["lines"] == [1, 5]
+    assert env.status("--all")["queue"]["done"] == 1
+
+
+def test_rebase_of_queued_commits_moves_their_links(env: Env, hub: HubStub) -> None:
+    repo = _repo(env)
+    repo.git("commit", "-q", "--allow-empty", "-m", "base")  # noted like any other (session active)
+    base = repo.git("rev-parse", "HEAD")
+    hub.go_offline()
+    with running_daemon(env):
+        repo.git("checkout", "-q", "-b", "feature")
+        olds = [repo.commit(f"feature {i}", file=f"f{i}.txt") for i in range(2)]
+        repo.git("checkout", "-q", "main")
+        repo.activate(env.transcript(), hook_event_name="Stop")
+        (repo.path / "main.txt").write_text("main\n")
+        repo.git("add", "main.txt")
+        repo.git("commit", "-q", "-m", "main moves", extra_env={"TRACEKEEPER_SPOOL_DIR": str(env.root / "void")})
+        repo.git("rebase", "-q", "main", "feature")
+        news = repo.git("rev-list", "main..feature").split()[::-1]
+        wait_for(lambda: not list(env.spool.iterdir()), what="rebase events taken")
+        hub.go_online()
+        for sha in news:
+            wait_for(lambda sha=sha: repo.note(sha), timeout=30, what=f"note on {sha}")
+    assert len(news) == 2 and not set(news) & set(olds)
+    assert all(repo.note(sha) == "" for sha in olds)
+    assert base not in news
