@@ -38,10 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tracekeeper.api import Client  # noqa: E402
-
 from tests.harness import Daemon, Env, Repo, append_lines, make_env, make_repo  # noqa: E402
 from tests.hubstub import running_hub  # noqa: E402
+from tracekeeper.api import Client  # noqa: E402
 from tracekeeperd.paths import resolve  # noqa: E402
 
 NOTES_REF = "refs/notes/hf-traces"

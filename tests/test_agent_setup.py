@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, is_ours, remove_ours
 
 from .harness import Env, make_env

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tracekeeper import hookcmd
 
+from tracekeeper import hookcmd
 from tracekeeperd import active, git
 from tracekeeperd.agents import paths
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tracekeeper import service as svc
 from tracekeeper.api import Client
 
