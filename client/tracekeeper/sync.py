@@ -1,0 +1,981 @@
+"""Make trace notes travel: fetch them into a tracking ref, merge, push, never force.
+
+Notes are only useful if teammates and future agents get them, but the usual ways of sharing
+them hurt (docs/sync.md has the full story):
+
+- a `remote.<name>.push` refspec replaces git's default push behaviour, so a plain `git push`
+  would stop pushing the current branch. We never add one; notes are pushed after the user's
+  push by a background job that the `pre-push` hook starts (git has no post-push hook);
+- a forced `+refs/notes/*:refs/notes/*` fetch silently replaces local notes with the remote's
+  (git-ai#907). We fetch into a tracking ref, `refs/notes/remotes/<remote>/<name>`, exactly as
+  branches go to `refs/remotes/<remote>/`, and merge that into the live ref with
+  `cat_sort_uniq`, which keeps both sides' lines of a note both clones wrote;
+- two clones pushing at once get a non-fast-forward rejection; we fetch, merge and retry with
+  jittered backoff, so concurrent pushes converge instead of one of them winning.
+
+Every git call runs with `tracekeeperd.git.clean_env()`, which drops `GIT_DIR` and friends:
+the background job starts from a hook, where those point at one repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import secrets
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tracekeeperd import git
+from tracekeeperd.config import DEFAULT_NOTES_REF, normalize_notes_ref
+from tracekeeperd.errors import GitError, TracekeeperError
+from tracekeeperd.notes import FALLBACK_IDENTITY
+from tracekeeperd.paths import Paths
+
+from . import install as install_mod
+
+#: Where tracking refs live. Under refs/notes/ so `git log --notes=remotes/origin/hf-traces`
+#: and `git notes --ref=...` can read them (git only displays notes refs under refs/notes/).
+TRACKING_PREFIX = "refs/notes/remotes/"
+#: Multi-valued: one `<config key> <value>` per setting `configure` added, so `unconfigure`
+#: removes exactly those and never a value the user had set themselves.
+RECORD_KEY = "tracekeeper.added"
+MERGE_STRATEGY = "cat_sort_uniq"
+#: Scratch refs for a merge (see `_merge_into`); a killed process may leave one behind, and
+#: `unconfigure` sweeps them.
+SCRATCH_PREFIX = "refs/notes/tracekeeper-merge/"
+STATE_FILE = "tracekeeper-notes-sync.json"
+LOCK_FILE = "tracekeeper-notes-sync.lock"
+NETWORK_TIMEOUT = 300.0
+PUSH_ATTEMPTS = 8
+#: How long the background job waits for the user's `git push` to exit before going anyway.
+WAIT_FOR_PUSH = 1800.0
+LOG_NAME = "sync.log"
+
+
+def sync_log(paths: Paths) -> Path:
+    """Where the background pushes log, one line per run (the pre-push hook opens it)."""
+    return paths.state_dir / LOG_NAME
+
+
+class SyncError(TracekeeperError):
+    """Fetching, merging or pushing notes failed in a way retrying here cannot fix."""
+
+
+class MergeOutcome(StrEnum):
+    NO_REMOTE_NOTES = "no-remote-notes"
+    UP_TO_DATE = "up-to-date"
+    CREATED = "created"
+    FAST_FORWARD = "fast-forward"
+    MERGED = "merged"
+
+
+class PushOutcome(StrEnum):
+    NOTHING_TO_PUSH = "nothing-to-push"
+    UP_TO_DATE = "up-to-date"
+    PUSHED = "pushed"
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    key: str
+    value: str
+    #: "added", "present" (already set exactly so: left alone), "kept" (the user set another
+    #: value: left alone), "removed", "gone" (recorded as ours but no longer set).
+    action: str
+
+
+@dataclass(frozen=True)
+class PullResult:
+    remote: str
+    outcome: MergeOutcome
+    remote_oid: str | None
+    local_oid: str | None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    remote: str
+    outcome: PushOutcome
+    attempts: int
+    pulled: PullResult
+    pushed_oid: str | None = None
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    config: list[ConfigChange]
+    pulled: list[PullResult]
+    #: remote -> one-line reason, for remotes that could not be fetched (offline, no access).
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoteNotesStatus:
+    remote: str
+    #: Notes present here that the remote (as last fetched) lacks or has an older version of;
+    #: None when this remote was never fetched.
+    unpushed: int | None
+    #: Whether `configure` set up plain `git fetch` to bring this remote's notes.
+    fetch_configured: bool
+    last_fetch: float | None
+    last_push: float | None
+
+    def view(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- small git helpers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Where:
+    """A repository as git commands need it: its git dir, and the directory to run git in.
+
+    The directory matters: a remote given as a relative path (`git remote add origin
+    ../shared.git`) is resolved by git against its working directory, which for a plain
+    `git fetch` is the top of the work tree (the git dir, when bare).
+    """
+
+    git_dir: Path
+    cwd: Path
+
+
+Repository = Path | str | Where
+
+
+def _where(repo: Repository) -> Where:
+    if isinstance(repo, Where):
+        return repo
+    path = Path(repo).resolve()
+    git_dir = git.find_git_dir(path)
+    proc = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        env=git.clean_env(),
+        timeout=git.DEFAULT_TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    top = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+    return Where(git_dir, Path(top) if top else git_dir)
+
+
+def _run(
+    where: Where,
+    args: list[str],
+    *,
+    timeout: float = git.DEFAULT_TIMEOUT,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """`tracekeeperd.git.run`, but from the repository's directory (see `Where`)."""
+    argv = ["git", f"--git-dir={where.git_dir}", *args]
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=where.cwd,
+            capture_output=True,
+            env=git.clean_env(),
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {_verb(args)} timed out after {timeout:g}s", -1, "") from exc
+    if check and proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()
+        last = stderr.splitlines()[-1] if stderr else f"exit {proc.returncode}"
+        raise GitError(f"git {_verb(args)} failed: {last}", proc.returncode, stderr)
+    return proc
+
+
+def _verb(args: list[str]) -> str:
+    """The subcommand, past any `-c key=value` options."""
+    rest = list(args)
+    while rest[:1] == ["-c"]:
+        rest = rest[2:]
+    return rest[0] if rest else "git"
+
+
+def _out(where: Where, args: list[str], **kwargs: Any) -> str:
+    return _run(where, args, **kwargs).stdout.decode(errors="replace").strip()
+
+
+def _rev(where: Where, ref: str) -> str | None:
+    proc = _run(where, ["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().strip() or None
+
+
+def _is_ancestor(where: Where, older: str, newer: str) -> bool:
+    return _run(where, ["merge-base", "--is-ancestor", older, newer], check=False).returncode == 0
+
+
+def _update_ref(where: Where, ref: str, new: str, expect: str | None, message: str) -> bool:
+    """Compare-and-swap: move `ref` to `new` only if it still is `expect` ("" = must not exist).
+
+    `git notes add` and `git notes merge` update the ref without checking its old value, so a
+    merge written that way could drop a note the daemon added a moment earlier. Doing the
+    final update ourselves with the old value makes a lost race visible, and we redo it.
+    """
+    args = ["update-ref", "-m", message, ref, new]
+    if expect is not None:
+        args.append(expect)
+    return _run(where, args, check=False).returncode == 0
+
+
+def _config_all(where: Where, key: str, *, local: bool = False) -> list[str]:
+    scope = ["--local"] if local else []
+    proc = _run(where, ["config", *scope, "--get-all", key], check=False)
+    return proc.stdout.decode(errors="replace").splitlines() if proc.returncode == 0 else []
+
+
+def remotes(repo: Repository) -> list[str]:
+    return _out(_where(repo), ["remote"]).splitlines()
+
+
+def _is_remote(where: Where, name: str) -> bool:
+    return name in _out(where, ["remote"]).splitlines()
+
+
+def notes_name(notes_ref: str) -> str:
+    """`refs/notes/hf-traces` -> `hf-traces`: the `<name>` of `notes.<name>.mergeStrategy`."""
+    return normalize_notes_ref(notes_ref).removeprefix("refs/notes/")
+
+
+def tracking_ref(remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> str:
+    return f"{TRACKING_PREFIX}{remote}/{notes_name(notes_ref)}"
+
+
+def fetch_refspec(remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> str:
+    """The refspec that brings the remote's notes into the tracking ref.
+
+    Forced, because it writes only the tracking ref, a mirror of the remote like
+    `refs/remotes/origin/*`: if someone rewinds the remote's notes, a non-forced refspec
+    would make every plain `git fetch` (and so `git pull`) fail with "rejected"; local notes
+    are in the live ref, which only a merge ever moves. A glob (`<ref>*`) rather than the
+    exact ref, because git dies with "couldn't find remote ref" on a configured exact refspec
+    the remote does not have, which would break `git fetch` on every remote without notes yet.
+    """
+    ref = normalize_notes_ref(notes_ref)
+    return f"+{ref}*:{tracking_ref(remote, ref)}*"
+
+
+# --- configure ------------------------------------------------------------------------------
+
+
+def _records(where: Where) -> list[tuple[str, str]]:
+    pairs = []
+    for line in _config_all(where, RECORD_KEY, local=True):
+        key, _, value = line.partition(" ")
+        pairs.append((key, value))
+    return pairs
+
+
+def _add_recorded(where: Where, key: str, value: str) -> None:
+    _run(where, ["config", "--local", "--add", key, value])
+    _run(where, ["config", "--local", "--add", RECORD_KEY, f"{key} {value}"])
+
+
+def configure(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[ConfigChange]:
+    """Set the repository up so `git fetch` brings notes into tracking refs; idempotent.
+
+    Writes, in the repository's own config only:
+    - `remote.<name>.fetch = +<ref>*:refs/notes/remotes/<name>/<notes>*` for every remote;
+    - `notes.<notes>.mergeStrategy = cat_sort_uniq`, unless the user chose one: it is what a
+      hand-run `git notes merge` then does (ours always passes `-s cat_sort_uniq`). Not the
+      global `notes.mergeStrategy`, which would change how the user's other notes merge.
+    Nothing that changes `git push`. Each value added is recorded under `tracekeeper.added`.
+    """
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    changes = []
+    for remote in remotes(repo):
+        key, spec = f"remote.{remote}.fetch", fetch_refspec(remote, ref)
+        if spec in _config_all(where, key, local=True):
+            changes.append(ConfigChange(key, spec, "present"))
+        else:
+            _add_recorded(where, key, spec)
+            changes.append(ConfigChange(key, spec, "added"))
+    key = f"notes.{notes_name(ref)}.mergeStrategy"
+    current = _config_all(where, key)
+    if not current:
+        _add_recorded(where, key, MERGE_STRATEGY)
+        changes.append(ConfigChange(key, MERGE_STRATEGY, "added"))
+    else:
+        changes.append(ConfigChange(key, current[-1], "present" if current[-1] == MERGE_STRATEGY else "kept"))
+    return changes
+
+
+def _unset_one(where: Where, key: str, value: str) -> bool:
+    """Remove one occurrence of `key = value` from the local config, leaving any duplicates."""
+    present = _config_all(where, key, local=True)
+    count = present.count(value)
+    if not count:
+        return False
+    _run(where, ["config", "--local", "--fixed-value", "--unset-all", key, value])
+    for _ in range(count - 1):  # an identical value the user added too stays
+        _run(where, ["config", "--local", "--add", key, value])
+    return True
+
+
+def unconfigure(
+    repo: Repository, notes_ref: str = DEFAULT_NOTES_REF, *, drop_tracking: bool = True
+) -> list[ConfigChange]:
+    """Remove exactly the config values `configure` added (and, by default, our refs and state).
+
+    Values the user set, even identical ones set before `configure`, are never touched: only
+    what `tracekeeper.added` lists goes. Git drops a section left empty. The live notes ref is
+    never touched; the tracking refs are a cache of the remote and go with `drop_tracking`.
+    """
+    where = _where(repo)
+    changes = []
+    for key, value in _records(where):
+        removed = _unset_one(where, key, value)
+        changes.append(ConfigChange(key, value, "removed" if removed else "gone"))
+        _unset_one(where, RECORD_KEY, f"{key} {value}")
+    if drop_tracking:
+        ours = tuple(tracking_ref(remote, notes_ref) for remote in remotes(where))
+        refs = _out(where, ["for-each-ref", "--format=%(refname)", TRACKING_PREFIX, SCRATCH_PREFIX]).splitlines()
+        for ref in refs:
+            # The fetch refspec is a glob (`<tracking>*`), so everything it can have created.
+            if ref.startswith((*ours, SCRATCH_PREFIX)):
+                _run(where, ["update-ref", "-d", ref], check=False)
+        common = git.common_dir(where.git_dir)
+        for leftover in (STATE_FILE, STATE_FILE + ".lock", LOCK_FILE):
+            (common / leftover).unlink(missing_ok=True)
+    return changes
+
+
+class ForcedRefspec(str):
+    """A flagged refspec: the string is the refspec itself; `remote` says whose fetch has it."""
+
+    remote: str
+
+    def __new__(cls, remote: str, refspec: str) -> ForcedRefspec:
+        self = super().__new__(cls, refspec)
+        self.remote = remote
+        return self
+
+    @property
+    def refspec(self) -> str:
+        return str(self)
+
+    @property
+    def fix(self) -> str:
+        """The command that removes it; `configure` has already set up the safe way to fetch."""
+        return f"git config --fixed-value --unset remote.{self.remote}.fetch '{self}'"
+
+
+def forced_notes_refspecs(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[ForcedRefspec]:
+    """Fetch refspecs that would overwrite the live notes ref on `git fetch` (git-ai#907).
+
+    A forced (`+`) refspec whose destination is the live ref, e.g. `+refs/notes/*:refs/notes/*`
+    or `+refs/notes/hf-traces:refs/notes/hf-traces` (or a mirror's `+refs/*:refs/*`), replaces
+    local notes with the remote's: every note written here and not yet pushed is gone. Ours
+    (`+<ref>*:refs/notes/remotes/...`) writes only the tracking ref and is not flagged.
+    """
+    where = _where(repo)
+    live = normalize_notes_ref(notes_ref)
+    proc = _run(where, ["config", "--get-regexp", r"^remote\..*\.fetch$"], check=False)
+    found = []
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        key, _, spec = line.partition(" ")
+        if not spec.startswith("+") or ":" not in spec:
+            continue
+        dst = spec[1:].split(":", 1)[1]
+        if _refspec_matches(dst, live):
+            found.append(ForcedRefspec(key.removeprefix("remote.").removesuffix(".fetch"), spec))
+    return found
+
+
+def _refspec_matches(pattern: str, ref: str) -> bool:
+    if "*" not in pattern:
+        return pattern == ref
+    head, tail = pattern.split("*", 1)
+    return ref.startswith(head) and ref.endswith(tail) and len(ref) >= len(head) + len(tail)
+
+
+# --- state: when each remote was last fetched and pushed -------------------------------------
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout: float) -> Iterator[bool]:
+    """An exclusive flock on `path`, waited for up to `timeout`; yields whether we got it."""
+    with path.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_state(where: Where) -> dict[str, Any]:
+    try:
+        data = json.loads((git.common_dir(where.git_dir) / STATE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(where: Where, notes_ref: str, remote: str, **values: Any) -> None:
+    """Merge `values` into this remote's entry; the lock keeps concurrent jobs from losing one."""
+    common = git.common_dir(where.git_dir)
+    path = common / STATE_FILE
+    with _locked(common / (STATE_FILE + ".lock"), timeout=10) as got:
+        if not got:
+            return  # bookkeeping only: never fail a sync over it
+        state = _read_state(where)
+        entry = state.setdefault(notes_ref, {}).setdefault(remote, {})
+        entry.update(values)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state, sort_keys=True))
+        os.replace(tmp, path)
+
+
+# --- pull -----------------------------------------------------------------------------------
+
+
+def _fetch(where: Where, remote: str, notes_ref: str) -> str | None:
+    """Fetch the remote's notes into the tracking ref; the remote's notes commit, or None.
+
+    The refspec is a glob with `--prune`, so a remote without notes is not an error, and a
+    tracking ref whose remote ref was deleted goes away rather than lingering.
+    """
+    args = [
+        "-c",
+        "fetch.pruneTags=false",
+        "fetch",
+        "--quiet",
+        "--prune",
+        "--no-tags",
+        "--no-write-fetch-head",  # the user's FETCH_HEAD is theirs
+        "--recurse-submodules=no",
+        "--no-auto-maintenance",
+        remote,
+        fetch_refspec(remote, notes_ref),
+    ]
+    try:
+        _run(where, args, timeout=NETWORK_TIMEOUT)
+    except GitError as exc:
+        raise SyncError(f"cannot fetch notes from {remote}: {exc.stderr.strip() or exc}") from exc
+    return _rev(where, tracking_ref(remote, notes_ref))
+
+
+def _notes_merge(where: Where, into: str, theirs: str) -> None:
+    args = ["notes", f"--ref={into}", "merge", "-q", "-s", MERGE_STRATEGY, theirs]
+    try:
+        _run(where, args)
+    except GitError as exc:
+        if "tell me who you are" not in exc.stderr and "auto-detect email" not in exc.stderr:
+            raise
+        _run(where, [*FALLBACK_IDENTITY, *args])
+
+
+def _merge_commit(where: Where, ours: str, theirs_ref: str) -> str:
+    """The notes commit merging `ours` with `theirs_ref`, without touching the live ref.
+
+    `git notes merge` can only merge into a notes ref, and updates it blindly, so it works on
+    a private scratch ref under refs/notes/ (git refuses any other place) that starts at ours.
+    """
+    scratch = f"{SCRATCH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    _run(where, ["update-ref", scratch, ours, ""])
+    try:
+        _notes_merge(where, scratch, theirs_ref)
+        merged = _rev(where, scratch)
+    finally:
+        _run(where, ["update-ref", "-d", scratch], check=False)
+    if merged is None:
+        raise SyncError("git notes merge left no result")
+    return merged
+
+
+def _merge_into(where: Where, notes_ref: str, theirs_ref: str, attempts: int = 10) -> MergeOutcome:
+    """Merge `theirs_ref` into the live notes ref, keeping both sides' lines of every note."""
+    theirs = _rev(where, theirs_ref)
+    if theirs is None:
+        return MergeOutcome.NO_REMOTE_NOTES
+    message = f"tracekeeper: merge {theirs_ref}"
+    for _ in range(attempts):
+        ours = _rev(where, notes_ref)
+        if ours is None:
+            if _update_ref(where, notes_ref, theirs, "", message):
+                return MergeOutcome.CREATED
+            continue
+        if ours == theirs or _is_ancestor(where, theirs, ours):
+            return MergeOutcome.UP_TO_DATE
+        if _is_ancestor(where, ours, theirs):
+            new, outcome = theirs, MergeOutcome.FAST_FORWARD
+        else:
+            new, outcome = _merge_commit(where, ours, theirs_ref), MergeOutcome.MERGED
+        if _update_ref(where, notes_ref, new, ours, message):
+            return outcome
+        # Someone (the daemon adding a note) moved the ref meanwhile: merge again from there.
+    raise SyncError(f"{notes_ref} kept changing while merging {theirs_ref}; try again")
+
+
+def pull_notes(repo: Repository, remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> PullResult:
+    """Fetch `remote`'s notes into the tracking ref and merge them into the local notes ref.
+
+    Local notes are never replaced: a note both sides wrote ends up with both sides' lines
+    (sorted, duplicates dropped: `cat_sort_uniq`). A remote without notes yet is fine.
+    """
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    remote_oid = _fetch(where, remote, ref)
+    _remember(where, ref, remote, fetched_at=time.time(), remote_oid=remote_oid)
+    outcome = _merge_into(where, ref, tracking_ref(remote, ref)) if remote_oid else MergeOutcome.NO_REMOTE_NOTES
+    return PullResult(remote, outcome, remote_oid, _rev(where, ref))
+
+
+# --- push -----------------------------------------------------------------------------------
+
+#: Reasons a remote gives when another push moved the ref between our fetch and our push.
+_RACE_REASONS = ("fetch first", "non-fast-forward", "failed to update ref", "cannot lock", "but expected")
+
+
+def _push_once(where: Where, remote: str, notes_ref: str, oid: str) -> tuple[bool, bool, str]:
+    """Push `oid` to the remote's notes ref, never forced: (ok, worth retrying, detail)."""
+    args = [
+        "push",
+        "--porcelain",
+        "--no-verify",  # the user's pre-push checks (tests, linters) are about code, not notes
+        "--recurse-submodules=no",
+        "--no-follow-tags",
+        remote,
+        f"{oid}:{notes_ref}",
+    ]
+    proc = _run(where, args, timeout=NETWORK_TIMEOUT, check=False)
+    out = proc.stdout.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace").strip()
+    # --porcelain: "<flag>\t<src>:<dst>\t<summary> (<reason>)"; the flag and summaries are not
+    # translated, and the reasons come from the protocol.
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[1].endswith(f":{notes_ref}"):
+            if parts[0] in (" ", "*", "="):
+                return True, False, parts[2]
+            detail = parts[2]
+            return False, any(reason in detail for reason in _RACE_REASONS), detail
+    if proc.returncode == 0:
+        return True, False, "pushed"
+    return False, False, err.splitlines()[-1] if err else f"git push exited {proc.returncode}"
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter, so two clones that collided do not collide again in lockstep."""
+    return random.uniform(0.05, min(2.0, 0.1 * 2**attempt))
+
+
+def push_notes(
+    repo: Repository,
+    remote: str,
+    notes_ref: str = DEFAULT_NOTES_REF,
+    *,
+    attempts: int = PUSH_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PushResult:
+    """Merge the remote's notes in, then push ours, never forced; retry when another clone won.
+
+    A rejection means another clone pushed between our fetch and our push: fetching and
+    merging again makes ours a fast-forward of theirs, so a bounded number of jittered
+    retries converges. Anything else (no access, offline, a hook on the server said no)
+    raises SyncError with git's reason.
+    """
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    detail = ""
+    for attempt in range(1, attempts + 1):
+        pulled = pull_notes(where, remote, ref)
+        local = pulled.local_oid
+        if local is None:
+            return PushResult(remote, PushOutcome.NOTHING_TO_PUSH, attempt, pulled)
+        if local == pulled.remote_oid:
+            return PushResult(remote, PushOutcome.UP_TO_DATE, attempt, pulled)
+        ok, retry, detail = _push_once(where, remote, ref, local)
+        if ok:
+            # What plain `git push` does when a fetch refspec maps the ref; we do it always,
+            # so `unpushed` is right even where the repository was never configured.
+            _run(where, ["update-ref", tracking_ref(remote, ref), local], check=False)
+            _remember(where, ref, remote, pushed_at=time.time(), remote_oid=local)
+            return PushResult(remote, PushOutcome.PUSHED, attempt, pulled, local)
+        if not retry:
+            break
+        if attempt < attempts:
+            sleep(_backoff(attempt))
+    raise SyncError(f"cannot push {ref} to {remote}: {detail}")
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def _note_pairs(where: Where, ref: str) -> dict[str, str]:
+    """commit -> note blob, for every note under `ref`."""
+    proc = _run(where, ["notes", f"--ref={ref}", "list"], check=False)
+    pairs = {}
+    for line in proc.stdout.decode().splitlines():
+        blob, _, commit = line.partition(" ")
+        pairs[commit] = blob
+    return pairs
+
+
+def unpushed(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF, remote: str = "origin") -> int | None:
+    """Commits whose note here differs from (or is missing in) the remote, as last fetched.
+
+    None when the remote was never fetched (nothing to compare with). Offline: no network.
+    """
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    local = _rev(where, ref)
+    theirs_ref = tracking_ref(remote, ref)
+    theirs = _rev(where, theirs_ref)
+    if theirs is None:
+        entry = _read_state(where).get(ref, {}).get(remote)
+        if not entry or entry.get("remote_oid"):
+            return None  # never fetched (or the tracking ref was deleted by hand)
+        return len(_note_pairs(where, ref)) if local else 0  # the remote has no notes at all
+    if local is None or local == theirs or _is_ancestor(where, local, theirs):
+        return 0
+    remote_pairs = _note_pairs(where, theirs_ref)
+    return sum(1 for commit, blob in _note_pairs(where, ref).items() if remote_pairs.get(commit) != blob)
+
+
+def notes_status(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[RemoteNotesStatus]:
+    """Per remote: notes not pushed yet, whether `git fetch` brings notes, last sync times."""
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    state = _read_state(where).get(ref, {})
+    result = []
+    for remote in remotes(where):
+        entry = state.get(remote, {})
+        result.append(
+            RemoteNotesStatus(
+                remote=remote,
+                unpushed=unpushed(where, ref, remote),
+                fetch_configured=fetch_refspec(remote, ref) in _config_all(where, f"remote.{remote}.fetch"),
+                last_fetch=entry.get("fetched_at"),
+                last_push=entry.get("pushed_at"),
+            )
+        )
+    return result
+
+
+def default_remote(repo: Repository) -> str:
+    """Where a plain `git push` from here would go: pushRemote, pushDefault, upstream, origin."""
+    where = _where(repo)
+    names = remotes(where)
+    branch = _run(where, ["symbolic-ref", "-q", "--short", "HEAD"], check=False).stdout.decode().strip()
+    keys = [f"branch.{branch}.pushRemote", "remote.pushDefault", f"branch.{branch}.remote"]
+    for key in keys if branch else ["remote.pushDefault"]:
+        values = _config_all(where, key)
+        if values and values[-1] in names:
+            return values[-1]
+    if "origin" in names:
+        return "origin"
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise SyncError("this repository has no remote")
+    raise SyncError(f"several remotes ({', '.join(names)}) and none is origin: name one")
+
+
+def bootstrap(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> BootstrapResult:
+    """`configure`, then pull every remote's notes: a fresh clone gets the existing trail.
+
+    An unreachable remote is reported, not fatal: the others still get pulled.
+    """
+    changes = configure(repo, notes_ref)
+    pulled, errors = [], {}
+    for remote in remotes(repo):
+        try:
+            pulled.append(pull_notes(repo, remote, notes_ref))
+        except (SyncError, GitError) as exc:
+            errors[remote] = str(exc)
+    return BootstrapResult(changes, pulled, errors)
+
+
+# --- the pre-push hook ----------------------------------------------------------------------
+
+PRE_PUSH = "pre-push"
+
+
+def render_pre_push(paths: Paths, python: str | None = None) -> str:
+    """The hook with this interpreter (it must import tracekeeper) and state dir baked in."""
+    text = install_mod.render(PRE_PUSH, paths)
+    return text.replace("@PYTHON@", shlex.quote(python or sys.executable)).replace(
+        "@STATE_DIR@", shlex.quote(str(paths.state_dir))
+    )
+
+
+def install_pre_push(repo: Path | str, paths: Paths | None = None, python: str | None = None) -> install_mod.HookChange:
+    """Install the pre-push hook, keeping a hook already there as `pre-push.pre-tracekeeper`.
+
+    Same convention as the post-commit hook (install.py): ours runs the kept hook first,
+    with the same arguments and stdin, and a non-zero exit from it still blocks the push.
+    """
+    from tracekeeperd.paths import resolve
+
+    text = render_pre_push(paths or resolve(), python)
+    directory = install_mod.hooks_dir(Path(repo))
+    directory.mkdir(parents=True, exist_ok=True)
+    hook = directory / PRE_PUSH
+    chained = hook.with_name(PRE_PUSH + install_mod.CHAINED_SUFFIX)
+    if hook.is_symlink() or hook.exists():
+        if install_mod.is_ours(hook):
+            kept = chained if chained.exists() else None
+            if hook.read_text() == text:
+                return install_mod.HookChange(hook, "unchanged", kept)
+            install_mod._write_executable(hook, text)
+            return install_mod.HookChange(hook, "updated", kept)
+        if chained.exists() or chained.is_symlink():
+            raise install_mod.InstallError(f"both {hook} and {chained} exist; move one of them away first")
+        os.replace(hook, chained)
+        install_mod._write_executable(hook, text)
+        return install_mod.HookChange(hook, "installed", chained)
+    install_mod._write_executable(hook, text)
+    return install_mod.HookChange(hook, "installed")
+
+
+def uninstall_pre_push(repo: Path | str) -> install_mod.HookChange:
+    """Remove our pre-push hook and put back the one it was chaining, if any."""
+    hook = install_mod.hooks_dir(Path(repo)) / PRE_PUSH
+    chained = hook.with_name(PRE_PUSH + install_mod.CHAINED_SUFFIX)
+    if not install_mod.is_ours(hook):
+        return install_mod.HookChange(hook, "absent")
+    if chained.exists() or chained.is_symlink():
+        os.replace(chained, hook)
+        return install_mod.HookChange(hook, "restored", chained)
+    hook.unlink()
+    return install_mod.HookChange(hook, "removed")
+
+
+def _wait_for_exit(pid: int, timeout: float) -> None:
+    """Wait for the user's `git push` to end, so our push does not compete with it."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass  # alive, someone else's (a reused pid): keep waiting until the deadline
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def _log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    sys.stderr.write(f"{stamp} [{os.getpid()}] {message}\n")
+    sys.stderr.flush()
+
+
+def _map_refspec(spec: str, ref: str) -> str | None:
+    """Where fetch refspec `spec` stores remote ref `ref`, or None when it does not cover it."""
+    src, sep, dst = spec.removeprefix("+").partition(":")
+    if not sep or not dst or spec.startswith("^"):
+        return None
+    if "*" not in src:
+        return dst if src == ref else None
+    head, tail = src.split("*", 1)
+    if not (ref.startswith(head) and ref.endswith(tail) and len(ref) >= len(head) + len(tail)):
+        return None
+    return dst.replace("*", ref[len(head) : len(ref) - len(tail)], 1)
+
+
+def push_landed(where: Where, remote: str, pushed: list[tuple[str, str]]) -> bool | None:
+    """Did the user's push update `remote`? Judged from the remote-tracking refs git updates.
+
+    `pushed` is what the pre-push hook was told: (remote ref, local oid) pairs. True when a
+    tracking ref now holds what was pushed; False when every ref that has one does not (a
+    `--dry-run`, which runs pre-push too, or a rejected push); None when no pushed ref has a
+    tracking ref to tell (tags, `refs/for/*`), and then we push the notes anyway.
+    """
+    specs = _config_all(where, f"remote.{remote}.fetch")
+    verdict: bool | None = None
+    for remote_ref, local_oid in pushed:
+        tracking = next((t for t in (_map_refspec(spec, remote_ref) for spec in specs) if t), None)
+        if tracking is None:
+            continue
+        proc = _run(where, ["rev-parse", "-q", "--verify", tracking], check=False)
+        current = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+        if current == local_oid or (not current and not local_oid.strip("0")):
+            return True
+        verdict = False
+    return verdict
+
+
+def background_push(
+    repo: Path,
+    remote: str,
+    notes_ref: str,
+    wait_pid: int | None,
+    pushed: list[tuple[str, str]] | None = None,
+) -> int:
+    """What the pre-push hook starts: wait for the user's push, then push notes; log, never ask.
+
+    Output goes to the sync log (the hook redirects it), one line per run, starting with
+    `<repo> -> <remote>:`. Jobs for one repository take turns (a lock in its git dir), so two
+    quick pushes do not race each other.
+    """
+    if wait_pid:
+        _wait_for_exit(wait_pid, WAIT_FOR_PUSH)
+    where_to = f"{repo} -> {remote}:"
+    try:
+        where = _where(repo)
+        if not _is_remote(where, remote):
+            _log(f"{where_to} skipped: not a configured remote (a push to a URL?)")
+            return 0
+        if pushed and push_landed(where, remote, pushed) is False:
+            _log(f"{where_to} skipped: the push did not update the remote (--dry-run, or rejected)")
+            return 0
+        with _locked(git.common_dir(where.git_dir) / LOCK_FILE, timeout=WAIT_FOR_PUSH) as got:
+            if not got:
+                _log(f"{where_to} gave up: another notes push kept the lock")
+                return 1
+            result = push_notes(where, remote, notes_ref)
+        what = f" {result.pushed_oid[:12]}" if result.pushed_oid else ""
+        _log(f"{where_to} {result.outcome.value}{what} (attempt {result.attempts}, theirs {result.pulled.outcome})")
+        return 0
+    except (TracekeeperError, OSError) as exc:
+        _log(f"{where_to} failed: {exc}")
+        return 1
+    except Exception:
+        _log(f"{where_to} failed: unexpected error\n{traceback.format_exc()}")
+        return 1
+
+
+# --- click commands (the lead registers them on the main CLI) --------------------------------
+
+
+def _notes_ref() -> str:
+    from tracekeeperd.config import load
+
+    return load().notes_ref
+
+
+def _targets(repo: Path, remote: str | None, all_remotes: bool) -> list[str]:
+    if all_remotes:
+        return remotes(repo)
+    return [remote or default_remote(repo)]
+
+
+_repo_option = click.option(
+    "-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository."
+)
+
+
+@click.command(short_help="Push trace notes to a remote (merging theirs first).")
+@click.argument("remote", required=False)
+@_repo_option
+@click.option("--all", "all_remotes", is_flag=True, help="Every remote.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per remote, in a list.")
+@click.option("--background", is_flag=True, hidden=True)
+@click.option("--wait-pid", type=int, default=None, hidden=True)
+@click.option("--pushed", default="", hidden=True, help="The hook's `<remote ref>=<oid> ...`.")
+def push(
+    *,
+    remote: str | None,
+    repo: Path,
+    all_remotes: bool,
+    as_json: bool,
+    background: bool,
+    wait_pid: int | None,
+    pushed: str,
+) -> None:
+    """Fetch REMOTE's notes, merge them into yours, and push the result, never forced.
+
+    REMOTE defaults to where `git push` goes. Retries when another clone pushed at the same
+    time. The pre-push hook runs this in the background after every `git push`.
+
+    \b
+    Examples:
+      $ tracekeeper push
+      $ tracekeeper push upstream
+      $ tracekeeper push --all --json
+    """
+    from .output import emit_json, fail
+
+    if background:
+        try:
+            ref = _notes_ref()
+        except TracekeeperError as exc:
+            _log(f"{repo}: {exc}")
+            raise SystemExit(1) from None
+        refs = [(name, oid) for name, _, oid in (item.rpartition("=") for item in pushed.split()) if name]
+        raise SystemExit(background_push(repo.resolve(), remote or "origin", ref, wait_pid, refs))
+    try:
+        ref = _notes_ref()
+        results = [push_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
+    except TracekeeperError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json([{**asdict(r), "pulled": asdict(r.pulled)} for r in results])
+        return
+    for r in results:
+        oid = f" {r.pushed_oid[:12]}" if r.pushed_oid else ""
+        retried = f" after {r.attempts} attempts" if r.attempts > 1 else ""
+        click.echo(f"{r.remote}: {r.outcome.value}{oid}{retried} (their notes: {r.pulled.outcome.value})")
+
+
+@click.command(short_help="Fetch trace notes from a remote and merge them in.")
+@click.argument("remote", required=False)
+@_repo_option
+@click.option("--all", "all_remotes", is_flag=True, help="Every remote.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per remote, in a list.")
+def pull(*, remote: str | None, repo: Path, all_remotes: bool, as_json: bool) -> None:
+    """Fetch REMOTE's notes into refs/notes/remotes/REMOTE/ and merge them into yours.
+
+    Your notes are never overwritten: a commit both sides noted keeps both sides' lines.
+
+    \b
+    Examples:
+      $ tracekeeper pull
+      $ tracekeeper pull --all
+    """
+    from .output import emit_json, fail
+
+    try:
+        ref = _notes_ref()
+        results = [pull_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
+    except TracekeeperError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json([asdict(r) for r in results])
+        return
+    for r in results:
+        click.echo(f"{r.remote}: {r.outcome.value}")
+
+
+@click.group()
+def _main() -> None:
+    """`python -m tracekeeper.sync push|pull`: what the pre-push hook runs, lighter than the CLI."""
+
+
+_main.add_command(push)
+_main.add_command(pull)
+
+if __name__ == "__main__":
+    _main(prog_name="tracekeeper.sync")
