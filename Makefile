@@ -18,8 +18,14 @@ venv: $(BIN)/tracekeeperd
 daemon: venv
 	$(BIN)/tracekeeperd
 
-test: venv
-	$(BIN)/python -m pytest
+TOOLS := $(VENV)/tools
+
+$(TOOLS)/.done: tests/tools/install.sh
+	sh tests/tools/install.sh $(abspath $(TOOLS)) $(PYTHON)
+	@touch $@
+
+test: venv $(TOOLS)/.done
+	TRACEKEEPER_TEST_TOOLS=$(abspath $(TOOLS)) $(BIN)/python -m pytest
 
 lint: venv
 	$(BIN)/ruff check .

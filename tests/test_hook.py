@@ -8,8 +8,17 @@ import subprocess
 import time
 from pathlib import Path
 
+from tracekeeper.install import hooks_dir, render
+from tracekeeperd.paths import resolve
+
 from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
+
+
+def _install_post_rewrite(env: Env, repo: Repo) -> None:
+    hook = hooks_dir(repo.path) / "post-rewrite"
+    hook.write_text(render("post-rewrite", resolve(env.vars)))
+    hook.chmod(0o755)
 
 
 def _commit_output(repo: Repo, message: str) -> subprocess.CompletedProcess[str]:
@@ -120,28 +129,50 @@ def test_without_curl_the_spool_watcher_still_picks_commits_up(env: Env) -> None
         wait_for(lambda: repo.note(sha), what="note via the spool watcher")
 
 
-def test_a_rebase_of_fifty_commits_is_noted_in_few_uploads(env: Env) -> None:
+def test_a_rebase_of_fifty_noted_commits_moves_their_links_in_few_uploads(env: Env) -> None:
+    """Fifty quick hooks, no new links for re-created commits, and the session uploaded once or twice."""
     with running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
-        repo = make_repo(env)
-        repo.commit("base")
-        repo.git("checkout", "-q", "-b", "feature")
-        for i in range(50):
-            repo.commit(f"feature {i}", file=f"f{i}.txt")
-        repo.git("checkout", "-q", "main")
-        repo.commit("main moves", file="main.txt")
-        repo.install()
+        repo = make_repo(env).install()
+        _install_post_rewrite(env, repo)
         transcript = env.transcript()
         append_lines(transcript, 3)
         repo.activate(transcript)
         with running_daemon(env):
-            repo.git("rebase", "-q", "main", "feature")
-            shas = repo.git("rev-list", "main..feature").split()
-            assert len(shas) == 50
-            for sha in shas:
+            repo.commit("base")
+            repo.git("checkout", "-q", "-b", "feature")
+            olds = [repo.commit(f"feature {i}", file=f"f{i}.txt") for i in range(50)]
+            repo.git("checkout", "-q", "main")
+            repo.commit("main moves", file="main.txt")
+            for sha in olds:
                 wait_for(lambda sha=sha: repo.note(sha), timeout=60, what=f"note on {sha}")
-        assert all(note_links(repo.note(sha))[0]["lines"] == [1, 3] for sha in shas)
-        assert hub.count(path_suffix="/batch") < 25
+            before = hub.count(path_suffix="/batch")
+            append_lines(transcript, 2, start=4)  # the session goes on: a rebase must not claim it
+            repo.git("rebase", "-q", "main", "feature")
+            news = repo.git("rev-list", "main..feature").split()[::-1]
+            assert len(news) == 50 and not set(news) & set(olds)
+            for new, old in zip(news, olds, strict=True):
+                wait_for(lambda new=new: repo.note(new), timeout=60, what=f"note on {new}")
+                assert note_links(repo.note(new)) == note_links(repo.note(old))
+        assert hub.count(path_suffix="/batch") - before <= 1
+
+
+def test_a_cherry_pick_carries_the_originals_links(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 3)
+    repo.activate(transcript)
+    with running_daemon(env):
+        repo.commit("base")
+        repo.git("checkout", "-q", "-b", "topic")
+        original = repo.commit("agent change", file="agent.txt")
+        wait_for(lambda: repo.note(original), what="note on the original")
+        repo.git("checkout", "-q", "main")
+        append_lines(transcript, 2, start=4)
+        repo.git("cherry-pick", "-x", original)
+        picked = repo.git("rev-parse", "HEAD")
+        wait_for(lambda: repo.note(picked), what="note on the cherry-pick")
+    assert note_links(repo.note(picked)) == note_links(repo.note(original))
 
 
 def test_spool_left_by_a_crashed_hook_is_ignored_until_complete(env: Env) -> None:

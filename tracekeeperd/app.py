@@ -95,7 +95,11 @@ class Daemon:
         self.index = SessionIndex(default_roots(), db_path=self.paths.state_dir / "sessions.sqlite3")
         await asyncio.get_running_loop().run_in_executor(self.io, self.index.start)
         self.ingestor = Ingestor(
-            self.queue, snapshots, allowed_roots(self.config.transcript_roots), discover=self._discover
+            self.queue,
+            snapshots,
+            allowed_roots(self.config.transcript_roots),
+            discover=self._discover,
+            notes_ref=self.config.notes_ref,
         )
         self.worker = Worker(
             self.queue,
@@ -162,6 +166,8 @@ class Daemon:
             worker.store, worker.store_id = store, store.ident()
             worker.notes_ref, worker.policy = config.notes_ref, config.retry
             worker.redactor = redactor
+            if self.ingestor is not None:
+                self.ingestor.notes_ref = config.notes_ref
             worker._redacted.clear()
             worker.open_gate()
 

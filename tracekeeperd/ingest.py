@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from . import active as active_mod
-from . import git
+from . import git, notes
 from .errors import ActiveFileError, GitError, PermanentError
 from .queue import NewJob, Queue
 from .snapshot import Extent, Snapshots
@@ -98,7 +98,9 @@ class Ingestor:
         snapshots: Snapshots,
         roots: tuple[Path, ...] | None = None,
         discover: Discover | None = None,
+        notes_ref: str = "refs/notes/hf-traces",
     ) -> None:
+        self.notes_ref = notes_ref
         self.queue = queue
         self.snapshots = snapshots
         self.roots = allowed_roots() if roots is None else roots
@@ -135,6 +137,11 @@ class Ingestor:
     def ingest(self, event: CommitEvent, now: float | None = None) -> IngestResult:
         now = time.time() if now is None else now
         result = IngestResult()
+        if event.made_by == "rebase":
+            result.note = "re-created by a rebase: its links follow the original through post-rewrite"
+            return result
+        if event.made_by == "cherry-pick" and event.copy_of:
+            return self._cherry_pick(event, event.copy_of, now, result)
         raw = self._active(event)
         discovered = self._discovered(event) if raw is None else []
         if raw is None and not discovered:
@@ -249,6 +256,18 @@ class Ingestor:
         job_id = self.queue.add(job, now)
         if job_id is not None:
             result.job_ids.append(job_id)
+
+    def _cherry_pick(self, event: CommitEvent, source: str, now: float, result: IngestResult) -> IngestResult:
+        """A picked commit carries the original's links: its note now, its queued jobs too."""
+        try:
+            notes.copy(event.git_dir, self.notes_ref, source, event.sha)
+            known = self.queue.repo(str(git.common_dir(event.git_dir)))
+        except GitError as exc:
+            raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
+        if known is not None:
+            result.job_ids += self.queue.copy_jobs(known[0], source, event.sha, now)
+        result.note = f"cherry-picked from {source[:12]}"
+        return result
 
     def rewrite(self, event: RewriteEvent, now: float | None = None) -> IngestResult:
         """Commits replaced by amend/rebase: their links follow them to the new SHAs."""

@@ -115,6 +115,20 @@ def _write(git_dir: Path, ref: str, sha: str, text: str) -> None:
         git.run(git_dir, [*FALLBACK_IDENTITY, *args], input=text.encode())
 
 
+def copy(git_dir: Path, ref: str, source: str, target: str) -> bool:
+    """Give `target` every line of `source`'s note it lacks (a cherry-pick keeps its trail)."""
+    lines = [line for line in read(git_dir, ref, source).splitlines() if line.strip()]
+    if not lines:
+        return False
+    have = read(git_dir, ref, target)
+    missing = [line for line in lines if line not in have.splitlines()]
+    if not missing:
+        return False
+    body = have.rstrip("\n")
+    _write(git_dir, ref, target, (body + "\n" if body else "") + "\n".join(missing) + "\n")
+    return True
+
+
 def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
     """Attach `link` to commit `sha`; True if the note changed.
 

@@ -481,6 +481,22 @@ class Queue:
             ).fetchall()
         return [int(row[0]) for row in rows]
 
+    def copy_jobs(self, repo_id: int, source: str, target: str, now: float) -> list[int]:
+        """Queue the links of `source` again for `target` (a cherry-pick copies a commit)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"
+                " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
+                " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
+                " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
+                " WHERE repo_id = ? AND commit_sha = ? AND snapshot IS NOT NULL AND state != 'failed'",
+                (target, now, now, now, repo_id, source),
+            )
+            rows = db.execute(
+                "SELECT id FROM jobs WHERE repo_id = ? AND commit_sha = ? AND state = 'pending'", (repo_id, target)
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
     def commit_of(self, job_id: int) -> str | None:
         """The commit a job belongs to now (a rewrite may have moved it while it was in flight)."""
         row = self.db.execute("SELECT commit_sha FROM jobs WHERE id = ?", (job_id,)).fetchone()

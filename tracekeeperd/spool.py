@@ -15,6 +15,7 @@ repository had one at commit time; the file's mtime is the commit time):
     sha <hex>
     git-dir <absolute path>
     work-tree <absolute path or empty>
+    made-by <commit|rebase|cherry-pick SHA>      (optional; older hooks omit it)
     active <absent|present|live>
     --
     <hf-traces-active.json bytes, with `present`>
@@ -51,6 +52,10 @@ class CommitEvent:
     spool_file: Path | None = None
     #: The repo had an active file that the hook left for the daemon to read now.
     active_live: bool = False
+    #: "commit", "rebase" (re-created by a rebase) or "cherry-pick".
+    made_by: str = "commit"
+    #: For a cherry-pick: the commit it copies.
+    copy_of: str | None = None
 
 
 REWRITE_MAGIC = b"tracekeeper-rewrite 1"
@@ -124,6 +129,12 @@ def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent
     if mode not in ("absent", "present", "live"):
         raise SpoolError(f"bad active mode {mode!r}")
     active = payload if mode == "present" else None
+    made_by, _, copy_of = fields.get("made-by", "commit").strip().partition(" ")
+    if made_by not in ("commit", "rebase", "cherry-pick"):
+        raise SpoolError(f"bad made-by {made_by!r}")
+    copy_of = copy_of.strip().lower()
+    if copy_of and not valid_sha(copy_of):
+        raise SpoolError(f"bad cherry-picked commit {copy_of!r}")
     return CommitEvent(
         sha=sha,
         git_dir=Path(git_dir),
@@ -132,6 +143,8 @@ def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent
         active=active,
         spool_file=path,
         active_live=mode == "live",
+        made_by=made_by,
+        copy_of=copy_of or None,
     )
 
 

@@ -12,7 +12,6 @@ import click
 from tracekeeperd import __version__
 from tracekeeperd.paths import resolve
 
-from . import install as install_mod
 from .api import Client, DaemonError, DaemonUnavailable
 from .output import Exit, ago, console, emit_json, fail
 
@@ -64,38 +63,6 @@ def cli() -> None:
       $ tracekeeper install         # in each repository
       $ tracekeeper status          # what is queued, done, failing and why
     """
-
-
-@cli.command(short_help="Install the git hook in this repository.")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
-def install(repo: Path) -> None:
-    """Install tracekeeper's post-commit hook, chaining any hook already there.
-
-    Honours core.hooksPath. Run it again to update the hook; `tracekeeper uninstall`
-    puts back what was there before.
-    """
-    try:
-        changes = install_mod.install(repo.resolve(), resolve())
-    except install_mod.InstallError as exc:
-        fail(str(exc))
-    for change in changes:
-        extra = f" (chaining the previous hook, kept as {change.chained.name})" if change.chained else ""
-        click.echo(f"{change.action} {change.hook}{extra}")
-
-
-@cli.command(short_help="Remove the git hook from this repository.")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
-def uninstall(repo: Path) -> None:
-    """Remove tracekeeper's hook and restore the hook it was chaining, if any."""
-    try:
-        changes = install_mod.uninstall(repo.resolve())
-    except install_mod.InstallError as exc:
-        fail(str(exc))
-    for change in changes:
-        if change.action == "absent":
-            click.echo(f"no tracekeeper hook at {change.hook}")
-        else:
-            click.echo(f"{change.action} {change.hook}")
 
 
 def _print_status(data: dict[str, Any]) -> None:
@@ -278,12 +245,28 @@ def hook_command(args: tuple[str, ...]) -> None:
 
 def _register() -> None:
     from .agent_setup import agents
+    from .doctor import doctor
+    from .install import install_command, uninstall_command
     from .redact_cmd import redact
+    from .rewrite import relink_command
     from .service import service
+    from .sync import pull, push
+    from .trail import forget_command, log_command
 
-    cli.add_command(agents)
-    cli.add_command(redact)
-    cli.add_command(service)
+    for command in (
+        install_command,
+        uninstall_command,
+        agents,
+        doctor,
+        redact,
+        relink_command,
+        log_command,
+        forget_command,
+        push,
+        pull,
+        service,
+    ):
+        cli.add_command(command)
 
 
 _register()

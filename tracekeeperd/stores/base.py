@@ -1,4 +1,4 @@
-"""What every trace store offers the worker: a preflight check, a batch put, and URLs."""
+"""What every trace store offers: a preflight check, a batch put, URLs, and (for forget) delete."""
 
 from __future__ import annotations
 
@@ -39,5 +39,9 @@ class Store(Protocol):
     def url(self, remote_path: str) -> str: ...
 
     def fetch(self, remote_path: str) -> bytes: ...
+
+    def delete(self, remote_path: str) -> None:
+        """Remove one object (`tracekeeper forget`); an object already gone is not an error."""
+        ...
 
     def info(self) -> StoreInfo: ...

@@ -224,6 +224,29 @@ class HfStore:
             self._call(lambda: self._hf().download_bucket_files(bucket, [(remote_path, str(local))]))
             return local.read_bytes()
 
+    def delete(self, remote_path: str) -> None:
+        """One `deleteFile` batch operation; a path the bucket no longer has is already deleted.
+
+        A person is waiting (`tracekeeper forget`), so an unreachable Hub must fail fast: one
+        `bucket_info` (tried once by the library) first, because `/batch` goes through the
+        library's own backoff (five retries, about 23 s) on network errors.
+        """
+        from huggingface_hub.errors import BucketBatchError
+
+        bucket = self.bucket_id()
+        api = self._hf()
+        self._call(lambda: api.bucket_info(bucket), retries=0)
+        try:
+            self._call(lambda: api.batch_bucket_files(bucket, delete=[remote_path]), retries=0)
+        except PermanentError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, BucketBatchError):
+                errors = [str(f.get("error", "rejected")) for f in cause.failures]
+                if errors and all("not found" in e.lower() for e in errors):
+                    return
+                raise PermanentError(f"the Hub refused to delete {remote_path}: {'; '.join(errors)}") from exc
+            raise
+
     def info(self) -> StoreInfo:
         return StoreInfo(
             kind="hf",

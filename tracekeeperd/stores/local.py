@@ -61,5 +61,13 @@ class LocalStore:
     def fetch(self, remote_path: str) -> bytes:
         return self._target(remote_path).read_bytes()
 
+    def delete(self, remote_path: str) -> None:
+        """Unlink the file; a file already gone is fine, so forgetting twice is harmless."""
+        target = self._target(remote_path)
+        try:
+            target.unlink(missing_ok=True)
+        except OSError as exc:
+            raise PermanentError(f"cannot delete {target}: {exc.strerror}") from exc
+
     def info(self) -> StoreInfo:
         return StoreInfo(kind="file", location=self.ident(), private=True, reachable=True)

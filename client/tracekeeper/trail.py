@@ -1,0 +1,649 @@
+"""Read and prune the trail: `tracekeeper log` and `tracekeeper forget`.
+
+`log` is `git log --notes=hf-traces` made readable: one entry per commit, with agent, session,
+line range, prompt count and URL of each linked session, and commits without a link marked. It
+never downloads: prompt counts come from what this machine already has (the daemon's transcript
+and snapshot, a `file://` store), else they are shown as "-".
+
+`forget` deletes a session's uploaded trace from the store its URL points at and replaces every
+link to it, in every note of the ref, by a tombstone line saying who removed it and when (see
+docs/rewrites.md), so nobody chases a dead link and no relink can bring the link back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import click
+
+from tracekeeperd import git, notes
+from tracekeeperd.agents import DETECT_LINES, detect, split_lines
+from tracekeeperd.config import normalize_notes_ref
+from tracekeeperd.errors import TracekeeperError
+from tracekeeperd.paths import Paths
+
+from .rewrite import TOMBSTONE_PREFIX, all_notes, trace_lines, write_note
+
+#: Job states after which the daemon would still upload (a failed job comes back with `retry`).
+LIVE_STATES = ("pending", "uploading", "failed")
+
+
+class TrailError(Exception):
+    """Something `log` or `forget` cannot do; the message is one line."""
+
+
+# --- tombstones ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    url: str
+    agent: str | None
+    session_id: str | None
+    at: str  # ISO 8601, UTC, seconds
+    by: str
+
+    def line(self) -> str:
+        body = {"agent": self.agent, "at": self.at, "by": self.by, "session": self.session_id, "url": self.url, "v": 1}
+        return TOMBSTONE_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def parse_tombstones(text: str) -> list[Tombstone]:
+    out: list[Tombstone] = []
+    for line in text.splitlines():
+        if not line.startswith(TOMBSTONE_PREFIX):
+            continue
+        try:
+            body = json.loads(line[len(TOMBSTONE_PREFIX) :])
+            out.append(
+                Tombstone(
+                    url=str(body["url"]),
+                    agent=body.get("agent"),
+                    session_id=body.get("session"),
+                    at=str(body.get("at", "")),
+                    by=str(body.get("by", "")),
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return out
+
+
+def bury(text: str, stones: dict[str, Tombstone]) -> str | None:
+    """The note with every line of a forgotten URL replaced by its tombstone (at the first such
+    line's place), or None when nothing changes. An existing tombstone is kept as it is."""
+    have = {t.url for t in parse_tombstones(text)}
+    out: list[str] = []
+    changed = False
+    for line in text.splitlines():
+        url: str | None = None
+        if line.startswith(notes.LINK_PREFIX):
+            url = line[len(notes.LINK_PREFIX) :].strip()
+        elif line.startswith(notes.META_PREFIX):
+            parsed = notes.parse(line)
+            url = parsed[0].url if parsed else None
+        if url is None or url not in stones:
+            out.append(line)
+            continue
+        changed = True
+        if url not in have:
+            out.append(stones[url].line())
+            have.add(url)
+    if not changed:
+        return None
+    return "\n".join(out).strip("\n") + "\n"
+
+
+# --- forget --------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One uploaded object to forget, and the commits whose notes link it."""
+
+    url: str
+    agent: str | None
+    session_id: str | None
+    commits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ForgetPlan:
+    what: str  # "session <id>" or "commit <sha>"
+    targets: list[Target]
+    already: list[Tombstone]  # forgotten before: nothing left to do for these
+    live_jobs: int  # queued uploads that would bring the trace back
+    active: bool  # the session is still the active one in this repository
+
+
+@dataclass
+class ForgetResult:
+    plan: ForgetPlan
+    deleted: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # url -> why it was not deleted
+    tombstoned: list[str] = field(default_factory=list)  # commits whose note changed
+
+
+def _links_by_url(book: dict[str, str]) -> dict[str, Target]:
+    """Every URL any note links, with its session and the commits linking it."""
+    targets: dict[str, Target] = {}
+    for sha, text in book.items():
+        for link in notes.parse(text):
+            target = targets.setdefault(link.url, Target(link.url, link.agent, link.session_id))
+            if sha not in target.commits:
+                target.commits.append(sha)
+        for line in text.splitlines():  # a recipe-only note: the URL line without a meta line
+            if line.startswith(notes.LINK_PREFIX):
+                url = line[len(notes.LINK_PREFIX) :].strip()
+                target = targets.setdefault(url, Target(url, None, None))
+                if sha not in target.commits:
+                    target.commits.append(sha)
+    return targets
+
+
+def _resolve(git_dir: Path, book: dict[str, str], what: str) -> tuple[str, set[str]] | None:
+    """("session <id>", URLs) or ("commit <sha>", URLs) for `what`; None if it names neither."""
+    sessions: dict[str, set[str]] = {}
+    for text in book.values():
+        for link in notes.parse(text):
+            sessions.setdefault(link.session_id, set()).add(link.url)
+        for stone in parse_tombstones(text):
+            if stone.session_id:
+                sessions.setdefault(stone.session_id, set()).add(stone.url)
+    if what in sessions:
+        return f"session {what}", sessions[what]
+    proc = git.run(git_dir, ["rev-parse", "--verify", "--quiet", f"{what}^{{commit}}"], check=False)
+    if proc.returncode == 0:
+        sha = proc.stdout.decode().strip()
+        text = book.get(sha, "")
+        urls = {link.url for link in notes.parse(text)}
+        urls |= {
+            line[len(notes.LINK_PREFIX) :].strip() for line in text.splitlines() if line.startswith(notes.LINK_PREFIX)
+        }
+        urls |= {stone.url for stone in parse_tombstones(text)}
+        return f"commit {sha}", urls
+    prefixed = [sid for sid in sessions if len(what) >= 6 and sid.startswith(what)]
+    if len(prefixed) == 1:
+        return f"session {prefixed[0]}", sessions[prefixed[0]]
+    if len(prefixed) > 1:
+        raise TrailError(f"{what!r} is the start of {len(prefixed)} session ids; give more of it")
+    return None
+
+
+def _live_jobs(paths: Paths, sessions: Iterable[tuple[str | None, str | None]]) -> int:
+    """Uploads of these sessions the daemon may still make (read-only look at its queue)."""
+    wanted = [(a, s) for a, s in sessions if a and s]
+    if not wanted or not paths.db.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{paths.db}?mode=ro", uri=True)
+        try:
+            marks = ",".join("?" for _ in LIVE_STATES)
+            total = 0
+            for agent, session in wanted:
+                row = db.execute(
+                    f"SELECT count(*) FROM jobs WHERE agent = ? AND session_id = ? AND state IN ({marks})",  # noqa: S608
+                    (agent, session, *LIVE_STATES),
+                ).fetchone()
+                total += int(row[0]) if row else 0
+            return total
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _is_active(git_dir: Path, session_ids: set[str]) -> bool:
+    from tracekeeperd.active import ACTIVE_FILE, parse
+
+    path = git_dir / ACTIVE_FILE
+    try:
+        sessions = parse(path.read_bytes(), base=git_dir)
+    except (OSError, TracekeeperError):
+        return False
+    return any(s.session_id in session_ids and s.ended_at is None for s in sessions)
+
+
+def plan_forget(repo: Path, notes_ref: str, what: str, paths: Paths) -> ForgetPlan:
+    """What forgetting `what` (a commit or a session id) would delete and which notes it would change."""
+    try:
+        git_dir = git.find_git_dir(repo)
+    except TracekeeperError as exc:
+        raise TrailError(str(exc)) from None
+    book = all_notes(git_dir, normalize_notes_ref(notes_ref))
+    resolved = _resolve(git_dir, book, what)
+    if resolved is None:
+        raise TrailError(f"{what!r} is neither a commit nor a session id linked in {notes_ref}")
+    label, urls = resolved
+    links = _links_by_url(book)
+    stones = {t.url: t for text in book.values() for t in parse_tombstones(text)}
+    targets = [links[url] for url in sorted(urls) if url in links]
+    already = [stones[url] for url in sorted(urls) if url in stones and url not in links]
+    session_ids = {t.session_id for t in targets if t.session_id}
+    return ForgetPlan(
+        what=label,
+        targets=targets,
+        already=already,
+        live_jobs=_live_jobs(paths, {(t.agent, t.session_id) for t in targets}),
+        active=_is_active(git_dir, session_ids),
+    )
+
+
+def delete_url(url: str) -> None:
+    """Delete the object behind a note's URL from its store, with this user's credentials."""
+    from tracekeeperd.stores import HfStore, LocalStore
+
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        LocalStore(path.parent).delete(path.name)
+        return
+    marker = "/buckets/"
+    if parsed.scheme in ("http", "https") and marker in parsed.path:
+        head, _, rest = parsed.path.partition(marker)
+        namespace, name, tree, remote = [*rest.split("/", 3), "", "", ""][:4]
+        if tree != "tree" or not remote:
+            raise TrailError(f"not a bucket file URL: {url}")
+        endpoint = f"{parsed.scheme}://{parsed.netloc}{head}"
+        HfStore(f"{namespace}/{name}", endpoint).delete(unquote(remote))
+        return
+    raise TrailError(f"don't know how to delete {url}")
+
+
+def _identity(git_dir: Path) -> str:
+    for key in ("user.email", "user.name"):
+        proc = git.run(git_dir, ["config", key], check=False)
+        value = proc.stdout.decode().strip()
+        if value:
+            return value
+    return "unknown"
+
+
+def forget(
+    repo: Path, notes_ref: str, plan: ForgetPlan, *, now: datetime | None = None, dry_run: bool = False
+) -> ForgetResult:
+    """Delete every target of `plan` from its store, then tombstone its links in every note.
+
+    Store first, notes second: a link is only declared dead once its object is gone, and a run
+    interrupted between the two is finished by running it again (a missing object is no error).
+    """
+    result = ForgetResult(plan)
+    if dry_run:
+        return result
+    git_dir = git.find_git_dir(repo)
+    ref = normalize_notes_ref(notes_ref)
+    at = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    by = _identity(git_dir)
+    stones: dict[str, Tombstone] = {}
+    for target in plan.targets:
+        try:
+            delete_url(target.url)
+        except (OSError, TracekeeperError, TrailError) as exc:
+            result.errors[target.url] = str(exc)
+            continue
+        result.deleted.append(target.url)
+        stones[target.url] = Tombstone(target.url, target.agent, target.session_id, at, by)
+    if not stones:
+        return result
+    book = all_notes(git_dir, ref)  # fresh: the daemon may have written since the plan
+    for sha, text in book.items():
+        buried = bury(text, stones)
+        if buried is not None:
+            write_note(git_dir, ref, sha, buried)
+            result.tombstoned.append(sha)
+    return result
+
+
+# --- log -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    link: notes.TraceLink
+    prompts: int | None
+
+
+@dataclass
+class Entry:
+    sha: str
+    author: str
+    date: str
+    subject: str
+    sessions: list[Session]
+    forgotten: list[Tombstone]
+    other: bool  # the note has trace lines this version cannot read
+
+    @property
+    def traced(self) -> bool:
+        return bool(self.sessions)
+
+
+class PromptCounter:
+    """User turns in a link's range, from bytes already on this machine (verified by sha256)."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self._sources: dict[tuple[str, str], list[Path]] = {}
+        self._data: dict[Path, bytes | None] = {}
+        self._turns: dict[tuple[Path, int], list[int]] = {}
+        self._db: sqlite3.Connection | None = None
+        self._db_tried = False
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+    def _query(self, agent: str, session: str) -> list[Path]:
+        if not self._db_tried:
+            self._db_tried = True
+            if self.paths.db.exists():
+                try:
+                    self._db = sqlite3.connect(f"file:{self.paths.db}?mode=ro", uri=True)
+                except sqlite3.Error:
+                    self._db = None
+        if self._db is None:
+            return []
+        try:
+            rows = self._db.execute(
+                "SELECT transcript, snapshot FROM jobs WHERE agent = ? AND session_id = ? ORDER BY id DESC",
+                (agent, session),
+            ).fetchall()
+        except sqlite3.Error:
+            return []
+        seen: dict[str, None] = {}
+        for row in rows:
+            for value in row:
+                if value:
+                    seen.setdefault(str(value))
+        return [Path(p) for p in seen]
+
+    def _read(self, path: Path) -> bytes | None:
+        if path not in self._data:
+            try:
+                data = path.read_bytes()
+                self._data[path] = data[: data.rfind(b"\n") + 1]
+            except OSError:
+                self._data[path] = None
+        return self._data[path]
+
+    def _user_lines(self, path: Path, data: bytes, link: notes.TraceLink) -> list[int]:
+        key = (path, len(data))
+        if key not in self._turns:
+            lines, _ = split_lines(data)
+            fmt = detect(Path(f"{link.agent}-{link.session_id}.jsonl"), lines[:DETECT_LINES])
+            numbered = list(enumerate(lines, start=1))
+            self._turns[key] = [t.line for t in fmt.turns(numbered) if t.kind == "user"] if fmt else []
+        return self._turns[key]
+
+    def count(self, link: notes.TraceLink) -> int | None:
+        key = (link.agent, link.session_id)
+        if key not in self._sources:
+            self._sources[key] = self._query(*key)
+        candidates = list(self._sources[key])
+        parsed = urlparse(link.url)
+        if parsed.scheme == "file":
+            candidates.insert(0, Path(unquote(parsed.path)))
+        redacted = getattr(link, "redacted", None) is not None
+        for path in candidates:
+            data = self._read(path)
+            if data is None:
+                continue
+            verified = len(data) >= link.bytes and hashlib.sha256(data[: link.bytes]).hexdigest() == link.sha256
+            # A redacted upload hashes differently from the raw transcript, but keeps its lines
+            # one to one: the raw lines of the range hold the same prompts.
+            if not verified and not (redacted and data.count(b"\n") >= link.last_line):
+                continue
+            user = self._user_lines(path, data, link)
+            return sum(1 for n in user if link.first_line <= n <= link.last_line)
+        return None
+
+
+def _unborn(repo: Path) -> bool:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "HEAD"],
+        capture_output=True,
+        env=git.clean_env(),
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return proc.returncode != 0 and b"not a git repository" not in proc.stderr
+
+
+def log_entries(
+    repo: Path,
+    notes_ref: str,
+    pathspecs: Iterable[str] = (),
+    *,
+    rev: str = "HEAD",
+    limit: int | None = None,
+    paths: Paths,
+    count_prompts: bool = True,
+) -> list[Entry]:
+    """Commits of `rev` (touching `pathspecs`, like `git log -- <paths>`) with their trace links."""
+    ref = normalize_notes_ref(notes_ref)
+    argv = ["git", "-C", str(repo), "log", f"--notes={ref}", "--format=%x1e%H%x1f%an%x1f%aI%x1f%s%x1f%N"]
+    if limit:
+        argv.append(f"--max-count={limit}")
+    argv += [rev, "--", *pathspecs]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, env=git.clean_env(), check=False, stdin=subprocess.DEVNULL, timeout=120
+        )
+    except FileNotFoundError:
+        raise TrailError("git is not installed or not on PATH") from None
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()
+        if rev == "HEAD" and _unborn(repo):
+            return []  # a repository with no commit yet: nothing to list, not an error
+        raise TrailError((stderr.splitlines() or ["git log failed"])[-1].removeprefix("fatal: "))
+    counter = PromptCounter(paths) if count_prompts else None
+    entries: list[Entry] = []
+    try:
+        for record in proc.stdout.decode(errors="replace").split("\x1e")[1:]:
+            sha, author, date, subject, note = [*record.split("\x1f", 4), "", "", "", ""][:5]
+            stones = parse_tombstones(note)
+            dead = {t.url for t in stones}  # a merge can bring back a live line next to its tombstone
+            links = [link for link in notes.parse(note) if link.url not in dead]
+            sessions = [Session(link, counter.count(link) if counter else None) for link in links]
+            other = bool(trace_lines(note)) and not links and not stones
+            entries.append(Entry(sha.strip(), author, date, subject, sessions, stones, other))
+    finally:
+        if counter:
+            counter.close()
+    return entries
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "commit": entry.sha,
+        "author": entry.author,
+        "date": entry.date,
+        "subject": entry.subject,
+        "traced": entry.traced,
+        "sessions": [
+            {
+                "agent": s.link.agent,
+                "session_id": s.link.session_id,
+                "lines": [s.link.first_line, s.link.last_line],
+                "bytes": s.link.bytes,
+                "prompts": s.prompts,
+                "url": s.link.url,
+            }
+            for s in entry.sessions
+        ],
+        "forgotten": [
+            {"agent": t.agent, "session_id": t.session_id, "url": t.url, "at": t.at, "by": t.by}
+            for t in entry.forgotten
+        ],
+    }
+
+
+def render_log(entries: list[Entry]) -> None:
+    """git-log-like text: grep-able, stable without a terminal, coloured on one."""
+    for entry in entries:
+        head = click.style(entry.sha[:12], fg="yellow")
+        click.echo(f"{head} {entry.date[:10]} {entry.subject}  {click.style(f'({entry.author})', dim=True)}")
+        for s in entry.sessions:
+            prompts = "-" if s.prompts is None else str(s.prompts)
+            word = "prompt" if s.prompts == 1 else "prompts"
+            click.echo(
+                f"    {click.style(s.link.agent, bold=True)} {s.link.session_id}"
+                f"  lines {s.link.first_line}-{s.link.last_line}  {prompts} {word}"
+            )
+            click.echo(f"    {click.style(s.link.url, dim=True)}")
+        for t in entry.forgotten:
+            click.echo(
+                f"    {click.style('forgotten', fg='red')} {t.agent or '?'} {t.session_id or '?'} on {t.at} by {t.by}"
+            )
+        if not entry.traced and not entry.forgotten:
+            click.echo(f"    {click.style('no trace', dim=True)}")
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def _notes_ref() -> str:
+    from tracekeeperd.config import load
+
+    from .output import fail
+
+    try:
+        return load().notes_ref
+    except TracekeeperError as exc:
+        fail(str(exc))
+
+
+@click.command("log", short_help="List commits with their agent sessions and trace links.")
+@click.argument("pathspecs", nargs=-1, metavar="[PATH]...")
+@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option("-r", "--rev", default="HEAD", show_default=True, help="Revision or range to list.")
+@click.option("-n", "--max-count", "limit", type=int, default=None, help="At most N commits.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def log_command(pathspecs: tuple[str, ...], repo: Path, rev: str, limit: int | None, as_json: bool) -> None:
+    """List commits (those touching PATHs, like `git log -- PATH`) with the agent, session, line
+    range, prompt count and trace URL of each linked session; commits without a link say so.
+
+    Prompt counts need the transcript on this machine (the daemon's copy or a file:// store);
+    `log` never downloads, so elsewhere they show as "-" (`tracekeeper show` fetches).
+
+    \b
+    Examples:
+      $ tracekeeper log -n 20
+      $ tracekeeper log src/parser.py --json | jq '.commits[] | select(.traced)'
+    """
+    from tracekeeperd.paths import resolve
+
+    from .output import emit_json, fail
+
+    ref = _notes_ref()
+    try:
+        entries = log_entries(repo, ref, pathspecs, rev=rev, limit=limit, paths=resolve())
+    except TrailError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json({"notes_ref": normalize_notes_ref(ref), "commits": [entry_json(e) for e in entries]})
+    else:
+        render_log(entries)
+
+
+def _plan_json(result: ForgetResult, dry_run: bool) -> dict[str, Any]:
+    plan = result.plan
+    return {
+        "target": plan.what,
+        "dry_run": dry_run,
+        "traces": [
+            {
+                "url": t.url,
+                "agent": t.agent,
+                "session_id": t.session_id,
+                "commits": t.commits,
+                "deleted": t.url in result.deleted,
+                "error": result.errors.get(t.url),
+            }
+            for t in plan.targets
+        ],
+        "already_forgotten": [{"url": t.url, "session_id": t.session_id, "at": t.at} for t in plan.already],
+        "tombstoned": result.tombstoned,
+        "queued_uploads": plan.live_jobs,
+        "session_active": plan.active,
+    }
+
+
+@click.command("forget", short_help="Delete a session's trace from the store and tombstone its links.")
+@click.argument("what", metavar="COMMIT|SESSION")
+@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted and which notes would change.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Forget even though the daemon still has uploads of it queued.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts (implies no prompt output).")
+def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bool, as_json: bool) -> None:
+    """Delete the uploaded trace of a session (given by its id, or by a COMMIT linked to it:
+    then every session of that commit) from the store its URL points at, and replace every link
+    to it in the notes by a tombstone saying who removed it and when. Running it again is harmless.
+
+    \b
+    Examples:
+      $ tracekeeper forget 019c8a70-dda7-7f33-98ea-f30553347322 --dry-run
+      $ tracekeeper forget HEAD~3 --yes
+    """
+    from tracekeeperd.paths import resolve
+
+    from .output import emit_json, fail
+
+    ref = _notes_ref()
+    try:
+        plan = plan_forget(repo, ref, what, resolve())
+    except TrailError as exc:
+        fail(str(exc))
+    out = sys.stderr if as_json else sys.stdout
+    if not plan.targets:
+        if as_json:
+            emit_json(_plan_json(ForgetResult(plan), dry_run))
+        else:
+            when = ", ".join(sorted({t.at for t in plan.already}))
+            click.echo(f"nothing to forget for {plan.what}" + (f" (forgotten on {when})" if when else ""))
+        return
+    for t in plan.targets:
+        who = f"{t.agent} session {t.session_id}" if t.session_id else "a trace"
+        shas = ", ".join(c[:12] for c in t.commits)
+        click.echo(f"{who}: {t.url}\n    linked from {len(t.commits)} commit(s): {shas}", file=out)
+    if plan.active:
+        click.echo(
+            "warning: this session is still active here: new commits would link and upload it again; end it first",
+            file=sys.stderr,
+        )
+    if plan.live_jobs and not force and not dry_run:
+        fail(
+            f"the daemon still has {plan.live_jobs} upload(s) of this session queued (or failed, to be retried),"
+            " which would bring the trace back; wait for `tracekeeper flush`, or pass --force"
+        )
+    if dry_run:
+        if as_json:
+            emit_json(_plan_json(ForgetResult(plan), dry_run))
+        else:
+            click.echo("dry run: nothing deleted, no note changed")
+        return
+    if not yes and not click.confirm(
+        "Delete from the store and replace these links with tombstones?", default=False, err=True
+    ):
+        fail("nothing forgotten")
+    result = forget(repo, ref, plan)
+    if as_json:
+        emit_json(_plan_json(result, dry_run))
+    else:
+        for url in result.deleted:
+            click.echo(f"deleted {url}")
+        click.echo(f"tombstoned the links in {len(result.tombstoned)} note(s)")
+    if result.errors:
+        first = next(iter(result.errors.items()))
+        fail(f"could not delete {first[0]}: {first[1]} (its links are kept; run forget again)")

@@ -1,0 +1,294 @@
+"""`tracekeeper log` and `tracekeeper forget`, on real repositories, the real daemon and stores.
+
+`log` must never download: a link whose bytes are not on this machine shows "-" prompts, and the
+Hub stand-in proves no request was made. `forget` is checked against what each store holds
+afterwards (the file is gone, `hub.files(bucket)` no longer lists it) and against the exact lines
+of every note that linked the session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tracekeeper import trail
+from tracekeeperd import notes
+
+from .harness import UUID_A, UUID_B, Env, Repo, make_repo, note_links, running_daemon, wait_for
+from .hubstub import running_hub
+from .test_rewrite import REF, tk
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CODEX = FIXTURES / "codex/sessions/2026/02/23/rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
+BUCKET = "alice/agent-traces"
+
+
+def codex_lines(prompts: list[int], count: int) -> list[bytes]:
+    """A Codex transcript of `count` lines: the fixture's session_meta, then a user prompt on
+    each line number in `prompts` and agent messages elsewhere."""
+    meta = CODEX.read_bytes().splitlines(keepends=True)[0]
+    out = [meta]
+    for n in range(2, count + 1):
+        kind = "user_message" if n in prompts else "agent_message"
+        body = {"type": kind, "message": f"line {n}"}
+        out.append(
+            json.dumps({"timestamp": "2026-11-25T09:00:00.000Z", "type": "event_msg", "payload": body}).encode() + b"\n"
+        )
+    return out
+
+
+def link_for(url: str, session: str, lines: list[bytes], first: int, last: int) -> notes.TraceLink:
+    data = b"".join(lines[:last])
+    return notes.TraceLink(url, "codex", session, first, last, len(data), hashlib.sha256(data).hexdigest())
+
+
+def stones(repo: Repo, sha: str) -> list[dict[str, Any]]:
+    prefix = "hf-trace-forgotten: "
+    return [json.loads(line[len(prefix) :]) for line in repo.note(sha).splitlines() if line.startswith(prefix)]
+
+
+# --- log -------------------------------------------------------------------------------------
+
+
+def test_log_lists_commits_for_paths_with_prompts_and_never_downloads(env: Env) -> None:
+    repo = make_repo(env)
+    store = env.root / "store" / "app-1234abcd" / "sessions"
+    store.mkdir(parents=True)
+    lines = codex_lines(prompts=[2, 4, 6], count=8)
+    local = store / f"codex-{UUID_A}.jsonl"
+    local.write_bytes(b"".join(lines))
+    with running_hub(env.root / "cas") as hub:
+        remote_url = f"{hub.endpoint}/buckets/{BUCKET}/tree/app-1234abcd/sessions/codex-{UUID_B}.jsonl"
+        c1 = repo.commit("Parse the header", file="a.py")
+        c2 = repo.commit("Bump the version", file="b.py")
+        c3 = repo.commit("Handle empty input", file="a.py")
+        first = link_for(local.as_uri(), UUID_A, lines, 1, 4)
+        second = link_for(local.as_uri(), UUID_A, lines, 5, 8)
+        remote = link_for(remote_url, UUID_B, lines, 1, 3)
+        notes.add_link(repo.git_dir, REF, c1, first)
+        notes.add_link(repo.git_dir, REF, c3, second)
+        notes.add_link(repo.git_dir, REF, c3, remote)
+        hub.clear_requests()
+
+        data = json.loads(tk(env, "log", "--json", "a.py", cwd=repo.path).stdout)
+        assert hub.requests == []  # nothing was downloaded
+    assert data["notes_ref"] == REF
+    assert [c["commit"] for c in data["commits"]] == [c3, c1]
+    newest, oldest = data["commits"]
+    assert newest["subject"] == "Handle empty input" and newest["author"] == "Test" and newest["traced"] is True
+    assert newest["sessions"] == [
+        {
+            "agent": "codex",
+            "session_id": UUID_A,
+            "lines": [5, 8],
+            "bytes": second.bytes,
+            "prompts": 1,
+            "url": second.url,
+        },
+        {
+            "agent": "codex",
+            "session_id": UUID_B,
+            "lines": [1, 3],
+            "bytes": remote.bytes,
+            "prompts": None,
+            "url": remote_url,
+        },
+    ]
+    assert oldest["sessions"][0]["prompts"] == 2 and oldest["forgotten"] == []
+
+    everything = json.loads(tk(env, "log", "--json", cwd=repo.path).stdout)["commits"]
+    assert [(c["commit"], c["traced"]) for c in everything] == [(c3, True), (c2, False), (c1, True)]
+    newest_only = json.loads(tk(env, "log", "--json", "-n", "1", cwd=repo.path).stdout)["commits"]
+    assert [c["commit"] for c in newest_only] == [c3]
+
+    text = tk(env, "log", cwd=repo.path).stdout.splitlines()
+    date = everything[0]["date"][:10]
+    assert text == [
+        f"{c3[:12]} {date} Handle empty input  (Test)",
+        f"    codex {UUID_A}  lines 5-8  1 prompt",
+        f"    {second.url}",
+        f"    codex {UUID_B}  lines 1-3  - prompts",
+        f"    {remote_url}",
+        f"{c2[:12]} {date} Bump the version  (Test)",
+        "    no trace",
+        f"{c1[:12]} {date} Parse the header  (Test)",
+        f"    codex {UUID_A}  lines 1-4  2 prompts",
+        f"    {first.url}",
+    ]
+
+
+def test_log_counts_prompts_from_the_daemons_copy_of_the_transcript(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript(CODEX.name)
+    lines = codex_lines(prompts=[2, 3, 5], count=6)
+    transcript.write_bytes(b"".join(lines))
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("agent work")
+        wait_for(lambda: repo.note(sha), what="note")
+    (meta,) = note_links(repo.note(sha))
+    for stored in env.local_store.rglob("*.jsonl"):
+        stored.unlink()  # not from the store: from the transcript the daemon's queue names
+    (entry,) = json.loads(tk(env, "log", "--json", cwd=repo.path).stdout)["commits"]
+    assert entry["sessions"][0]["lines"] == meta["lines"] == [1, 6]
+    assert entry["sessions"][0]["prompts"] == 3
+    transcript.unlink()
+    assert json.loads(tk(env, "log", "--json", cwd=repo.path).stdout)["commits"][0]["sessions"][0]["prompts"] == 3
+    for snapshot in env.state.rglob("*"):
+        if snapshot.is_file() and "snapshots" in snapshot.parts:
+            snapshot.unlink()
+    assert json.loads(tk(env, "log", "--json", cwd=repo.path).stdout)["commits"][0]["sessions"][0]["prompts"] is None
+
+
+def test_log_errors_are_one_line(env: Env) -> None:
+    repo = make_repo(env)
+    empty = tk(env, "log", "--json", cwd=repo.path)
+    assert empty.returncode == 0 and json.loads(empty.stdout)["commits"] == []
+    repo.commit("x")
+    bad = tk(env, "log", "--rev", "nope", cwd=repo.path)
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and bad.stderr.count("\n") == 1
+
+
+# --- forget ----------------------------------------------------------------------------------
+
+
+def _two_sessions(env: Env, repo: Repo) -> tuple[list[str], str]:
+    """Two commits of session A, then one of session B, noted by the real daemon."""
+    transcript_a = env.transcript()
+    transcript_a.write_bytes(b"".join(codex_lines([2], 3)))
+    repo.activate(transcript_a)
+    a1 = repo.commit("first of A", file="a.txt")
+    wait_for(lambda: repo.note(a1), what="note a1")
+    with transcript_a.open("ab") as fh:
+        fh.write(b"".join(codex_lines([4], 5)[3:]))
+    a2 = repo.commit("second of A", file="a.txt")
+    wait_for(lambda: repo.note(a2), what="note a2")
+    transcript_b = env.transcript(f"rollout-2026-11-25T10-00-00-{UUID_B}.jsonl")
+    transcript_b.write_bytes(b"".join(codex_lines([2], 2)))
+    repo.activate(transcript_b, session_id=UUID_B)
+    b1 = repo.commit("only of B", file="b.txt")
+    wait_for(lambda: repo.note(b1), what="note b1")
+    return [a1, a2], b1
+
+
+def test_forget_a_session_with_the_local_store(env: Env) -> None:
+    repo = make_repo(env).install()
+    with running_daemon(env):
+        (a1, a2), b1 = _two_sessions(env, repo)
+        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
+        url_a = note_links(repo.note(a1))[0]["url"]
+        file_a = Path(url_a.removeprefix("file://"))
+        file_b = Path(note_links(repo.note(b1))[0]["url"].removeprefix("file://"))
+        before = {sha: repo.note(sha) for sha in (a1, a2, b1)}
+        assert file_a.exists() and file_b.exists()
+
+        dry = tk(env, "forget", UUID_A, "--dry-run", cwd=repo.path)
+        assert dry.returncode == 0, dry.stderr
+        assert f"codex session {UUID_A}: {url_a}" in dry.stdout
+        assert f"linked from 2 commit(s): {a1[:12]}, {a2[:12]}" in dry.stdout or (
+            f"linked from 2 commit(s): {a2[:12]}, {a1[:12]}" in dry.stdout
+        )
+        declined = tk(env, "forget", UUID_A, cwd=repo.path, input="n\n")
+        assert declined.returncode == 1 and declined.stderr.endswith("Error: nothing forgotten\n")
+        assert file_a.exists() and {sha: repo.note(sha) for sha in (a1, a2, b1)} == before
+
+        done = tk(env, "forget", UUID_A, cwd=repo.path, input="y\n")
+        assert done.returncode == 0, done.stderr
+        assert f"deleted {url_a}" in done.stdout and "tombstoned the links in 2 note(s)" in done.stdout
+    assert not file_a.exists() and file_b.exists()
+    for sha in (a1, a2):
+        (stone,) = stones(repo, sha)
+        assert stone["session"] == UUID_A and stone["url"] == url_a and stone["agent"] == "codex"
+        assert stone["by"] == "test@example.com" and stone["v"] == 1
+        assert stone["at"].endswith("Z") and len(stone["at"]) == len("2026-11-25T09:00:00Z")
+        assert [line for line in repo.note(sha).splitlines() if line.startswith("hf-trace")] == [
+            "hf-trace-forgotten: " + json.dumps(stone, sort_keys=True, separators=(",", ":"))
+        ]
+    assert repo.note(b1) == before[b1]
+
+    again = tk(env, "forget", UUID_A, "--yes", cwd=repo.path)
+    assert again.returncode == 0 and again.stdout.startswith(f"nothing to forget for session {UUID_A} (forgotten on ")
+    assert {sha: stones(repo, sha) for sha in (a1, a2)} == {sha: [stone] for sha in (a1, a2)}
+    entry = json.loads(tk(env, "log", "--json", cwd=repo.path).stdout)["commits"][-1]
+    assert entry["commit"] == a1 and entry["traced"] is False
+    assert entry["forgotten"] == [
+        {"agent": "codex", "session_id": UUID_A, "url": url_a, "at": stone["at"], "by": "test@example.com"}
+    ]
+
+
+def test_forget_a_commit_with_the_hub_stand_in(env: Env) -> None:
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        repo = make_repo(env).install()
+        with running_daemon(env):
+            (a1, a2), b1 = _two_sessions(env, repo)
+            wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
+        url_a = note_links(repo.note(a2))[0]["url"]
+        path_a = url_a.split("/tree/", 1)[1]
+        assert path_a in hub.files(BUCKET) and len(hub.files(BUCKET)) == 2
+        before_b = repo.note(b1)
+
+        result = tk(env, "forget", a2, "--yes", "--json", cwd=repo.path)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["target"] == f"commit {a2}"
+        (trace,) = data["traces"]
+        assert trace["url"] == url_a and trace["deleted"] is True and trace["error"] is None
+        assert sorted(trace["commits"]) == sorted([a1, a2]) and sorted(data["tombstoned"]) == sorted([a1, a2])
+        assert path_a not in hub.files(BUCKET) and len(hub.files(BUCKET)) == 1
+        for sha in (a1, a2):
+            (stone,) = stones(repo, sha)
+            assert stone["url"] == url_a and stone["session"] == UUID_A
+            assert notes.parse(repo.note(sha)) == []
+        assert repo.note(b1) == before_b
+
+        again = json.loads(tk(env, "forget", a1, "--yes", "--json", cwd=repo.path).stdout)
+        assert again["traces"] == [] and again["already_forgotten"][0]["url"] == url_a
+
+
+def test_forget_refuses_while_an_upload_of_the_session_is_queued(env: Env) -> None:
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        repo = make_repo(env).install()
+        transcript = env.transcript()
+        transcript.write_bytes(b"".join(codex_lines([2], 3)))
+        repo.activate(transcript)
+        with running_daemon(env):
+            first = repo.commit("uploaded")
+            wait_for(lambda: repo.note(first), what="note")
+            hub.go_offline()
+            with transcript.open("ab") as fh:
+                fh.write(b"".join(codex_lines([4], 5)[3:]))
+            repo.commit("queued")
+            wait_for(lambda: env.status()["queue"]["pending"] == 1, what="a pending job")
+            before = repo.note(first)
+            refused = tk(env, "forget", UUID_A, "--yes", cwd=repo.path)
+            assert refused.returncode == 1
+            assert "still has 1 upload(s) of this session queued" in refused.stderr
+            assert "warning: this session is still active here" in refused.stderr
+            forced = tk(env, "forget", UUID_A, "--yes", "--force", cwd=repo.path)
+            assert forced.returncode == 1 and "its links are kept; run forget again" in forced.stderr
+            assert repo.note(first) == before  # not deleted, so not declared dead
+
+
+def test_forget_unknown_target_is_one_line(env: Env) -> None:
+    repo = make_repo(env)
+    repo.commit("x")
+    missing = tk(env, "forget", "not-a-session", cwd=repo.path)
+    assert missing.returncode == 1
+    assert missing.stderr == f"Error: 'not-a-session' is neither a commit nor a session id linked in {REF}\n"
+    plain = tk(env, "forget", "HEAD", "--yes", cwd=repo.path)
+    assert plain.returncode == 0 and plain.stdout.startswith("nothing to forget for commit ")
+
+
+def test_bury_replaces_a_links_lines_in_place_and_is_idempotent() -> None:
+    live = notes.TraceLink("u1", "codex", "s1", 1, 2, 10, "a" * 64)
+    other = notes.TraceLink("u2", "codex", "s2", 1, 2, 10, "b" * 64)
+    text = "\n".join(["mine", *live.lines(), *other.lines(), "also mine"]) + "\n"
+    stone = trail.Tombstone("u1", "codex", "s1", "2026-11-25T09:00:00Z", "me@example.com")
+    buried = trail.bury(text, {"u1": stone})
+    assert buried == "\n".join(["mine", stone.line(), *other.lines(), "also mine"]) + "\n"
+    assert trail.bury(buried, {"u1": stone}) is None
+    assert trail.parse_tombstones(buried) == [stone]
