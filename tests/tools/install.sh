@@ -8,7 +8,8 @@ python=$2
 mkdir -p "$dir"
 if command -v npm >/dev/null 2>&1; then
     [ -f "$dir/package.json" ] || printf '{"private": true}\n' > "$dir/package.json"
-    npm install --prefix "$dir" --silent --no-audit --no-fund husky@9.1.7 lefthook@2.2.2
+    # --ignore-scripts: lefthook's postinstall would run `lefthook install` in the caller's repository.
+    (cd "$dir" && npm install --silent --no-audit --no-fund --ignore-scripts husky@9.1.7 lefthook@2.2.2)
 else
     echo "tests/tools/install.sh: npm not found; the Husky and lefthook cases will use replicas" >&2
 fi
