@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from .harness import Daemon, Env, append_lines, daemon_once, make_repo, running_daemon, wait_for
 from .hubstub import running_hub
@@ -17,7 +18,8 @@ def test_status_json_has_the_documented_shape(env: Env) -> None:
         sha = repo.commit("x")
         wait_for(lambda: repo.note(sha), what="note")
         data = env.status("--all")
-    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending"}
+    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos"}
+    assert data["repos"] == [{"repo": str(repo.path), "remotes": []}]  # no remote: nothing to push
     assert data["daemon"]["running"] is True
     assert data["daemon"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]
     assert data["daemon"]["socket"] == str(env.socket)
@@ -128,3 +130,23 @@ def test_sighup_reloads_the_configuration(env: Env) -> None:
         sha = repo.commit("x")
         wait_for(lambda: repo.note(sha, "refs/notes/other"), what="note on the new ref")
     assert list((env.root / "elsewhere").rglob("*.jsonl"))
+
+
+def test_status_shows_notes_not_yet_pushed_per_repository(env: Env) -> None:
+    remote = env.root / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], env=env.vars, check=True)
+    repo = make_repo(env)
+    repo.git("remote", "add", "origin", str(remote))
+    repo.install()
+    transcript = env.transcript()
+    append_lines(transcript, 2)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note")
+        data = env.status()
+        text = env.cli("status").stdout
+    (entry,) = data["repos"]
+    (origin,) = entry["remotes"]
+    assert origin["remote"] == "origin" and origin["unpushed"] == 1
+    assert f"notes   1 not pushed to origin from {repo.path}" in text

@@ -502,6 +502,10 @@ class Queue:
         row = self.db.execute("SELECT commit_sha FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return str(row[0]) if row else None
 
+    def repositories(self) -> list[tuple[str, str]]:
+        """(common git dir, working tree shown to users) of every repository seen."""
+        return [(str(r[0]), str(r[1])) for r in self.db.execute("SELECT common_dir, display FROM repos ORDER BY id")]
+
     def counts(self) -> dict[str, int]:
         counts = {state.value: 0 for state in JobState}
         for state, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):

@@ -65,6 +65,39 @@ def cli() -> None:
     """
 
 
+def _notes_per_repo() -> list[dict[str, Any]]:
+    """For each repository the daemon has seen: notes not yet pushed, per remote (no network)."""
+    from tracekeeperd.config import load
+    from tracekeeperd.errors import TracekeeperError
+    from tracekeeperd.queue import Queue
+
+    from . import sync
+
+    paths = resolve()
+    if not paths.db.exists():
+        return []
+    try:
+        queue = Queue(paths.db, readonly=True)
+        try:
+            known = queue.repositories()
+        finally:
+            queue.close()
+        ref = load().notes_ref
+    except (sqlite3.Error, TracekeeperError):
+        return []
+    repos = []
+    for common_dir, display in known:
+        if not Path(common_dir).is_dir():
+            continue
+        try:
+            remotes = [status.view() for status in sync.notes_status(Path(display), ref)]
+        except (TracekeeperError, OSError) as exc:  # a broken repository must not break `status`
+            repos.append({"repo": display, "remotes": [], "error": str(exc)})
+            continue
+        repos.append({"repo": display, "remotes": remotes})
+    return repos
+
+
 def _print_status(data: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -92,6 +125,10 @@ def _print_status(data: dict[str, Any]) -> None:
         f"  queue   {queue['pending']} pending, {queue['uploading']} uploading, "
         f"{queue['done']} done, {queue['failed']} failed"
     )
+    for repo in data.get("repos") or []:
+        for remote in repo["remotes"]:
+            if remote.get("unpushed"):
+                out.print(f"  notes   {remote['unpushed']} not pushed to {remote['remote']} from {repo['repo']}")
     oldest = data.get("oldest_pending")
     if oldest:
         out.print(f"  oldest pending: {oldest['commit'][:12]} in {oldest['repo']} ({ago(oldest['created_at'], now)})")
@@ -134,6 +171,7 @@ def status(as_json: bool, include_done: bool) -> None:
         data = _offline_status(include_done)
     except DaemonError as exc:
         fail(f"the daemon answered {exc.status}: {exc}")
+    data["repos"] = _notes_per_repo()
     if as_json:
         emit_json(data)
     else:
