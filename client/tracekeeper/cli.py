@@ -85,7 +85,7 @@ def _notes_per_repo() -> list[dict[str, Any]]:
         ref = load().notes_ref
     except (sqlite3.Error, TracekeeperError):
         return []
-    repos = []
+    repos: list[dict[str, Any]] = []
     for common_dir, display in known:
         if not Path(common_dir).is_dir():
             continue
