@@ -86,17 +86,10 @@ def sha_of(repo: Repo, rev: str) -> str:
 
 
 def setup(repo: Repo, *, hooks: bool = True) -> None:
-    """What `tracekeeper install` sets up for rewrites: the config, and the cherry-pick check in
-    post-commit (after the variables the real hook sets; here with nothing else around it)."""
+    """What `tracekeeper install` sets up for rewrites in git's config (the hooks are tested with
+    the daemon in test_hook.py and test_rewrite_queued.py)."""
+    del hooks
     rewrite.configure(repo.path, REF)
-    if not hooks:
-        return
-    post_commit = repo.git_dir / "hooks" / "post-commit"
-    post_commit.write_text(
-        "#!/bin/sh\ntk_sha=$(git rev-parse HEAD)\ntk_gitdir=$(git rev-parse --absolute-git-dir)\n"
-        + rewrite.CHERRY_PICK_SNIPPET
-    )
-    post_commit.chmod(0o755)
 
 
 def todo_editor(repo: Repo, steps: list[tuple[str, str]]) -> dict[str, str]:
@@ -189,7 +182,6 @@ def test_amend_carries_the_links_to_the_new_commit(env: Env) -> None:
     assert new != old
     assert ours(repo, new) == expected(link(S1, 1, 5))
     assert ours(repo, old) == expected(link(S1, 1, 5))
-    assert rewrite.follow_rewrites(repo.git_dir, REF) == []  # git already did it
 
 
 def test_amend_with_the_real_daemon_leaves_exactly_the_old_link(env: Env) -> None:
@@ -239,7 +231,6 @@ def test_interactive_rebase_pick_squash_reword_fixup_drop(env: Env) -> None:
     assert ours(repo, x3) == []
     note = repo.note(x1)
     assert note.count("hf-trace: ") == 1 and "\n\n" not in note  # cat_sort_uniq: one URL line
-    assert rewrite.follow_rewrites(repo.git_dir, REF) == []
     assert rewrite.relink(repo.path, REF) == []  # nothing left for the heuristics either
 
 
@@ -273,36 +264,6 @@ def _side_commit(repo: Repo, *links: notes.TraceLink) -> str:
     repo.git("checkout", "-q", "main")
     repo.commit("main", file="main.txt")
     return picked
-
-
-def test_cherry_pick_follows_the_rewrite_log_written_by_post_commit(env: Env) -> None:
-    repo = make_repo(env)
-    setup(repo)
-    source = _side_commit(repo, link(S1, 1, 4), link(S2, 2, 3))
-    repo.git("cherry-pick", source)
-    copy = sha_of(repo, "HEAD")
-    assert ours(repo, copy) == []  # git 2.39 copies no notes on cherry-pick
-    assert rewrite.follow_rewrites(repo.git_dir, REF) == [rewrite.Relinked(copy, source, "cherry-pick")]
-    assert ours(repo, copy) == expected(link(S1, 1, 4), link(S2, 2, 3))
-
-
-def test_cherry_pick_of_a_commit_whose_upload_is_queued_gets_the_links_when_they_land(env: Env) -> None:
-    repo = make_repo(env)
-    setup(repo)
-    source = _side_commit(repo)  # no note yet: its upload is still queued
-    repo.git("cherry-pick", source)
-    copy = sha_of(repo, "HEAD")
-    repo.git("cherry-pick", "-x", "--allow-empty", "--keep-redundant-commits", copy)  # a copy of the copy
-    copy2 = sha_of(repo, "HEAD")
-    assert rewrite.follow_rewrites(repo.git_dir, REF) == []
-    add(repo, source, link(S1, 1, 4))  # the daemon writes the original's note, later
-    assert rewrite.follow_rewrites(repo.git_dir, REF) == [
-        rewrite.Relinked(copy, source, "cherry-pick"),
-        rewrite.Relinked(copy2, copy, "cherry-pick"),
-    ]
-    assert ours(repo, copy) == ours(repo, copy2) == expected(link(S1, 1, 4))
-    assert ours(repo, source) == expected(link(S1, 1, 4))  # the original keeps its own
-    assert rewrite.follow_rewrites(repo.git_dir, REF) == []
 
 
 def test_cherry_pick_without_hooks_is_found_by_relink(env: Env) -> None:

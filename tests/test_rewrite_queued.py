@@ -78,3 +78,22 @@ def test_rebase_of_queued_commits_moves_their_links(env: Env, hub: HubStub) -> N
     assert len(news) == 2 and not set(news) & set(olds)
     assert all(repo.note(sha) == "" for sha in olds)
     assert base not in news
+
+
+def test_cherry_pick_of_a_queued_commit_gets_the_links_when_they_land(env: Env, hub: HubStub) -> None:
+    repo = _repo(env)
+    repo.commit("base")
+    hub.go_offline()
+    with running_daemon(env):
+        repo.git("checkout", "-q", "-b", "side")
+        source = repo.commit("on side", file="side.txt")
+        repo.git("checkout", "-q", "main")
+        repo.git("cherry-pick", source)
+        copy = repo.git("rev-parse", "HEAD")
+        repo.git("cherry-pick", "-x", "--allow-empty", "--keep-redundant-commits", copy)  # a copy of the copy
+        copy2 = repo.git("rev-parse", "HEAD")
+        wait_for(lambda: not list(env.spool.iterdir()), what="the picks to be taken")
+        hub.go_online()
+        for sha in (source, copy, copy2):
+            wait_for(lambda sha=sha: repo.note(sha), timeout=30, what=f"note on {sha}")
+    assert note_links(repo.note(copy)) == note_links(repo.note(source)) == note_links(repo.note(copy2))

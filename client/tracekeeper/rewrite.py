@@ -1,4 +1,4 @@
-"""Trace links that survive rewrites: git's own note copying, a cherry-pick log, and `tracekeeper relink`.
+"""Trace links that survive rewrites: git's own note copying, and `tracekeeper relink`.
 
 Three layers, from exact to heuristic (docs/rewrites.md says what each recovers):
 
@@ -6,10 +6,9 @@ Three layers, from exact to heuristic (docs/rewrites.md says what each recovers)
    too) copy the old commit's note to the new one inside git itself, with `cat_sort_uniq` so a
    squash of two commits of one session keeps both ranges and one URL line. (A rewrite of a
    commit whose upload is still queued is the daemon's: hooks/post-rewrite retargets its jobs.)
-2. The rewrite log (`hf-traces-rewritten` in each git dir): git copies no notes for a cherry-pick
-   and runs no post-rewrite, so `CHERRY_PICK_SNIPPET` in post-commit appends `old new cherry-pick
-   time`, and `follow_rewrites` copies the original's links once it has them (at once, or after
-   its queued upload lands).
+2. Cherry-picks: git copies no notes for them and runs no post-rewrite, but it runs post-commit
+   with CHERRY_PICK_HEAD naming the original; the hook says so (`made-by cherry-pick <sha>`) and
+   the daemon copies the original's links, and its queued jobs, to the copy.
 3. `relink` for commits that no rewrite of ours produced (a forge's squash or rebase merge):
    patch-id, the combined diff of a noted range, and commit ids or subjects in the squash message.
 
@@ -23,7 +22,6 @@ import fnmatch
 import json
 import re
 import subprocess
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +38,6 @@ from tracekeeperd.errors import GitError, TracekeeperError
 TOMBSTONE_PREFIX = "hf-trace-forgotten: "
 OUR_PREFIXES = (notes.LINK_PREFIX, notes.META_PREFIX, TOMBSTONE_PREFIX)
 
-#: Appended to by post-commit (cherry-picks), read by `follow_rewrites`/`relink`; one per git dir.
-REWRITE_LOG = "hf-traces-rewritten"
-#: Entries older than this are dropped: a commit whose upload has not landed in 30 days never will.
-REWRITE_LOG_TTL = 30 * 86400.0
 #: `<commit> <patch-id>` (or `-` for an empty diff): a commit's patch-id never changes.
 PATCH_ID_CACHE = "hf-traces-patch-ids"
 #: Multi-valued `<key> <value>` records of exactly what `configure` added, for `unconfigure`.
@@ -59,17 +53,6 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("notes.rewrite.rebase", "true"),
     ("notes.rewriteMode", "cat_sort_uniq"),
 )
-
-#: For the post-commit hook, after it set `tk_sha` and `tk_gitdir`: git 2.39 runs post-commit for
-#: every cherry-picked commit with CHERRY_PICK_HEAD still naming the original, but copies no notes
-#: and runs no post-rewrite. Rebase picks look the same, minus the rebase state directory.
-CHERRY_PICK_SNIPPET = """\
-if [ -f "$tk_gitdir/CHERRY_PICK_HEAD" ] && [ ! -d "$tk_gitdir/rebase-merge" ] &&
-    [ ! -d "$tk_gitdir/rebase-apply" ] && read -r tk_picked < "$tk_gitdir/CHERRY_PICK_HEAD"; then
-    printf '%s %s cherry-pick %s\\n' "$tk_picked" "$tk_sha" "$(date +%s)" \\
-        >> "$tk_gitdir/hf-traces-rewritten" 2>/dev/null
-fi
-"""
 
 
 class RewriteError(Exception):
@@ -316,76 +299,6 @@ def write_note(git_dir: Path, ref: str, sha: str, text: str) -> None:
 # --- the rewrite log -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rewrite:
-    old: str
-    new: str
-    how: str  # "cherry-pick" from the hook; whatever a `record` caller says
-    at: float | None
-
-
-def _log_files(git_dir: Path) -> list[Path]:
-    """The log of every worktree: hooks write to their own git dir (no extra git call there)."""
-    common = git.common_dir(git_dir)
-    files = [common / REWRITE_LOG]
-    worktrees = common / "worktrees"
-    if worktrees.is_dir():
-        files.extend(sorted(p / REWRITE_LOG for p in worktrees.iterdir()))
-    return [f for f in files if f.is_file()]
-
-
-_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
-
-
-def read_log(git_dir: Path) -> list[Rewrite]:
-    entries: list[Rewrite] = []
-    for path in _log_files(git_dir):
-        for line in path.read_text(errors="replace").splitlines():
-            parts = line.split()
-            if len(parts) < 2 or not (_SHA.match(parts[0]) and _SHA.match(parts[1])):
-                continue
-            how = parts[2] if len(parts) > 2 else "rewrite"
-            try:
-                at = float(parts[3]) if len(parts) > 3 else None
-            except ValueError:
-                at = None
-            entries.append(Rewrite(parts[0], parts[1], how, at))
-    entries.sort(key=lambda e: e.at or 0.0)  # stable: a file's own order is kept
-    return entries
-
-
-def record(git_dir: Path, pairs: Iterable[tuple[str, str]], how: str, now: float | None = None) -> None:
-    """Append `old new` pairs to this git dir's log (what the hooks do, for callers in Python)."""
-    stamp = int(now if now is not None else time.time())
-    text = "".join(f"{old} {new} {how} {stamp}\n" for old, new in pairs)
-    if text:
-        with (git_dir / REWRITE_LOG).open("a") as fh:
-            fh.write(text)
-
-
-def _prune_log(git_dir: Path, now: float) -> None:
-    """Drop entries past their TTL or whose new commit is gone; rewrite each file atomically."""
-    for path in _log_files(git_dir):
-        kept: list[str] = []
-        lines = path.read_text(errors="replace").splitlines()
-        news = [line.split()[1] for line in lines if len(line.split()) >= 2]
-        alive = _existing_commits(git_dir, news)
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 2 or parts[1] not in alive:
-                continue
-            try:
-                at = float(parts[3]) if len(parts) > 3 else now
-            except ValueError:
-                at = now
-            if now - at <= REWRITE_LOG_TTL:
-                kept.append(line)
-        if len(kept) != len(lines):
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text("".join(f"{line}\n" for line in kept))
-            tmp.replace(path)
-
-
 # --- commits, in bulk ----------------------------------------------------------------------
 
 
@@ -509,33 +422,6 @@ class _Book:
         self.changed.clear()
 
 
-def _apply_log(book: _Book, entries: list[Rewrite], alive: set[str]) -> list[Relinked]:
-    found: list[Relinked] = []
-    for entry in entries:  # oldest first: old -> mid -> new chains resolve in one pass
-        if entry.new in alive and book.copy(entry.old, entry.new):
-            found.append(Relinked(entry.new, entry.old, entry.how))
-    return found
-
-
-def follow_rewrites(git_dir: Path, notes_ref: str, *, dry_run: bool = False) -> list[Relinked]:
-    """Replay the rewrite log: every commit that replaced a noted one gets its links.
-
-    Cheap when there is nothing to do (no log, no git call), so the daemon can call it after it
-    writes the notes of a batch: a cherry-pick then gets its links as soon as it is handed in, or
-    as soon as the original's queued upload lands.
-    """
-    entries = read_log(git_dir)
-    if not entries:
-        return []
-    ref = normalize_notes_ref(notes_ref)
-    book = _Book(git_dir, ref)
-    found = _apply_log(book, entries, _existing_commits(git_dir, (e.new for e in entries)))
-    if not dry_run:
-        book.flush()
-        _prune_log(git_dir, time.time())
-    return found
-
-
 _PICKED = re.compile(r"\(cherry picked from commit ([0-9a-f]{40})\)")
 _HEXISH = re.compile(r"\b[0-9a-f]{7,40}\b")
 _BULLET = re.compile(r"^\s*[*-]\s+(.+?)\s*$")
@@ -589,8 +475,7 @@ def relink(
     except GitError:
         raise RewriteError(f"{rev!r} is not a revision or range in {repo.resolve()}") from None
     book = _Book(git_dir, ref)
-    entries = read_log(git_dir)
-    found = _apply_log(book, entries, _existing_commits(git_dir, (e.new for e in entries)))
+    found: list[Relinked] = []
 
     count = ["--max-count", str(limit)] if limit else []
     commits = _rev_list(git_dir, ["--no-merges", *count, rev]) if tips else []
@@ -599,7 +484,6 @@ def relink(
         found.extend(_match(git_dir, book, candidates, tips))
     if not dry_run:
         book.flush()
-        _prune_log(git_dir, time.time())
     return found
 
 
