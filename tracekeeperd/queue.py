@@ -172,6 +172,26 @@ def _job(row: tuple[Any, ...]) -> Job:
     return Job(*values)
 
 
+def _copy_to(
+    db: sqlite3.Connection, repo_id: int, source: str, target: str, now: float, *, states: tuple[str, ...]
+) -> list[int]:
+    """Pending copies, for `target`, of `source`'s jobs in `states` that still have a snapshot;
+    returns every pending job of `target` (the new commit may already have had its own)."""
+    marks = ",".join("?" * len(states))
+    db.execute(  # noqa: S608 - only placeholders are interpolated
+        "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"
+        " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
+        " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
+        " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
+        f" WHERE repo_id = ? AND commit_sha = ? AND snapshot IS NOT NULL AND state IN ({marks})",
+        (target, now, now, now, repo_id, source, *states),
+    )
+    rows = db.execute(
+        "SELECT id FROM jobs WHERE repo_id = ? AND commit_sha = ? AND state = 'pending'", (repo_id, target)
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
 class Queue:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
@@ -468,34 +488,12 @@ class Queue:
                 "DELETE FROM jobs WHERE repo_id = ? AND commit_sha = ? AND state IN ('pending', 'uploading')",
                 (repo_id, old),
             )
-            db.execute(
-                "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"
-                " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
-                " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
-                " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
-                " WHERE repo_id = ? AND commit_sha = ? AND state = 'done' AND snapshot IS NOT NULL",
-                (new, now, now, now, repo_id, old),
-            )
-            rows = db.execute(
-                "SELECT id FROM jobs WHERE repo_id = ? AND commit_sha = ? AND state = 'pending'", (repo_id, new)
-            ).fetchall()
-        return [int(row[0]) for row in rows]
+            return _copy_to(db, repo_id, old, new, now, states=("done",))
 
     def copy_jobs(self, repo_id: int, source: str, target: str, now: float) -> list[int]:
         """Queue the links of `source` again for `target` (a cherry-pick copies a commit)."""
         with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"
-                " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
-                " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
-                " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
-                " WHERE repo_id = ? AND commit_sha = ? AND snapshot IS NOT NULL AND state != 'failed'",
-                (target, now, now, now, repo_id, source),
-            )
-            rows = db.execute(
-                "SELECT id FROM jobs WHERE repo_id = ? AND commit_sha = ? AND state = 'pending'", (repo_id, target)
-            ).fetchall()
-        return [int(row[0]) for row in rows]
+            return _copy_to(db, repo_id, source, target, now, states=("pending", "uploading", "done"))
 
     def commit_of(self, job_id: int) -> str | None:
         """The commit a job belongs to now (a rewrite may have moved it while it was in flight)."""
