@@ -177,13 +177,16 @@ def _copy_to(
 ) -> list[int]:
     """Pending copies, for `target`, of `source`'s jobs in `states` that still have a snapshot;
     returns every pending job of `target` (the new commit may already have had its own)."""
-    marks = ",".join("?" * len(states))
-    db.execute(  # noqa: S608 - only placeholders are interpolated
-        "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"
+    marks = ",".join("?" * len(states))  # only placeholders are interpolated below
+    sql = (
+        "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"  # noqa: S608
         " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
         " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
         " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
-        f" WHERE repo_id = ? AND commit_sha = ? AND snapshot IS NOT NULL AND state IN ({marks})",
+        f" WHERE repo_id = ? AND commit_sha = ? AND snapshot IS NOT NULL AND state IN ({marks})"
+    )
+    db.execute(
+        sql,
         (target, now, now, now, repo_id, source, *states),
     )
     rows = db.execute(
