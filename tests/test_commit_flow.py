@@ -331,7 +331,7 @@ def test_the_remote_copy_follows_the_session_after_the_commit(env: Env) -> None:
         stored = env.local_store / meta["url"].split("/traces/", 1)[1]
         append_lines(transcript, 4, start=4)  # the agent keeps working after the commit
         wait_for(lambda: stored.read_bytes() == transcript.read_bytes(), what="the copy to catch up")
-        assert "refreshed codex/" in daemon.output()
+        wait_for(lambda: "refreshed codex/" in daemon.output(), what="the refresh to be logged")
     assert repo.note(sha) == note
     assert meta["lines"] == [1, 3]
     assert hashlib.sha256(stored.read_bytes()[: meta["bytes"]]).hexdigest() == meta["sha256"]
