@@ -66,7 +66,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
@@ -95,7 +95,10 @@ def _redaction(table: object, source: Path) -> RedactionSettings:
     if not isinstance(scrub, bool):
         raise ConfigError(f"{source}: redaction.scrub_home must be true or false")
     rules = []
-    for i, rule in enumerate(table.get("rules", [])):
+    raw_rules = table.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise ConfigError(f"{source}: redaction.rules must be a list of tables ([[redaction.rules]])")
+    for i, rule in enumerate(raw_rules):
         where = f"{source}: redaction.rules[{i}]"
         if not isinstance(rule, dict):
             raise ConfigError(f"{where} must be a table with id, pattern and keywords")

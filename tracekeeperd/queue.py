@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .protocol import JobState, JobView
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -203,7 +204,14 @@ class Queue:
             return
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise ConfigError(
+                f"the queue {path} is damaged ({exc}); move it aside and start again"
+                " (jobs in it are lost; commits still in the spool are not)"
+            ) from exc
         # FULL: a commit acknowledged to the hook survives power loss, not just a crash.
         self.db.execute("PRAGMA synchronous=FULL")
         if sys.platform == "darwin":

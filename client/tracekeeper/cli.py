@@ -47,6 +47,8 @@ def _offline_status(include_done: bool) -> dict[str, Any]:
             data["jobs"] = [job.view() for job in queue.jobs(states=states)]
         except sqlite3.OperationalError:
             pass  # a daemon is creating the schema right now: nothing queued yet
+        except sqlite3.DatabaseError as exc:
+            fail(f"the queue {paths.db} is damaged ({exc}); move it aside and restart tracekeeperd")
         finally:
             queue.close()
     return data
@@ -179,7 +181,9 @@ def status(as_json: bool, include_done: bool) -> None:
 
 
 @cli.command(short_help="Upload everything pending now and wait.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait before giving up.")
+@click.option(
+    "--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0), help="Seconds to wait before giving up."
+)
 def flush(timeout: float) -> None:
     """Try every pending job now (ignoring backoff) and wait until none is pending."""
     client = _client()
@@ -318,7 +322,14 @@ def main() -> None:
     import os
 
     try:
-        cli.main(prog_name="tracekeeper", standalone_mode=True)
+        cli.main(prog_name="tracekeeper", standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise SystemExit(130) from None
+        fail("aborted")
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as exc:

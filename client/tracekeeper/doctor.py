@@ -115,12 +115,16 @@ class Context:
 
 
 def check_config(ctx: Context) -> Check:
+    from tracekeeperd import redact
     from tracekeeperd.config import load
     from tracekeeperd.errors import ConfigError
+    from tracekeeperd.stores import open_store
 
     try:
-        load(ctx.env)
-    except ConfigError as exc:
+        config = load(ctx.env)
+        open_store(config)  # what the daemon does at start: an unknown store scheme stops it
+        redact.from_settings(config.redaction)  # a bad user rule stops it too
+    except (ConfigError, redact.RedactionError) as exc:
         return Check(Status.FAIL, f"configuration: {exc}", f"fix {ctx.paths.config_file} (docs/configuration.md)")
     where = ctx.paths.config_file if ctx.paths.config_file.exists() else "defaults (no config.toml)"
     return Check(Status.OK, f"configuration readable: {where}")

@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 
 import click
 
+from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.git import clean_env
 from tracekeeperd.paths import Paths
 
@@ -1061,6 +1062,8 @@ def _describe(change: HookChange) -> str:
 
 
 def _fail(exc: Exception) -> NoReturn:
+    if isinstance(exc, BrokenPipeError):
+        raise exc
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         fail(f"{where}{exc.strerror or exc}")
@@ -1105,6 +1108,9 @@ def install_command(repo: Path, guard: bool, strict: bool | None, recurse_submod
                 click.echo(_describe(change))
             click.echo("repositories that exist already: run `tracekeeper install` in each")
             return
+        from tracekeeperd.config import load
+
+        load()  # a broken config.toml must stop us before any hook changes
         repos = [repo.resolve()]
         if recurse_submodules:
             repos += submodules(repos[0])
@@ -1112,7 +1118,7 @@ def install_command(repo: Path, guard: bool, strict: bool | None, recurse_submod
             for change in install(path, resolve(), guard=guard, strict=strict):
                 click.echo(_describe(change))
             _configure_notes(path)
-    except (InstallError, OSError) as exc:
+    except (InstallError, OSError, TracekeeperError) as exc:
         _fail(exc)
 
 
@@ -1164,5 +1170,5 @@ def uninstall_command(repo: Path, guard_only: bool, recurse_submodules: bool, gl
                 click.echo(_describe(change))
             if not guard_only:
                 _unconfigure_notes(path)
-    except (InstallError, OSError) as exc:
+    except (InstallError, OSError, TracekeeperError) as exc:
         _fail(exc)

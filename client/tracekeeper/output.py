@@ -53,4 +53,7 @@ def ago(ts: float | None, now: float | None = None) -> str:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    import sys
+
+    # Piped into another program, lines stay whole instead of wrapping at 80 columns.
+    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())

@@ -480,8 +480,18 @@ def _fetch(where: Where, remote: str, notes_ref: str) -> str | None:
     try:
         _run(where, args, timeout=NETWORK_TIMEOUT)
     except GitError as exc:
-        raise SyncError(f"cannot fetch notes from {remote}: {exc.stderr.strip() or exc}") from exc
+        raise SyncError(f"cannot fetch notes from {remote}: {_first_fatal(exc)}") from exc
     return _rev(where, tracking_ref(remote, notes_ref))
+
+
+def _first_fatal(exc: GitError) -> str:
+    """git's own reason in one line: the first `fatal:`/`error:` line, else the first line."""
+    lines = [line.strip() for line in exc.stderr.splitlines() if line.strip()]
+    for line in lines:
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+    return lines[0] if lines else str(exc)
 
 
 def _notes_merge(where: Where, into: str, theirs: str) -> None:

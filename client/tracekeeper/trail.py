@@ -416,7 +416,9 @@ def _unborn(repo: Path) -> bool:
         check=False,
         stdin=subprocess.DEVNULL,
     )
-    return proc.returncode != 0 and b"not a git repository" not in proc.stderr
+    # With --quiet an unborn HEAD fails silently; anything else (no such directory, not a
+    # repository) says `fatal:` and is an error, not an empty history.
+    return proc.returncode == 1 and not proc.stderr.strip()
 
 
 def log_entries(
