@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 
-from .harness import UUID_A, Daemon, Env, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import UUID_A, UUID_B, Daemon, Env, append_lines, make_repo, note_links, running_daemon, wait_for
 
 
 def test_commit_gets_a_note_pointing_at_an_exact_copy_of_the_transcript(env: Env) -> None:
@@ -335,3 +335,23 @@ def test_the_remote_copy_follows_the_session_after_the_commit(env: Env) -> None:
     assert repo.note(sha) == note
     assert meta["lines"] == [1, 3]
     assert hashlib.sha256(stored.read_bytes()[: meta["bytes"]]).hexdigest() == meta["sha256"]
+
+
+def test_a_daemon_killed_without_cleanup_does_not_make_commits_lose_their_session(env: Env) -> None:
+    """SIGKILL leaves the spool-watched marker behind; commits made meanwhile must still capture
+    their active file, or a restart would link them to whatever session is active by then."""
+    repo = make_repo(env).install()
+    first = env.transcript()
+    append_lines(first, 2)
+    later = env.transcript(f"rollout-b-{UUID_B}.jsonl")
+    append_lines(later, 5)
+    daemon = Daemon(env).start()
+    daemon.kill()
+    assert (env.runtime / "spool-watched").exists()
+    repo.activate(first)
+    sha = repo.commit("while the daemon is dead")
+    repo.activate(later, session_id=UUID_B)  # the agent moved on before the daemon came back
+    with running_daemon(env):
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    (meta,) = note_links(note)
+    assert meta["session"] == UUID_A and meta["lines"] == [1, 2]

@@ -387,3 +387,27 @@ def test_an_expired_lease_makes_a_stranded_job_due_again(queue: Queue) -> None:
     [again] = queue.claim_due(T0 + 241, 10, lease=240)
     assert again.id == job_id and again.state is JobState.UPLOADING
     assert again.attempts == 0
+
+
+# --- regressions found in review -----------------------------------------------------------
+
+
+def test_complete_refuses_a_job_that_a_rewrite_moved_to_another_commit(queue: Queue) -> None:
+    repo = _repo(queue)
+    job_id = queue.add(_job(repo, "a" * 40), T0)
+    assert job_id is not None
+    queue.claim_due(T0, 10, 60)
+    queue.retarget(repo, "a" * 40, "b" * 40, T0)  # while the worker was writing the note on "a"
+    assert queue.complete(job_id, "file:///x", T0, None, "a" * 40) is False
+    assert queue.commit_of(job_id) == "b" * 40
+    assert queue.complete(job_id, "file:///x", T0, None, "b" * 40) is True
+
+
+def test_latest_snapshot_is_the_furthest_extent_of_the_newest_snapshot(queue: Queue) -> None:
+    """Copies made for a cherry-pick are newer rows with older, shorter extents."""
+    repo = _repo(queue)
+    queue.add(_job(repo, "a" * 40, bytes=100, last_line=10), T0)
+    queue.add(_job(repo, "b" * 40, bytes=300, last_line=30), T0 + 1)
+    queue.copy_jobs(repo, "a" * 40, "c" * 40, T0 + 2)  # a pick of the older commit
+    latest = queue.latest_snapshot(repo, "codex", "s1")
+    assert latest is not None and latest[1:3] == (300, 30)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from . import __version__, ipc, redact, spool
+from . import __version__, ipc, notes, redact, spool
 from .active import ActiveSession, safe_component
 from .config import Config
 from .discovery import SessionIndex, default_roots
@@ -209,9 +209,21 @@ class Daemon:
     async def ingest(self, event: spool.CommitEvent) -> IngestResult:
         assert self.ingestor is not None
         result: IngestResult = await self._on_db(self.ingestor.ingest, event)
+        self._after_ingest(result)
+        return result
+
+    def _after_ingest(self, result: IngestResult) -> None:
+        for git_dir, source, target in result.copies:
+            self.io.submit(self._copy_note, git_dir, source, target)
         if result.job_ids:
             self.wake.set()
-        return result
+
+    def _copy_note(self, git_dir: Path, source: str, target: str) -> None:
+        """On the I/O thread, which writes every note, so two writers never race on the ref."""
+        try:
+            notes.copy(git_dir, self.config.notes_ref, source, target)
+        except TracekeeperError as exc:
+            log.warning("could not copy the links of %s to %s: %s", source[:12], target[:12], exc)
 
     def _ingest_spool_sync(self, path: Path) -> IngestResult:
         """Read, persist, then delete: a crash in between only replays a duplicate."""
@@ -260,8 +272,7 @@ class Daemon:
 
     async def ingest_spool_file(self, path: Path) -> IngestResult:
         result: IngestResult = await self._on_db(self._ingest_spool_sync, path)
-        if result.job_ids:
-            self.wake.set()
+        self._after_ingest(result)
         return result
 
     async def drain_spool(self) -> int:
@@ -307,7 +318,8 @@ class Daemon:
         self._observer = observer
         if type(observer).__name__ == "InotifyObserver":
             # Tells the hook that a rename in the spool already wakes us: it can skip curl.
-            self._spool_marker.touch(mode=0o600)
+            self._spool_marker.write_text(f"{os.getpid()}\n")
+            self._spool_marker.chmod(0o600)
 
     async def _rescan(self) -> None:
         """Ingest what the hook spooled while we were down, then re-check now and then."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from . import active as active_mod
-from . import git, notes
+from . import git
 from .errors import ActiveFileError, GitError, PermanentError
 from .queue import NewJob, Queue
 from .snapshot import Extent, Snapshots
@@ -34,6 +34,8 @@ ABANDONED = 12 * 3600.0
 @dataclass
 class IngestResult:
     job_ids: list[int] = field(default_factory=list)
+    #: (git dir, source, target) note copies for the I/O thread, the repository's one note writer.
+    copies: list[tuple[Path, str, str]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     note: str | None = None
 
@@ -87,6 +89,9 @@ def check_root(transcript: Path, roots: tuple[Path, ...]) -> None:
 
 #: Finds sessions by worktree and activity time when no hook recorded one (discovery.py).
 Discover = Callable[[Path, float | None], list[active_mod.ActiveSession]]
+#: A `live` spool file (active file left for the daemon to read) older than the daemon by more
+#: than this was written while no daemon was there to read it.
+LIVE_GRACE = 2.0
 #: Without a parent commit, a session counts as active for this commit within this window.
 ROOT_COMMIT_WINDOW = 6 * 3600.0
 
@@ -101,6 +106,7 @@ class Ingestor:
         notes_ref: str = "refs/notes/hf-traces",
     ) -> None:
         self.notes_ref = notes_ref
+        self.started_at = time.time()
         self.queue = queue
         self.snapshots = snapshots
         self.roots = allowed_roots() if roots is None else roots
@@ -126,6 +132,11 @@ class Ingestor:
         return self.queue.add_repo(str(common), key, str(display))
 
     def _active(self, event: CommitEvent) -> bytes | None:
+        if event.active_live and event.committed_at < self.started_at - LIVE_GRACE:
+            # The hook left the active file to a daemon that then died before reading it: what
+            # the file says now may name a later session, so it is not this commit's.
+            log.warning("commit %s: its active sessions were not captured; using discovery", event.sha[:12])
+            return None
         if event.active is not None or (event.spool_file is not None and not event.active_live):
             # The hook captured the file (or its absence) at commit time: trust that.
             return event.active
@@ -259,8 +270,8 @@ class Ingestor:
 
     def _cherry_pick(self, event: CommitEvent, source: str, now: float, result: IngestResult) -> IngestResult:
         """A picked commit carries the original's links: its note now, its queued jobs too."""
+        result.copies.append((event.git_dir, source, event.sha))
         try:
-            notes.copy(event.git_dir, self.notes_ref, source, event.sha)
             known = self.queue.repo(str(git.common_dir(event.git_dir)))
         except GitError as exc:
             raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc

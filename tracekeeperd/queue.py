@@ -284,10 +284,13 @@ class Queue:
 
     def latest_snapshot(self, repo_id: int, agent: str, session_id: str) -> tuple[str, int, int, str] | None:
         """(snapshot path, bytes, lines, sha256) of the session's newest job that has a snapshot."""
+        # The newest snapshot file, and the furthest extent any job records in it: copies made
+        # for rewrites and cherry-picks are newer rows with older, shorter extents.
         row = self.db.execute(
-            "SELECT snapshot, bytes, last_line, sha256 FROM jobs WHERE repo_id = ? AND agent = ?"
-            " AND session_id = ? AND snapshot IS NOT NULL ORDER BY id DESC LIMIT 1",
-            (repo_id, agent, session_id),
+            "SELECT snapshot, bytes, last_line, sha256 FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?"
+            " AND snapshot = (SELECT snapshot FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?"
+            " AND snapshot IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1) ORDER BY bytes DESC LIMIT 1",
+            (repo_id, agent, session_id, repo_id, agent, session_id),
         ).fetchone()
         return (str(row[0]), int(row[1]), int(row[2]), str(row[3])) if row else None
 
@@ -366,13 +369,25 @@ class Queue:
             rows = db.execute(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN ({marks})", ids).fetchall()
         return [_job(row) for row in rows]
 
-    def complete(self, job_id: int, url: str, now: float, redactions: dict[str, object] | None = None) -> None:
+    def complete(
+        self, job_id: int, url: str, now: float, redactions: dict[str, object] | None = None, commit: str | None = None
+    ) -> bool:
+        """Mark done; with `commit`, only if the job still belongs to it (a rewrite may have moved it)."""
         with self._tx() as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE jobs SET state = 'done', url = ?, attempts = attempts + 1, last_error = NULL,"
-                " next_attempt_at = NULL, leased_until = NULL, updated_at = ?, redactions = ? WHERE id = ?",
-                (url, now, json.dumps(redactions, sort_keys=True) if redactions is not None else None, job_id),
+                " next_attempt_at = NULL, leased_until = NULL, updated_at = ?, redactions = ?"
+                " WHERE id = ? AND (? IS NULL OR commit_sha = ?)",
+                (
+                    url,
+                    now,
+                    json.dumps(redactions, sort_keys=True) if redactions is not None else None,
+                    job_id,
+                    commit,
+                    commit,
+                ),
             )
+            return cur.rowcount == 1
 
     def defer(self, job_id: int, error: str, next_attempt_at: float, now: float) -> None:
         """A transient failure: back to pending, due again at `next_attempt_at`."""

@@ -191,9 +191,13 @@ class Worker:
                     view = out if job.snapshot == best.snapshot else self._outgoing(None, job)
                     length, digest = view.prefix(job.last_line or 0)
                     views[job.id] = (length, digest, view.counts(job.first_line or 1, job.last_line or 0))
-            except (OSError, PermanentError) as exc:
+            except FileNotFoundError as exc:
                 for job in groups.pop(path):
                     self._fail(job, f"snapshot unreadable: {exc}")
+                continue
+            except (OSError, PermanentError) as exc:  # being extended right now: try again shortly
+                for job in groups.pop(path):
+                    self._defer(job, TransientError(f"snapshot not readable yet: {exc}"))
                 continue
             except RedactionError as exc:
                 for job in groups.pop(path):
@@ -254,7 +258,12 @@ class Worker:
         except GitError as exc:
             self._defer(job, TransientError(str(exc)))
             return
-        self.db.run(self.queue.complete, job.id, url, self.clock(), redacted)
+        if not self.db.run(self.queue.complete, job.id, url, self.clock(), redacted, job.commit_sha):
+            # A rewrite moved the job to another commit while we wrote this note: note that one too.
+            self.db.run(
+                self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.clock(), self.clock()
+            )
+            return
         log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, url)
 
     # --- outcomes ---------------------------------------------------------------------

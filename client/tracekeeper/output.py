@@ -51,9 +51,9 @@ def ago(ts: float | None, now: float | None = None) -> str:
 
 
 def console() -> Any:
-    from rich.console import Console
-
     import sys
+
+    from rich.console import Console
 
     # Piped into another program, lines stay whole instead of wrapping at 80 columns.
     return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
