@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from tracekeeperd import spool
 from tracekeeperd.spool import MAGIC, SUFFIX, CommitEvent, SpoolError, parse, pending, quarantine, read, write
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -32,7 +34,7 @@ def test_write_then_read_round_trips(tmp_path: Path) -> None:
     path = write(spool_dir, event)
     assert path.parent == spool_dir and path.name.endswith(SUFFIX)
     assert (spool_dir.stat().st_mode & 0o777) == 0o700
-    got = read(path)
+    got = read(path, now=AT + 3600)  # not young: a young one with a non-JSON payload waits
     assert got == _event(spool_file=path)
     assert got.committed_at == AT, "the file's mtime is the commit time"
     assert not list(spool_dir.glob("*.tmp")), "the temp file was renamed away"
@@ -50,7 +52,7 @@ def test_write_then_read_round_trips(tmp_path: Path) -> None:
 )
 def test_round_trip_variants(tmp_path: Path, event: CommitEvent) -> None:
     path = write(tmp_path, event)
-    got = read(path)
+    got = read(path, now=AT + 3600)
     assert (got.sha, got.git_dir, got.work_tree, got.active) == (
         event.sha,
         event.git_dir,
@@ -127,3 +129,17 @@ def test_quarantine_moves_aside_with_the_reason(tmp_path: Path) -> None:
     assert moved.read_bytes() == b"garbage", "kept for a human, never silently dropped"
     assert (tmp_path / "bad" / (path.name + ".reason")).read_text() == "not a tracekeeper spool file\n"
     assert pending(tmp_path) == [], "a quarantined file is not picked up again"
+
+
+def test_a_young_file_with_a_half_copied_active_file_is_left_for_later(tmp_path: Path) -> None:
+    """The hook's `cat` may still be writing when a scan looks: not a broken active file yet."""
+    path = tmp_path / ("a" * 40 + ".1.commit")
+    path.write_bytes(
+        b"tracekeeper-spool 1\nsha " + b"a" * 40 + b'\ngit-dir /r/.git\nwork-tree /r\nactive present\n--\n{"ses'
+    )
+    with pytest.raises(spool.SpoolIncomplete):
+        spool.read(path)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    event = spool.read(path)  # no longer young: handed on, and the broken active file is reported
+    assert event.active == b'{"ses'

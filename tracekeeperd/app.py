@@ -324,7 +324,11 @@ class Daemon:
     async def _rescan(self) -> None:
         """Ingest what the hook spooled while we were down, then re-check now and then."""
         while not self._stopping:
-            taken = await self.drain_spool()
+            try:
+                taken = await self.drain_spool()
+            except Exception:  # e.g. the spool directory became unreadable: keep trying
+                log.exception("spool scan failed")
+                taken = 0
             if taken:
                 log.info("took %d commit(s) from the spool", taken)
             await asyncio.sleep(SPOOL_RESCAN)
@@ -350,14 +354,14 @@ class Daemon:
             self.wake.clear()
             try:
                 claimed = await loop.run_in_executor(self.io, self.worker.run_once)
-            except Exception:
-                log.exception("worker batch crashed; retrying after a pause")
-                claimed = 0
+                if claimed:
+                    await self._publish_status()
+                    continue
+                delay = await loop.run_in_executor(self.io, self.worker.wait_time)
+            except Exception:  # the worker must outlive any bug: log it, pause, carry on
+                log.exception("worker loop failed; retrying after a pause")
                 await asyncio.sleep(1.0)
-            if claimed:
-                await self._publish_status()
                 continue
-            delay = await loop.run_in_executor(self.io, self.worker.wait_time)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
                 # Woken by a new commit: let the rest of a burst (a rebase, a script) arrive so

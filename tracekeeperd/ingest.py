@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from . import active as active_mod
 from . import git
-from .errors import ActiveFileError, GitError, PermanentError
+from .errors import ActiveFileError, GitError, PermanentError, TransientError
 from .queue import NewJob, Queue
 from .snapshot import Extent, Snapshots
 from .spool import CommitEvent, RewriteEvent
@@ -161,6 +161,8 @@ class Ingestor:
         try:
             repo_id, key = self._repo(event)
         except GitError as exc:
+            if event.git_dir.is_dir() and exc.returncode == -1:  # a timeout: the repo is busy, not gone
+                raise TransientError(f"git did not answer for {event.git_dir}: {exc}") from exc
             raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
         base = event.work_tree or event.git_dir
         try:

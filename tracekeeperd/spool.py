@@ -26,6 +26,7 @@ spool and will read it within milliseconds, did not copy it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -162,12 +163,26 @@ def read(path: Path, now: float | None = None) -> CommitEvent:
         data = fh.read(4 * 1024 * 1024 + 1)
     if len(data) > 4 * 1024 * 1024:
         raise SpoolError("spool file is larger than 4 MiB")
+    young = (time.time() if now is None else now) - mtime < YOUNG
     try:
-        return parse(data, mtime=mtime, path=path)
+        event = parse(data, mtime=mtime, path=path)
     except SpoolError as exc:
-        if (time.time() if now is None else now) - mtime < YOUNG:
+        if young:
             raise SpoolIncomplete(str(exc)) from None
         raise
+    if young and event.active is not None and not _is_json(event.active):
+        # The hook's `cat` of the active file may still be running: look again later. (A file
+        # that stays broken is handled, and reported, once it is no longer young.)
+        raise SpoolIncomplete("the copied active file is not complete yet")
+    return event
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 def pending(spool_dir: Path) -> list[Path]:
