@@ -397,10 +397,14 @@ class Daemon:
         def snapshot() -> dict[str, Any]:
             states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
             oldest = queue.oldest_pending()
+            counts = queue.counts()
+            jobs = [job.view() for job in queue.jobs(states=states)]
+            listed = sum(counts.values()) if states is None else sum(counts[s.value] for s in states)
             return {
-                "queue": queue.counts(),
+                "queue": counts,
                 "oldest_pending": oldest.view() if oldest else None,
-                "jobs": [job.view() for job in queue.jobs(states=states)],
+                "jobs": jobs,
+                "jobs_not_shown": max(0, listed - len(jobs)),
             }
 
         data: dict[str, Any] = await self._on_db(snapshot)

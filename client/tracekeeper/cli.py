@@ -85,8 +85,10 @@ def _notes_per_repo() -> list[dict[str, Any]]:
         finally:
             queue.close()
         ref = load().notes_ref
-    except (sqlite3.Error, TracekeeperError):
+    except sqlite3.Error:
         return []
+    except TracekeeperError as exc:
+        return [{"repo": None, "remotes": [], "error": str(exc)}]
     repos: list[dict[str, Any]] = []
     for common_dir, display in known:
         if not Path(common_dir).is_dir():
@@ -128,6 +130,8 @@ def _print_status(data: dict[str, Any]) -> None:
         f"{queue['done']} done, {queue['failed']} failed"
     )
     for repo in data.get("repos") or []:
+        if repo.get("error"):
+            out.print(f"  [red]problem[/] {repo['error']}")
         for remote in repo["remotes"]:
             if remote.get("unpushed"):
                 out.print(f"  notes   {remote['unpushed']} not pushed to {remote['remote']} from {repo['repo']}")
@@ -157,6 +161,8 @@ def _print_status(data: dict[str, Any]) -> None:
         )
     out.print()
     out.print(table)
+    if data.get("jobs_not_shown"):
+        out.print(f"  … and {data['jobs_not_shown']} older job(s) not shown")
 
 
 @cli.command(short_help="Show the daemon and the upload queue.")
@@ -166,6 +172,11 @@ def status(as_json: bool, include_done: bool) -> None:
     """Show whether the daemon runs, where traces go, and every job not yet done.
 
     Works without the daemon too: the queue and the spool are read from disk.
+
+    \b
+    Examples:
+      $ tracekeeper status
+      $ tracekeeper status --all --json | jq '.jobs[] | select(.state == "failed")'
     """
     try:
         data = _client(timeout=5).status(include_done=include_done)
@@ -185,7 +196,15 @@ def status(as_json: bool, include_done: bool) -> None:
     "--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0), help="Seconds to wait before giving up."
 )
 def flush(timeout: float) -> None:
-    """Try every pending job now (ignoring backoff) and wait until none is pending."""
+    """Try every pending job now (ignoring backoff) and wait until none is pending.
+
+    Exits 4 if jobs are still pending after --timeout, 5 if some ended failed.
+
+    \b
+    Examples:
+      $ tracekeeper flush
+      $ tracekeeper flush --timeout 300 && git push
+    """
     client = _client()
     try:
         client.flush()
@@ -217,7 +236,13 @@ def flush(timeout: float) -> None:
 
 @cli.command(short_help="Re-queue failed jobs.")
 def retry() -> None:
-    """Put failed jobs back in the queue, after you fixed what `status` said was wrong."""
+    """Put failed jobs back in the queue, after you fixed what `status` said was wrong.
+
+    \b
+    Examples:
+      $ tracekeeper status          # read why they failed, fix it (token, bucket privacy...)
+      $ tracekeeper retry && tracekeeper flush
+    """
     try:
         answer = _client().retry()
     except DaemonUnavailable as exc:
