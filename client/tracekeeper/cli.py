@@ -32,6 +32,7 @@ def _offline_status(include_done: bool) -> dict[str, Any]:
         "queue": {state.value: 0 for state in JobState},
         "oldest_pending": None,
         "jobs": [],
+        "jobs_not_shown": 0,
     }
     data["daemon"]["spool"] = spool_counts(paths.spool)
     if paths.db.exists():
@@ -45,6 +46,8 @@ def _offline_status(include_done: bool) -> dict[str, Any]:
             data["oldest_pending"] = oldest.view() if oldest else None
             states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
             data["jobs"] = [job.view() for job in queue.jobs(states=states)]
+            listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
+            data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
         except sqlite3.OperationalError:
             pass  # a daemon is creating the schema right now: nothing queued yet
         except sqlite3.DatabaseError as exc:
