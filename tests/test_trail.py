@@ -292,3 +292,10 @@ def test_bury_replaces_a_links_lines_in_place_and_is_idempotent() -> None:
     assert buried == "\n".join(["mine", stone.line(), *other.lines(), "also mine"]) + "\n"
     assert trail.bury(buried, {"u1": stone}) is None
     assert trail.parse_tombstones(buried) == [stone]
+
+
+def test_forget_json_without_yes_is_a_usage_error_and_eof_at_the_prompt_is_one_line(env: Env) -> None:
+    repo = make_repo(env)
+    sha = repo.commit("x")
+    scripted = tk(env, "forget", sha, "--json", cwd=repo.path)
+    assert scripted.returncode == 2 and "--json needs --yes" in scripted.stderr

@@ -587,7 +587,7 @@ def _plan_json(result: ForgetResult, dry_run: bool) -> dict[str, Any]:
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted and which notes would change.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Forget even though the daemon still has uploads of it queued.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts (implies no prompt output).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts (with --yes or --dry-run).")
 def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bool, as_json: bool) -> None:
     """Delete the uploaded trace of a session (given by its id, or by a COMMIT linked to it:
     then every session of that commit) from the store its URL points at, and replace every link
@@ -602,6 +602,8 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
 
     from .output import emit_json, fail
 
+    if as_json and not (yes or dry_run):
+        raise click.UsageError("--json needs --yes (or --dry-run): a script cannot answer the question")
     ref = _notes_ref()
     try:
         plan = plan_forget(repo, ref, what, resolve())
@@ -635,9 +637,13 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         else:
             click.echo("dry run: nothing deleted, no note changed")
         return
-    if not yes and not click.confirm(
-        "Delete from the store and replace these links with tombstones?", default=False, err=True
-    ):
+    try:
+        confirmed = yes or click.confirm(
+            "Delete from the store and replace these links with tombstones?", default=False, err=True
+        )
+    except click.Abort:  # end of input: nobody said yes
+        confirmed = False
+    if not confirmed:
         fail("nothing forgotten")
     result = forget(repo, ref, plan)
     if as_json:
