@@ -294,7 +294,7 @@ def test_bury_replaces_a_links_lines_in_place_and_is_idempotent() -> None:
     assert trail.parse_tombstones(buried) == [stone]
 
 
-def test_forget_json_without_yes_is_a_usage_error_and_eof_at_the_prompt_is_one_line(env: Env) -> None:
+def test_forget_json_without_yes_is_a_usage_error(env: Env) -> None:
     repo = make_repo(env)
     sha = repo.commit("x")
     scripted = tk(env, "forget", sha, "--json", cwd=repo.path)
