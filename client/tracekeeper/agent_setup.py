@@ -521,6 +521,12 @@ def agents(ctx: click.Context, as_json: bool) -> None:
 
     The hooks (`tracekeeper hook <agent>`) record which agent session is active in a
     repository, so each commit links to the sessions that produced it.
+
+    \b
+    Examples:
+      $ tracekeeper agents
+      $ tracekeeper agents install --agent all
+      $ tracekeeper agents uninstall --agent codex
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -547,6 +553,11 @@ def install_cmd(agent: str) -> None:
 
     Other hooks and settings are kept; a file that changes is backed up first as
     <file>.tracekeeper-backup-<time>. Running it again changes nothing.
+
+    \b
+    Examples:
+      $ tracekeeper agents install               # every agent found here
+      $ tracekeeper agents install --agent claude
     """
     exe = hook_executable()
     failed = False
@@ -609,7 +620,12 @@ def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
 @agents.command(name="uninstall", short_help="Remove tracekeeper's hooks from agents' user configs.")
 @_AGENT_OPTION
 def uninstall_cmd(agent: str) -> None:
-    """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was."""
+    """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was.
+
+    \b
+    Example:
+      $ tracekeeper agents uninstall --agent all
+    """
     failed = False
     for spec in _selected(agent):
         path = spec.config_path()

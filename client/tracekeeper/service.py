@@ -576,6 +576,12 @@ def service() -> None:
     \b
     Linux: systemd user units tracekeeperd.socket + tracekeeperd.service.
     macOS: the LaunchAgent com.huggingface.tracekeeperd.
+
+    \b
+    Examples:
+      $ tracekeeper service install
+      $ tracekeeper service status --json
+      $ tracekeeper service uninstall
     """
 
 
