@@ -12,7 +12,7 @@ import pytest
 
 from tracekeeperd import git
 from tracekeeperd.errors import GitError, TransientError
-from tracekeeperd.notes import LINK_PREFIX, META_PREFIX, TraceLink, add_link, merge, parse, read
+from tracekeeperd.notes import LINK_PREFIX, META_PREFIX, TraceLink, add_lines, add_link, lost_lines, merge, parse, read
 
 REF = "refs/notes/hf-traces"
 URL = "https://huggingface.co/buckets/me/agent-traces/tree/app-1a2b3c4d/sessions/codex-s1.jsonl"
@@ -221,3 +221,28 @@ def test_add_link_works_when_git_has_no_identity(tmp_path: Path, monkeypatch: py
     link = TraceLink("file:///x.jsonl", "codex", "s", 1, 2, 10, "0" * 64)
     assert add_link(repo / ".git", "refs/notes/hf-traces", sha, link) is True
     assert parse(read(repo / ".git", "refs/notes/hf-traces", sha)) == [link]
+
+
+def test_a_line_a_concurrent_writer_added_between_our_read_and_write_is_put_back(repo: tuple[Path, str]) -> None:
+    """`git notes add` does not check the ref's old value: detect the overwrite and repair it."""
+    git_dir, sha = repo
+    assert add_lines(git_dir, REF, sha, ["ours: 1"])
+    before = git.output(git_dir, ["rev-parse", REF])  # what we read
+    git.run(git_dir, ["notes", f"--ref={REF}", "append", "-m", "theirs: pulled", sha])  # someone else
+    # our write, based on the stale read, replaces their line:
+    git.run(git_dir, ["notes", f"--ref={REF}", "add", "-f", "-m", "ours: 1\nours: 2", sha])
+    assert "theirs: pulled" not in read(git_dir, REF, sha)
+    lost = lost_lines(git_dir, REF, sha, before)
+    assert lost == ["theirs: pulled"]
+    assert add_lines(git_dir, REF, sha, lost) is True
+    assert read(git_dir, REF, sha).splitlines() == ["ours: 1", "ours: 2", "theirs: pulled"]
+    assert lost_lines(git_dir, REF, sha, git.output(git_dir, ["rev-parse", f"{REF}^"])) == []
+
+
+def test_no_concurrent_writer_means_nothing_lost(repo: tuple[Path, str]) -> None:
+    git_dir, sha = repo
+    assert lost_lines(git_dir, REF, sha, None) == []  # no notes at all yet
+    add_link(git_dir, REF, sha, LINK)
+    first = git.output(git_dir, ["rev-parse", REF])
+    add_lines(git_dir, REF, sha, ["more"])
+    assert lost_lines(git_dir, REF, sha, first) == []

@@ -14,6 +14,8 @@ depend on line order. See docs/notes.md.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,26 +117,74 @@ def _write(git_dir: Path, ref: str, sha: str, text: str) -> None:
         git.run(git_dir, [*FALLBACK_IDENTITY, *args], input=text.encode())
 
 
+def _tip(git_dir: Path, ref: str) -> str | None:
+    proc = git.run(git_dir, ["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def _tip_and_parent(git_dir: Path, ref: str) -> tuple[str | None, str | None]:
+    proc = git.run(git_dir, ["log", "-1", "--format=%H %P", ref, "--"], check=False)
+    parts = proc.stdout.decode().split() if proc.returncode == 0 else []
+    return (parts[0] if parts else None), (parts[1] if len(parts) > 1 else None)
+
+
+def _read_at(git_dir: Path, notes_commit: str, sha: str) -> str:
+    """The note of `sha` as it was in one notes commit (through a throwaway ref)."""
+    # Under refs/notes/: `git notes --ref` prefixes anything else with it. Deleted right after.
+    scratch = f"refs/notes/tracekeeper-read/{os.getpid()}-{threading.get_ident()}"
+    git.run(git_dir, ["update-ref", scratch, notes_commit])
+    try:
+        return read(git_dir, scratch, sha)
+    finally:
+        git.run(git_dir, ["update-ref", "-d", scratch], check=False)
+
+
+def lost_lines(git_dir: Path, ref: str, sha: str, before: str | None) -> list[str]:
+    """Lines a concurrent writer had put in `sha`'s note that our last write replaced.
+
+    `git notes add` moves the ref without checking what it pointed at, so a write based on
+    what we read at `before` can drop a line another writer (a `tracekeeper pull`, a user's
+    `git notes append`) added in between. Our write's notes commit has the tip it replaced as
+    its parent: if that is not `before`, whatever that tip had and ours lacks was lost.
+    """
+    _, parent = _tip_and_parent(git_dir, ref)
+    if parent == before or parent is None:
+        return []
+    now = read(git_dir, ref, sha).splitlines()
+    return [line for line in _read_at(git_dir, parent, sha).splitlines() if line.strip() and line not in now]
+
+
+def add_lines(git_dir: Path, ref: str, sha: str, lines: list[str]) -> bool:
+    """Give `sha`'s note every line of `lines` it lacks, keeping what concurrent writers add."""
+    changed = False
+    wanted = lines
+    for _ in range(5):
+        before = _tip(git_dir, ref)
+        have = read(git_dir, ref, sha)
+        missing = [line for line in wanted if line not in have.splitlines()]
+        if not missing:
+            return changed
+        body = have.rstrip("\n")
+        _write(git_dir, ref, sha, (body + "\n" if body else "") + "\n".join(missing) + "\n")
+        changed = True
+        wanted = lost_lines(git_dir, ref, sha, before)
+        if not wanted:
+            return True
+    raise TransientError(f"notes ref {ref} kept changing under us; will try again")
+
+
 def copy(git_dir: Path, ref: str, source: str, target: str) -> bool:
     """Give `target` every line of `source`'s note it lacks (a cherry-pick keeps its trail)."""
     lines = [line for line in read(git_dir, ref, source).splitlines() if line.strip()]
-    if not lines:
-        return False
-    have = read(git_dir, ref, target)
-    missing = [line for line in lines if line not in have.splitlines()]
-    if not missing:
-        return False
-    body = have.rstrip("\n")
-    _write(git_dir, ref, target, (body + "\n" if body else "") + "\n".join(missing) + "\n")
-    return True
+    return add_lines(git_dir, ref, target, lines) if lines else False
 
 
 def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
     """Attach `link` to commit `sha`; True if the note changed.
 
-    Read-merge-write is safe because the daemon has one writer per repository; a concurrent
-    git command holding the notes ref lock is waited out briefly, then reported as transient
-    so the job is retried later rather than lost.
+    A concurrent git command holding the notes ref lock is waited out briefly, then reported as
+    transient so the job is retried later rather than lost; a concurrent writer that slipped in
+    between our read and our write gets its lines put back (add_lines).
     """
     try:
         for attempt in Retrying(
@@ -144,12 +194,9 @@ def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
             reraise=True,
         ):
             with attempt:
-                text = merge(read(git_dir, ref, sha), link)
-                if text is None:
-                    return False
-                _write(git_dir, ref, sha, text)
+                return add_lines(git_dir, ref, sha, link.lines())
     except GitError as exc:
         if _is_lock_contention(exc):
             raise TransientError(f"notes ref {ref} stayed locked by another git command") from exc
         raise
-    return True
+    return False
