@@ -44,7 +44,7 @@ def test_a_session_found_in_claudes_directory_is_linked_without_any_hook(env: En
         sha = repo.commit("agent work")
         note = wait_for(lambda: repo.note(sha), what="a note from discovery")
         assert "discovery" in env.status()["daemon"]
-        del daemon
+        assert "noted" in daemon.output()
     (meta,) = note_links(note)
     assert (meta["agent"], meta["session"], meta["lines"]) == ("claude", SESSION, [1, 3])
     stored = env.local_store / meta["url"].split("/traces/", 1)[1]
@@ -57,7 +57,7 @@ def test_a_session_idle_since_before_the_previous_commit_is_not_linked(env: Env)
     other = env.root / "elsewhere"
     other.mkdir()
     _claude_transcript(env, other, "66604662-cf2a-4331-851a-ec234028f8ca", time.time())  # another project
-    repo.commit("human commit an hour ago", file="a.txt")
+    repo.commit("human commit after the session went idle", file="a.txt")
     with running_daemon(env):
         wait_for(
             lambda: sum(r.get("sessions", 0) for r in env.status()["daemon"]["discovery"]["roots"]) == 2,

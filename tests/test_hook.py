@@ -8,17 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tracekeeper.install import hooks_dir, render
-from tracekeeperd.paths import resolve
-
 from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
-
-
-def _install_post_rewrite(env: Env, repo: Repo) -> None:
-    hook = hooks_dir(repo.path) / "post-rewrite"
-    hook.write_text(render("post-rewrite", resolve(env.vars)))
-    hook.chmod(0o755)
 
 
 def _commit_output(repo: Repo, message: str) -> subprocess.CompletedProcess[str]:
@@ -134,7 +125,6 @@ def test_a_rebase_of_fifty_noted_commits_moves_their_links_in_few_uploads(env: E
     with running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
         repo = make_repo(env).install()
-        _install_post_rewrite(env, repo)
         transcript = env.transcript()
         append_lines(transcript, 3)
         repo.activate(transcript)

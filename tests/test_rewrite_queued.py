@@ -6,9 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tracekeeper.install import hooks_dir, render
-from tracekeeperd.paths import resolve
-
 from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
 from .hubstub import HubStub, running_hub
 
@@ -21,15 +18,8 @@ def hub(env: Env) -> Iterator[HubStub]:
         yield stub
 
 
-def _install_post_rewrite(env: Env, repo: Repo) -> None:
-    hook = hooks_dir(repo.path) / "post-rewrite"
-    hook.write_text(render("post-rewrite", resolve(env.vars)))
-    hook.chmod(0o755)
-
-
 def _repo(env: Env) -> Repo:
-    repo = make_repo(env).install()
-    _install_post_rewrite(env, repo)
+    repo = make_repo(env).install()  # post-commit and post-rewrite
     transcript = env.transcript()
     append_lines(transcript, 3)
     repo.activate(transcript)

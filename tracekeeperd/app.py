@@ -99,7 +99,6 @@ class Daemon:
             snapshots,
             allowed_roots(self.config.transcript_roots),
             discover=self._discover,
-            notes_ref=self.config.notes_ref,
         )
         self.worker = Worker(
             self.queue,
@@ -166,8 +165,6 @@ class Daemon:
             worker.store, worker.store_id = store, store.ident()
             worker.notes_ref, worker.policy = config.notes_ref, config.retry
             worker.redactor = redactor
-            if self.ingestor is not None:
-                self.ingestor.notes_ref = config.notes_ref
             worker._redacted.clear()
             worker.open_gate()
 
@@ -393,6 +390,7 @@ class Daemon:
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None
         queue = self.queue
+        spool_dir = self.paths.spool
 
         def snapshot() -> dict[str, Any]:
             states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
@@ -405,6 +403,7 @@ class Daemon:
                 "oldest_pending": oldest.view() if oldest else None,
                 "jobs": jobs,
                 "jobs_not_shown": max(0, listed - len(jobs)),
+                "spool": spool_counts(spool_dir),  # directory listings: off the event loop too
             }
 
         data: dict[str, Any] = await self._on_db(snapshot)
@@ -427,7 +426,7 @@ class Daemon:
             },
             "offline_until": gate.closed_until if gate.closed_until > time.time() else None,
             "offline_reason": gate.reason if gate.closed_until > time.time() else None,
-            "spool": spool_counts(self.paths.spool),
+            "spool": data.pop("spool"),
             "discovery": self.index.status() if self.index is not None else None,
         }
         return data

@@ -103,9 +103,7 @@ class Ingestor:
         snapshots: Snapshots,
         roots: tuple[Path, ...] | None = None,
         discover: Discover | None = None,
-        notes_ref: str = "refs/notes/hf-traces",
     ) -> None:
-        self.notes_ref = notes_ref
         self.started_at = time.time()
         self.queue = queue
         self.snapshots = snapshots

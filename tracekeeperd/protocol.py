@@ -39,13 +39,6 @@ class JobView(TypedDict):
     redactions: dict[str, object] | None
 
 
-class CommitRequest(TypedDict, total=False):
-    sha: str
-    git_dir: str
-    work_tree: str
-    spool: str
-
-
 def error_body(message: str, **extra: Any) -> dict[str, Any]:
     """Every error answer has the same shape so the CLI can print it as one line."""
     return {"error": message, **extra}

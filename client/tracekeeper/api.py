@@ -75,6 +75,3 @@ class Client:
 
     def retry(self) -> dict[str, Any]:
         return self.request("POST", "/retry", {})
-
-    def commit(self, sha: str, git_dir: str, work_tree: str | None) -> dict[str, Any]:
-        return self.request("POST", "/commit", {"sha": sha, "git_dir": git_dir, "work_tree": work_tree})
