@@ -526,6 +526,37 @@ class Queue:
         row = self.db.execute("SELECT commit_sha FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return str(row[0]) if row else None
 
+    def local_copies(self, agent: str, session_id: str, commit: str | None = None) -> list[tuple[str, str]]:
+        """(transcript, snapshot) paths recorded for a session (or one commit of it), newest first.
+
+        For the CLI, which shows or counts what a commit saw from bytes still on this machine.
+        """
+        rows = self.db.execute(
+            "SELECT COALESCE(transcript, ''), COALESCE(snapshot, '') FROM jobs WHERE agent = ? AND session_id = ?"
+            " AND (? IS NULL OR commit_sha = ?) ORDER BY id DESC",
+            (agent, session_id, commit, commit),
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def unfinished(self, agent: str, session_id: str) -> int:
+        """Jobs of a session that may still upload it (pending, uploading, or failed and retryable)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE agent = ? AND session_id = ? AND state != 'done'", (agent, session_id)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    @classmethod
+    def peek(cls, path: Path) -> Queue | None:
+        """The daemon's queue, read-only, for the CLI; None when there is none (or it is unreadable)."""
+        if not path.exists():
+            return None
+        try:
+            queue = cls(path, readonly=True)
+            queue.db.execute("SELECT 1 FROM jobs LIMIT 1")
+        except sqlite3.Error:
+            return None
+        return queue
+
     def repositories(self) -> list[tuple[str, str]]:
         """(common git dir, working tree shown to users) of every repository seen."""
         return [(str(r[0]), str(r[1])) for r in self.db.execute("SELECT common_dir, display FROM repos ORDER BY id")]

@@ -21,6 +21,7 @@ from tracekeeperd.agents import DETECT_LINES, Turn, detect, split_lines
 from tracekeeperd.agents.gemini import legacy_json_lines
 from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
+from tracekeeperd.queue import Queue
 from tracekeeperd.redact import RedactionError, Redactor
 
 RESULT_LINES = 8
@@ -77,23 +78,18 @@ def _matches(data: bytes, link: notes.TraceLink) -> bool:
 
 def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tuple[str, Path]]:
     """The transcript and snapshot this machine's daemon recorded for the commit, if any."""
-    if not paths.db.exists():
+    queue = Queue.peek(paths.db)
+    if queue is None:
         return []
     try:
-        db = sqlite3.connect(f"file:{paths.db}?mode=ro", uri=True)
-        try:
-            row = db.execute(
-                "SELECT transcript, snapshot FROM jobs WHERE commit_sha = ? AND agent = ? AND session_id = ?"
-                " ORDER BY id DESC LIMIT 1",
-                (sha, link.agent, link.session_id),
-            ).fetchone()
-        finally:
-            db.close()
+        rows = queue.local_copies(link.agent, link.session_id, sha)
     except sqlite3.Error:
         return []
-    if not row:
+    finally:
+        queue.close()
+    if not rows:
         return []
-    return [(name, Path(value)) for name, value in zip(("transcript", "snapshot"), row, strict=True) if value]
+    return [(name, Path(value)) for name, value in zip(("transcript", "snapshot"), rows[0], strict=True) if value]
 
 
 def fetch_url(url: str) -> bytes:

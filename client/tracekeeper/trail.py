@@ -31,11 +31,9 @@ from tracekeeperd.agents import DETECT_LINES, detect, split_lines
 from tracekeeperd.config import normalize_notes_ref
 from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
+from tracekeeperd.queue import Queue
 
 from .rewrite import TOMBSTONE_PREFIX, all_notes, trace_lines, write_note
-
-#: Job states after which the daemon would still upload (a failed job comes back with `retry`).
-LIVE_STATES = ("pending", "uploading", "failed")
 
 
 class TrailError(Exception):
@@ -183,24 +181,15 @@ def _resolve(git_dir: Path, book: dict[str, str], what: str) -> tuple[str, set[s
 def _live_jobs(paths: Paths, sessions: Iterable[tuple[str | None, str | None]]) -> int:
     """Uploads of these sessions the daemon may still make (read-only look at its queue)."""
     wanted = [(a, s) for a, s in sessions if a and s]
-    if not wanted or not paths.db.exists():
+    queue = Queue.peek(paths.db) if wanted else None
+    if queue is None:
         return 0
     try:
-        db = sqlite3.connect(f"file:{paths.db}?mode=ro", uri=True)
-        try:
-            marks = ",".join("?" for _ in LIVE_STATES)
-            total = 0
-            for agent, session in wanted:
-                row = db.execute(
-                    f"SELECT count(*) FROM jobs WHERE agent = ? AND session_id = ? AND state IN ({marks})",  # noqa: S608
-                    (agent, session, *LIVE_STATES),
-                ).fetchone()
-                total += int(row[0]) if row else 0
-            return total
-        finally:
-            db.close()
+        return sum(queue.unfinished(agent, session) for agent, session in wanted)
     except sqlite3.Error:
         return 0
+    finally:
+        queue.close()
 
 
 def _is_active(git_dir: Path, session_ids: set[str]) -> bool:
@@ -336,28 +325,21 @@ class PromptCounter:
         self._sources: dict[tuple[str, str], list[Path]] = {}
         self._data: dict[Path, bytes | None] = {}
         self._turns: dict[tuple[Path, int], list[int]] = {}
-        self._db: sqlite3.Connection | None = None
-        self._db_tried = False
+        self._queue: Queue | None = None
+        self._queue_tried = False
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
+        if self._queue is not None:
+            self._queue.close()
 
     def _query(self, agent: str, session: str) -> list[Path]:
-        if not self._db_tried:
-            self._db_tried = True
-            if self.paths.db.exists():
-                try:
-                    self._db = sqlite3.connect(f"file:{self.paths.db}?mode=ro", uri=True)
-                except sqlite3.Error:
-                    self._db = None
-        if self._db is None:
+        if not self._queue_tried:
+            self._queue_tried = True
+            self._queue = Queue.peek(self.paths.db)
+        if self._queue is None:
             return []
         try:
-            rows = self._db.execute(
-                "SELECT transcript, snapshot FROM jobs WHERE agent = ? AND session_id = ? ORDER BY id DESC",
-                (agent, session),
-            ).fetchall()
+            rows = self._queue.local_copies(agent, session)
         except sqlite3.Error:
             return []
         seen: dict[str, None] = {}
