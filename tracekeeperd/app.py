@@ -223,12 +223,15 @@ class Daemon:
             log.warning("could not copy the links of %s to %s: %s", source[:12], target[:12], exc)
 
     def _ingest_spool_sync(self, path: Path) -> IngestResult:
-        """Read, persist, then delete: a crash in between only replays a duplicate."""
+        """Read, persist, then delete: a crash in between only replays a duplicate.
+
+        A commit file and a rewrite file (post-rewrite) take the same path; only the parser and
+        the ingest step differ.
+        """
         assert self.ingestor is not None
-        if path.name.endswith(spool.REWRITE_SUFFIX):
-            return self._ingest_rewrite_sync(path)
+        event: spool.CommitEvent | spool.RewriteEvent
         try:
-            event = spool.read(path)
+            event = spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
         except FileNotFoundError:
             return IngestResult(note="already taken")
         except spool.SpoolIncomplete:
@@ -238,33 +241,15 @@ class Daemon:
             log.error("unreadable spool file %s moved aside: %s", path.name, exc)
             return IngestResult(failed=[str(exc)])
         try:
-            result = self.ingestor.ingest(event)
+            if isinstance(event, spool.RewriteEvent):
+                result = self.ingestor.rewrite(event)
+            else:
+                result = self.ingestor.ingest(event)
         except PermanentError as exc:
             spool.quarantine(path, str(exc))
-            log.error("commit %s cannot be processed: %s", event.sha[:12], exc)
+            log.error("spool file %s cannot be processed: %s", path.name, exc)
             return IngestResult(failed=[str(exc)])
         path.unlink(missing_ok=True)
-        return result
-
-    def _ingest_rewrite_sync(self, path: Path) -> IngestResult:
-        assert self.ingestor is not None
-        try:
-            event = spool.read_rewrite(path)
-        except FileNotFoundError:
-            return IngestResult(note="already taken")
-        except spool.SpoolIncomplete:
-            return IngestResult(note="still being written")
-        except (spool.SpoolError, OSError) as exc:
-            spool.quarantine(path, str(exc))
-            return IngestResult(failed=[str(exc)])
-        try:
-            result = self.ingestor.rewrite(event)
-        except PermanentError as exc:
-            spool.quarantine(path, str(exc))
-            return IngestResult(failed=[str(exc)])
-        path.unlink(missing_ok=True)
-        if result.job_ids:
-            log.info("%s rewrote %d commit(s): %d job(s) follow", event.command, len(event.pairs), len(result.job_ids))
         return result
 
     async def ingest_spool_file(self, path: Path) -> IngestResult:

@@ -293,6 +293,8 @@ class Ingestor:
             return result
         for old, new in event.pairs:
             result.job_ids += self.queue.retarget(known[0], old, new, now)
+        if result.job_ids:
+            log.info("%s rewrote %d commit(s): %d job(s) follow", event.command, len(event.pairs), len(result.job_ids))
         return result
 
     def _not_live(

@@ -92,14 +92,12 @@ def parse_rewrite(data: bytes, path: Path | None = None) -> RewriteEvent:
     return RewriteEvent(git_dir=Path(git_dir), command=fields.get("command", "").strip(), pairs=pairs, spool_file=path)
 
 
-def read_rewrite(path: Path) -> RewriteEvent:
-    with path.open("rb") as fh:
-        mtime = os.fstat(fh.fileno()).st_mtime
-        data = fh.read(16 * 1024 * 1024)
+def read_rewrite(path: Path, now: float | None = None) -> RewriteEvent:
+    data, _, young = _load(path, now, MAX_REWRITE_FILE)
     try:
         return parse_rewrite(data, path)
     except SpoolError as exc:
-        if time.time() - mtime < YOUNG:
+        if young:
             raise SpoolIncomplete(str(exc)) from None
         raise
 
@@ -149,6 +147,10 @@ def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent
     )
 
 
+#: Caps on what a spool file may hold: a commit's (the active file is small) and a rewrite's
+#: (git's old/new pairs; a rebase of a huge branch).
+MAX_COMMIT_FILE = 4 * 1024 * 1024
+MAX_REWRITE_FILE = 16 * 1024 * 1024
 #: A spool file younger than this that does not parse may still be being written.
 YOUNG = 10.0
 
@@ -157,13 +159,19 @@ class SpoolIncomplete(SpoolError):
     """Unparseable but young: leave it for the close event or the next scan."""
 
 
-def read(path: Path, now: float | None = None) -> CommitEvent:
+def _load(path: Path, now: float | None, limit: int) -> tuple[bytes, float, bool]:
+    """A spool file's bytes, its mtime, and whether it is young enough that its writer may still be
+    busy."""
     with path.open("rb") as fh:
         mtime = os.fstat(fh.fileno()).st_mtime
-        data = fh.read(4 * 1024 * 1024 + 1)
-    if len(data) > 4 * 1024 * 1024:
-        raise SpoolError("spool file is larger than 4 MiB")
-    young = (time.time() if now is None else now) - mtime < YOUNG
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise SpoolError(f"spool file is larger than {limit // (1024 * 1024)} MiB")
+    return data, mtime, (time.time() if now is None else now) - mtime < YOUNG
+
+
+def read(path: Path, now: float | None = None) -> CommitEvent:
+    data, mtime, young = _load(path, now, MAX_COMMIT_FILE)
     try:
         event = parse(data, mtime=mtime, path=path)
     except SpoolError as exc:
