@@ -30,10 +30,12 @@ from .records import (
     as_record,
     get_record,
     get_str,
+    line_stamp,
     parse_record,
     parse_timestamp,
     sniff,
     to_text,
+    tool_call,
     unreadable_turn,
 )
 
@@ -58,11 +60,7 @@ def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
 
 def line_timestamp(line: bytes) -> datetime | None:
     """The record's ``timestamp``; file-history snapshots keep theirs inside ``snapshot``."""
-    record = parse_record(line)
-    stamp = parse_timestamp((record or {}).get("timestamp"))
-    if stamp is None:
-        stamp = parse_timestamp((get_record(record, "snapshot") or {}).get("timestamp"))
-    return stamp
+    return line_stamp(line, "snapshot")
 
 
 def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
@@ -166,17 +164,13 @@ def _assistant_turns(
             if text.strip():
                 yield Turn("assistant", text, timestamp=when, line=number)
         elif block_type in {"tool_use", "server_tool_use"}:
-            name = get_str(block, "name")
-            call_id = get_str(block, "id")
-            if call_id and name:
-                tool_names[call_id] = name
-            yield Turn(
-                "tool_call",
+            yield tool_call(
+                tool_names,
                 to_text(block.get("input")),
-                name=name,
+                name=get_str(block, "name"),
+                call_id=get_str(block, "id"),
                 timestamp=when,
                 line=number,
-                call_id=call_id,
             )
         elif block_type.endswith("_tool_result"):  # server tools: web_search_tool_result, …
             call_id = get_str(block, "tool_use_id")

@@ -26,10 +26,12 @@ from .records import (
     get_list,
     get_record,
     get_str,
+    line_stamp,
     parse_record,
     parse_timestamp,
     sniff,
     to_text,
+    tool_call,
     unreadable_turn,
 )
 
@@ -78,7 +80,7 @@ def _unwrap(record: Record) -> tuple[str, Record, bool] | None:
 
 def line_timestamp(line: bytes) -> datetime | None:
     """The wrapper's ``timestamp`` (UTC, when the line was persisted)."""
-    return parse_timestamp((parse_record(line) or {}).get("timestamp"))
+    return line_stamp(line)
 
 
 def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
@@ -178,9 +180,7 @@ def _response_item_turns(
     elif item_type.endswith("_call"):
         # function_call / custom_tool_call carry a name; local_shell_call, web_search_call… do not.
         name = get_str(payload, "name") or item_type.removesuffix("_call")
-        if call_id:
-            tool_names[call_id] = name
-        yield Turn("tool_call", _tool_call_text(payload), name=name, timestamp=when, line=number, call_id=call_id)
+        yield tool_call(tool_names, _tool_call_text(payload), name=name, call_id=call_id, timestamp=when, line=number)
 
 
 def _event_turns(payload: Record, when: datetime | None, number: int) -> Iterator[Turn]:

@@ -32,10 +32,12 @@ from .records import (
     get_list,
     get_record,
     get_str,
+    line_stamp,
     parse_record,
     parse_timestamp,
     sniff,
     to_text,
+    tool_call,
     unreadable_turn,
 )
 
@@ -56,7 +58,7 @@ def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
 
 def line_timestamp(line: bytes) -> datetime | None:
     """The event's ISO ``timestamp``."""
-    return parse_timestamp((parse_record(line) or {}).get("timestamp"))
+    return line_stamp(line)
 
 
 def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
@@ -117,31 +119,24 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 yield Turn("assistant", text, timestamp=when, line=number)
             for item in get_list(data, "toolRequests"):
                 request = as_record(item)
-                name = get_str(request, "name") or get_str(request, "toolName")
-                call_id = get_str(request, "toolCallId")
-                if call_id and name:
-                    tool_names[call_id] = name
-                yield Turn(
-                    "tool_call",
+                yield tool_call(
+                    tool_names,
                     to_text((request or {}).get("arguments")),
-                    name=name,
+                    name=get_str(request, "name") or get_str(request, "toolName"),
+                    call_id=get_str(request, "toolCallId"),
                     timestamp=when,
                     line=number,
-                    call_id=call_id,
                 )
         elif kind == "tool.execution_start":
             call_id = get_str(data, "toolCallId")
             if call_id is None or call_id not in tool_names:
-                name = get_str(data, "toolName")
-                if call_id and name:
-                    tool_names[call_id] = name
-                yield Turn(
-                    "tool_call",
+                yield tool_call(
+                    tool_names,
                     to_text(data.get("arguments")),
-                    name=name,
+                    name=get_str(data, "toolName"),
+                    call_id=call_id,
                     timestamp=when,
                     line=number,
-                    call_id=call_id,
                 )
         elif kind == "tool.execution_complete":
             call_id = get_str(data, "toolCallId")

@@ -35,6 +35,7 @@ from .records import (
     parse_timestamp,
     sniff,
     to_text,
+    tool_call,
     unreadable_turn,
 )
 
@@ -129,11 +130,14 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 if text.strip() and role in {"user", "assistant"}:
                     yield Turn("user" if role == "user" else "assistant", text, timestamp=when, line=number)
             elif block_type == "tool_use":
-                name = get_str(block, "name")
-                call_id = get_str(block, "id")
-                if call_id and name:
-                    tool_names[call_id] = name
-                yield Turn("tool_call", to_text(block.get("input")), name=name, line=number, call_id=call_id)
+                yield tool_call(
+                    tool_names,
+                    to_text(block.get("input")),
+                    name=get_str(block, "name"),
+                    call_id=get_str(block, "id"),
+                    timestamp=None,
+                    line=number,
+                )
             elif block_type == "tool_result":
                 call_id = get_str(block, "tool_use_id")
                 yield Turn(

@@ -23,6 +23,7 @@ from .records import (
     as_record,
     get_record,
     get_str,
+    line_stamp,
     parse_record,
     parse_timestamp,
     sniff,
@@ -61,11 +62,7 @@ def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
 
 def line_timestamp(line: bytes) -> datetime | None:
     """The entry's ISO ``timestamp`` (``message.timestamp`` is epoch ms of the same moment)."""
-    record = parse_record(line)
-    stamp = parse_timestamp((record or {}).get("timestamp"))
-    if stamp is None:
-        stamp = parse_timestamp((get_record(record, "message") or {}).get("timestamp"))
-    return stamp
+    return line_stamp(line, "message")
 
 
 def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:

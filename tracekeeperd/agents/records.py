@@ -91,6 +91,34 @@ def parse_timestamp(value: object) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def line_stamp(line: bytes, *nested: str) -> datetime | None:
+    """A record's top-level ``timestamp``, else the ``timestamp`` of the first nested record that
+    has one (Claude keeps file-history stamps in ``snapshot``, pi's messages in ``message``)."""
+    record = parse_record(line)
+    stamp = parse_timestamp((record or {}).get("timestamp"))
+    for key in nested:
+        if stamp is not None:
+            break
+        stamp = parse_timestamp((get_record(record, key) or {}).get("timestamp"))
+    return stamp
+
+
+def tool_call(
+    names: dict[str, str],
+    text: str,
+    *,
+    name: str | None,
+    call_id: str | None,
+    timestamp: datetime | None,
+    line: int,
+) -> Turn:
+    """A tool-call turn that remembers its name by id: results arrive later, often out of order,
+    and carry only the id."""
+    if call_id and name:
+        names[call_id] = name
+    return Turn("tool_call", text, name=name, timestamp=timestamp, line=line, call_id=call_id)
+
+
 def to_text(value: object) -> str:
     """Render a value for a reader: strings as they are, anything else as compact JSON."""
     if value is None:
