@@ -10,12 +10,25 @@ BIN := $(VENV)/bin
 $(BIN)/tracekeeperd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
 venv: $(BIN)/tracekeeperd
 
+# Puts `tracekeeper` and `tracekeeperd` on the PATH the way pipx does (links in ~/.local/bin,
+# never replacing a file that is not ours), then runs the daemon in the foreground.
+LOCALBIN ?= $(HOME)/.local/bin
+
 daemon: venv
+	@mkdir -p $(LOCALBIN)
+	@for exe in tracekeeper tracekeeperd; do \
+		target=$(abspath $(BIN))/$$exe; link=$(LOCALBIN)/$$exe; \
+		if [ ! -e "$$link" ] || [ -L "$$link" ]; then ln -sfn "$$target" "$$link"; \
+		else echo "make: $$link exists and is not a link; leaving it (run $$target)"; fi; \
+	done
+	@case ":$$PATH:" in *":$(LOCALBIN):"*) ;; \
+		*) echo "make: add $(LOCALBIN) to your PATH to run 'tracekeeper' from anywhere";; esac
+	@echo "tracekeeperd runs in the foreground; Ctrl-C stops it. To keep it running: tracekeeper service install"
 	$(BIN)/tracekeeperd
 
 TOOLS := $(VENV)/tools
