@@ -381,7 +381,8 @@ def measure_appends(index: Any, targets: list[dict[str, str]]) -> dict[str, Any]
 
 
 def child_build(home: Path, db: Path, targets_file: Path | None, rate: float, idle: float) -> dict[str, Any]:
-    from tracekeeperd.discovery import SessionIndex, default_roots
+    from tracekeeperd.agents.roots import default_roots
+    from tracekeeperd.discovery import SessionIndex
 
     began = time.perf_counter()
     index = SessionIndex(default_roots({"HOME": str(home)}), db)

@@ -30,7 +30,8 @@ from watchdog.events import FileSystemEventHandler
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tracekeeperd.agents import detect, read_lines
-from tracekeeperd.discovery import IndexedSession, Root, SessionIndex, default_roots, parse_roots
+from tracekeeperd.agents.roots import Root, default_roots, parse_roots
+from tracekeeperd.discovery import IndexedSession, SessionIndex
 
 if sys.platform == "linux":
     from watchdog.observers.inotify import InotifyObserver

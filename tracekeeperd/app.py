@@ -21,8 +21,9 @@ from aiohttp import web
 
 from . import __version__, ipc, notes, redact, spool
 from .active import ActiveSession, safe_component
+from .agents.roots import default_roots
 from .config import Config
-from .discovery import SessionIndex, default_roots
+from .discovery import SessionIndex
 from .errors import ConfigError, PermanentError, TracekeeperError
 from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind

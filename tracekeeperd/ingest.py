@@ -66,7 +66,7 @@ def remote_path(key: str, agent: str, session_id: str) -> str:
 
 def allowed_roots(extra: tuple[Path, ...] = (), env: dict[str, str] | None = None) -> tuple[Path, ...]:
     """Where transcripts may come from: the agents' own directories plus configured ones."""
-    from .discovery import default_roots
+    from .agents.roots import default_roots
 
     env = dict(os.environ if env is None else env)
     override = env.pop("TRACEKEEPER_ROOTS", None)
@@ -87,7 +87,7 @@ def check_root(transcript: Path, roots: tuple[Path, ...]) -> None:
     )
 
 
-#: Finds sessions by worktree and activity time when no hook recorded one (discovery.py).
+#: Finds sessions by worktree and activity time when no hook recorded one (the discovery package).
 Discover = Callable[[Path, float | None], list[active_mod.ActiveSession]]
 #: A `live` spool file (active file left for the daemon to read) older than the daemon by more
 #: than this was written while no daemon was there to read it.

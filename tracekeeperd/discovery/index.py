@@ -10,15 +10,15 @@ How it stays cheap at 10,000 transcripts and hundreds of new lines a second:
   watchdog's threads only drop paths into a pending set, so a burst of events on one file
   costs one read per batch, not one per event. Nothing here runs on (or blocks) an asyncio
   loop; ``sessions_for``, ``lookup`` and ``status`` are in-memory and take a lock briefly.
-* A file is read by ``discovery_read``: its head once for identity, then only its appended
+* A file is read by ``read``: its head once for identity, then only its appended
   bytes (or the last ``TAIL_WINDOW`` of them) for the latest timestamp.
-* A SQLite ledger (``discovery_ledger``) keeps each file's (size, mtime, inode) signature
+* A SQLite ledger (``ledger``) keeps each file's (size, mtime, inode) signature
   with what was read from it, so a restart reads only files that changed.
 * At idle every thread blocks: watchdog's inotify reader in ``poll()``, its emitters and
   dispatcher on queues without timeouts, and the worker on a condition whose only timeout is
   the next periodic reconcile (``reconcile_interval``, default 15 min).
 
-Watching (``discovery_watch``): all roots share one native observer (one inotify instance;
+Watching (``watch``): all roots share one native observer (one inotify instance;
 ``fs.inotify.max_user_instances`` is often only 128). A root whose watches cannot be placed
 (``ENOSPC``/``EMFILE``, or subdirectories the kernel does not list as watched) moves to a
 shared ``PollingObserver`` and ``status()`` says so, with sysctl advice. A queue overflow,
@@ -37,7 +37,7 @@ import stat
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,11 @@ from typing import Any
 from watchdog.events import FileSystemEvent
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from .agents import cursor_project_slug, gemini_project_hash
-from .discovery_ledger import Ledger
-from .discovery_read import Entry, NotRegularFile, ReadKind, accepts, read_entry
-from .discovery_watch import (
+from ..agents import cursor_project_slug, gemini_project_hash
+from ..agents.roots import Root
+from .ledger import Ledger
+from .read import Entry, NotRegularFile, ReadKind, accepts, read_entry
+from .watch import (
     DIR_EVENTS,
     FILE_EVENTS,
     Handler,
@@ -70,14 +71,6 @@ VERIFY_DELAY = 0.5
 
 
 @dataclass(frozen=True)
-class Root:
-    """A directory tree where one agent writes its transcripts."""
-
-    agent: str
-    path: Path
-
-
-@dataclass(frozen=True)
 class IndexedSession:
     """One transcript the index knows, as the commit linker needs it.
 
@@ -94,47 +87,6 @@ class IndexedSession:
     started_at: float | None
     last_activity_at: float | None
     size: int
-
-
-def parse_roots(text: str) -> list[Root]:
-    """``agent=path`` items separated by ``os.pathsep`` (TRACEKEEPER_ROOTS); ``~`` is expanded."""
-    roots = []
-    for item in text.split(os.pathsep):
-        if not item.strip():
-            continue
-        agent, sep, path = item.partition("=")
-        if not sep or not agent.strip() or not path.strip():
-            raise ValueError(f"TRACEKEEPER_ROOTS: expected agent=path, got {item!r}")
-        roots.append(Root(agent.strip(), Path(os.path.abspath(os.path.expanduser(path.strip())))))
-    return roots
-
-
-def default_roots(env: Mapping[str, str] | None = None) -> list[Root]:
-    """Each agent's transcript directory, honouring the agents' own relocation variables.
-
-    ``TRACEKEEPER_ROOTS`` (see ``parse_roots``) replaces the list entirely; set it empty to
-    disable discovery. Roots that do not exist are still listed: the index waits for them.
-    """
-    env = os.environ if env is None else env
-    override = env.get("TRACEKEEPER_ROOTS")
-    if override is not None:
-        return parse_roots(override)
-    home = Path(env.get("HOME") or Path.home())
-
-    def place(variable: str, default: Path) -> Path:
-        value = env.get(variable, "")
-        return Path(os.path.abspath(os.path.expanduser(value))) if value else default
-
-    codex = place("CODEX_HOME", home / ".codex")
-    return [
-        Root("codex", codex / "sessions"),
-        Root("codex", codex / "archived_sessions"),
-        Root("claude", place("CLAUDE_CONFIG_DIR", home / ".claude") / "projects"),
-        Root("gemini", place("GEMINI_CLI_HOME", home) / ".gemini" / "tmp"),
-        Root("cursor", place("CURSOR_CONFIG_DIR", home / ".cursor") / "projects"),
-        Root("copilot", place("COPILOT_HOME", home / ".copilot") / "session-state"),
-        Root("pi", place("PI_CODING_AGENT_DIR", home / ".pi" / "agent") / "sessions"),
-    ]
 
 
 @dataclass

@@ -28,9 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from .agents import DETECT_LINES, SessionMeta, TranscriptFormat, detect, get_format
-from .agents.gemini import legacy_json_lines
-from .agents.records import parse_record
+from ..agents import DETECT_LINES, SessionMeta, TranscriptFormat, detect, get_format
+from ..agents.gemini import legacy_json_lines
+from ..agents.records import parse_record
 
 #: Read the head in pieces of this size until DETECT_LINES complete lines are in.
 HEAD_CHUNK = 64 * 1024

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from .discovery_read import Entry
+from .read import Entry
 
 #: Bump when the parsers or the reading rules change what an entry would say about a file.
 LEDGER_VERSION = "1"
