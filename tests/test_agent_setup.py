@@ -19,7 +19,7 @@ import pytest
 
 from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, is_ours, remove_ours
 
-from .harness import Env, make_env
+from .harness import Env, make_env, make_repo
 
 RUN = (
     "import sys; from tracekeeper.agent_setup import agents; "
@@ -233,6 +233,58 @@ def test_cursor_file_created_with_version_and_removed_on_uninstall(env: Env) -> 
     assert backups(path) == []
     agents_cli(env, "uninstall")
     assert not path.exists()  # we created it, nothing else was in it
+
+
+def test_cursor_headless_session_start_and_end_are_hooked_and_recorded(env: Env) -> None:
+    """Headless `agent -p` fires only sessionStart and sessionEnd (../shared/docs/agents.md, Cursor):
+    both must be installed, and the installed command must record the end. The payloads are what
+    Cursor sends for these events (common fields plus session_id / reason, duration_ms,
+    final_status); each command runs as Cursor runs it, through a shell, JSON on stdin."""
+    (env.home / ".cursor").mkdir()
+    assert agents_cli(env, "install", "--agent", "cursor").returncode == 0
+    doc = json.loads((env.home / ".cursor" / "hooks.json").read_text())
+    assert {"sessionStart", "sessionEnd"} <= set(our_commands("cursor", doc))
+    repo = make_repo(env)
+    conversation = "5e1f0c9a-7d3b-4c2e-9f10-2a6b8c4d0e11"
+    common = {
+        "conversation_id": conversation,
+        "generation_id": "",
+        "model": "auto",
+        "cursor_version": "2026.11.20",
+        "workspace_roots": [str(repo.path)],
+        "user_email": "dev@example.com",
+        "transcript_path": None,
+    }
+    payloads = {
+        "sessionStart": {**common, "hook_event_name": "sessionStart", "session_id": conversation},
+        "sessionEnd": {
+            **common,
+            "hook_event_name": "sessionEnd",
+            "reason": "completed",
+            "duration_ms": 48210,
+            "final_status": "completed",
+        },
+    }
+    for event, payload in payloads.items():
+        [handler] = doc["hooks"][event]
+        proc = subprocess.run(
+            handler["command"],
+            shell=True,
+            input=json.dumps(payload),
+            capture_output=True,
+            text=True,
+            env=env.vars,
+            cwd=repo.path,
+            timeout=60,
+            check=False,
+        )
+        assert (proc.returncode, proc.stdout) == (0, "{}\n"), proc.stderr
+    active = json.loads((repo.git_dir / "hf-traces-active.json").read_text())
+    [entry] = active["sessions"]
+    assert (entry["agent"], entry["session_id"]) == ("cursor", conversation)
+    assert entry["hook_event_name"] == "sessionEnd"
+    assert entry["ended_at"] == entry["seen_at"]
+    assert entry["final_status"] == "completed"
 
 
 def test_copilot_gets_its_own_file_with_event_arguments(env: Env) -> None:

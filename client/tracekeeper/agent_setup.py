@@ -115,7 +115,9 @@ AGENTS: dict[str, AgentSpec] = {
             lambda: _env_dir("CURSOR_CONFIG_DIR", ".cursor"),
             lambda home: home / "hooks.json",
             ("cursor-agent", "cursor"),
-            ("sessionStart", "beforeSubmitPrompt", "stop"),
+            # Headless `agent -p` fires only sessionStart and sessionEnd: without the end, a
+            # scripted session never tells the daemon it finished.
+            ("sessionStart", "beforeSubmitPrompt", "stop", "sessionEnd"),
             "flat",
             skeleton=(("version", 1),),
         ),
