@@ -7,6 +7,7 @@ idempotent and back up what it changes; uninstall must give back the original do
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, is_ours, remove_ours
+from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, codex_hook_hash, is_ours, remove_ours
 
 from .harness import Env, make_env, make_repo
 
@@ -362,7 +363,35 @@ def test_codex_home_and_claude_config_dir_are_honoured(env: Env) -> None:
     assert str(codex_home / "hooks.json") in listing.stdout
 
 
-def test_codex_install_explains_trust(env: Env) -> None:
+def codex_hash(event_snake: str, command: str, timeout: int) -> str:
+    """What Codex stores as `trusted_hash` for a command hook with no matcher, written out from
+    the recipe in openai/codex codex-rs/hooks/src/engine/discovery.rs (independently of
+    agent_setup): sha256 of the compact, key-sorted JSON of the normalized identity."""
+    identity = {
+        "event_name": event_snake,
+        "hooks": [{"async": False, "command": command, "timeout": timeout, "type": "command"}],
+    }
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_codex_hook_hash_is_the_one_codex_writes() -> None:
+    """A trusted_hash that Codex itself wrote into a user's config.toml for the Stop hook of
+    warpdotdev/codex-warp (plugins/warp/hooks/hooks.json at f11334dc: no matcher, no timeout)."""
+    handler = {"type": "command", "command": "${PLUGIN_ROOT}/scripts/on-stop.sh"}
+    written_by_codex = "sha256:6a3b3af655efa426e920425de93a830fe25b8b5a62ef7b9a699e7ff40d9ef351"
+    assert codex_hook_hash("Stop", {"hooks": [handler]}, handler) == written_by_codex
+    assert codex_hash("stop", handler["command"], 600) == written_by_codex
+    # SessionStart keeps its matcher in the identity; UserPromptSubmit and Stop ignore theirs.
+    with_matcher = {"matcher": "startup", "hooks": [handler]}
+    assert codex_hook_hash("Stop", with_matcher, handler) == written_by_codex
+    assert codex_hook_hash("SessionStart", with_matcher, handler) != codex_hook_hash(
+        "SessionStart", {"hooks": [handler]}, handler
+    )
+    assert codex_hook_hash("Stop", {"hooks": [{"type": "prompt"}]}, {"type": "prompt"}) is None
+
+
+def test_codex_install_explains_trust_and_listing_says_what_codex_will_do(env: Env) -> None:
     codex = env.home / ".codex"
     write_config(codex / "hooks.json", CODEX_HOOKS)
     (codex / "config.toml").write_text(CODEX_CONFIG)
@@ -374,26 +403,60 @@ def test_codex_install_explains_trust(env: Env) -> None:
     assert (codex / "config.toml").read_text() == CODEX_CONFIG  # trust is the user's to give
 
     listing = agents_cli(env)
-    assert "Codex trust: not found" in listing.stdout
+    assert "Codex skips SessionStart, UserPromptSubmit, Stop (not trusted yet)" in listing.stdout
 
-    # What Codex writes once the user trusts the hooks (hash not checked by us).
-    doc = json.loads((codex / "hooks.json").read_text())
     path = codex / "hooks.json"
-    lines = [CODEX_CONFIG]
+    doc = json.loads(path.read_text())
+    command = f"{shlex.quote(EXE)} hook codex"
+    slots = {}
     for event, snake in (
         ("SessionStart", "session_start"),
         ("UserPromptSubmit", "user_prompt_submit"),
         ("Stop", "stop"),
     ):
         group = next(i for i, g in enumerate(doc["hooks"][event]) if any(is_ours(h) for h in g["hooks"]))
-        lines.append(f'[hooks.state."{path}:{snake}:{group}:0"]\ntrusted_hash = "sha256:{"0" * 64}"\n')
-    (codex / "config.toml").write_text("\n".join(lines))
-    listing = agents_cli(env, "--json")
-    [codex_state] = [a for a in json.loads(listing.stdout) if a["agent"] == "codex"]
-    assert codex_state["codex_trusted"] == {"SessionStart": True, "UserPromptSubmit": True, "Stop": True}
-    assert "Codex trust: trusted entry present" in agents_cli(env).stdout
+        slots[event] = (f"{path}:{snake}:{group}:0", snake)
+
+    def trust(hashes: dict[str, str], extra: str = "") -> dict[str, Any]:
+        lines = [CODEX_CONFIG]
+        for event, (key, _) in slots.items():
+            lines.append(f'[hooks.state."{key}"]\ntrusted_hash = "{hashes[event]}"\n')
+        (codex / "config.toml").write_text("\n".join(lines) + extra)
+        [state] = [a for a in json.loads(agents_cli(env, "--json").stdout) if a["agent"] == "codex"]
+        return state
+
+    # A hash is stored for each slot, but for another definition (e.g. tracekeeper moved to
+    # another virtualenv since): Codex reports the hooks as modified and does not run them.
+    stale = trust(
+        {event: codex_hash(snake, "/old/venv/bin/tracekeeper hook codex", 10) for event, (_, snake) in slots.items()}
+    )
+    assert stale["codex_trusted"] == {"SessionStart": False, "UserPromptSubmit": False, "Stop": False}
+    assert set(stale["codex_trust"].values()) == {"modified"}
+    assert "(changed since it was trusted)" in agents_cli(env).stdout
+    assert "openai/codex#20321" in agents_cli(env, "install", "--agent", "codex").stdout
+
+    # The hash of the definition as it is now: Codex runs them.
+    current = {event: codex_hash(snake, command, 10) for event, (_, snake) in slots.items()}
+    state = trust(current)
+    assert state["codex_trusted"] == {"SessionStart": True, "UserPromptSubmit": True, "Stop": True}
+    assert set(state["codex_trust"].values()) == {"trusted"}
+    assert "Codex trust: trusted, Codex runs them" in agents_cli(env).stdout
     again = agents_cli(env, "install", "--agent", "codex")
     assert "openai/codex#20321" not in again.stdout
+
+    # Trusted but switched off in /hooks (`enabled = false`): Codex does not run it either.
+    key = slots["Stop"][0]
+    state = trust(current, f'\n[hooks.state."{key}-unrelated"]\nenabled = false\n')
+    assert state["codex_trust"]["Stop"] == "trusted"
+    text = (
+        (codex / "config.toml")
+        .read_text()
+        .replace(f'[hooks.state."{key}"]\n', f'[hooks.state."{key}"]\nenabled = false\n')
+    )
+    (codex / "config.toml").write_text(text)
+    [state] = [a for a in json.loads(agents_cli(env, "--json").stdout) if a["agent"] == "codex"]
+    assert state["codex_trust"] == {"SessionStart": "trusted", "UserPromptSubmit": "trusted", "Stop": "disabled"}
+    assert "Codex skips Stop (disabled in /hooks)" in agents_cli(env).stdout
 
 
 def test_codex_hooks_disabled_in_config_is_reported(env: Env) -> None:

@@ -11,6 +11,7 @@ of that. A file that is not valid JSON is refused rather than "repaired".
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -367,18 +369,89 @@ def installed_events(spec: AgentSpec, doc: dict[str, Any]) -> list[str]:
 
 
 # --- Codex trust ---------------------------------------------------------------------------
+#
+# Codex runs a user hook only while `[hooks.state."<hooks.json>:<event_snake>:<group>:<handler>"]`
+# in config.toml holds `trusted_hash` equal to the hash of the hook's *current* definition and
+# does not say `enabled = false`; a hash of any other definition is "modified" and the hook is
+# skipped (silently in `codex exec`). So we compute that hash the way Codex does and compare.
+# Source: openai/codex codex-rs/hooks/src/engine/discovery.rs (append_matcher_groups,
+# normalize_command_hook, hook_hash / command_hook_hash, hook_trust_status, hook_enabled),
+# codex-rs/hooks/src/lib.rs (hook_event_key_label, HOOK_EVENT_NAMES_WITH_MATCHERS),
+# codex-rs/config/src/hook_config.rs (serde names) and codex-rs/config/src/fingerprint.rs
+# (version_for_toml). The hash has no public contract (openai/codex#21615): a Codex release that
+# changes it makes us report "modified" for hooks it runs, never the other way round.
+
+
+class CodexTrust(StrEnum):
+    """What Codex does with one of our handlers."""
+
+    TRUSTED = "trusted"  # runs it
+    UNTRUSTED = "untrusted"  # no trusted_hash: skipped until the user trusts it
+    MODIFIED = "modified"  # trusted_hash of another definition: skipped until trusted again
+    DISABLED = "disabled"  # enabled = false in hooks.state: skipped
+
+
+_CODEX_SKIPPED_WHY = {
+    CodexTrust.UNTRUSTED: "not trusted yet",
+    CodexTrust.MODIFIED: "changed since it was trusted",
+    CodexTrust.DISABLED: "disabled in /hooks",
+}
+
+#: lib.rs HOOK_EVENT_NAMES_WITH_MATCHERS: for other events the matcher is dropped from the identity.
+_CODEX_MATCHER_EVENTS = frozenset(
+    {"PreToolUse", "PermissionRequest", "PostToolUse", "PreCompact", "PostCompact", "SessionStart"}
+    | {"SubagentStart", "SubagentStop", "SessionEnd"}
+)
+#: Events whose handlers may set additionalContextLimit; elsewhere Codex drops it before hashing.
+_CODEX_CONTEXT_EVENTS = frozenset({"PreToolUse", "PostToolUse", "SessionStart", "UserPromptSubmit", "SubagentStart"})
+_CODEX_DEFAULT_CONTEXT_LIMIT = 2500  # hooks/src/output_spill.rs DEFAULT_HOOK_OUTPUT_TOKEN_LIMIT
 
 
 def _snake(event: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", event).lower()
 
 
-def codex_trust(hooks_path: Path, doc: dict[str, Any]) -> tuple[dict[str, bool], str | None]:
-    """Per event, whether ~/.codex/config.toml has a `trusted_hash` for our handler's slot.
+def _codex_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
-    Codex keys trust as `[hooks.state."<hooks.json>:<event_snake>:<group>:<handler>"]` and the
-    hash (sha256 of a normalized definition, no public contract: openai/codex#21615) is not
-    recomputed here, so "present" means the user trusted *a* definition in that slot.
+
+def codex_hook_hash(event: str, group: dict[str, Any], handler: dict[str, Any]) -> str | None:
+    """The `trusted_hash` Codex expects for `handler` (in `group`, under `event`), or None for a
+    handler Codex would not run at all (not a command, empty command, a value it cannot parse)."""
+    command = handler.get("command")
+    if handler.get("type") != "command" or not isinstance(command, str) or not command.strip():
+        return None
+    timeout = handler.get("timeout")
+    if timeout is not None and _codex_int(timeout) is None:
+        return None
+    if event in ("SessionEnd", "Interrupt"):  # SESSION_END_DEFAULT / MAX_TIMEOUT_SEC
+        seconds = min(max(1 if timeout is None else timeout, 1), 3)
+    else:
+        seconds = max(600 if timeout is None else timeout, 1)
+    normalized: dict[str, Any] = {
+        "type": "command",
+        "command": command,  # the POSIX command: `commandWindows` is used on Windows only
+        "timeout": seconds,
+        "async": handler.get("async") is True,
+    }
+    status = handler.get("statusMessage")
+    if isinstance(status, str):
+        normalized["statusMessage"] = status
+    limit = _codex_int(handler.get("additionalContextLimit"))
+    if limit is not None and event in _CODEX_CONTEXT_EVENTS and limit != _CODEX_DEFAULT_CONTEXT_LIMIT:
+        normalized["additionalContextLimit"] = limit
+    identity: dict[str, Any] = {"event_name": _snake(event), "hooks": [normalized]}
+    matcher = group.get("matcher")
+    if event in _CODEX_MATCHER_EVENTS and isinstance(matcher, str):
+        identity["matcher"] = matcher  # a None matcher is left out, as TOML has no null
+    # version_for_toml: TOML value -> JSON, keys sorted at every level, compact, sha256.
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def codex_trust(hooks_path: Path, doc: dict[str, Any]) -> tuple[dict[str, CodexTrust], str | None]:
+    """Per event, what Codex does with our handler there (the worst case if there are several).
+
     Returns (per-event result, a note about config.toml such as hooks being disabled).
     """
     import tomllib
@@ -398,25 +471,47 @@ def codex_trust(hooks_path: Path, doc: dict[str, Any]) -> tuple[dict[str, bool],
     hooks_table = data.get("hooks")
     if isinstance(hooks_table, dict) and isinstance(hooks_table.get("state"), dict):
         state = hooks_table["state"]
-    names = {str(hooks_path), os.path.realpath(hooks_path)}
-    result: dict[str, bool] = {}
+    # Codex keys the slot by the hooks.json path under CODEX_HOME as it resolved it.
+    names = dict.fromkeys((str(hooks_path), os.path.realpath(hooks_path)))
+    order = list(CodexTrust)
+    result: dict[str, CodexTrust] = {}
     hooks = doc.get("hooks") if isinstance(doc.get("hooks"), dict) else {}
     assert isinstance(hooks, dict)
     for event in AGENTS["codex"].events:
         entries = hooks.get(event)
-        trusted = False
-        if isinstance(entries, list):
-            for gi, group in enumerate(entries):
-                handlers = group.get("hooks") if isinstance(group, dict) else None
-                for hi, handler in enumerate(handlers if isinstance(handlers, list) else []):
-                    if not is_ours(handler):
-                        continue
-                    for name in names:
-                        slot = state.get(f"{name}:{_snake(event)}:{gi}:{hi}")
-                        if isinstance(slot, dict) and slot.get("trusted_hash"):
-                            trusted = True
-        result[event] = trusted
+        verdicts: list[CodexTrust] = []
+        for gi, group in enumerate(entries if isinstance(entries, list) else []):
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            for hi, handler in enumerate(handlers if isinstance(handlers, list) else []):
+                if not is_ours(handler):
+                    continue
+                current = codex_hook_hash(event, group, handler)
+                slots = [state.get(f"{name}:{_snake(event)}:{gi}:{hi}") for name in names]
+                slot = next((s for s in slots if isinstance(s, dict)), {})
+                stored = slot.get("trusted_hash")
+                if slot.get("enabled") is False:
+                    verdicts.append(CodexTrust.DISABLED)
+                elif not isinstance(stored, str):
+                    verdicts.append(CodexTrust.UNTRUSTED)
+                elif current is None or stored != current:
+                    verdicts.append(CodexTrust.MODIFIED)
+                else:
+                    verdicts.append(CodexTrust.TRUSTED)
+        if verdicts:
+            result[event] = max(verdicts, key=order.index)
     return result, note
+
+
+def codex_skipped(trust: dict[str, CodexTrust], events: list[str]) -> str | None:
+    """ "SessionStart, Stop (not trusted yet)" for the events Codex will not run; None if it runs all."""
+    by_why: dict[str, list[str]] = {}
+    for event in events:
+        verdict = trust.get(event, CodexTrust.UNTRUSTED)
+        if verdict is not CodexTrust.TRUSTED:
+            by_why.setdefault(_CODEX_SKIPPED_WHY[verdict], []).append(event)
+    if not by_why:
+        return None
+    return "; ".join(f"{', '.join(names)} ({why})" for why, names in by_why.items())
 
 
 CODEX_TRUST_HELP = (
@@ -437,10 +532,11 @@ class AgentState:
     config: Path
     events: list[str]
     error: str | None = None
-    trust: dict[str, bool] | None = None
+    trust: dict[str, CodexTrust] | None = None
     note: str | None = None
 
     def view(self) -> dict[str, Any]:
+        trust = self.trust
         return {
             "agent": self.spec.name,
             "present": self.present,
@@ -449,7 +545,10 @@ class AgentState:
             "hooks": self.events,
             "complete": set(self.events) == set(self.spec.events),
             "error": self.error,
-            "codex_trusted": self.trust,
+            # Per event: will Codex run it (True only when the stored hash is the current one),
+            # and why not.
+            "codex_trusted": None if trust is None else {e: trust.get(e) is CodexTrust.TRUSTED for e in self.events},
+            "codex_trust": None if trust is None else {e: str(trust.get(e, CodexTrust.UNTRUSTED)) for e in self.events},
             "note": self.note,
         }
 
@@ -505,13 +604,11 @@ def _describe(state: AgentState) -> str:
     total = len(state.spec.events)
     text = "installed" if done == total else f"partly installed ({done}/{total} events: {', '.join(state.events)})"
     if state.trust is not None:
-        trusted = [e for e, ok in state.trust.items() if ok and e in state.events]
-        if len(trusted) == done:
-            text += "; Codex trust: trusted entry present"
-        elif trusted:
-            text += f"; Codex trust: trusted entry present for {', '.join(trusted)} only"
+        skipped = codex_skipped(state.trust, state.events)
+        if skipped is None:
+            text += "; Codex trust: trusted, Codex runs them"
         else:
-            text += "; Codex trust: not found (start `codex` and trust the hooks, or /hooks)"
+            text += f"; Codex skips {skipped}: start `codex` and trust the hooks, or /hooks"
     return text
 
 
@@ -609,7 +706,7 @@ def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
         trust, note = codex_trust(path, loaded.doc)
         if note:
             click.echo(f"  warning: {note}")
-        if not all(trust.get(e) for e in spec.events):
+        if codex_skipped(trust, list(spec.events)) is not None:
             click.echo(f"  {CODEX_TRUST_HELP}")
     elif spec.name == "claude" and changed:
         click.echo("  Claude Code reads hooks at startup: restart running sessions (or review them in /hooks).")
