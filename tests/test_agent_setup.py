@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, codex_hook_hash, is_ours, remove_ours
+from tracekeeper.jsonc import strip_comments
 
 from .harness import Env, make_env, make_repo
 
@@ -373,6 +374,117 @@ def codex_hash(event_snake: str, command: str, timeout: int) -> str:
     }
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_gemini_cli_home_is_honoured(env: Env) -> None:
+    """Gemini CLI keeps its user settings in $GEMINI_CLI_HOME/.gemini/settings.json when that is
+    set (google-gemini/gemini-cli packages/core/src/utils/paths.ts homedir(), config/storage.ts)."""
+    gemini_home = env.root / "gemini-home"
+    settings = gemini_home / ".gemini" / "settings.json"
+    write_config(settings, GEMINI_SETTINGS)
+    extra = {"GEMINI_CLI_HOME": str(gemini_home)}
+    proc = agents_cli(env, "install", extra_env=extra)
+    assert proc.returncode == 0, proc.stderr
+    assert f"gemini: updated {settings}" in proc.stdout
+    assert set(our_commands("gemini", json.loads(settings.read_text()))) == set(AGENTS["gemini"].events)
+    assert not (env.home / ".gemini").exists()
+    [state] = [a for a in json.loads(agents_cli(env, "--json", extra_env=extra).stdout) if a["agent"] == "gemini"]
+    assert state["config"] == str(settings) and state["present"] is True and state["complete"] is True
+    assert agents_cli(env, "uninstall", extra_env=extra).returncode == 0
+    assert json.loads(settings.read_text()) == GEMINI_SETTINGS
+
+
+#: A settings.json as people write it for Gemini CLI, which strips comments before parsing.
+GEMINI_JSONC = """{
+    // Editor and UI
+    "general": {"vimMode": true, "preferredEditor": "vim"}, // vim everywhere
+    "ui": {"theme": "GitHub"},
+    /* Hooks: "guard" blocks rm -rf.
+       Keep it first. */
+    "hooks": {
+        "BeforeTool": [
+            {
+                "matcher": "run_shell_command", // only the shell
+                "hooks": [{"name": "guard", "type": "command", "command": "echo '// not a comment' /* nor this */"}]
+            }
+        ]
+    },
+    "mcpServers": {"github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"]}} // the last
+}
+"""
+
+
+def test_gemini_settings_with_comments_are_accepted_and_keep_their_comments(env: Env) -> None:
+    path = env.home / ".gemini" / "settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(GEMINI_JSONC)
+    original = {
+        "general": {"vimMode": True, "preferredEditor": "vim"},
+        "ui": {"theme": "GitHub"},
+        "hooks": {
+            "BeforeTool": [
+                {
+                    "matcher": "run_shell_command",
+                    "hooks": [
+                        {"name": "guard", "type": "command", "command": "echo '// not a comment' /* nor this */"}
+                    ],
+                }
+            ]
+        },
+        "mcpServers": {"github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"]}},
+    }
+    proc = agents_cli(env, "install", "--agent", "gemini")
+    assert proc.returncode == 0, proc.stderr
+    assert f"gemini: updated {path}" in proc.stdout and "comments kept" in proc.stdout
+    text = path.read_text()
+    for comment in (
+        "// Editor and UI",
+        "// vim everywhere",
+        '/* Hooks: "guard" blocks rm -rf.\n       Keep it first. */',
+        "// only the shell",
+        "// the last",
+    ):
+        assert comment in text
+    doc = json.loads(strip_comments(text))
+    assert ours_removed("gemini", doc) == original
+    assert set(our_commands("gemini", doc)) == set(AGENTS["gemini"].events)
+    [saved] = backups(path)
+    assert saved.read_text() == GEMINI_JSONC
+    assert "already installed" in agents_cli(env, "install", "--agent", "gemini").stdout
+
+    gone = agents_cli(env, "uninstall", "--agent", "gemini")
+    assert gone.returncode == 0, gone.stderr
+    assert path.read_text() == GEMINI_JSONC  # every comment back where it was
+
+    # Gemini's JSON.parse takes comments but nothing else: a trailing comma is still refused.
+    path.write_text('{\n  "ui": {"theme": "GitHub"}, // c\n}\n')
+    refused = agents_cli(env, "install", "--agent", "gemini")
+    assert refused.returncode == 1 and "not valid JSON" in refused.stderr
+
+
+def test_comments_are_stripped_as_strip_json_comments_does() -> None:
+    """Outside strings only (an escaped quote does not end one), replaced by blanks of the same
+    length so offsets hold, newlines kept; an unterminated block comment leaves invalid JSON."""
+    text = '{"a": "x\\"//y /*z*/", /* c\n d */ "b": [1, // one\n 2]} // end'
+    plain = strip_comments(text)
+    assert len(plain) == len(text) and plain.count("\n") == text.count("\n")
+    assert json.loads(plain) == {"a": 'x"//y /*z*/', "b": [1, 2]}
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(strip_comments('{"a": 1 /* never closed }'))
+
+
+def test_gemini_comments_that_cannot_be_kept_are_said_and_backed_up(env: Env) -> None:
+    path = env.home / ".gemini" / "settings.json"
+    path.parent.mkdir(parents=True)
+    before = '{\n  "ui": {"theme": "GitHub"},\n  "hooks": { /* none yet */ }\n}\n'
+    path.write_text(before)
+    proc = agents_cli(env, "install", "--agent", "gemini")
+    assert proc.returncode == 0, proc.stderr
+    [saved] = backups(path)
+    assert saved.read_text() == before
+    assert f"comments in {path} could not all be kept; the original is in {saved}" in proc.stdout
+    assert "/* none yet */" not in path.read_text()
+    assert set(our_commands("gemini", json.loads(path.read_text()))) == set(AGENTS["gemini"].events)
 
 
 def test_codex_hook_hash_is_the_one_codex_writes() -> None:

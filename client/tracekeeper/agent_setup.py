@@ -5,7 +5,8 @@ are the user's: they hold other tools' hooks and unrelated settings. So an insta
 file, adds only our handlers, and writes it back in the indentation it had, keeping key order;
 a second install changes nothing; every change is preceded by a backup; and uninstall removes
 only handlers whose command runs `tracekeeper hook`, plus the containers that emptied because
-of that. A file that is not valid JSON is refused rather than "repaired".
+of that. A file that is not valid JSON is refused rather than "repaired". Gemini's settings.json
+may hold comments, as Gemini CLI accepts them: it is edited in place so they stay (jsonc.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def _home() -> Path:
     return Path(os.path.expanduser("~"))
 
 
+def _gemini_home() -> Path:
+    """Gemini CLI's user directory: `$GEMINI_CLI_HOME/.gemini`, else `~/.gemini`, the value taken
+    as it is (google-gemini/gemini-cli packages/core/src/utils/paths.ts homedir() and
+    packages/core/src/config/storage.ts getGlobalGeminiDir())."""
+    return (Path(os.environ["GEMINI_CLI_HOME"]) if os.environ.get("GEMINI_CLI_HOME") else _home()) / ".gemini"
+
+
 def _env_dir(var: str, default: str) -> Path:
     value = os.environ.get(var)
     return Path(value).expanduser() if value else _home() / default
@@ -62,6 +70,8 @@ class AgentSpec:
     skeleton: tuple[tuple[str, Any], ...] = ()
     #: The whole file is ours (Copilot reads every *.json in its hooks dir): delete it when empty.
     owns_file: bool = False
+    #: The agent reads the file as JSON with comments (Gemini CLI strips them before parsing).
+    comments: bool = False
 
     def config_path(self) -> Path:
         return self.config(self.home())
@@ -105,11 +115,12 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "gemini",
             "Gemini CLI",
-            lambda: _home() / ".gemini",
+            _gemini_home,
             lambda home: home / "settings.json",
             ("gemini",),
             ("SessionStart", "BeforeAgent", "AfterAgent", "SessionEnd"),
             "grouped",
+            comments=True,
         ),
         AgentSpec(
             "cursor",
@@ -207,10 +218,14 @@ class Loaded:
     exists: bool
     doc: dict[str, Any]
     style: Style
+    commented: str | None = None  # the file's text, when it holds comments to keep
 
 
-def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = ()) -> Loaded:
-    """Parse a config file; a missing file is an empty one. Raises ConfigError, naming it."""
+def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = (), *, comments: bool = False) -> Loaded:
+    """Parse a config file (JSON with comments if the agent accepts them); a missing file is an
+    empty one. Raises ConfigError, naming it."""
+    from . import jsonc
+
     real = Path(os.path.realpath(path))
     try:
         raw = real.read_bytes()
@@ -220,12 +235,14 @@ def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = ()) -> Loaded:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror}); nothing written") from None
     try:
         text = raw.decode("utf-8-sig")
-        doc = json.loads(text) if text.strip() else {}
+        plain = jsonc.strip_comments(text) if comments else text
+        doc = json.loads(plain) if plain.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc}); nothing written") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a JSON object, found a {type(doc).__name__}; nothing written")
-    return Loaded(real, True, doc, Style.of(text) if text.strip() else Style())
+    style = Style.of(plain) if plain.strip() else Style()
+    return Loaded(real, True, doc, style, text if plain != text else None)
 
 
 def backup(path: Path) -> Path:
@@ -244,20 +261,45 @@ def has_backup(path: Path) -> bool:
     return any(path.parent.glob(f"{path.name}{BACKUP_SUFFIX}*")) if path.parent.is_dir() else False
 
 
-def write(loaded: Loaded, doc: dict[str, Any]) -> Path | None:
-    """Back up (if the file existed), then replace atomically keeping its mode. Returns the backup."""
+@dataclass
+class Written:
+    backup: Path | None
+    comments: str | None = None  # "kept" or "lost" when the file had comments
+
+    def notes(self, path: Path) -> list[str]:
+        """What to tell the user beyond "updated": comments that could not be kept."""
+        if self.comments == "lost":
+            return [f"note: the comments in {path} could not all be kept; the original is in {self.backup}"]
+        return []
+
+
+def write(loaded: Loaded, doc: dict[str, Any]) -> Written:
+    """Back up (if the file existed), then replace atomically keeping its mode.
+
+    A file with comments is edited in place (jsonc.edit), so the user's comments survive; where
+    an edit had to replace text holding a comment, or in-place editing failed, the document is
+    written whole and the result says the comments were lost (the backup has them)."""
+    from . import jsonc
+
     path = loaded.path
-    saved = backup(path) if loaded.exists else None
+    written = Written(backup(path) if loaded.exists else None)
+    text = loaded.style.dump(doc)
+    if loaded.commented is not None:
+        try:
+            edited = jsonc.edit(loaded.commented, loaded.doc, doc, loaded.style.indent, loaded.style.separators)
+            text, written.comments = edited.text, ("lost" if edited.lost_comments else "kept")
+        except (ValueError, json.JSONDecodeError):
+            written.comments = "lost"
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o7777 if loaded.exists else 0o644
     tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
     try:
-        tmp.write_text(loaded.style.dump(doc), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return saved
+    return written
 
 
 # --- merging our entries ----------------------------------------------------------------------
@@ -567,7 +609,7 @@ def inspect(spec: AgentSpec) -> AgentState:
     path = spec.config_path()
     state = AgentState(spec, bool(reasons), ", ".join(reasons), path, [])
     try:
-        loaded = load(path, spec.skeleton)
+        loaded = load(path, spec.skeleton, comments=spec.comments)
     except ConfigError as exc:
         state.error = str(exc)
         return state
@@ -670,16 +712,19 @@ def install_cmd(agent: str) -> None:
         did_any = True
         path = spec.config_path()
         try:
-            loaded = load(path, spec.skeleton)
+            loaded = load(path, spec.skeleton, comments=spec.comments)
             new = add_ours(spec, loaded.doc, path, exe)
             changed = not (loaded.exists and new == loaded.doc)
             if not changed:
                 click.echo(f"{spec.name}: already installed in {path} (no change)")
             else:
-                saved = write(loaded, new)
-                extra = f" (backup: {saved})" if saved else ""
+                written = write(loaded, new)
+                extra = f" (backup: {written.backup})" if written.backup else ""
+                extra += "; comments kept" if written.comments == "kept" else ""
                 verb = "updated" if loaded.exists else "created"
                 click.echo(f"{spec.name}: {verb} {path}{extra}")
+                for line in written.notes(path):
+                    click.echo(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
@@ -729,7 +774,7 @@ def uninstall_cmd(agent: str) -> None:
     for spec in _selected(agent):
         path = spec.config_path()
         try:
-            loaded = load(path, spec.skeleton)
+            loaded = load(path, spec.skeleton, comments=spec.comments)
             if not loaded.exists:
                 if agent != "all":
                     click.echo(f"{spec.name}: no {path}, nothing to remove")
@@ -743,8 +788,11 @@ def uninstall_cmd(agent: str) -> None:
                 loaded.path.unlink()  # we created the file: leave none behind
                 click.echo(f"{spec.name}: removed {path} (it held only tracekeeper's hooks)")
                 continue
-            saved = write(loaded, new)
-            click.echo(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {saved})")
+            written = write(loaded, new)
+            kept = "; comments kept" if written.comments == "kept" else ""
+            click.echo(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {written.backup}){kept}")
+            for line in written.notes(path):
+                click.echo(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
