@@ -7,6 +7,7 @@ idempotent and back up what it changes; uninstall must give back the original do
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -17,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, is_ours, remove_ours
+from tracekeeper.agent_setup import AGENTS, BACKUP_SUFFIX, codex_hook_hash, is_ours, remove_ours
+from tracekeeper.jsonc import strip_comments
 
-from .harness import Env, make_env
+from .harness import Env, make_env, make_repo
 
 RUN = (
     "import sys; from tracekeeper.agent_setup import agents; "
@@ -235,6 +237,58 @@ def test_cursor_file_created_with_version_and_removed_on_uninstall(env: Env) -> 
     assert not path.exists()  # we created it, nothing else was in it
 
 
+def test_cursor_headless_session_start_and_end_are_hooked_and_recorded(env: Env) -> None:
+    """Headless `agent -p` fires only sessionStart and sessionEnd (../shared/docs/agents.md, Cursor):
+    both must be installed, and the installed command must record the end. The payloads are what
+    Cursor sends for these events (common fields plus session_id / reason, duration_ms,
+    final_status); each command runs as Cursor runs it, through a shell, JSON on stdin."""
+    (env.home / ".cursor").mkdir()
+    assert agents_cli(env, "install", "--agent", "cursor").returncode == 0
+    doc = json.loads((env.home / ".cursor" / "hooks.json").read_text())
+    assert {"sessionStart", "sessionEnd"} <= set(our_commands("cursor", doc))
+    repo = make_repo(env)
+    conversation = "5e1f0c9a-7d3b-4c2e-9f10-2a6b8c4d0e11"
+    common = {
+        "conversation_id": conversation,
+        "generation_id": "",
+        "model": "auto",
+        "cursor_version": "2026.11.20",
+        "workspace_roots": [str(repo.path)],
+        "user_email": "dev@example.com",
+        "transcript_path": None,
+    }
+    payloads = {
+        "sessionStart": {**common, "hook_event_name": "sessionStart", "session_id": conversation},
+        "sessionEnd": {
+            **common,
+            "hook_event_name": "sessionEnd",
+            "reason": "completed",
+            "duration_ms": 48210,
+            "final_status": "completed",
+        },
+    }
+    for event, payload in payloads.items():
+        [handler] = doc["hooks"][event]
+        proc = subprocess.run(
+            handler["command"],
+            shell=True,
+            input=json.dumps(payload),
+            capture_output=True,
+            text=True,
+            env=env.vars,
+            cwd=repo.path,
+            timeout=60,
+            check=False,
+        )
+        assert (proc.returncode, proc.stdout) == (0, "{}\n"), proc.stderr
+    active = json.loads((repo.git_dir / "hf-traces-active.json").read_text())
+    [entry] = active["sessions"]
+    assert (entry["agent"], entry["session_id"]) == ("cursor", conversation)
+    assert entry["hook_event_name"] == "sessionEnd"
+    assert entry["ended_at"] == entry["seen_at"]
+    assert entry["final_status"] == "completed"
+
+
 def test_copilot_gets_its_own_file_with_event_arguments(env: Env) -> None:
     hooks_dir = env.home / ".copilot" / "hooks"
     hooks_dir.mkdir(parents=True)
@@ -310,7 +364,146 @@ def test_codex_home_and_claude_config_dir_are_honoured(env: Env) -> None:
     assert str(codex_home / "hooks.json") in listing.stdout
 
 
-def test_codex_install_explains_trust(env: Env) -> None:
+def codex_hash(event_snake: str, command: str, timeout: int) -> str:
+    """What Codex stores as `trusted_hash` for a command hook with no matcher, written out from
+    the recipe in openai/codex codex-rs/hooks/src/engine/discovery.rs (independently of
+    agent_setup): sha256 of the compact, key-sorted JSON of the normalized identity."""
+    identity = {
+        "event_name": event_snake,
+        "hooks": [{"async": False, "command": command, "timeout": timeout, "type": "command"}],
+    }
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_gemini_cli_home_is_honoured(env: Env) -> None:
+    """Gemini CLI keeps its user settings in $GEMINI_CLI_HOME/.gemini/settings.json when that is
+    set (google-gemini/gemini-cli packages/core/src/utils/paths.ts homedir(), config/storage.ts)."""
+    gemini_home = env.root / "gemini-home"
+    settings = gemini_home / ".gemini" / "settings.json"
+    write_config(settings, GEMINI_SETTINGS)
+    extra = {"GEMINI_CLI_HOME": str(gemini_home)}
+    proc = agents_cli(env, "install", extra_env=extra)
+    assert proc.returncode == 0, proc.stderr
+    assert f"gemini: updated {settings}" in proc.stdout
+    assert set(our_commands("gemini", json.loads(settings.read_text()))) == set(AGENTS["gemini"].events)
+    assert not (env.home / ".gemini").exists()
+    [state] = [a for a in json.loads(agents_cli(env, "--json", extra_env=extra).stdout) if a["agent"] == "gemini"]
+    assert state["config"] == str(settings) and state["present"] is True and state["complete"] is True
+    assert agents_cli(env, "uninstall", extra_env=extra).returncode == 0
+    assert json.loads(settings.read_text()) == GEMINI_SETTINGS
+
+
+#: A settings.json as people write it for Gemini CLI, which strips comments before parsing.
+GEMINI_JSONC = """{
+    // Editor and UI
+    "general": {"vimMode": true, "preferredEditor": "vim"}, // vim everywhere
+    "ui": {"theme": "GitHub"},
+    /* Hooks: "guard" blocks rm -rf.
+       Keep it first. */
+    "hooks": {
+        "BeforeTool": [
+            {
+                "matcher": "run_shell_command", // only the shell
+                "hooks": [{"name": "guard", "type": "command", "command": "echo '// not a comment' /* nor this */"}]
+            }
+        ]
+    },
+    "mcpServers": {"github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"]}} // the last
+}
+"""
+
+
+def test_gemini_settings_with_comments_are_accepted_and_keep_their_comments(env: Env) -> None:
+    path = env.home / ".gemini" / "settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(GEMINI_JSONC)
+    original = {
+        "general": {"vimMode": True, "preferredEditor": "vim"},
+        "ui": {"theme": "GitHub"},
+        "hooks": {
+            "BeforeTool": [
+                {
+                    "matcher": "run_shell_command",
+                    "hooks": [
+                        {"name": "guard", "type": "command", "command": "echo '// not a comment' /* nor this */"}
+                    ],
+                }
+            ]
+        },
+        "mcpServers": {"github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"]}},
+    }
+    proc = agents_cli(env, "install", "--agent", "gemini")
+    assert proc.returncode == 0, proc.stderr
+    assert f"gemini: updated {path}" in proc.stdout and "comments kept" in proc.stdout
+    text = path.read_text()
+    for comment in (
+        "// Editor and UI",
+        "// vim everywhere",
+        '/* Hooks: "guard" blocks rm -rf.\n       Keep it first. */',
+        "// only the shell",
+        "// the last",
+    ):
+        assert comment in text
+    doc = json.loads(strip_comments(text))
+    assert ours_removed("gemini", doc) == original
+    assert set(our_commands("gemini", doc)) == set(AGENTS["gemini"].events)
+    [saved] = backups(path)
+    assert saved.read_text() == GEMINI_JSONC
+    assert "already installed" in agents_cli(env, "install", "--agent", "gemini").stdout
+
+    gone = agents_cli(env, "uninstall", "--agent", "gemini")
+    assert gone.returncode == 0, gone.stderr
+    assert path.read_text() == GEMINI_JSONC  # every comment back where it was
+
+    # Gemini's JSON.parse takes comments but nothing else: a trailing comma is still refused.
+    path.write_text('{\n  "ui": {"theme": "GitHub"}, // c\n}\n')
+    refused = agents_cli(env, "install", "--agent", "gemini")
+    assert refused.returncode == 1 and "not valid JSON" in refused.stderr
+
+
+def test_comments_are_stripped_as_strip_json_comments_does() -> None:
+    """Outside strings only (an escaped quote does not end one), replaced by blanks of the same
+    length so offsets hold, newlines kept; an unterminated block comment leaves invalid JSON."""
+    text = '{"a": "x\\"//y /*z*/", /* c\n d */ "b": [1, // one\n 2]} // end'
+    plain = strip_comments(text)
+    assert len(plain) == len(text) and plain.count("\n") == text.count("\n")
+    assert json.loads(plain) == {"a": 'x"//y /*z*/', "b": [1, 2]}
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(strip_comments('{"a": 1 /* never closed }'))
+
+
+def test_gemini_comments_that_cannot_be_kept_are_said_and_backed_up(env: Env) -> None:
+    path = env.home / ".gemini" / "settings.json"
+    path.parent.mkdir(parents=True)
+    before = '{\n  "ui": {"theme": "GitHub"},\n  "hooks": { /* none yet */ }\n}\n'
+    path.write_text(before)
+    proc = agents_cli(env, "install", "--agent", "gemini")
+    assert proc.returncode == 0, proc.stderr
+    [saved] = backups(path)
+    assert saved.read_text() == before
+    assert f"comments in {path} could not all be kept; the original is in {saved}" in proc.stdout
+    assert "/* none yet */" not in path.read_text()
+    assert set(our_commands("gemini", json.loads(path.read_text()))) == set(AGENTS["gemini"].events)
+
+
+def test_codex_hook_hash_is_the_one_codex_writes() -> None:
+    """A trusted_hash that Codex itself wrote into a user's config.toml for the Stop hook of
+    warpdotdev/codex-warp (plugins/warp/hooks/hooks.json at f11334dc: no matcher, no timeout)."""
+    handler = {"type": "command", "command": "${PLUGIN_ROOT}/scripts/on-stop.sh"}
+    written_by_codex = "sha256:6a3b3af655efa426e920425de93a830fe25b8b5a62ef7b9a699e7ff40d9ef351"
+    assert codex_hook_hash("Stop", {"hooks": [handler]}, handler) == written_by_codex
+    assert codex_hash("stop", handler["command"], 600) == written_by_codex
+    # SessionStart keeps its matcher in the identity; UserPromptSubmit and Stop ignore theirs.
+    with_matcher = {"matcher": "startup", "hooks": [handler]}
+    assert codex_hook_hash("Stop", with_matcher, handler) == written_by_codex
+    assert codex_hook_hash("SessionStart", with_matcher, handler) != codex_hook_hash(
+        "SessionStart", {"hooks": [handler]}, handler
+    )
+    assert codex_hook_hash("Stop", {"hooks": [{"type": "prompt"}]}, {"type": "prompt"}) is None
+
+
+def test_codex_install_explains_trust_and_listing_says_what_codex_will_do(env: Env) -> None:
     codex = env.home / ".codex"
     write_config(codex / "hooks.json", CODEX_HOOKS)
     (codex / "config.toml").write_text(CODEX_CONFIG)
@@ -322,26 +515,60 @@ def test_codex_install_explains_trust(env: Env) -> None:
     assert (codex / "config.toml").read_text() == CODEX_CONFIG  # trust is the user's to give
 
     listing = agents_cli(env)
-    assert "Codex trust: not found" in listing.stdout
+    assert "Codex skips SessionStart, UserPromptSubmit, Stop (not trusted yet)" in listing.stdout
 
-    # What Codex writes once the user trusts the hooks (hash not checked by us).
-    doc = json.loads((codex / "hooks.json").read_text())
     path = codex / "hooks.json"
-    lines = [CODEX_CONFIG]
+    doc = json.loads(path.read_text())
+    command = f"{shlex.quote(EXE)} hook codex"
+    slots = {}
     for event, snake in (
         ("SessionStart", "session_start"),
         ("UserPromptSubmit", "user_prompt_submit"),
         ("Stop", "stop"),
     ):
         group = next(i for i, g in enumerate(doc["hooks"][event]) if any(is_ours(h) for h in g["hooks"]))
-        lines.append(f'[hooks.state."{path}:{snake}:{group}:0"]\ntrusted_hash = "sha256:{"0" * 64}"\n')
-    (codex / "config.toml").write_text("\n".join(lines))
-    listing = agents_cli(env, "--json")
-    [codex_state] = [a for a in json.loads(listing.stdout) if a["agent"] == "codex"]
-    assert codex_state["codex_trusted"] == {"SessionStart": True, "UserPromptSubmit": True, "Stop": True}
-    assert "Codex trust: trusted entry present" in agents_cli(env).stdout
+        slots[event] = (f"{path}:{snake}:{group}:0", snake)
+
+    def trust(hashes: dict[str, str], extra: str = "") -> dict[str, Any]:
+        lines = [CODEX_CONFIG]
+        for event, (key, _) in slots.items():
+            lines.append(f'[hooks.state."{key}"]\ntrusted_hash = "{hashes[event]}"\n')
+        (codex / "config.toml").write_text("\n".join(lines) + extra)
+        [state] = [a for a in json.loads(agents_cli(env, "--json").stdout) if a["agent"] == "codex"]
+        return state
+
+    # A hash is stored for each slot, but for another definition (e.g. tracekeeper moved to
+    # another virtualenv since): Codex reports the hooks as modified and does not run them.
+    stale = trust(
+        {event: codex_hash(snake, "/old/venv/bin/tracekeeper hook codex", 10) for event, (_, snake) in slots.items()}
+    )
+    assert stale["codex_trusted"] == {"SessionStart": False, "UserPromptSubmit": False, "Stop": False}
+    assert set(stale["codex_trust"].values()) == {"modified"}
+    assert "(changed since it was trusted)" in agents_cli(env).stdout
+    assert "openai/codex#20321" in agents_cli(env, "install", "--agent", "codex").stdout
+
+    # The hash of the definition as it is now: Codex runs them.
+    current = {event: codex_hash(snake, command, 10) for event, (_, snake) in slots.items()}
+    state = trust(current)
+    assert state["codex_trusted"] == {"SessionStart": True, "UserPromptSubmit": True, "Stop": True}
+    assert set(state["codex_trust"].values()) == {"trusted"}
+    assert "Codex trust: trusted, Codex runs them" in agents_cli(env).stdout
     again = agents_cli(env, "install", "--agent", "codex")
     assert "openai/codex#20321" not in again.stdout
+
+    # Trusted but switched off in /hooks (`enabled = false`): Codex does not run it either.
+    key = slots["Stop"][0]
+    state = trust(current, f'\n[hooks.state."{key}-unrelated"]\nenabled = false\n')
+    assert state["codex_trust"]["Stop"] == "trusted"
+    text = (
+        (codex / "config.toml")
+        .read_text()
+        .replace(f'[hooks.state."{key}"]\n', f'[hooks.state."{key}"]\nenabled = false\n')
+    )
+    (codex / "config.toml").write_text(text)
+    [state] = [a for a in json.loads(agents_cli(env, "--json").stdout) if a["agent"] == "codex"]
+    assert state["codex_trust"] == {"SessionStart": "trusted", "UserPromptSubmit": "trusted", "Stop": "disabled"}
+    assert "Codex skips Stop (disabled in /hooks)" in agents_cli(env).stdout
 
 
 def test_codex_hooks_disabled_in_config_is_reported(env: Env) -> None:

@@ -230,6 +230,28 @@ def test_guard_agents_and_codex_trust_are_reported(env: Env, repo: Repo) -> None
     assert found["agents"]["status"] == "ok" and "codex" in found["agents"]["message"]
 
 
+def test_codex_trust_for_an_older_definition_is_not_reported_as_trusted(env: Env, repo: Repo) -> None:
+    """Codex runs a hook only while the stored trusted_hash is that of its current definition
+    (openai/codex codex-rs/hooks/src/engine/discovery.rs): a hash for another one is 'modified'."""
+    codex = env.home / ".codex"
+    codex.mkdir()
+    env.cli("agents", "install", "--agent", "codex")
+    hooks = json.loads((codex / "hooks.json").read_text())["hooks"]
+    lines = []
+    for event, snake in (
+        ("SessionStart", "session_start"),
+        ("UserPromptSubmit", "user_prompt_submit"),
+        ("Stop", "stop"),
+    ):
+        assert len(hooks[event]) == 1
+        lines.append(f'[hooks.state."{codex / "hooks.json"}:{snake}:0:0"]\ntrusted_hash = "sha256:{"0" * 64}"\n')
+    (codex / "config.toml").write_text("\n".join(lines))
+    _, found = checks(env, repo.path)
+    check = found["codex-trust"]
+    assert check["status"] == "warn", check
+    assert "changed since it was trusted" in check["message"] and "start `codex`" in check["fix"]
+
+
 def test_outside_a_repository_the_repo_checks_are_skipped(env: Env) -> None:
     elsewhere = env.root / "plain-dir"
     elsewhere.mkdir()

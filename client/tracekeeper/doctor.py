@@ -404,17 +404,17 @@ def check_agents(ctx: Context) -> Check:
 
 
 def check_codex_trust(ctx: Context) -> Check | None:
-    from .agent_setup import AGENTS, CODEX_TRUST_HELP, inspect
+    """What Codex will do with our hooks: it runs one only while the trusted_hash stored for it
+    is the hash of its current definition (agent_setup.codex_trust computes it as Codex does)."""
+    from .agent_setup import AGENTS, CODEX_TRUST_HELP, codex_skipped, inspect
 
     state = inspect(AGENTS["codex"])
     if not state.events or state.trust is None:
         return None
-    untrusted = [e for e in state.events if not state.trust.get(e)]
-    if untrusted:
-        return Check(
-            Status.WARN, f"Codex has not trusted tracekeeper's hooks ({', '.join(untrusted)})", CODEX_TRUST_HELP
-        )
-    return Check(Status.OK, "Codex trusts tracekeeper's hooks")
+    skipped = codex_skipped(state.trust, state.events)
+    if skipped:
+        return Check(Status.WARN, f"Codex will not run tracekeeper's hooks: {skipped}", CODEX_TRUST_HELP)
+    return Check(Status.OK, "Codex trusts tracekeeper's hooks as they are now and runs them")
 
 
 # --- notes refspecs --------------------------------------------------------------------------

@@ -187,29 +187,36 @@ def raw(items: list[Trail], *, full: bool) -> bytes:
 
 
 def render(sha: str, items: list[Trail], *, full: bool) -> None:
+    """The conversation for a terminal. Transcript and note text is hostile: every piece of it goes
+    through safetext.markup (control characters spelled out, rich markup left literal), and
+    emoji codes are not expanded."""
     from rich.console import Console
-    from rich.markup import escape
 
-    out = Console(highlight=False)
+    from .safetext import markup, visible
+
+    out = Console(highlight=False, emoji=False)
     for trail in items:
         link = trail.link
         span = "whole session" if full else f"lines {link.first_line}-{link.last_line}"
         check = "[green]verified[/]" if trail.verified else "[yellow]transcript differs from what the commit saw[/]"
-        out.print(f"[bold]{link.agent}[/] session {link.session_id} · {span} · {trail.source} · {check}")
-        out.print(f"[dim]{escape(link.url)}[/]")
+        who = f"[bold]{markup(link.agent)}[/] session {markup(link.session_id)}"
+        out.print(f"{who} · {span} · {trail.source} · {check}")
+        out.print(f"[dim]{markup(link.url)}[/]")
         turns = trail.turns(full=full)
         if not turns:
             out.print("[dim](no readable turns in this range; try --raw)[/]")
         for turn in turns:
-            text = escape(turn.text.strip())
+            text = markup(turn.text.strip(), multiline=True)
             if turn.kind == "user":
                 out.print(f"\n[bold cyan]> user[/]  [dim]line {turn.line}[/]\n{text}")
             elif turn.kind == "assistant":
                 out.print(f"\n[bold]< assistant[/]  [dim]line {turn.line}[/]\n{text}")
             elif turn.kind == "tool_call":
-                out.print(f"[magenta]⚙ {escape(turn.name or 'tool')}[/] {escape(turn.text.strip()[:RESULT_CHARS])}")
+                call = markup(turn.text.strip()[:RESULT_CHARS], multiline=True)
+                out.print(f"[magenta]⚙ {markup(turn.name or 'tool')}[/] {call}")
             elif turn.kind == "tool_result":
-                out.print(f"[dim]{escape(shorten(turn.text.strip()))}[/]")
+                # Spelled out before shortening, which would turn a CR into a line break.
+                out.print(f"[dim]{markup(shorten(visible(turn.text.strip(), multiline=True)), multiline=True)}[/]")
             else:
                 out.print(f"[dim italic]{text}[/]")
         out.print()

@@ -473,21 +473,25 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 
 def render_log(entries: list[Entry]) -> None:
-    """git-log-like text: grep-able, stable without a terminal, coloured on one."""
+    """git-log-like text: grep-able, stable without a terminal, coloured on one. Commit messages
+    and notes (a teammate's) are hostile input: their text goes through safetext.visible."""
+    from .safetext import visible as v
+
     for entry in entries:
         head = click.style(entry.sha[:12], fg="yellow")
-        click.echo(f"{head} {entry.date[:10]} {entry.subject}  {click.style(f'({entry.author})', dim=True)}")
+        click.echo(f"{head} {entry.date[:10]} {v(entry.subject)}  {click.style(f'({v(entry.author)})', dim=True)}")
         for s in entry.sessions:
             prompts = "-" if s.prompts is None else str(s.prompts)
             word = "prompt" if s.prompts == 1 else "prompts"
             click.echo(
-                f"    {click.style(s.link.agent, bold=True)} {s.link.session_id}"
+                f"    {click.style(v(s.link.agent), bold=True)} {v(s.link.session_id)}"
                 f"  lines {s.link.first_line}-{s.link.last_line}  {prompts} {word}"
             )
-            click.echo(f"    {click.style(s.link.url, dim=True)}")
+            click.echo(f"    {click.style(v(s.link.url), dim=True)}")
         for t in entry.forgotten:
             click.echo(
-                f"    {click.style('forgotten', fg='red')} {t.agent or '?'} {t.session_id or '?'} on {t.at} by {t.by}"
+                f"    {click.style('forgotten', fg='red')} {v(t.agent or '?')} {v(t.session_id or '?')}"
+                f" on {v(t.at)} by {v(t.by)}"
             )
         if not entry.traced and not entry.forgotten:
             click.echo(f"    {click.style('no trace', dim=True)}")
