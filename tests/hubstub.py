@@ -17,6 +17,15 @@ What is emulated (verified against huggingface_hub 2.4.0 / hf_xet 1.8.0):
 * auth like the Hub: an unknown token is rejected everywhere with 401 "Invalid credentials in
   Authorization header"; a private or missing bucket is 401 ``RepoNotFound`` for anonymous callers
   and 404 ``RepoNotFound`` for authenticated ones; a read-only token gets 403 on writes.
+* rate limits like the Hub: fixed 5-minute windows per caller and endpoint group ("api" for
+  ``/api/...``, "resolvers" for ``.../resolve/...``, "pages" for the rest); every answer carries the
+  IETF-draft headers ``RateLimit: "api";r=<remaining>;t=<seconds to reset>`` and ``RateLimit-Policy:
+  "fixed window";"api";q=<quota>;w=300``, and a used-up window answers 429 with ``r=0`` and no
+  ``Retry-After``. Sources: huggingface/huggingface_hub issue #3553 (the headers as the Hub sends
+  them, on every answer) and its tests/test_utils_http.py (``TestRateLimitErrorMessage``, 429s that
+  carry only these headers); huggingface_hub ``utils/_http.py`` (``parse_ratelimit_headers``,
+  ``http_backoff``, ``hf_raise_for_status``) is what reads them. The quotas are the stand-in's own
+  defaults (``RATE_LIMIT_QUOTAS``), not the Hub's, and can be set per test.
 
 File sizes: ``/batch`` carries only the xet hash. The stand-in reads the shard (``*.mdb``) files that
 hf_xet wrote into the local CAS directory, which record every uploaded file's hash and the byte
@@ -78,8 +87,15 @@ for _key, _value in CLIENT_ENV_DEFAULTS.items():
 Role = Literal["read", "write"]
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+_ANONYMOUS = ""  # rate-limit key of callers without a token (the Hub counts them by IP)
 EMPTY_XET_HASH = "0" * 64  # what hf_xet reports for zero-byte content; it writes no shard entry
 TOKEN_TTL_SECONDS = 3600
+#: The Hub's rate-limit windows are fixed and 5 minutes long (huggingface_hub issue #3553:
+#: ``RateLimit-Policy: "fixed window";"api";q=500;w=300``).
+RATE_LIMIT_WINDOW = 300
+#: Requests per window and group. The stand-in's own defaults, high enough that no test reaches them
+#: by accident; a test that wants a 429 sets a quota or uses ``exhaust_rate_limit``.
+RATE_LIMIT_QUOTAS: Mapping[str, int] = {"api": 500, "resolvers": 3000, "pages": 100}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _STARTUP_TIMEOUT = 10.0
 
@@ -259,11 +275,38 @@ class _FailRule:
     retry_after: int | None
     paths: tuple[str, ...] | None
     methods: tuple[str, ...] | None
+    reset_in: int | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods is not None and method.upper() not in self.methods:
             return False
         return self.paths is None or any(path.startswith(prefix) for prefix in self.paths)
+
+
+@dataclass
+class _Window:
+    """One fixed rate-limit window of one caller and group: ``used`` requests until ``ends_at``."""
+
+    ends_at: float
+    used: int = 0
+
+
+def _rate_limit_group(path: str) -> str:
+    """The Hub's three request classes (docs/hub/rate-limits.md): Hub APIs, resolvers, pages."""
+    if "/resolve/" in path:
+        return "resolvers"
+    if path.startswith("/api/"):
+        return "api"
+    return "pages"
+
+
+def _rate_limit_headers(group: str, remaining: int, reset_in: float, quota: int) -> dict[str, str]:
+    """The headers exactly as the Hub writes them (huggingface_hub issue #3553)."""
+    seconds = max(0, int(-(-reset_in // 1)))  # whole seconds, rounded up, as the Hub reports them
+    return {
+        "RateLimit": f'"{group}";r={max(0, remaining)};t={seconds}',
+        "RateLimit-Policy": f'"fixed window";"{group}";q={quota};w={RATE_LIMIT_WINDOW}',
+    }
 
 
 @dataclass(frozen=True)
@@ -347,6 +390,8 @@ class HubStub:
         self._buckets: dict[str, _Bucket] = {}  # by id
         self._fail_rules: list[_FailRule] = []
         self._requests: list[RequestRecord] = []
+        self._quotas: dict[str, int] = dict(RATE_LIMIT_QUOTAS)
+        self._windows: dict[tuple[str, str], _Window] = {}  # by (caller key, group)
         self._shards = ShardIndex(self.cas_dir)
         # Lets read_file fetch any bucket without a user token; its requests bypass failure
         # injection and are not recorded, so observing the stand-in does not disturb tests.
@@ -473,12 +518,15 @@ class HubStub:
         retry_after: int | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        reset_in: int | None = None,
     ) -> None:
         """Answer the next ``n`` matching requests with ``status`` instead of serving them.
 
         ``paths`` are URL-path prefixes (e.g. ``"/api/buckets/alice/traces/batch"``); None matches
         every request. ``retry_after`` adds a ``Retry-After`` header in seconds (note that the
-        client sleeps ``retry_after + 1`` s). Rules queue up and are consumed in order.
+        client sleeps ``retry_after + 1`` s). An injected 429 is the Hub's used-up window:
+        ``RateLimit: ...;r=0;t=<reset_in>`` (default: the caller's current window's remaining
+        seconds) and no ``Retry-After`` unless asked for. Rules queue up and are consumed in order.
         """
         if n <= 0:
             return
@@ -488,6 +536,7 @@ class HubStub:
             retry_after=retry_after,
             paths=None if paths is None else tuple(paths),
             methods=None if methods is None else tuple(m.upper() for m in methods),
+            reset_in=reset_in,
         )
         with self._lock:
             self._fail_rules.append(rule)
@@ -495,6 +544,30 @@ class HubStub:
     def clear_failures(self) -> None:
         with self._lock:
             self._fail_rules.clear()
+
+    def set_rate_limit(self, group: str, quota: int) -> None:
+        """Requests per 5-minute window for ``group`` ("api", "resolvers", "pages"), for every caller."""
+        with self._lock:
+            self._quotas[group] = quota
+
+    def exhaust_rate_limit(self, group: str = "api", resets_in: float = 55.0) -> None:
+        """Use up every caller's current ``group`` window, which now ends in ``resets_in`` seconds.
+
+        What a burst of traffic does on the Hub: each request of the group answers 429 with
+        ``r=0;t=<seconds left>`` until the window ends, then a fresh window starts.
+        """
+        with self._lock:
+            ends_at = time.time() + resets_in
+            quota = self._quotas[group]
+            keys = {key for key, grp in self._windows if grp == group} | {_ANONYMOUS}
+            keys |= {user.token for user in self._users.values()}
+            for key in keys:
+                self._windows[(key, group)] = _Window(ends_at=ends_at, used=quota)
+
+    def reset_rate_limits(self) -> None:
+        """Start fresh windows for everyone (as if five minutes had passed)."""
+        with self._lock:
+            self._windows.clear()
 
     def pending_failures(self) -> int:
         with self._lock:
@@ -601,17 +674,29 @@ class HubStub:
                 return err.response()
         service = request.headers.get("Authorization", "") == f"Bearer {self._service_token}"
         rule = None if service else self._take_failure(request.method, path)
+        limit = None if service else self._count_request(request, path)
         if rule is not None:
             await request.read()  # drain so the keep-alive connection stays usable
-            headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None
+            headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else {}
+            if rule.status == 429 and limit is not None:
+                group, _, reset_in, quota = limit
+                reset = rule.reset_in if rule.reset_in is not None else reset_in
+                limit = (group, 0, reset, quota)
             response: web.StreamResponse = _HubError(
                 rule.status, f"Injected failure ({rule.status})", headers=headers
             ).response()
+        elif limit is not None and limit[1] < 0:
+            await request.read()
+            group = limit[0]
+            limit = (group, 0, limit[2], limit[3])
+            response = _HubError(429, f"Too many requests: the '{group}' rate limit is reached").response()
         else:
             try:
                 response = await self._route(request)
             except _HubError as err:
                 response = err.response()
+        if limit is not None:
+            response.headers.update(_rate_limit_headers(*limit))
         trace = request.headers.get("X-Amzn-Trace-Id")
         if trace is not None:
             response.headers.setdefault("X-Request-Id", trace)
@@ -619,6 +704,23 @@ class HubStub:
             with self._lock:
                 self._requests.append(RequestRecord(request.method, path, response.status))
         return response
+
+    def _count_request(self, request: web.Request, path: str) -> tuple[str, int, float, int]:
+        """Count one request against its caller's window: (group, remaining, seconds left, quota).
+
+        ``remaining`` is negative when the window was already used up: the request is refused.
+        """
+        header = request.headers.get("Authorization", "")
+        key = header.partition(" ")[2].strip() if header else _ANONYMOUS
+        group = _rate_limit_group(path)
+        now = time.time()
+        with self._lock:
+            quota = self._quotas.get(group, RATE_LIMIT_QUOTAS["pages"])
+            window = self._windows.get((key, group))
+            if window is None or now >= window.ends_at:
+                window = self._windows[(key, group)] = _Window(ends_at=now + RATE_LIMIT_WINDOW)
+            window.used += 1
+            return group, quota - window.used, window.ends_at - now, quota
 
     def _take_failure(self, method: str, path: str) -> _FailRule | None:
         with self._lock:

@@ -6,17 +6,38 @@ The transfer itself is the real hf_xet, writing to a `local://` CAS directory.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.metadata
+import re
+import shutil
 import signal
+import sys
+import time
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .harness import UUID_A, Daemon, Env, Repo, append_lines, make_env, make_repo, note_links, running_daemon, wait_for
+from .harness import (
+    UUID_A,
+    UUID_B,
+    Daemon,
+    Env,
+    Repo,
+    append_lines,
+    make_env,
+    make_repo,
+    note_links,
+    running_daemon,
+    wait_for,
+)
 from .hubstub import HubStub, running_hub
 
 BUCKET = "alice/agent-traces"
 TOKEN = "hf_alice_write"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -55,6 +76,7 @@ def test_default_bucket_is_created_private_and_note_points_at_it(env: Env, hub: 
     (meta,) = note_links(note)
     assert meta["sha256"] == hashlib.sha256(data).hexdigest()
     store = status["daemon"]["store"]
+    checked_at = store.pop("checked_at")
     assert store == {
         "kind": "hf",
         "location": f"hf://buckets/{BUCKET}",
@@ -62,6 +84,7 @@ def test_default_bucket_is_created_private_and_note_points_at_it(env: Env, hub: 
         "reachable": True,
         "detail": None,
     }
+    assert checked_at <= time.time()  # the visibility as last asked of the Hub
 
 
 def test_explicit_store_setting_and_recipe_bucket_variable(env: Env, hub: HubStub) -> None:
@@ -258,3 +281,238 @@ def test_a_growing_session_is_refreshed_in_the_bucket_and_notes_stay_verifiable(
     (meta,) = note_links(note)
     assert hashlib.sha256(remote[: meta["bytes"]]).hexdigest() == meta["sha256"]
     assert batches == 2  # the commit's upload, then one refresh
+
+
+# --- visibility is checked before every upload ------------------------------------------------
+
+
+def test_a_bucket_made_public_refuses_the_very_next_upload(env: Env, hub: HubStub) -> None:
+    """The issue's timeline: uploads fine, someone flips the bucket public, a commit 4 s later."""
+    hub.create_bucket(BUCKET)
+    repo = _repo_with_session(env, lines=3)
+    with running_daemon(env):
+        first = repo.commit("while private")
+        wait_for(lambda: repo.note(first), what="the first note")
+        before = hub.files(BUCKET)
+        flipped_at = time.time()
+        hub.set_private(BUCKET, False)
+        append_lines(env.transcript(), 2, start=4)
+        second = repo.commit("after the flip")
+        failed = wait_for(lambda: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="the refusal")
+        store = env.status()["daemon"]["store"]
+        text = env.cli("status").stdout
+    assert [j["commit"] for j in failed] == [second]
+    assert "is public" in failed[0]["last_error"]
+    assert repo.note(second) == ""
+    assert hub.files(BUCKET) == before  # not a byte of the second upload reached the bucket
+    assert store["private"] is False
+    assert store["checked_at"] >= flipped_at
+    assert "PUBLIC, checked" in text
+
+
+def test_a_session_refresh_after_the_flip_is_refused_too(env: Env, hub: HubStub) -> None:
+    env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.3"
+    hub.create_bucket(BUCKET)
+    repo = _repo_with_session(env, lines=3)
+    with running_daemon(env) as daemon:
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="the note")
+        before = hub.files(BUCKET)
+        hub.set_private(BUCKET, False)
+        append_lines(env.transcript(), 5, start=4)
+        wait_for(lambda: "could not refresh codex/" in daemon.output(), what="the refused refresh")
+        log = daemon.output()
+    assert "is public" in log.split("could not refresh codex/", 1)[1].splitlines()[0]
+    assert hub.files(BUCKET) == before
+
+
+# --- 401/403 on any step are permanent --------------------------------------------------------
+
+
+def test_a_token_that_lost_write_access_fails_the_job_and_leaves_the_queue_open(env: Env, hub: HubStub) -> None:
+    """The 403 comes from the xet-write-token endpoint, which hf_xet reports as a ConnectionError."""
+    hub.create_bucket(BUCKET)
+    env.vars["TRACEKEEPER_STORE"] = f"hf://buckets/{BUCKET}"
+    first = _repo_with_session(env, "first")
+    second = make_repo(env, "second").install()
+    other = env.transcript(f"rollout-b-{UUID_B}.jsonl")
+    append_lines(other, 3)
+    second.activate(other, session_id=UUID_B)
+    with running_daemon(env):
+        hub.add_user("alice", TOKEN, role="read")  # the token lost write access
+        repo_a = first.commit("refused")
+        job = wait_for(lambda: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="the failure")[0]
+        status = env.status()
+        hub.add_user("alice", TOKEN, role="write")  # fixed on the Hub: other work flows at once
+        repo_b = second.commit("flows")
+        wait_for(lambda: second.note(repo_b), what="the other repository's note")
+        assert first.note(repo_a) == ""
+        env.cli("retry")
+        env.cli("flush", "--timeout", "30")
+        noted = first.note(repo_a)
+    assert job["commit"] == repo_a
+    assert "403" in job["last_error"] and "write access" in job["last_error"]
+    assert "tracekeeper retry" in job["last_error"]  # says what to do
+    assert status["daemon"]["offline_until"] is None  # no gate closed for the whole queue
+    assert hub.count(path_suffix="/batch") == 2 and noted
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+def test_a_429_on_the_upload_is_not_slept_through_and_the_next_try_is_persisted(env: Env, hub: HubStub) -> None:
+    """huggingface_hub's own backoff would sleep t+1 s five times inside the batch call."""
+    hub.create_bucket(BUCKET)
+    batch = f"/api/buckets/{BUCKET}/batch"
+    hub.fail_next(1, status=429, paths=[batch], reset_in=120)
+    repo = _repo_with_session(env)
+    with running_daemon(env) as daemon:
+        started = time.time()
+        sha = repo.commit("x")
+        job = wait_for(
+            lambda: [j for j in env.status()["jobs"] if j["state"] == "pending" and j["attempts"] >= 1],
+            what="the job to be deferred",
+        )[0]
+        log = daemon.output()
+    assert "rate limit" in job["last_error"] and "120" in job["last_error"]
+    assert job["next_attempt_at"] >= started + 119  # the Hub's window, not our own short backoff
+    assert "Rate limited. Waiting" not in log  # the library did not sleep on it
+    assert [r.status for r in hub.requests if r.path == batch] == [429]
+    with running_daemon(env):  # a restart keeps the schedule
+        again = env.status()["jobs"][0]
+        assert (again["state"], again["next_attempt_at"]) == ("pending", job["next_attempt_at"])
+        assert [r.status for r in hub.requests if r.path == batch] == [429]
+        env.cli("flush", "--timeout", "30")
+        assert repo.note(sha)
+    assert [r.status for r in hub.requests if r.path == batch] == [429, 200]
+
+
+def test_a_used_up_rate_limit_window_is_waited_out_not_hammered(env: Env, hub: HubStub) -> None:
+    hub.create_bucket(BUCKET)
+    hub.exhaust_rate_limit("api", resets_in=90)
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        repo.commit("x")
+        job = wait_for(
+            lambda: [j for j in env.status()["jobs"] if j["state"] == "pending" and j["attempts"] >= 1],
+            what="the job to be deferred",
+        )[0]
+        status = env.status()
+        limited = [r for r in hub.requests if r.status == 429]
+    assert "rate limit" in job["last_error"]
+    assert job["next_attempt_at"] >= time.time() + 60
+    assert status["daemon"]["offline_until"] >= job["next_attempt_at"] - 1  # the whole queue waits
+    # one refused probe at start-up (status), one for the job: no in-attempt retries into a 429
+    assert len(limited) <= 2
+
+
+# --- a missing trace, a deleted bucket --------------------------------------------------------
+
+
+def test_show_of_a_trace_missing_from_the_bucket_says_so_in_one_line(env: Env, hub: HubStub) -> None:
+    from huggingface_hub import HfApi
+
+    repo = _repo_with_session(env)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    env.transcript().unlink()
+    shutil.rmtree(env.state)  # a teammate's machine: only the bucket has the trace
+    HfApi(endpoint=hub.endpoint, token=TOKEN).batch_bucket_files(BUCKET, delete=[_remote_path(note)])
+    shown = env.cli("show", sha, "-C", str(repo.path), check=False)
+    assert shown.returncode == 1
+    assert shown.stdout == ""
+    (line,) = shown.stderr.splitlines()
+    assert line.startswith("Error: ") and "not in the bucket" in line and BUCKET in line
+    assert "UserWarning" not in shown.stderr and "No such file" not in shown.stderr
+
+
+def test_a_bucket_deleted_while_the_daemon_runs_is_created_again_private(env: Env, hub: HubStub) -> None:
+    from huggingface_hub import HfApi
+
+    repo = _repo_with_session(env, lines=3)
+    with running_daemon(env):
+        first = repo.commit("first")
+        wait_for(lambda: repo.note(first), what="the first note")
+        HfApi(endpoint=hub.endpoint, token=TOKEN).delete_bucket(BUCKET)
+        append_lines(env.transcript(), 2, start=4)
+        second = repo.commit("second")
+        note = wait_for(lambda: repo.note(second), what="the note after the bucket came back")
+        states = env.status("--all")["queue"]
+    assert hub.is_private(BUCKET)
+    assert hub.read_file(BUCKET, _remote_path(note)) == env.transcript().read_bytes()
+    assert states["failed"] == 0
+
+
+# --- the default set-up: nothing pre-set in the environment ----------------------------------
+
+#: What the harness pre-sets for every daemon; a user's machine has none of them.
+HUB_PRESETS = (
+    "HF_HUB_DISABLE_TELEMETRY",
+    "HF_XET_TELEMETRY_ENABLED",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
+    "HF_HUB_DISABLE_UPDATE_CHECK",
+    "HF_XET_CLIENT_RETRY_MAX_ATTEMPTS",
+    "HF_XET_CLIENT_RETRY_BASE_DELAY",
+    "HF_XET_CLIENT_RETRY_MAX_DURATION",
+)
+
+
+def test_the_daemon_log_has_no_progress_bars_in_the_default_setup(env: Env, hub: HubStub) -> None:
+    for key in HUB_PRESETS:
+        env.vars.pop(key, None)
+    hub.create_bucket(BUCKET)
+    repo = _repo_with_session(env, lines=50)
+    with running_daemon(env) as daemon:
+        sha = repo.commit("x")
+        wait_for(lambda: repo.note(sha), what="the note")
+        log = daemon.output()
+    assert "noted " in log  # the upload really ran in this daemon
+    assert "\r" not in log and "it/s]" not in log and "%|" not in log
+
+
+# --- dependencies: public API of huggingface_hub, declared packages only ---------------------
+
+SOURCES = [ROOT / "tracekeeperd", ROOT / "client" / "tracekeeper"]
+
+
+def _imports() -> list[tuple[Path, str]]:
+    """Every absolute module a source file imports, with `from m import n` also giving `m.n`."""
+    found: list[tuple[Path, str]] = []
+    for base in SOURCES:
+        for path in sorted(base.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    found += [(path, alias.name) for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.append((path, node.module))
+                    found += [(path, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_only_public_modules_of_huggingface_hub_are_imported() -> None:
+    private = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path, name in _imports()
+        if name.split(".")[0] in ("huggingface_hub", "hf_xet") and any(p.startswith("_") for p in name.split("."))
+    ]
+    assert private == []
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {canonical(re.split(r"[^A-Za-z0-9._-]", req, maxsplit=1)[0]) for req in project["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    undeclared = sorted(
+        {
+            f"{path.relative_to(ROOT)}: {top}"
+            for path, name in _imports()
+            if (top := name.split(".")[0]) not in sys.stdlib_module_names
+            and top not in ("tracekeeper", "tracekeeperd")
+            and not any(canonical(dist) in declared for dist in providers.get(top, []))
+        }
+    )
+    assert undeclared == []

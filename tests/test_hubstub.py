@@ -21,6 +21,7 @@ import httpx2
 import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import BucketBatchError, BucketNotFoundError, HfHubHTTPError
+from huggingface_hub.utils import RateLimitInfo, parse_ratelimit_headers
 
 # Importing tests.hubstub bounds hf_xet's retries (HF_XET_CLIENT_RETRY_*) in os.environ; that is in
 # time because huggingface_hub only imports hf_xet on the first transfer.
@@ -246,6 +247,46 @@ def test_injected_503s_on_batch_are_retried(hub: HubStub, api: HfApi, bucket: st
     assert statuses(hub, "POST", BATCH_PATH) == [503, 503, 200]
     assert hub.pending_failures() == 0
     assert hub.read_file(bucket, "retry.jsonl") == b"survived\n"
+
+
+def test_every_answer_reports_the_rate_limit_window_like_the_hub(hub: HubStub, bucket: str) -> None:
+    hub.set_rate_limit("api", 10)
+    hub.reset_rate_limits()  # the fixture's create_bucket counted too
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    first = httpx2.get(f"{hub.endpoint}/api/buckets/{bucket}", headers=auth)
+    second = httpx2.get(f"{hub.endpoint}/api/buckets/{bucket}/tree", headers=auth)
+    assert first.status_code == second.status_code == 200
+    one, two = parse_ratelimit_headers(first.headers), parse_ratelimit_headers(second.headers)
+    assert one is not None and two is not None
+    assert (one.resource_type, one.limit, one.window_seconds) == ("api", 10, 300)
+    assert (one.remaining, two.remaining) == (9, 8)  # one window per caller, counted down
+    assert 0 < two.reset_in_seconds <= 300
+    assert second.headers["RateLimit-Policy"] == '"fixed window";"api";q=10;w=300'
+
+
+def test_a_used_up_window_answers_429_the_way_the_hub_does(hub: HubStub, api: HfApi, bucket: str) -> None:
+    hub.exhaust_rate_limit("api", resets_in=55)
+    with pytest.raises(HfHubHTTPError) as excinfo:
+        api.bucket_info(bucket)
+    response = excinfo.value.response
+    assert response.status_code == 429
+    assert "Retry-After" not in response.headers  # only the IETF-draft headers, as on the Hub
+    info = parse_ratelimit_headers(response.headers)
+    assert info is not None and info.resource_type == "api" and info.remaining == 0
+    assert info.reset_in_seconds in (54, 55)
+    assert info == RateLimitInfo("api", 0, info.reset_in_seconds, 500, 300)
+    # huggingface_hub turns them into its own message (utils/_http.py, hf_raise_for_status).
+    assert f"Retry after {info.reset_in_seconds} seconds (0/500 requests remaining" in str(excinfo.value)
+    hub.reset_rate_limits()
+    assert api.bucket_info(bucket).private is True
+
+
+def test_an_injected_429_carries_the_rate_limit_headers(hub: HubStub, bucket: str) -> None:
+    hub.fail_next(1, status=429, paths=[BATCH_PATH], reset_in=42)
+    answer = httpx2.post(f"{hub.endpoint}{BATCH_PATH}", headers={"Authorization": f"Bearer {ALICE}"}, content=b"")
+    assert answer.status_code == 429
+    assert answer.headers["RateLimit"] == '"api";r=0;t=42'
+    assert "Retry-After" not in answer.headers
 
 
 def test_offline_refuses_quickly_then_online_on_same_port(hub: HubStub, api: HfApi, bucket: str) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx2
 import pytest
 from huggingface_hub import hf_raise_for_status
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
 from tracekeeperd.errors import ConfigError, PermanentError, TransientError
-from tracekeeperd.stores import LocalStore, Upload
-from tracekeeperd.stores.hf import classify, parse_bucket_url
+from tracekeeperd.stores import LocalStore, MissingTrace, Upload
+from tracekeeperd.stores.hf import BucketMissing, RateLimited, classify, parse_bucket_url
 
 BATCH_URL = "https://huggingface.co/api/buckets/ns/name/batch"
 
@@ -55,6 +55,33 @@ def test_429_is_transient_and_carries_retry_after() -> None:
     assert isinstance(got, TransientError)
     assert got.retry_after == 30.0
     assert _one_line(got) == "the Hub answered 429: slow down"
+
+
+def test_a_used_up_rate_limit_window_is_read_from_the_hubs_headers() -> None:
+    """What the Hub sends (huggingface_hub issue #3553): no Retry-After, the IETF-draft headers."""
+    headers = {"RateLimit": '"api";r=0;t=55', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'}
+    got = classify(_hub_error(429, headers=headers))
+    assert isinstance(got, RateLimited)
+    assert got.retry_after == 56.0  # past the reset, as huggingface_hub's own backoff does (+1 s)
+    assert _one_line(got) == (
+        "the Hub's 'api' rate limit is used up, 500 requests per 300 s; next try when its window resets in 55 s"
+    )
+
+
+def test_a_429_with_quota_left_is_not_blamed_on_the_window() -> None:
+    """The headers are on every answer; with requests left they do not explain the 429."""
+    headers = {"RateLimit": '"api";r=12;t=200', "Retry-After": "7"}
+    got = classify(_hub_error(429, headers=headers, json={"error": "too many repo creations today"}))
+    assert isinstance(got, RateLimited)
+    assert got.retry_after == 7.0
+    assert "too many repo creations today" in _one_line(got)
+
+
+def test_a_deleted_bucket_is_told_apart_from_other_404s() -> None:
+    got = classify(_hub_error(404, headers={"X-Error-Code": "RepoNotFound"}))
+    assert isinstance(got, BucketMissing)
+    other = classify(_hub_error(404, headers={"X-Error-Code": "EntryNotFound"}))
+    assert isinstance(other, PermanentError) and not isinstance(other, BucketMissing)
 
 
 @pytest.mark.parametrize("value", ["soon", "Wed, 21 Oct 2015 07:28:00 GMT", "inf", "nan", "-5"])
@@ -109,6 +136,40 @@ def test_timeouts_are_transient(cls: type[httpx2.TimeoutException]) -> None:
     got = classify(cls("timed out", request=httpx2.Request("GET", BATCH_URL)))
     assert isinstance(got, TransientError)
     assert _one_line(got) == f"the Hub did not answer in time ({cls.__name__})"
+
+
+#: hf_xet's text for an HTTP failure of its xet-token fetch (hf_xet 1.8, against tests/hubstub.py).
+XET_TOKEN_FAILURE = (
+    "Network error: Request error: HTTP status client error ({status}), "
+    "domain: http://127.0.0.1:1/api/buckets/ns/name/xet-write-token"
+)
+
+
+@pytest.mark.parametrize("status", ["401 Unauthorized", "403 Forbidden"])
+def test_a_refused_upload_token_is_permanent_and_says_what_to_do(status: str) -> None:
+    got = classify(ConnectionError(XET_TOKEN_FAILURE.format(status=status)))
+    assert isinstance(got, PermanentError)
+    text = _one_line(got)
+    assert status[:3] in text and "write access" in text and "tracekeeper retry" in text
+
+
+def test_an_upload_token_for_a_missing_bucket_means_the_bucket_is_gone() -> None:
+    assert isinstance(classify(ConnectionError(XET_TOKEN_FAILURE.format(status="404 Not Found"))), BucketMissing)
+
+
+def test_a_5xx_on_the_upload_token_stays_transient() -> None:
+    text = XET_TOKEN_FAILURE.replace("client", "server").format(status="503 Service Unavailable")
+    assert isinstance(classify(ConnectionError(text)), TransientError)
+
+
+def test_hf_xets_authentication_error_is_permanent() -> None:
+    """hf_xet's XetAuthenticationError subclasses PermissionError (xet-core xet_pkg/src/error.rs)."""
+    got = classify(PermissionError("Authentication error: token expired"))
+    assert isinstance(got, PermanentError) and "write access" in _one_line(got)
+
+
+def test_a_file_missing_from_the_bucket_is_a_missing_trace() -> None:
+    assert isinstance(classify(EntryNotFoundError("1 file(s) not found in bucket 'ns/name': a.jsonl")), MissingTrace)
 
 
 @pytest.mark.parametrize("exc", [ConnectionError("token fetch failed"), TimeoutError("xet timed out")])
@@ -213,3 +274,11 @@ def test_local_store_preflight_reports_an_uncreatable_root(tmp_path: Path) -> No
     blocker.write_text("not a directory")
     with pytest.raises(PermanentError, match="cannot create store directory"):
         LocalStore(blocker / "traces").preflight()
+
+
+def test_local_store_names_a_missing_trace(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "traces")
+    with pytest.raises(MissingTrace) as info:
+        store.fetch("app-1/sessions/gone.jsonl")
+    assert _one_line(info.value).startswith("the trace is not in ")
+    assert "gone.jsonl" in str(info.value)

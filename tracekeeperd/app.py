@@ -409,6 +409,7 @@ class Daemon:
                 "private": info.private,
                 "reachable": info.reachable,
                 "detail": info.detail,
+                "checked_at": info.checked_at,
             },
             "offline_until": gate.closed_until if gate.closed_until > time.time() else None,
             "offline_reason": gate.reason if gate.closed_until > time.time() else None,

@@ -114,6 +114,8 @@ def _print_status(data: dict[str, Any]) -> None:
     if daemon.get("running"):
         store = daemon["store"]
         privacy = {True: "private", False: "PUBLIC", None: "privacy not checked yet"}[store["private"]]
+        if store.get("checked_at"):  # asked of the Hub before every upload; this is the last answer
+            privacy += f", checked {ago(store['checked_at'], now)}"
         out.print(f"[green]●[/] tracekeeperd {daemon['version']} running (pid {daemon['pid']}) on {daemon['socket']}")
         out.print(f"  store   {store['location']} ({privacy})")
         if daemon.get("offline_until"):

@@ -23,6 +23,7 @@ from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
 from tracekeeperd.redact import RedactionError, Redactor
+from tracekeeperd.stores.base import MissingTrace
 
 RESULT_LINES = 8
 RESULT_CHARS = 600
@@ -131,6 +132,10 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
             return Trail(link, data, source, True)
     try:
         data = fetch_url(link.url)
+    except MissingTrace as exc:
+        raise ShowError(
+            f"{exc}; `tracekeeper status` on the machine that made the commit shows whether it is still queued"
+        ) from None
     except (OSError, TracekeeperError) as exc:
         raise ShowError(f"cannot fetch {link.url}: {exc}") from None
     return Trail(link, data, "store", _matches(data, link))

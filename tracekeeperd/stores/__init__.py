@@ -7,14 +7,15 @@ from urllib.parse import unquote, urlparse
 
 from ..config import Config
 from ..errors import ConfigError
-from .base import Store, StoreInfo, Upload
-from .hf import HfStore, parse_bucket_url
+from .base import MissingTrace, Store, StoreInfo, Upload
+from .hf import HfStore, configure_hub, parse_bucket_url
 from .local import LocalStore
 
-__all__ = ["HfStore", "LocalStore", "Store", "StoreInfo", "Upload", "open_store"]
+__all__ = ["HfStore", "LocalStore", "MissingTrace", "Store", "StoreInfo", "Upload", "open_store"]
 
 
 def _has_hf_token() -> bool:
+    configure_hub()  # this is the daemon's first import of huggingface_hub: its variables go first
     from huggingface_hub import get_token
 
     return bool(get_token())

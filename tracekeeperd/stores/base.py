@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import PermanentError
+
+
+class MissingTrace(PermanentError):
+    """The store does not have the object (deleted, never uploaded, or the whole bucket gone)."""
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -21,6 +27,7 @@ class StoreInfo:
     private: bool | None  # None: not checked yet (or unknown)
     reachable: bool | None
     detail: str | None = None
+    checked_at: float | None = None  # when `private` was last asked of the store (epoch seconds)
 
 
 class Store(Protocol):
@@ -38,7 +45,9 @@ class Store(Protocol):
 
     def url(self, remote_path: str) -> str: ...
 
-    def fetch(self, remote_path: str) -> bytes: ...
+    def fetch(self, remote_path: str) -> bytes:
+        """The object's bytes; MissingTrace when the store does not have it."""
+        ...
 
     def delete(self, remote_path: str) -> None:
         """Remove one object (`tracekeeper forget`); an object already gone is not an error."""

@@ -1,9 +1,13 @@
 """A private Hugging Face Storage Bucket, through the real huggingface_hub (and hf_xet).
 
-Three things the library does not do for a daemon, done here:
+What the library does not do for a daemon, done here:
 - bound every HTTP call (the library's client has no timeout) and hf_xet's own retries
   (minutes by default when the Hub is unreachable), so one attempt can never hang;
-- refuse a bucket that is public before a single byte is sent;
+- leave every retry that waits on the Hub's say-so (429 windows, 5xx) to the daemon's persisted
+  schedule: the library's `http_backoff` would sleep to the end of a 5-minute window, up to five
+  times, inside one call;
+- ask whether the bucket is private immediately before every upload, and refuse a public one
+  before a single byte is sent;
 - turn the library's many exception types into TransientError / PermanentError.
 """
 
@@ -18,10 +22,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import ConfigError, PermanentError, TransientError
-from .base import StoreInfo, Upload
+from .base import MissingTrace, StoreInfo, Upload
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -30,8 +34,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_BUCKET_NAME = "agent-traces"
-#: hf_xet reads these once, at import; set before the first upload unless the user chose.
-XET_BOUNDS = {
+#: Read by huggingface_hub when it is first imported (constants.py) and by hf_xet when it starts
+#: (on the first transfer): set before either, unless the user chose. Progress bars are also
+#: switched off through the public API, which works whenever the import happened.
+HUB_ENVIRONMENT = {
     "HF_XET_CLIENT_RETRY_MAX_ATTEMPTS": "3",
     "HF_XET_CLIENT_RETRY_BASE_DELAY": "200ms",
     "HF_XET_CLIENT_RETRY_MAX_DURATION": "15s",
@@ -40,32 +46,64 @@ XET_BOUNDS = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "HF_HUB_DISABLE_UPDATE_CHECK": "1",
 }
-#: How long a "bucket is private" answer is trusted before asking the Hub again.
-PRIVACY_TTL = 60.0
+#: The statuses huggingface_hub's `http_backoff` retries by itself (`_DEFAULT_RETRY_ON_STATUS_CODES`
+#: in huggingface_hub/utils/_http.py), sleeping `Retry-After` or a rate-limit window each time.
+LIBRARY_RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: hf_xet reports an HTTP failure of its own requests (the xet token fetch) as a ConnectionError
+#: whose text keeps reqwest's wording, e.g. "HTTP status client error (403 Forbidden), domain: ...".
+_XET_HTTP_STATUS = re.compile(r"HTTP status (?:client|server) error \((\d{3})\b")
+WRITE_ACCESS_HINT = "use a token with write access (`hf auth login`, or set HF_TOKEN), then run `tracekeeper retry`"
 
 _client_lock = threading.Lock()
 _client_configured = False
 
 
-def bound_client(connect: float = 5.0, read: float = 30.0) -> None:
-    """Give huggingface_hub's shared HTTP client real timeouts (its default is none)."""
+class BucketMissing(PermanentError):
+    """The Hub says the bucket does not exist (404): it was deleted, or was never created."""
+
+
+class RateLimited(TransientError):
+    """A 429: the Hub is reachable, and said when to come back."""
+
+
+def configure_hub(connect: float = 5.0, read: float = 30.0) -> None:
+    """Once per process, before huggingface_hub does any work for us.
+
+    Environment first (it only counts if set before huggingface_hub's first import and before
+    hf_xet starts), then the library's public switches: no progress bars (tqdm would write them
+    into the daemon's log), and a shared HTTP client with timeouts whose retryable answers raise
+    at once instead of being slept on by `http_backoff`.
+    """
     global _client_configured
     with _client_lock:
         if _client_configured:
             return
-        for key, value in XET_BOUNDS.items():
+        for key, value in HUB_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
         import httpx2
-        from huggingface_hub.utils import _http
+        from huggingface_hub import constants, get_session, set_client_factory
+        from huggingface_hub.utils import disable_progress_bars, hf_raise_for_status
+
+        if constants.HF_HUB_DISABLE_PROGRESS_BARS is None:  # imported before the variable was set
+            disable_progress_bars()
+        # The library's own request hooks (offline mode, request ids, debug log), taken from the
+        # client its default factory builds, so ours behaves the same apart from what we change.
+        request_hooks = list(get_session().event_hooks["request"])
+
+        def refuse_retryable(response: httpx2.Response) -> None:
+            """Raise the library's own error for an answer `http_backoff` would sleep on and retry."""
+            if response.status_code in LIBRARY_RETRIED_STATUSES:
+                response.read()
+                hf_raise_for_status(response)
 
         def factory() -> httpx2.Client:
             return httpx2.Client(
-                event_hooks={"request": [_http.hf_request_event_hook]},
+                event_hooks={"request": request_hooks, "response": [refuse_retryable]},
                 follow_redirects=True,
                 timeout=httpx2.Timeout(read, connect=connect),
             )
 
-        _http.set_client_factory(factory)
+        set_client_factory(factory)
         _client_configured = True
 
 
@@ -81,7 +119,7 @@ def parse_bucket_url(url: str) -> str:
 def classify(exc: BaseException) -> TransientError | PermanentError:
     """Map whatever huggingface_hub or hf_xet raised to retry-later or needs-a-human."""
     import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import BucketNotFoundError, EntryNotFoundError, HfHubHTTPError
 
     if isinstance(exc, TransientError | PermanentError):
         return exc
@@ -94,31 +132,75 @@ def classify(exc: BaseException) -> TransientError | PermanentError:
         useful = [line for line in lines if not re.fullmatch(r"\s*\d{3} \w+ Error[.:]?.*?", line)]
         message = (useful or lines or ["no details"])[0].strip()
         if status in (401, 403):
-            return PermanentError(
-                f"the Hub refused the token ({status}: {message}); run `hf auth login` or set HF_TOKEN"
-            )
+            return PermanentError(f"the Hub refused the token ({status}: {message}); {WRITE_ACCESS_HINT}")
+        if status == 404 and isinstance(exc, BucketNotFoundError):
+            return BucketMissing(f"the bucket does not exist on the Hub (404: {message})")
         if status == 404:
             return PermanentError(f"not found on the Hub (404: {message})")
+        if status == 429:
+            limited = _rate_limited(exc.response.headers)
+            if limited is not None:
+                return limited
         if status in (408, 429) or status >= 500:
-            retry_after = exc.response.headers.get("Retry-After")
-            try:
-                delay = float(retry_after) if retry_after else None
-            except ValueError:
-                delay = None  # an HTTP-date: fall back to our own backoff
-            if delay is not None and not (math.isfinite(delay) and delay >= 0):
-                delay = None  # inf would park the job for good, nan breaks the comparisons
-            return TransientError(f"the Hub answered {status}: {message}", retry_after=delay)
+            kind = RateLimited if status == 429 else TransientError
+            return kind(f"the Hub answered {status}: {message}", retry_after=_retry_after(exc.response.headers))
         return PermanentError(f"the Hub answered {status}: {message}")
+    if isinstance(exc, EntryNotFoundError):
+        return MissingTrace(str(exc))
     if isinstance(exc, httpx2.TimeoutException):
         return TransientError(f"the Hub did not answer in time ({type(exc).__name__})")
     if isinstance(exc, httpx2.TransportError):
         return TransientError(f"cannot reach the Hub ({type(exc).__name__}: {exc})")
-    if isinstance(exc, ConnectionError | TimeoutError):
-        # hf_xet reports any failure of its token fetch (refused, 5xx, even 401) this way.
+    if isinstance(exc, PermissionError):  # hf_xet's XetAuthenticationError
+        return PermanentError(f"the Hub refused the upload ({exc}); {WRITE_ACCESS_HINT}")
+    if isinstance(exc, ConnectionError):
+        # hf_xet reports any failure of its token fetch (refused, 429, 5xx, even 401/403) this way;
+        # only the text keeps the status.
+        found = _XET_HTTP_STATUS.search(str(exc))
+        xet_status = int(found.group(1)) if found else None
+        if xet_status in (401, 403):
+            return PermanentError(
+                f"the Hub refused write access to the bucket ({xet_status} on the upload token): {WRITE_ACCESS_HINT}"
+            )
+        if xet_status == 404:
+            return BucketMissing(f"the bucket does not exist on the Hub (404 on the upload token): {exc}")
+        return TransientError(f"transfer failed: {exc}")
+    if isinstance(exc, TimeoutError):
         return TransientError(f"transfer failed: {exc}")
     if isinstance(exc, RuntimeError) and "lock" in str(exc).lower():
         return TransientError(f"xet storage busy: {exc}")
     return PermanentError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _rate_limited(headers: Any) -> RateLimited | None:
+    """The Hub's own word on a 429: `RateLimit: "api";r=0;t=55` (IETF draft, 5-minute windows).
+
+    Read with huggingface_hub's public parser; like the library, only a window with nothing
+    left explains the 429, and one second is added to the reset to be past it.
+    """
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    info = parse_ratelimit_headers(headers)
+    if info is None or info.remaining != 0:
+        return None
+    quota = f", {info.limit} requests per {info.window_seconds} s" if info.limit and info.window_seconds else ""
+    return RateLimited(
+        f"the Hub's '{info.resource_type}' rate limit is used up{quota}; next try when its window resets"
+        f" in {info.reset_in_seconds} s",
+        retry_after=float(info.reset_in_seconds + 1),
+    )
+
+
+def _retry_after(headers: Any) -> float | None:
+    """`Retry-After` in seconds; an HTTP-date or nonsense falls back to our own backoff."""
+    value = headers.get("Retry-After")
+    try:
+        delay = float(value) if value else None
+    except ValueError:
+        return None
+    if delay is not None and not (math.isfinite(delay) and delay >= 0):
+        return None  # inf would park the job for good, nan breaks the comparisons
+    return delay
 
 
 class HfStore:
@@ -129,7 +211,7 @@ class HfStore:
         self._api: HfApi | None = None
         self._created = False
         self._private: bool | None = None
-        self._checked_at = 0.0
+        self._checked_at: float | None = None
         self._reachable: bool | None = None
         self._detail: str | None = None
         self._lock = threading.Lock()
@@ -138,26 +220,32 @@ class HfStore:
 
     def _hf(self) -> HfApi:
         if self._api is None:
-            bound_client()
+            configure_hub()
             from huggingface_hub import HfApi
 
             self._api = HfApi(endpoint=self.endpoint, token=self._token)
         return self._api
 
     def _call(self, fn: Callable[[], T], *, retries: int = 2) -> T:
-        """One short in-attempt burst of retries for transient errors; the queue does the rest."""
+        """One short in-attempt burst of retries for transient errors; the queue does the rest.
+
+        An answer that says when to come back (a rate-limit window, `Retry-After`) is not retried
+        here: the daemon schedules that try, persisted, so it survives a restart.
+        """
         try:
             for attempt in Retrying(
-                retry=retry_if_exception_type(TransientError),
+                retry=retry_if_exception(lambda e: isinstance(e, TransientError) and e.retry_after is None),
                 wait=wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5),
                 stop=stop_after_attempt(retries + 1),
                 reraise=True,
             ):
                 with attempt:
                     try:
-                        return fn()
+                        result = fn()
                     except Exception as exc:
                         raise classify(exc) from exc
+                    self._reachable = True
+                    return result
         except TransientError as exc:
             self._reachable, self._detail = False, str(exc)
             raise
@@ -174,36 +262,66 @@ class HfStore:
         self._bucket = f"{who['name']}/{self._bucket or DEFAULT_BUCKET_NAME}"
         return self._bucket
 
+    def _create(self, bucket: str) -> None:
+        """Create the bucket private; one that exists already is left as it is (and then checked)."""
+        api = self._hf()
+        self._call(lambda: api.create_bucket(bucket, private=True, exist_ok=True))
+        self._created = True
+
+    def _check_private(self, bucket: str) -> None:
+        """Ask the Hub now whether the bucket is private; a bucket that is gone is created again.
+
+        No answer is trusted for later: a bucket made public a second ago must refuse the
+        next upload. What was seen, and when, is kept for `status`.
+        """
+        api = self._hf()
+        try:
+            info = self._call(lambda: api.bucket_info(bucket))
+        except BucketMissing:
+            log.warning("bucket %s no longer exists; creating it again, private", bucket)
+            self._created = False
+            self._create(bucket)
+            info = self._call(lambda: api.bucket_info(bucket))
+        self._private, self._checked_at = bool(info.private), time.time()
+        self._detail = None
+        if not self._private:
+            raise PermanentError(
+                f"bucket {bucket} is public; refusing to upload traces into it"
+                f" (make it private: hf buckets settings {bucket} --private), then run `tracekeeper retry`"
+            )
+
     # --- the Store protocol -----------------------------------------------------------
 
     def ident(self) -> str:
         return f"hf://buckets/{self._bucket or '?/' + DEFAULT_BUCKET_NAME}"
 
     def preflight(self) -> None:
+        """The queue's cheap probe before it redacts anything.
+
+        It asks the Hub only when the last answer was not "reachable and private" (start-up, after
+        a failure, a public bucket): while all is well, `put` asks anyway, right before its bytes
+        go, and a second question per upload would spend the Hub's rate limit for nothing.
+        """
         with self._lock:
             bucket = self.bucket_id()
-            api = self._hf()
             if not self._created:
-                self._call(lambda: api.create_bucket(bucket, private=True, exist_ok=True))
-                self._created = True
-            if time.monotonic() - self._checked_at > PRIVACY_TTL or self._private is not True:
-                info = self._call(lambda: api.bucket_info(bucket))
-                self._private, self._checked_at = bool(info.private), time.monotonic()
-            self._reachable, self._detail = True, None
-            if not self._private:
-                raise PermanentError(
-                    f"bucket {bucket} is public; refusing to upload traces into it"
-                    f" (make it private: hf buckets settings {bucket} --private)"
-                )
+                self._create(bucket)
+            if self._reachable is not True or self._private is not True:
+                self._check_private(bucket)
 
     def put(self, uploads: list[Upload]) -> dict[str, str]:
         from huggingface_hub.errors import BucketBatchError
 
         bucket = self.bucket_id()
         api = self._hf()
+        with self._lock:
+            self._check_private(bucket)  # every upload, immediately before its bytes are sent
         add: list[tuple[str | os.PathLike[str] | bytes, str]] = [(u.data, u.remote_path) for u in uploads]
         try:
             self._call(lambda: api.batch_bucket_files(bucket, add=add))  # type: ignore[arg-type]
+        except BucketMissing as exc:
+            self._created = False  # deleted during the transfer: the next try creates it again
+            raise TransientError(f"bucket {bucket} vanished during the upload; it is created again next try") from exc
         except PermanentError as exc:
             cause = exc.__cause__
             if isinstance(cause, BucketBatchError):
@@ -221,7 +339,22 @@ class HfStore:
         bucket = self.bucket_id()
         with tempfile.TemporaryDirectory(prefix="tracekeeper-") as tmp:
             local = Path(tmp) / "trace.jsonl"
-            self._call(lambda: self._hf().download_bucket_files(bucket, [(remote_path, str(local))]))
+            try:
+                # raise_on_missing_files: without it the library warns and skips the file.
+                self._call(
+                    lambda: self._hf().download_bucket_files(
+                        bucket, [(remote_path, str(local))], raise_on_missing_files=True
+                    )
+                )
+            except MissingTrace:
+                raise MissingTrace(
+                    f"the trace is not in the bucket {bucket} (deleted, or not uploaded yet): {remote_path}"
+                ) from None
+            except BucketMissing:
+                raise MissingTrace(
+                    f"the bucket {bucket} does not exist, or this token cannot read it"
+                    " (`hf auth login` with an account that can)"
+                ) from None
             return local.read_bytes()
 
     def delete(self, remote_path: str) -> None:
@@ -229,7 +362,7 @@ class HfStore:
 
         A person is waiting (`tracekeeper forget`), so an unreachable Hub must fail fast: one
         `bucket_info` (tried once by the library) first, because `/batch` goes through the
-        library's own backoff (five retries, about 23 s) on network errors.
+        library's own backoff on network errors.
         """
         from huggingface_hub.errors import BucketBatchError
 
@@ -254,4 +387,5 @@ class HfStore:
             private=self._private,
             reachable=self._reachable,
             detail=self._detail,
+            checked_at=self._checked_at,
         )

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from ..errors import PermanentError
-from .base import StoreInfo, Upload
+from .base import MissingTrace, StoreInfo, Upload
 
 
 class LocalStore:
@@ -59,7 +59,10 @@ class LocalStore:
         return (self.root / remote_path).as_uri()
 
     def fetch(self, remote_path: str) -> bytes:
-        return self._target(remote_path).read_bytes()
+        try:
+            return self._target(remote_path).read_bytes()
+        except FileNotFoundError:
+            raise MissingTrace(f"the trace is not in {self.root} (deleted or not written yet): {remote_path}") from None
 
     def delete(self, remote_path: str) -> None:
         """Unlink the file; a file already gone is fine, so forgetting twice is harmless."""
