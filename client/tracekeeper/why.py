@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 #: Where `git blame` looks for revisions to skip, by the convention GitHub and GitLab follow.
 IGNORE_REVS_FILE = ".git-blame-ignore-revs"
+#: Blaming a long-lived file walks its whole history; git's usual 30 s is not enough for that.
+BLAME_TIMEOUT = 300.0
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -262,7 +264,12 @@ def _blame(where: _Where, lines: tuple[int, int] | None) -> list[Blamed]:
     args += ["--", where.relative]
     # From the top of the working tree: git reads a relative blame.ignoreRevsFile (and the
     # path) from the current directory, and does not move there when started outside it.
-    proc = git.run(where.git_dir, ["-C", str(where.top), *args], work_tree=where.top, check=False)
+    try:
+        proc = git.run(
+            where.git_dir, ["-C", str(where.top), *args], work_tree=where.top, timeout=BLAME_TIMEOUT, check=False
+        )
+    except TracekeeperError as exc:  # git missing, or the timeout
+        raise WhyError(f"cannot blame {where.relative}: {exc}") from None
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip().splitlines()
         reason = stderr[-1].removeprefix("fatal: ") if stderr else f"git blame exited {proc.returncode}"
