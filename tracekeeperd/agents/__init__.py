@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import claude, codex, copilot, cursor, gemini, pi
-from .base import SessionMeta, TranscriptFormat, Turn, TurnKind
+from .base import Edit, SessionMeta, TranscriptFormat, Turn, TurnKind
 from .paths import (
     agent_from_path,
     cursor_project_slug,
@@ -53,6 +53,7 @@ def detect(path: Path, first_lines: Sequence[bytes]) -> TranscriptFormat | None:
 __all__ = [
     "DETECT_LINES",
     "FORMATS",
+    "Edit",
     "SessionMeta",
     "TranscriptFormat",
     "Turn",

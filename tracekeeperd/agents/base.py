@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 TurnKind = Literal["user", "assistant", "tool_call", "tool_result", "system"]
+#: create: whole content written (a new file or an overwrite); replace: old text swapped for new;
+#: patch: a diff hunk (new_text holds only its added lines); delete: the file removed.
+EditKind = Literal["create", "replace", "patch", "delete"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,34 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """One file change a tool call asked for, in the same shape for every agent.
+
+    ``path`` is as the tool wrote it (absolute, or relative to the session's cwd);
+    ``from_path`` is set when the change also moved the file (Codex ``*** Move to:``).
+    ``line`` is the transcript line of the call. ``prompt`` is the user turn that led
+    to it and ``explanation`` the assistant text next to it, so a reader of a line of
+    code gets the request and the reasoning without reading the whole session.
+    """
+
+    path: str
+    kind: EditKind
+    old_text: str
+    new_text: str
+    line: int
+    call_id: str | None
+    tool: str
+    prompt: str = ""
+    explanation: str = ""
+    from_path: str | None = None
+
+
+def no_edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+    """The ``edits`` of a format whose agent has no file-writing tools (or none we know)."""
+    return iter(())
+
+
+@dataclass(frozen=True)
 class TranscriptFormat:
     """The four functions a transcript format provides (its "hookspec").
 
@@ -71,3 +102,5 @@ class TranscriptFormat:
     session_meta: Callable[[Path, Iterable[bytes]], SessionMeta]
     turns: Callable[[Iterable[tuple[int, bytes]]], Iterator[Turn]]
     line_timestamp: Callable[[bytes], datetime | None]
+    #: Every file-writing tool call in the lines (agents/edits.py); never raises on bad lines.
+    edits: Callable[[Iterable[tuple[int, bytes]]], Iterator[Edit]] = no_edits

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .base import SessionMeta, TranscriptFormat, Turn, TurnKind
+from .base import Edit, SessionMeta, TranscriptFormat, Turn, TurnKind
+from .edits import Converter, from_turns, notebook_edit, replace_tool, write_tool
 from .paths import is_uuid_like, session_id_from_path, transcript_stem
 from .records import (
     Record,
@@ -214,6 +215,24 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 yield Turn("system", summary, name="summary", timestamp=when, line=number)
 
 
+EDIT_TOOLS: dict[str, Converter] = {
+    "Edit": replace_tool(("file_path",), "old_string", "new_string", "edits"),
+    "MultiEdit": replace_tool(("file_path",), "old_string", "new_string", "edits"),
+    "Write": write_tool(("file_path",), ("content",)),
+    "NotebookEdit": notebook_edit,
+}
+
+
+def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+    """The session's Edit / MultiEdit / Write / NotebookEdit calls, with the prompts that led to them."""
+    return from_turns(turns(lines), EDIT_TOOLS)
+
+
 FORMAT = TranscriptFormat(
-    name=NAME, matches=matches, session_meta=session_meta, turns=turns, line_timestamp=line_timestamp
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
 )

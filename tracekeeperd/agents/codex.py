@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .base import SessionMeta, TranscriptFormat, Turn
+from .base import Edit, SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, apply_patch, from_turns, shell_apply_patch
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -231,6 +232,27 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
             )
 
 
+EDIT_TOOLS: dict[str, Converter] = {
+    "apply_patch": apply_patch,
+    # apply_patch heredocs sent through a shell tool, which Codex intercepts and applies itself.
+    "shell": shell_apply_patch,
+    "shell_command": shell_apply_patch,
+    "container.exec": shell_apply_patch,
+    "local_shell": shell_apply_patch,
+    "exec_command": shell_apply_patch,
+}
+
+
+def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+    """The session's apply_patch calls (as a tool or a shell heredoc), with the prompts that led to them."""
+    return from_turns(turns(lines), EDIT_TOOLS)
+
+
 FORMAT = TranscriptFormat(
-    name=NAME, matches=matches, session_meta=session_meta, turns=turns, line_timestamp=line_timestamp
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
 )

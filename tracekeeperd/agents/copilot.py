@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .base import SessionMeta, TranscriptFormat, Turn
+from .base import Edit, SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, from_turns, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -154,6 +155,25 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
             yield Turn("system", text, name=kind, timestamp=when, line=number)
 
 
+EDIT_TOOLS: dict[str, Converter] = {
+    "edit": replace_tool(("path",), "old_str", "new_str"),
+    "create": write_tool(("path",), ("file_text",)),
+}
+
+
+def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+    """The session's edit / create calls, with the prompts that led to them.
+
+    The argument names are as unverified as the rest of this format (see the docstring above).
+    """
+    return from_turns(turns(lines), EDIT_TOOLS)
+
+
 FORMAT = TranscriptFormat(
-    name=NAME, matches=matches, session_meta=session_meta, turns=turns, line_timestamp=line_timestamp
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
 )

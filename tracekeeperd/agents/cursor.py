@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .base import SessionMeta, TranscriptFormat, Turn
+from .base import Edit, SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, from_turns, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -149,6 +150,22 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 )
 
 
+EDIT_TOOLS: dict[str, Converter] = {
+    "StrReplace": replace_tool(("path",), "old_string", "new_string"),
+    "Write": write_tool(("path",), ("contents", "content")),
+}
+
+
+def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+    """The session's StrReplace / Write calls, with the prompts that led to them."""
+    return from_turns(turns(lines), EDIT_TOOLS)
+
+
 FORMAT = TranscriptFormat(
-    name=NAME, matches=matches, session_meta=session_meta, turns=turns, line_timestamp=line_timestamp
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
 )

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .base import SessionMeta, TranscriptFormat, Turn
+from .base import Edit, SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, from_turns, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -269,6 +270,22 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
             yield from _message_turns(message, number)
 
 
+EDIT_TOOLS: dict[str, Converter] = {
+    "replace": replace_tool(("file_path",), "old_string", "new_string"),
+    "write_file": write_tool(("file_path",), ("content",)),
+}
+
+
+def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+    """The session's replace / write_file calls, with the prompts that led to them."""
+    return from_turns(turns(lines), EDIT_TOOLS)
+
+
 FORMAT = TranscriptFormat(
-    name=NAME, matches=matches, session_meta=session_meta, turns=turns, line_timestamp=line_timestamp
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
 )

@@ -1,0 +1,463 @@
+"""Edit tool calls read from transcripts, the apply_patch grammar, and matching edits to lines.
+
+Fixtures are real transcripts where one exists (Claude, pi) and marked synthetic ones otherwise
+(see fixtures/SOURCES.md); the one-record cases below are the argument shapes each agent's own
+tool definitions declare (cited in tracekeeperd/agents/edits.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tracekeeperd.agents import DETECT_LINES, Edit, detect, get_format, read_lines
+from tracekeeperd.agents.edits import (
+    PatchHunk,
+    match_edits,
+    parse_patch,
+    patch_changes,
+    same_file,
+    shell_apply_patch,
+    written_lines,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CLAUDE_EDIT = "claude/opentraces_claude-linear-edit-real-session.jsonl"
+PI_EDIT = "pi/pi-linear-edit-real-session.jsonl"
+CODEX_PATCH = "codex/sessions/2026/03/04/rollout-2026-03-04T10-29-58-019cb9a1-5e2f-7c30-9d41-2a6b8c0e1f35.jsonl"
+GEMINI_EDIT = "gemini/tmp/demo/chats/session-2026-03-05T14-02-4e5f6a7b.jsonl"
+CURSOR = "cursor/projects/home-dev-src-demo/agent-transcripts/3f2b6c1e-9a47-4d2b-8c1e-5b7d9e0a1c2f.jsonl"
+COPILOT = "copilot/session-state/b0ff98c0-8e01-4b73-bf92-9649b139931b/events.jsonl"
+NO_EDITS = [
+    "codex/agent-history_real-session-01.jsonl",
+    "codex/sessions/2026/02/23/rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl",
+    "claude/projects/-home-marco-projects-spotter/55604662-cf2a-4331-851a-ec234028f8ca.jsonl",
+    "gemini/agent-history_real-session-01.json",
+    "pi/agent-history_real-session-01.jsonl",
+]
+
+FAREWELL = 'def farewell(name: str) -> str:\n    return f"goodbye, {name}"'
+
+
+def fixture_edits(relpath: str) -> list[Edit]:
+    path = FIXTURES / relpath
+    lines = read_lines(path)
+    fmt = detect(path, lines[:DETECT_LINES])
+    assert fmt is not None
+    return list(fmt.edits(enumerate(lines, start=1)))
+
+
+def record_edits(agent: str, *records: object) -> list[Edit]:
+    fmt = get_format(agent)
+    assert fmt is not None
+    lines = [json.dumps(record).encode() if not isinstance(record, bytes) else record for record in records]
+    return list(fmt.edits(enumerate(lines, start=1)))
+
+
+# --- each agent's edit tools, on fixtures ---------------------------------------------------------
+
+
+def test_claude_edit_in_a_real_session() -> None:
+    (edit,) = fixture_edits(CLAUDE_EDIT)
+    assert (edit.tool, edit.kind, edit.line, edit.call_id) == ("Edit", "replace", 7, "toolu_014tjmwAhVuwMdFdbCVpdHkC")
+    assert edit.path == "/workspace/claude-real-edit-box/project/src/app.py"
+    assert edit.old_text == 'def greet(name: str) -> str:\n    return f"hello, {name}"'
+    assert edit.new_text.endswith(FAREWELL)
+    assert edit.prompt.startswith("In this repo, add a farewell(name: str) helper to src/app.py")
+    # No assistant text precedes the call in its turn, so the explanation is the report after it.
+    assert edit.explanation.startswith("Done. Here's what I did:")
+    # Only the lines the Edit added are its own; the greet lines are old_string repeated as context.
+    assert written_lines(edit) == ["", "", "def farewell(name: str) -> str:", 'return f"goodbye, {name}"']
+
+
+def test_pi_edit_list_in_a_real_session() -> None:
+    (edit,) = fixture_edits(PI_EDIT)
+    assert (edit.tool, edit.kind, edit.path, edit.line) == ("edit", "replace", "src/app.py", 10)
+    assert edit.call_id is not None and edit.call_id.startswith("call_32rb3eyWlYAj6GP58jLhYglM")
+    assert edit.new_text.endswith(FAREWELL + "\n")
+    assert edit.prompt.startswith("In this repo, add a farewell(name: str) helper to src/app.py, keep greet working")
+    assert edit.explanation.startswith("Done.\n\n- Added `farewell(name: str)`")
+
+
+def test_codex_apply_patch_as_custom_tool_function_call_and_shell_heredoc() -> None:
+    add, move, readme = fixture_edits(CODEX_PATCH)
+    assert (add.tool, add.kind, add.path, add.line) == ("apply_patch", "create", "text.py", 10)
+    assert add.new_text.startswith("import re\n\n\ndef slugify(title: str) -> str:\n")
+    assert add.prompt == "add a slugify(title) helper in a new text.py that turns a title into a URL slug"
+    assert add.explanation.startswith("I'll create text.py")
+    # function_call form: {"input": patch} in arguments; an Update that also moves the file.
+    assert (move.tool, move.kind, move.path, move.from_path) == ("apply_patch", "patch", "slug.py", "text.py")
+    assert move.old_text == '    return re.sub(r"[^a-z]+", "-", title.lower()).strip("-")\n'
+    assert move.new_text == '    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "untitled"\n'
+    assert move.prompt.startswith("move it to slug.py")
+    # exec_command running `apply_patch <<'EOF'`: only the added lines, not the `# demo` context.
+    assert (readme.tool, readme.kind, readme.path) == ("exec_command", "patch", "README.md")
+    assert readme.new_text == "\nTitles become URL slugs with `slug.slugify()`; digits are kept.\n"
+    assert readme.call_id == "call_Hd3kF6jN1sQ8wE2rT5yU9iO4"
+
+
+def test_gemini_write_file_and_replace_after_replay() -> None:
+    write, replace = fixture_edits(GEMINI_EDIT)
+    # The message was re-appended with its result: one edit, at the line of the last copy.
+    assert (write.tool, write.kind, write.line) == ("write_file", "create", 6)
+    assert write.path == "/home/dev/src/demo/config.py"
+    assert write.new_text.startswith("import os\nfrom dataclasses import dataclass\n")
+    assert write.prompt.startswith("add a config.py with a Settings dataclass")
+    assert write.explanation.startswith("I'll write config.py")
+    assert (replace.tool, replace.kind, replace.line) == ("replace", "replace", 11)
+    assert replace.new_text == '    port: int = int(os.environ.get("PORT", "8000"))'
+    assert replace.prompt == "PORT arrives as a string; make the port an int"
+
+
+def test_cursor_str_replace_and_copilot_edit() -> None:
+    (cursor,) = fixture_edits(CURSOR)
+    assert (cursor.tool, cursor.kind, cursor.path, cursor.call_id) == (
+        "StrReplace",
+        "replace",
+        "/home/dev/src/demo/cli.py",
+        None,
+    )
+    assert cursor.prompt == "add a --verbose flag to cli.py and print the parsed config when it is set"
+    (copilot,) = fixture_edits(COPILOT)
+    assert (copilot.tool, copilot.old_text, copilot.new_text) == ("edit", "%d/%m", "%m/%d")
+    assert copilot.prompt == "fix the failing test in test_parse.py"
+    assert copilot.explanation == "Let me run the test to see the failure."
+
+
+@pytest.mark.parametrize("relpath", NO_EDITS)
+def test_sessions_without_edit_tools_have_no_edits(relpath: str) -> None:
+    assert fixture_edits(relpath) == []
+
+
+# --- argument shapes not in a fixture ---------------------------------------------------------------
+
+
+def claude_call(name: str, tool_input: object) -> dict[str, object]:
+    return {
+        "type": "assistant",
+        "sessionId": "s",
+        "uuid": "u",
+        "message": {
+            "id": f"m-{name}",
+            "content": [{"type": "tool_use", "id": f"t-{name}", "name": name, "input": tool_input}],
+        },
+    }
+
+
+def test_claude_multi_edit_write_and_notebook_edit() -> None:
+    prompt = {"type": "user", "sessionId": "s", "uuid": "p", "message": {"content": "tidy the module"}}
+    edits = record_edits(
+        "claude",
+        prompt,
+        claude_call(
+            "MultiEdit",
+            {
+                "file_path": "m.py",
+                "edits": [
+                    {"old_string": "a", "new_string": "b"},
+                    {"old_string": "c", "new_string": "d", "replace_all": True},
+                ],
+            },
+        ),
+        claude_call("Write", {"file_path": "/r/new.py", "content": "x = 1\n"}),
+        claude_call("NotebookEdit", {"notebook_path": "n.ipynb", "cell_id": "c1", "new_source": "print(1)"}),
+        claude_call(
+            "NotebookEdit", {"notebook_path": "n.ipynb", "cell_id": "c2", "new_source": "", "edit_mode": "delete"}
+        ),
+        claude_call("Read", {"file_path": "m.py"}),
+    )
+    assert [(e.tool, e.kind, e.path, e.old_text, e.new_text) for e in edits] == [
+        ("MultiEdit", "replace", "m.py", "a", "b"),
+        ("MultiEdit", "replace", "m.py", "c", "d"),
+        ("Write", "create", "/r/new.py", "", "x = 1\n"),
+        ("NotebookEdit", "replace", "n.ipynb", "", "print(1)"),
+    ]
+    assert {e.prompt for e in edits} == {"tidy the module"}
+
+
+def codex_item(payload: dict[str, object]) -> dict[str, object]:
+    return {"timestamp": "2026-03-04T09:00:00.000Z", "type": "response_item", "payload": payload}
+
+
+PATCH = "*** Begin Patch\n*** Update File: a.py\n@@\n-x = 1\n+x = 2\n*** End Patch\n"
+
+
+def test_codex_apply_patch_through_shell_forms() -> None:
+    heredoc = f"cd sub && apply_patch <<'EOF'\n{PATCH}EOF\n"
+    edits = record_edits(
+        "codex",
+        codex_item(
+            {"type": "function_call", "name": "shell", "arguments": json.dumps({"command": ["apply_patch", PATCH]})}
+        ),
+        codex_item(
+            {"type": "function_call", "name": "shell", "arguments": json.dumps({"command": ["bash", "-lc", heredoc]})}
+        ),
+        codex_item(
+            {
+                "type": "local_shell_call",
+                "call_id": "c3",
+                "action": {"type": "exec", "command": ["/bin/zsh", "-c", heredoc]},
+            }
+        ),
+        # Not an apply_patch invocation, or one Codex would refuse (a command after the heredoc).
+        codex_item(
+            {"type": "function_call", "name": "shell", "arguments": json.dumps({"command": ["bash", "-lc", "ls"]})}
+        ),
+        codex_item(
+            {"type": "function_call", "name": "exec_command", "arguments": json.dumps({"cmd": heredoc + "echo done"})}
+        ),
+    )
+    assert [(e.tool, e.path, e.new_text) for e in edits] == [
+        ("shell", "a.py", "x = 2\n"),
+        ("shell", "sub/a.py", "x = 2\n"),
+        ("local_shell", "sub/a.py", "x = 2\n"),
+    ]
+
+
+def test_other_agents_write_tools() -> None:
+    gemini = record_edits(
+        "gemini",
+        {
+            "id": "g1",
+            "timestamp": "2026-03-05T14:00:00Z",
+            "type": "gemini",
+            "content": "",
+            "toolCalls": [
+                {
+                    "id": "c1",
+                    "name": "write_file",
+                    "args": {"file_path": "/r/a.txt", "content": "hello\n"},
+                    "status": "success",
+                },
+                {
+                    "id": "c2",
+                    "name": "replace",
+                    "args": {"file_path": "/r/a.txt", "old_string": "hello", "new_string": "hi"},
+                },
+                {"id": "c3", "name": "read_file", "args": {"file_path": "/r/a.txt"}},
+            ],
+        },
+    )
+    assert [(e.tool, e.kind, e.new_text, e.call_id) for e in gemini] == [
+        ("write_file", "create", "hello\n", "c1"),
+        ("replace", "replace", "hi", "c2"),
+    ]
+    pi = record_edits(
+        "pi",
+        {
+            "type": "message",
+            "id": "a",
+            "parentId": None,
+            "timestamp": "2026-06-10T14:46:21.137Z",
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "toolCall",
+                        "id": "t1",
+                        "name": "edit",
+                        "arguments": {"path": "a.py", "oldText": "1", "newText": "2"},
+                    },
+                    {
+                        "type": "toolCall",
+                        "id": "t2",
+                        "name": "write",
+                        "arguments": {"path": "b.py", "content": "b = 1\n"},
+                    },
+                ],
+            },
+        },
+    )
+    assert [(e.tool, e.kind, e.path, e.new_text) for e in pi] == [
+        ("edit", "replace", "a.py", "2"),
+        ("write", "create", "b.py", "b = 1\n"),
+    ]
+    cursor = record_edits(
+        "cursor",
+        {
+            "role": "assistant",
+            "message": {
+                "content": [{"type": "tool_use", "name": "Write", "input": {"path": "/r/c.py", "contents": "c = 3\n"}}]
+            },
+        },
+    )
+    assert [(e.tool, e.kind, e.new_text) for e in cursor] == [("Write", "create", "c = 3\n")]
+    copilot = record_edits(
+        "copilot",
+        {
+            "type": "assistant.message",
+            "data": {
+                "content": "",
+                "toolRequests": [
+                    {"toolCallId": "k1", "name": "create", "arguments": {"path": "/r/d.py", "file_text": "d = 4\n"}},
+                ],
+            },
+            "id": "e1",
+            "timestamp": "2026-03-02T01:11:58.020Z",
+            "parentId": None,
+        },
+    )
+    assert [(e.tool, e.kind, e.new_text, e.call_id) for e in copilot] == [("create", "create", "d = 4\n", "k1")]
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex", "gemini", "pi", "cursor", "copilot"])
+def test_bad_records_never_raise(agent: str) -> None:
+    """Garbage, truncated lines, wrong types and unreadable arguments yield no edit, never an error."""
+    bad: list[object] = [
+        b"\xff\xfe not json",
+        b'{"type": "assistant", "message": {"content": [{"type": "tool_use", "name": "Edit", "input": ',
+        claude_call("Edit", {"file_path": 7, "old_string": [], "new_string": None}),
+        claude_call("MultiEdit", {"file_path": "a", "edits": ["x", 3, None, {"new_string": 5}]}),
+        claude_call("Write", "not an object"),
+        codex_item(
+            {
+                "type": "custom_tool_call",
+                "name": "apply_patch",
+                "input": "*** Begin Patch\n*** Frobnicate: x\n*** End Patch",
+            }
+        ),
+        codex_item(
+            {
+                "type": "custom_tool_call",
+                "name": "apply_patch",
+                "input": "*** Begin Patch\n*** Add File: x\n+never ended",
+            }
+        ),
+        codex_item({"type": "function_call", "name": "apply_patch", "arguments": '{"input": 12}'}),
+        codex_item({"type": "function_call", "name": "shell", "arguments": "[[[["}),
+        {"id": "g", "type": "gemini", "content": "", "toolCalls": [{"name": "replace", "args": "nope"}, 5]},
+        {
+            "type": "message",
+            "id": "a",
+            "parentId": None,
+            "message": {
+                "role": "assistant",
+                "content": [{"type": "toolCall", "name": "edit", "arguments": {"path": "a", "edits": "x"}}],
+            },
+        },
+        {
+            "role": "assistant",
+            "message": {"content": [{"type": "tool_use", "name": "StrReplace", "input": {"path": ["a"]}}]},
+        },
+        {"type": "assistant.message", "data": {"toolRequests": [{"name": "edit", "arguments": '{"path": 1}'}]}},
+    ]
+    assert record_edits(agent, *bad) == []
+
+
+# --- the apply_patch grammar (cases from openai/codex codex-rs/apply-patch/src/parser.rs tests) ------
+
+
+def test_parse_patch_follows_codex() -> None:
+    patch = (
+        "*** Begin Patch\n*** Add File: path/add.py\n+abc\n+def\n*** Delete File: path/delete.py\n"
+        "*** Update File: path/update.py\n*** Move to: path/update2.py\n@@ def f():\n-    pass\n+    return 123\n"
+        "*** End Patch"
+    )
+    assert parse_patch(patch) == [
+        PatchHunk("add", "path/add.py", added=("abc", "def")),
+        PatchHunk("delete", "path/delete.py"),
+        PatchHunk("update", "path/update.py", "path/update2.py", ("    pass",), ("    return 123",)),
+    ]
+    # The first chunk may omit @@; a space-prefixed line is context, not an added line.
+    assert parse_patch("*** Begin Patch\n*** Update File: file2.py\n import foo\n+bar\n*** End Patch") == [
+        PatchHunk("update", "file2.py", added=("bar",))
+    ]
+    # Two chunks, an empty context line, an end-of-file marker.
+    multi = "*** Begin Patch\n*** Update File: m.txt\n@@\n a\n-b\n+B\n\n@@ ctx\n-d\n+D\n*** End of File\n*** End Patch"
+    assert parse_patch(multi) == [PatchHunk("update", "m.txt", removed=("b", "d"), added=("B", "D"))]
+    # Lenient mode: the heredoc markers around the patch, as gpt-4.1 sends it.
+    assert parse_patch("<<'EOF'\n*** Begin Patch\n*** Delete File: gone\n*** End Patch\nEOF\n") == [
+        PatchHunk("delete", "gone")
+    ]
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        "bad",
+        "*** Begin Patch\nbad",
+        "*** Begin Patch\n*** Update File: test.py\n*** End Patch",  # empty update hunk
+        "*** Begin Patch\n*** Update File: a\n@@\n+x\n+y\nz\n*** End Patch",  # a line that fits no chunk
+        "*** Begin Patch\n*** Update File: a\n@@\n+x\n-y\n not-a-marker\nbare\n*** End Patch",
+    ],
+)
+def test_patches_codex_rejects_change_nothing(patch: str) -> None:
+    assert parse_patch(patch) == []
+
+
+def test_patch_changes_place_paths_under_a_cd() -> None:
+    (change,) = patch_changes(PATCH, workdir="pkg")
+    assert (change.path, change.kind, change.old_text, change.new_text) == ("pkg/a.py", "patch", "x = 1\n", "x = 2\n")
+    assert (
+        shell_apply_patch(json.dumps({"command": ["bash", "-lc", "ls; apply_patch <<'EOF'\n" + PATCH + "EOF"]})) == []
+    )
+
+
+# --- matching edits to lines ---------------------------------------------------------------------
+
+
+def edit(new: str, *, path: str = "src/app.py", kind: str = "create", old: str = "", line: int = 1) -> Edit:
+    return Edit(path=path, kind=kind, old_text=old, new_text=new, line=line, call_id=None, tool="t")  # type: ignore[arg-type]
+
+
+def test_the_latest_edit_that_wrote_a_line_wins() -> None:
+    first = edit("def f():\n    return compute_total(items)\n", line=3)
+    second = edit("    return compute_total(items)", kind="replace", old="    return 0", line=9)
+    assert match_edits([first, second], ["    return compute_total(items)"], ["src/app.py"]) == [second]
+    # The def line is only first's; asked about both lines, both edits wrote part of them.
+    assert match_edits([first, second], ["def f():", "    return compute_total(items)"], ["src/app.py"]) == [
+        second,
+        first,
+    ]
+
+
+def test_whitespace_is_normalized_and_trivial_lines_prove_nothing() -> None:
+    wrote = edit("if ready:\n    launch_rocket(now)\n}\n")
+    assert match_edits([wrote], ["\t\tlaunch_rocket(now)  ", "}"], ["src/app.py"]) == [wrote]
+    only_brace = edit("}\n")
+    assert match_edits([only_brace], ["launch_rocket(now)", "}"], ["src/app.py"]) == []
+    # Asked only about a trivial line, trivial lines are all there is to go on.
+    assert match_edits([only_brace], ["}"], ["src/app.py"]) == [only_brace]
+
+
+def test_one_shared_common_line_is_not_a_match() -> None:
+    big = edit("\n".join(f"value_{n} = compute({n})" for n in range(10)) + "\nreturn None\n")
+    asked = [f"other_{n} = unrelated({n})" for n in range(6)] + ["return None"]
+    assert match_edits([big], asked, ["src/app.py"]) == []
+    assert match_edits([big], asked[-1:], ["src/app.py"]) == [big]
+
+
+def test_context_lines_of_a_replace_are_not_its_own() -> None:
+    claude_like = edit(
+        "def greet():\n    pass\n\n\ndef farewell():\n    pass", kind="replace", old="def greet():\n    pass"
+    )
+    assert match_edits([claude_like], ["def greet():"], ["src/app.py"]) == []
+    assert match_edits([claude_like], ["def farewell():"], ["src/app.py"]) == [claude_like]
+
+
+def test_a_one_line_replace_matches_the_line_containing_it() -> None:
+    inline = edit("%m/%d", kind="replace", old="%d/%m", path="/home/dev/src/demo/parse.py")
+    assert match_edits([inline], ['    return datetime.strptime(text, "%m/%d")'], ["parse.py"]) == [inline]
+    assert match_edits([inline], ['    return datetime.strptime(text, "%d/%m")'], ["parse.py"]) == []
+
+
+def test_paths_absolute_relative_and_renamed() -> None:
+    assert same_file("/workspace/box/project/src/app.py", ["src/app.py"])
+    assert same_file("app.py", ["src/app.py"])  # relative to a cwd below the repository root
+    assert same_file("./src/app.py", ["src/app.py"])
+    assert same_file("C:\\work\\proj\\src\\app.py", ["src/app.py"])
+    assert not same_file("/workspace/box/project/lib/app.py", ["src/app.py"])
+    assert not same_file("/workspace/box/project/src/app.py", ["src/main.py"])
+    moved = Edit(
+        "slug.py", "patch", "a\n", "slug_value = slugify(title)\n", 4, None, "apply_patch", from_path="text.py"
+    )
+    # The file is called text.py in the blamed commit and slug.py now: either name finds the edit.
+    assert match_edits([moved], ["slug_value = slugify(title)"], ["text.py"]) == [moved]
+    assert match_edits([moved], ["slug_value = slugify(title)"], ["other.py"]) == []
+
+
+def test_deletes_write_nothing() -> None:
+    assert written_lines(edit("", kind="delete")) == []
+    assert match_edits([edit("", kind="delete")], ["anything at all"], ["src/app.py"]) == []
