@@ -615,3 +615,12 @@ def test_ruleset_id_names_the_escape_aware_algorithm() -> None:
     for rule in BUILTIN_RULES:
         rules_only.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0".encode())
     assert Redactor().ruleset_id != rules_only.hexdigest()[:12]
+
+
+def test_a_line_with_a_raw_lone_surrogate_is_still_decoded() -> None:
+    """json.loads accepts a lone surrogate written as raw bytes (surrogatepass); decoding must too."""
+    text = json.dumps({"o": f"\ud800 token\nx \u0068f_{HF[3:]}"}, ensure_ascii=False)
+    line = text.replace("\u0068f_", "\\u0068f_").encode("utf-8", "surrogatepass") + b"\n"
+    out, report = Redactor().redact_bytes(line)
+    assert report.counts == {"hf-token": 1}
+    assert out == b'{"o": "\xed\xa0\x80 token\\nx [REDACTED:hf-token]"}\n'

@@ -1258,7 +1258,8 @@ class _View:
             a, b = found.start(1) + 1, found.end(1) - 1
             if a > pos:
                 self._region(data[pos:a], doc, pos, a, syntax=True)
-            decoded = _scanstring(literal.decode(), 1)[0].encode("utf-8", "surrogatepass")
+            # The same decoding as json.loads on bytes, which accepted the document.
+            decoded = _scanstring(literal.decode("utf-8", "surrogatepass"), 1)[0].encode("utf-8", "surrogatepass")
             self._text(_Source(decoded, parent=doc, a=a, b=b, decode=True), depth + 1)
             pos, scan = b, b + 1  # the closing quote is copied with what follows it
         if len(data) > pos:
