@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -442,3 +443,184 @@ def test_an_unexpected_error_mid_stream_becomes_redaction_error(monkeypatch: pyt
     src: BinaryIO = io.BytesIO(b"ok\nGITHUB_TOKEN=ghp_" + b"A1b2C3d4" * 4 + b"Zz9y\n")
     with pytest.raises(RedactionError, match="MemoryError: simulated"):
         Redactor().redact_stream(src, io.BytesIO())
+
+
+# -- what a reader of the decoded strings sees ---------------------------------
+#
+# A token printed on its own line in tool output sits right after the two bytes
+# `\n` of its JSON string; a coloured one right after `\u001b[32m`.  The byte
+# before it is a letter, so a word-boundary rule used to skip it.
+
+HF = "hf_" + "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi"
+GHP = "ghp_" + "A1b2C3d4" * 4 + "Zz9y"
+ANT = "sk-ant-api03-" + "Xy7_Kq2-Lm9Np4Rs6Tu8Vw0Za1Bc3De5Fg7Hi9Jk" + "AA"
+AKIA = "AKIA" + "Q3ZJ7WMXK2L5T6PR"
+NPM = "npm_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+AZURE_AD = "abc" + "7Q~" + "Xk9mP2vL8qR4zzA1Bc3De5Fg7Hi9Jk1Lm"
+
+TOKENS = {"hf-token": HF, "github-pat": GHP, "anthropic-api-key": ANT, "aws-access-key-id": AKIA, "npm-token": NPM}
+
+
+def _codex_output(output: str) -> bytes:
+    """A Codex rollout line for a tool's output, as codex-rs writes it (compact serde_json)."""
+    payload = {"type": "function_call_output", "call_id": "call_Zq8Lw0Xv5Nc7Tb1Yh4Pk9M2a", "output": output}
+    record = {"timestamp": "2026-11-25T09:00:01.000Z", "type": "response_item", "payload": payload}
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def _nested(text: str, levels: int) -> str:
+    """``text`` as the output of a tool whose output is JSON, ``levels`` deep (double encoding)."""
+    for _ in range(levels):
+        text = json.dumps({"output": text, "metadata": {"exit_code": 0}})
+    return text
+
+
+def test_the_codex_repro_a_token_on_its_own_line_in_tool_output() -> None:
+    line = _codex_output(f"token\n{HF}\n")
+    out, report = Redactor().redact_bytes(line)
+    assert HF[3:].encode() not in out
+    assert report.counts == {"hf-token": 1}
+    assert json.loads(out)["payload"]["output"] == "token\n[REDACTED:hf-token]\n"
+
+
+CONTEXTS = {
+    "tab": "\t{}",
+    "carriage return": "progress 100%\r{}",
+    "digit": "1{}",
+    "line number": "   12\t{}",
+    "ansi colour": "\x1b[32m{}\x1b[0m",
+    "ansi bold": "\x1b[1mtoken:\x1b[0m \x1b[1m{}\x1b[22m",
+    "ansi 256 colours": "\x1b[38;5;208m{}\x1b[39m",
+    "form feed": "\f{}",
+    "backspace": "x\b{}",
+    "escaped control": "\x01{}",
+    "newline then digit": "token\n7{}",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TOKENS))
+@pytest.mark.parametrize("context", sorted(CONTEXTS))
+def test_a_token_after_a_json_escape_or_ansi_code_is_removed(kind: str, context: str) -> None:
+    token = TOKENS[kind]
+    line = _codex_output(CONTEXTS[context].format(token))
+    out, report = Redactor().redact_bytes(line)
+    assert token[4:].encode() not in out
+    assert report.counts == {kind: 1}
+    json.loads(out)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_a_token_inside_double_encoded_json_is_removed(levels: int) -> None:
+    line = _codex_output(_nested(f"token\n{HF}\n\x1b[32m{GHP}\x1b[0m", levels))
+    assert b"\\\\n" + HF[:6].encode() in line or levels == 0
+    out, report = Redactor().redact_bytes(line)
+    assert HF[3:].encode() not in out and GHP[4:].encode() not in out
+    assert report.counts == {"hf-token": 1, "github-pat": 1}
+    text = json.loads(out)["payload"]["output"]
+    for _ in range(levels):
+        text = json.loads(text)["output"]  # every level is still valid JSON
+    assert text == "token\n[REDACTED:hf-token]\n\x1b[32m[REDACTED:github-pat]\x1b[0m"
+
+
+def _escape_chars(line: bytes, chars: str) -> bytes:
+    """Write some characters of every string as \\uXXXX, as some JSON writers do."""
+    for ch in chars:
+        line = line.replace(ch.encode(), f"\\u{ord(ch):04x}".encode())
+    return line
+
+
+@pytest.mark.parametrize("escaped", ["h", "f_", "G", "k", "/"])
+def test_a_token_with_unicode_escaped_letters_is_removed(escaped: str) -> None:
+    text = f"token: {HF}\nsee https://hooks.slack.com/services/T0ABCDEF12/B0ABCDEF12/Xk9mP2vL8qR4zzA1Bc3De5Fg\n"
+    line = _escape_chars(_codex_output(text), escaped)
+    out, report = Redactor().redact_bytes(line)
+    assert json.loads(out)["payload"]["output"] == "token: [REDACTED:hf-token]\nsee [REDACTED:slack-webhook-url]\n"
+    assert report.counts == {"hf-token": 1, "slack-webhook-url": 1}
+
+
+def test_a_nested_unicode_escaped_token_is_removed() -> None:
+    line = _codex_output(_nested(f"{HF}", 2).replace("hf_", "\\u0068f_"))
+    out, report = Redactor().redact_bytes(line)
+    assert report.counts == {"hf-token": 1}
+    assert HF[3:].encode() not in out
+    level1 = json.loads(json.loads(out)["payload"]["output"])
+    assert json.loads(level1["output"])["output"] == "[REDACTED:hf-token]"
+
+
+def test_keys_are_redacted_like_values() -> None:
+    line = json.dumps({"env": {f"token\n{HF}": 1, "x": {f"\x1b[1m{NPM}": "y"}}}).encode() + b"\n"
+    out, report = Redactor().redact_bytes(line)
+    assert report.counts == {"hf-token": 1, "npm-token": 1}
+    assert json.loads(out) == {"env": {"token\n[REDACTED:hf-token]": 1, "x": {"\x1b[1m[REDACTED:npm-token]": "y"}}}
+
+
+def test_context_rules_see_through_escapes() -> None:
+    """An Azure client secret and an option on their own lines; the option after an escaped tab too."""
+    line = _codex_output(f"id\n{AZURE_AD}\n$ mysql\t--password=Xk9mP2vL8qR4zzA1 prod\n")
+    out, report = Redactor().redact_bytes(line)
+    assert json.loads(out)["payload"]["output"] == (
+        "id\n[REDACTED:azure-ad-client-secret]\n$ mysql\t--password=[REDACTED:cli-password] prod\n"
+    )
+    assert report.counts == {"azure-ad-client-secret": 1, "cli-password": 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"x{HF}",  # glued to a word: not a token a reader would pick out
+        f"deadbeef7{HF}",  # a digit run that is itself glued to a word
+        f"\\u0061{HF}",  # an escaped letter is a letter
+        f"v1\x1b[0mx{GHP}",
+        "\x1b[32mfrom huggingface_hub import hf_hub_download\x1b[0m\n\t1\thf_transfer_enabled = True",
+    ],
+)
+def test_word_glued_tokens_are_still_left_alone(text: str) -> None:
+    line = _codex_output(text)
+    if text.startswith("\\u0061"):
+        line = line.replace(b"\\\\u0061", b"\\u0061")
+    out, report = Redactor().redact_bytes(line)
+    assert report.counts == {}
+    assert out == line
+
+
+def test_plain_text_lines_get_escape_aware_boundaries() -> None:
+    data = f"\x1b[32m{HF}\x1b[0m\nexport X=1\\n{GHP}\n2{NPM}\n".encode()
+    out, report = Redactor().redact_bytes(data)
+    assert out == b"\x1b[32m[REDACTED:hf-token]\x1b[0m\nexport X=1\\n[REDACTED:github-pat]\n2[REDACTED:npm-token]\n"
+    assert report.counts == {"hf-token": 1, "github-pat": 1, "npm-token": 1}
+
+
+@pytest.mark.parametrize("engine", ["re2", "re"])
+def test_escape_aware_redaction_is_the_same_on_both_engines(engine: Engine) -> None:
+    line = _escape_chars(_codex_output(_nested(f"token\n{HF}\n\t{AKIA}\n", 2)), "h")
+    out, report = Redactor(engine=engine).redact_bytes(line)
+    assert report.counts == {"hf-token": 1, "aws-access-key-id": 1}
+    assert out == Redactor(engine="re2").redact_bytes(line)[0]
+
+
+def test_the_decoded_secret_names_the_marker_hash() -> None:
+    """Equal secrets get equal markers however they were escaped."""
+    plain = _codex_output(f"a {HF}")
+    escaped = _escape_chars(_codex_output(f"a {HF}"), "h")
+    redactor = Redactor(RedactionConfig(hash_key=b"k"))
+    assert (
+        redactor.redact_bytes(plain)[0].split(b"[REDACTED:")[1]
+        == redactor.redact_bytes(escaped)[0].split(b"[REDACTED:")[1]
+    )
+
+
+def test_ruleset_id_names_the_escape_aware_algorithm() -> None:
+    """The same rules redacted by the older algorithm must not claim the same ruleset in a note."""
+    rules_only = hashlib.sha256()
+    for rule in BUILTIN_RULES:
+        rules_only.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0".encode())
+    assert Redactor().ruleset_id != rules_only.hexdigest()[:12]
+
+
+def test_a_line_with_a_raw_lone_surrogate_is_still_decoded() -> None:
+    """json.loads accepts a lone surrogate written as raw bytes (surrogatepass); decoding must too."""
+    text = json.dumps({"o": f"\ud800 token\nx \u0068f_{HF[3:]}"}, ensure_ascii=False)
+    line = text.replace("\u0068f_", "\\u0068f_").encode("utf-8", "surrogatepass") + b"\n"
+    out, report = Redactor().redact_bytes(line)
+    assert report.counts == {"hf-token": 1}
+    assert out == b'{"o": "\xed\xa0\x80 token\\nx [REDACTED:hf-token]"}\n'

@@ -45,6 +45,40 @@ def test_planted_secrets_are_removed_before_upload_and_counted_in_the_note(env: 
     assert not any(secret in status_text for secret in secrets)
 
 
+def test_a_token_on_its_own_line_in_codex_tool_output_is_removed_and_counted(env: Env) -> None:
+    """The issue's repro: `cat ~/.cache/huggingface/token` in Codex, the token right after the bytes `\\n`."""
+    token = "hf_" + "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi"
+    stamp = "2026-11-25T09:00:0{}.000Z"
+    call = {"command": ["bash", "-lc", "echo token; cat ~/.cache/huggingface/token"], "workdir": "/w"}
+    records = [
+        {"timestamp": stamp.format(0), "type": "session_meta", "payload": {"id": "s", "cwd": "/w"}},
+        {
+            "timestamp": stamp.format(1),
+            "type": "response_item",
+            "payload": {"type": "function_call", "name": "shell", "arguments": json.dumps(call), "call_id": "call_1"},
+        },
+        {
+            "timestamp": stamp.format(2),
+            "type": "response_item",
+            "payload": {"type": "function_call_output", "call_id": "call_1", "output": f"token\n{token}\n"},
+        },
+    ]
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    assert b"\\n" + token.encode() in transcript.read_bytes()  # the bytes the old word boundary missed
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    (meta,) = note_links(note)
+    stored = (env.local_store / meta["url"].split("/traces/", 1)[1]).read_bytes()
+    assert token[3:].encode() not in stored
+    assert json.loads(stored.splitlines()[2])["payload"]["output"] == "token\n[REDACTED:hf-token]\n"
+    assert meta["redacted"]["counts"] == {"hf-token": 1}
+    assert meta["redacted"]["ruleset"] == Redactor().ruleset_id
+
+
 def test_show_verifies_a_redacted_commit_from_the_local_transcript(env: Env) -> None:
     planted = corpus(rounds=1)
     repo = make_repo(env).install()

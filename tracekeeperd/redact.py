@@ -24,6 +24,29 @@ Design choices, and why:
   no escaping.  As a last guard, every changed line that was valid JSON is
   parsed again, and a line that would have become invalid raises
   `RedactionError` instead of being written.
+* **What a reader sees.**  A transcript line is JSON whose strings hold tool
+  output, which may itself be JSON (Codex's ``function_call_output``), full
+  of terminal colours.  A token printed on its own line sits right after the
+  two bytes ``\\n`` (``\\\\n`` one level down), a coloured one after
+  ``\\u001b[32m``: the byte before it is a letter, and a plain ``\\b`` would
+  skip it.  Two layers, so that ordinary transcripts pay nothing:
+
+  - the raw scan decides word starts as a reader would (`_starts_word`): an
+    escape that stands for a separator, an ANSI sequence, or a run of digits
+    that itself starts a word (``1hf_...``, a line number) all start a word;
+    digits glued to a word (``deadbeef7hf_``) do not, as hashes and base64
+    look like that.  Values are judged (entropy, placeholders) decoded.
+  - a line whose escapes hide characters a secret is made of (``\\u0068``
+    for ``h``, ``\\/``: .NET, PHP and Go write these) is also scanned as
+    decoded text (`_View`): every string, key or value, decoded, strings that
+    are JSON documents decoded again (up to `MAX_NESTING` levels), colour
+    codes as spaces.  Each finding maps back to whole raw escapes at every
+    level, so only the secret's own bytes change and every level stays JSON.
+
+  Measured with bench/bench_redact.py (50 MB, re2, 2 shared cores, old and
+  new interleaved): 41.5 MB/s before, 39.9 MB/s after on ordinary
+  transcripts; 14.5 MB/s in the worst case, where every line hides a letter
+  behind ``\\uXXXX``.
 * **Fail closed.**  Anything that prevents a complete redaction raises
   `RedactionError` (bad user pattern, missing engine, unreadable input, a line
   over `MAX_LINE_BYTES`).  `redact_stream` returns a `Report` only when the
@@ -46,6 +69,7 @@ rewritten for JSON-escaped text, block scanning and the re/re2 common subset.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import importlib
@@ -74,6 +98,12 @@ BLOCK_BYTES: Final = 1 << 17
 
 MAX_LINE_BYTES: Final = 64 << 20
 """A longer line is refused: holding it whole is the price of never cutting a secret in two."""
+
+_ALGORITHM: Final = b"escape-aware-1\0"
+"""Part of `Redactor.ruleset_id`: the same rules applied by another algorithm redact other bytes."""
+
+MAX_NESTING: Final = 4
+"""JSON documents inside JSON strings are decoded this many levels deep (a transcript line is level 0)."""
 
 _RULE_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 _MARKER_START: Final = b"[REDACTED:"
@@ -238,10 +268,9 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "azure-ad-client-secret",
-        r"(?m)(?:^|[^A-Za-z0-9_~.-])([A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34})",
+        r"\b[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
         ("q~",),
         entropy=3.0,
-        secret_group=1,
     ),
     Rule(
         "slack-webhook-url",
@@ -371,7 +400,7 @@ def _reject_url_password(value: bytes, context: bytes, before: bytes) -> bool:
 
 def _reject_cli_password(value: bytes, context: bytes, before: bytes) -> bool:
     """``--password X`` is a secret; ``-u name:pass`` too, but not ``docker run -u 1000:1000``."""
-    if before[-1:] not in (b"", b" ", b"\t") or _placeholder(value) or value.strip(b"*xX") == b"":
+    if not _after_space(before) or _placeholder(value) or value.strip(b"*xX") == b"":
         return True  # an option starts a word: not "x-user:" or "re-use"
     if b"--pass" in context:
         return False
@@ -393,6 +422,72 @@ def shannon_entropy(data: bytes) -> float:
         return 0.0
     n = len(data)
     return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+
+
+# ---------------------------------------------------------------------------
+# Word starts as a reader sees them.  Transcripts are JSON, often JSON inside
+# JSON, full of terminal output: the byte before a token may be the last byte
+# of ``\n`` (or ``\\n`` one level down), of ``\u001b[32m`` or of a raw
+# colour code.  A reader sees a line break or a colour change there, so a
+# token anchored on a word start must still match.
+
+_WORD_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_DIGITS: Final = frozenset(b"0123456789")
+
+# An escape or a terminal sequence that ends where a match starts.  Any run of
+# backslashes: one level down, ``\n`` is written ``\\n``; three levels down,
+# ``\\\\n``.  ESC is spelled the ways JSON, C, Python and shells print it.
+_ESC_SPELLINGS = rb"(?:\x1b|\\+(?:u001[bB]|x1[bB]|033|e))"
+_ESCAPE_TAIL = re.compile(
+    rb"(?:"
+    + _ESC_SPELLINGS
+    + rb"(?:\[[0-?]*[ -/]*[@-~]|[()][0-9A-Za-z])"  # CSI (colours, bold, erase) and charset selection
+    + rb"|\\+(?P<ws>[ntrbf])"  # \n \t \r \b \f
+    + rb"|\\+u(?P<hex>[0-9a-fA-F]{4})"  # \uXXXX: decided by the character it stands for
+    + rb")\Z"
+)
+_TAIL_WINDOW: Final = 48
+_MAX_DIGIT_RUN: Final = 16
+
+
+def _starts_word(buf: bytes, pos: int, floor: int) -> bool:
+    """Whether a match at ``pos`` starts a word for a reader of the decoded text.
+
+    True after a non-word byte (as ``\\b`` says), after an escape that stands
+    for a non-word character (``\\n``, ``\\t``, ``\\u00e9`` ...), after an ANSI
+    sequence, and after a run of digits that itself starts a word
+    (``"1hf_..."``, a line number).  A run of digits glued to a word
+    (``deadbeef7hf_...``) still does not: that is how hashes and base64 look.
+    """
+    for _ in range(_MAX_DIGIT_RUN + 1):
+        if pos <= floor or buf[pos - 1] not in _WORD_CHARS:
+            return True
+        tail = _ESCAPE_TAIL.search(buf, max(floor, pos - _TAIL_WINDOW), pos)
+        if tail is None:
+            if buf[pos - 1] not in _DIGITS:
+                return False
+            pos -= 1
+            continue
+        code = tail.group("hex")
+        if code is None:
+            return True  # a control character or a terminal sequence
+        char = int(code, 16)
+        if char >= 0x80 or char not in _WORD_CHARS:
+            return True
+        if char not in _DIGITS:
+            return False  # \u0061 is the letter a
+        pos = tail.start()
+    return False
+
+
+_SPACE_TAIL = re.compile(rb"(?:" + _ESC_SPELLINGS + rb"\[[0-?]*[ -/]*[@-~]|\\+[ntr])\Z")
+
+
+def _after_space(before: bytes) -> bool:
+    """Whether ``before`` ends where a shell word starts: white space, its escape, or a colour code."""
+    if before[-1:] in (b"", b" ", b"\t", b"\n", b"\r"):
+        return True
+    return _SPACE_TAIL.search(before, max(0, len(before) - _TAIL_WINDOW)) is not None
 
 
 # ---------------------------------------------------------------------------
@@ -500,6 +595,8 @@ class _Span:
     rank: int
     counted: bool = True
     """False for the continuation lines of a multi-line key: one key, one finding."""
+    text: bytes | None = None
+    """The secret as a reader sees it, when its bytes are escaped: equal secrets, equal marker hashes."""
 
 
 @dataclass
@@ -536,7 +633,7 @@ class Redactor:
         self._rules_for = [[rank for rank, rule in enumerate(self._rules) if k in rule.keywords] for k in keywords]
         self._pem_rank = next(i for i, r in enumerate(self._rules) if r.id == "private-key")
         self._scrub = _scrubber(config)
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(_ALGORITHM)
         for rule in self._rules:
             digest.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0".encode())
         self.ruleset_id = digest.hexdigest()[:12]
@@ -633,32 +730,69 @@ class Redactor:
         spans = _inside_json_strings(block, self._find(block))
         if state.in_pem or any(s.rank == self._pem_rank for s in spans):
             spans = self._pem_lines(block, spans, state)
+        spans += self._find_decoded(block)
         out = self._rewrite(block, _merge(spans), first_line, report) if spans else self._scrub(block)
         report.bytes_out += len(out)
         return out
 
-    def _find(self, block: bytes) -> list[_Span]:
-        """Run the rules whose keywords occur in the block; keep the matches worth redacting."""
+    def _find(self, block: bytes, *, decoded: bool = False) -> list[_Span]:
+        """Run the rules whose keywords occur in the block; keep the matches worth redacting.
+
+        ``decoded``: the block is a `_View`, text with no JSON escapes left,
+        whose spans are made JSON-safe when they are mapped back.
+        """
         ranks = sorted({rank for k in self._keywords_in(block) for rank in self._rules_for[k]})
         spans: list[_Span] = []
         for rank in ranks:
             rule = self._rules[rank]
             for match in rule.regex.finditer(block):
                 whole = match.span(0)
-                if rule.word_start and whole[0] > 0 and block[whole[0] - 1] in _WORD:
+                if (
+                    rule.word_start
+                    and whole[0] > 0
+                    and block[whole[0] - 1] in _WORD
+                    and not _starts_word(block, whole[0], block.rfind(b"\n", 0, whole[0]) + 1)
+                ):
                     continue
                 start, end = match.span(rule.group)
                 if start < 0 or end <= start:
                     continue
-                start, end = _json_safe(block, start, end)
+                if not decoded:
+                    start, end = _json_safe(block, start, end)
                 if end > start and self._wanted(rule, block, (start, end), whole):
                     spans.append(_Span(start, end, rank))
         return spans
 
+    def _find_decoded(self, block: bytes) -> list[_Span]:
+        """Scan the decoded text of JSON lines whose escapes hide characters a secret is made of.
+
+        The raw scan sees through the escapes that stand for separators
+        (`_starts_word`, and patterns that accept ``\\"``); it cannot see a
+        token whose letters are written ``\\u0068``, or a URL written
+        ``https:\\/\\/`` (PHP, .NET and Go write such escapes).  Only lines that
+        hold one are decoded, so ordinary transcripts pay one regex pass.
+        """
+        view = _View()
+        pos = 0
+        while (found := _HIDING_ESCAPE.search(block, pos)) is not None:
+            start = block.rfind(b"\n", 0, found.start()) + 1
+            pos = _line_end(block, found.start())
+            line = block[start:pos]
+            if _is_json(line):
+                view.add_line(line, start)
+            pos += 1
+        if not view.text:
+            return []
+        text = bytes(view.text)
+        spans = self._find(text, decoded=True)
+        if any(s.rank == self._pem_rank for s in spans):
+            spans = self._pem_lines(text, spans, _StreamState())
+        return [mapped for span in spans if (mapped := view.to_raw(span)) is not None]
+
     def _wanted(self, rule: _Compiled, block: bytes, span: tuple[int, int], whole: tuple[int, int]) -> bool:
         start, end = span
-        secret = block[start:end]
-        if secret.startswith(_MARKER_START) or secret in self._allow:
+        secret = _unescaped(block[start:end])  # judged as a reader sees it: "he\\u0061der" is "header"
+        if _MARKER_START in secret or secret in self._allow:
             return False
         line_start = block.rfind(b"\n", 0, whole[0]) + 1
         # The keyword must be on the match's own line, so the result never
@@ -712,7 +846,7 @@ class Redactor:
                 line_start = block.rfind(b"\n", 0, span.start) + 1
             out.append(self._scrub(block[pos : span.start]))
             rule = self._rules[span.rank]
-            out.append(self._marker(rule, block[span.start : span.end]))
+            out.append(self._marker(rule, block[span.start : span.end] if span.text is None else span.text))
             touched.add(line_start)
             if span.counted:
                 report.counts[rule.id] = report.counts.get(rule.id, 0) + 1
@@ -746,14 +880,17 @@ def _compile_rule(
 
     A leading ``\\b`` before a word character is checked in Python instead:
     it stops re2 from scanning for the literal prefix, which is five times
-    faster than its general search.
+    faster than its general search, and `_starts_word` knows what a reader
+    sees before the match (``\\n``, a colour code), which ``\\b`` does not.
+    A built-in pattern may also start ``\\b[`` or ``\\b(``: each of its
+    alternatives starts with a word character, so the two checks agree.
     """
     if not _RULE_ID.match(rule.id):
         raise RedactionError(f"redaction rule id {rule.id!r} must be lowercase kebab-case")
     if not rule.keywords or not all(k.strip() for k in rule.keywords):
         raise RedactionError(f"redaction rule {rule.id!r} needs at least one non-empty keyword")
     pattern = rule.pattern
-    word_start = pattern.startswith("\\b") and pattern[2:3].isalnum()
+    word_start = pattern.startswith("\\b") and (pattern[2:3].isalnum() or (trusted and pattern[2:3] in ("[", "(")))
     if word_start:
         pattern = pattern[2:]
     try:
@@ -849,15 +986,21 @@ def _merge(spans: list[_Span]) -> list[_Span]:
     for span in spans:
         last = merged[-1] if merged else None
         if last is None or span.start >= last.end:
-            merged.append(_Span(span.start, span.end, span.rank, span.counted))
+            merged.append(_Span(span.start, span.end, span.rank, span.counted, span.text))
             continue
+        if (span.start, span.end) == (last.start, last.end):
+            last.text = last.text or span.text  # the same bytes, found in the raw and the decoded text
+        else:
+            last.text = None
         last.end = max(last.end, span.end)
         last.rank = min(last.rank, span.rank)
         last.counted = last.counted or span.counted
     return merged
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
+# A JSON string literal, unrolled ("[^"\\]*(?:\\.[^"\\]*)*"): five times faster
+# in `re` than the alternation it replaces, for the same strings.
+_JSON_STRING = re.compile(rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
 
 
 def _inside_json_strings(block: bytes, spans: list[_Span]) -> list[_Span]:
@@ -881,6 +1024,326 @@ def _inside_json_strings(block: bytes, spans: list[_Span]) -> list[_Span]:
         strings = [(start + m.start() + 1, start + m.end() - 1) for m in _JSON_STRING.finditer(line)]
         kept.extend(s for s in group if any(a <= s.start and s.end <= b for a, b in strings))
     return kept
+
+
+# Escapes that stand for a character a secret or its context is made of:
+# \u0020-\u007f (letters, digits, ``+``, ``&``, ``=``), and ``\/``.  The last
+# backslash of a run is enough, so JSON inside JSON is caught too, and a
+# pattern that starts with one literal byte is ten times faster than ``\\+``.
+_HIDING_ESCAPE = re.compile(rb"\\(?:u00[2-7][0-9a-fA-F]|/)")
+_SIMPLE_ESCAPES: Final = {
+    ord(k): v
+    for k, v in {'"': b'"', "\\": b"\\", "/": b"/", "b": b"\b", "f": b"\f", "n": b"\n", "r": b"\r", "t": b"\t"}.items()
+}
+# A terminal sequence in decoded text: CSI (colours), OSC (titles, links) and charset selection.
+_ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[()][0-9A-Za-z])")
+
+
+class _Map:
+    """Where each byte of a decoded text came from in the raw block.
+
+    Sorted pieces: an *exact* piece maps byte for byte (text that needed no
+    decoding); any other piece is one decoded character or terminal sequence,
+    and each of its bytes maps to the whole raw escape.  A few pieces per
+    escape instead of two integers per byte keeps decoding cheap.
+    """
+
+    __slots__ = ("exact", "his", "los", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.los: list[int] = []
+        self.his: list[int] = []
+        self.exact: list[bool] = []
+
+    @classmethod
+    def identity(cls, offset: int, length: int) -> _Map:
+        raw = cls()
+        raw.add(0, offset, offset + length, exact=True)
+        return raw
+
+    def add(self, start: int, lo: int, hi: int, *, exact: bool) -> None:
+        if (
+            exact
+            and self.exact
+            and self.exact[-1]
+            and self.his[-1] == lo
+            and start - self.starts[-1] == lo - self.los[-1]
+        ):
+            self.his[-1] = hi  # continues the last piece
+            return
+        self.starts.append(start)
+        self.los.append(lo)
+        self.his.append(hi)
+        self.exact.append(exact)
+
+    def lo(self, pos: int) -> int:
+        """First raw byte behind the byte at ``pos``."""
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return self.los[i] + (pos - self.starts[i]) if self.exact[i] else self.los[i]
+
+    def hi(self, pos: int) -> int:
+        """End of the raw bytes behind the byte at ``pos``."""
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return self.los[i] + (pos - self.starts[i]) + 1 if self.exact[i] else self.his[i]
+
+    def extend(self, src: _Map, a: int, b: int, at: int) -> None:
+        """Append the pieces of ``src`` for its bytes ``a:b``, placed at ``at``."""
+        i = bisect.bisect_right(src.starts, a) - 1
+        while i < len(src.starts) and src.starts[i] < b:
+            first = max(src.starts[i], a)
+            if src.exact[i]:
+                last = min(b, src.starts[i + 1] if i + 1 < len(src.starts) else b)
+                lo = src.los[i] + (first - src.starts[i])
+                self.add(at + first - a, lo, lo + (last - first), exact=True)
+            else:
+                self.add(at + first - a, src.los[i], src.his[i], exact=False)
+            i += 1
+
+    def sliced(self, a: int, b: int) -> _Map:
+        part = _Map()
+        part.extend(self, a, b, 0)
+        return part
+
+
+class _Source:
+    """A text at some level of a JSON line, and where its bytes came from.
+
+    The map is built only when a secret is found in the text: decoding with
+    ``json.loads`` runs in C, decoding while keeping a map runs in Python, and
+    almost no text holds a secret.
+    """
+
+    __slots__ = ("_a", "_b", "_decode", "_map", "_parent", "data")
+
+    def __init__(
+        self,
+        data: bytes,
+        raw: _Map | None = None,
+        parent: _Source | None = None,
+        a: int = 0,
+        b: int = 0,
+        *,
+        decode: bool = False,
+    ) -> None:
+        self.data = data
+        self._map = raw
+        self._parent = parent
+        self._a, self._b = a, b
+        self._decode = decode
+        """True: ``data`` is the decoded JSON string ``parent.data[a:b]``; False: the slice itself."""
+
+    @property
+    def map(self) -> _Map:
+        if self._map is None:
+            assert self._parent is not None
+            parent = self._parent
+            if self._decode:
+                data, self._map = _decode_string(parent.data, parent.map, self._a, self._b)
+                if data != self.data:
+                    raise RedactionError("decoding a JSON string twice gave two texts")  # fail closed
+            else:
+                self._map = parent.map.sliced(self._a, self._b)
+        return self._map
+
+
+@dataclass
+class _Region:
+    """A run of view bytes made from ``source.data[a:b]``: copied as is, or as plain text."""
+
+    start: int
+    end: int
+    source: _Source
+    a: int
+    plain: bool
+    """Plain text: terminal sequences became one space each, so the map is built apart."""
+    b: int = 0
+    syntax: bool = False
+    """Copied from a JSON document: syntax, and strings that needed no decoding."""
+    plain_map: _Map | None = None
+
+    def in_string(self, start: int, end: int) -> bool:
+        """Whether view bytes ``start:end`` are inside one string of the JSON they were copied from.
+
+        Plain text is a string's text.  A copied run of a document holds
+        syntax and strings without escapes: found by scanning it again, which
+        happens only for the rare secret found there.
+        """
+        if self.plain or not self.syntax:
+            return True
+        first, last = self.a + start - self.start, self.a + end - self.start
+        for literal in _JSON_STRING.finditer(self.source.data):
+            if literal.end() > first:
+                return literal.start() < first and last < literal.end()
+        return False
+
+    def raw(self, start: int, end: int) -> tuple[int, int]:
+        """The raw bytes behind view bytes ``start:end`` (inside this region)."""
+        if not self.plain:
+            where = self.source.map
+            return where.lo(self.a + start - self.start), where.hi(self.a + end - 1 - self.start)
+        if self.plain_map is None:
+            self.plain_map = _plain_map(self.source.data, self.source.map, self.a, self.b)
+        return self.plain_map.lo(start - self.start), self.plain_map.hi(end - 1 - self.start)
+
+
+def _plain_map(text: bytes, where: _Map, a: int, b: int) -> _Map:
+    """The map of ``text[a:b]`` with each terminal sequence written as one space."""
+    out = _Map()
+    length = 0
+    for seq in _ANSI.finditer(text, a, b):
+        out.extend(where, a, seq.start(), length)
+        length += seq.start() - a
+        out.add(length, where.lo(seq.start()), where.hi(seq.end() - 1), exact=False)
+        length += 1
+        a = seq.end()
+    out.extend(where, a, b, length)
+    return out
+
+
+class _View:
+    """Text as a reader sees JSON lines: every string decoded, JSON inside strings too, colours gone.
+
+    Each region knows the raw bytes behind it: a decoded character maps to
+    its whole escape, so a secret found here maps back to raw bytes that
+    start and end on escape boundaries at every level, and a marker (which
+    needs no escaping) replaces them without breaking any level's JSON.  A
+    secret must lie inside one ``content`` interval (a string's text at the
+    deepest level), never on JSON syntax.  A terminal sequence becomes one
+    space, a word boundary, as on screen.
+    """
+
+    __slots__ = ("region_starts", "regions", "text")
+
+    def __init__(self) -> None:
+        self.text = bytearray()
+        self.regions: list[_Region] = []
+        self.region_starts: list[int] = []
+
+    def add_line(self, line: bytes, offset: int) -> None:
+        """Add a JSON line (already validated) that starts at ``offset`` in the block."""
+        if self.text:
+            self.text += b"\n"  # in no region: nothing maps across it
+        self._json(_Source(line, _Map.identity(offset, len(line))), 0)
+
+    def to_raw(self, span: _Span) -> _Span | None:
+        """The raw bytes behind a span of decoded text, or None if it would touch JSON syntax."""
+        start, end = span.start, span.end
+        for stop in (b'"', b"\n"):  # never past a string's end, never over a line
+            cut = self.text.find(stop, start, end)
+            end = end if cut < 0 else cut
+        i = bisect.bisect_right(self.region_starts, start) - 1
+        if end <= start or i < 0:
+            return None
+        region = self.regions[i]
+        if end > region.end or not region.in_string(start, end):
+            return None
+        raw_start, raw_end = region.raw(start, end)
+        return _Span(raw_start, raw_end, span.rank, span.counted, bytes(self.text[start:end]))
+
+    def _region(
+        self, data: bytes, source: _Source, a: int, b: int, *, plain: bool = False, syntax: bool = False
+    ) -> None:
+        start = len(self.text)
+        self.text += data
+        self.regions.append(_Region(start, len(self.text), source, a, plain, b, syntax))
+        self.region_starts.append(start)
+
+    def _json(self, doc: _Source, depth: int) -> None:
+        """A JSON document (already validated): syntax as is, each string decoded."""
+        data = doc.data
+        pos = scan = 0  # data[pos:] is not in the view yet; up to an escaped string it is copied as is
+        while (found := _UP_TO_ESCAPED_STRING.match(data, scan)) is not None:
+            literal = found.group(1)
+            a, b = found.start(1) + 1, found.end(1) - 1
+            if a > pos:
+                self._region(data[pos:a], doc, pos, a, syntax=True)
+            # The same decoding as json.loads on bytes, which accepted the document.
+            decoded = _scanstring(literal.decode("utf-8", "surrogatepass"), 1)[0].encode("utf-8", "surrogatepass")
+            self._text(_Source(decoded, parent=doc, a=a, b=b, decode=True), depth + 1)
+            pos, scan = b, b + 1  # the closing quote is copied with what follows it
+        if len(data) > pos:
+            self._region(data[pos:], doc, pos, len(data), syntax=True)
+
+    def _text(self, text: _Source, depth: int) -> None:
+        """A decoded string: a JSON document again, lines of JSON (``cat x.jsonl``), or text."""
+        data = text.data
+        if depth < MAX_NESTING and _is_document(data):
+            self._json(text, depth)
+            return
+        pos = 0
+        if depth < MAX_NESTING:
+            for line in _DOCUMENT_LINE.finditer(data):
+                if _is_json(line[0]):
+                    self._plain(text, pos, line.start())
+                    self._json(_Source(line[0], parent=text, a=line.start(), b=line.end()), depth)
+                    pos = line.end()
+        self._plain(text, pos, len(data))
+
+    def _plain(self, text: _Source, a: int, b: int) -> None:
+        if b <= a:
+            return
+        part = text.data[a:b]
+        if b"\x1b" in part:
+            self._region(_ANSI.sub(b" ", part), text, a, b, plain=True)
+        else:
+            self._region(part, text, a, b)
+
+
+_scanstring: Final = cast(Callable[[str, int], tuple[str, int]], vars(json.decoder)["scanstring"])
+"""The C string decoder behind `json.loads` (not in typeshed), without its per-call set-up."""
+
+# From outside a string in a JSON document: syntax and strings without an
+# escape, skipped in C (possessive: no backtracking), up to the next string
+# with an escape.  Anchored with `match`, so it never starts inside a string.
+_UP_TO_ESCAPED_STRING = re.compile(rb'(?:[^"]++|"[^"\\\n]*+")*+("[^"\\\n]*+(?:\\.[^"\\\n]*+)++")')
+_DOCUMENT_LINE = re.compile(rb"(?m)^[ \t]*[\[{][^\n]*")
+
+
+def _decode_string(doc: bytes, where: _Map, a: int, b: int) -> tuple[bytes, _Map]:
+    """Decode the JSON string ``doc[a:b]`` (valid), keeping where each byte came from.
+
+    A surrogate pair is one character; a lone surrogate is kept as it is
+    (``surrogatepass``): it is no letter, and nothing in it is a secret.
+    """
+    out = bytearray()
+    out_map = _Map()
+    pos = a
+    while (i := doc.find(b"\\", pos, b)) >= 0:
+        if i > pos:
+            out_map.extend(where, pos, i, len(out))
+            out += doc[pos:i]
+        if doc[i + 1] == 0x75:  # \uXXXX
+            code, end = int(doc[i + 2 : i + 6], 16), i + 6
+            if 0xD800 <= code < 0xDC00 and doc[end : end + 2] == b"\\u":
+                low = int(doc[end + 2 : end + 6], 16)
+                if 0xDC00 <= low < 0xE000:
+                    code, end = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00), end + 6
+            char = chr(code).encode("utf-8", "surrogatepass")
+        else:
+            char, end = _SIMPLE_ESCAPES[doc[i + 1]], i + 2
+        out_map.add(len(out), where.lo(i), where.hi(end - 1), exact=False)
+        out += char
+        pos = end
+    if b > pos:
+        out_map.extend(where, pos, b, len(out))
+        out += doc[pos:b]
+    return bytes(out), out_map
+
+
+_VALUE_ESCAPE = re.compile(rb"\\u([0-9a-fA-F]{4})|\\/")
+
+
+def _unescaped(value: bytes) -> bytes:
+    """A matched value with the escapes the value classes walk through (`_ESC`) decoded."""
+    if b"\\" not in value:
+        return value
+    return _VALUE_ESCAPE.sub(lambda m: chr(int(m[1], 16)).encode("utf-8", "surrogatepass") if m[1] else b"/", value)
+
+
+def _is_document(text: bytes) -> bool:
+    """A JSON object or array: the strings in it are decoded one level further."""
+    return text.lstrip()[:1] in (b"{", b"[") and _is_json(text)
 
 
 def _is_json(line: bytes) -> bool:
