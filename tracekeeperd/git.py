@@ -99,11 +99,6 @@ def common_dir(git_dir: Path) -> Path:
     return path if path.is_absolute() else (git_dir / path).resolve()
 
 
-def commit_exists(git_dir: Path, sha: str) -> bool:
-    proc = run(git_dir, ["cat-file", "-e", f"{sha}^{{commit}}"], check=False)
-    return proc.returncode == 0
-
-
 def remote_url(git_dir: Path, remote: str = "origin") -> str | None:
     proc = run(git_dir, ["config", "--get", f"remote.{remote}.url"], check=False)
     value = proc.stdout.decode(errors="replace").strip()
