@@ -12,7 +12,7 @@ import pytest
 
 from tracekeeperd import git
 from tracekeeperd.errors import GitError, TransientError
-from tracekeeperd.notes import LINK_PREFIX, META_PREFIX, TraceLink, add_lines, add_link, lost_lines, merge, parse, read
+from tracekeeperd.notes import LINK_PREFIX, META_PREFIX, TraceLink, add_link, add_missing, parse, read
 
 REF = "refs/notes/hf-traces"
 URL = "https://huggingface.co/buckets/me/agent-traces/tree/app-1a2b3c4d/sessions/codex-s1.jsonl"
@@ -77,23 +77,23 @@ def test_parse_survives_cat_sort_uniq() -> None:
 
 
 def test_merge_into_an_empty_note() -> None:
-    assert merge("", LINK) == "\n".join(LINK.lines()) + "\n"
+    assert add_missing("", LINK.lines()) == "\n".join(LINK.lines()) + "\n"
 
 
 def test_merge_is_idempotent() -> None:
-    once = merge("", LINK)
+    once = add_missing("", LINK.lines())
     assert once is not None
-    assert merge(once, LINK) is None
+    assert add_missing(once, LINK.lines()) is None
     # Also when someone dropped the trailing newline or sorted the lines.
-    assert merge(once.rstrip("\n"), LINK) is None
-    assert merge("\n".join(sorted(once.splitlines())), LINK) is None
+    assert add_missing(once.rstrip("\n"), LINK.lines()) is None
+    assert add_missing("\n".join(sorted(once.splitlines())), LINK.lines()) is None
 
 
 def test_merge_keeps_foreign_lines_and_adds_a_second_session() -> None:
     existing = "Reviewed-by: someone\n\nsee also: ticket 42\n"
-    first = merge(existing, LINK)
+    first = add_missing(existing, LINK.lines())
     assert first is not None
-    second = merge(first, OTHER)
+    second = add_missing(first, OTHER.lines())
     assert second is not None
     assert second.startswith("Reviewed-by: someone\n\nsee also: ticket 42\n")
     assert second.endswith("\n") and not second.endswith("\n\n")
@@ -104,7 +104,7 @@ def test_merge_keeps_foreign_lines_and_adds_a_second_session() -> None:
 def test_merge_adds_only_the_missing_meta_line_next_to_a_recipe_line() -> None:
     """A note the seed recipe wrote already has `hf-trace: <url>`; it must not be repeated."""
     recipe = f"hf-trace: {URL}\n"
-    merged = merge(recipe, LINK)
+    merged = add_missing(recipe, LINK.lines())
     assert merged == recipe + LINK.lines()[1] + "\n"
 
 
@@ -221,28 +221,3 @@ def test_add_link_works_when_git_has_no_identity(tmp_path: Path, monkeypatch: py
     link = TraceLink("file:///x.jsonl", "codex", "s", 1, 2, 10, "0" * 64)
     assert add_link(repo / ".git", "refs/notes/hf-traces", sha, link) is True
     assert parse(read(repo / ".git", "refs/notes/hf-traces", sha)) == [link]
-
-
-def test_a_line_a_concurrent_writer_added_between_our_read_and_write_is_put_back(repo: tuple[Path, str]) -> None:
-    """`git notes add` does not check the ref's old value: detect the overwrite and repair it."""
-    git_dir, sha = repo
-    assert add_lines(git_dir, REF, sha, ["ours: 1"])
-    before = git.output(git_dir, ["rev-parse", REF])  # what we read
-    git.run(git_dir, ["notes", f"--ref={REF}", "append", "-m", "theirs: pulled", sha])  # someone else
-    # our write, based on the stale read, replaces their line:
-    git.run(git_dir, ["notes", f"--ref={REF}", "add", "-f", "-m", "ours: 1\nours: 2", sha])
-    assert "theirs: pulled" not in read(git_dir, REF, sha)
-    lost = lost_lines(git_dir, REF, sha, before)
-    assert lost == ["theirs: pulled"]
-    assert add_lines(git_dir, REF, sha, lost) is True
-    assert read(git_dir, REF, sha).splitlines() == ["ours: 1", "ours: 2", "theirs: pulled"]
-    assert lost_lines(git_dir, REF, sha, git.output(git_dir, ["rev-parse", f"{REF}^"])) == []
-
-
-def test_no_concurrent_writer_means_nothing_lost(repo: tuple[Path, str]) -> None:
-    git_dir, sha = repo
-    assert lost_lines(git_dir, REF, sha, None) == []  # no notes at all yet
-    add_link(git_dir, REF, sha, LINK)
-    first = git.output(git_dir, ["rev-parse", REF])
-    add_lines(git_dir, REF, sha, ["more"])
-    assert lost_lines(git_dir, REF, sha, first) == []

@@ -417,7 +417,7 @@ def test_relink_never_resurrects_a_forgotten_link(env: Env) -> None:
     repo = make_repo(env)
     setup(repo, hooks=False)
     source = _side_commit(repo, link(S1, 1, 4))
-    tomb = rewrite.TOMBSTONE_PREFIX + json.dumps({"session": S1, "url": link(S1, 1, 4).url, "v": 1})
+    tomb = notes.TOMBSTONE_PREFIX + json.dumps({"session": S1, "url": link(S1, 1, 4).url, "v": 1})
     repo.git("notes", f"--ref={REF}", "add", "-f", "-m", tomb, source)
     repo.git("cherry-pick", source)
     copy = sha_of(repo, "HEAD")

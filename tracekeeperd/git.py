@@ -8,10 +8,12 @@ that one repository. So the repository-local variables git lists in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from .errors import GitError
 
@@ -97,11 +99,6 @@ def common_dir(git_dir: Path) -> Path:
     return path if path.is_absolute() else (git_dir / path).resolve()
 
 
-def commit_exists(git_dir: Path, sha: str) -> bool:
-    proc = run(git_dir, ["cat-file", "-e", f"{sha}^{{commit}}"], check=False)
-    return proc.returncode == 0
-
-
 def remote_url(git_dir: Path, remote: str = "origin") -> str | None:
     proc = run(git_dir, ["config", "--get", f"remote.{remote}.url"], check=False)
     value = proc.stdout.decode(errors="replace").strip()
@@ -125,3 +122,68 @@ def find_git_dir(path: Path) -> Path:
         stderr = proc.stderr.decode(errors="replace").strip()
         raise GitError(f"{path} is not in a git repository", proc.returncode, stderr)
     return Path(proc.stdout.decode().strip())
+
+
+class Pipe:
+    """A long-lived `git --git-dir=<git_dir> <args>` to talk to over pipes (`cat-file --batch`).
+
+    stderr goes to an unnamed temporary file, not a pipe nobody drains, so a chatty git can
+    never block on it; `error()` reads it after a failure.
+    """
+
+    def __init__(self, git_dir: Path | str, args: Sequence[str]) -> None:
+        import tempfile
+
+        self.args = list(args)
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        try:
+            self.proc = subprocess.Popen(
+                ["git", f"--git-dir={git_dir}", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=clean_env(),
+            )
+        except FileNotFoundError as exc:
+            self._stderr.close()
+            raise GitError("git is not installed or not on PATH", -1, str(exc)) from exc
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin: IO[bytes] = self.proc.stdin
+        self.stdout: IO[bytes] = self.proc.stdout
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def error(self) -> GitError:
+        """What went wrong, once the process is stopped (killed if it still runs)."""
+        self.kill()
+        self.proc.wait()
+        self._stderr.seek(0)
+        stderr = self._stderr.read().decode(errors="replace").strip()
+        first = (stderr.splitlines() or ["it stopped answering"])[-1]
+        return GitError(f"git {self.args[0]} failed: {first}", self.proc.returncode, stderr)
+
+    def close(self) -> None:
+        self.kill()
+        self.proc.wait()
+        for stream in (self.stdin, self.stdout, self._stderr):
+            # A pipe to a killed process may fail to flush; nothing is waiting on it.
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def existing_commits(git_dir: Path, shas: Iterable[str]) -> set[str]:
+    """Which of `shas` name commits in this repository, in one git process."""
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return set()
+    proc = run(
+        git_dir, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], input="\n".join(wanted).encode() + b"\n"
+    )
+    out = set()
+    for line in proc.stdout.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == "commit":
+            out.add(parts[0])
+    return out

@@ -1,4 +1,4 @@
-"""The note format, and the only code that reads or writes trace notes.
+"""Every trace note line, and the one path that writes notes: a compare-and-swap notes commit.
 
 Per linked session a note holds two lines:
 
@@ -8,15 +8,31 @@ Per linked session a note holds two lines:
 The first is the recipe's line, unchanged. The second is one JSON object with sorted keys, so
 the same link always renders to the same bytes (writing it twice is a no-op) and notes merged
 with `cat_sort_uniq` stay meaningful: every meta line names its own URL, so pairing does not
-depend on line order. See docs/notes.md.
+depend on line order. A forgotten link is replaced by one `hf-trace-forgotten:` line (a
+tombstone). See docs/notes.md.
+
+Writing. `git notes add/append` read the notes tree when they start and move the ref at the end
+without checking what it points at (git/git notes-utils.c `commit_notes`: `refs_update_ref(...,
+old_oid=NULL)`), so two writers lose each other's lines. `write` builds the notes commit with
+plumbing instead (blobs, trees with `mktree`, `commit-tree` on the tip it read) and moves the ref
+with `git update-ref <ref> <new> <old>`: if anyone moved it meanwhile, nothing is replaced and
+the whole edit is redone on the new tip. That keeps every line of anyone else's. The other way
+round cannot be prevented from here: a user's `git notes append` that read the ref before our
+write and lands after it writes back a tree without our lines. So every write first looks at
+the notes commits made since our newest one and puts back any line of ours (links, meta lines,
+tombstones) that one of them dropped; our lines are only ever removed by tracekeeper itself
+(`tracekeeper forget` turns them into tombstones), or with the whole note by `git notes
+remove`/`prune`.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -26,7 +42,24 @@ from .errors import GitError, TransientError
 
 LINK_PREFIX = "hf-trace: "
 META_PREFIX = "hf-trace-meta: "
+#: A forgotten link (`tracekeeper forget`): one JSON object, like a meta line (docs/rewrites.md).
+TOMBSTONE_PREFIX = "hf-trace-forgotten: "
 FORMAT_VERSION = 1
+
+#: The subject of every notes commit we make; how `write` tells our commits from others'.
+COMMIT_MESSAGE = "Notes added by tracekeeper"
+#: How far back `write` looks for commits made since our newest one.
+REPAIR_DEPTH = 64
+
+#: Used only when git has no identity at all (a daemon started without the user's git config
+#: or env): a notes commit needs one, and failing every retry forever would help nobody.
+FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
+
+#: Note text is decoded so that any bytes (a user's note in Latin-1) survive a rewrite unchanged.
+_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+# --- links -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -81,122 +114,708 @@ def parse(text: str) -> list[TraceLink]:
     return links
 
 
-def merge(existing: str, link: TraceLink) -> str | None:
-    """The note text with `link` added, or None when every line of it is already there."""
-    have = existing.splitlines()
-    missing = [line for line in link.lines() if line not in have]
+# --- tombstones --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    url: str
+    agent: str | None
+    session_id: str | None
+    at: str  # ISO 8601, UTC, seconds
+    by: str
+
+    def line(self) -> str:
+        body = {"agent": self.agent, "at": self.at, "by": self.by, "session": self.session_id, "url": self.url, "v": 1}
+        return TOMBSTONE_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def parse_tombstones(text: str) -> list[Tombstone]:
+    out: list[Tombstone] = []
+    for line in text.splitlines():
+        if not line.startswith(TOMBSTONE_PREFIX):
+            continue
+        try:
+            body = json.loads(line[len(TOMBSTONE_PREFIX) :])
+            out.append(
+                Tombstone(
+                    url=str(body["url"]),
+                    agent=body.get("agent"),
+                    session_id=body.get("session"),
+                    at=str(body.get("at", "")),
+                    by=str(body.get("by", "")),
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return out
+
+
+def _tombstone_url(line: str) -> str | None:
+    try:
+        value = json.loads(line[len(TOMBSTONE_PREFIX) :])
+    except ValueError:
+        return None
+    url = value.get("url") if isinstance(value, dict) else None
+    return url if isinstance(url, str) else None
+
+
+def _meta_url(line: str) -> str | None:
+    parsed = parse(line)
+    return parsed[0].url if parsed else None
+
+
+def line_url(line: str) -> str | None:
+    """The URL a link or meta line is about (None for any other line, tombstones included)."""
+    if line.startswith(META_PREFIX):
+        return _meta_url(line)
+    if line.startswith(LINK_PREFIX):
+        return line[len(LINK_PREFIX) :].strip()
+    return None
+
+
+def trace_lines(text: str) -> list[str]:
+    """The lines of a note that are tracekeeper's (links, meta, tombstones), in note order."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(META_PREFIX):
+            if _meta_url(line) is not None:
+                out.append(line)
+        elif line.startswith(TOMBSTONE_PREFIX):
+            if _tombstone_url(line) is not None:
+                out.append(line)
+        elif line.startswith(LINK_PREFIX):
+            out.append(line)
+    return out
+
+
+def tombstoned_urls(lines: Iterable[str]) -> set[str]:
+    return {url for line in lines if line.startswith(TOMBSTONE_PREFIX) and (url := _tombstone_url(line))}
+
+
+def bury(text: str, stones: Mapping[str, Tombstone]) -> str | None:
+    """The note with every line of a forgotten URL replaced by its tombstone (at the first such
+    line's place), or None when nothing changes. An existing tombstone is kept as it is."""
+    have = {t.url for t in parse_tombstones(text)}
+    out: list[str] = []
+    changed = False
+    for line in text.splitlines():
+        url = line_url(line)
+        if url is None or url not in stones:
+            out.append(line)
+            continue
+        changed = True
+        if url not in have:
+            out.append(stones[url].line())
+            have.add(url)
+    if not changed:
+        return None
+    return "\n".join(out).strip("\n") + "\n"
+
+
+# --- merging lines -----------------------------------------------------------------------
+
+
+def add_missing(existing: str, incoming: Iterable[str]) -> str | None:
+    """`existing` with the `incoming` lines it lacks appended, or None when it has them all.
+
+    The existing text is kept byte for byte (only trailing blank lines are folded into one
+    newline), so a user's note keeps its shape.
+    """
+    have = set(existing.splitlines())
+    missing = [line for line in dict.fromkeys(incoming) if line.strip() and line not in have]
     if not missing:
         return None
     body = existing.rstrip("\n")
-    return (body + "\n" if body else "") + "\n".join(missing) + "\n"
+    return (body + "\n" if body else "") + "".join(line + "\n" for line in missing)
+
+
+def merge_lines(existing: str, incoming: Iterable[str]) -> str | None:
+    """`existing` plus the `incoming` lines it lacks, or None when nothing changes.
+
+    A tombstone always wins: a link whose URL was forgotten is dropped, wherever it came from,
+    so a relink (or a repair of a lost update) can never resurrect a dead link.
+    """
+    text = add_missing(existing, incoming)
+    current = existing if text is None else text
+    dead = tombstoned_urls(current.splitlines())
+    if dead and any(line_url(line) in dead for line in current.splitlines()):
+        kept = [line for line in current.split("\n") if line_url(line.rstrip("\r")) not in dead]
+        text = "\n".join(kept).strip("\n") + "\n"
+    return text
+
+
+# --- reading -----------------------------------------------------------------------------
 
 
 def read(git_dir: Path, ref: str, sha: str) -> str:
     proc = git.run(git_dir, ["notes", f"--ref={ref}", "show", sha], check=False)
     if proc.returncode != 0:
         return ""
-    return proc.stdout.decode(errors="replace")
+    return proc.stdout.decode(**_ENCODING)
 
 
-def _is_lock_contention(exc: BaseException) -> bool:
-    return isinstance(exc, GitError) and ("lock" in exc.stderr.lower() or "cannot update ref" in exc.stderr)
+def all_notes(git_dir: Path, ref: str) -> dict[str, str]:
+    """{annotated object: note text} for the whole ref, in two git processes whatever its size."""
+    proc = git.run(git_dir, ["notes", f"--ref={ref}", "list"], check=False)
+    if proc.returncode != 0:
+        return {}
+    pairs = [line.split() for line in proc.stdout.decode().splitlines()]
+    pairs = [p for p in pairs if len(p) == 2]
+    if not pairs:
+        return {}
+    blobs = git.run(git_dir, ["cat-file", "--batch"], input="".join(f"{b}\n" for b, _ in pairs).encode())
+    texts = _batch_contents(blobs.stdout)
+    return {obj: texts.get(blob, "") for blob, obj in pairs}
 
 
-#: Used only when git has no identity at all (a daemon started without the user's git config
-#: or env): a notes commit needs one, and failing every retry forever would help nobody.
-FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
+def _batch_contents(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode().split()
+        pos = end + 1
+        if len(header) < 3 or header[1] == "missing":
+            continue
+        size = int(header[2])
+        out[header[0]] = data[pos : pos + size].decode(**_ENCODING)
+        pos += size + 1
+    return out
 
 
-def _write(git_dir: Path, ref: str, sha: str, text: str) -> None:
-    args = ["notes", f"--ref={ref}", "add", "-f", "-F", "-", sha]
-    try:
-        git.run(git_dir, args, input=text.encode())
-    except GitError as exc:
-        if "tell me who you are" not in exc.stderr and "auto-detect email" not in exc.stderr:
-            raise
-        git.run(git_dir, [*FALLBACK_IDENTITY, *args], input=text.encode())
+# --- the notes tree ----------------------------------------------------------------------
 
 
-def _tip(git_dir: Path, ref: str) -> str | None:
-    proc = git.run(git_dir, ["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], check=False)
-    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+@dataclass(frozen=True)
+class _Entry:
+    mode: str  # octal, as in the tree object ("100644", "40000")
+    oid: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == "40000"
+
+    @property
+    def is_file(self) -> bool:
+        return self.mode.startswith("100")
+
+    @property
+    def kind(self) -> str:
+        return "tree" if self.is_tree else "commit" if self.mode == "160000" else "blob"
 
 
-def _tip_and_parent(git_dir: Path, ref: str) -> tuple[str | None, str | None]:
-    proc = git.run(git_dir, ["log", "-1", "--format=%H %P", ref, "--"], check=False)
-    parts = proc.stdout.decode().split() if proc.returncode == 0 else []
-    return (parts[0] if parts else None), (parts[1] if len(parts) > 1 else None)
+class _Lru(OrderedDict[str, object]):
+    """Git objects never change, so what was read once (by oid) can be reused by any write."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.lock = threading.Lock()
+
+    def get_(self, key: str) -> object | None:
+        with self.lock:
+            value = self.get(key)
+            if value is not None:
+                self.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: object) -> None:
+        with self.lock:
+            self[key] = value
+            self.move_to_end(key)
+            while len(self) > self.size:
+                self.popitem(last=False)
 
 
-def _read_at(git_dir: Path, notes_commit: str, sha: str) -> str:
-    """The note of `sha` as it was in one notes commit (through a throwaway ref)."""
-    # Under refs/notes/: `git notes --ref` prefixes anything else with it. Deleted right after.
-    scratch = f"refs/notes/tracekeeper-read/{os.getpid()}-{threading.get_ident()}"
-    git.run(git_dir, ["update-ref", scratch, notes_commit])
-    try:
-        return read(git_dir, scratch, sha)
-    finally:
-        git.run(git_dir, ["update-ref", "-d", scratch], check=False)
+_OBJECTS = _Lru(4096)
+_HEX = re.compile(r"[0-9a-f]+")
 
 
-def lost_lines(git_dir: Path, ref: str, sha: str, before: str | None) -> list[str]:
-    """Lines a concurrent writer had put in `sha`'s note that our last write replaced.
+class _Session:
+    """One write's long-lived git processes: `cat-file --batch` to read objects one at a time
+    (git flushes each answer, so it can be used interactively) and `mktree -z --batch` to make
+    trees, whatever the number of notes. Killed after `timeout` so a hung git cannot hang us."""
 
-    `git notes add` moves the ref without checking what it pointed at, so a write based on
-    what we read at `before` can drop a line another writer (a `tracekeeper pull`, a user's
-    `git notes append`) added in between. Our write's notes commit has the tip it replaced as
-    its parent: if that is not `before`, whatever that tip had and ours lacks was lost.
+    def __init__(self, git_dir: Path, timeout: float) -> None:
+        self.git_dir = git_dir
+        self.pipes: list[git.Pipe] = []
+        self._cat: git.Pipe | None = None
+        self._mktree: git.Pipe | None = None
+        self.timer = threading.Timer(timeout, self._kill)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _start(self, args: list[str]) -> git.Pipe:
+        pipe = git.Pipe(self.git_dir, args)
+        self.pipes.append(pipe)
+        return pipe
+
+    def _kill(self) -> None:
+        for pipe in list(self.pipes):
+            pipe.kill()
+
+    def close(self) -> None:
+        self.timer.cancel()
+        for pipe in self.pipes:
+            pipe.close()
+        self.pipes.clear()
+
+    def object(self, name: str) -> tuple[str, str, bytes] | None:
+        """(oid, type, content) of `name`, or None if there is no such object."""
+        cached = _OBJECTS.get_(name)
+        if isinstance(cached, tuple):
+            return cached
+        if self._cat is None:
+            self._cat = self._start(["cat-file", "--batch"])
+        cat = self._cat
+        try:
+            cat.stdin.write(name.encode() + b"\n")
+            cat.stdin.flush()
+            header = cat.stdout.readline().decode().split()
+            if len(header) == 3:
+                oid, kind, size = header[0], header[1], int(header[2])
+                data = cat.stdout.read(size + 1)[:size]
+                if len(data) != size:
+                    raise cat.error()
+            elif header[-1:] in (["missing"], ["ambiguous"]):
+                return None
+            else:
+                raise cat.error()
+        except (OSError, ValueError) as exc:
+            raise cat.error() from exc
+        found = (oid, kind, data)
+        if name == oid:
+            _OBJECTS.put(oid, found)
+        return found
+
+    def tree(self, oid: str) -> dict[str, _Entry]:
+        found = self.object(oid)
+        if found is None or found[1] != "tree":
+            raise GitError(f"notes tree {oid} is missing or not a tree", -1, "")
+        data = found[2]
+        rawsz = len(oid) // 2
+        entries: dict[str, _Entry] = {}
+        pos = 0
+        while pos < len(data):
+            space = data.index(b" ", pos)
+            nul = data.index(b"\0", space)
+            name = data[space + 1 : nul].decode(**_ENCODING)
+            entries[name] = _Entry(data[pos:space].decode(), data[nul + 1 : nul + 1 + rawsz].hex())
+            pos = nul + 1 + rawsz
+        return entries
+
+    def text(self, oid: str) -> str:
+        found = self.object(oid)
+        return found[2].decode(**_ENCODING) if found and found[1] == "blob" else ""
+
+    def mktree(self, entries: Mapping[str, _Entry]) -> str:
+        if self._mktree is None:
+            # --missing: a subtree made earlier by this same process need not be looked up again.
+            self._mktree = self._start(["mktree", "-z", "--missing", "--batch"])
+        mk = self._mktree
+        body = b"".join(
+            f"{e.mode.rjust(6, '0')} {e.kind} {e.oid}\t".encode() + name.encode(**_ENCODING) + b"\0"
+            for name, e in entries.items()
+        )
+        try:
+            mk.stdin.write(body + b"\0")
+            mk.stdin.flush()
+            oid = mk.stdout.readline().decode().strip()
+        except OSError as exc:
+            raise mk.error() from exc
+        if not oid:
+            raise mk.error()
+        return oid
+
+
+class _Dir:
+    """One directory of the notes tree, loaded only if a note we write lives in or under it."""
+
+    def __init__(self, session: _Session, depth: int, entries: dict[str, _Entry]) -> None:
+        self.session = session
+        self.depth = depth  # fanout level: names here are the object id minus 2*depth hex digits
+        self.entries = entries
+        self.children: dict[str, _Dir] = {}
+        self.dirty = False
+
+    def child(self, name: str, create: bool = False) -> _Dir | None:
+        if name not in self.children:
+            entry = self.entries.get(name)
+            if entry is not None and entry.is_tree:
+                self.children[name] = _Dir(self.session, self.depth + 1, self.session.tree(entry.oid))
+            elif entry is None and create:
+                self.children[name] = _Dir(self.session, self.depth + 1, {})
+            else:
+                return None
+        return self.children[name]
+
+    def fan_out(self, hexlen: int) -> None:
+        """Move this directory's notes one level down when git would (git/git notes.c
+        `determine_fanout`): when each of the 16 first hex digits starts at least two notes,
+        or a fanout subdirectory. git checks this per level on every write; we check the
+        directories we write, and never fold a fanout back (we never delete a note)."""
+        rest = hexlen - 2 * self.depth
+        if rest <= 2:
+            return
+        names = [n for n, e in self.entries.items() if e.is_file and len(n) == rest and _HEX.fullmatch(n)]
+        subdirs = {n[0] for n, e in self.entries.items() if e.is_tree and len(n) == 2 and _HEX.fullmatch(n)}
+        subdirs |= {n[0] for n, sub in self.children.items() if sub.entries}
+        for digit in "0123456789abcdef":
+            if digit not in subdirs and sum(1 for n in names if n[0] == digit) < 2:
+                return
+        moved: set[str] = set()
+        for name in names:
+            sub = self.child(name[:2], create=True)
+            if sub is None:
+                continue  # a file that is not a note holds that name: leave the note where it is
+            sub.entries[name[2:]] = self.entries.pop(name)
+            sub.dirty = True
+            moved.add(name[:2])
+        self.dirty = True
+        for name in moved:
+            self.children[name].fan_out(hexlen)
+
+    def write(self) -> str | None:
+        """The oid of this directory as changed (None if it ended up empty)."""
+        for name, sub in self.children.items():
+            if sub.dirty:
+                oid = sub.write()
+                if oid is None:
+                    self.entries.pop(name, None)
+                else:
+                    self.entries[name] = _Entry("40000", oid)
+        if not self.entries:
+            return None
+        return self.session.mktree(self.entries)
+
+
+class _Tree:
+    """A notes tree being edited: where git keeps each object's note, and where a new one goes."""
+
+    def __init__(self, session: _Session, root_tree: str | None) -> None:
+        self.session = session
+        self.root = _Dir(session, 0, session.tree(root_tree) if root_tree else {})
+
+    def _path(self, sha: str) -> list[tuple[_Dir, str]]:
+        """Every directory on `sha`'s fanout path that exists, with the name its note would have
+        there. git reads a note at any of them (notes.c `load_subtree`), and concatenates two."""
+        out: list[tuple[_Dir, str]] = []
+        node: _Dir | None = self.root
+        depth = 0
+        while node is not None:
+            out.append((node, sha[2 * depth :]))
+            if 2 * depth + 2 >= len(sha):
+                break
+            node = node.child(sha[2 * depth : 2 * depth + 2])
+            depth += 1
+        return out
+
+    def read(self, sha: str) -> str:
+        """The note as git shows it; two copies at different fanout levels are joined with a
+        blank line like notes.c `combine_notes_concatenate`, deeper first: a tree lists `ab/`
+        before `abcd…`, and git loads a subtree before it inserts a note that falls inside it."""
+        text = ""
+        for node, name in reversed(self._path(sha)):
+            entry = node.entries.get(name)
+            if entry is None or not entry.is_file:
+                continue
+            part = self.session.text(entry.oid)
+            if part and text:
+                text = (text[:-1] if text.endswith("\n") else text) + "\n\n" + part
+            elif part:
+                text = part
+        return text
+
+    def put(self, sha: str, blob: str) -> None:
+        """Store the note in the deepest existing fanout directory (and nowhere else)."""
+        path = self._path(sha)
+        for node, name in path:
+            if name in node.entries and node.entries[name].is_file:
+                del node.entries[name]
+                node.dirty = True
+        node, name = path[-1]
+        node.entries[name] = _Entry("100644", blob)
+        for parent, _ in path:
+            parent.dirty = True
+        node.fan_out(len(sha))
+
+    def write(self) -> str:
+        oid = self.root.write()
+        return oid if oid is not None else self.session.mktree({})
+
+
+# --- writing ------------------------------------------------------------------------------
+
+#: The new text of a note given its current text ("" for none), or None to leave it alone.
+Edit = Callable[[str], "str | None"]
+
+
+@dataclass
+class Written:
+    """What one `write` did."""
+
+    #: Objects whose note the edits changed.
+    changed: list[str] = field(default_factory=list)
+    #: Objects that got back lines of ours another writer had dropped: {object: lines}.
+    restored: dict[str, list[str]] = field(default_factory=dict)
+    #: The notes commit made, if anything changed.
+    commit: str | None = None
+    #: How many times the ref moved under us before the swap succeeded.
+    races: int = 0
+
+
+class _Race(Exception):
+    """update-ref found the ref elsewhere than the tip we built on: redo from the new tip."""
+
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr)
+        self.locked = "File exists" in stderr
+
+
+@dataclass(frozen=True)
+class _Commit:
+    oid: str
+    tree: str
+    parent: str | None  # the first parent: the tip this commit replaced
+    subject: str
+
+
+def _commit_of(session: _Session, name: str) -> _Commit | None:
+    found = session.object(name)
+    if found is None:
+        return None
+    oid, kind, data = found
+    if kind != "commit":
+        raise GitError(f"{name} points at a {kind}, not a notes commit", -1, "")
+    head, _, message = data.decode(**_ENCODING).partition("\n\n")
+    fields = [line.split(" ", 1) for line in head.splitlines()]
+    tree = next(value for key, value in fields if key == "tree")
+    parent = next((value for key, value in fields if key == "parent"), None)
+    return _Commit(oid, tree, parent, message.split("\n", 1)[0])
+
+
+def _history(session: _Session, ref: str) -> tuple[_Commit | None, list[_Commit]]:
+    """The ref's tip, and the notes commits made since our newest one, newest first (first
+    parents only). Read through the session's cat-file, so a tip of ours costs no process."""
+    tip = _commit_of(session, ref)
+    foreign: list[_Commit] = []
+    commit = tip
+    while commit is not None and len(foreign) < REPAIR_DEPTH:
+        if commit.subject.startswith(COMMIT_MESSAGE):
+            return tip, foreign
+        foreign.append(commit)
+        commit = _commit_of(session, commit.parent) if commit.parent else None
+    return tip, []  # none of ours in reach: nothing we wrote to look after
+
+
+def _changes(git_dir: Path, commits: list[_Commit]) -> dict[str, list[str]]:
+    """{commit: raw diff lines against its first parent}, for all of them in one git process."""
+    pairs = [c for c in commits if c.parent]
+    if not pairs:
+        return {}
+    proc = git.run(
+        git_dir,
+        ["diff-tree", "--stdin", "-r", "--raw", "--no-abbrev", "--no-renames"],
+        input="".join(f"{c.oid} {c.parent}\n" for c in pairs).encode(),
+    )
+    out: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in proc.stdout.decode(**_ENCODING).splitlines():
+        if line.startswith(":"):
+            current.append(line)
+        elif line.strip():
+            current = out.setdefault(line.strip(), [])
+    return out
+
+
+def _lost(session: _Session, foreign: list[_Commit], hexlen: int) -> dict[str, list[str]]:
+    """Lines of ours that commits made since our newest one dropped, per object.
+
+    Each commit is compared with its first parent, the tip it replaced. A note that vanished
+    entirely in a commit that says so ("Notes removed by 'git notes remove'" or `prune`) was
+    removed on purpose and stays removed.
     """
-    _, parent = _tip_and_parent(git_dir, ref)
-    if parent == before or parent is None:
+    lost: dict[str, list[str]] = {}
+    changes = _changes(session.git_dir, foreign)
+    for commit in reversed(foreign):  # oldest first, so `lost` keeps note order
+        subject, raw = commit.subject, changes.get(commit.oid, [])
+        before: dict[str, list[str]] = {}
+        after: dict[str, list[str]] = {}
+        for line in raw:
+            meta, _, path = line.partition("\t")
+            fields = meta.split()
+            if len(fields) < 5:
+                continue
+            obj = path.replace("/", "")
+            if len(obj) != hexlen or not _HEX.fullmatch(obj):
+                continue  # not a note
+            old, new = fields[2], fields[3]
+            if set(old) != {"0"}:
+                before.setdefault(obj, []).append(old)
+            if set(new) != {"0"}:
+                after.setdefault(obj, []).append(new)
+        for obj, blobs in before.items():
+            new_blobs = after.get(obj, [])
+            if not new_blobs and subject.startswith("Notes removed by"):
+                continue
+            had = [line for blob in blobs for line in trace_lines(session.text(blob))]
+            has = {line for blob in new_blobs for line in session.text(blob).splitlines()}
+            for line in had:
+                if line not in has and line not in lost.setdefault(obj, []):
+                    lost[obj].append(line)
+    return {obj: lines for obj, lines in lost.items() if lines}
+
+
+def _is_identity_error(exc: GitError) -> bool:
+    return "tell me who you are" in exc.stderr or "auto-detect email" in exc.stderr
+
+
+def _commit(git_dir: Path, tree: str, parent: str | None) -> str:
+    args = ["commit-tree", tree, "-m", COMMIT_MESSAGE, *(["-p", parent] if parent else [])]
+    try:
+        return git.output(git_dir, args)
+    except GitError as exc:
+        if not _is_identity_error(exc):
+            raise
+        return git.output(git_dir, [*FALLBACK_IDENTITY, *args])
+
+
+def _swap(git_dir: Path, ref: str, new: str, old: str | None) -> None:
+    """Move `ref` to `new` only if it still is `old` ("" = must not exist yet)."""
+    proc = git.run(git_dir, ["update-ref", "-m", COMMIT_MESSAGE, ref, new, old or ""], check=False)
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip()
+        if "cannot lock ref" in stderr:
+            raise _Race(stderr)
+        raise GitError(f"git update-ref failed: {(stderr.splitlines() or ['?'])[-1]}", proc.returncode, stderr)
+
+
+def _hash_blobs(git_dir: Path, texts: Sequence[str]) -> list[str]:
+    """Write blobs for `texts` in one git process."""
+    import tempfile
+
+    if not texts:
         return []
-    now = read(git_dir, ref, sha).splitlines()
-    return [line for line in _read_at(git_dir, parent, sha).splitlines() if line.strip() and line not in now]
+    with tempfile.TemporaryDirectory(prefix="tracekeeper-notes-") as tmp:
+        paths = []
+        for i, text in enumerate(texts):
+            path = Path(tmp) / str(i)
+            path.write_bytes(text.encode(**_ENCODING))
+            paths.append(str(path))
+        out = git.output(
+            git_dir, ["hash-object", "-w", "--no-filters", "--stdin-paths"], input="\n".join(paths).encode()
+        )
+    oids = out.split()
+    if len(oids) != len(texts):
+        raise GitError("git hash-object returned the wrong number of objects", -1, out)
+    return oids
+
+
+def _attempt(git_dir: Path, ref: str, edits: Mapping[str, Edit], timeout: float) -> Written:
+    session = _Session(git_dir, timeout)
+    try:
+        head, foreign = _history(session, ref)
+        tip = head.oid if head else None
+        tree = _Tree(session, head.tree if head else None)
+        hexlen = len(tip) if tip else len(next(iter(edits), "")) or 40
+        if any(len(sha) != hexlen for sha in edits):
+            raise GitError(f"object ids of the wrong length for this repository ({hexlen} hex digits)", -1, "")
+        lost = _lost(session, foreign, hexlen) if foreign else {}
+        done = Written()
+        texts: dict[str, str] = {}
+        for sha in [*lost, *(s for s in edits if s not in lost)]:
+            current = tree.read(sha)
+            text = current
+            if sha in lost and (merged := merge_lines(text, lost[sha])) is not None:
+                done.restored[sha] = [line for line in lost[sha] if line in merged.splitlines()]
+                text = merged
+            if sha in edits and (edited := edits[sha](text)) is not None and edited != text:
+                done.changed.append(sha)
+                text = edited
+            if text != current:
+                texts[sha] = text
+        done.restored = {sha: lines for sha, lines in done.restored.items() if lines}
+        if not texts:
+            return done
+        for sha, blob in zip(texts, _hash_blobs(git_dir, list(texts.values())), strict=True):
+            tree.put(sha, blob)
+        new_tree = tree.write()
+    finally:
+        session.close()
+    done.commit = _commit(git_dir, new_tree, tip)
+    _swap(git_dir, ref, done.commit, tip)
+    return done
+
+
+def write(
+    git_dir: Path, ref: str, edits: Mapping[str, Edit], *, attempts: int = 6, timeout: float = git.DEFAULT_TIMEOUT
+) -> Written:
+    """Apply `edits` ({object id: edit}) to the notes of `ref` in one notes commit.
+
+    Each edit gets the note as it is on the tip the commit is built on; if the ref moved before
+    the swap, everything is read and built again on the new tip, after a short jittered wait
+    (another writer, or a git command holding the ref's lock). Lines of ours that a writer
+    without compare-and-swap dropped since our last commit are put back in the same commit.
+    Raises TransientError when the ref never held still, GitError for anything else.
+    """
+    for sha in edits:
+        if len(sha) not in (40, 64) or not _HEX.fullmatch(sha):
+            raise GitError(f"not a full object id: {sha!r}", -1, "")
+    races = 0
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Race)),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
+            stop=stop_after_attempt(attempts),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    done = _attempt(git_dir, ref, edits, timeout)
+                except _Race:
+                    races += 1
+                    raise
+                done.races = races
+                return done
+    except _Race as exc:
+        if exc.locked:
+            raise TransientError(f"notes ref {ref} stayed locked by another git command") from exc
+        raise TransientError(f"notes ref {ref} kept changing under us; will try again") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _with(merger: Callable[[str, Iterable[str]], str | None], lines: Iterable[str]) -> Edit:
+    wanted = list(lines)
+    return lambda text: merger(text, wanted)
+
+
+def add(git_dir: Path, ref: str, lines: Mapping[str, Iterable[str]]) -> Written:
+    """Give each object's note the lines of `lines` it lacks (one notes commit for all)."""
+    return write(git_dir, ref, {sha: _with(add_missing, new) for sha, new in lines.items()})
+
+
+def merge(git_dir: Path, ref: str, lines: Mapping[str, Iterable[str]]) -> Written:
+    """Like `add`, but a tombstone wins: links of a forgotten URL are dropped (relink)."""
+    return write(git_dir, ref, {sha: _with(merge_lines, new) for sha, new in lines.items()})
+
+
+def repair(git_dir: Path, ref: str) -> Written:
+    """Put back lines of ours that another writer dropped since our last write; nothing else."""
+    return write(git_dir, ref, {})
 
 
 def add_lines(git_dir: Path, ref: str, sha: str, lines: list[str]) -> bool:
     """Give `sha`'s note every line of `lines` it lacks, keeping what concurrent writers add."""
-    changed = False
-    wanted = lines
-    for _ in range(5):
-        before = _tip(git_dir, ref)
-        have = read(git_dir, ref, sha)
-        missing = [line for line in wanted if line not in have.splitlines()]
-        if not missing:
-            return changed
-        body = have.rstrip("\n")
-        _write(git_dir, ref, sha, (body + "\n" if body else "") + "\n".join(missing) + "\n")
-        changed = True
-        wanted = lost_lines(git_dir, ref, sha, before)
-        if not wanted:
-            return True
-    raise TransientError(f"notes ref {ref} kept changing under us; will try again")
+    return bool(add(git_dir, ref, {sha: lines}).changed)
+
+
+def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
+    """Attach `link` to commit `sha`; True if the note changed."""
+    return add_lines(git_dir, ref, sha, link.lines())
 
 
 def copy(git_dir: Path, ref: str, source: str, target: str) -> bool:
     """Give `target` every line of `source`'s note it lacks (a cherry-pick keeps its trail)."""
     lines = [line for line in read(git_dir, ref, source).splitlines() if line.strip()]
     return add_lines(git_dir, ref, target, lines) if lines else False
-
-
-def add_link(git_dir: Path, ref: str, sha: str, link: TraceLink) -> bool:
-    """Attach `link` to commit `sha`; True if the note changed.
-
-    A concurrent git command holding the notes ref lock is waited out briefly, then reported as
-    transient so the job is retried later rather than lost; a concurrent writer that slipped in
-    between our read and our write gets its lines put back (add_lines).
-    """
-    try:
-        for attempt in Retrying(
-            retry=retry_if_exception(_is_lock_contention),
-            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
-            stop=stop_after_attempt(6),
-            reraise=True,
-        ):
-            with attempt:
-                return add_lines(git_dir, ref, sha, link.lines())
-    except GitError as exc:
-        if _is_lock_contention(exc):
-            raise TransientError(f"notes ref {ref} stayed locked by another git command") from exc
-        raise
-    return False

@@ -168,9 +168,7 @@ class Worker:
                 if path in groups:
                     self.db.run(self.queue.record_upload, self.store_id, path, job, now)
         self.gate = Gate()
-        for group in groups.values():
-            for job in group:
-                self._note(job, views[job.id])
+        self._note_all([(job, views[job.id]) for group in groups.values() for job in group])
 
     def _plan(
         self, groups: dict[str, list[Job]]
@@ -224,47 +222,68 @@ class Worker:
                     self._redacted.pop(next(iter(self._redacted)))
         return out
 
-    def _note(self, job: Job, view: tuple[int, str, dict[str, int]]) -> None:
-        url = self.store.url(job.remote_path or "")
+    def _link(self, job: Job, view: tuple[int, str, dict[str, int]]) -> notes.TraceLink:
         length, digest, counts = view
-        redacted: dict[str, object] = {"counts": counts, "ruleset": self.redactor.ruleset_id}
-        link = notes.TraceLink(
-            url=url,
+        return notes.TraceLink(
+            url=self.store.url(job.remote_path or ""),
             agent=job.agent,
             session_id=job.session_id,
             first_line=job.first_line or 1,
             last_line=job.last_line or 0,
             bytes=length,
             sha256=digest,
-            redacted=redacted,
+            redacted={"counts": counts, "ruleset": self.redactor.ruleset_id},
         )
-        current = self.db.run(self.queue.commit_of, job.id)
-        if current is None:
-            return  # dropped: a rewrite replaced the commit, whose own job carries the link
-        job = dataclasses.replace(job, commit_sha=current)
-        git_dir = Path(job.git_dir)
+
+    def _note_all(self, batch: list[tuple[Job, tuple[int, str, dict[str, int]]]]) -> None:
+        """Every uploaded job's link, in one notes commit per repository (notes.add)."""
+        by_repo: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
+        for claimed, view in batch:
+            current = self.db.run(self.queue.commit_of, claimed.id)
+            if current is None:
+                continue  # dropped: a rewrite replaced the commit, whose own job carries the link
+            job = dataclasses.replace(claimed, commit_sha=current)
+            by_repo[job.git_dir].append((job, self._link(job, view)))
+        for git_dir_name, items in by_repo.items():
+            self._note_repo(Path(git_dir_name), items)
+
+    def _note_repo(self, git_dir: Path, items: list[tuple[Job, notes.TraceLink]]) -> None:
         if not git_dir.exists():
-            self._fail(job, f"repository {job.git_dir} no longer exists")
-            return
-        if not git.commit_exists(git_dir, job.commit_sha):
-            # `git notes add` would happily annotate a missing object; nobody would ever see it.
-            self._fail(job, f"commit {job.commit_sha[:12]} no longer exists in {job.repo_display}")
+            for job, _ in items:
+                self._fail(job, f"repository {job.git_dir} no longer exists")
             return
         try:
-            notes.add_link(git_dir, self.notes_ref, job.commit_sha, link)
+            present = git.existing_commits(git_dir, [job.commit_sha for job, _ in items])
+        except GitError as exc:
+            self._defer_all([job for job, _ in items], TransientError(str(exc)))
+            return
+        live: list[tuple[Job, notes.TraceLink]] = []
+        lines: dict[str, list[str]] = {}
+        for job, link in items:
+            if job.commit_sha not in present:
+                # A note on a missing object is accepted by git; nobody would ever see it.
+                self._fail(job, f"commit {job.commit_sha[:12]} no longer exists in {job.repo_display}")
+                continue
+            live.append((job, link))
+            lines.setdefault(job.commit_sha, []).extend(link.lines())
+        if not live:
+            return
+        try:
+            notes.add(git_dir, self.notes_ref, lines)
         except TransientError as exc:
-            self._defer(job, exc)
+            self._defer_all([job for job, _ in live], exc)
             return
         except GitError as exc:
-            self._defer(job, TransientError(str(exc)))
+            self._defer_all([job for job, _ in live], TransientError(str(exc)))
             return
-        if not self.db.run(self.queue.complete, job.id, url, self.clock(), redacted, job.commit_sha):
-            # A rewrite moved the job to another commit while we wrote this note: note that one too.
-            self.db.run(
-                self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.clock(), self.clock()
-            )
-            return
-        log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, url)
+        for job, link in live:
+            if not self.db.run(self.queue.complete, job.id, link.url, self.clock(), link.redacted, job.commit_sha):
+                # A rewrite moved the job to another commit while we wrote this note: note that one too.
+                self.db.run(
+                    self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.clock(), self.clock()
+                )
+                continue
+            log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, link.url)
 
     # --- outcomes ---------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ about travel unchanged, and copying is idempotent (a line already there is not a
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,15 +27,11 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import click
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tracekeeperd import git, notes
 from tracekeeperd.config import normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
-
-#: A forgotten link (`tracekeeper forget`): one JSON object, like a meta line (docs/rewrites.md).
-TOMBSTONE_PREFIX = "hf-trace-forgotten: "
-OUR_PREFIXES = (notes.LINK_PREFIX, notes.META_PREFIX, TOMBSTONE_PREFIX)
+from tracekeeperd.notes import all_notes, merge_lines, trace_lines
 
 #: `<commit> <patch-id>` (or `-` for an empty diff): a commit's patch-id never changes.
 PATCH_ID_CACHE = "hf-traces-patch-ids"
@@ -188,133 +183,10 @@ def configured(repo: Path, notes_ref: str) -> bool:
     return not mode or mode[-1].strip().lower() in ("concatenate", "cat_sort_uniq")
 
 
-# --- notes, in bulk ------------------------------------------------------------------------
-
-
-def all_notes(git_dir: Path, ref: str) -> dict[str, str]:
-    """{annotated object: note text} for the whole ref, in two git processes whatever its size."""
-    proc = git.run(git_dir, ["notes", f"--ref={ref}", "list"], check=False)
-    if proc.returncode != 0:
-        return {}
-    pairs = [line.split() for line in proc.stdout.decode().splitlines()]
-    pairs = [p for p in pairs if len(p) == 2]
-    if not pairs:
-        return {}
-    blobs = git.run(git_dir, ["cat-file", "--batch"], input="".join(f"{b}\n" for b, _ in pairs).encode())
-    texts = _batch_contents(blobs.stdout)
-    return {obj: texts.get(blob, "") for blob, obj in pairs}
-
-
-def _batch_contents(data: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        header = data[pos:end].decode().split()
-        pos = end + 1
-        if len(header) < 3 or header[1] == "missing":
-            continue
-        size = int(header[2])
-        out[header[0]] = data[pos : pos + size].decode(errors="replace")
-        pos += size + 1
-    return out
-
-
-def _tombstone_url(line: str) -> str | None:
-    try:
-        value = json.loads(line[len(TOMBSTONE_PREFIX) :])
-    except ValueError:
-        return None
-    url = value.get("url") if isinstance(value, dict) else None
-    return url if isinstance(url, str) else None
-
-
-def _meta_url(line: str) -> str | None:
-    parsed = notes.parse(line)
-    return parsed[0].url if parsed else None
-
-
-def trace_lines(text: str) -> list[str]:
-    """The lines of a note that are tracekeeper's (links, meta, tombstones), in note order."""
-    out: list[str] = []
-    for line in text.splitlines():
-        if line.startswith(notes.META_PREFIX):
-            if _meta_url(line) is not None:
-                out.append(line)
-        elif line.startswith(TOMBSTONE_PREFIX):
-            if _tombstone_url(line) is not None:
-                out.append(line)
-        elif line.startswith(notes.LINK_PREFIX):
-            out.append(line)
-    return out
-
-
-def tombstoned_urls(lines: Iterable[str]) -> set[str]:
-    return {url for line in lines if line.startswith(TOMBSTONE_PREFIX) and (url := _tombstone_url(line))}
-
-
-def _line_url(line: str) -> str | None:
-    if line.startswith(notes.META_PREFIX):
-        return _meta_url(line)
-    if line.startswith(notes.LINK_PREFIX):
-        return line[len(notes.LINK_PREFIX) :].strip()
-    return None
-
-
-def merge_lines(existing: str, incoming: Iterable[str]) -> str | None:
-    """`existing` plus the `incoming` lines it lacks, or None when nothing changes.
-
-    A tombstone always wins: a link whose URL was forgotten is dropped, wherever it came from,
-    so a relink can never resurrect a dead link.
-    """
-    have = existing.splitlines()
-    lines = list(have)
-    for line in incoming:
-        if line not in lines:
-            lines.append(line)
-    dead = tombstoned_urls(lines)
-    if dead:
-        lines = [line for line in lines if _line_url(line) not in dead]
-    if lines == have:
-        return None
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _lock_contention(exc: BaseException) -> bool:
-    return isinstance(exc, GitError) and ("lock" in exc.stderr.lower() or "cannot update ref" in exc.stderr)
-
-
-def write_note(git_dir: Path, ref: str, sha: str, text: str) -> None:
-    """Replace a note, waiting out a concurrent git command that holds the notes ref lock."""
-    for attempt in Retrying(
-        retry=retry_if_exception(_lock_contention),
-        wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
-        stop=stop_after_attempt(6),
-        reraise=True,
-    ):
-        with attempt:
-            notes._write(git_dir, ref, sha, text)
-
-
 # --- the rewrite log -----------------------------------------------------------------------
 
 
 # --- commits, in bulk ----------------------------------------------------------------------
-
-
-def _existing_commits(git_dir: Path, shas: Iterable[str]) -> set[str]:
-    wanted = list(dict.fromkeys(shas))
-    if not wanted:
-        return set()
-    proc = git.run(
-        git_dir, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], input="\n".join(wanted).encode() + b"\n"
-    )
-    out = set()
-    for line in proc.stdout.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1] == "commit":
-            out.add(parts[0])
-    return out
 
 
 def _messages(git_dir: Path, shas: Sequence[str]) -> dict[str, str]:
@@ -397,13 +269,14 @@ class Relinked(NamedTuple):
 
 
 class _Book:
-    """The notes of the ref in memory: what relink copies from, and what it has changed."""
+    """The notes of the ref in memory: what relink copies from, and what it will add."""
 
     def __init__(self, git_dir: Path, ref: str) -> None:
         self.git_dir, self.ref = git_dir, ref
         self.text = all_notes(git_dir, ref)
         self.ours = {sha: lines for sha, text in self.text.items() if (lines := trace_lines(text))}
-        self.changed: dict[str, str] = {}
+        #: {commit: lines to merge into its note}: applied to the note as it is when written.
+        self.pending: dict[str, list[str]] = {}
 
     def copy(self, old: str, new: str) -> bool:
         incoming = self.ours.get(old)
@@ -412,14 +285,16 @@ class _Book:
         merged = merge_lines(self.text.get(new, ""), incoming)
         if merged is None:
             return False
-        self.text[new] = self.changed[new] = merged
+        self.text[new] = merged
         self.ours[new] = trace_lines(merged)
+        self.pending.setdefault(new, []).extend(line for line in incoming if line not in self.pending.get(new, []))
         return True
 
     def flush(self) -> None:
-        for sha, text in self.changed.items():
-            write_note(self.git_dir, self.ref, sha, text)
-        self.changed.clear()
+        """One notes commit for every commit relinked (compare-and-swap: nobody's lines lost)."""
+        if self.pending:
+            notes.merge(self.git_dir, self.ref, self.pending)
+        self.pending.clear()
 
 
 _PICKED = re.compile(r"\(cherry picked from commit ([0-9a-f]{40})\)")
@@ -489,7 +364,7 @@ def relink(
 
 def _match(git_dir: Path, book: _Book, candidates: list[str], tips: list[str]) -> list[Relinked]:
     noted_all = list(book.ours)
-    noted = sorted(_existing_commits(git_dir, noted_all))
+    noted = sorted(git.existing_commits(git_dir, noted_all))
     messages = _messages(git_dir, candidates)
     pids = PatchIds(git_dir)
     candidate_pids = pids.of(candidates)

@@ -13,7 +13,6 @@ docs/rewrites.md), so nobody chases a dead link and no relink can bring the link
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import subprocess
 import sys
@@ -30,76 +29,13 @@ from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, detect, split_lines
 from tracekeeperd.config import normalize_notes_ref
 from tracekeeperd.errors import TracekeeperError
+from tracekeeperd.notes import Tombstone, all_notes, bury, parse_tombstones, trace_lines
 from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
-
-from .rewrite import TOMBSTONE_PREFIX, all_notes, trace_lines, write_note
 
 
 class TrailError(Exception):
     """Something `log` or `forget` cannot do; the message is one line."""
-
-
-# --- tombstones ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tombstone:
-    url: str
-    agent: str | None
-    session_id: str | None
-    at: str  # ISO 8601, UTC, seconds
-    by: str
-
-    def line(self) -> str:
-        body = {"agent": self.agent, "at": self.at, "by": self.by, "session": self.session_id, "url": self.url, "v": 1}
-        return TOMBSTONE_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"))
-
-
-def parse_tombstones(text: str) -> list[Tombstone]:
-    out: list[Tombstone] = []
-    for line in text.splitlines():
-        if not line.startswith(TOMBSTONE_PREFIX):
-            continue
-        try:
-            body = json.loads(line[len(TOMBSTONE_PREFIX) :])
-            out.append(
-                Tombstone(
-                    url=str(body["url"]),
-                    agent=body.get("agent"),
-                    session_id=body.get("session"),
-                    at=str(body.get("at", "")),
-                    by=str(body.get("by", "")),
-                )
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-    return out
-
-
-def bury(text: str, stones: dict[str, Tombstone]) -> str | None:
-    """The note with every line of a forgotten URL replaced by its tombstone (at the first such
-    line's place), or None when nothing changes. An existing tombstone is kept as it is."""
-    have = {t.url for t in parse_tombstones(text)}
-    out: list[str] = []
-    changed = False
-    for line in text.splitlines():
-        url: str | None = None
-        if line.startswith(notes.LINK_PREFIX):
-            url = line[len(notes.LINK_PREFIX) :].strip()
-        elif line.startswith(notes.META_PREFIX):
-            parsed = notes.parse(line)
-            url = parsed[0].url if parsed else None
-        if url is None or url not in stones:
-            out.append(line)
-            continue
-        changed = True
-        if url not in have:
-            out.append(stones[url].line())
-            have.add(url)
-    if not changed:
-        return None
-    return "\n".join(out).strip("\n") + "\n"
 
 
 # --- forget --------------------------------------------------------------------------------
@@ -285,11 +221,10 @@ def forget(
     if not stones:
         return result
     book = all_notes(git_dir, ref)  # fresh: the daemon may have written since the plan
-    for sha, text in book.items():
-        buried = bury(text, stones)
-        if buried is not None:
-            write_note(git_dir, ref, sha, buried)
-            result.tombstoned.append(sha)
+    linking = [sha for sha, text in book.items() if bury(text, stones) is not None]
+    # One notes commit; each note is buried as it is when written, so no line is lost to a race.
+    written = notes.write(git_dir, ref, {sha: lambda text: bury(text, stones) for sha in linking})
+    result.tombstoned.extend(written.changed)
     return result
 
 

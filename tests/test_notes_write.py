@@ -1,0 +1,342 @@
+"""The one note write path against real git: compare-and-swap, batches, fanout, lost updates.
+
+`git notes add/append` build their notes tree from what they read when they start and move the
+ref without checking its old value (git/git builtin/notes.c `append_edit` reads the note before
+the editor runs; notes-utils.c `commit_notes` calls `refs_update_ref` with no old oid). These
+tests run git's own commands against ours, never a stand-in for them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tracekeeperd import git, notes
+from tracekeeperd.errors import TransientError
+
+REF = "refs/notes/hf-traces"
+
+
+class Repo:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.git_dir = work / ".git"
+        self.env = git.clean_env()
+
+    def git(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            ["git", *args], cwd=self.work, env=self.env, input=input, capture_output=True, text=True, check=False
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout
+
+    def commits(self, count: int) -> list[str]:
+        """`count` new commits in one git process (fast-import), oldest first."""
+        stream = []
+        for i in range(1, count + 1):
+            stream.append(f"commit refs/heads/many\nmark :{i}\ncommitter T <t@example.com> {1700000000 + i} +0000\n")
+            stream.append(f"data {len(str(i))}\n{i}\n")
+            stream.append(f"from :{i - 1}\n" if i > 1 else "")
+        self.git("fast-import", "--quiet", input="".join(stream))
+        return self.git("rev-list", "--reverse", "refs/heads/many").split()
+
+    def note(self, sha: str, ref: str = REF) -> str:
+        return self.git("notes", f"--ref={ref}", "show", sha, check=False)
+
+    def note_paths(self, ref: str = REF) -> list[str]:
+        return sorted(self.git("ls-tree", "-r", "--name-only", ref).split())
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    work = tmp_path / "repo"
+    work.mkdir()
+    r = Repo(work)
+    r.git("init", "-q")
+    r.git("config", "user.name", "Test")
+    r.git("config", "user.email", "test@example.com")
+    return r
+
+
+def link_line(tag: str) -> str:
+    return f"{notes.LINK_PREFIX}file:///traces/{tag}.jsonl"
+
+
+# --- both writers against each other --------------------------------------------------
+
+
+def test_user_appends_and_daemon_writes_race_200_rounds_and_lose_nothing(repo: Repo, tmp_path: Path) -> None:
+    """The issue's race, many times over: a user's `git notes append` loop (git's own command,
+    no compare-and-swap) runs for as long as our writer makes its 200 writes, on the same and
+    on different commits."""
+    shas = repo.commits(4)
+    stop = tmp_path / "stop"
+    script = (
+        'i=0; while [ ! -e "$STOP" ]; do i=$((i+1)); eval "sha=\\${$(( i % 4 + 1 ))}"; '
+        'if git notes --ref="$REF" append -m "user-$i" "$sha" 2>/dev/null; then echo "$sha user-$i"; fi; done'
+    )
+    user = subprocess.Popen(
+        ["sh", "-c", script, "user", *shas],
+        cwd=repo.work,
+        env={**repo.env, "STOP": str(stop), "REF": REF},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ours: dict[str, list[str]] = {sha: [] for sha in shas}
+    races = 0
+    try:
+        for i in range(1, 201):
+            batch = {shas[i % 4]: [link_line(f"a{i}")], shas[(i + 1) % 4]: [link_line(f"b{i}")]}
+            for _ in range(100):  # the worker retries a TransientError (a ref that kept moving) later
+                try:
+                    races += notes.add(repo.git_dir, REF, batch).races
+                    break
+                except TransientError:
+                    races += 1
+            else:
+                raise AssertionError("the note was never written")
+            for sha, lines in batch.items():
+                ours[sha].extend(lines)
+    finally:
+        stop.touch()
+        out, _ = user.communicate(timeout=120)
+    theirs: dict[str, list[str]] = {sha: [] for sha in shas}
+    for line in out.splitlines():
+        sha, text = line.split(" ", 1)
+        theirs[sha].append(text)
+    assert sum(len(v) for v in theirs.values()) >= 50, "the user's loop ran all along"
+    assert races > 0, "the two writers really did race"
+    # The daemon's next write; it also puts back what a stale `git notes append` dropped.
+    notes.add(repo.git_dir, REF, {shas[0]: [link_line("last")]})
+    ours[shas[0]].append(link_line("last"))
+    for sha in shas:
+        lines = repo.note(sha).splitlines()
+        assert [x for x in theirs[sha] if x not in lines] == [], f"user lines lost on {sha[:8]}"
+        assert [x for x in ours[sha] if x not in lines] == [], f"our lines lost on {sha[:8]}"
+        assert all(lines.count(x) == 1 for x in ours[sha]), "no line of ours twice"
+
+
+def _editor(tmp: Path) -> tuple[Path, Path, Path]:
+    """A GIT_EDITOR that says when git is waiting on it, then waits to be told to finish: a
+    person editing a note while the daemon writes, without sleeps (named pipes block)."""
+    ready, go = tmp / "ready", tmp / "go"
+    os.mkfifo(ready)
+    os.mkfifo(go)
+    editor = tmp / "editor.sh"
+    editor.write_text(f'#!/bin/sh\necho ready > "{ready}"\nread line < "{go}"\nprintf "user line\\n" > "$1"\n')
+    editor.chmod(editor.stat().st_mode | stat.S_IXUSR)
+    return editor, ready, go
+
+
+def test_a_line_lost_to_a_stale_git_notes_append_comes_back_with_the_next_write(repo: Repo, tmp_path: Path) -> None:
+    noted, other = repo.commits(2)
+    assert notes.add_lines(repo.git_dir, REF, noted, ["Reviewed-by: someone", link_line("before")])
+    editor, ready, go = _editor(tmp_path)
+    user = subprocess.Popen(
+        ["git", "notes", f"--ref={REF}", "append", noted],
+        cwd=repo.work,
+        env={**repo.env, "GIT_EDITOR": str(editor)},
+        stderr=subprocess.PIPE,
+    )
+    assert ready.read_text() == "ready\n"  # git has read the note and waits for the editor
+    assert notes.add_lines(repo.git_dir, REF, noted, [link_line("during")])  # the daemon's job: done
+    go.write_text("go\n")
+    assert user.wait(timeout=30) == 0
+    # git wrote its stale tree: this is git's lost update, not ours.
+    assert link_line("during") not in repo.note(noted).splitlines()
+
+    notes.add_lines(repo.git_dir, REF, other, [link_line("next job")])
+
+    lines = repo.note(noted).splitlines()
+    assert link_line("during") in lines, "the daemon's line is back"
+    assert lines[:3] == ["Reviewed-by: someone", link_line("before"), ""]
+    assert "user line" in lines, "and the user's line is kept"
+    assert repo.note(other) == link_line("next job") + "\n"
+
+
+def test_the_ref_moving_between_our_read_and_our_swap_costs_nobody_a_line(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race made certain: git's own append lands right before our first update-ref."""
+    (sha,) = repo.commits(1)
+    notes.add(repo.git_dir, REF, {sha: [link_line("one")]})
+    real_swap = notes._swap
+    calls: list[str | None] = []
+
+    def swap_after_the_user(git_dir: Path, ref: str, new: str, old: str | None) -> None:
+        if not calls:
+            repo.git("notes", f"--ref={REF}", "append", "-m", "theirs", sha)
+        calls.append(old)
+        real_swap(git_dir, ref, new, old)
+
+    monkeypatch.setattr(notes, "_swap", swap_after_the_user)
+    done = notes.add(repo.git_dir, REF, {sha: [link_line("two")]})
+    assert done.races == 1 and len(calls) == 2 and calls[0] != calls[1], "the first swap failed, the second won"
+    assert repo.note(sha).splitlines() == [link_line("one"), "", "theirs", link_line("two")]
+    assert repo.git("log", "-1", "--format=%s", REF).strip() == notes.COMMIT_MESSAGE
+
+
+# --- batches -------------------------------------------------------------------------
+
+
+def _count_git(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every git process the notes code starts (short-lived or piped), by subcommand."""
+    started: list[str] = []
+    real_run, real_pipe = git.run, git.Pipe.__init__
+
+    def run(git_dir: Path | str, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        started.append(next(a for a in args if not a.startswith("-") and "=" not in a))
+        return real_run(git_dir, args, **kwargs)  # type: ignore[arg-type]
+
+    def pipe(self: git.Pipe, git_dir: Path | str, args: list[str]) -> None:
+        started.append(args[0])
+        real_pipe(self, git_dir, args)
+
+    monkeypatch.setattr(git, "run", run)
+    monkeypatch.setattr(git.Pipe, "__init__", pipe)
+    return started
+
+
+def test_a_batch_of_commits_is_one_notes_commit_with_as_many_git_processes_as_one(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shas = repo.commits(41)
+    repo.git("notes", f"--ref={REF}", "add", "-m", "a user's note", shas[0])
+    started = _count_git(monkeypatch)
+    notes.add(repo.git_dir, REF, {shas[1]: [link_line("single")]})
+    single = list(started)
+    started.clear()
+    done = notes.add(repo.git_dir, REF, {sha: [link_line(sha[:8])] for sha in shas})
+    assert sorted(done.changed) == sorted(shas)
+    assert single == ["cat-file", "hash-object", "mktree", "commit-tree", "update-ref"]
+    assert started == single, "as many git processes for 41 notes as for one"
+    assert repo.git("rev-list", "--count", REF).strip() == "3", "the user's commit, one single, one for the batch"
+    assert repo.note(shas[0]) == f"a user's note\n{link_line(shas[0][:8])}\n"
+    for sha in shas[2:]:
+        assert repo.note(sha) == link_line(sha[:8]) + "\n"
+    started.clear()
+    again = notes.add(repo.git_dir, REF, {sha: [link_line(sha[:8])] for sha in shas})
+    assert again.commit is None and again.changed == []
+    assert started == ["cat-file"], "nothing to write: a look, no commit"
+
+
+def test_notes_commit_identity_follows_git_config(repo: Repo) -> None:
+    (sha,) = repo.commits(1)
+    notes.add(repo.git_dir, REF, {sha: [link_line("x")]})
+    assert repo.git("log", "-1", "--format=%an <%ae>|%cn <%ce>", REF).strip() == (
+        "Test <test@example.com>|Test <test@example.com>"
+    )
+
+
+# --- fanout: the layout git reads and writes ------------------------------------------
+
+
+def _git_adds(repo: Repo, ref: str, shas: list[str], text: str) -> None:
+    """Notes added by git itself in one notes commit: one note, then `git notes copy --stdin`."""
+    repo.git("notes", f"--ref={ref}", "add", "-f", "-m", text, shas[0])
+    if len(shas) > 1:
+        pairs = "".join(f"{shas[0]} {sha}\n" for sha in shas[1:])
+        repo.git("notes", f"--ref={ref}", "copy", "-f", "--stdin", input=pairs)
+
+
+@pytest.mark.parametrize(("before", "added"), [(40, 60), (300, 150)], ids=["flat-to-fanout", "fanout"])
+def test_our_notes_tree_has_the_layout_git_gives_the_same_notes(repo: Repo, before: int, added: int) -> None:
+    """Start from a tree git wrote (flat with 40 notes, fanned out with 300), add notes to old
+    and new commits, and compare with git adding the same notes: same paths, git reads ours."""
+    shas = repo.commits(before + added)
+    _git_adds(repo, REF, shas[:before], "base")
+    twin = "refs/notes/twin"
+    repo.git("update-ref", twin, REF)
+    before_paths = repo.note_paths()
+    assert any("/" in p for p in before_paths) == (before > 60), "the starting layout is git's"
+    touched = shas[before - added // 3 : before + added - added // 3]
+    notes.add(repo.git_dir, REF, {sha: [link_line(sha[:8])] for sha in touched})
+    for sha in touched:  # git, one note at a time, as a user would
+        repo.git("notes", f"--ref={twin}", "append", "-m", link_line(sha[:8]), sha)
+    assert repo.note_paths() == repo.note_paths(twin)
+    assert any("/" in p for p in repo.note_paths()), "fanned out"
+    listed = repo.git("notes", f"--ref={REF}", "list").split()[1::2]
+    assert sorted(listed) == sorted(set(shas[:before]) | set(touched)), "every object once"
+    old, new = touched[0], touched[-1]
+    assert repo.note(old) == f"base\n{link_line(old[:8])}\n"
+    assert repo.note(new) == link_line(new[:8]) + "\n"
+    logged = repo.git("log", f"--notes={REF}", "-1", "--format=%N", new)
+    assert logged.strip() == link_line(new[:8])
+    # And git keeps reading and writing the tree after us.
+    repo.git("notes", f"--ref={REF}", "append", "-m", "user", new)
+    assert repo.note(new) == f"{link_line(new[:8])}\n\nuser\n"
+    assert notes.all_notes(repo.git_dir, REF)[old] == f"base\n{link_line(old[:8])}\n"
+
+
+def test_a_note_stored_twice_at_two_fanout_levels_is_read_as_git_reads_it_and_stored_once(repo: Repo) -> None:
+    """A tree another tool wrote with one note both flat and under `xx/`: git concatenates
+    them (notes.c combine_notes_concatenate); our write keeps that text, in one place."""
+    sha, other = repo.commits(2)
+    flat = repo.git("hash-object", "-w", "--stdin", input="flat\n").strip()
+    deep = repo.git("hash-object", "-w", "--stdin", input="deep\n").strip()
+    sub = repo.git("mktree", input=f"100644 blob {deep}\t{sha[2:]}\n").strip()
+    root = repo.git("mktree", input=f"100644 blob {flat}\t{sha}\n040000 tree {sub}\t{sha[:2]}\n").strip()
+    repo.git("update-ref", REF, repo.git("commit-tree", root, "-m", "by hand").strip())
+    assert repo.note(sha) == "deep\n\nflat\n"
+    notes.add(repo.git_dir, REF, {sha: [link_line("x")], other: [link_line("y")]})
+    assert repo.note(sha) == f"deep\n\nflat\n{link_line('x')}\n"
+    assert [p for p in repo.note_paths() if p.replace("/", "") == sha] == [f"{sha[:2]}/{sha[2:]}"]
+    assert repo.note(other) == link_line("y") + "\n"
+
+
+# --- what the repair does and does not do --------------------------------------------
+
+
+def test_a_note_the_user_removed_with_git_notes_remove_stays_removed(repo: Repo) -> None:
+    sha, other = repo.commits(2)
+    notes.add(repo.git_dir, REF, {sha: [link_line("x")]})
+    repo.git("notes", f"--ref={REF}", "remove", sha)
+    done = notes.add(repo.git_dir, REF, {other: [link_line("y")]})
+    assert done.restored == {}
+    assert repo.note(sha) == ""
+
+
+def test_a_stale_write_that_undoes_a_tombstone_cannot_bring_the_dead_link_back(repo: Repo) -> None:
+    """A lost update can drop a tombstone and restore the link it replaced; putting the
+    tombstone back buries the link again."""
+    (sha,) = repo.commits(1)
+    live = notes.TraceLink("file:///t/dead.jsonl", "codex", "s", 1, 2, 3, "0" * 64)
+    notes.add(repo.git_dir, REF, {sha: ["mine", *live.lines()]})
+    stale_tip = repo.git("rev-parse", REF).strip()
+    stone = notes.Tombstone(live.url, "codex", "s", "2026-01-01T00:00:00Z", "me")
+    notes.write(repo.git_dir, REF, {sha: lambda text: notes.bury(text, {live.url: stone})})
+    # What a `git notes append` that read `stale_tip` writes: its tree, our commit as parent.
+    stale = repo.git("rev-parse", f"{stale_tip}^{{tree}}").strip()
+    tip = repo.git("rev-parse", REF).strip()
+    repo.git(
+        "update-ref", REF, repo.git("commit-tree", stale, "-p", tip, "-m", "Notes added by 'git notes append'").strip()
+    )
+    assert live.lines()[0] in repo.note(sha).splitlines()
+    done = notes.repair(repo.git_dir, REF)
+    assert done.restored == {sha: [stone.line()]}
+    assert repo.note(sha) == f"mine\n{stone.line()}\n"
+
+
+def test_a_note_in_another_encoding_keeps_its_bytes(repo: Repo) -> None:
+    (sha,) = repo.commits(1)
+    raw = "caf\xe9 au lait\r\n".encode("latin-1")
+    blob = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"], cwd=repo.work, input=raw, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .strip()
+    )
+    repo.git("notes", f"--ref={REF}", "add", "-C", blob, sha)
+    notes.add(repo.git_dir, REF, {sha: [link_line("x")]})
+    shown = subprocess.run(
+        ["git", "notes", f"--ref={REF}", "show", sha], cwd=repo.work, capture_output=True, check=True
+    ).stdout
+    assert shown == raw + link_line("x").encode() + b"\n"
