@@ -244,6 +244,26 @@ def test_active_file_naming_a_non_regular_file_is_refused(env: Env) -> None:
     assert not any(env.local_store.rglob("*.jsonl"))
 
 
+def test_a_hard_link_inside_a_transcript_root_is_refused(env: Env) -> None:
+    """`ln ~/.aws/credentials ~/.codex/sessions/.../rollout-x.jsonl`: under a root, regular, and not a transcript."""
+    repo = make_repo(env).install()
+    secret = env.home / ".aws" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text('{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n')
+    link = env.transcript()
+    os.link(secret, link)
+    repo.activate(link)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    assert job["state"] == "failed"
+    assert job["last_error"] == (f"transcript {link} has 2 hard links; refusing to read it (a transcript has one name)")
+    assert not any(env.local_store.rglob("*.jsonl"))
+    assert repo.note(sha) == ""
+    snapshots = env.state / "snapshots"
+    assert not snapshots.exists() or not any(snapshots.iterdir())
+
+
 def _agent_hook(env: Env, agent: str, payload: dict[str, object]) -> None:
     import subprocess
     import sys

@@ -262,6 +262,18 @@ def test_symlinked_transcript_is_refused(snaps: Snapshots, transcript: Path, tmp
         _take(snaps, link)
 
 
+def test_hard_linked_transcript_is_refused(snaps: Snapshots, tmp_path: Path) -> None:
+    """A second name for a file elsewhere (`ln ~/.aws/credentials rollout-x.jsonl`) is no transcript."""
+    secret = tmp_path / "credentials"
+    _write(secret, b'{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n')
+    link = tmp_path / "rollout-x.jsonl"
+    os.link(secret, link)
+    with pytest.raises(TranscriptError, match=r"has 2 hard links; refusing to read it \(a transcript has one") as info:
+        _take(snaps, link)
+    assert str(link) in str(info.value) and "\n" not in str(info.value)
+    assert not snaps.root.exists() or not any(snaps.root.iterdir())  # nothing copied
+
+
 def test_fifo_transcript_is_refused_without_blocking(snaps: Snapshots, tmp_path: Path) -> None:
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo)

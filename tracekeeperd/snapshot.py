@@ -48,7 +48,13 @@ class TranscriptError(PermanentError):
 
 
 def open_transcript(path: Path) -> BinaryIO:
-    """Open a transcript for reading, refusing anything but a regular file (no symlink, FIFO)."""
+    """Open a transcript for reading, refusing anything but a regular file with one name.
+
+    The roots check looks at the path, so a symlink or a hard link inside a transcript
+    directory would smuggle any file out (`ln ~/.aws/credentials .../rollout-x.jsonl`). Agents
+    create their transcripts and never link them, so a second link is refused like a symlink;
+    both are judged on the opened descriptor, so the file read is the file checked.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -61,6 +67,11 @@ def open_transcript(path: Path) -> BinaryIO:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise TranscriptError(f"transcript {path} is not a regular file")
+    if st.st_nlink > 1:
+        os.close(fd)
+        raise TranscriptError(
+            f"transcript {path} has {st.st_nlink} hard links; refusing to read it (a transcript has one name)"
+        )
     return os.fdopen(fd, "rb")
 
 
