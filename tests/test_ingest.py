@@ -169,6 +169,26 @@ def test_line_ranges_restart_with_a_rewritten_transcript(ingestor: Ingestor, git
     assert (d.first_line, d.last_line) == (6, 8)
 
 
+def test_a_json_document_is_ranged_whole_even_after_its_snapshot_was_collected(
+    ingestor: Ingestor, git_dir: Path, tmp_path: Path
+) -> None:
+    """A new version of a whole-file session is a new document: lines 1..end, never "after the last link"."""
+    transcript = tmp_path / "session-2026-06-05T04-59-dcbe78d3.json"
+    messages = [{"id": f"m{n}", "type": "user", "content": f"prompt {n}"} for n in range(1, 4)]
+    transcript.write_bytes(json.dumps({"sessionId": "s1", "messages": messages}, indent=2).encode())
+    a = _commit(ingestor, git_dir, "a", transcript, T0)
+    assert (a.first_line, a.last_line) == (1, transcript.read_bytes().count(b"\n") + 1)
+    # Uploaded, idle, collected: the session's next commit has no snapshot to compare with.
+    ingestor.queue.complete(a.id, "file:///x", T0 + 1)
+    ingestor.snapshots.forget(Path(a.snapshot or ""))
+    ingestor.queue.drop_snapshot(a.snapshot or "")
+    messages.append({"id": "m4", "type": "user", "content": "prompt 4"})
+    transcript.write_bytes(json.dumps({"sessionId": "s1", "messages": messages}, indent=2).encode())
+    b = _commit(ingestor, git_dir, "b", transcript, T0 + 10)
+    assert (b.first_line, b.last_line) == (1, transcript.read_bytes().count(b"\n") + 1)
+    assert json.loads(Path(b.snapshot or "").read_bytes())["messages"] == messages
+
+
 def test_missing_transcript_becomes_a_failed_job_with_the_reason(
     ingestor: Ingestor, git_dir: Path, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ from . import active as active_mod
 from . import git
 from .errors import ActiveFileError, GitError, PermanentError, TransientError
 from .queue import NewJob, Queue
-from .snapshot import Extent, Snapshots
+from .snapshot import Extent, Snapshots, is_document
 from .spool import CommitEvent, RewriteEvent
 
 log = logging.getLogger(__name__)
@@ -235,8 +235,10 @@ class Ingestor:
         # Line numbers belong to a snapshot generation. A rewritten transcript (a new snapshot
         # although there was one to continue) numbers its lines from 1 again; a continued one
         # counts on from its own jobs only. Without any previous snapshot (collected after the
-        # session idled) the session's furthest link is the best guess.
-        rewritten = previous is not None and snapshot != previous[0]
+        # session idled) the session's furthest link is the best guess, except for a whole-file
+        # document: each new version of it is a new document, ranged whole.
+        continued = previous is not None and snapshot == previous[0]
+        rewritten = not continued and (previous is not None or is_document(session.transcript))
         generation = str(snapshot) if previous is not None else None
         before = (
             None
