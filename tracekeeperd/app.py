@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from . import __version__, ipc, notes, redact, spool
-from .active import ActiveSession, safe_component
+from .active import ActiveSession, session_key
 from .config import Config
 from .discovery import SessionIndex, default_roots
 from .errors import ConfigError, PermanentError, TracekeeperError
@@ -136,7 +136,12 @@ class Daemon:
     def _discover(self, work_tree: Path, since: float | None) -> list[ActiveSession]:
         assert self.index is not None
         return [
-            ActiveSession(agent=s.agent, session_id=safe_component(s.session_id) or "session", transcript=s.transcript)
+            ActiveSession(
+                agent=s.agent,
+                session_id=session_key(s.session_id or "session"),
+                transcript=s.transcript,
+                session_raw=s.session_id or "session",
+            )
             for s in self.index.sessions_for(work_tree, since)
         ]
 

@@ -60,7 +60,10 @@ def repo_key(display: Path, identity: str) -> str:
 
 
 def remote_path(key: str, agent: str, session_id: str) -> str:
-    """The recipe's `<repo>/sessions/<agent>-<session_id>.jsonl`, under our unique repo key."""
+    """The recipe's `<repo>/sessions/<agent>-<session_id>.jsonl`, under our unique repo key.
+
+    `session_id` is `active.session_key` of the raw id: one to one, so one file per session.
+    """
     return f"{key}/sessions/{agent}-{session_id}.jsonl"
 
 
@@ -194,6 +197,7 @@ class Ingestor:
             agent=session.agent if session else "?",
             session_id=session.session_id if session else "?",
             transcript=str(session.transcript) if session else None,
+            session_raw=session.session_raw or None if session else None,
         )
         job_id = self.queue.add(job, now, error=reason)
         if job_id is not None:
@@ -265,6 +269,7 @@ class Ingestor:
             last_line=extent.lines,
             sha256=extent.sha256,
             remote_path=remote_path(key, session.agent, session.session_id),
+            session_raw=session.session_raw or None,
         )
         job_id = self.queue.add(job, now)
         if job_id is not None:

@@ -77,6 +77,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0002_redactions",
         "ALTER TABLE jobs ADD COLUMN redactions TEXT",
     ),
+    (
+        # `session_id` is now `active.session_key(raw id)`, one to one with the raw id and equal
+        # to it for every id that was already safe, so earlier rows (which hold the cleaned id)
+        # keep their key, their extents and their remote path. The raw id is kept beside it;
+        # rows from before this migration have NULL: only the cleaned id was ever recorded.
+        "0003_session_raw",
+        "ALTER TABLE jobs ADD COLUMN session_raw TEXT",
+    ),
 ]
 
 
@@ -105,6 +113,8 @@ class Job:
     created_at: float
     updated_at: float
     redactions: str | None = None
+    #: The session id as the agent gave it (None in rows older than migration 0003).
+    session_raw: str | None = None
 
     def view(self) -> JobView:
         lines = (
@@ -156,13 +166,14 @@ class NewJob:
     last_line: int | None = None
     sha256: str | None = None
     remote_path: str | None = None
+    session_raw: str | None = None
 
 
 _JOB_COLUMNS = """
     jobs.id, repos.key, repos.display, jobs.git_dir, jobs.work_tree, jobs.commit_sha, jobs.agent,
     jobs.session_id, jobs.transcript, jobs.snapshot, jobs.bytes, jobs.first_line, jobs.last_line,
     jobs.sha256, jobs.remote_path, jobs.state, jobs.attempts, jobs.next_attempt_at, jobs.last_error,
-    jobs.url, jobs.created_at, jobs.updated_at, jobs.redactions
+    jobs.url, jobs.created_at, jobs.updated_at, jobs.redactions, jobs.session_raw
 """
 _JOB_FROM = "FROM jobs JOIN repos ON repos.id = jobs.repo_id"
 
@@ -182,8 +193,8 @@ def _copy_to(
     sql = (
         "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"  # noqa: S608
         " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
-        " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
-        " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
+        " updated_at, session_raw) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot,"
+        " bytes, first_line, last_line, sha256, remote_path, 'pending', ?, ?, ?, session_raw FROM jobs"
         f" WHERE repo_id = ? AND commit_sha = ? AND snapshot IS NOT NULL AND state IN ({marks})"
     )
     db.execute(
@@ -326,12 +337,12 @@ class Queue:
             cur = db.execute(
                 "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id,"
                 " transcript, snapshot, bytes, first_line, last_line, sha256, remote_path, state,"
-                " next_attempt_at, last_error, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " next_attempt_at, last_error, created_at, updated_at, session_raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.repo_id, job.git_dir, job.work_tree, job.commit_sha, job.agent, job.session_id,
                     job.transcript, job.snapshot, job.bytes, job.first_line, job.last_line, job.sha256,
-                    job.remote_path, state.value, None if error else now, error, now, now,
+                    job.remote_path, state.value, None if error else now, error, now, now, job.session_raw,
                 ),
             )  # fmt: skip
             return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
