@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from . import active as active_mod
 from . import git
 from .errors import ActiveFileError, GitError, PermanentError, TransientError
-from .queue import NewJob, Queue
+from .queue import NewJob, Queue, forgotten_reason
 from .snapshot import Extent, Snapshots, is_document
 from .spool import CommitEvent, RewriteEvent
 
@@ -216,6 +216,13 @@ class Ingestor:
         repo_id, key = repo
         if self.queue.has_job(repo_id, event.sha, session.agent, session.session_id):
             return  # a duplicate delivery (socket and spool both fired): already persisted
+        forgotten = self.queue.forgotten_at(session.agent, session.session_id)
+        if forgotten is not None:
+            # The user removed this session (`tracekeeper forget`): no job, no snapshot, no link.
+            why = forgotten_reason(session.session_id, forgotten).removeprefix("session ")
+            log.warning("commit %s: not linking %s/%s: %s", event.sha[:12], session.agent, session.session_id, why)
+            result.note = f"{session.agent}/{session.session_id}: {why}"
+            return
         try:
             check_root(session.transcript, self.roots)
         except PermanentError as exc:

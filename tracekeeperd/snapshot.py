@@ -239,6 +239,16 @@ class Snapshots:
         self._hashers.pop(snapshot, None)
         snapshot.unlink(missing_ok=True)
 
+    def discard(self, snapshots: list[str]) -> int:
+        """Delete snapshot files a forgotten session left; only files directly in our root."""
+        deleted = 0
+        for name in snapshots:
+            path = Path(name)
+            if path.parent == self.root:
+                self.forget(path)
+                deleted += 1
+        return deleted
+
 
 def _read_document(transcript: Path) -> bytes:
     """The document's bytes once they parse as JSON, re-read for a moment while they do not.

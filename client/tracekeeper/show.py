@@ -136,11 +136,28 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
     return Trail(link, data, "store", _matches(data, link))
 
 
+def _plain(text: str | None) -> str:
+    """A note's field, from whoever pushed it, made safe to print: no control characters."""
+    return "".join(c if c.isprintable() else "?" for c in (text or "?"))
+
+
 def trails(
     repo: Path, rev: str, paths: Paths, notes_ref: str, redactor: Redactor | None = None
 ) -> tuple[str, list[Trail]]:
+    from .trail import parse_tombstones
+
     git_dir, sha = resolve_commit(repo, rev)
-    links = notes.parse(notes.read(git_dir, notes_ref, sha))
+    text = notes.read(git_dir, notes_ref, sha)
+    stones = parse_tombstones(text)
+    dead = {stone.url for stone in stones}  # a merge can bring back a live line next to its tombstone
+    links = [link for link in notes.parse(text) if link.url not in dead]
+    if stones and not links:
+        forgotten = "; ".join(
+            f"its trace ({_plain(stone.agent)} session {_plain(stone.session_id)}) was forgotten on"
+            f" {_plain(stone.at)} by {_plain(stone.by)}"
+            for stone in stones
+        )
+        raise ShowError(f"commit {sha[:12]}: {forgotten}")
     return sha, [load(paths, sha, link, redactor) for link in links]
 
 
