@@ -179,8 +179,8 @@ class Worker:
         """Fail the jobs of sessions forgotten since they were queued; the rest go on.
 
         `forget` cancels a session's queued jobs and ingest queues none for it, so this only
-        catches a job queued by a daemon that did not know yet (a forget written to the queue
-        while it was down or starting).
+        catches a job queued by a daemon from before forgetting reached daemons (its
+        `POST /v1/forget` answered 404, so the CLI wrote the record to its queue behind it).
         """
         keep: list[Job] = []
         for job in jobs:
