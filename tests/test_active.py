@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tracekeeperd.active import (
     ActiveSession,
@@ -39,7 +42,12 @@ def test_recipe_single_payload() -> None:
         }
     )
     assert sessions == [
-        ActiveSession(agent="codex", session_id=UUID, transcript=Path("/home/u/.codex/sessions/2026/rollout.jsonl"))
+        ActiveSession(
+            agent="codex",
+            session_id=UUID,
+            transcript=Path("/home/u/.codex/sessions/2026/rollout.jsonl"),
+            session_raw=UUID,
+        )
     ]
 
 
@@ -141,10 +149,63 @@ def test_hostile_ids_cannot_climb_out_of_a_remote_path(hostile: str) -> None:
         assert value not in (".", "..")
 
 
-def test_a_session_id_that_sanitises_to_nothing_falls_back_to_the_file_name() -> None:
-    [session] = _parse({"session_id": "../..", "agent": "///", "transcript_path": "/t/fallback.jsonl"})
-    assert session.session_id == "fallback"
-    assert session.agent == "agent"
+def test_a_session_id_that_sanitises_to_nothing_keeps_its_own_identity() -> None:
+    """`../..` and `///` are two ids: they must not both become the file name's stem."""
+    [first] = _parse({"session_id": "../..", "agent": "///", "transcript_path": "/t/fallback.jsonl"})
+    [second] = _parse({"session_id": "///", "transcript_path": "/t/fallback.jsonl"})
+    assert first.session_id != second.session_id
+    assert first.session_raw == "../.." and second.session_raw == "///"
+    assert first.agent == "agent"
+
+
+def test_without_an_id_the_file_name_is_the_session_id() -> None:
+    [session] = _parse({"transcript_path": "/t/fallback.jsonl"})
+    assert (session.session_id, session.session_raw) == ("fallback", "fallback")
+
+
+def _key(raw: str) -> str:
+    """The session id a payload's raw `session_id` becomes (queue key, note, remote path)."""
+    [session] = _parse({"session_id": raw, "agent": "codex", "transcript_path": "/t/fallback.jsonl"})
+    return session.session_id
+
+
+#: Ids that were already safe: letters, digits, `._-`, not starting or ending with `.` or `-`, at
+#: most 128 long, and without `--` (which only mapped ids contain, so the two sets never meet).
+SAFE_ID = r"[A-Za-z0-9_](?:[A-Za-z0-9._]|-(?!-))*(?<![.-])"
+#: Characters that make near-collisions likely: cleaning turns each unsafe run into one `-`.
+NEAR = st.text(alphabet="ab-._/ :~é\n", max_size=12)
+
+
+@given(st.from_regex(SAFE_ID, fullmatch=True).filter(lambda s: len(s) <= 128))
+@example(UUID)
+@example("019c8a70-dda7-7f33-98ea-f30553347322")
+@example("claude-code_2.1")
+@example("x" * 128)
+def test_a_safe_id_maps_to_itself(raw: str) -> None:
+    """Ordinary ids keep `<repo>/sessions/<agent>-<id>.jsonl`, so existing notes and queue rows stay valid."""
+    assert _key(raw) == raw
+
+
+@given(
+    st.lists(st.one_of(NEAR, st.from_regex(SAFE_ID, fullmatch=True), st.text()), min_size=2, max_size=8, unique=True)
+)
+@example(["team/" + UUID, "team-" + UUID])
+@example(["a" * 140, "a" * 139 + "b"])
+@example(["a" * 128, "a" * 129])
+@example(["../..", "///", "fallback"])
+@example(["a--b", "a-/b", "a//b"])
+def test_distinct_ids_never_share_a_session_id(raws: list[str]) -> None:
+    raws = [raw for raw in raws if raw]  # an empty id is no id: the file name stands in
+    keys = [_key(raw) for raw in raws]
+    assert len(set(keys)) == len(keys), dict(zip(raws, keys, strict=True))
+    for key in keys:
+        assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", key) and not key.endswith((".", "-")), key
+
+
+@given(st.text(min_size=129))
+def test_a_long_id_is_cut_but_still_its_own(raw: str) -> None:
+    key = _key(raw)
+    assert len(key) <= 128 and key != _key(raw[:128]) and key != _key(raw + "x")
 
 
 def test_safe_component_is_bounded_and_keeps_ordinary_names() -> None:

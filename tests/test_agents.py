@@ -385,8 +385,10 @@ def test_codex_legacy_unwrapped_rollout() -> None:
     ]
 
 
-def test_gemini_legacy_json_as_pseudo_lines() -> None:
-    fmt, _, lines = load(GEMINI_LEGACY)
+@pytest.mark.parametrize("relpath", [GEMINI_LEGACY, "gemini/agent-history_real-session-01.no-final-newline.json"])
+def test_gemini_legacy_json_as_pseudo_lines(relpath: str) -> None:
+    """As gemini-cli writes it (no final newline) and as the vetted copy has it (with one)."""
+    fmt, _, lines = load(relpath)
     # Pseudo-line 1 is the metadata, then one line per message.
     assert len(lines) == 3
     assert "messages" not in json.loads(lines[0]) and json.loads(lines[0])["kind"] == "main"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 
 from .harness import UUID_A, UUID_B, Daemon, Env, append_lines, make_repo, note_links, running_daemon, wait_for
 
@@ -242,6 +243,53 @@ def test_active_file_naming_a_non_regular_file_is_refused(env: Env) -> None:
         (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
     assert job["last_error"] == f"transcript {link} is a symlink; refusing to follow it"
     assert not any(env.local_store.rglob("*.jsonl"))
+
+
+def test_session_ids_that_clean_to_the_same_name_keep_their_own_remote_files(env: Env) -> None:
+    """`team/<uuid>` and `team-<uuid>`, or two 140-character ids that differ at the end, are four sessions."""
+    repo = make_repo(env).install()
+    raws = [f"team/{UUID_A}", f"team-{UUID_A}", "s" * 139 + "1", "s" * 139 + "2"]
+    commits: dict[str, str] = {}
+    with running_daemon(env):
+        for n, raw in enumerate(raws):
+            transcript = env.transcript(f"rollout-2026-11-25T09-00-0{n}-{UUID_B}.jsonl")
+            append_lines(transcript, n + 1, stamp=f"2026-11-25T09:00:0{n}.000Z")
+            repo.activate(transcript, session_id=raw)
+            commits[raw] = repo.commit(f"work of session {n}")
+            wait_for(lambda sha=commits[raw]: repo.note(sha), what=f"note {n}")
+        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
+    metas = {raw: note_links(repo.note(sha))[0] for raw, sha in commits.items()}
+    urls = [meta["url"] for meta in metas.values()]
+    assert len(set(urls)) == len(raws), urls
+    assert len({meta["session"] for meta in metas.values()}) == len(raws)
+    for n, (raw, meta) in enumerate(metas.items()):
+        stored = Path(meta["url"].removeprefix("file://")).read_bytes()
+        # Each remote file still holds its own session, not the one committed after it.
+        assert stored.count(b"\n") == n + 1 and meta["lines"] == [1, n + 1], raw
+        assert hashlib.sha256(stored).hexdigest() == meta["sha256"]
+    # An ordinary id is its own name, as the recipe's path wants; the others are told apart.
+    assert metas[f"team-{UUID_A}"]["url"].endswith(f"/sessions/codex-team-{UUID_A}.jsonl")
+    assert metas[f"team-{UUID_A}"]["session"] == f"team-{UUID_A}"
+
+
+def test_a_hard_link_inside_a_transcript_root_is_refused(env: Env) -> None:
+    """`ln ~/.aws/credentials ~/.codex/sessions/.../rollout-x.jsonl`: under a root, regular, and not a transcript."""
+    repo = make_repo(env).install()
+    secret = env.home / ".aws" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text('{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n')
+    link = env.transcript()
+    os.link(secret, link)
+    repo.activate(link)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    assert job["state"] == "failed"
+    assert job["last_error"] == (f"transcript {link} has 2 hard links; refusing to read it (a transcript has one name)")
+    assert not any(env.local_store.rglob("*.jsonl"))
+    assert repo.note(sha) == ""
+    snapshots = env.state / "snapshots"
+    assert not snapshots.exists() or not any(snapshots.iterdir())
 
 
 def _agent_hook(env: Env, agent: str, payload: dict[str, object]) -> None:

@@ -350,11 +350,14 @@ def test_sessions_for_matches_gemini_by_hash_and_cursor_by_slug(fixture_index: t
 
 
 def test_only_transcripts_are_indexed(tmp_path: Path) -> None:
-    """Subagent transcripts, Gemini's logs, Copilot's workspace file, symlinks, FIFOs and garbage are not sessions."""
+    """Subagent transcripts, Gemini's logs, Copilot's workspace file, symlinks, hard links, FIFOs and garbage
+    are not sessions."""
     home = tmp_path / "home"
     real = write(rollout(home, uuid(1)), codex_lines(uuid(1), "/w/one"))
     outside = write(tmp_path / "elsewhere" / f"rollout-x-{uuid(2)}.jsonl", codex_lines(uuid(2), "/w/two"))
     (real.parent / f"rollout-link-{uuid(2)}.jsonl").symlink_to(outside)
+    hard = write(tmp_path / "elsewhere" / f"rollout-y-{uuid(14)}.jsonl", codex_lines(uuid(14), "/w/four"))
+    os.link(hard, real.parent / f"rollout-hard-{uuid(14)}.jsonl")
     os.mkfifo(real.parent / f"rollout-fifo-{uuid(3)}.jsonl")
     (real.parent / f"rollout-dir-{uuid(4)}.jsonl").mkdir()
     (real.parent / f"rollout-junk-{uuid(5)}.jsonl").write_bytes(b"\x00\xff garbage\nnot json either\n")

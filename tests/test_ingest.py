@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,6 +168,62 @@ def test_line_ranges_restart_with_a_rewritten_transcript(ingestor: Ingestor, git
     assert c.snapshot == d.snapshot
     assert (c.first_line, c.last_line) == (1, 5)
     assert (d.first_line, d.last_line) == (6, 8)
+
+
+def test_a_json_document_is_ranged_whole_even_after_its_snapshot_was_collected(
+    ingestor: Ingestor, git_dir: Path, tmp_path: Path
+) -> None:
+    """A new version of a whole-file session is a new document: lines 1..end, never "after the last link"."""
+    transcript = tmp_path / "session-2026-06-05T04-59-dcbe78d3.json"
+    messages = [{"id": f"m{n}", "type": "user", "content": f"prompt {n}"} for n in range(1, 4)]
+    transcript.write_bytes(json.dumps({"sessionId": "s1", "messages": messages}, indent=2).encode())
+    a = _commit(ingestor, git_dir, "a", transcript, T0)
+    assert (a.first_line, a.last_line) == (1, transcript.read_bytes().count(b"\n") + 1)
+    # Uploaded, idle, collected: the session's next commit has no snapshot to compare with.
+    ingestor.queue.complete(a.id, "file:///x", T0 + 1)
+    ingestor.snapshots.forget(Path(a.snapshot or ""))
+    ingestor.queue.drop_snapshot(a.snapshot or "")
+    messages.append({"id": "m4", "type": "user", "content": "prompt 4"})
+    transcript.write_bytes(json.dumps({"sessionId": "s1", "messages": messages}, indent=2).encode())
+    b = _commit(ingestor, git_dir, "b", transcript, T0 + 10)
+    assert (b.first_line, b.last_line) == (1, transcript.read_bytes().count(b"\n") + 1)
+    assert json.loads(Path(b.snapshot or "").read_bytes())["messages"] == messages
+
+
+def test_a_queue_from_before_raw_ids_keeps_its_sessions(tmp_path: Path, git_dir: Path) -> None:
+    """Rows written when the queue held cleaned ids (schema 0002) go on: same key, range and remote file."""
+    from tracekeeperd.queue import MIGRATIONS
+
+    db_path = tmp_path / "state" / "queue.sqlite3"
+    db_path.parent.mkdir(mode=0o700)
+    old = sqlite3.connect(db_path)
+    old.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for name, sql in MIGRATIONS[:2]:
+        old.executescript(sql)
+        old.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
+    old.commit()
+    old.close()
+    queue = Queue(db_path)
+    ingestor = Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"), roots=(tmp_path.resolve(),))
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(_lines(transcript, 1, 4))
+    uuid = "019c8a70-dda7-7f33-98ea-f30553347322"
+    payload = {"session_id": uuid, "agent": "codex", "transcript_path": str(transcript)}
+
+    def commit(sha: str, at: float) -> Job:
+        event = CommitEvent(sha * 40, git_dir, git_dir.parent, at, json.dumps(payload).encode())
+        [job_id] = ingestor.ingest(event, now=at).job_ids
+        return next(job for job in queue.jobs() if job.id == job_id)
+
+    a = commit("a", T0)
+    # Make the row look like one from the old schema: no raw id was ever recorded.
+    queue.db.execute("UPDATE jobs SET session_raw = NULL")
+    transcript.write_bytes(_lines(transcript, 1, 6))
+    b = commit("b", T0 + 10)
+    queue.close()
+    assert a.session_id == b.session_id == uuid and b.session_raw == uuid
+    assert b.remote_path == a.remote_path and (a.remote_path or "").endswith(f"/sessions/codex-{uuid}.jsonl")
+    assert (b.first_line, b.last_line) == (5, 6) and b.snapshot == a.snapshot
 
 
 def test_missing_transcript_becomes_a_failed_job_with_the_reason(

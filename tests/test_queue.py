@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tracekeeperd.protocol import JobState
-from tracekeeperd.queue import MIGRATIONS, NewJob, Queue
+from tracekeeperd.queue import MIGRATIONS, NewJob, NotForgotten, Queue
 
 T0 = 1_800_000_000.0
 
@@ -411,3 +411,53 @@ def test_latest_snapshot_is_the_furthest_extent_of_the_newest_snapshot(queue: Qu
     queue.copy_jobs(repo, "a" * 40, "c" * 40, T0 + 2)  # a pick of the older commit
     latest = queue.latest_snapshot(repo, "codex", "s1")
     assert latest is not None and latest[1:3] == (300, 30)
+
+
+# --- forgotten sessions ----------------------------------------------------------------
+
+
+def test_forget_clears_what_would_bring_a_session_back(queue: Queue) -> None:
+    repo_id = _repo(queue)
+    done = queue.add(_job(repo_id, "a" * 40, snapshot="/snap/gen1", session_raw="s1"), T0)
+    queued = queue.add(_job(repo_id, "b" * 40, snapshot="/snap/gen1"), T0)
+    other = queue.add(_job(repo_id, "c" * 40, session="s2", snapshot="/snap/other"), T0)
+    assert done is not None and queued is not None and other is not None
+    [first, *_] = queue.claim_due(T0, 1, 60)
+    queue.complete(first.id, "file:///s/p", T0)
+    queue.record_upload("file:///s", first.remote_path or "", first, T0)
+    others = [job for job in queue.jobs() if job.id == other]
+    queue.record_upload("file:///s", others[0].remote_path or "", others[0], T0)
+
+    since, snapshots, cancelled = queue.forget("codex", "s1", T0 + 5)
+    assert (since, snapshots, cancelled) == (T0 + 5, ["/snap/gen1"], 1)
+    assert queue.uploaded("file:///s", first.remote_path or "") is None
+    assert queue.uploaded("file:///s", others[0].remote_path or "") is not None, "other sessions keep theirs"
+    jobs = {job.id: job for job in queue.jobs()}
+    assert jobs[done].state is JobState.DONE and jobs[done].snapshot is None
+    assert jobs[queued].state is JobState.FAILED and jobs[queued].snapshot is None
+    assert (jobs[queued].last_error or "").startswith("session forgotten on 2027-01-15T08:00:05Z; not linked")
+    assert jobs[other].snapshot == "/snap/other" and jobs[other].state is JobState.PENDING
+    assert queue.followed(T0 - 1) == [] and queue.latest_snapshot(repo_id, "codex", "s1") is None
+    assert queue.retry_failed(T0 + 6) == (0, 1), "a cancelled upload is never retried"
+    assert queue.unfinished("codex", "s1") == 0
+    assert queue.forgotten_at("codex", "s1") == T0 + 5 and queue.forgotten_at("claude", "s1") is None
+    # Forgetting again is harmless and keeps the first date.
+    assert queue.forget("codex", "s1", T0 + 60) == (T0 + 5, [], 0)
+    assert queue.forgotten_sessions() == [("codex", "s1", T0 + 5)]
+    raw = queue.db.execute("SELECT session_raw FROM forgotten").fetchone()
+    assert raw == ("s1",)
+
+
+def test_unforget_by_id_or_unambiguous_prefix(queue: Queue) -> None:
+    queue.forget("codex", "019c8a70-aaaa", T0)
+    queue.forget("claude", "019c8a70-aaaa", T0)
+    queue.forget("codex", "019c8a70-bbbb", T0)
+    with pytest.raises(NotForgotten, match="is the start of 2 forgotten session ids"):
+        queue.unforget("019c8a70")
+    with pytest.raises(NotForgotten, match="'nope' is not a forgotten session on this machine"):
+        queue.unforget("nope")
+    with pytest.raises(NotForgotten, match="not a forgotten session"):
+        queue.unforget("019c8")  # too short to be a prefix
+    assert sorted(queue.unforget("019c8a70-a")) == [("claude", "019c8a70-aaaa"), ("codex", "019c8a70-aaaa")]
+    assert queue.unforget("019c8a70-bbbb") == [("codex", "019c8a70-bbbb")]
+    assert queue.forgotten_sessions() == []

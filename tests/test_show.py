@@ -222,3 +222,39 @@ def test_visible_spells_out_exactly_what_a_terminal_would_act_on() -> None:
     ordinary = "naïve 日本語 ⚙ — emoji 🙂, arabic مرحبا, backslash \\x1b stays"
     assert visible(ordinary) == ordinary
     assert markup("[bold]x[/bold] \x1b") == "\\[bold]x\\[/bold] \\x1b"
+
+
+def test_show_reads_a_gemini_legacy_session_written_without_a_final_newline(env: Env) -> None:
+    """gemini-cli < v0.39 writes `JSON.stringify(conversation, null, 2)`: no final newline (fixtures/SOURCES.md)."""
+    repo = make_repo(env).install()
+    legacy = FIXTURES / "gemini" / "agent-history_real-session-01.no-final-newline.json"
+    doc = legacy.read_bytes()
+    transcript = env.home / ".gemini" / "tmp" / "abc" / "chats" / "session-2026-06-05T04-59-dcbe78d3.json"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_bytes(doc)
+    repo.activate(transcript, session_id="dcbe78d3-ea75-4786-929e-d6cff0fc00ed", agent="gemini")
+    with running_daemon(env):
+        first = repo.commit("first")
+        wait_for(lambda: repo.note(first), what="note 1")
+        data = json.loads(env.cli("show", first, "-C", str(repo.path), "--json").stdout)
+        (session,) = data["sessions"]
+        assert session["verified"] is True
+        assert [t["kind"] for t in session["turns"]][:2] == ["user", "assistant"]
+        record = json.loads(doc)
+        record["messages"].append(
+            {"id": "later-1", "type": "user", "content": "Now add tests.", "timestamp": record["lastUpdated"]}
+        )
+        rewritten = json.dumps(record, indent=2).encode()  # rewritten whole, again without a final newline
+        transcript.write_bytes(rewritten)
+        second = repo.commit("second")
+        wait_for(lambda: repo.note(second), what="note 2")
+    (meta1,) = note_links(repo.note(first))
+    (meta2,) = note_links(repo.note(second))
+    # One document, ranged as one: each commit's range is the whole document it saw.
+    assert meta1["lines"] == [1, doc.count(b"\n") + 1] and meta1["bytes"] == len(doc) + 1
+    assert meta2["lines"] == [1, rewritten.count(b"\n") + 1]
+    uploaded = Path(meta2["url"].removeprefix("file://")).read_bytes()
+    assert json.loads(uploaded) == record  # the stored object is the whole, valid document
+    text = env.cli("show", second, "-C", str(repo.path)).stdout
+    assert "verified" in text and "differs" not in text
+    assert "no readable turns" not in text and "Now add tests." in text

@@ -12,6 +12,9 @@ import pytest
 
 from tracekeeperd.snapshot import Extent, Snapshots, TranscriptError, open_transcript, read_prefix
 
+FIXTURES = Path(__file__).parent / "fixtures"
+#: gemini-cli before v0.39 writes `JSON.stringify(conversation, null, 2)` with no final newline.
+GEMINI_LEGACY = FIXTURES / "gemini" / "agent-history_real-session-01.no-final-newline.json"
 #: The commit time used throughout; transcripts are stamped relative to it.
 COMMIT = datetime(2026, 11, 25, 9, 0, 0, tzinfo=UTC).timestamp()
 
@@ -76,6 +79,42 @@ def test_empty_and_newline_free_transcripts_give_an_empty_extent(snaps: Snapshot
 
 
 # --- appending to a growing session ----------------------------------------------------
+
+
+def test_a_whole_json_document_is_kept_whole(snaps: Snapshots, tmp_path: Path) -> None:
+    """Gemini's legacy `.json` is one document without a final newline: its closing brace belongs too."""
+    doc = GEMINI_LEGACY.read_bytes()
+    assert not doc.endswith(b"\n")
+    transcript = tmp_path / "session-2026-06-05T04-59-dcbe78d3.json"
+    _write(transcript, doc)
+    snapshot, extent = _take(snaps, transcript)
+    kept = snapshot.read_bytes()
+    # Ended by a newline (whitespace after a JSON value) so the line-oriented parts see one complete document.
+    assert kept == doc + b"\n" and json.loads(kept) == json.loads(doc)
+    assert extent == Extent(bytes=len(doc) + 1, lines=doc.count(b"\n") + 1, sha256=_sha(doc + b"\n"))
+
+    # Unchanged: the same snapshot and extent (commits back to back share it).
+    assert _take(snaps, transcript, (snapshot, extent), name="gen2.json") == (snapshot, extent)
+
+    # The CLI rewrites the whole file: a new document is a new generation, never an append.
+    record = json.loads(doc)
+    record["messages"].append({"id": "m3", "type": "user", "content": "and now?", "timestamp": record["lastUpdated"]})
+    rewritten = json.dumps(record, indent=2).encode()
+    _write(transcript, rewritten)
+    again, extent2 = _take(snaps, transcript, (snapshot, extent), name="gen3.json")
+    assert again != snapshot and again.read_bytes() == rewritten + b"\n"
+    assert extent2.lines == rewritten.count(b"\n") + 1
+    assert snapshot.read_bytes() == doc + b"\n"  # what the earlier commit saw is untouched
+
+
+def test_a_half_written_json_document_is_not_kept(snaps: Snapshots, tmp_path: Path) -> None:
+    """The CLI rewrites in place: a truncated document is refused with the reason, never stored broken."""
+    transcript = tmp_path / "session-2026-06-05T04-59-dcbe78d3.json"
+    _write(transcript, GEMINI_LEGACY.read_bytes()[:200])
+    with pytest.raises(TranscriptError, match=r"is not a complete JSON document") as info:
+        _take(snaps, transcript)
+    assert str(transcript) in str(info.value) and "\n" not in str(info.value)
+    assert not snaps.root.exists() or not any(snaps.root.iterdir())
 
 
 def test_a_grown_transcript_is_appended_to_the_same_snapshot(snaps: Snapshots, transcript: Path) -> None:
@@ -260,6 +299,18 @@ def test_symlinked_transcript_is_refused(snaps: Snapshots, transcript: Path, tmp
     link.symlink_to(transcript)
     with pytest.raises(TranscriptError, match="symlink"):
         _take(snaps, link)
+
+
+def test_hard_linked_transcript_is_refused(snaps: Snapshots, tmp_path: Path) -> None:
+    """A second name for a file elsewhere (`ln ~/.aws/credentials rollout-x.jsonl`) is no transcript."""
+    secret = tmp_path / "credentials"
+    _write(secret, b'{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n')
+    link = tmp_path / "rollout-x.jsonl"
+    os.link(secret, link)
+    with pytest.raises(TranscriptError, match=r"has 2 hard links; refusing to read it \(a transcript has one") as info:
+        _take(snaps, link)
+    assert str(link) in str(info.value) and "\n" not in str(info.value)
+    assert not snaps.root.exists() or not any(snaps.root.iterdir())  # nothing copied
 
 
 def test_fifo_transcript_is_refused_without_blocking(snaps: Snapshots, tmp_path: Path) -> None:

@@ -63,6 +63,26 @@ def test_bad_requests_get_clear_json_errors_and_the_daemon_keeps_serving(env: En
         assert env.status()["daemon"]["running"] is True
 
 
+def test_forget_requests_are_checked_and_undo_of_nothing_is_a_clear_422(env: Env) -> None:
+    with running_daemon(env):
+        for body, error in [
+            (b"{}", "sessions must be a list of 1 to 1000 sessions"),
+            (b'{"sessions": []}', "sessions must be a list of 1 to 1000 sessions"),
+            (b'{"sessions": [{"agent": "codex"}]}', "every session needs a non-empty agent and session_id"),
+            (b'{"sessions": ["s1"]}', "every session needs a non-empty agent and session_id"),
+            (b'{"undo": 7}', "undo must be a session id"),
+        ]:
+            assert _raw(env, _post("/v1/forget", body)) == (400, {"error": error})
+        status, answer = _raw(env, _post("/v1/forget", b'{"undo": "019c8a70-dda7"}'))
+        assert (status, answer) == (422, {"error": "'019c8a70-dda7' is not a forgotten session on this machine"})
+        status, answer = _raw(env, _post("/v1/forget", b'{"sessions": [{"agent": "codex", "session_id": "s1"}]}'))
+        assert status == 200 and [(f["agent"], f["session_id"], f["cancelled"]) for f in answer["forgotten"]] == [
+            ("codex", "s1", 0)
+        ]
+        status, answer = _raw(env, _post("/v1/forget", b'{"undo": "s1"}'))
+        assert (status, answer) == (200, {"undone": [{"agent": "codex", "session_id": "s1"}]})
+
+
 def test_commit_for_a_path_that_is_not_a_repository_is_reported_not_crashing(env: Env) -> None:
     (env.root / "norepo").mkdir()
     (env.root / "norepo" / "hf-traces-active.json").write_text('{"transcript_path": "/nope"}')

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from tracekeeper import trail
 from tracekeeper.rewrite import write_note
 from tracekeeperd import notes
 
-from .harness import UUID_A, UUID_B, Env, Repo, make_repo, note_links, running_daemon, wait_for
+from .harness import UUID_A, UUID_B, Daemon, Env, Repo, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
 from .test_rewrite import REF, tk
 from .test_show import assert_nothing_reaches_the_terminal, on_terminal
@@ -278,6 +280,149 @@ def test_forget_a_commit_with_the_hub_stand_in(env: Env) -> None:
         assert again["traces"] == [] and again["already_forgotten"][0]["url"] == url_a
 
 
+def queue_rows(env: Env, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """The daemon's queue, read-only, as any SQLite client would see it."""
+    db = sqlite3.connect(f"file:{env.state / 'queue.sqlite3'}?mode=ro", uri=True)
+    try:
+        return list(db.execute(sql, args))
+    finally:
+        db.close()
+
+
+def _marker(env: Env, repo: Repo, n: int) -> str:
+    """A commit of another session: once its note is there, the commits before it were ingested."""
+    other = env.transcript(f"rollout-2026-11-25T11-00-0{n}-{UUID_B}.jsonl")
+    other.write_bytes(b"".join(codex_lines([2], 2 + n)))
+    repo.activate(other, session_id=UUID_B)
+    sha = repo.commit(f"marker {n}", file="m.txt")
+    wait_for(lambda: repo.note(sha), what=f"marker note {n}")
+    return sha
+
+
+def test_forget_reaches_the_daemon_and_sticks_until_undone(env: Env) -> None:
+    """Forgotten, a session is neither linked nor uploaded again (not re-noted, not followed) until --undo."""
+    env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.2"  # the daemon would re-upload a grown session at once
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_bytes(b"".join(codex_lines([2], 3)))
+    with running_daemon(env) as daemon:
+        repo.activate(transcript)
+        a1 = repo.commit("first of A")
+        wait_for(lambda: repo.note(a1), what="note a1")
+        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
+        url = note_links(repo.note(a1))[0]["url"]
+        stored = Path(url.removeprefix("file://"))
+        assert stored.exists()
+
+        done = tk(env, "forget", UUID_A, "--yes", cwd=repo.path)
+        assert done.returncode == 0, done.stderr
+        assert f"codex session {UUID_A} will not be linked or uploaded again" in done.stdout
+        assert f"tracekeeper forget --undo {UUID_A}" in done.stdout
+        assert not stored.exists()
+        # Its upload and snapshot records are gone: nothing is left to follow or to skip against.
+        assert queue_rows(env, "SELECT COUNT(*) FROM uploads") == [(0,)]
+        assert queue_rows(env, "SELECT COUNT(*) FROM jobs WHERE snapshot IS NOT NULL") == [(0,)]
+        assert not any((env.state / "snapshots").iterdir())
+
+        a2 = repo.commit("A again, nothing new", file="a.txt")  # the active file still names A
+        with transcript.open("ab") as fh:
+            fh.write(b"".join(codex_lines([4], 6)[3:]))
+        a3 = repo.commit("A again, grown", file="a.txt")
+        _marker(env, repo, 1)
+        assert repo.note(a2) == "" and repo.note(a3) == ""
+        assert not stored.exists()
+        assert {a2, a3}.isdisjoint(job["commit"] for job in env.status("--all")["jobs"])
+        assert f"not linking codex/{UUID_A}: forgotten on " in daemon.output()
+
+        shown = env.cli("show", a1, "-C", str(repo.path), check=False)
+        assert shown.returncode == 1 and "no trace note" not in shown.stderr
+        assert shown.stderr.startswith(f"Error: commit {a1[:12]}: its trace (codex session {UUID_A}) was forgotten on ")
+
+        undone = tk(env, "forget", "--undo", UUID_A, cwd=repo.path)
+        assert undone.returncode == 0, undone.stderr
+        assert f"codex session {UUID_A} may be linked and uploaded again" in undone.stdout
+        repo.activate(transcript)
+        a4 = repo.commit("A after undo", file="a.txt")
+        wait_for(lambda: repo.note(a4), what="note a4")
+        (link,) = note_links(repo.note(a4))
+        assert link["url"] == url and stored.read_bytes() == transcript.read_bytes()
+    assert daemon.proc is not None
+
+
+def test_forget_without_the_daemon_is_honoured_when_it_starts(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_bytes(b"".join(codex_lines([2], 3)))
+    repo.activate(transcript)
+    with running_daemon(env):
+        a1 = repo.commit("first of A")
+        wait_for(lambda: repo.note(a1), what="note a1")
+        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
+    stored = Path(note_links(repo.note(a1))[0]["url"].removeprefix("file://"))
+    done = tk(env, "forget", UUID_A, "--yes", cwd=repo.path)
+    assert done.returncode == 0, done.stderr
+    assert not stored.exists()
+    assert queue_rows(env, "SELECT agent, session_id FROM forgotten") == [("codex", UUID_A)]
+    assert queue_rows(env, "SELECT COUNT(*) FROM uploads") == [(0,)]
+    a2 = repo.commit("A again while the daemon is down", file="a.txt")  # spooled
+    daemon = Daemon(env).start()
+    try:
+        _marker(env, repo, 1)
+        assert repo.note(a2) == "" and not stored.exists()
+    finally:
+        daemon.stop()
+
+
+def test_a_job_queued_by_a_daemon_that_did_not_know_is_dropped_by_the_worker(env: Env) -> None:
+    """A daemon from before `forget` (404 on POST /v1/forget) gets the record written to its queue
+    behind its back and keeps queueing; the next daemon's worker fails those jobs instead of uploading."""
+    from tracekeeperd.queue import NewJob, Queue
+
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_bytes(b"".join(codex_lines([2], 3)))
+    repo.activate(transcript)
+    with running_daemon(env):
+        a1 = repo.commit("first of A")
+        wait_for(lambda: repo.note(a1), what="note a1")
+        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
+    stored = Path(note_links(repo.note(a1))[0]["url"].removeprefix("file://"))
+    assert tk(env, "forget", UUID_A, "--yes", cwd=repo.path).returncode == 0
+    a2 = repo.commit("queued by an unaware daemon", file="a.txt")
+    snapshot = env.state / "snapshots" / "unaware.jsonl"
+    snapshot.write_bytes(transcript.read_bytes())
+    queue = Queue(env.state / "queue.sqlite3")
+    [done] = queue.jobs()
+    [(repo_id,)] = queue.db.execute("SELECT id FROM repos").fetchall()
+    data = transcript.read_bytes()
+    queue.add(
+        NewJob(
+            repo_id=repo_id,
+            git_dir=done.git_dir,
+            work_tree=done.work_tree,
+            commit_sha=a2,
+            agent="codex",
+            session_id=UUID_A,
+            transcript=str(transcript),
+            snapshot=str(snapshot),
+            bytes=len(data),
+            first_line=1,
+            last_line=3,
+            sha256=hashlib.sha256(data).hexdigest(),
+            remote_path=done.remote_path,
+        ),
+        datetime.now(UTC).timestamp(),
+    )
+    queue.close()
+    with running_daemon(env):
+        job = wait_for(
+            lambda: next((j for j in env.status()["jobs"] if j["commit"] == a2 and j["state"] == "failed"), None),
+            what="the unaware job failed",
+        )
+    assert job["last_error"].startswith("session forgotten on ")
+    assert not stored.exists() and repo.note(a2) == ""
+
+
 def test_forget_refuses_while_an_upload_of_the_session_is_queued(env: Env) -> None:
     with running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
@@ -301,6 +446,15 @@ def test_forget_refuses_while_an_upload_of_the_session_is_queued(env: Env) -> No
             forced = tk(env, "forget", UUID_A, "--yes", "--force", cwd=repo.path)
             assert forced.returncode == 1 and "its links are kept; run forget again" in forced.stderr
             assert repo.note(first) == before  # not deleted, so not declared dead
+            # ...but the daemon already knows: the queued upload is cancelled, with the reason.
+            (job,) = [j for j in env.status()["jobs"] if j["commit"] != first]
+            assert job["state"] == "failed" and job["last_error"].startswith("session forgotten on ")
+            hub.go_online()
+            again = tk(env, "forget", UUID_A, "--yes", cwd=repo.path)
+            assert again.returncode == 0, again.stderr
+            env.cli("retry")
+            env.cli("flush", "--timeout", "20", check=False)
+            assert not [p for p in hub.files(BUCKET) if UUID_A in p]  # the cancelled job never uploads
 
 
 def test_forget_unknown_target_is_one_line(env: Env) -> None:

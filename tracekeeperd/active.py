@@ -8,6 +8,7 @@ a JSON list). Every payload names its transcript as `trace_file`, `transcript_pa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -20,17 +21,26 @@ ACTIVE_FILE = "hf-traces-active.json"
 _PATH_KEYS = ("trace_file", "transcript_path", "transcriptPath")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Ids that are their own session id: safe characters, not starting or ending with `.` or `-`,
+#: and without `--`, which only the mapped form below contains (so the two never meet).
+_SAFE_ID = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._]|-(?!-))*(?<![.-])")
+MAX_ID = 128
+#: Hex digits of sha256(raw id) that keep a cleaned or cut id apart from every other id.
+_ID_HASH = 16
 
 
 @dataclass(frozen=True)
 class ActiveSession:
     agent: str
+    #: `session_key(session_raw)`: the queue's key, the note's `session`, the remote file's name.
     session_id: str
     transcript: Path
     #: When an agent hook last saw the session, and when it ended (tracekeeper's own hook
     #: writes these; the recipe's raw payload has neither, and is always linked).
     seen_at: float | None = None
     ended_at: float | None = None
+    #: The id as the agent gave it (or the file name's, without one); "" when not known.
+    session_raw: str = ""
 
 
 def session_id_from_path(path: Path) -> str:
@@ -50,9 +60,30 @@ def agent_from_path(path: Path) -> str:
 
 
 def safe_component(value: str) -> str:
-    """A name usable as one remote path component: a hostile `../` cannot climb out."""
+    """A name usable as one remote path component: a hostile `../` cannot climb out.
+
+    Not one to one (`a/b` and `a-b` both give `a-b`): fine for a label next to a hash, as in
+    the repository key; session ids go through `session_key`.
+    """
     cleaned = _UNSAFE.sub("-", value).strip(".-")
-    return cleaned[:128]
+    return cleaned[:MAX_ID]
+
+
+def session_key(raw: str) -> str:
+    """The session id for a raw id: the raw id itself when it is already safe, else its
+    cleaned, cut form plus `--` and a hash of the raw id.
+
+    One to one (up to a 64-bit hash collision), so two sessions never share a queue key or a
+    remote file: `team/<uuid>` and `team-<uuid>`, or two long ids that differ after their 128th
+    character, stay apart. Ordinary ids (uuids) map to themselves, so the recipe's
+    `<repo>/sessions/<agent>-<id>.jsonl`, existing notes and existing queue rows are unchanged.
+    Mapped ids always contain `--` and ids that map to themselves never do.
+    """
+    if len(raw) <= MAX_ID and _SAFE_ID.fullmatch(raw):
+        return raw
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:_ID_HASH]
+    stem = _UNSAFE.sub("-", raw).strip(".-")[: MAX_ID - _ID_HASH - 2].rstrip(".-") or "id"
+    return f"{stem}--{digest}"
 
 
 def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
@@ -69,17 +100,16 @@ def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
     if not transcript.is_absolute():
         transcript = root / transcript
     sid = payload.get("session_id") or payload.get("sessionId")
-    session_id = safe_component(str(sid)) if sid else ""
-    if not session_id:
-        session_id = safe_component(session_id_from_path(transcript)) or "session"
+    raw_id = str(sid) if sid else (session_id_from_path(transcript) or "session")
     agent_raw = payload.get("agent")
     agent = safe_component(str(agent_raw)) if agent_raw else ""
     return ActiveSession(
         agent=agent or agent_from_path(transcript),
-        session_id=session_id,
+        session_id=session_key(raw_id),
         transcript=transcript,
         seen_at=_epoch(payload.get("seen_at")),
         ended_at=_epoch(payload.get("ended_at")),
+        session_raw=raw_id,
     )
 
 

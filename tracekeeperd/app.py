@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from . import __version__, ipc, notes, redact, spool
-from .active import ActiveSession, safe_component
+from .active import ActiveSession, session_key
 from .agents.roots import default_roots
 from .config import Config
 from .discovery import SessionIndex
@@ -137,7 +137,12 @@ class Daemon:
     def _discover(self, work_tree: Path, since: float | None) -> list[ActiveSession]:
         assert self.index is not None
         return [
-            ActiveSession(agent=s.agent, session_id=safe_component(s.session_id) or "session", transcript=s.transcript)
+            ActiveSession(
+                agent=s.agent,
+                session_id=session_key(s.session_id or "session"),
+                transcript=s.transcript,
+                session_raw=s.session_id or "session",
+            )
             for s in self.index.sessions_for(work_tree, since)
         ]
 
@@ -372,6 +377,39 @@ class Daemon:
         self.worker.open_gate()
         self.wake.set()
         return retried, still_failed
+
+    async def forget(self, sessions: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """`tracekeeper forget`: on the I/O thread, between batches, so no upload of these
+        sessions is in flight while their records are cleared (see Queue.forget)."""
+        assert self.queue is not None and self.worker is not None
+        queue, worker = self.queue, self.worker
+
+        def on_db() -> list[dict[str, Any]]:
+            now = time.time()
+            out = []
+            for agent, session_id in sessions:
+                since, snapshots, cancelled = queue.forget(agent, session_id, now)
+                worker.snapshots.discard(snapshots)
+                out.append({"agent": agent, "session_id": session_id, "since": since, "cancelled": cancelled})
+            return out
+
+        def on_io() -> list[dict[str, Any]]:
+            worker._redacted.clear()  # a forgotten session's redacted bytes are not kept either
+            return self.db.run(on_db)
+
+        result: list[dict[str, Any]] = await asyncio.get_running_loop().run_in_executor(self.io, on_io)
+        for item in result:
+            agent, session_id, cancelled = item["agent"], item["session_id"], item["cancelled"]
+            log.info("forgot %s/%s (%d queued upload(s) cancelled)", agent, session_id, cancelled)
+        return result
+
+    async def unforget(self, session: str) -> list[tuple[str, str]]:
+        """`tracekeeper forget --undo`: the session may be linked and uploaded again."""
+        assert self.queue is not None
+        pairs: list[tuple[str, str]] = await self._on_db(self.queue.unforget, session)
+        for agent, session_id in pairs:
+            log.info("%s/%s may be linked again", agent, session_id)
+        return pairs
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 from . import active as active_mod
 from . import git
 from .errors import ActiveFileError, GitError, PermanentError, TransientError
-from .queue import NewJob, Queue
-from .snapshot import Extent, Snapshots
+from .queue import NewJob, Queue, forgotten_reason
+from .snapshot import Extent, Snapshots, is_document
 from .spool import CommitEvent, RewriteEvent
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ def repo_key(display: Path, identity: str) -> str:
 
 
 def remote_path(key: str, agent: str, session_id: str) -> str:
-    """The recipe's `<repo>/sessions/<agent>-<session_id>.jsonl`, under our unique repo key."""
+    """The recipe's `<repo>/sessions/<agent>-<session_id>.jsonl`, under our unique repo key.
+
+    `session_id` is `active.session_key` of the raw id: one to one, so one file per session.
+    """
     return f"{key}/sessions/{agent}-{session_id}.jsonl"
 
 
@@ -194,6 +197,7 @@ class Ingestor:
             agent=session.agent if session else "?",
             session_id=session.session_id if session else "?",
             transcript=str(session.transcript) if session else None,
+            session_raw=session.session_raw or None if session else None,
         )
         job_id = self.queue.add(job, now, error=reason)
         if job_id is not None:
@@ -212,6 +216,13 @@ class Ingestor:
         repo_id, key = repo
         if self.queue.has_job(repo_id, event.sha, session.agent, session.session_id):
             return  # a duplicate delivery (socket and spool both fired): already persisted
+        forgotten = self.queue.forgotten_at(session.agent, session.session_id)
+        if forgotten is not None:
+            # The user removed this session (`tracekeeper forget`): no job, no snapshot, no link.
+            why = forgotten_reason(session.session_id, forgotten).removeprefix("session ")
+            log.warning("commit %s: not linking %s/%s: %s", event.sha[:12], session.agent, session.session_id, why)
+            result.note = f"{session.agent}/{session.session_id}: {why}"
+            return
         try:
             check_root(session.transcript, self.roots)
         except PermanentError as exc:
@@ -235,8 +246,10 @@ class Ingestor:
         # Line numbers belong to a snapshot generation. A rewritten transcript (a new snapshot
         # although there was one to continue) numbers its lines from 1 again; a continued one
         # counts on from its own jobs only. Without any previous snapshot (collected after the
-        # session idled) the session's furthest link is the best guess.
-        rewritten = previous is not None and snapshot != previous[0]
+        # session idled) the session's furthest link is the best guess, except for a whole-file
+        # document: each new version of it is a new document, ranged whole.
+        continued = previous is not None and snapshot == previous[0]
+        rewritten = not continued and (previous is not None or is_document(session.transcript))
         generation = str(snapshot) if previous is not None else None
         before = (
             None
@@ -263,6 +276,7 @@ class Ingestor:
             last_line=extent.lines,
             sha256=extent.sha256,
             remote_path=remote_path(key, session.agent, session.session_id),
+            session_raw=session.session_raw or None,
         )
         job_id = self.queue.add(job, now)
         if job_id is not None:

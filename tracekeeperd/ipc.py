@@ -120,6 +120,33 @@ async def post_retry(request: web.Request) -> web.Response:
     return _json({"retried": retried, "still_failed": still_failed})
 
 
+#: Sessions one forget request may name: a commit links a handful; this only bounds the work.
+MAX_FORGET = 1000
+
+
+async def post_forget(request: web.Request) -> web.Response:
+    """`{"sessions": [{"agent", "session_id"}]}` forgets them; `{"undo": "<session id>"}` undoes."""
+    daemon = request.app[DAEMON]
+    body = await _body(request)
+    undo = body.get("undo")
+    if undo is not None:
+        if not isinstance(undo, str) or not undo:
+            raise web.HTTPBadRequest(reason="undo must be a session id")
+        pairs = await daemon.unforget(undo)
+        return _json({"undone": [{"agent": agent, "session_id": sid} for agent, sid in pairs]})
+    sessions = body.get("sessions")
+    if not isinstance(sessions, list) or not 0 < len(sessions) <= MAX_FORGET:
+        raise web.HTTPBadRequest(reason=f"sessions must be a list of 1 to {MAX_FORGET} sessions")
+    wanted: list[tuple[str, str]] = []
+    for item in sessions:
+        agent = item.get("agent") if isinstance(item, dict) else None
+        session_id = item.get("session_id") if isinstance(item, dict) else None
+        if not (isinstance(agent, str) and agent and isinstance(session_id, str) and session_id):
+            raise web.HTTPBadRequest(reason="every session needs a non-empty agent and session_id")
+        wanted.append((agent, session_id))
+    return _json({"forgotten": await daemon.forget(wanted)})
+
+
 def build(daemon: Daemon) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[only_our_user, json_errors])
     app[DAEMON] = daemon
@@ -127,4 +154,5 @@ def build(daemon: Daemon) -> web.Application:
     app.router.add_get(f"{API_PREFIX}/status", get_status)
     app.router.add_post(f"{API_PREFIX}/flush", post_flush)
     app.router.add_post(f"{API_PREFIX}/retry", post_retry)
+    app.router.add_post(f"{API_PREFIX}/forget", post_forget)
     return app

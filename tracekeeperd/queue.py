@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, TracekeeperError
 from .protocol import JobState, JobView
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -77,7 +77,41 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0002_redactions",
         "ALTER TABLE jobs ADD COLUMN redactions TEXT",
     ),
+    (
+        # `session_id` is now `active.session_key(raw id)`, one to one with the raw id and equal
+        # to it for every id that was already safe, so earlier rows (which hold the cleaned id)
+        # keep their key, their extents and their remote path. The raw id is kept beside it;
+        # rows from before this migration have NULL: only the cleaned id was ever recorded.
+        "0003_session_raw",
+        "ALTER TABLE jobs ADD COLUMN session_raw TEXT",
+    ),
+    (
+        # Sessions `tracekeeper forget` removed: never linked or uploaded again until
+        # `tracekeeper forget --undo`. In every repository: a session is one transcript.
+        "0004_forgotten",
+        """
+        CREATE TABLE forgotten (
+            agent TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            session_raw TEXT,
+            forgotten_at REAL NOT NULL,
+            PRIMARY KEY (agent, session_id)
+        )
+        """,
+    ),
 ]
+
+
+def forgotten_reason(session_id: str, at: float) -> str:
+    """Why a forgotten session's commit gets no link, as `status` and the log show it."""
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"session forgotten on {when}; not linked or uploaded (`tracekeeper forget --undo {session_id}` allows it)"
+
+
+class NotForgotten(TracekeeperError):
+    """`forget --undo` named no forgotten session, or the start of several."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +139,8 @@ class Job:
     created_at: float
     updated_at: float
     redactions: str | None = None
+    #: The session id as the agent gave it (None in rows older than migration 0003).
+    session_raw: str | None = None
 
     def view(self) -> JobView:
         lines = (
@@ -156,13 +192,14 @@ class NewJob:
     last_line: int | None = None
     sha256: str | None = None
     remote_path: str | None = None
+    session_raw: str | None = None
 
 
 _JOB_COLUMNS = """
     jobs.id, repos.key, repos.display, jobs.git_dir, jobs.work_tree, jobs.commit_sha, jobs.agent,
     jobs.session_id, jobs.transcript, jobs.snapshot, jobs.bytes, jobs.first_line, jobs.last_line,
     jobs.sha256, jobs.remote_path, jobs.state, jobs.attempts, jobs.next_attempt_at, jobs.last_error,
-    jobs.url, jobs.created_at, jobs.updated_at, jobs.redactions
+    jobs.url, jobs.created_at, jobs.updated_at, jobs.redactions, jobs.session_raw
 """
 _JOB_FROM = "FROM jobs JOIN repos ON repos.id = jobs.repo_id"
 
@@ -182,8 +219,8 @@ def _copy_to(
     sql = (
         "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id, transcript,"  # noqa: S608
         " snapshot, bytes, first_line, last_line, sha256, remote_path, state, next_attempt_at, created_at,"
-        " updated_at) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot, bytes,"
-        " first_line, last_line, sha256, remote_path, 'pending', ?, ?, ? FROM jobs"
+        " updated_at, session_raw) SELECT repo_id, git_dir, work_tree, ?, agent, session_id, transcript, snapshot,"
+        " bytes, first_line, last_line, sha256, remote_path, 'pending', ?, ?, ?, session_raw FROM jobs"
         f" WHERE repo_id = ? AND commit_sha = ? AND snapshot IS NOT NULL AND state IN ({marks})"
     )
     db.execute(
@@ -326,12 +363,12 @@ class Queue:
             cur = db.execute(
                 "INSERT OR IGNORE INTO jobs (repo_id, git_dir, work_tree, commit_sha, agent, session_id,"
                 " transcript, snapshot, bytes, first_line, last_line, sha256, remote_path, state,"
-                " next_attempt_at, last_error, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " next_attempt_at, last_error, created_at, updated_at, session_raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.repo_id, job.git_dir, job.work_tree, job.commit_sha, job.agent, job.session_id,
                     job.transcript, job.snapshot, job.bytes, job.first_line, job.last_line, job.sha256,
-                    job.remote_path, state.value, None if error else now, error, now, now,
+                    job.remote_path, state.value, None if error else now, error, now, now, job.session_raw,
                 ),
             )  # fmt: skip
             return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
@@ -482,10 +519,91 @@ class Queue:
         rows = self.db.execute(
             f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN ("  # noqa: S608
             " SELECT MAX(id) FROM jobs WHERE snapshot IS NOT NULL AND transcript IS NOT NULL"
-            " GROUP BY repo_id, agent, session_id) AND jobs.state = 'done' AND jobs.updated_at >= ?",
+            " GROUP BY repo_id, agent, session_id) AND jobs.state = 'done' AND jobs.updated_at >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.agent = jobs.agent AND f.session_id = jobs.session_id)",
             (since,),
         ).fetchall()
         return [_job(row) for row in rows]
+
+    # --- forgotten sessions ---------------------------------------------------------------
+
+    def forget(self, agent: str, session_id: str, now: float) -> tuple[float, list[str], int]:
+        """Mark a session forgotten and clear what would bring it back; (since when, snapshot
+        files to delete, queued uploads cancelled).
+
+        In one transaction: the session is recorded (an earlier date is kept); what this machine
+        believes the store holds for its remote paths is dropped, so nothing is skipped as
+        "already uploaded"; its snapshots are detached (the caller deletes the files), so
+        nothing is followed or copied to a rewritten commit; and its jobs that could still upload
+        fail with the reason, never to be retried (they have no snapshot left).
+        """
+        with self._tx() as db:
+            raw = db.execute(
+                "SELECT session_raw FROM jobs WHERE agent = ? AND session_id = ? AND session_raw IS NOT NULL LIMIT 1",
+                (agent, session_id),
+            ).fetchone()
+            db.execute(
+                "INSERT INTO forgotten VALUES (?, ?, ?, ?) ON CONFLICT (agent, session_id) DO NOTHING",
+                (agent, session_id, raw[0] if raw else None, now),
+            )
+            since = float(
+                db.execute(
+                    "SELECT forgotten_at FROM forgotten WHERE agent = ? AND session_id = ?", (agent, session_id)
+                ).fetchone()[0]
+            )
+            snapshots = [
+                str(row[0])
+                for row in db.execute(
+                    "SELECT DISTINCT snapshot FROM jobs WHERE agent = ? AND session_id = ? AND snapshot IS NOT NULL",
+                    (agent, session_id),
+                )
+            ]
+            db.execute(
+                "DELETE FROM uploads WHERE remote_path IN"
+                " (SELECT remote_path FROM jobs WHERE agent = ? AND session_id = ? AND remote_path IS NOT NULL)"
+                " OR job_id IN (SELECT id FROM jobs WHERE agent = ? AND session_id = ?)",
+                (agent, session_id, agent, session_id),
+            )
+            cancelled = db.execute(
+                "UPDATE jobs SET state = 'failed', last_error = ?, next_attempt_at = NULL, leased_until = NULL,"
+                " updated_at = ? WHERE agent = ? AND session_id = ? AND state != 'done' AND snapshot IS NOT NULL",
+                (forgotten_reason(session_id, since), now, agent, session_id),
+            ).rowcount
+            db.execute("UPDATE jobs SET snapshot = NULL WHERE agent = ? AND session_id = ?", (agent, session_id))
+        return since, snapshots, cancelled
+
+    def forgotten_at(self, agent: str, session_id: str) -> float | None:
+        """Since when a session is forgotten, or None if it may be linked."""
+        row = self.db.execute(
+            "SELECT forgotten_at FROM forgotten WHERE agent = ? AND session_id = ?", (agent, session_id)
+        ).fetchone()
+        return float(row[0]) if row else None
+
+    def forgotten_sessions(self) -> list[tuple[str, str, float]]:
+        """(agent, session id, since) of every forgotten session, oldest first."""
+        rows = self.db.execute("SELECT agent, session_id, forgotten_at FROM forgotten ORDER BY forgotten_at, agent")
+        return [(str(r[0]), str(r[1]), float(r[2])) for r in rows]
+
+    def unforget(self, session: str) -> list[tuple[str, str]]:
+        """Let a forgotten session be linked again: its id, or an unambiguous start of 6+ characters.
+
+        Returns the (agent, session id) pairs allowed again; raises NotForgotten otherwise.
+        """
+        with self._tx() as db:
+            ids = {str(row[0]) for row in db.execute("SELECT session_id FROM forgotten")}
+            if session not in ids:
+                prefixed = sorted(sid for sid in ids if len(session) >= 6 and sid.startswith(session))
+                if len(prefixed) > 1:
+                    raise NotForgotten(f"{session!r} is the start of {len(prefixed)} forgotten session ids; give more")
+                if not prefixed:
+                    raise NotForgotten(f"{session!r} is not a forgotten session on this machine")
+                session = prefixed[0]
+            pairs = [
+                (str(r[0]), str(r[1]))
+                for r in db.execute("SELECT agent, session_id FROM forgotten WHERE session_id = ?", (session,))
+            ]
+            db.execute("DELETE FROM forgotten WHERE session_id = ?", (session,))
+        return pairs
 
     def retarget(self, repo_id: int, old: str, new: str, now: float) -> list[int]:
         """Move a rewritten commit's jobs to its replacement (amend, rebase).
@@ -541,7 +659,9 @@ class Queue:
     def unfinished(self, agent: str, session_id: str) -> int:
         """Jobs of a session that may still upload it (pending, uploading, or failed and retryable)."""
         row = self.db.execute(
-            "SELECT COUNT(*) FROM jobs WHERE agent = ? AND session_id = ? AND state != 'done'", (agent, session_id)
+            # A failed job without a snapshot can never be retried (see retry_failed): not counted.
+            "SELECT COUNT(*) FROM jobs WHERE agent = ? AND session_id = ? AND state != 'done' AND snapshot IS NOT NULL",
+            (agent, session_id),
         ).fetchone()
         return int(row[0]) if row else 0
 

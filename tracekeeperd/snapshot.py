@@ -9,6 +9,13 @@ was rewritten: it starts a new snapshot generation instead of corrupting the old
 When a commit is ingested late (the daemon was down for a day), lines written after the
 commit are cut off using the records' own `timestamp` fields, so the note describes what the
 commit saw, not what the agent did afterwards.
+
+Gemini's legacy `.json` session is not a log but one JSON document, rewritten whole and
+without a final newline (gemini-cli's `writeConversation`: `fs.writeFileSync(file,
+JSON.stringify(conversation, null, 2))`). "Complete lines only" would drop its closing brace,
+so a document is kept whole once it parses, ended with a newline (whitespace after a JSON
+value) so every line-oriented reader sees it complete; each new version is a new generation,
+and its range is the whole document.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +40,15 @@ _CHUNK = 1 << 20
 _PROBE = 4096
 #: A transcript modified this long after the commit is treated as having grown since.
 _LATE_GRACE = 0.5
+#: Transcripts that are one JSON document rewritten whole, not a log of lines (Gemini < v0.39).
+DOCUMENT_SUFFIXES = (".json",)
+#: How long a document that does not parse is re-read: the CLI may be rewriting it right now.
+_DOCUMENT_SETTLE = 1.0
+
+
+def is_document(transcript: Path) -> bool:
+    """Whether a transcript is one whole JSON document (kept and ranged whole) rather than lines."""
+    return transcript.name.endswith(DOCUMENT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -48,7 +65,13 @@ class TranscriptError(PermanentError):
 
 
 def open_transcript(path: Path) -> BinaryIO:
-    """Open a transcript for reading, refusing anything but a regular file (no symlink, FIFO)."""
+    """Open a transcript for reading, refusing anything but a regular file with one name.
+
+    The roots check looks at the path, so a symlink or a hard link inside a transcript
+    directory would smuggle any file out (`ln ~/.aws/credentials .../rollout-x.jsonl`). Agents
+    create their transcripts and never link them, so a second link is refused like a symlink;
+    both are judged on the opened descriptor, so the file read is the file checked.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -61,6 +84,11 @@ def open_transcript(path: Path) -> BinaryIO:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise TranscriptError(f"transcript {path} is not a regular file")
+    if st.st_nlink > 1:
+        os.close(fd)
+        raise TranscriptError(
+            f"transcript {path} has {st.st_nlink} hard links; refusing to read it (a transcript has one name)"
+        )
     return os.fdopen(fd, "rb")
 
 
@@ -112,6 +140,8 @@ class Snapshots:
         new_name: str,
     ) -> tuple[Path, Extent]:
         """Extend (or start) the session's snapshot to what the transcript held at commit time."""
+        if is_document(transcript):
+            return self._take_document(transcript, previous, new_name)
         with open_transcript(transcript) as src:
             st = os.fstat(src.fileno())
             late = st.st_mtime > committed_at + _LATE_GRACE
@@ -120,6 +150,36 @@ class Snapshots:
             else:
                 snapshot, base = self.root / new_name, Extent(0, 0, hashlib.sha256().hexdigest())
             return self._extend(src, st.st_size, snapshot, base, committed_at if late else None)
+
+    def _take_document(
+        self, transcript: Path, previous: tuple[Path, Extent] | None, new_name: str
+    ) -> tuple[Path, Extent]:
+        """The whole document, once it parses; the previous snapshot if it is the same document.
+
+        No late cut: a document has no lines to cut at, and a rewrite cannot be un-done.
+        """
+        data = _read_document(transcript)
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        extent = Extent(bytes=len(data), lines=data.count(b"\n"), sha256=hashlib.sha256(data).hexdigest())
+        if previous is not None and previous[1] == extent:
+            try:
+                if read_prefix(previous[0], extent.bytes) == data:
+                    return previous
+            except (OSError, PermanentError):
+                pass  # collected or damaged: keep this version as a new generation
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        snapshot = self.root / new_name
+        fd = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._hashers.pop(snapshot, None)
+        return snapshot, extent
 
     def _continues(self, src: BinaryIO, size: int, snapshot: Path, extent: Extent) -> bool:
         """True if the transcript still starts with the snapshot's prefix (probed, not re-read)."""
@@ -178,6 +238,38 @@ class Snapshots:
     def forget(self, snapshot: Path) -> None:
         self._hashers.pop(snapshot, None)
         snapshot.unlink(missing_ok=True)
+
+    def discard(self, snapshots: list[str]) -> int:
+        """Delete snapshot files a forgotten session left; only files directly in our root."""
+        deleted = 0
+        for name in snapshots:
+            path = Path(name)
+            if path.parent == self.root:
+                self.forget(path)
+                deleted += 1
+        return deleted
+
+
+def _read_document(transcript: Path) -> bytes:
+    """The document's bytes once they parse as JSON, re-read for a moment while they do not.
+
+    The CLI rewrites the file in place (truncate, then write), so a read can catch it half
+    written; one that still does not parse after `_DOCUMENT_SETTLE` seconds is refused.
+    """
+    deadline = time.monotonic() + _DOCUMENT_SETTLE
+    delay = 0.01
+    while True:
+        with open_transcript(transcript) as src:
+            data = src.read()
+        try:
+            json.loads(data)
+            return data
+        except (ValueError, RecursionError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise TranscriptError(f"transcript {transcript} is not a complete JSON document ({problem}); nothing kept")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def _cut(block: bytes, cut_after: float) -> tuple[bytes, bool]:

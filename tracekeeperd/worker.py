@@ -25,7 +25,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from . import git, notes, outgoing
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
-from .queue import Job, Queue
+from .queue import Job, Queue, forgotten_reason
 from .redact import RedactionError, Redactor
 from .snapshot import Extent, Snapshots, read_prefix
 from .stores import Store, Upload
@@ -133,6 +133,9 @@ class Worker:
     # --- one batch --------------------------------------------------------------------
 
     def process(self, jobs: list[Job]) -> None:
+        jobs = self._drop_forgotten(jobs)
+        if not jobs:
+            return
         try:
             self.store.preflight()
             self.store_id = self.store.ident()
@@ -169,6 +172,22 @@ class Worker:
                     self.db.run(self.queue.record_upload, self.store_id, path, job, now)
         self.gate = Gate()
         self._note_all([(job, views[job.id]) for group in groups.values() for job in group])
+
+    def _drop_forgotten(self, jobs: list[Job]) -> list[Job]:
+        """Fail the jobs of sessions forgotten since they were queued; the rest go on.
+
+        `forget` cancels a session's queued jobs and ingest queues none for it, so this only
+        catches a job queued by a daemon from before forgetting reached daemons (its
+        `POST /v1/forget` answered 404, so the CLI wrote the record to its queue behind it).
+        """
+        keep: list[Job] = []
+        for job in jobs:
+            since = self.db.run(self.queue.forgotten_at, job.agent, job.session_id)
+            if since is None:
+                keep.append(job)
+            else:
+                self._fail(job, forgotten_reason(job.session_id, since))
+        return keep
 
     def _plan(
         self, groups: dict[str, list[Job]]

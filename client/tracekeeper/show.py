@@ -25,6 +25,8 @@ from tracekeeperd.queue import Queue
 from tracekeeperd.redact import RedactionError, Redactor
 from tracekeeperd.stores.base import MissingTrace
 
+from .safetext import visible
+
 RESULT_LINES = 8
 RESULT_CHARS = 600
 
@@ -145,7 +147,17 @@ def trails(
     repo: Path, rev: str, paths: Paths, notes_ref: str, redactor: Redactor | None = None
 ) -> tuple[str, list[Trail]]:
     git_dir, sha = resolve_commit(repo, rev)
-    links = notes.parse(notes.read(git_dir, notes_ref, sha))
+    text = notes.read(git_dir, notes_ref, sha)
+    stones = notes.parse_tombstones(text)
+    dead = {stone.url for stone in stones}  # a merge can bring back a live line next to its tombstone
+    links = [link for link in notes.parse(text) if link.url not in dead]
+    if stones and not links:
+        forgotten = "; ".join(
+            f"its trace ({visible(stone.agent or '?')} session {visible(stone.session_id or '?')}) was forgotten on"
+            f" {visible(stone.at or '?')} by {visible(stone.by or '?')}"
+            for stone in stones
+        )
+        raise ShowError(f"commit {sha[:12]}: {forgotten}")
     return sha, [load(paths, sha, link, redactor) for link in links]
 
 
@@ -197,7 +209,7 @@ def render(sha: str, items: list[Trail], *, full: bool) -> None:
     emoji codes are not expanded."""
     from rich.console import Console
 
-    from .safetext import markup, visible
+    from .safetext import markup
 
     out = Console(highlight=False, emoji=False)
     for trail in items:

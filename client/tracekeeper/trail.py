@@ -7,7 +7,9 @@ and snapshot, a `file://` store), else they are shown as "-".
 
 `forget` deletes a session's uploaded trace from the store its URL points at and replaces every
 link to it, in every note of the ref, by a tombstone line saying who removed it and when (see
-docs/rewrites.md), so nobody chases a dead link and no relink can bring the link back.
+docs/rewrites.md), so nobody chases a dead link and no relink can bring the link back. First it
+tells this machine's daemon (or, when none runs, its queue): the session is never linked or
+uploaded again until `forget --undo`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,90 @@ class ForgetResult:
     deleted: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # url -> why it was not deleted
     tombstoned: list[str] = field(default_factory=list)  # commits whose note changed
+    #: what the daemon (or its queue) recorded: {"agent", "session_id", "since", "cancelled"}
+    held_back: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_sessions(plan: ForgetPlan) -> list[tuple[str, str]]:
+    """(agent, session id) of every session the plan forgets, or forgot before (tombstones)."""
+    pairs = [(t.agent, t.session_id) for t in plan.targets] + [(t.agent, t.session_id) for t in plan.already]
+    return sorted({(agent, sid) for agent, sid in pairs if agent and sid})
+
+
+# --- this machine's daemon: forgotten sessions stay forgotten -------------------------------
+
+
+def _ask_daemon(paths: Paths, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The daemon's answer to POST /v1/forget; None when no daemon answers (then: its queue)."""
+    from .api import Client, DaemonError, DaemonUnavailable
+
+    try:
+        # Waits for the batch in flight (uploads are bounded), which forgetting must not race.
+        return Client(paths.socket, timeout=300).request("POST", "/forget", body)
+    except DaemonUnavailable:
+        return None
+    except DaemonError as exc:
+        if exc.status == 404:
+            click.echo("warning: the running tracekeeperd predates `forget`; restart it so it honours this", err=True)
+            return None
+        raise TrailError(str(exc)) from None
+
+
+def _with_queue(paths: Paths, action: Any) -> Any:
+    """Run `action(queue, snapshots)` on the daemon's queue itself (no daemon is running)."""
+    from tracekeeperd.snapshot import Snapshots
+
+    try:
+        queue = Queue(paths.db)
+    except (sqlite3.Error, TracekeeperError) as exc:
+        raise TrailError(f"cannot open the queue {paths.db}: {exc}") from None
+    try:
+        return action(queue, Snapshots(paths.snapshots))
+    except sqlite3.Error as exc:
+        raise TrailError(f"cannot update the queue {paths.db}: {exc}") from None
+    finally:
+        queue.close()
+
+
+def hold_back(paths: Paths, sessions: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Record `sessions` as forgotten where this machine's uploads are decided: the running
+    daemon, else its queue (read when it starts). Clears their upload and snapshot records and
+    cancels their queued uploads; idempotent."""
+    if not sessions:
+        return []
+    answer = _ask_daemon(paths, {"sessions": [{"agent": a, "session_id": s} for a, s in sessions]})
+    if answer is not None:
+        return [dict(item) for item in answer.get("forgotten", [])]
+
+    def action(queue: Queue, snapshots: Any) -> list[dict[str, Any]]:
+        now = datetime.now(UTC).timestamp()
+        out = []
+        for agent, session_id in sessions:
+            since, files, cancelled = queue.forget(agent, session_id, now)
+            snapshots.discard(files)
+            out.append({"agent": agent, "session_id": session_id, "since": since, "cancelled": cancelled})
+        return out
+
+    result: list[dict[str, Any]] = _with_queue(paths, action)
+    return result
+
+
+def let_go(paths: Paths, session: str) -> list[tuple[str, str]]:
+    """`forget --undo`: the session may be linked and uploaded again; (agent, id) pairs."""
+    from tracekeeperd.queue import NotForgotten
+
+    answer = _ask_daemon(paths, {"undo": session})
+    if answer is not None:
+        return [(str(item["agent"]), str(item["session_id"])) for item in answer.get("undone", [])]
+
+    def action(queue: Queue, _snapshots: Any) -> list[tuple[str, str]]:
+        try:
+            return queue.unforget(session)
+        except NotForgotten as exc:
+            raise TrailError(str(exc)) from None
+
+    result: list[tuple[str, str]] = _with_queue(paths, action)
+    return result
 
 
 def _links_by_url(book: dict[str, str]) -> dict[str, Target]:
@@ -195,16 +281,26 @@ def _identity(git_dir: Path) -> str:
 
 
 def forget(
-    repo: Path, notes_ref: str, plan: ForgetPlan, *, now: datetime | None = None, dry_run: bool = False
+    repo: Path,
+    notes_ref: str,
+    plan: ForgetPlan,
+    *,
+    paths: Paths,
+    now: datetime | None = None,
+    dry_run: bool = False,
 ) -> ForgetResult:
-    """Delete every target of `plan` from its store, then tombstone its links in every note.
+    """Hold the plan's sessions back, delete every target from its store, then tombstone its
+    links in every note.
 
-    Store first, notes second: a link is only declared dead once its object is gone, and a run
-    interrupted between the two is finished by running it again (a missing object is no error).
+    Daemon first: once it knows, nothing uploads the session again, so a deleted object stays
+    deleted. Store second, notes third: a link is only declared dead once its object is gone,
+    and a run interrupted in between is finished by running it again (a missing object is no
+    error, and holding back twice is a no-op).
     """
     result = ForgetResult(plan)
     if dry_run:
         return result
+    result.held_back = hold_back(paths, plan_sessions(plan))
     git_dir = git.find_git_dir(repo)
     ref = normalize_notes_ref(notes_ref)
     at = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -499,7 +595,40 @@ def _plan_json(result: ForgetResult, dry_run: bool) -> dict[str, Any]:
         "tombstoned": result.tombstoned,
         "queued_uploads": plan.live_jobs,
         "session_active": plan.active,
+        "held_back": [
+            {"agent": h["agent"], "session_id": h["session_id"], "cancelled_uploads": h["cancelled"]}
+            for h in result.held_back
+        ],
     }
+
+
+def _say_held_back(result: ForgetResult, out: Any) -> None:
+    for held in result.held_back:
+        sid = held["session_id"]
+        cancelled = f"; {held['cancelled']} queued upload(s) cancelled" if held["cancelled"] else ""
+        click.echo(
+            f"{held['agent']} session {sid} will not be linked or uploaded again{cancelled}"
+            f" (`tracekeeper forget --undo {sid}` allows it)",
+            file=out,
+        )
+
+
+def _undo(what: str, as_json: bool) -> None:
+    from tracekeeperd.paths import resolve
+
+    from .output import emit_json, fail
+
+    try:
+        pairs = let_go(resolve(), what)
+    except TrailError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json({"undone": [{"agent": agent, "session_id": sid} for agent, sid in pairs]})
+        return
+    for agent, sid in pairs:
+        click.echo(
+            f"{agent} session {sid} may be linked and uploaded again (links `forget` tombstoned stay tombstoned)"
+        )
 
 
 @click.command("forget", short_help="Delete a session's trace from the store and tombstone its links.")
@@ -508,32 +637,50 @@ def _plan_json(result: ForgetResult, dry_run: bool) -> dict[str, Any]:
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted and which notes would change.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Forget even though the daemon still has uploads of it queued.")
+@click.option("--undo", is_flag=True, help="Let a forgotten SESSION be linked and uploaded again.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts (with --yes or --dry-run).")
-def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bool, as_json: bool) -> None:
+def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bool, undo: bool, as_json: bool) -> None:
     """Delete the uploaded trace of a session (given by its id, or by a COMMIT linked to it:
     then every session of that commit) from the store its URL points at, and replace every link
-    to it in the notes by a tombstone saying who removed it and when. Running it again is harmless.
+    to it in the notes by a tombstone saying who removed it and when. This machine's daemon
+    then never links or uploads the session again, in any repository, until `--undo SESSION`.
+    Running it again is harmless.
 
     \b
     Examples:
       $ tracekeeper forget 019c8a70-dda7-7f33-98ea-f30553347322 --dry-run
       $ tracekeeper forget HEAD~3 --yes
+      $ tracekeeper forget --undo 019c8a70-dda7-7f33-98ea-f30553347322
     """
     from tracekeeperd.paths import resolve
 
     from .output import emit_json, fail
 
+    if undo:
+        if dry_run or force:
+            raise click.UsageError("--undo takes neither --dry-run nor --force")
+        _undo(what, as_json)
+        return
     if as_json and not (yes or dry_run):
         raise click.UsageError("--json needs --yes (or --dry-run): a script cannot answer the question")
     ref = _notes_ref()
+    paths = resolve()
     try:
-        plan = plan_forget(repo, ref, what, resolve())
+        plan = plan_forget(repo, ref, what, paths)
     except TrailError as exc:
         fail(str(exc))
     out = sys.stderr if as_json else sys.stdout
     if not plan.targets:
+        # Forgotten before (maybe on another machine, whose notes we fetched): this machine's
+        # daemon must hold the session back too.
+        result = ForgetResult(plan)
+        if not dry_run:
+            try:
+                result.held_back = hold_back(paths, plan_sessions(plan))
+            except TrailError as exc:
+                fail(str(exc))
         if as_json:
-            emit_json(_plan_json(ForgetResult(plan), dry_run))
+            emit_json(_plan_json(result, dry_run))
         else:
             when = ", ".join(sorted({t.at for t in plan.already}))
             click.echo(f"nothing to forget for {plan.what}" + (f" (forgotten on {when})" if when else ""))
@@ -544,13 +691,13 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         click.echo(f"{who}: {t.url}\n    linked from {len(t.commits)} commit(s): {shas}", file=out)
     if plan.active:
         click.echo(
-            "warning: this session is still active here: new commits would link and upload it again; end it first",
+            "warning: this session is still active here: commits made while it goes on will not be linked to it",
             file=sys.stderr,
         )
     if plan.live_jobs and not force and not dry_run:
         fail(
-            f"the daemon still has {plan.live_jobs} upload(s) of this session queued (or failed, to be retried),"
-            " which would bring the trace back; wait for `tracekeeper flush`, or pass --force"
+            f"the daemon still has {plan.live_jobs} upload(s) of this session queued (or failed, to be retried);"
+            " forgetting cancels them, so their commits get no link: wait for `tracekeeper flush`, or pass --force"
         )
     if dry_run:
         if as_json:
@@ -566,13 +713,17 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         confirmed = False
     if not confirmed:
         fail("nothing forgotten")
-    result = forget(repo, ref, plan)
+    try:
+        result = forget(repo, ref, plan, paths=paths)
+    except TrailError as exc:
+        fail(str(exc))
     if as_json:
         emit_json(_plan_json(result, dry_run))
     else:
         for url in result.deleted:
             click.echo(f"deleted {url}")
         click.echo(f"tombstoned the links in {len(result.tombstoned)} note(s)")
+        _say_held_back(result, out)
     if result.errors:
         first = next(iter(result.errors.items()))
         fail(f"could not delete {first[0]}: {first[1]} (its links are kept; run forget again)")

@@ -130,7 +130,9 @@ def _stamp(value: datetime | None) -> float | None:
 
 
 def _open_regular(path: str) -> tuple[int, os.stat_result]:
-    """Open without following a final symlink or blocking on a FIFO, and insist on a regular file."""
+    """Open without following a final symlink or blocking on a FIFO, and insist on a regular file
+    with one name: a hard link is another file's second name, refused like a symlink (see
+    ``snapshot.open_transcript``, which refuses the same when a commit links it)."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -142,6 +144,9 @@ def _open_regular(path: str) -> tuple[int, os.stat_result]:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise NotRegularFile(errno.EINVAL, "not a regular file", path)
+    if st.st_nlink > 1:
+        os.close(fd)
+        raise NotRegularFile(errno.EMLINK, "hard-linked", path)
     return fd, st
 
 
