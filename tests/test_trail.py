@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tracekeeper import trail
-from tracekeeper.rewrite import write_note
 from tracekeeperd import notes
 
 from .harness import UUID_A, UUID_B, Daemon, Env, Repo, make_repo, note_links, running_daemon, wait_for
@@ -136,8 +135,8 @@ def test_log_renders_control_sequences_from_commits_and_notes_visibly(env: Env) 
     notes.add_link(repo.git_dir, REF, linked, notes.TraceLink(url, "codex\x9b2J", "s\r\u202e", 1, 2, 10, "0" * 64))
     repo.git("commit", "--allow-empty", "-q", "-m", "second")
     buried = repo.git("rev-parse", "HEAD")
-    stone = trail.Tombstone("file:///gone", "codex", "t\x1b[2J", "2026-11-25T09:00:00Z", "eve\x1b]0;x\x07")
-    write_note(repo.git_dir, REF, buried, stone.line() + "\n")
+    stone = notes.Tombstone("file:///gone", "codex", "t\x1b[2J", "2026-11-25T09:00:00Z", "eve\x1b]0;x\x07")
+    notes.add(repo.git_dir, REF, {buried: [stone.line()]})
 
     for out in (tk(env, "log", cwd=repo.path).stdout, on_terminal(env, "log", cwd=repo.path)):
         assert_nothing_reaches_the_terminal(out)
