@@ -444,6 +444,37 @@ def test_a_bucket_deleted_while_the_daemon_runs_is_created_again_private(env: En
     assert states["failed"] == 0
 
 
+def test_a_recreated_bucket_gets_the_session_again_not_a_link_to_what_was_lost(env: Env, hub: HubStub) -> None:
+    """The queue remembers what it uploaded so it never sends the same bytes twice; a bucket
+    deleted (and created again) holds none of it, so a commit that saw no new bytes must not be
+    noted with a link to an object that no longer exists."""
+    from huggingface_hub import HfApi
+
+    repo = _repo_with_session(env, lines=3)
+    with running_daemon(env):
+        first = repo.commit("first")
+        wait_for(lambda: repo.note(first), what="the first note")
+        HfApi(endpoint=hub.endpoint, token=TOKEN).delete_bucket(BUCKET)
+        second = repo.commit("second, same transcript")  # nothing new to send: the bytes were "there"
+        note = wait_for(lambda: repo.note(second), what="the note after the bucket came back")
+        states = env.status("--all")["queue"]
+    assert hub.is_private(BUCKET)
+    assert hub.read_file(BUCKET, _remote_path(note)) == env.transcript().read_bytes()
+    assert states["failed"] == 0 and states["pending"] == 0
+
+
+def test_a_removed_local_store_directory_gets_the_session_again(env: Env) -> None:
+    repo = _repo_with_session(env, lines=3)  # no token: the default local store
+    with running_daemon(env):
+        first = repo.commit("first")
+        wait_for(lambda: repo.note(first), what="the first note")
+        shutil.rmtree(env.local_store)
+        second = repo.commit("second, same transcript")
+        note = wait_for(lambda: repo.note(second), what="the second note")
+    url = next(line for line in note.splitlines() if line.startswith("hf-trace: ")).removeprefix("hf-trace: ")
+    assert Path(url.removeprefix("file://")).read_bytes() == env.transcript().read_bytes()
+
+
 # --- the default set-up: nothing pre-set in the environment ----------------------------------
 
 #: What the harness pre-sets for every daemon; a user's machine has none of them.

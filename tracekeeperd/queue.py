@@ -480,6 +480,11 @@ class Queue:
         ).fetchone()
         return Uploaded(int(row[0]), str(row[1]), str(row[2]), int(row[3])) if row else None
 
+    def forget_uploads(self, store: str) -> int:
+        """The store was created anew: nothing recorded as uploaded into it is there any more."""
+        with self._tx() as db:
+            return int(db.execute("DELETE FROM uploads WHERE store = ?", (store,)).rowcount)
+
     def record_upload(self, store: str, remote_path: str, job: Job, now: float) -> None:
         with self._tx() as db:
             db.execute(

@@ -97,6 +97,8 @@ class Worker:
         self.clock = clock
         self.gate = Gate()
         self.store_id = store.ident()
+        self._generation_of: Store | None = None
+        self._generation = 0
         self.redactor = redactor
         self._redacted: dict[str, tuple[str, outgoing.Outgoing]] = {}
 
@@ -152,8 +154,9 @@ class Worker:
                 self._fail(job, "job has no snapshot to upload")
                 continue
             groups[job.remote_path].append(job)
+        self._store_renewed()  # a bucket created just now holds none of what was recorded
         uploads, chosen, views = self._plan(groups)
-        if uploads:
+        if groups:  # even with nothing to send: the store checks it still exists before we note
             try:
                 failed = self.store.put(uploads)
             except TransientError as exc:
@@ -162,6 +165,13 @@ class Worker:
                 return
             except PermanentError as exc:
                 self._fail_all([j for g in groups.values() for j in g], str(exc))
+                return
+            if self._store_renewed():
+                # Created anew during this batch: links to bytes "already there" would be dead.
+                # Plan again from nothing, right away.
+                now = self.clock()
+                for job in (j for g in groups.values() for j in g):
+                    self.db.run(self.queue.defer, job.id, "the store was created anew; uploading again", now, now)
                 return
             for path, error in failed.items():
                 for job in groups.pop(path, []):
@@ -303,6 +313,22 @@ class Worker:
                 )
                 continue
             log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, link.url)
+
+    def _store_renewed(self) -> bool:
+        """Whether the store created its bucket (or directory) since we last looked.
+
+        If it did, every upload the queue recorded for it went into a container that no longer
+        exists: those records are dropped so the next plan uploads the sessions again, instead
+        of noting links to objects that are gone (a bucket deleted while the daemon runs).
+        """
+        if self._generation_of is not self.store:  # a reloaded configuration brings a new store
+            self._generation_of, self._generation = self.store, 0
+        if self.store.generation == self._generation:
+            return False
+        self._generation = self.store.generation
+        self.db.run(self.queue.forget_uploads, self.store_id)
+        log.warning("store %s was created anew; what was uploaded before is uploaded again", self.store_id)
+        return True
 
     # --- outcomes ---------------------------------------------------------------------
 

@@ -31,6 +31,11 @@ class StoreInfo:
 
 
 class Store(Protocol):
+    #: How many times this store created its container (bucket, directory) itself. A change
+    #: means everything recorded as uploaded into it is gone: the worker forgets those records
+    #: and uploads again instead of noting links to objects that no longer exist.
+    generation: int
+
     def ident(self) -> str:
         """Stable identity (`hf://buckets/ns/name`, `file:///dir`) recorded with every upload."""
         ...
@@ -40,7 +45,11 @@ class Store(Protocol):
         ...
 
     def put(self, uploads: list[Upload]) -> dict[str, str]:
-        """Upload in one batch; returns {remote_path: error} for the paths that failed."""
+        """Upload in one batch; returns {remote_path: error} for the paths that failed.
+
+        Called with an empty list too, before noting jobs whose bytes are already there: that
+        is when a store checks it still exists (and is private) and so moves `generation`.
+        """
         ...
 
     def url(self, remote_path: str) -> str: ...

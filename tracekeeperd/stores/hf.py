@@ -210,6 +210,8 @@ class HfStore:
         self._token = token
         self._api: HfApi | None = None
         self._created = False
+        #: Bumped each time this store creates its bucket (see `Store.generation`).
+        self.generation = 0
         self._private: bool | None = None
         self._checked_at: float | None = None
         self._reachable: bool | None = None
@@ -263,9 +265,17 @@ class HfStore:
         return self._bucket
 
     def _create(self, bucket: str) -> None:
-        """Create the bucket private; one that exists already is left as it is (and then checked)."""
+        """Create the bucket private; one that exists already is left as it is (and then checked).
+
+        A bucket this call really creates starts a new `generation`: whatever the queue recorded
+        as uploaded into its predecessor is gone, and must not be noted as if it were there.
+        """
         api = self._hf()
-        self._call(lambda: api.create_bucket(bucket, private=True, exist_ok=True))
+        try:
+            self._call(lambda: api.bucket_info(bucket))
+        except BucketMissing:
+            self._call(lambda: api.create_bucket(bucket, private=True, exist_ok=True))
+            self.generation += 1
         self._created = True
 
     def _check_private(self, bucket: str) -> None:
@@ -280,7 +290,7 @@ class HfStore:
         except BucketMissing:
             log.warning("bucket %s no longer exists; creating it again, private", bucket)
             self._created = False
-            self._create(bucket)
+            self._create(bucket)  # a new generation: nothing recorded as uploaded is there any more
             info = self._call(lambda: api.bucket_info(bucket))
         self._private, self._checked_at = bool(info.private), time.time()
         self._detail = None
@@ -316,6 +326,8 @@ class HfStore:
         api = self._hf()
         with self._lock:
             self._check_private(bucket)  # every upload, immediately before its bytes are sent
+        if not uploads:
+            return {}  # asked only to check: the bucket is there (maybe anew) and private
         add: list[tuple[str | os.PathLike[str] | bytes, str]] = [(u.data, u.remote_path) for u in uploads]
         try:
             self._call(lambda: api.batch_bucket_files(bucket, add=add))  # type: ignore[arg-type]

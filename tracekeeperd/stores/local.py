@@ -16,6 +16,14 @@ from .base import MissingTrace, StoreInfo, Upload
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().absolute()
+        #: Bumped each time the store directory had to be created (see `Store.generation`).
+        self.generation = 0
+
+    def _ensure_root(self) -> None:
+        if self.root.is_dir():
+            return
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.generation += 1
 
     def ident(self) -> str:
         return self.root.as_uri()
@@ -28,7 +36,7 @@ class LocalStore:
 
     def preflight(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._ensure_root()
         except OSError as exc:
             raise PermanentError(f"cannot create store directory {self.root}: {exc.strerror}") from exc
         if not os.access(self.root, os.W_OK):
@@ -36,6 +44,10 @@ class LocalStore:
 
     def put(self, uploads: list[Upload]) -> dict[str, str]:
         failed: dict[str, str] = {}
+        try:
+            self._ensure_root()  # removed since preflight: a new generation, nothing is there
+        except OSError as exc:
+            return {u.remote_path: f"cannot create store directory {self.root}: {exc.strerror}" for u in uploads}
         for upload in uploads:
             try:
                 target = self._target(upload.remote_path)
