@@ -18,6 +18,8 @@ import pytest
 from tracekeeperd import git, notes
 from tracekeeperd.errors import TransientError
 
+from .harness import Env, append_lines, make_repo, running_daemon, wait_for
+
 REF = "refs/notes/hf-traces"
 
 
@@ -340,3 +342,24 @@ def test_a_note_in_another_encoding_keeps_its_bytes(repo: Repo) -> None:
         ["git", "notes", f"--ref={REF}", "show", sha], cwd=repo.work, capture_output=True, check=True
     ).stdout
     assert shown == raw + link_line("x").encode() + b"\n"
+
+
+def test_the_daemon_puts_back_its_line_after_a_users_stale_notes_write_without_a_new_commit(env: Env) -> None:
+    """`git notes append` started before our write ends by writing back the note it read (no
+    compare-and-swap in git): our line is gone. The daemon notices on its next write, and for
+    repositories it wrote to recently it looks on its own, so nobody waits for another commit."""
+    env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.3"  # the daemon's housekeeping tick
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 3)
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("x")
+        ours = wait_for(lambda: repo.note(sha), what="the note")
+        # What the stale append leaves: the note it read (empty) plus the user's line.
+        repo.git("notes", "--ref", "hf-traces", "add", "-f", "-m", "reviewed-by: bob", sha)
+        assert "hf-trace:" not in repo.note(sha)
+        back = wait_for(lambda: "hf-trace:" in repo.note(sha) and repo.note(sha), what="our line put back")
+    assert "reviewed-by: bob" in back
+    for line in ours.splitlines():
+        assert line in back

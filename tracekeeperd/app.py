@@ -330,6 +330,7 @@ class Daemon:
             await asyncio.sleep(interval)
             try:
                 await loop.run_in_executor(self.io, self.worker.refresh_sessions, self.config.follow_debounce)
+                await loop.run_in_executor(self.io, self.worker.repair_notes)
             except Exception:
                 log.exception("refreshing followed sessions failed")
 

@@ -33,6 +33,8 @@ from .stores import Store, Upload
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: How long after our last note write a repository is watched for writers that dropped our lines.
+REPAIR_WINDOW = 3600.0
 #: Newest snapshot of a session that saw no commit for this long is deleted once uploaded.
 SNAPSHOT_IDLE = 24 * 3600.0
 BATCH_LIMIT = 200
@@ -97,6 +99,8 @@ class Worker:
         self.clock = clock
         self.gate = Gate()
         self.store_id = store.ident()
+        #: Repositories whose notes we wrote, and when: watched for a while by `repair_notes`.
+        self._noted_in: dict[Path, float] = {}
         self._generation_of: Store | None = None
         self._generation = 0
         self.redactor = redactor
@@ -299,6 +303,7 @@ class Worker:
             return
         try:
             notes.add(git_dir, self.notes_ref, lines)
+            self._noted_in[git_dir] = self.clock()
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
             return
@@ -359,6 +364,29 @@ class Worker:
     # --- housekeeping -----------------------------------------------------------------
 
     # --- following linked sessions ---------------------------------------------------
+
+    def repair_notes(self) -> int:
+        """Put back lines of ours that a user's `git notes append/edit` wrote over.
+
+        git's own notes commands have no compare-and-swap (builtin/notes.c reads the note,
+        then notes-utils.c moves the ref unchecked), so a user command that started before our
+        write can drop our lines after it. `notes.write` repairs that on our next write to the
+        repository; this closes the window in between, for repositories we wrote to recently.
+        With nothing to repair it costs one git process per repository.
+        """
+        now = self.clock()
+        repaired = 0
+        for git_dir, at in list(self._noted_in.items()):
+            if now - at > REPAIR_WINDOW or not git_dir.exists():
+                del self._noted_in[git_dir]
+                continue
+            try:
+                if notes.repair(git_dir, self.notes_ref).restored:
+                    repaired += 1
+                    log.warning("put back trace lines another notes writer dropped in %s", git_dir)
+            except (TransientError, GitError) as exc:
+                log.info("notes repair in %s postponed: %s", git_dir, exc)
+        return repaired
 
     def refresh_sessions(self, debounce: float) -> int:
         """Bring the remote copy of every recently linked session up to date with its transcript.
