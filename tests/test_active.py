@@ -264,3 +264,32 @@ def test_home_relative_path_is_expanded(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("HOME", str(tmp_path))
     [session] = _parse({"session_id": "s", "transcript_path": "~/t.jsonl", "cwd": "/ignored"})
     assert session.transcript == tmp_path / "t.jsonl"
+
+
+def test_agent_and_session_never_share_a_remote_file_across_the_dash() -> None:
+    """`<agent>-<session>.jsonl`: agent `a-b` with session `c` and agent `a` with session `b-c`
+    must not name the same file; plain agent names are kept as they are."""
+    from tracekeeperd.active import agent_key, session_key
+    from tracekeeperd.ingest import remote_path
+
+    assert [agent_key(a) for a in ("codex", "claude", "gemini", "cursor", "copilot", "pi")] == [
+        "codex",
+        "claude",
+        "gemini",
+        "cursor",
+        "copilot",
+        "pi",
+    ]
+    one = remote_path("r", agent_key("a-b"), session_key("c"))
+    two = remote_path("r", agent_key("a"), session_key("b-c"))
+    assert one != two
+    assert "-" not in agent_key("claude-code") and "/" not in agent_key("../../x")
+
+
+@given(st.text(min_size=1, max_size=60), st.text(min_size=1, max_size=60))
+def test_agent_key_is_one_to_one_and_dash_free(a: str, b: str) -> None:
+    from tracekeeperd.active import agent_key
+
+    assert "-" not in agent_key(a) and "/" not in agent_key(a)
+    if a != b:
+        assert agent_key(a) != agent_key(b)

@@ -86,6 +86,25 @@ def session_key(raw: str) -> str:
     return f"{stem}--{digest}"
 
 
+_SAFE_AGENT = re.compile(r"[A-Za-z0-9_]{1,32}")
+_UNSAFE_AGENT = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def agent_key(raw: str) -> str:
+    """The agent name in a remote path: itself when plain, else its cleaned form, `.` and a hash.
+
+    The remote file is `<agent>-<session>.jsonl`, and session keys contain dashes (uuids), so an
+    agent name with a dash would make two (agent, session) pairs share a file (`a-b` + `c` and
+    `a` + `b-c`). Plain names (every agent tracekeeper knows) have no dash and map to
+    themselves; any other name maps to one with a `.`, which plain names never have, and no dash.
+    """
+    if _SAFE_AGENT.fullmatch(raw):
+        return raw
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    stem = _UNSAFE_AGENT.sub("_", raw).strip("_")[:23] or "agent"
+    return f"{stem}.{digest}"
+
+
 def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
     # The first key with a value wins: some writers send `trace_file: null` next to a real path.
     raw_path = next((payload[k] for k in _PATH_KEYS if payload.get(k) not in (None, "")), None)
@@ -102,7 +121,8 @@ def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
     sid = payload.get("session_id") or payload.get("sessionId")
     raw_id = str(sid) if sid else (session_id_from_path(transcript) or "session")
     agent_raw = payload.get("agent")
-    agent = safe_component(str(agent_raw)) if agent_raw else ""
+    # A name with no letter or digit at all says nothing: fall back to the path's agent.
+    agent = agent_key(str(agent_raw)) if agent_raw and _UNSAFE_AGENT.sub("", str(agent_raw)) else ""
     return ActiveSession(
         agent=agent or agent_from_path(transcript),
         session_id=session_key(raw_id),
