@@ -23,7 +23,7 @@ from . import __version__, ipc, notes, redact, spool
 from .active import ActiveSession, safe_component
 from .config import Config
 from .discovery import SessionIndex, default_roots
-from .errors import ConfigError, PermanentError, TracekeeperError
+from .errors import ConfigError, PermanentError, TracekeeperError, TransientError
 from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
@@ -74,6 +74,8 @@ class Daemon:
         self._observer: Any = None
         self._stopping = False
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
+        #: Failed ingests per spool file name (touched on the database thread only).
+        self._spool_tries: dict[str, int] = {}
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -249,26 +251,60 @@ class Daemon:
             spool.quarantine(path, str(exc))
             log.error("spool file %s cannot be processed: %s", path.name, exc)
             return IngestResult(failed=[str(exc)])
+        except Exception as exc:
+            return self._failed_try(path, exc)
+        self._spool_tries.pop(path.name, None)
         path.unlink(missing_ok=True)
         return result
+
+    def _failed_try(self, path: Path, exc: Exception) -> IngestResult:
+        """Keep the entry for another try; after spool.MAX_TRIES, set it aside with the reason.
+
+        Whatever an entry holds must not stick in the spool forever with only a traceback in a
+        log: a bug that one input triggers would otherwise be retried every minute, unseen by
+        `status`. Failures of the machine rather than of the entry (a full disk, a locked or
+        broken database, a busy repository) never use up tries: every entry would fail alike.
+        """
+        what = f"{type(exc).__name__}: {exc}"
+        if _environmental(exc):
+            log.warning("spool file %s kept for later: %s", path.name, what)
+            return IngestResult(note=f"kept for later: {what}")
+        tries = self._spool_tries.get(path.name, 0) + 1
+        log.debug("spool file %s: try %d failed", path.name, tries, exc_info=exc)
+        if tries < spool.MAX_TRIES:
+            self._spool_tries[path.name] = tries
+            log.warning("spool file %s kept for later (try %d of %d): %s", path.name, tries, spool.MAX_TRIES, what)
+            return IngestResult(note=f"kept for later (try {tries} of {spool.MAX_TRIES}): {what}")
+        self._spool_tries.pop(path.name, None)
+        reason = f"could not be ingested after {tries} tries: {what}"
+        try:
+            spool.quarantine(path, reason)
+        except FileNotFoundError:
+            return IngestResult(note="already taken")
+        log.error("spool file %s set aside in %s: %s", path.name, path.parent / spool.DEAD_LETTER, reason)
+        return IngestResult(failed=[reason])
 
     async def ingest_spool_file(self, path: Path) -> IngestResult:
         result: IngestResult = await self._on_db(self._ingest_spool_sync, path)
         self._after_ingest(result)
         return result
 
+    async def _take(self, path: Path) -> bool:
+        """Ingest one spool file for the scan or the watcher, which have nobody to raise to."""
+        try:
+            result = await self.ingest_spool_file(path)
+        except TracekeeperError as exc:  # e.g. the dead-letter folder cannot be made: try later
+            log.warning("spool file %s kept for later: %s", path.name, exc)
+            return False
+        except Exception:  # a bug outside the entry's own ingest: keep the file, keep serving
+            log.exception("spool file %s kept for later", path.name)
+            return False
+        return result.note != "already taken" and not (result.note or "").startswith("kept for later")
+
     async def drain_spool(self) -> int:
         taken = 0
         for path in spool.pending(self.paths.spool):
-            try:
-                result = await self.ingest_spool_file(path)
-            except TracekeeperError as exc:  # e.g. git failed on a repo: keep the file, try later
-                log.warning("spool file %s kept for later: %s", path.name, exc)
-                continue
-            except Exception:  # a full disk, a broken database: keep the file, keep the scan alive
-                log.exception("spool file %s kept for later", path.name)
-                continue
-            taken += 1 if result.note != "already taken" else 0
+            taken += await self._take(path)
         return taken
 
     def _start_watcher(self) -> None:
@@ -281,7 +317,7 @@ class Daemon:
         class SpoolHandler(FileSystemEventHandler):
             def _take(self, path: str) -> None:
                 if path.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
-                    loop.call_soon_threadsafe(lambda: loop.create_task(daemon.ingest_spool_file(Path(path))))
+                    loop.call_soon_threadsafe(lambda: loop.create_task(daemon._take(Path(path))))
 
             def on_moved(self, event: FileSystemEvent) -> None:
                 self._take(os.fsdecode(event.dest_path))
@@ -364,13 +400,19 @@ class Daemon:
         self.wake.set()
         return due
 
-    async def retry(self) -> tuple[int, int]:
+    async def retry(self) -> tuple[int, int, int]:
+        """Failed jobs back to pending, and set-aside spool entries back into the spool."""
         assert self.queue is not None and self.worker is not None
         # retry_failed already counts only the jobs left failed (those with no snapshot).
         retried, still_failed = await self._on_db(self.queue.retry_failed, time.time())
+        revived: list[str] = await self._on_db(spool.revive, self.paths.spool)
+        for name in revived:
+            self._spool_tries.pop(name, None)
+        if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
+            asyncio.get_running_loop().create_task(self.drain_spool())
         self.worker.open_gate()
         self.wake.set()
-        return retried, still_failed
+        return retried, still_failed, len(revived)
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None
@@ -425,12 +467,27 @@ def build_redactor(config: Config) -> Redactor:
         raise ConfigError(f"redaction: {exc}") from exc
 
 
-def spool_counts(spool_dir: Path) -> dict[str, int]:
-    bad = spool_dir / "bad"
+def spool_counts(spool_dir: Path) -> dict[str, Any]:
+    """Entries waiting, and those set aside (the dead-letter folder) with the newest one's reason."""
+    dead = spool.dead_letters(spool_dir)
     return {
         "waiting": len(spool.pending(spool_dir)),
-        "unreadable": len([p for p in bad.iterdir() if p.name.endswith(spool.SUFFIX)]) if bad.exists() else 0,
+        "dead_letter": len(dead),
+        "dead_letter_dir": str(spool_dir / spool.DEAD_LETTER),
+        "dead_letter_reason": spool.dead_letter_reason(dead[0]) if dead else None,
     }
+
+
+def _environmental(exc: BaseException) -> bool:
+    """A failure of this machine (retried without limit), not of one spool entry."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, TransientError):
+        return True
+    if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        return True  # locked, full, or damaged: every entry would fail alike
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 async def serve(config: Config) -> None:

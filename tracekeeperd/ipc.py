@@ -116,8 +116,8 @@ async def post_flush(request: web.Request) -> web.Response:
 
 
 async def post_retry(request: web.Request) -> web.Response:
-    retried, still_failed = await request.app[DAEMON].retry()
-    return _json({"retried": retried, "still_failed": still_failed})
+    retried, still_failed, respooled = await request.app[DAEMON].retry()
+    return _json({"retried": retried, "still_failed": still_failed, "respooled": respooled})
 
 
 def build(daemon: Daemon) -> web.Application:

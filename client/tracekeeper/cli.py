@@ -106,6 +106,7 @@ def _notes_per_repo() -> list[dict[str, Any]]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -126,8 +127,14 @@ def _print_status(data: dict[str, Any]) -> None:
         out.print(f"[red]●[/] tracekeeperd is not running (no answer on {daemon['socket']})")
         out.print("  start it with: tracekeeperd   (commits are spooled meanwhile, nothing is lost)")
     spooled = daemon.get("spool", {})
-    if spooled.get("waiting") or spooled.get("unreadable"):
-        out.print(f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, {spooled.get('unreadable', 0)} unreadable")
+    if spooled.get("dead_letter"):
+        out.print(
+            f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, [red]{spooled['dead_letter']} set aside[/] in "
+            f"{spooled['dead_letter_dir']} (newest: {escape(spooled.get('dead_letter_reason') or '?')}); "
+            "`tracekeeper retry` puts them back"
+        )
+    elif spooled.get("waiting"):
+        out.print(f"  spool   {spooled['waiting']} commit(s) waiting")
     out.print(
         f"  queue   {queue['pending']} pending, {queue['uploading']} uploading, "
         f"{queue['done']} done, {queue['failed']} failed"
@@ -253,6 +260,8 @@ def retry() -> None:
     except DaemonError as exc:
         fail(str(exc))
     click.echo(f"re-queued {answer['retried']} job(s)")
+    if answer.get("respooled"):
+        click.echo(f"put {answer['respooled']} set-aside commit file(s) back in the spool")
     if answer["still_failed"]:
         click.echo(f"{answer['still_failed']} job(s) cannot be retried (they never captured a transcript)")
 

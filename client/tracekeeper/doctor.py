@@ -567,8 +567,8 @@ def check_spool(ctx: Context) -> Check:
     from tracekeeperd import spool
 
     waiting = spool.pending(ctx.paths.spool)
-    bad_dir = ctx.paths.spool / "bad"
-    bad = sorted(p for p in bad_dir.iterdir() if p.name.endswith(spool.SUFFIX)) if bad_dir.is_dir() else []
+    bad_dir = ctx.paths.spool / spool.DEAD_LETTER
+    bad = spool.dead_letters(ctx.paths.spool)
     running = ctx.daemon() is not None
     if waiting:
         try:
@@ -590,11 +590,13 @@ def check_spool(ctx: Context) -> Check:
             )
     if bad:
         return Check(
-            Status.WARN,
-            f"{len(bad)} unreadable commit file(s) in {bad_dir} (each .reason file says why)",
-            f"read them, then delete {bad_dir}",
+            Status.FAIL,
+            f"{len(bad)} commit file(s) set aside in {bad_dir}, so not linked; the newest because: "
+            f"{spool.dead_letter_reason(bad[0])}",
+            "fix the cause, then `tracekeeper retry` (puts them back in the spool); or "
+            "`tracekeeper drop --failed` to give them up",
         )
-    return Check(Status.OK, f"spool: {len(waiting)} commit(s) waiting, none unreadable")
+    return Check(Status.OK, f"spool: {len(waiting)} commit(s) waiting, none set aside")
 
 
 CHECKS: tuple[tuple[str, Callable[[Context], Check | None]], ...] = (
