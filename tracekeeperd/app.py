@@ -27,7 +27,7 @@ from .errors import ConfigError, PermanentError, TracekeeperError, TransientErro
 from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
-from .queue import Queue
+from .queue import Job, Queue
 from .redact import Redactor
 from .snapshot import Snapshots
 from .stores import Store, open_store
@@ -69,6 +69,8 @@ class Daemon:
         self.listener: BoundSocket | None = None
         self.runner: web.AppRunner | None = None
         self.wake = asyncio.Event()
+        #: Set (and replaced) whenever job states may have changed: what a waiting flush awaits.
+        self._progress = asyncio.Event()
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self._observer: Any = None
@@ -216,6 +218,11 @@ class Daemon:
             self.io.submit(self._copy_note, git_dir, source, target)
         if result.job_ids:
             self.wake.set()
+        self._signal_progress()  # a rewrite may have moved or merged jobs a flush waits for
+
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
 
     def _copy_note(self, git_dir: Path, source: str, target: str) -> None:
         """On the I/O thread, which writes every note, so two writers never race on the ref."""
@@ -373,6 +380,7 @@ class Daemon:
             try:
                 claimed = await loop.run_in_executor(self.io, self.worker.run_once)
                 if claimed:
+                    self._signal_progress()
                     await self._publish_status()
                     continue
                 delay = await loop.run_in_executor(self.io, self.worker.wait_time)
@@ -393,26 +401,80 @@ class Daemon:
 
     # --- commands -------------------------------------------------------------------------
 
-    async def flush(self) -> int:
+    async def flush(self, timeout: float = 0.0) -> dict[str, Any]:
+        """Make every pending job due now, then wait up to `timeout` seconds for them to settle.
+
+        Judged are only the jobs pending or uploading when the flush began: one that failed
+        earlier is for `retry` or `drop` (else `flush && git push` could never pass again), and
+        one queued meanwhile is for the next flush (else a busy agent could keep it waiting).
+        """
         assert self.queue is not None and self.worker is not None
-        due: int = await self._on_db(self.queue.flush, time.time())
+        queue = self.queue
+
+        def begin() -> tuple[int, list[int]]:
+            return queue.flush(time.time()), queue.unsettled_ids()
+
+        due, ids = await self._on_db(begin)
         self.worker.open_gate()
         self.wake.set()
-        return due
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            progress = self._progress  # taken before looking, so no change between is missed
+            jobs: list[Job] = await self._on_db(queue.by_ids, ids)
+            unsettled = [j for j in jobs if j.state in (JobState.PENDING, JobState.UPLOADING)]
+            remaining = deadline - loop.time()
+            if not unsettled or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.wait(), remaining)
+        failed = [j for j in jobs if j.state is JobState.FAILED]
+        counts = await self._on_db(queue.counts)
+        gate = self.worker.gate
+        offline = gate.reason if gate.closed_until > time.time() else None
+        return {
+            "due": due,
+            "waited": len(ids),
+            "done": sum(j.state is JobState.DONE for j in jobs),
+            "pending": len(unsettled),
+            "failed": [j.view() for j in failed],
+            "failed_before": max(0, counts[JobState.FAILED.value] - len(failed)),
+            "reason": offline or next((j.last_error for j in unsettled if j.last_error), None),
+        }
 
-    async def retry(self) -> tuple[int, int, int]:
-        """Failed jobs back to pending, and set-aside spool entries back into the spool."""
+    async def _not_failed(self, ids: list[int] | None) -> list[int]:
+        """Those of `ids` that name no failed job (a typo, or a job that is not failed)."""
+        if ids is None:
+            return []
+        assert self.queue is not None
+        jobs: list[Job] = await self._on_db(self.queue.by_ids, ids)
+        failed = {job.id for job in jobs if job.state is JobState.FAILED}
+        return [i for i in dict.fromkeys(ids) if i not in failed]
+
+    async def retry(self, ids: list[int] | None = None) -> dict[str, Any]:
+        """Failed jobs (all, or `ids`) back to pending; without ids, set-aside spool entries too."""
         assert self.queue is not None and self.worker is not None
+        not_failed = await self._not_failed(ids)
         # retry_failed already counts only the jobs left failed (those with no snapshot).
-        retried, still_failed = await self._on_db(self.queue.retry_failed, time.time())
-        revived: list[str] = await self._on_db(spool.revive, self.paths.spool)
+        retried, still_failed = await self._on_db(self.queue.retry_failed, time.time(), ids)
+        revived: list[str] = [] if ids is not None else await self._on_db(spool.revive, self.paths.spool)
         for name in revived:
             self._spool_tries.pop(name, None)
         if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
             asyncio.get_running_loop().create_task(self.drain_spool())
         self.worker.open_gate()
         self.wake.set()
-        return retried, still_failed, len(revived)
+        self._signal_progress()
+        return {"retried": retried, "still_failed": still_failed, "respooled": len(revived), "not_failed": not_failed}
+
+    async def drop(self, ids: list[int] | None) -> dict[str, Any]:
+        """Forget failed jobs (all, or `ids`); for all, the set-aside spool entries go too."""
+        assert self.queue is not None
+        not_failed = await self._not_failed(ids)
+        dropped: int = await self._on_db(self.queue.drop_failed, ids)
+        discarded: int = 0 if ids is not None else await self._on_db(spool.discard_dead_letters, self.paths.spool)
+        self._signal_progress()
+        return {"dropped": dropped, "discarded": discarded, "not_failed": not_failed}
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None

@@ -167,6 +167,13 @@ _JOB_COLUMNS = """
 _JOB_FROM = "FROM jobs JOIN repos ON repos.id = jobs.repo_id"
 
 
+def _id_list(ids: list[int] | None) -> tuple[str | None, str | None]:
+    """(flag, JSON array) for `? IS NULL OR id IN (SELECT value FROM json_each(?))`: any number
+    of ids as one parameter (SQLite caps the number of `?`)."""
+    encoded = None if ids is None else json.dumps([int(i) for i in ids])
+    return encoded, encoded
+
+
 def _job(row: tuple[Any, ...]) -> Job:
     values = list(row)
     values[15] = JobState(values[15])
@@ -423,16 +430,47 @@ class Queue:
                 "UPDATE jobs SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?", (now, now)
             ).rowcount
 
-    def retry_failed(self, now: float) -> tuple[int, int]:
-        """Re-queue failed jobs; those that never got a snapshot cannot be retried."""
+    def retry_failed(self, now: float, ids: list[int] | None = None) -> tuple[int, int]:
+        """Re-queue failed jobs (all, or those of `ids`); those that never got a snapshot cannot be
+        retried. Returns (re-queued, still failed among the ones asked for)."""
         with self._tx() as db:
             retried = db.execute(
                 "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?"
-                " WHERE state = 'failed' AND snapshot IS NOT NULL",
-                (now, now),
+                " WHERE state = 'failed' AND snapshot IS NOT NULL"
+                " AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))",
+                (now, now, *_id_list(ids)),
             ).rowcount
-            stuck = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'failed'").fetchone()[0]
+            stuck = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'failed'"
+                " AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))",
+                _id_list(ids),
+            ).fetchone()[0]
         return retried, int(stuck)
+
+    def drop_failed(self, ids: list[int] | None = None) -> int:
+        """Forget failed jobs (all, or those of `ids`): their commits stay without a link.
+
+        Only failed jobs: a pending or uploading one may be in a batch right now. Snapshots
+        nothing refers to any more are collected as usual.
+        """
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM jobs WHERE state = 'failed' AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))",
+                _id_list(ids),
+            ).rowcount
+
+    def unsettled_ids(self) -> list[int]:
+        """Jobs pending or uploading now: what a flush waits for."""
+        return [int(r[0]) for r in self.db.execute("SELECT id FROM jobs WHERE state IN ('pending', 'uploading')")]
+
+    def by_ids(self, ids: list[int]) -> list[Job]:
+        """The jobs of `ids` that still exist (a rewrite may have merged some away)."""
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN (SELECT value FROM json_each(?))"  # noqa: S608
+            " ORDER BY jobs.id",
+            (json.dumps(ids),),
+        ).fetchall()
+        return [_job(row) for row in rows]
 
     # --- uploads already made (so a late, shorter snapshot never overwrites a longer one) --
 

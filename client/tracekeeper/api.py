@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from tracekeeperd.paths import Paths
 from tracekeeperd.protocol import API_PREFIX
 
 
@@ -70,8 +71,62 @@ class Client:
     def status(self, *, include_done: bool = False) -> dict[str, Any]:
         return self.request("GET", "/status" + ("?all=1" if include_done else ""))
 
-    def flush(self) -> dict[str, Any]:
-        return self.request("POST", "/flush", {})
+    def flush(self, timeout: float = 0.0) -> dict[str, Any]:
+        """Answered when the jobs pending now have settled, or after `timeout` seconds: this
+        client's own timeout must be longer."""
+        return self.request("POST", "/flush", {"timeout": timeout})
 
-    def retry(self) -> dict[str, Any]:
-        return self.request("POST", "/retry", {})
+    def retry(self, ids: list[int] | None = None) -> dict[str, Any]:
+        return self.request("POST", "/retry", {"all": True} if ids is None else {"jobs": ids})
+
+    def drop(self, ids: list[int] | None) -> dict[str, Any]:
+        """Forget failed jobs: those of `ids`, or (None) every one and every set-aside spool entry."""
+        return self.request("POST", "/drop", {"all": True} if ids is None else {"jobs": ids})
+
+
+class QueueUnreadable(Exception):
+    """The queue database exists but cannot be read (damaged, or not a database)."""
+
+
+def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
+    """What can be known without the daemon: the queue file and the spool, read-only.
+
+    The same shape as the daemon's `/v1/status`, with `daemon.running` false.
+    """
+    import sqlite3
+
+    from tracekeeperd.app import spool_counts
+    from tracekeeperd.protocol import JobState
+    from tracekeeperd.queue import Queue
+
+    data: dict[str, Any] = {
+        "daemon": {"running": False, "socket": str(paths.socket), "state_dir": str(paths.state_dir)},
+        "queue": {state.value: 0 for state in JobState},
+        "oldest_pending": None,
+        "jobs": [],
+        "jobs_not_shown": 0,
+    }
+    data["daemon"]["spool"] = spool_counts(paths.spool)
+    if not paths.db.exists():
+        return data
+    try:
+        queue = Queue(paths.db, readonly=True)
+    except sqlite3.Error as exc:
+        raise QueueUnreadable(f"cannot read the queue {paths.db}: {exc}") from exc
+    try:
+        data["queue"] = queue.counts()
+        oldest = queue.oldest_pending()
+        data["oldest_pending"] = oldest.view() if oldest else None
+        states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
+        data["jobs"] = [job.view() for job in queue.jobs(states=states)]
+        listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
+        data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
+    except sqlite3.OperationalError:
+        pass  # a daemon is creating the schema right now: nothing queued yet
+    except sqlite3.DatabaseError as exc:
+        raise QueueUnreadable(
+            f"the queue {paths.db} is damaged ({exc}); move it aside and restart tracekeeperd"
+        ) from exc
+    finally:
+        queue.close()
+    return data

@@ -173,6 +173,32 @@ def check_store(ctx: Context) -> Check:
     return Check(Status.OK, f"store {location} ({privacy})")
 
 
+def check_queue(ctx: Context) -> Check:
+    """Failed jobs are traces that will not be uploaded until someone acts: say so, and how."""
+    status = ctx.daemon()
+    if status is None:
+        from .api import QueueUnreadable, offline_status
+
+        try:
+            status = offline_status(ctx.paths)
+        except QueueUnreadable as exc:
+            return Check(Status.FAIL, str(exc), None)
+    queue = status["queue"]
+    failed = [job for job in status.get("jobs", []) if job.get("state") == "failed"]
+    if queue.get("failed"):
+        newest = ""
+        if failed:
+            job = failed[0]
+            newest = f"; the newest: {job['commit'][:12]} in {job['repo']}: {job.get('last_error') or '?'}"
+        return Check(
+            Status.FAIL,
+            f"{queue['failed']} failed job(s), not uploaded{newest}",
+            "fix the cause (`tracekeeper status` lists each), then `tracekeeper retry`; "
+            "or give them up: `tracekeeper drop --failed`",
+        )
+    return Check(Status.OK, f"queue: {queue.get('pending', 0)} pending, {queue.get('done', 0)} done, none failed")
+
+
 def _store_is_hf(ctx: Context) -> bool | None:
     status = ctx.daemon()
     if status is not None:
@@ -603,6 +629,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], Check | None]], ...] = (
     ("config", check_config),
     ("daemon", check_daemon),
     ("store", check_store),
+    ("queue", check_queue),
     ("hf-token", check_hf_token),
     ("repo-hooks", check_repo_hooks),
     ("guard", check_guard),
