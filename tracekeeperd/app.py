@@ -160,7 +160,8 @@ class Daemon:
             store = open_store(config)
             redactor = build_redactor(config)
         except TracekeeperError as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
+            for line in config_mod.problems_of(exc) if isinstance(exc, ConfigError) else [str(exc)]:
+                log.error("reload failed, keeping the running configuration: %s", line)
             return
         worker = self.worker
         assert worker is not None

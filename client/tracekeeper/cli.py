@@ -112,8 +112,8 @@ def _print_status(data: dict[str, Any]) -> None:
         f"{queue['done']} done, {queue['failed']} failed"
     )
     for repo in data.get("repos") or []:
-        if repo.get("error"):
-            out.print(f"  [red]problem[/] {repo['error']}")
+        for line in (repo.get("error") or "").splitlines():
+            out.print(f"  [red]problem[/] {escape(line)}")
         for remote in repo["remotes"]:
             if remote.get("unpushed"):
                 out.print(f"  notes   {remote['unpushed']} not pushed to {remote['remote']} from {repo['repo']}")
