@@ -18,8 +18,8 @@ def test_status_json_has_the_documented_shape(env: Env) -> None:
         sha = repo.commit("x")
         wait_for(lambda: repo.note(sha), what="note")
         data = env.status("--all")
-    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos", "jobs_not_shown"}
-    assert data["jobs_not_shown"] == 0
+    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos", "jobs_not_shown", "error"}
+    assert data["jobs_not_shown"] == 0 and data["error"] is None
     assert data["repos"] == [{"repo": str(repo.path), "remotes": []}]  # no remote: nothing to push
     assert data["daemon"]["running"] is True
     assert data["daemon"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ from .errors import ConfigError, PermanentError, TracekeeperError, TransientErro
 from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
-from .queue import Job, Queue
+from .queue import Job, Queue, damaged
 from .redact import Redactor
 from .snapshot import Snapshots
 from .stores import Store, open_store
@@ -42,6 +43,8 @@ SPOOL_RESCAN = 60.0
 FOLLOW_INTERVAL = 5.0
 #: After a wake-up, wait this long for more commits before claiming work.
 COALESCE = 0.1
+#: How often the queue's file is checked to still be the one the daemon writes (a stat).
+QUEUE_CHECK = 2.0
 
 
 def sd_notify(message: str) -> None:
@@ -127,6 +130,7 @@ class Daemon:
             loop.create_task(self._work(), name="worker"),
             loop.create_task(self._rescan()),
             loop.create_task(self._follow()),
+            loop.create_task(self._guard_queue()),
         ]
         log.info(
             "tracekeeperd %s listening on %s, store %s, notes %s",
@@ -359,6 +363,17 @@ class Daemon:
                 log.info("took %d commit(s) from the spool", taken)
             await asyncio.sleep(SPOOL_RESCAN)
 
+    async def _guard_queue(self) -> None:
+        """Notice the queue's file deleted or replaced even while no job moves (every write checks
+        too): the live state is written back before a restart could lose it."""
+        assert self.queue is not None
+        while not self._stopping:
+            await asyncio.sleep(QUEUE_CHECK)
+            try:
+                await self._on_db(self.queue.ensure_on_disk)
+            except Exception:  # e.g. the disk is full right now: the next check tries again
+                log.exception("could not write the queue back")
+
     async def _follow(self) -> None:
         """Keep linked sessions' remote copies current (between batches, on the I/O thread)."""
         assert self.worker is not None
@@ -484,17 +499,24 @@ class Daemon:
 
         def snapshot() -> dict[str, Any]:
             states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
-            oldest = queue.oldest_pending()
-            counts = queue.counts()
-            jobs = [job.view() for job in queue.jobs(states=states)]
-            listed = sum(counts.values()) if states is None else sum(counts[s.value] for s in states)
-            return {
-                "queue": counts,
-                "oldest_pending": oldest.view() if oldest else None,
-                "jobs": jobs,
-                "jobs_not_shown": max(0, listed - len(jobs)),
+            data: dict[str, Any] = {
+                "queue": {state.value: 0 for state in JobState},
+                "oldest_pending": None,
+                "jobs": [],
+                "jobs_not_shown": 0,
+                "error": None,
                 "spool": spool_counts(spool_dir),  # directory listings: off the event loop too
             }
+            try:
+                data["queue"] = counts = queue.counts()
+                oldest = queue.oldest_pending()
+                data["oldest_pending"] = oldest.view() if oldest else None
+                data["jobs"] = [job.view() for job in queue.jobs(states=states)]
+                listed = sum(counts.values()) if states is None else sum(counts[s.value] for s in states)
+                data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
+            except sqlite3.DatabaseError as exc:  # the answer still comes, with what went wrong
+                data["error"] = damaged(queue.path, exc)
+            return data
 
         data: dict[str, Any] = await self._on_db(snapshot)
         info = self.store.info()
@@ -544,7 +566,6 @@ def spool_counts(spool_dir: Path) -> dict[str, Any]:
 def _environmental(exc: BaseException) -> bool:
     """A failure of this machine (retried without limit), not of one spool entry."""
     import errno
-    import sqlite3
 
     if isinstance(exc, TransientError):
         return True

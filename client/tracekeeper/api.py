@@ -84,20 +84,17 @@ class Client:
         return self.request("POST", "/drop", {"all": True} if ids is None else {"jobs": ids})
 
 
-class QueueUnreadable(Exception):
-    """The queue database exists but cannot be read (damaged, or not a database)."""
-
-
 def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
     """What can be known without the daemon: the queue file and the spool, read-only.
 
-    The same shape as the daemon's `/v1/status`, with `daemon.running` false.
+    The same shape as the daemon's `/v1/status`, with `daemon.running` false; a queue that
+    cannot be read leaves its part empty and says why in `error`.
     """
     import sqlite3
 
     from tracekeeperd.app import spool_counts
     from tracekeeperd.protocol import JobState
-    from tracekeeperd.queue import Queue
+    from tracekeeperd.queue import Queue, damaged
 
     data: dict[str, Any] = {
         "daemon": {"running": False, "socket": str(paths.socket), "state_dir": str(paths.state_dir)},
@@ -105,6 +102,7 @@ def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
         "oldest_pending": None,
         "jobs": [],
         "jobs_not_shown": 0,
+        "error": None,
     }
     data["daemon"]["spool"] = spool_counts(paths.spool)
     if not paths.db.exists():
@@ -112,7 +110,8 @@ def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
     try:
         queue = Queue(paths.db, readonly=True)
     except sqlite3.Error as exc:
-        raise QueueUnreadable(f"cannot read the queue {paths.db}: {exc}") from exc
+        data["error"] = f"cannot read the queue {paths.db}: {exc}"
+        return data
     try:
         data["queue"] = queue.counts()
         oldest = queue.oldest_pending()
@@ -121,12 +120,11 @@ def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
         data["jobs"] = [job.view() for job in queue.jobs(states=states)]
         listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
         data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
-    except sqlite3.OperationalError:
-        pass  # a daemon is creating the schema right now: nothing queued yet
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):  # else a daemon is creating the schema: nothing queued yet
+            data["error"] = f"cannot read the queue {paths.db}: {exc}"
     except sqlite3.DatabaseError as exc:
-        raise QueueUnreadable(
-            f"the queue {paths.db} is damaged ({exc}); move it aside and restart tracekeeperd"
-        ) from exc
+        data["error"] = damaged(paths.db, exc)
     finally:
         queue.close()
     return data

@@ -20,15 +20,6 @@ def _client(timeout: float = 10.0) -> Client:
     return Client(resolve().socket, timeout=timeout)
 
 
-def _offline_status(include_done: bool) -> dict[str, Any]:
-    from .api import QueueUnreadable, offline_status
-
-    try:
-        return offline_status(resolve(), include_done)
-    except QueueUnreadable as exc:
-        fail(str(exc))
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracekeeper")
 def cli() -> None:
@@ -84,7 +75,7 @@ def _print_status(data: dict[str, Any]) -> None:
     out = console()
     daemon, queue = data["daemon"], data["queue"]
     now = time.time()
-    if daemon.get("running"):
+    if daemon.get("running") and "store" in daemon:
         store = daemon["store"]
         privacy = {True: "private", False: "PUBLIC", None: "privacy not checked yet"}[store["private"]]
         out.print(f"[green]●[/] tracekeeperd {daemon['version']} running (pid {daemon['pid']}) on {daemon['socket']}")
@@ -95,6 +86,8 @@ def _print_status(data: dict[str, Any]) -> None:
                 f"{daemon['offline_reason']}"
             )
         out.print(f"  notes   {daemon['notes_ref']}")
+    elif daemon.get("running"):
+        out.print(f"[yellow]●[/] tracekeeperd runs on {daemon['socket']} but could not report its status")
     else:
         out.print(f"[red]●[/] tracekeeperd is not running (no answer on {daemon['socket']})")
         out.print("  start it with: tracekeeperd   (commits are spooled meanwhile, nothing is lost)")
@@ -166,17 +159,25 @@ def status(as_json: bool, include_done: bool) -> None:
       $ tracekeeper status
       $ tracekeeper status --all --json | jq '.jobs[] | select(.state == "failed")'
     """
+    from .api import offline_status
+
+    paths = resolve()
     try:
         data = _client(timeout=5).status(include_done=include_done)
     except DaemonUnavailable:
-        data = _offline_status(include_done)
-    except DaemonError as exc:
-        fail(f"the daemon answered {exc.status}: {exc}")
+        data = offline_status(paths, include_done)
+    except DaemonError as exc:  # still one JSON object (or the table) for what can be read
+        data = offline_status(paths, include_done)
+        data["daemon"]["running"] = True
+        data["error"] = f"the daemon answered {exc.status}: {exc}"
+    data.setdefault("error", None)
     data["repos"] = _notes_per_repo()
     if as_json:
         emit_json(data)
     else:
         _print_status(data)
+    if data["error"]:
+        fail(data["error"])
 
 
 @cli.command(short_help="Upload everything pending now and wait.")

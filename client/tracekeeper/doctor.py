@@ -175,12 +175,11 @@ def check_queue(ctx: Context) -> Check:
     """Failed jobs are traces that will not be uploaded until someone acts: say so, and how."""
     status = ctx.daemon()
     if status is None:
-        from .api import QueueUnreadable, offline_status
+        from .api import offline_status
 
-        try:
-            status = offline_status(ctx.paths)
-        except QueueUnreadable as exc:
-            return Check(Status.FAIL, str(exc), None)
+        status = offline_status(ctx.paths)
+    if status.get("error"):
+        return Check(Status.FAIL, status["error"], None)
     queue = status["queue"]
     failed = [job for job in status.get("jobs", []) if job.get("state") == "failed"]
     if queue.get("failed"):
