@@ -79,6 +79,7 @@ class Daemon:
         self._observer: Any = None
         self._stopping = False
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
+        self._marker_written = False
         #: Failed ingests per spool file name (touched on the database thread only).
         self._spool_tries: dict[str, int] = {}
 
@@ -188,7 +189,7 @@ class Daemon:
         self._stopping = True
         sd_notify("STOPPING=1")
         self.wake.set()
-        self._spool_marker.unlink(missing_ok=True)
+        self._remove_marker()
         if self._observer is not None:
             self._observer.stop()
         if self.index is not None:
@@ -209,6 +210,18 @@ class Daemon:
         self.lock.release()
         if self.listener is not None:
             log.info("tracekeeperd stopped")
+
+    def _remove_marker(self) -> None:
+        """Only a marker this daemon wrote: a second daemon, refused at start, runs stop() too,
+        and must not take the running one's away (every commit would then take the slow path)."""
+        if not self._marker_written:
+            return
+        try:
+            if self._spool_marker.read_text().strip() == str(os.getpid()):
+                self._spool_marker.unlink()
+        except FileNotFoundError:
+            pass
+        self._marker_written = False
 
     # --- RECEIVE ------------------------------------------------------------------------
 
@@ -350,6 +363,7 @@ class Daemon:
             # Tells the hook that a rename in the spool already wakes us: it can skip curl.
             self._spool_marker.write_text(f"{os.getpid()}\n")
             self._spool_marker.chmod(0o600)
+            self._marker_written = True
 
     async def _rescan(self) -> None:
         """Ingest what the hook spooled while we were down, then re-check now and then."""

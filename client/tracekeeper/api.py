@@ -16,6 +16,15 @@ class DaemonUnavailable(Exception):
     """Nothing answers on the socket: the daemon is not running (or not for this user)."""
 
 
+class DaemonNotResponding(DaemonUnavailable):
+    """Something holds the socket and accepted the connection, but no answer came in time: a
+    daemon that is stopped (SIGSTOP, Ctrl-Z) or hung, which "not running" would misdescribe."""
+
+    def __init__(self, socket_path: Path, timeout: float) -> None:
+        super().__init__(f"tracekeeperd is not responding on {socket_path} (no answer within {timeout:g} s)")
+        self.timeout = timeout
+
+
 class DaemonError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -54,6 +63,8 @@ class Client:
                 raw = response.read()
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 raise DaemonUnavailable(f"tracekeeperd is not running (no answer on {self.socket_path})") from exc
+            except TimeoutError as exc:
+                raise DaemonNotResponding(self.socket_path, self.timeout) from exc
             except OSError as exc:
                 raise DaemonUnavailable(f"cannot talk to tracekeeperd on {self.socket_path}: {exc}") from exc
         finally:
@@ -82,6 +93,21 @@ class Client:
     def drop(self, ids: list[int] | None) -> dict[str, Any]:
         """Forget failed jobs: those of `ids`, or (None) every one and every set-aside spool entry."""
         return self.request("POST", "/drop", {"all": True} if ids is None else {"jobs": ids})
+
+
+def not_responding(paths: Paths, exc: DaemonNotResponding) -> tuple[int | None, str]:
+    """(pid, one line) about a daemon that holds the socket but does not answer, with what to do."""
+    from tracekeeperd.listener import is_stopped, lock_holder
+
+    pid = lock_holder(paths.lock)
+    if pid is None:
+        return None, f"{exc}; if it stays so, stop whatever holds the socket and start tracekeeperd"
+    head = f"tracekeeperd (pid {pid}) is not responding on {paths.socket}"
+    if is_stopped(pid):
+        return pid, f"{head}: it is stopped; `kill -CONT {pid}` resumes it"
+    return pid, (
+        f"{head}: no answer within {exc.timeout:g} s; if it stays so, restart it (`kill {pid}`, then `tracekeeperd`)"
+    )
 
 
 def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
@@ -121,7 +147,9 @@ def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
         listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
         data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
     except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):  # else a daemon is creating the schema: nothing queued yet
+        # A daemon creating or migrating the schema right now (each migration is one
+        # transaction, so a reader sees the schema before it): nothing to show yet.
+        if not str(exc).startswith(("no such table", "no such column")):
             data["error"] = f"cannot read the queue {paths.db}: {exc}"
     except sqlite3.DatabaseError as exc:
         data["error"] = damaged(paths.db, exc)

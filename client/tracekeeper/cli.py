@@ -5,14 +5,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from tracekeeperd import __version__
 from tracekeeperd.paths import resolve
 
-from .api import Client, DaemonError, DaemonUnavailable
+from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
 from .output import Exit, ago, console, emit_json, fail
 
 
@@ -86,6 +86,9 @@ def _print_status(data: dict[str, Any]) -> None:
                 f"{daemon['offline_reason']}"
             )
         out.print(f"  notes   {daemon['notes_ref']}")
+    elif daemon.get("problem"):  # holds the socket, does not answer
+        out.print(f"[red]●[/] {escape(daemon['problem'])}")
+        out.print("  commits are spooled meanwhile, nothing is lost")
     elif daemon.get("running"):
         out.print(f"[yellow]●[/] tracekeeperd runs on {daemon['socket']} but could not report its status")
     else:
@@ -159,16 +162,22 @@ def status(as_json: bool, include_done: bool) -> None:
       $ tracekeeper status
       $ tracekeeper status --all --json | jq '.jobs[] | select(.state == "failed")'
     """
-    from .api import offline_status
+    from .api import not_responding, offline_status
 
     paths = resolve()
     try:
         data = _client(timeout=5).status(include_done=include_done)
+        data["daemon"]["responding"] = True
+    except DaemonNotResponding as exc:  # it holds the socket: running, but not answering
+        data = offline_status(paths, include_done)
+        pid, problem = not_responding(paths, exc)
+        data["daemon"].update(running=True, responding=False, pid=pid, problem=problem)
     except DaemonUnavailable:
         data = offline_status(paths, include_done)
+        data["daemon"]["responding"] = False
     except DaemonError as exc:  # still one JSON object (or the table) for what can be read
         data = offline_status(paths, include_done)
-        data["daemon"]["running"] = True
+        data["daemon"].update(running=True, responding=True)
         data["error"] = f"the daemon answered {exc.status}: {exc}"
     data.setdefault("error", None)
     data["repos"] = _notes_per_repo()
@@ -204,7 +213,7 @@ def flush(timeout: float) -> None:
         # The daemon answers when the jobs settle or at --timeout; allow for a slow answer on top.
         answer = _client(timeout=timeout + 15).flush(timeout)
     except DaemonUnavailable as exc:
-        fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+        _unavailable(exc)
     except DaemonError as exc:
         fail(str(exc))
     if answer["pending"]:
@@ -231,10 +240,13 @@ def flush(timeout: float) -> None:
         )
 
 
-def _job_ids(ids: tuple[int, ...], every: bool, verb: str) -> list[int] | None:
-    if ids and every:
-        raise click.UsageError(f"name jobs to {verb} or give --failed, not both")
-    return list(ids) if ids else None
+def _unavailable(exc: DaemonUnavailable) -> NoReturn:
+    """Exit 3 with what to do: start the daemon, or wake (or restart) the one that does not answer."""
+    if isinstance(exc, DaemonNotResponding):
+        from .api import not_responding
+
+        fail(not_responding(resolve(), exc)[1], Exit.DAEMON_UNAVAILABLE)
+    fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
 
 
 def _not_failed(answer: dict[str, Any]) -> None:
@@ -260,7 +272,7 @@ def retry(jobs: tuple[int, ...]) -> None:
     try:
         answer = _client().retry(list(jobs) if jobs else None)
     except DaemonUnavailable as exc:
-        fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+        _unavailable(exc)
     except DaemonError as exc:
         fail(str(exc))
     click.echo(f"re-queued {answer['retried']} job(s)")
@@ -286,13 +298,15 @@ def drop(jobs: tuple[int, ...], every: bool) -> None:
       $ tracekeeper drop 12
       $ tracekeeper drop --failed && tracekeeper flush && git push
     """
-    ids = _job_ids(jobs, every, "drop")
-    if ids is None and not every:
+    if jobs and every:
+        raise click.UsageError("name jobs to drop or give --failed, not both")
+    if not jobs and not every:
         raise click.UsageError("name the failed jobs to drop (ids from `tracekeeper status`), or give --failed")
+    ids = list(jobs) if jobs else None
     try:
         answer = _client().drop(ids)
     except DaemonUnavailable as exc:
-        fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+        _unavailable(exc)
     except DaemonError as exc:
         fail(str(exc))
     click.echo(f"dropped {answer['dropped']} failed job(s)")

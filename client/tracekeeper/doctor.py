@@ -67,6 +67,8 @@ class Context:
     _status: dict[str, Any] | None = None
     _status_error: str | None = None
     _asked: bool = False
+    #: A daemon holds the socket but did not answer (stopped or hung).
+    unresponsive: bool = False
     _repo_info: install_mod.Repo | None = None
     _repo_error: str | None = None
     _located: bool = False
@@ -74,11 +76,14 @@ class Context:
     def daemon(self) -> dict[str, Any] | None:
         """The daemon's status (asked once), or None with `daemon_error` saying why."""
         if not self._asked:
-            from .api import Client, DaemonError, DaemonUnavailable
+            from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable, not_responding
 
             self._asked = True
             try:
                 self._status = Client(self.paths.socket, timeout=3.0).status()
+            except DaemonNotResponding as exc:
+                self.unresponsive = True
+                self._status_error = not_responding(self.paths, exc)[1]
             except DaemonUnavailable as exc:
                 self._status_error = str(exc)
             except DaemonError as exc:
@@ -130,6 +135,13 @@ def check_config(ctx: Context) -> list[Check]:
 
 def check_daemon(ctx: Context) -> Check:
     status = ctx.daemon()
+    if status is None and ctx.unresponsive:
+        return Check(
+            Status.FAIL,
+            ctx.daemon_error,
+            "resume it if it was stopped (`kill -CONT <pid>`); otherwise restart it "
+            "(commits are spooled meanwhile, nothing is lost)",
+        )
     if status is None:
         stale = " (a stale socket file is left there)" if ctx.paths.socket.exists() else ""
         return Check(
@@ -147,7 +159,8 @@ def check_daemon(ctx: Context) -> Check:
 def check_store(ctx: Context) -> Check:
     status = ctx.daemon()
     if status is None:
-        return Check(Status.WARN, "store not checked: the daemon is not running")
+        why = "is not responding" if ctx.unresponsive else "is not running"
+        return Check(Status.WARN, f"store not checked: the daemon {why}")
     daemon = status["daemon"]
     store = daemon.get("store", {})
     location = store.get("location", "?")
