@@ -4,6 +4,7 @@ reports failed jobs. Real daemon, real CLI, real git; the Hub is tests/hubstub.p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from .harness import Env, Repo, append_lines, make_repo, running_daemon, wait_for
@@ -112,3 +113,33 @@ def test_failed_jobs_can_be_dropped_or_retried_by_id_and_doctor_reports_them(env
         assert env.status()["queue"]["failed"] == 0
         assert _doctor(env)["queue"]["status"] == "ok"
         assert env.cli("flush", "--timeout", "5").stderr == ""
+
+
+# --- the queue's part, in-process against a real SQLite file ------------------------------
+
+
+def test_retry_and_drop_by_id_touch_only_failed_jobs_and_take_any_number_of_ids(tmp_path: Path) -> None:
+    from tracekeeperd.protocol import JobState
+    from tracekeeperd.queue import NewJob, Queue
+
+    queue = Queue(tmp_path / "queue.sqlite3")
+    repo_id, _ = queue.add_repo("/src/app/.git", "app-00000000", "/src/app")
+
+    def job(sha: str, snapshot: str | None) -> NewJob:
+        return NewJob(repo_id, "/src/app/.git", "/src/app", sha, "codex", "s", "/t.jsonl", snapshot=snapshot)
+
+    retryable = queue.add(job("a" * 40, "/snap"), 1.0, error="bucket is public")
+    stuck = queue.add(job("b" * 40, None), 1.0, error="not valid JSON")
+    pending = queue.add(job("c" * 40, "/snap"), 1.0)
+    assert retryable and stuck and pending
+    many = [*range(100_000, 140_000), retryable]  # more than SQLite's 32766 parameters
+    assert queue.retry_failed(2.0, many) == (1, 0)
+    assert queue.retry_failed(2.0, [stuck]) == (0, 1)
+    assert queue.drop_failed([pending, 99]) == 0, "a pending job may be in a batch: never dropped"
+    assert queue.drop_failed([stuck]) == 1
+    assert queue.unsettled_ids() == [retryable, pending]
+    assert [j.id for j in queue.by_ids([pending, stuck, retryable])] == [retryable, pending]
+    assert {j.state for j in queue.by_ids(queue.unsettled_ids())} == {JobState.PENDING}
+    queue.fail(retryable, "again", 3.0)
+    assert queue.drop_failed(None) == 1 and queue.counts()["failed"] == 0
+    queue.close()

@@ -542,7 +542,10 @@ class Queue:
 
     def unsettled_ids(self) -> list[int]:
         """Jobs pending or uploading now: what a flush waits for."""
-        return [int(r[0]) for r in self.db.execute("SELECT id FROM jobs WHERE state IN ('pending', 'uploading')")]
+        return [
+            int(r[0])
+            for r in self.db.execute("SELECT id FROM jobs WHERE state IN ('pending', 'uploading') ORDER BY id")
+        ]
 
     def by_ids(self, ids: list[int]) -> list[Job]:
         """The jobs of `ids` that still exist (a rewrite may have merged some away)."""
