@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -326,6 +327,11 @@ class Daemon:
             return False
         return result.note != "already taken" and not (result.note or "").startswith("kept for later")
 
+    async def _drain_once(self) -> None:
+        taken = await self.drain_spool()
+        if taken:
+            log.info("took %d commit(s) put back into the spool", taken)
+
     async def drain_spool(self) -> int:
         taken = 0
         for path in spool.pending(self.paths.spool):
@@ -491,7 +497,7 @@ class Daemon:
         for name in revived:
             self._spool_tries.pop(name, None)
         if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
-            asyncio.get_running_loop().create_task(self.drain_spool())
+            self._tasks.append(asyncio.get_running_loop().create_task(self._drain_once()))
         self.worker.open_gate()
         self.wake.set()
         self._signal_progress()
@@ -579,8 +585,6 @@ def spool_counts(spool_dir: Path) -> dict[str, Any]:
 
 def _environmental(exc: BaseException) -> bool:
     """A failure of this machine (retried without limit), not of one spool entry."""
-    import errno
-
     if isinstance(exc, TransientError):
         return True
     if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):

@@ -98,7 +98,7 @@ def _print_status(data: dict[str, Any]) -> None:
     if spooled.get("dead_letter"):
         out.print(
             f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, [red]{spooled['dead_letter']} set aside[/] in "
-            f"{spooled['dead_letter_dir']} (newest: {escape(spooled.get('dead_letter_reason') or '?')}); "
+            f"{escape(spooled['dead_letter_dir'])} (newest: {escape(spooled.get('dead_letter_reason') or '?')}); "
             "`tracekeeper retry` puts them back"
         )
     elif spooled.get("waiting"):
