@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,60 @@ def test_agent_key_is_one_to_one_and_dash_free(a: str, b: str) -> None:
     assert "-" not in agent_key(a) and "/" not in agent_key(a)
     if a != b:
         assert agent_key(a) != agent_key(b)
+
+
+# --- parsing limits: any input is an error with a reason, never a crash -------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        # What a hostile or broken writer can leave: json.loads raises RecursionError on these.
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+        (b'{"sessions": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested too deeply"),
+        (b'{"transcript_path": "/t.jsonl", "x": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001, "nested too deeply"),
+        (b'{"transcript_path": "/t.jsonl", "pad": "' + b"a" * (2 << 20) + b'"}', "larger than 1 MiB"),
+        (b"null", "must hold a JSON object"),
+        (b"true", "must hold a JSON object"),
+        (b'{"transcript_path": "/t\\u0000x.jsonl"}', "NUL"),
+        (b'{"transcript_path": "/' + b"a" * 5000 + b'.jsonl"}', "longer than"),
+        (b'{"transcript_path": "/t.jsonl", "cwd": "/a\\u0000b"}', "NUL"),
+    ],
+)
+def test_hostile_files_raise_a_readable_error(raw: bytes, fragment: str) -> None:
+    with pytest.raises(ActiveFileError) as info:
+        parse(raw, base=BASE)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_more_sessions_than_any_hook_keeps_is_refused() -> None:
+    """tracekeeper's own hook keeps at most 64 (hookcmd._MAX_SESSIONS): more is not a hook's file."""
+    sessions = [{"session_id": f"s{i}", "transcript_path": f"/t/{i}.jsonl"} for i in range(65)]
+    with pytest.raises(ActiveFileError, match="more than 64 sessions"):
+        _parse({"sessions": sessions})
+    assert len(_parse({"sessions": sessions[:64]})) == 64
+
+
+@pytest.mark.parametrize("value", [[["deep"]], {"a": {"b": 1}}, 1.5, True])
+def test_ids_that_are_not_strings_fall_back_to_the_file_name(value: object) -> None:
+    """str() of a deeply nested value recurses too: ids are taken only from strings and integers."""
+    [session] = _parse({"session_id": value, "agent": value, "transcript_path": "/t/fallback.jsonl"})
+    assert (session.session_id, session.agent) == ("fallback", "agent")
+    [numbered] = _parse({"session_id": 42, "transcript_path": "/t/x.jsonl"})
+    assert numbered.session_id == "42"
+
+
+def test_read_caps_what_it_reads_and_refuses_what_is_not_a_file(tmp_path: Path) -> None:
+    from tracekeeperd.active import MAX_BYTES, read
+
+    assert read(tmp_path / "missing.json") is None
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (MAX_BYTES * 3))
+    assert len(read(big) or b"") == MAX_BYTES + 1, "enough to know it is too large, no more"
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ActiveFileError, match="not a regular file"):
+        read(fifo)  # opening a FIFO for reading would block until a writer came
+    with pytest.raises(ActiveFileError, match="not a regular file"):
+        read(tmp_path)

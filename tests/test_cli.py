@@ -18,8 +18,8 @@ def test_status_json_has_the_documented_shape(env: Env) -> None:
         sha = repo.commit("x")
         wait_for(lambda: repo.note(sha), what="note")
         data = env.status("--all")
-    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos", "jobs_not_shown"}
-    assert data["jobs_not_shown"] == 0
+    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos", "jobs_not_shown", "error"}
+    assert data["jobs_not_shown"] == 0 and data["error"] is None
     assert data["repos"] == [{"repo": str(repo.path), "remotes": []}]  # no remote: nothing to push
     assert data["daemon"]["running"] is True
     assert data["daemon"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]
@@ -102,7 +102,8 @@ def test_bad_configuration_is_one_line(env: Env) -> None:
     proc = daemon_once(env)
     assert proc.returncode == 1
     assert proc.stderr == (
-        "tracekeeperd: error: unknown store 's3://nope': use hf://buckets/<namespace>/<name> or file:///path\n"
+        f"tracekeeperd: error: {config}: store: unknown store 's3://nope': use hf://buckets/<namespace>/<name>"
+        " or file:///path\n"
     )
     config.write_text("store = [\n")
     proc = daemon_once(env)
@@ -151,3 +152,34 @@ def test_status_shows_notes_not_yet_pushed_per_repository(env: Env) -> None:
     (origin,) = entry["remotes"]
     assert origin["remote"] == "origin" and origin["unpushed"] == 1
     assert f"notes   1 not pushed to origin from {repo.path}" in text
+
+
+def test_bad_configuration_is_reported_alike_by_the_daemon_the_cli_and_doctor(env: Env) -> None:
+    """One validator: every problem, one line each, wherever the configuration is read."""
+    repo = make_repo(env)
+    config = env.home / ".config" / "tracekeeper" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('bukcet = "alice/traces"\nlog_level = "loud"\n')
+    env.vars["HF_TRACE_NOTES_REF"] = "refs/heads/main"
+    expected = [
+        f"{config}: unknown key 'bukcet' (did you mean 'bucket'?)",
+        "HF_TRACE_NOTES_REF: notes ref 'refs/heads/main' is outside refs/notes/, where git keeps notes",
+        f"{config}: log_level: unknown log level 'loud' (use debug, info, warning or error)",
+    ]
+    daemon = daemon_once(env)
+    assert (daemon.returncode, daemon.stderr) == (1, "".join(f"tracekeeperd: error: {line}\n" for line in expected))
+    install = env.cli("install", "-C", str(repo.path), check=False)
+    assert (install.returncode, install.stderr) == (1, "".join(f"Error: {line}\n" for line in expected))
+    doctor = env.cli("doctor", "-C", str(repo.path), "--json", check=False)
+    assert doctor.returncode == 1
+    checks = json.loads(doctor.stdout)["checks"]
+    assert [c["message"] for c in checks if c["name"] == "config"] == expected
+    assert all(c["status"] == "fail" for c in checks if c["name"] == "config")
+
+    env.vars["HF_TRACE_NOTES_REF"] = "hf-traces"
+    config.write_text("")
+    env.vars["TRACEKEEPER_LOG_LEVEL"] = "VERBOSE"  # the environment is checked as strictly
+    daemon = daemon_once(env)
+    assert daemon.stderr == (
+        "tracekeeperd: error: TRACEKEEPER_LOG_LEVEL: unknown log level 'VERBOSE' (use debug, info, warning or error)\n"
+    )

@@ -119,7 +119,6 @@ def test_partial_retry_table_keeps_other_defaults(home: Path) -> None:
         ("a/b", "refs/notes/a/b"),
         # What `git notes --ref` itself does with these (expand_notes_ref in git's notes.c):
         ("notes/foo", "refs/notes/foo"),
-        ("refs/heads/main", "refs/notes/refs/heads/main"),
     ],
 )
 def test_notes_ref_is_expanded_like_git_does(raw: str, ref: str) -> None:
@@ -140,21 +139,24 @@ def test_blank_notes_ref_is_refused() -> None:
 
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf", "-inf", "1e999"])
 def test_bad_numbers_in_the_environment(home: Path, value: str) -> None:
-    with pytest.raises(ConfigError, match=r"retry\.base"):
+    with pytest.raises(ConfigError, match=r"^TRACEKEEPER_RETRY_BASE: must (be a|not be negative)"):
         load(_env(home, TRACEKEEPER_RETRY_BASE=value))
 
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("[retry]\nbase = 'soon'\n", "retry.base must be a number"),
-        ("[retry]\ncap = -5\n", "retry.cap must not be negative"),
+        ("[retry]\nbase = 'soon'\n", "retry.base: must be a number"),
+        ("[retry]\ncap = -5\n", "retry.cap: must not be negative"),
         ("[retry]\njitter = nan\n", "retry.jitter"),
         ("[retry]\nattempt_timeout = inf\n", "retry.attempt_timeout"),
         ("[retry]\nbase = [1]\n", "retry.base"),
-        ("retry = 5\n", "[retry] must be a table"),
-        ("store = 5\n", "store must be a string"),
-        ("bucket = ['a']\n", "bucket must be a string"),
+        ("retry = 5\n", "retry: must be a table"),
+        ("store = 5\n", "store: must be a string"),
+        ("bucket = ['a']\n", "bucket: must be a string"),
+        ("log_level = 3\n", "log_level: must be a string"),
+        ("transcript_roots = '/x'\n", "transcript_roots: must be a list of paths"),
+        ("[redaction]\nallow = 'x'\n", "redaction.allow: must be a list of non-empty strings"),
         ("store = \n", "cannot read"),
         ("[[[\n", "cannot read"),
     ],
@@ -244,3 +246,120 @@ def test_runtime_fallback_is_short_absolute_and_per_user(home: Path, tmpdir: str
     assert runtime.name == f"tracekeeper-{os.getuid()}"
     assert len(os.fsencode(runtime)) < 60
     assert len(os.fsencode(runtime / "sock")) <= MAX_SOCKET_PATH
+
+
+# --- one validator: every problem, one line each ------------------------------------------
+
+
+def _problems(home: Path, **extra: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(_env(home, **extra))
+    lines = str(info.value).split("\n")
+    assert all(line.strip() == line and line for line in lines)
+    return lines
+
+
+@pytest.mark.parametrize("level", ["verbose", "WARN", "critical", "10"])
+def test_an_unknown_log_level_is_refused_from_the_environment(home: Path, level: str) -> None:
+    assert _problems(home, TRACEKEEPER_LOG_LEVEL=level) == [
+        f"TRACEKEEPER_LOG_LEVEL: unknown log level {level!r} (use debug, info, warning or error)"
+    ]
+
+
+def test_an_unknown_log_level_is_refused_from_the_file(home: Path) -> None:
+    path = _config_file(home, 'log_level = "loud"\n')
+    assert _problems(home) == [f"{path}: log_level: unknown log level 'loud' (use debug, info, warning or error)"]
+
+
+def test_unknown_keys_are_named_with_a_suggestion(home: Path) -> None:
+    path = _config_file(
+        home,
+        'bukcet = "ns/x"\ncolour = 1\n[retry]\nbse = 1\n[redaction]\nalow = []\n'
+        '[[redaction.rules]]\nid = "r"\npattern = "x"\nkeywords = ["x"]\nentrpy = 3\n',
+    )
+    assert _problems(home) == [
+        f"{path}: unknown key 'bukcet' (did you mean 'bucket'?)",
+        f"{path}: unknown key 'colour'",
+        f"{path}: unknown key 'retry.bse' (did you mean 'retry.base'?)",
+        f"{path}: unknown key 'redaction.alow' (did you mean 'redaction.allow'?)",
+        f"{path}: unknown key 'redaction.rules[0].entrpy' (did you mean 'redaction.rules[0].entropy'?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ref", "reason"),
+    [
+        ("refs/heads/main", "is outside refs/notes/"),
+        ("refs/tags/v1", "is outside refs/notes/"),
+        ("refs/notes/", "names no notes ref"),
+        # git's refs.c check_refname_component / check_or_sanitize_refname:
+        ("a..b", "contains '..'"),
+        ("traces.lock", "a component ends with '.lock'"),
+        ("a/.hidden", "a component starts with '.'"),
+        ("with space", "contains ' '"),
+        ("star*", "contains '*'"),
+        ("x@{1}", "contains '@{'"),
+        ("trailing.", "ends with '.'"),
+        ("a//b", "has an empty component"),
+        ("tab\there", "contains '\\t'"),
+    ],
+)
+def test_notes_refs_git_would_refuse_or_put_outside_refs_notes_are_refused(home: Path, ref: str, reason: str) -> None:
+    (problem,) = _problems(home, HF_TRACE_NOTES_REF=ref)
+    assert problem.startswith(f"HF_TRACE_NOTES_REF: notes ref {ref!r} ")
+    assert reason in problem
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    ["a/b/c", "-ns/name", "ns/name-", "ns/a--b", "ns/a..b", "ns/x.git", "ns/café", "ns/" + "x" * 97, "ns/", "a b"],
+)
+def test_bucket_ids_huggingface_hub_would_refuse_are_refused(home: Path, bucket: str) -> None:
+    (problem,) = _problems(home, HF_TRACE_BUCKET=bucket)
+    assert problem.startswith(f"HF_TRACE_BUCKET: invalid bucket id {bucket!r}")
+    (problem,) = _problems(home, TRACEKEEPER_STORE=f"hf://buckets/{bucket}")
+    assert problem.startswith(f"TRACEKEEPER_STORE: invalid bucket id {bucket!r}")
+
+
+@pytest.mark.parametrize("bucket", ["agent-traces", "alice/agent-traces", "Org_1/traces.v2", "a" * 96 + "/b"])
+def test_valid_bucket_ids_are_accepted(home: Path, bucket: str) -> None:
+    assert load(_env(home, HF_TRACE_BUCKET=bucket)).bucket == bucket
+    assert load(_env(home, TRACEKEEPER_STORE=f"hf://buckets/{bucket}")).store == f"hf://buckets/{bucket}"
+
+
+@pytest.mark.parametrize(
+    ("store", "fragment"),
+    [
+        ("s3://nope", "unknown store 's3://nope'"),
+        ("file://host/dir", "must be a local path"),
+        ("file://", "must be a local path"),
+        ("hf://models/a/b", "invalid bucket id"),
+    ],
+)
+def test_bad_stores_are_refused(home: Path, store: str, fragment: str) -> None:
+    (problem,) = _problems(home, TRACEKEEPER_STORE=store)
+    assert problem.startswith("TRACEKEEPER_STORE: ") and fragment in problem
+
+
+@pytest.mark.parametrize("endpoint", ["huggingface.co", "ftp://hub", "https://", "http:///x"])
+def test_a_hub_endpoint_must_be_an_http_url(home: Path, endpoint: str) -> None:
+    (problem,) = _problems(home, HF_ENDPOINT=endpoint)
+    assert problem == f"HF_ENDPOINT: {endpoint!r} is not an http(s) URL"
+
+
+def test_every_problem_is_reported_at_once(home: Path) -> None:
+    path = _config_file(home, 'notes_ref = "refs/heads/x"\nbucket = "a/b/c"\n[retry]\ncap = -1\n')
+    problems = _problems(home, TRACEKEEPER_LOG_LEVEL="chatty", TRACEKEEPER_RETRY_BASE="soon")
+    assert [p.split(": ", 2)[:2] for p in problems] == [
+        [str(path), "bucket"],
+        [str(path), "notes_ref"],
+        ["TRACEKEEPER_LOG_LEVEL", "unknown log level 'chatty' (use debug, info, warning or error)"],
+        ["TRACEKEEPER_RETRY_BASE", "must be a number of seconds, got 'soon'"],
+        [str(path), "retry.cap"],
+    ]
+
+
+def test_a_broken_user_redaction_rule_is_a_configuration_problem(home: Path) -> None:
+    path = _config_file(home, '[[redaction.rules]]\nid = "mine"\npattern = "(unclosed"\nkeywords = ["x"]\n')
+    (problem,) = _problems(home)
+    assert problem.startswith(f"{path}: redaction: redaction rule 'mine': invalid pattern")

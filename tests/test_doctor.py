@@ -175,7 +175,7 @@ def test_active_file_not_touched_for_long_is_stale(env: Env, repo: Repo) -> None
     assert check is not None and check.status is Status.OK
 
 
-def test_spool_backlog_and_unreadable_files_are_warnings(env: Env, repo: Repo) -> None:
+def test_spool_backlog_is_a_warning_and_set_aside_files_a_failure(env: Env, repo: Repo) -> None:
     env.spool.mkdir(parents=True)
     waiting = env.spool / f"{'a' * 40}.1.commit"
     waiting.write_text("tracekeeper-spool 1\n")
@@ -189,10 +189,14 @@ def test_spool_backlog_and_unreadable_files_are_warnings(env: Env, repo: Repo) -
     waiting.unlink()
     (env.spool / "bad").mkdir()
     (env.spool / "bad" / "x.1.commit").write_text("junk")
+    (env.spool / "bad" / "y.1.rewrite").write_text("junk")
+    (env.spool / "bad" / "y.1.rewrite.reason").write_text("not a tracekeeper rewrite file\n")
+    os.utime(env.spool / "bad" / "x.1.commit", (time.time() - 600,) * 2)
     check = doctor_mod.check_spool(Context(repo.path, paths=resolve(env.vars), env=env.vars))
-    assert check.status is Status.WARN and "1 unreadable" in check.message
+    assert check.status is Status.FAIL and "2 commit file(s) set aside" in check.message
+    assert check.message.endswith("the newest because: not a tracekeeper rewrite file")
     proc = run_doctor(env, repo.path)
-    assert "! spool " in proc.stdout
+    assert "✗ spool " in proc.stdout
 
 
 def test_spool_lag_while_the_daemon_runs_is_a_warning(env: Env, repo: Repo) -> None:

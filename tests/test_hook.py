@@ -171,7 +171,7 @@ def test_spool_left_by_a_crashed_hook_is_ignored_until_complete(env: Env) -> Non
     partial.write_text("tracekeeper-spool 1\nsha ")
     with running_daemon(env):
         status = env.status()
-    assert status["daemon"]["spool"] == {"waiting": 0, "unreadable": 0}
+    assert (status["daemon"]["spool"]["waiting"], status["daemon"]["spool"]["dead_letter"]) == (0, 0)
     assert partial.exists()
 
 
@@ -183,7 +183,7 @@ def test_unreadable_spool_file_is_moved_aside_with_its_reason(env: Env) -> None:
     young = env.spool / "young.2.commit"
     young.write_text("tracekeeper-spool 1\nsha ")  # a hook mid-write
     with running_daemon(env):
-        wait_for(lambda: env.status()["daemon"]["spool"]["unreadable"] == 1, what="quarantine")
+        wait_for(lambda: env.status()["daemon"]["spool"]["dead_letter"] == 1, what="quarantine")
     reason = (env.spool / "bad" / "junk.1.commit.reason").read_text()
     assert reason == "missing the '--' separator line\n"
     assert young.exists()  # left for its close event

@@ -102,7 +102,7 @@ def test_a_broken_user_rule_stops_the_daemon_with_one_line(env: Env) -> None:
     config.write_text('[[redaction.rules]]\nid = "mine"\npattern = "("\nkeywords = ["x"]\n')
     proc = daemon_once(env)
     assert proc.returncode == 1
-    assert proc.stderr.startswith("tracekeeperd: error: redaction: ")
+    assert proc.stderr.startswith(f"tracekeeperd: error: {config}: redaction: ")
     assert proc.stderr.count("\n") == 1
 
 

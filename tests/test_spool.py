@@ -103,11 +103,49 @@ def test_uppercase_sha_is_normalised() -> None:
     assert parse(data, mtime=AT).sha == SHA
 
 
-def test_oversized_spool_file_is_refused(tmp_path: Path) -> None:
+def test_an_oversized_copied_active_file_is_read_only_far_enough_to_refuse_it(tmp_path: Path) -> None:
+    """The commit itself is fine: its active file becomes a failed job saying it is too large."""
+    from tracekeeperd.active import MAX_BYTES
+
     path = tmp_path / f"big{SUFFIX}"
-    path.write_bytes(MAGIC + b"\nsha " + SHA.encode() + b"\ngit-dir /g\nactive present\n--\n" + b"x" * (4 << 20))
-    with pytest.raises(SpoolError, match="larger than 4 MiB"):
-        read(path)
+    path.write_bytes(MAGIC + b"\nsha " + SHA.encode() + b"\ngit-dir /g\nactive present\n--\n" + b"x" * (9 << 20))
+    for now in (None, time.time() + 3600):  # young (the hook may still be copying) or not
+        event = read(path, now=now)
+        assert event.sha == SHA
+        assert event.active is not None and MAX_BYTES < len(event.active) <= spool.MAX_COMMIT_FILE
+
+
+def test_an_oversized_rewrite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / f"big{spool.REWRITE_SUFFIX}"
+    path.write_bytes(spool.REWRITE_MAGIC + b"\ngit-dir /g\n--\n" + b"x" * (17 << 20))
+    with pytest.raises(SpoolError, match="larger than 16 MiB"):
+        spool.read_rewrite(path, now=time.time() + 3600)
+
+
+def test_a_path_with_a_nul_is_refused() -> None:
+    data = MAGIC + b"\nsha " + SHA.encode() + b"\ngit-dir /g\0x\nactive absent\n--\n"
+    with pytest.raises(SpoolError, match="NUL"):
+        parse(data, mtime=AT)
+
+
+def test_a_young_file_with_a_deep_copied_active_file_is_handed_on(tmp_path: Path) -> None:
+    path = write(tmp_path, _event(active=b"[" * 100_000 + b"]" * 100_000, committed_at=time.time()))
+    assert read(path).active is not None  # not left waiting "until complete" forever
+
+
+def test_dead_letters_are_listed_revived_and_discarded(tmp_path: Path) -> None:
+    first = write(tmp_path, _event(sha="a" * 40, committed_at=AT))
+    second = write(tmp_path, _event(sha="b" * 40, committed_at=AT + 10))
+    quarantine(first, "could not be ingested\nafter 5 tries")
+    quarantine(second, "bad commit sha")
+    assert spool.dead_letters(tmp_path) == [tmp_path / "bad" / second.name, tmp_path / "bad" / first.name]
+    assert spool.dead_letter_reason(tmp_path / "bad" / first.name) == "could not be ingested after 5 tries"
+    assert spool.revive(tmp_path) == [second.name, first.name]
+    assert pending(tmp_path) == [first, second] and spool.dead_letters(tmp_path) == []
+    assert not list((tmp_path / "bad").iterdir()), "the reasons go with them"
+    quarantine(first, "again")
+    assert spool.discard_dead_letters(tmp_path) == 1
+    assert not list((tmp_path / "bad").iterdir())
 
 
 def test_pending_ignores_tmp_files_and_sorts_oldest_first(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from . import __version__
-from .errors import AlreadyRunning, TracekeeperError
+from .errors import AlreadyRunning, ConfigError, TracekeeperError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = config_mod.load()
-    except TracekeeperError as exc:
-        print(f"tracekeeperd: error: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        for line in config_mod.problems_of(exc):
+            print(f"tracekeeperd: error: {line}", file=sys.stderr)
         return 1
     logging.basicConfig(
         level=(args.log_level or config.log_level).upper(),

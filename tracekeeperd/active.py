@@ -8,9 +8,12 @@ a JSON list). Every payload names its transcript as `trace_file`, `transcript_pa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,14 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._]|-(?!-))*(?<![.-])")
 MAX_ID = 128
 #: Hex digits of sha256(raw id) that keep a cleaned or cut id apart from every other id.
 _ID_HASH = 16
+
+#: Limits on what the file may be. The hook writes a few hundred bytes per session and keeps at
+#: most 64 sessions (client/tracekeeper/hookcmd.py, _MAX_SESSIONS); anything far beyond that is
+#: not a hook's file, and must become a reason in `status`, not a stuck commit or a crash.
+MAX_BYTES = 1 << 20
+MAX_SESSIONS = 64
+#: Longer than any path the kernel accepts (PATH_MAX is 4096 on Linux, 1024 on macOS).
+MAX_PATH_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,22 @@ def agent_key(raw: str) -> str:
     return f"{stem}.{digest}"
 
 
+def _path_text(name: str, value: str) -> str:
+    if "\0" in value:
+        raise ActiveFileError(f"{ACTIVE_FILE}: the {name} contains a NUL character")
+    if len(value) > MAX_PATH_CHARS:
+        raise ActiveFileError(f"{ACTIVE_FILE}: the {name} is longer than {MAX_PATH_CHARS} characters")
+    return value
+
+
+def _raw_id(value: object) -> str:
+    """An id from a string or an integer only (str() of a nested value can recurse without end),
+    cut at 1,024 characters; `session_key`/`agent_key` make it safe and one to one."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value)[:1024]
+
+
 def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
     # The first key with a value wins: some writers send `trace_file: null` next to a real path.
     raw_path = next((payload[k] for k in _PATH_KEYS if payload.get(k) not in (None, "")), None)
@@ -114,15 +141,15 @@ def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
     if not isinstance(raw_path, str):
         raise ActiveFileError(f"the transcript path must be a string, got {type(raw_path).__name__}")
     cwd = payload.get("cwd")
-    root = Path(cwd) if isinstance(cwd, str) and cwd.startswith("/") else base
-    transcript = Path(raw_path).expanduser()
+    root = Path(_path_text("cwd", cwd)) if isinstance(cwd, str) and cwd.startswith("/") else base
+    transcript = Path(_path_text("transcript path", raw_path)).expanduser()
     if not transcript.is_absolute():
         transcript = root / transcript
-    sid = payload.get("session_id") or payload.get("sessionId")
-    raw_id = str(sid) if sid else (session_id_from_path(transcript) or "session")
-    agent_raw = payload.get("agent")
+    raw_id = _raw_id(payload.get("session_id") or payload.get("sessionId"))
+    raw_id = raw_id or session_id_from_path(transcript) or "session"
+    agent_raw = _raw_id(payload.get("agent"))
     # A name with no letter or digit at all says nothing: fall back to the path's agent.
-    agent = agent_key(str(agent_raw)) if agent_raw and _UNSAFE_AGENT.sub("", str(agent_raw)) else ""
+    agent = agent_key(agent_raw) if _UNSAFE_AGENT.sub("", agent_raw) else ""
     return ActiveSession(
         agent=agent or agent_from_path(transcript),
         session_id=session_key(raw_id),
@@ -137,16 +164,56 @@ def _epoch(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def read(path: Path) -> bytes | None:
+    """The file's bytes, at most MAX_BYTES + 1 of them (enough for `parse` to say it is too large);
+    None when there is none.
+
+    Opened without blocking and checked to be a regular file first: a FIFO in its place would
+    otherwise hang the reader until some writer came, and a device could be endless.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO (or socket) nobody writes to
+            raise ActiveFileError(f"{ACTIVE_FILE} is not a regular file") from None
+        raise ActiveFileError(f"cannot read {ACTIVE_FILE}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ActiveFileError(f"{ACTIVE_FILE} is not a regular file")
+        chunks: list[bytes] = []
+        left = MAX_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ActiveFileError(f"cannot read {ACTIVE_FILE}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
 def parse(raw: bytes, *, base: Path) -> list[ActiveSession]:
     """Sessions named by an active file; `base` resolves relative paths when `cwd` is absent.
 
-    Raises ActiveFileError for anything a user should hear about (not JSON, wrong shape, no
-    transcript key at all); a payload that deliberately has no transcript yields nothing.
+    Raises ActiveFileError for anything a user should hear about (not JSON, too large or too
+    deep, wrong shape, no transcript key at all); a payload that deliberately has no transcript
+    yields nothing.
     """
+    if len(raw) > MAX_BYTES:
+        raise ActiveFileError(f"{ACTIVE_FILE} is larger than {MAX_BYTES >> 20} MiB; no agent hook writes that")
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ActiveFileError(f"{ACTIVE_FILE} is not valid JSON ({exc})") from None
+    except RecursionError:
+        # The C decoder guards its recursion (Py_EnterRecursiveCall): a deep document is refused
+        # with this, long before the stack is at risk.
+        raise ActiveFileError(f"{ACTIVE_FILE} is nested too deeply to be an agent hook's payload") from None
     if isinstance(doc, dict) and isinstance(doc.get("sessions"), list):
         payloads: list[Any] = doc["sessions"]
     elif isinstance(doc, list):
@@ -155,6 +222,10 @@ def parse(raw: bytes, *, base: Path) -> list[ActiveSession]:
         payloads = [doc]
     else:
         raise ActiveFileError(f"{ACTIVE_FILE} must hold a JSON object, got {type(doc).__name__}")
+    if len(payloads) > MAX_SESSIONS:
+        raise ActiveFileError(
+            f"{ACTIVE_FILE} names more than {MAX_SESSIONS} sessions ({len(payloads)}); no agent hook keeps that many"
+        )
     sessions: list[ActiveSession] = []
     seen: set[tuple[str, str]] = set()
     for payload in payloads:

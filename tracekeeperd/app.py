@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,11 +26,11 @@ from .active import ActiveSession, session_key
 from .agents.roots import default_roots
 from .config import Config
 from .discovery import SessionIndex
-from .errors import ConfigError, PermanentError, TracekeeperError
+from .errors import ConfigError, PermanentError, TracekeeperError, TransientError
 from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
-from .queue import Queue
+from .queue import Job, Queue, damaged
 from .redact import Redactor
 from .snapshot import Snapshots
 from .stores import Store, open_store
@@ -43,6 +45,8 @@ SPOOL_RESCAN = 60.0
 FOLLOW_INTERVAL = 5.0
 #: After a wake-up, wait this long for more commits before claiming work.
 COALESCE = 0.1
+#: How often the queue's file is checked to still be the one the daemon writes (a stat).
+QUEUE_CHECK = 2.0
 
 
 def sd_notify(message: str) -> None:
@@ -70,11 +74,16 @@ class Daemon:
         self.listener: BoundSocket | None = None
         self.runner: web.AppRunner | None = None
         self.wake = asyncio.Event()
+        #: Set (and replaced) whenever job states may have changed: what a waiting flush awaits.
+        self._progress = asyncio.Event()
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self._observer: Any = None
         self._stopping = False
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
+        self._marker_written = False
+        #: Failed ingests per spool file name (touched on the database thread only).
+        self._spool_tries: dict[str, int] = {}
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -124,6 +133,7 @@ class Daemon:
             loop.create_task(self._work(), name="worker"),
             loop.create_task(self._rescan()),
             loop.create_task(self._follow()),
+            loop.create_task(self._guard_queue()),
         ]
         log.info(
             "tracekeeperd %s listening on %s, store %s, notes %s",
@@ -162,7 +172,8 @@ class Daemon:
             store = open_store(config)
             redactor = build_redactor(config)
         except TracekeeperError as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
+            for line in config_mod.problems_of(exc) if isinstance(exc, ConfigError) else [str(exc)]:
+                log.error("reload failed, keeping the running configuration: %s", line)
             return
         worker = self.worker
         assert worker is not None
@@ -185,7 +196,7 @@ class Daemon:
         self._stopping = True
         sd_notify("STOPPING=1")
         self.wake.set()
-        self._spool_marker.unlink(missing_ok=True)
+        self._remove_marker()
         if self._observer is not None:
             self._observer.stop()
         if self.index is not None:
@@ -207,6 +218,18 @@ class Daemon:
         if self.listener is not None:
             log.info("tracekeeperd stopped")
 
+    def _remove_marker(self) -> None:
+        """Only a marker this daemon wrote: a second daemon, refused at start, runs stop() too,
+        and must not take the running one's away (every commit would then take the slow path)."""
+        if not self._marker_written:
+            return
+        try:
+            if self._spool_marker.read_text().strip() == str(os.getpid()):
+                self._spool_marker.unlink()
+        except FileNotFoundError:
+            pass
+        self._marker_written = False
+
     # --- RECEIVE ------------------------------------------------------------------------
 
     async def ingest(self, event: spool.CommitEvent) -> IngestResult:
@@ -220,6 +243,11 @@ class Daemon:
             self.io.submit(self._copy_note, git_dir, source, target)
         if result.job_ids:
             self.wake.set()
+        self._signal_progress()  # a rewrite may have moved or merged jobs a flush waits for
+
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
 
     def _copy_note(self, git_dir: Path, source: str, target: str) -> None:
         """On the I/O thread, which writes every note, so two writers never race on the ref."""
@@ -255,26 +283,65 @@ class Daemon:
             spool.quarantine(path, str(exc))
             log.error("spool file %s cannot be processed: %s", path.name, exc)
             return IngestResult(failed=[str(exc)])
+        except Exception as exc:
+            return self._failed_try(path, exc)
+        self._spool_tries.pop(path.name, None)
         path.unlink(missing_ok=True)
         return result
+
+    def _failed_try(self, path: Path, exc: Exception) -> IngestResult:
+        """Keep the entry for another try; after spool.MAX_TRIES, set it aside with the reason.
+
+        Whatever an entry holds must not stick in the spool forever with only a traceback in a
+        log: a bug that one input triggers would otherwise be retried every minute, unseen by
+        `status`. Failures of the machine rather than of the entry (a full disk, a locked or
+        broken database, a busy repository) never use up tries: every entry would fail alike.
+        """
+        what = f"{type(exc).__name__}: {exc}"
+        if _environmental(exc):
+            log.warning("spool file %s kept for later: %s", path.name, what)
+            return IngestResult(note=f"kept for later: {what}")
+        tries = self._spool_tries.get(path.name, 0) + 1
+        log.debug("spool file %s: try %d failed", path.name, tries, exc_info=exc)
+        if tries < spool.MAX_TRIES:
+            self._spool_tries[path.name] = tries
+            log.warning("spool file %s kept for later (try %d of %d): %s", path.name, tries, spool.MAX_TRIES, what)
+            return IngestResult(note=f"kept for later (try {tries} of {spool.MAX_TRIES}): {what}")
+        self._spool_tries.pop(path.name, None)
+        reason = f"could not be ingested after {tries} tries: {what}"
+        try:
+            spool.quarantine(path, reason)
+        except FileNotFoundError:
+            return IngestResult(note="already taken")
+        log.error("spool file %s set aside in %s: %s", path.name, path.parent / spool.DEAD_LETTER, reason)
+        return IngestResult(failed=[reason])
 
     async def ingest_spool_file(self, path: Path) -> IngestResult:
         result: IngestResult = await self._on_db(self._ingest_spool_sync, path)
         self._after_ingest(result)
         return result
 
+    async def _take(self, path: Path) -> bool:
+        """Ingest one spool file for the scan or the watcher, which have nobody to raise to."""
+        try:
+            result = await self.ingest_spool_file(path)
+        except TracekeeperError as exc:  # e.g. the dead-letter folder cannot be made: try later
+            log.warning("spool file %s kept for later: %s", path.name, exc)
+            return False
+        except Exception:  # a bug outside the entry's own ingest: keep the file, keep serving
+            log.exception("spool file %s kept for later", path.name)
+            return False
+        return result.note != "already taken" and not (result.note or "").startswith("kept for later")
+
+    async def _drain_once(self) -> None:
+        taken = await self.drain_spool()
+        if taken:
+            log.info("took %d commit(s) put back into the spool", taken)
+
     async def drain_spool(self) -> int:
         taken = 0
         for path in spool.pending(self.paths.spool):
-            try:
-                result = await self.ingest_spool_file(path)
-            except TracekeeperError as exc:  # e.g. git failed on a repo: keep the file, try later
-                log.warning("spool file %s kept for later: %s", path.name, exc)
-                continue
-            except Exception:  # a full disk, a broken database: keep the file, keep the scan alive
-                log.exception("spool file %s kept for later", path.name)
-                continue
-            taken += 1 if result.note != "already taken" else 0
+            taken += await self._take(path)
         return taken
 
     def _start_watcher(self) -> None:
@@ -287,7 +354,7 @@ class Daemon:
         class SpoolHandler(FileSystemEventHandler):
             def _take(self, path: str) -> None:
                 if path.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
-                    loop.call_soon_threadsafe(lambda: loop.create_task(daemon.ingest_spool_file(Path(path))))
+                    loop.call_soon_threadsafe(lambda: loop.create_task(daemon._take(Path(path))))
 
             def on_moved(self, event: FileSystemEvent) -> None:
                 self._take(os.fsdecode(event.dest_path))
@@ -308,6 +375,7 @@ class Daemon:
             # Tells the hook that a rename in the spool already wakes us: it can skip curl.
             self._spool_marker.write_text(f"{os.getpid()}\n")
             self._spool_marker.chmod(0o600)
+            self._marker_written = True
 
     async def _rescan(self) -> None:
         """Ingest what the hook spooled while we were down, then re-check now and then."""
@@ -320,6 +388,17 @@ class Daemon:
             if taken:
                 log.info("took %d commit(s) from the spool", taken)
             await asyncio.sleep(SPOOL_RESCAN)
+
+    async def _guard_queue(self) -> None:
+        """Notice the queue's file deleted or replaced even while no job moves (every write checks
+        too): the live state is written back before a restart could lose it."""
+        assert self.queue is not None
+        while not self._stopping:
+            await asyncio.sleep(QUEUE_CHECK)
+            try:
+                await self._on_db(self.queue.ensure_on_disk)
+            except Exception:  # e.g. the disk is full right now: the next check tries again
+                log.exception("could not write the queue back")
 
     async def _follow(self) -> None:
         """Keep linked sessions' remote copies current (between batches, on the I/O thread)."""
@@ -344,6 +423,7 @@ class Daemon:
             try:
                 claimed = await loop.run_in_executor(self.io, self.worker.run_once)
                 if claimed:
+                    self._signal_progress()
                     await self._publish_status()
                     continue
                 delay = await loop.run_in_executor(self.io, self.worker.wait_time)
@@ -364,20 +444,80 @@ class Daemon:
 
     # --- commands -------------------------------------------------------------------------
 
-    async def flush(self) -> int:
-        assert self.queue is not None and self.worker is not None
-        due: int = await self._on_db(self.queue.flush, time.time())
-        self.worker.open_gate()
-        self.wake.set()
-        return due
+    async def flush(self, timeout: float = 0.0) -> dict[str, Any]:
+        """Make every pending job due now, then wait up to `timeout` seconds for them to settle.
 
-    async def retry(self) -> tuple[int, int]:
+        Judged are only the jobs pending or uploading when the flush began: one that failed
+        earlier is for `retry` or `drop` (else `flush && git push` could never pass again), and
+        one queued meanwhile is for the next flush (else a busy agent could keep it waiting).
+        """
         assert self.queue is not None and self.worker is not None
-        # retry_failed already counts only the jobs left failed (those with no snapshot).
-        retried, still_failed = await self._on_db(self.queue.retry_failed, time.time())
+        queue = self.queue
+
+        def begin() -> tuple[int, list[int]]:
+            return queue.flush(time.time()), queue.unsettled_ids()
+
+        due, ids = await self._on_db(begin)
         self.worker.open_gate()
         self.wake.set()
-        return retried, still_failed
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            progress = self._progress  # taken before looking, so no change between is missed
+            jobs: list[Job] = await self._on_db(queue.by_ids, ids)
+            unsettled = [j for j in jobs if j.state in (JobState.PENDING, JobState.UPLOADING)]
+            remaining = deadline - loop.time()
+            if not unsettled or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.wait(), remaining)
+        failed = [j for j in jobs if j.state is JobState.FAILED]
+        counts = await self._on_db(queue.counts)
+        gate = self.worker.gate
+        offline = gate.reason if gate.closed_until > time.time() else None
+        return {
+            "due": due,
+            "waited": len(ids),
+            "done": sum(j.state is JobState.DONE for j in jobs),
+            "pending": len(unsettled),
+            "failed": [j.view() for j in failed],
+            "failed_before": max(0, counts[JobState.FAILED.value] - len(failed)),
+            "reason": offline or next((j.last_error for j in unsettled if j.last_error), None),
+        }
+
+    async def _not_failed(self, ids: list[int] | None) -> list[int]:
+        """Those of `ids` that name no failed job (a typo, or a job that is not failed)."""
+        if ids is None:
+            return []
+        assert self.queue is not None
+        jobs: list[Job] = await self._on_db(self.queue.by_ids, ids)
+        failed = {job.id for job in jobs if job.state is JobState.FAILED}
+        return [i for i in dict.fromkeys(ids) if i not in failed]
+
+    async def retry(self, ids: list[int] | None = None) -> dict[str, Any]:
+        """Failed jobs (all, or `ids`) back to pending; without ids, set-aside spool entries too."""
+        assert self.queue is not None and self.worker is not None
+        not_failed = await self._not_failed(ids)
+        # retry_failed already counts only the jobs left failed (those with no snapshot).
+        retried, still_failed = await self._on_db(self.queue.retry_failed, time.time(), ids)
+        revived: list[str] = [] if ids is not None else await self._on_db(spool.revive, self.paths.spool)
+        for name in revived:
+            self._spool_tries.pop(name, None)
+        if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
+            self._tasks.append(asyncio.get_running_loop().create_task(self._drain_once()))
+        self.worker.open_gate()
+        self.wake.set()
+        self._signal_progress()
+        return {"retried": retried, "still_failed": still_failed, "respooled": len(revived), "not_failed": not_failed}
+
+    async def drop(self, ids: list[int] | None) -> dict[str, Any]:
+        """Forget failed jobs (all, or `ids`); for all, the set-aside spool entries go too."""
+        assert self.queue is not None
+        not_failed = await self._not_failed(ids)
+        dropped: int = await self._on_db(self.queue.drop_failed, ids)
+        discarded: int = 0 if ids is not None else await self._on_db(spool.discard_dead_letters, self.paths.spool)
+        self._signal_progress()
+        return {"dropped": dropped, "discarded": discarded, "not_failed": not_failed}
 
     async def forget(self, sessions: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """`tracekeeper forget`: on the I/O thread, between batches, so no upload of these
@@ -419,17 +559,24 @@ class Daemon:
 
         def snapshot() -> dict[str, Any]:
             states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
-            oldest = queue.oldest_pending()
-            counts = queue.counts()
-            jobs = [job.view() for job in queue.jobs(states=states)]
-            listed = sum(counts.values()) if states is None else sum(counts[s.value] for s in states)
-            return {
-                "queue": counts,
-                "oldest_pending": oldest.view() if oldest else None,
-                "jobs": jobs,
-                "jobs_not_shown": max(0, listed - len(jobs)),
+            data: dict[str, Any] = {
+                "queue": {state.value: 0 for state in JobState},
+                "oldest_pending": None,
+                "jobs": [],
+                "jobs_not_shown": 0,
+                "error": None,
                 "spool": spool_counts(spool_dir),  # directory listings: off the event loop too
             }
+            try:
+                data["queue"] = counts = queue.counts()
+                oldest = queue.oldest_pending()
+                data["oldest_pending"] = oldest.view() if oldest else None
+                data["jobs"] = [job.view() for job in queue.jobs(states=states)]
+                listed = sum(counts.values()) if states is None else sum(counts[s.value] for s in states)
+                data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
+            except sqlite3.DatabaseError as exc:  # the answer still comes, with what went wrong
+                data["error"] = damaged(queue.path, exc)
+            return data
 
         data: dict[str, Any] = await self._on_db(snapshot)
         info = self.store.info()
@@ -466,12 +613,24 @@ def build_redactor(config: Config) -> Redactor:
         raise ConfigError(f"redaction: {exc}") from exc
 
 
-def spool_counts(spool_dir: Path) -> dict[str, int]:
-    bad = spool_dir / "bad"
+def spool_counts(spool_dir: Path) -> dict[str, Any]:
+    """Entries waiting, and those set aside (the dead-letter folder) with the newest one's reason."""
+    dead = spool.dead_letters(spool_dir)
     return {
         "waiting": len(spool.pending(spool_dir)),
-        "unreadable": len([p for p in bad.iterdir() if p.name.endswith(spool.SUFFIX)]) if bad.exists() else 0,
+        "dead_letter": len(dead),
+        "dead_letter_dir": str(spool_dir / spool.DEAD_LETTER),
+        "dead_letter_reason": spool.dead_letter_reason(dead[0]) if dead else None,
     }
+
+
+def _environmental(exc: BaseException) -> bool:
+    """A failure of this machine (retried without limit), not of one spool entry."""
+    if isinstance(exc, TransientError):
+        return True
+    if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        return True  # locked, full, or damaged: every entry would fail alike
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 async def serve(config: Config) -> None:

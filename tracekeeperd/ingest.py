@@ -141,10 +141,7 @@ class Ingestor:
         if event.active is not None or (event.spool_file is not None and not event.active_live):
             # The hook captured the file (or its absence) at commit time: trust that.
             return event.active
-        try:
-            return (event.git_dir / active_mod.ACTIVE_FILE).read_bytes()
-        except FileNotFoundError:
-            return None
+        return active_mod.read(event.git_dir / active_mod.ACTIVE_FILE)
 
     def ingest(self, event: CommitEvent, now: float | None = None) -> IngestResult:
         now = time.time() if now is None else now
@@ -154,9 +151,14 @@ class Ingestor:
             return result
         if event.made_by == "cherry-pick" and event.copy_of:
             return self._cherry_pick(event, event.copy_of, now, result)
-        raw = self._active(event)
-        discovered = self._discovered(event) if raw is None else []
-        if raw is None and not discovered:
+        # Whatever the file holds, it ends as sessions or as a failed job with the reason.
+        unreadable: ActiveFileError | None = None
+        try:
+            raw = self._active(event)
+        except ActiveFileError as exc:
+            raw, unreadable = None, exc
+        discovered = self._discovered(event) if raw is None and unreadable is None else []
+        if raw is None and unreadable is None and not discovered:
             result.note = "no active agent session"
             return result
         try:
@@ -167,6 +169,8 @@ class Ingestor:
             raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
         base = event.work_tree or event.git_dir
         try:
+            if unreadable is not None:
+                raise unreadable
             sessions = active_mod.parse(raw, base=base) if raw is not None else discovered
         except ActiveFileError as exc:
             reason = f"{exc} ({event.git_dir / active_mod.ACTIVE_FILE})"

@@ -111,13 +111,41 @@ async def get_status(request: web.Request) -> web.Response:
     return _json(await daemon.status(include_done=include_done))
 
 
+#: The longest a flush may keep its request open.
+MAX_FLUSH_WAIT = 24 * 3600.0
+
+
 async def post_flush(request: web.Request) -> web.Response:
-    return _json({"due": await request.app[DAEMON].flush()})
+    """Answered once the jobs pending now have settled, or after `timeout` seconds."""
+    timeout = (await _body(request)).get("timeout", 0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= MAX_FLUSH_WAIT:
+        raise web.HTTPBadRequest(reason=f"timeout must be a number of seconds from 0 to {MAX_FLUSH_WAIT:g}")
+    return _json(await request.app[DAEMON].flush(float(timeout)))
+
+
+def _ids(body: dict[str, Any]) -> list[int] | None:
+    """`{"jobs": [id, ...]}`, or `{"all": true}` (None): one of them, never neither."""
+    ids, everything = body.get("jobs"), body.get("all")
+    if everything is True and ids is None:
+        return None
+    if (
+        everything not in (None, False)
+        or not isinstance(ids, list)
+        or not ids
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+    ):
+        raise web.HTTPBadRequest(reason='name the jobs, {"jobs": [id, ...]}, or all of them, {"all": true}')
+    return ids
 
 
 async def post_retry(request: web.Request) -> web.Response:
-    retried, still_failed = await request.app[DAEMON].retry()
-    return _json({"retried": retried, "still_failed": still_failed})
+    body = await _body(request)
+    ids = _ids(body) if body else None
+    return _json(await request.app[DAEMON].retry(ids))
+
+
+async def post_drop(request: web.Request) -> web.Response:
+    return _json(await request.app[DAEMON].drop(_ids(await _body(request))))
 
 
 #: Sessions one forget request may name: a commit links a handful; this only bounds the work.
@@ -155,4 +183,6 @@ def build(daemon: Daemon) -> web.Application:
     app.router.add_post(f"{API_PREFIX}/flush", post_flush)
     app.router.add_post(f"{API_PREFIX}/retry", post_retry)
     app.router.add_post(f"{API_PREFIX}/forget", post_forget)
+
+    app.router.add_post(f"{API_PREFIX}/drop", post_drop)
     return app

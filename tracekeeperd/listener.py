@@ -67,6 +67,38 @@ class InstanceLock:
             self.fd = None
 
 
+def lock_holder(path: Path) -> int | None:
+    """The pid the running daemon wrote into its lock file, if that process is alive.
+
+    For messages only: the lock itself is what decides (taking even a shared lock to test it
+    could make a daemon starting at that instant believe another one runs).
+    """
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, someone else's: still the answer
+    return pid
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether a process is stopped (SIGSTOP, Ctrl-Z): state T or t in /proc (Linux only)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat_line.rpartition(")")[2].split()[:1] in (["T"], ["t"])
+
+
 @dataclass
 class BoundSocket:
     sock: socket.socket

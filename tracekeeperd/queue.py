@@ -13,8 +13,11 @@ thread): SQLite then needs no locking of ours, and the event loop never blocks o
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ from typing import Any
 
 from .errors import ConfigError, TracekeeperError
 from .protocol import JobState, JobView
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -204,6 +209,13 @@ _JOB_COLUMNS = """
 _JOB_FROM = "FROM jobs JOIN repos ON repos.id = jobs.repo_id"
 
 
+def _id_list(ids: list[int] | None) -> tuple[str | None, str | None]:
+    """(flag, JSON array) for `? IS NULL OR id IN (SELECT value FROM json_each(?))`: any number
+    of ids as one parameter (SQLite caps the number of `?`)."""
+    encoded = None if ids is None else json.dumps([int(i) for i in ids])
+    return encoded, encoded
+
+
 def _job(row: tuple[Any, ...]) -> Job:
     values = list(row)
     values[15] = JobState(values[15])
@@ -233,34 +245,110 @@ def _copy_to(
     return [int(row[0]) for row in rows]
 
 
+def damaged(path: Path, exc: BaseException) -> str:
+    """The one line that says a queue database is damaged, and what to do."""
+    reason = " ".join(str(exc).split())  # quick_check reports over several lines
+    return (
+        f"the queue {path} is damaged ({reason}); stop tracekeeperd, move the file aside and start it"
+        " again (jobs in it are lost; commits still in the spool are not)"
+    )
+
+
 class Queue:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        #: (device, inode) of the file this connection writes, to notice it deleted or replaced
+        #: under us; None for a reader.
+        self._identity: tuple[int, int] | None = None
         if readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
             return
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._connect()
+            # A damaged file is refused at start with one line, rather than failing batch after
+            # batch later; quick_check reads every page once (milliseconds for a queue).
+            (verdict,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(verdict)
+            self._migrate()
+        except sqlite3.OperationalError as exc:  # locked, unreadable, no space: not damage
+            self._close_if_open()
+            raise ConfigError(f"cannot open the queue {path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
+            self._close_if_open()
+            raise ConfigError(damaged(path, exc)) from exc
+
+    def _close_if_open(self) -> None:
+        if hasattr(self, "db"):
             self.db.close()
-            raise ConfigError(
-                f"the queue {path} is damaged ({exc}); move it aside and start again"
-                " (jobs in it are lost; commits still in the spool are not)"
-            ) from exc
+
+    def _connect(self) -> None:
+        self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit acknowledged to the hook survives power loss, not just a crash.
         self.db.execute("PRAGMA synchronous=FULL")
         if sys.platform == "darwin":
             self.db.execute("PRAGMA fullfsync=ON")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
 
     def close(self) -> None:
         self.db.close()
 
+    def ensure_on_disk(self) -> str | None:
+        """Write the live queue back if its file was deleted (or replaced) under this connection.
+
+        The connection keeps working on the unlinked file, so nothing looks wrong until the next
+        start finds an empty queue and every job in it is gone. Checked before every write and
+        now and then by the daemon; says what it did, or None when the file is ours.
+        """
+        if self._identity is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == self._identity:
+            return None
+        if st is not None:  # someone else's file now: keep it, aside, and put ours back
+            aside = self.path.with_name(f"{self.path.name}.replaced-{int(time.time())}")
+            os.replace(self.path, aside)
+            what = f"the queue {self.path} was replaced while tracekeeperd ran (that file is now {aside})"
+        else:
+            what = f"the queue {self.path} was deleted while tracekeeperd ran"
+        self._write_back()
+        message = f"{what}; its live state was written back"
+        log.error("%s", message)
+        return message
+
+    def _write_back(self) -> None:
+        """SQLite's online backup of this connection (WAL included) into a new file at the path."""
+        tmp = self.path.with_name(self.path.name + ".restoring")
+        for stale in (tmp, Path(f"{tmp}-journal")):
+            stale.unlink(missing_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        copy = sqlite3.connect(tmp)
+        try:
+            self.db.backup(copy)
+        finally:
+            copy.close()
+        self.db.close()
+        # The old -wal/-shm belong to the deleted file: a new database must never replay them.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._connect()
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.ensure_on_disk()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -460,16 +548,50 @@ class Queue:
                 "UPDATE jobs SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?", (now, now)
             ).rowcount
 
-    def retry_failed(self, now: float) -> tuple[int, int]:
-        """Re-queue failed jobs; those that never got a snapshot cannot be retried."""
+    def retry_failed(self, now: float, ids: list[int] | None = None) -> tuple[int, int]:
+        """Re-queue failed jobs (all, or those of `ids`); those that never got a snapshot cannot be
+        retried. Returns (re-queued, still failed among the ones asked for)."""
         with self._tx() as db:
             retried = db.execute(
                 "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?"
-                " WHERE state = 'failed' AND snapshot IS NOT NULL",
-                (now, now),
+                " WHERE state = 'failed' AND snapshot IS NOT NULL"
+                " AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))",
+                (now, now, *_id_list(ids)),
             ).rowcount
-            stuck = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'failed'").fetchone()[0]
+            stuck = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'failed'"
+                " AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))",
+                _id_list(ids),
+            ).fetchone()[0]
         return retried, int(stuck)
+
+    def drop_failed(self, ids: list[int] | None = None) -> int:
+        """Forget failed jobs (all, or those of `ids`): their commits stay without a link.
+
+        Only failed jobs: a pending or uploading one may be in a batch right now. Snapshots
+        nothing refers to any more are collected as usual.
+        """
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM jobs WHERE state = 'failed' AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))",
+                _id_list(ids),
+            ).rowcount
+
+    def unsettled_ids(self) -> list[int]:
+        """Jobs pending or uploading now: what a flush waits for."""
+        return [
+            int(r[0])
+            for r in self.db.execute("SELECT id FROM jobs WHERE state IN ('pending', 'uploading') ORDER BY id")
+        ]
+
+    def by_ids(self, ids: list[int]) -> list[Job]:
+        """The jobs of `ids` that still exist (a rewrite may have merged some away)."""
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN (SELECT value FROM json_each(?))"  # noqa: S608
+            " ORDER BY jobs.id",
+            (json.dumps(ids),),
+        ).fetchall()
+        return [_job(row) for row in rows]
 
     # --- uploads already made (so a late, shorter snapshot never overwrites a longer one) --
 

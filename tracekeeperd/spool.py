@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import active as active_mod
+
 MAGIC = b"tracekeeper-spool 1"
 SUFFIX = ".commit"
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -124,6 +126,8 @@ def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent
     if not os.path.isabs(git_dir):
         raise SpoolError(f"git dir {git_dir!r} is not an absolute path")
     work_tree = fields.get("work-tree", "")
+    if "\0" in git_dir or "\0" in work_tree:
+        raise SpoolError("a path contains a NUL character")
     mode = fields.get("active", "absent")
     if mode not in ("absent", "present", "live"):
         raise SpoolError(f"bad active mode {mode!r}")
@@ -147,8 +151,9 @@ def parse(data: bytes, *, mtime: float, path: Path | None = None) -> CommitEvent
     )
 
 
-#: Caps on what a spool file may hold: a commit's (the active file is small) and a rewrite's
-#: (git's old/new pairs; a rebase of a huge branch).
+#: Caps on what is read of a spool file: a commit's (a larger copied active file is read only
+#: far enough for `active.parse` to refuse it, so it becomes a failed job with that reason) and
+#: a rewrite's (git's old/new pairs; a rebase of a huge branch).
 MAX_COMMIT_FILE = 4 * 1024 * 1024
 MAX_REWRITE_FILE = 16 * 1024 * 1024
 #: A spool file younger than this that does not parse may still be being written.
@@ -159,26 +164,27 @@ class SpoolIncomplete(SpoolError):
     """Unparseable but young: leave it for the close event or the next scan."""
 
 
-def _load(path: Path, now: float | None, limit: int) -> tuple[bytes, float, bool]:
-    """A spool file's bytes, its mtime, and whether it is young enough that its writer may still be
-    busy."""
+def _load(path: Path, now: float | None, limit: int, *, cut: bool = False) -> tuple[bytes, float, bool]:
+    """A spool file's bytes (with `cut`, only the first `limit` + 1 of a larger one), its mtime,
+    and whether it is young enough that its writer may still be busy."""
     with path.open("rb") as fh:
         mtime = os.fstat(fh.fileno()).st_mtime
         data = fh.read(limit + 1)
-    if len(data) > limit:
+    if len(data) > limit and not cut:
         raise SpoolError(f"spool file is larger than {limit // (1024 * 1024)} MiB")
     return data, mtime, (time.time() if now is None else now) - mtime < YOUNG
 
 
 def read(path: Path, now: float | None = None) -> CommitEvent:
-    data, mtime, young = _load(path, now, MAX_COMMIT_FILE)
+    data, mtime, young = _load(path, now, MAX_COMMIT_FILE, cut=True)
     try:
         event = parse(data, mtime=mtime, path=path)
     except SpoolError as exc:
         if young:
             raise SpoolIncomplete(str(exc)) from None
         raise
-    if young and event.active is not None and not _is_json(event.active):
+    complete_enough = event.active is None or len(event.active) > active_mod.MAX_BYTES
+    if young and not complete_enough and not _is_json(event.active or b""):
         # The hook's `cat` of the active file may still be running: look again later. (A file
         # that stays broken is handled, and reported, once it is no longer young.)
         raise SpoolIncomplete("the copied active file is not complete yet")
@@ -190,6 +196,8 @@ def _is_json(data: bytes) -> bool:
         json.loads(data)
     except ValueError:
         return False
+    except RecursionError:
+        return True  # too deep to be read at all: complete or not, ingest reports it
     return True
 
 
@@ -209,14 +217,68 @@ def pending(spool_dir: Path) -> list[Path]:
     return sorted(entries, key=lambda p: (age(p), p.name))
 
 
+#: The dead-letter folder, under the spool: entries that cannot be read, or that failed to be
+#: ingested MAX_TRIES times, each with a `.reason` file. `tracekeeper retry` puts them back.
+DEAD_LETTER = "bad"
+#: Failed ingests of one entry before it is set aside (whoever delivered it: socket, watcher, scan).
+MAX_TRIES = 5
+
+
 def quarantine(path: Path, reason: str) -> Path:
-    """Move an unreadable spool file aside with the reason next to it, for `status` and humans."""
-    bad = path.parent / "bad"
+    """Move a spool file aside with the reason next to it, for `status`, `doctor` and humans."""
+    bad = path.parent / DEAD_LETTER
     bad.mkdir(exist_ok=True, mode=0o700)
     target = bad / path.name
     os.replace(path, target)
-    (bad / (path.name + ".reason")).write_text(reason + "\n")
+    (bad / (path.name + ".reason")).write_text(" ".join(reason.split()) + "\n")
     return target
+
+
+def dead_letters(spool_dir: Path) -> list[Path]:
+    """The set-aside entries, newest first."""
+    bad = spool_dir / DEAD_LETTER
+    try:
+        entries = [p for p in bad.iterdir() if p.name.endswith((SUFFIX, REWRITE_SUFFIX))]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+    def age(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    return sorted(entries, key=lambda p: (age(p), p.name), reverse=True)
+
+
+def dead_letter_reason(entry: Path) -> str:
+    try:
+        return entry.with_name(entry.name + ".reason").read_text(errors="replace").strip()
+    except OSError:
+        return "no reason recorded"
+
+
+def revive(spool_dir: Path) -> list[str]:
+    """Put every set-aside entry back in the spool (after the user fixed the cause); their names."""
+    names = []
+    for entry in dead_letters(spool_dir):
+        try:
+            os.replace(entry, spool_dir / entry.name)
+        except FileNotFoundError:
+            continue
+        entry.with_name(entry.name + ".reason").unlink(missing_ok=True)
+        names.append(entry.name)
+    return names
+
+
+def discard_dead_letters(spool_dir: Path) -> int:
+    """Delete every set-aside entry (`tracekeeper drop --failed`): those commits stay unlinked."""
+    count = 0
+    for entry in dead_letters(spool_dir):
+        entry.unlink(missing_ok=True)
+        entry.with_name(entry.name + ".reason").unlink(missing_ok=True)
+        count += 1
+    return count
 
 
 def write(spool_dir: Path, event: CommitEvent) -> Path:

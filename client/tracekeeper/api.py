@@ -8,11 +8,21 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from tracekeeperd.paths import Paths
 from tracekeeperd.protocol import API_PREFIX
 
 
 class DaemonUnavailable(Exception):
     """Nothing answers on the socket: the daemon is not running (or not for this user)."""
+
+
+class DaemonNotResponding(DaemonUnavailable):
+    """Something holds the socket and accepted the connection, but no answer came in time: a
+    daemon that is stopped (SIGSTOP, Ctrl-Z) or hung, which "not running" would misdescribe."""
+
+    def __init__(self, socket_path: Path, timeout: float) -> None:
+        super().__init__(f"tracekeeperd is not responding on {socket_path} (no answer within {timeout:g} s)")
+        self.timeout = timeout
 
 
 class DaemonError(Exception):
@@ -53,6 +63,8 @@ class Client:
                 raw = response.read()
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 raise DaemonUnavailable(f"tracekeeperd is not running (no answer on {self.socket_path})") from exc
+            except TimeoutError as exc:
+                raise DaemonNotResponding(self.socket_path, self.timeout) from exc
             except OSError as exc:
                 raise DaemonUnavailable(f"cannot talk to tracekeeperd on {self.socket_path}: {exc}") from exc
         finally:
@@ -70,8 +82,77 @@ class Client:
     def status(self, *, include_done: bool = False) -> dict[str, Any]:
         return self.request("GET", "/status" + ("?all=1" if include_done else ""))
 
-    def flush(self) -> dict[str, Any]:
-        return self.request("POST", "/flush", {})
+    def flush(self, timeout: float = 0.0) -> dict[str, Any]:
+        """Answered when the jobs pending now have settled, or after `timeout` seconds: this
+        client's own timeout must be longer."""
+        return self.request("POST", "/flush", {"timeout": timeout})
 
-    def retry(self) -> dict[str, Any]:
-        return self.request("POST", "/retry", {})
+    def retry(self, ids: list[int] | None = None) -> dict[str, Any]:
+        return self.request("POST", "/retry", {"all": True} if ids is None else {"jobs": ids})
+
+    def drop(self, ids: list[int] | None) -> dict[str, Any]:
+        """Forget failed jobs: those of `ids`, or (None) every one and every set-aside spool entry."""
+        return self.request("POST", "/drop", {"all": True} if ids is None else {"jobs": ids})
+
+
+def not_responding(paths: Paths, exc: DaemonNotResponding) -> tuple[int | None, str]:
+    """(pid, one line) about a daemon that holds the socket but does not answer, with what to do."""
+    from tracekeeperd.listener import is_stopped, lock_holder
+
+    pid = lock_holder(paths.lock)
+    if pid is None:
+        return None, f"{exc}; if it stays so, stop whatever holds the socket and start tracekeeperd"
+    head = f"tracekeeperd (pid {pid}) is not responding on {paths.socket}"
+    if is_stopped(pid):
+        return pid, f"{head}: it is stopped; `kill -CONT {pid}` resumes it"
+    return pid, (
+        f"{head}: no answer within {exc.timeout:g} s; if it stays so, restart it (`kill {pid}`, then `tracekeeperd`)"
+    )
+
+
+def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
+    """What can be known without the daemon: the queue file and the spool, read-only.
+
+    The same shape as the daemon's `/v1/status`, with `daemon.running` false; a queue that
+    cannot be read leaves its part empty and says why in `error`.
+    """
+    import sqlite3
+
+    from tracekeeperd.app import spool_counts
+    from tracekeeperd.protocol import JobState
+    from tracekeeperd.queue import Queue, damaged
+
+    data: dict[str, Any] = {
+        "daemon": {"running": False, "socket": str(paths.socket), "state_dir": str(paths.state_dir)},
+        "queue": {state.value: 0 for state in JobState},
+        "oldest_pending": None,
+        "jobs": [],
+        "jobs_not_shown": 0,
+        "error": None,
+    }
+    data["daemon"]["spool"] = spool_counts(paths.spool)
+    if not paths.db.exists():
+        return data
+    try:
+        queue = Queue(paths.db, readonly=True)
+    except sqlite3.Error as exc:
+        data["error"] = f"cannot read the queue {paths.db}: {exc}"
+        return data
+    try:
+        data["queue"] = queue.counts()
+        oldest = queue.oldest_pending()
+        data["oldest_pending"] = oldest.view() if oldest else None
+        states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
+        data["jobs"] = [job.view() for job in queue.jobs(states=states)]
+        listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
+        data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
+    except sqlite3.OperationalError as exc:
+        # A daemon creating or migrating the schema right now (each migration is one
+        # transaction, so a reader sees the schema before it): nothing to show yet.
+        if not str(exc).startswith(("no such table", "no such column")):
+            data["error"] = f"cannot read the queue {paths.db}: {exc}"
+    except sqlite3.DatabaseError as exc:
+        data["error"] = damaged(paths.db, exc)
+    finally:
+        queue.close()
+    return data

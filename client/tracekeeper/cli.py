@@ -5,56 +5,19 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from tracekeeperd import __version__
 from tracekeeperd.paths import resolve
 
-from .api import Client, DaemonError, DaemonUnavailable
+from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
 from .output import Exit, ago, console, emit_json, fail
 
 
 def _client(timeout: float = 10.0) -> Client:
     return Client(resolve().socket, timeout=timeout)
-
-
-def _offline_status(include_done: bool) -> dict[str, Any]:
-    """What can be known without the daemon: the queue file and the spool, read-only."""
-    from tracekeeperd.app import spool_counts
-    from tracekeeperd.protocol import JobState
-    from tracekeeperd.queue import Queue
-
-    paths = resolve()
-    data: dict[str, Any] = {
-        "daemon": {"running": False, "socket": str(paths.socket), "state_dir": str(paths.state_dir)},
-        "queue": {state.value: 0 for state in JobState},
-        "oldest_pending": None,
-        "jobs": [],
-        "jobs_not_shown": 0,
-    }
-    data["daemon"]["spool"] = spool_counts(paths.spool)
-    if paths.db.exists():
-        try:
-            queue = Queue(paths.db, readonly=True)
-        except sqlite3.Error as exc:
-            fail(f"cannot read the queue {paths.db}: {exc}")
-        try:
-            data["queue"] = queue.counts()
-            oldest = queue.oldest_pending()
-            data["oldest_pending"] = oldest.view() if oldest else None
-            states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
-            data["jobs"] = [job.view() for job in queue.jobs(states=states)]
-            listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
-            data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
-        except sqlite3.OperationalError:
-            pass  # a daemon is creating the schema right now: nothing queued yet
-        except sqlite3.DatabaseError as exc:
-            fail(f"the queue {paths.db} is damaged ({exc}); move it aside and restart tracekeeperd")
-        finally:
-            queue.close()
-    return data
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,12 +69,13 @@ def _notes_per_repo() -> list[dict[str, Any]]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
     daemon, queue = data["daemon"], data["queue"]
     now = time.time()
-    if daemon.get("running"):
+    if daemon.get("running") and "store" in daemon:
         store = daemon["store"]
         privacy = {True: "private", False: "PUBLIC", None: "privacy not checked yet"}[store["private"]]
         if store.get("checked_at"):  # asked of the Hub before every upload; this is the last answer
@@ -124,19 +88,30 @@ def _print_status(data: dict[str, Any]) -> None:
                 f"{daemon['offline_reason']}"
             )
         out.print(f"  notes   {daemon['notes_ref']}")
+    elif daemon.get("problem"):  # holds the socket, does not answer
+        out.print(f"[red]●[/] {escape(daemon['problem'])}")
+        out.print("  commits are spooled meanwhile, nothing is lost")
+    elif daemon.get("running"):
+        out.print(f"[yellow]●[/] tracekeeperd runs on {daemon['socket']} but could not report its status")
     else:
         out.print(f"[red]●[/] tracekeeperd is not running (no answer on {daemon['socket']})")
         out.print("  start it with: tracekeeperd   (commits are spooled meanwhile, nothing is lost)")
     spooled = daemon.get("spool", {})
-    if spooled.get("waiting") or spooled.get("unreadable"):
-        out.print(f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, {spooled.get('unreadable', 0)} unreadable")
+    if spooled.get("dead_letter"):
+        out.print(
+            f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, [red]{spooled['dead_letter']} set aside[/] in "
+            f"{escape(spooled['dead_letter_dir'])} (newest: {escape(spooled.get('dead_letter_reason') or '?')}); "
+            "`tracekeeper retry` puts them back"
+        )
+    elif spooled.get("waiting"):
+        out.print(f"  spool   {spooled['waiting']} commit(s) waiting")
     out.print(
         f"  queue   {queue['pending']} pending, {queue['uploading']} uploading, "
         f"{queue['done']} done, {queue['failed']} failed"
     )
     for repo in data.get("repos") or []:
-        if repo.get("error"):
-            out.print(f"  [red]problem[/] {repo['error']}")
+        for line in (repo.get("error") or "").splitlines():
+            out.print(f"  [red]problem[/] {escape(line)}")
         for remote in repo["remotes"]:
             if remote.get("unpushed"):
                 out.print(f"  notes   {remote['unpushed']} not pushed to {remote['remote']} from {repo['repo']}")
@@ -147,7 +122,7 @@ def _print_status(data: dict[str, Any]) -> None:
     if not jobs:
         return
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for column in ("state", "commit", "repo", "session", "tries", "next try", "detail"):
+    for column in ("job", "state", "commit", "repo", "session", "tries", "next try", "detail"):
         table.add_column(column, overflow="fold")
     colours = {"failed": "red", "pending": "yellow", "uploading": "cyan", "done": "green"}
     for job in jobs:
@@ -156,18 +131,24 @@ def _print_status(data: dict[str, Any]) -> None:
         if removed and not job.get("last_error"):
             detail += f" ({removed} secret{'s' if removed != 1 else ''} redacted)"
         table.add_row(
+            str(job["id"]),
             f"[{colours.get(job['state'], 'white')}]{job['state']}[/]",
             job["commit"][:12],
-            Path(job["repo"]).name,
-            f"{job['agent']}/{job['session_id'][:13]}",
+            escape(Path(job["repo"]).name),
+            escape(f"{job['agent']}/{job['session_id'][:13]}"),
             str(job["attempts"]),
             ago(job["next_attempt_at"], now) if job["state"] == "pending" else "-",
-            detail,
+            escape(detail),  # an error can quote hostile text: never read it as rich markup
         )
     out.print()
     out.print(table)
     if data.get("jobs_not_shown"):
         out.print(f"  … and {data['jobs_not_shown']} older job(s) not shown")
+    if queue["failed"]:
+        out.print(
+            f"  {queue['failed']} failed: fix the cause, then `tracekeeper retry [JOB]...`, "
+            "or give up on them: `tracekeeper drop JOB... | --failed`"
+        )
 
 
 @cli.command(short_help="Show the daemon and the upload queue.")
@@ -183,80 +164,157 @@ def status(as_json: bool, include_done: bool) -> None:
       $ tracekeeper status
       $ tracekeeper status --all --json | jq '.jobs[] | select(.state == "failed")'
     """
+    from .api import not_responding, offline_status
+
+    paths = resolve()
     try:
         data = _client(timeout=5).status(include_done=include_done)
+        data["daemon"]["responding"] = True
+    except DaemonNotResponding as exc:  # it holds the socket: running, but not answering
+        data = offline_status(paths, include_done)
+        pid, problem = not_responding(paths, exc)
+        data["daemon"].update(running=True, responding=False, pid=pid, problem=problem)
     except DaemonUnavailable:
-        data = _offline_status(include_done)
-    except DaemonError as exc:
-        fail(f"the daemon answered {exc.status}: {exc}")
+        data = offline_status(paths, include_done)
+        data["daemon"]["responding"] = False
+    except DaemonError as exc:  # still one JSON object (or the table) for what can be read
+        data = offline_status(paths, include_done)
+        data["daemon"].update(running=True, responding=True)
+        data["error"] = f"the daemon answered {exc.status}: {exc}"
+    data.setdefault("error", None)
     data["repos"] = _notes_per_repo()
     if as_json:
         emit_json(data)
     else:
         _print_status(data)
+    if data["error"]:
+        fail(data["error"])
 
 
 @cli.command(short_help="Upload everything pending now and wait.")
 @click.option(
-    "--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0), help="Seconds to wait before giving up."
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0, 86400),
+    help="Seconds to wait before giving up.",
 )
 def flush(timeout: float) -> None:
-    """Try every pending job now (ignoring backoff) and wait until none is pending.
+    """Try every pending job now (ignoring backoff) and wait until those jobs are done.
 
-    Exits 4 if jobs are still pending after --timeout, 5 if some ended failed.
+    Judges only the jobs pending when it starts: exits 4 if some are still pending after
+    --timeout, 5 if some of them failed. Jobs that had failed before are mentioned, not
+    counted (`tracekeeper retry` or `tracekeeper drop` deals with them).
 
     \b
     Examples:
       $ tracekeeper flush
       $ tracekeeper flush --timeout 300 && git push
     """
-    client = _client()
     try:
-        client.flush()
-        deadline = time.monotonic() + timeout
-        while True:
-            data = client.status()
-            queue = data["queue"]
-            if queue["pending"] == 0 and queue["uploading"] == 0:
-                break
-            if time.monotonic() >= deadline:
-                reason = data["daemon"].get("offline_reason") or next(
-                    (j["last_error"] for j in data["jobs"] if j.get("last_error")), "still uploading"
-                )
-                fail(
-                    f"{queue['pending'] + queue['uploading']} job(s) still pending after {timeout:g}s: {reason}",
-                    Exit.TIMEOUT,
-                )
-            time.sleep(0.1)
+        # The daemon answers when the jobs settle or at --timeout; allow for a slow answer on top.
+        answer = _client(timeout=timeout + 15).flush(timeout)
     except DaemonUnavailable as exc:
-        fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+        _unavailable(exc)
     except DaemonError as exc:
         fail(str(exc))
-    if queue["failed"]:
-        first = next((j for j in data["jobs"] if j["state"] == "failed"), None)
-        why = f": {first['last_error']}" if first else ""
-        fail(f"nothing pending, but {queue['failed']} job(s) failed{why} (see tracekeeper status)", Exit.JOBS_FAILED)
-    click.echo(f"flushed: {queue['done']} done, nothing pending")
+    if answer["pending"]:
+        fail(
+            f"{answer['pending']} job(s) still pending after {timeout:g}s: {answer.get('reason') or 'still uploading'}",
+            Exit.TIMEOUT,
+        )
+    if answer["failed"]:
+        first = answer["failed"][0]
+        fail(
+            f"{len(answer['failed'])} of the {answer['waited']} job(s) this flush waited on failed: "
+            f"{first.get('last_error') or 'no reason recorded'} (see `tracekeeper status`)",
+            Exit.JOBS_FAILED,
+        )
+    if answer["waited"]:
+        click.echo(f"flushed: {answer['done']} done, nothing pending")
+    else:
+        click.echo("flushed: nothing was pending")
+    if answer.get("failed_before"):
+        click.echo(
+            f"note: {answer['failed_before']} job(s) failed before this flush; `tracekeeper status` says why, "
+            "then `tracekeeper retry` or `tracekeeper drop --failed`",
+            err=True,
+        )
+
+
+def _unavailable(exc: DaemonUnavailable) -> NoReturn:
+    """Exit 3 with what to do: start the daemon, or wake (or restart) the one that does not answer."""
+    if isinstance(exc, DaemonNotResponding):
+        from .api import not_responding
+
+        fail(not_responding(resolve(), exc)[1], Exit.DAEMON_UNAVAILABLE)
+    fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+
+
+def _not_failed(answer: dict[str, Any]) -> None:
+    missing = answer.get("not_failed") or []
+    if missing:
+        names = ", ".join(str(i) for i in missing)
+        fail(f"job {names} {'is' if len(missing) == 1 else 'are'} not a failed job (see `tracekeeper status`)")
 
 
 @cli.command(short_help="Re-queue failed jobs.")
-def retry() -> None:
-    """Put failed jobs back in the queue, after you fixed what `status` said was wrong.
+@click.argument("jobs", nargs=-1, type=click.IntRange(min=1), metavar="[JOB]...")
+def retry(jobs: tuple[int, ...]) -> None:
+    """Put failed jobs back in the queue, after you fixed what `status` said was wrong: the
+    JOBs named (ids from `tracekeeper status`), or every failed job and every commit file set
+    aside in the spool.
 
     \b
     Examples:
       $ tracekeeper status          # read why they failed, fix it (token, bucket privacy...)
       $ tracekeeper retry && tracekeeper flush
+      $ tracekeeper retry 12 13
     """
     try:
-        answer = _client().retry()
+        answer = _client().retry(list(jobs) if jobs else None)
     except DaemonUnavailable as exc:
-        fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
+        _unavailable(exc)
     except DaemonError as exc:
         fail(str(exc))
     click.echo(f"re-queued {answer['retried']} job(s)")
+    if answer.get("respooled"):
+        click.echo(f"put {answer['respooled']} set-aside commit file(s) back in the spool")
     if answer["still_failed"]:
-        click.echo(f"{answer['still_failed']} job(s) cannot be retried (they never captured a transcript)")
+        click.echo(
+            f"{answer['still_failed']} job(s) cannot be retried (they never captured a transcript): "
+            "`tracekeeper drop --failed` clears them"
+        )
+    _not_failed(answer)
+
+
+@cli.command(short_help="Forget failed jobs.")
+@click.argument("jobs", nargs=-1, type=click.IntRange(min=1), metavar="[JOB]...")
+@click.option("--failed", "every", is_flag=True, help="Every failed job, and every commit file set aside in the spool.")
+def drop(jobs: tuple[int, ...], every: bool) -> None:
+    """Give up on failed jobs: the JOBs named (ids from `tracekeeper status`), or with --failed
+    all of them. Their commits keep no link to a session; nothing else is touched.
+
+    \b
+    Examples:
+      $ tracekeeper drop 12
+      $ tracekeeper drop --failed && tracekeeper flush && git push
+    """
+    if jobs and every:
+        raise click.UsageError("name jobs to drop or give --failed, not both")
+    if not jobs and not every:
+        raise click.UsageError("name the failed jobs to drop (ids from `tracekeeper status`), or give --failed")
+    ids = list(jobs) if jobs else None
+    try:
+        answer = _client().drop(ids)
+    except DaemonUnavailable as exc:
+        _unavailable(exc)
+    except DaemonError as exc:
+        fail(str(exc))
+    click.echo(f"dropped {answer['dropped']} failed job(s)")
+    if answer.get("discarded"):
+        click.echo(f"deleted {answer['discarded']} set-aside commit file(s) from the spool")
+    _not_failed(answer)
 
 
 @cli.command(short_help="Show the agent conversation behind a commit.")

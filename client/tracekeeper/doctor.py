@@ -67,6 +67,8 @@ class Context:
     _status: dict[str, Any] | None = None
     _status_error: str | None = None
     _asked: bool = False
+    #: A daemon holds the socket but did not answer (stopped or hung).
+    unresponsive: bool = False
     _repo_info: install_mod.Repo | None = None
     _repo_error: str | None = None
     _located: bool = False
@@ -74,11 +76,14 @@ class Context:
     def daemon(self) -> dict[str, Any] | None:
         """The daemon's status (asked once), or None with `daemon_error` saying why."""
         if not self._asked:
-            from .api import Client, DaemonError, DaemonUnavailable
+            from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable, not_responding
 
             self._asked = True
             try:
                 self._status = Client(self.paths.socket, timeout=3.0).status()
+            except DaemonNotResponding as exc:
+                self.unresponsive = True
+                self._status_error = not_responding(self.paths, exc)[1]
             except DaemonUnavailable as exc:
                 self._status_error = str(exc)
             except DaemonError as exc:
@@ -114,24 +119,29 @@ class Context:
 # --- the daemon and the store ------------------------------------------------------------
 
 
-def check_config(ctx: Context) -> Check:
-    from tracekeeperd import redact
-    from tracekeeperd.config import load
+def check_config(ctx: Context) -> list[Check]:
+    """The daemon's own validator (config.load): one failed check per problem it finds."""
+    from tracekeeperd.config import load, problems_of
     from tracekeeperd.errors import ConfigError
-    from tracekeeperd.stores import open_store
 
     try:
-        config = load(ctx.env)
-        open_store(config)  # what the daemon does at start: an unknown store scheme stops it
-        redact.from_settings(config.redaction)  # a bad user rule stops it too
-    except (ConfigError, redact.RedactionError) as exc:
-        return Check(Status.FAIL, f"configuration: {exc}", f"fix {ctx.paths.config_file} (docs/configuration.md)")
+        load(ctx.env)
+    except ConfigError as exc:
+        fix = f"fix {ctx.paths.config_file} or the environment variable named (docs/configuration.md)"
+        return [Check(Status.FAIL, line, fix) for line in problems_of(exc)]
     where = ctx.paths.config_file if ctx.paths.config_file.exists() else "defaults (no config.toml)"
-    return Check(Status.OK, f"configuration readable: {where}")
+    return [Check(Status.OK, f"configuration valid: {where}")]
 
 
 def check_daemon(ctx: Context) -> Check:
     status = ctx.daemon()
+    if status is None and ctx.unresponsive:
+        return Check(
+            Status.FAIL,
+            ctx.daemon_error,
+            "resume it if it was stopped (`kill -CONT <pid>`); otherwise restart it "
+            "(commits are spooled meanwhile, nothing is lost)",
+        )
     if status is None:
         stale = " (a stale socket file is left there)" if ctx.paths.socket.exists() else ""
         return Check(
@@ -149,7 +159,8 @@ def check_daemon(ctx: Context) -> Check:
 def check_store(ctx: Context) -> Check:
     status = ctx.daemon()
     if status is None:
-        return Check(Status.WARN, "store not checked: the daemon is not running")
+        why = "is not responding" if ctx.unresponsive else "is not running"
+        return Check(Status.WARN, f"store not checked: the daemon {why}")
     daemon = status["daemon"]
     store = daemon.get("store", {})
     location = store.get("location", "?")
@@ -171,6 +182,31 @@ def check_store(ctx: Context) -> Check:
         return Check(Status.WARN, f"bucket {location}: privacy not checked yet (it is before the first upload)")
     privacy = "private" if store.get("private") else "local"
     return Check(Status.OK, f"store {location} ({privacy})")
+
+
+def check_queue(ctx: Context) -> Check:
+    """Failed jobs are traces that will not be uploaded until someone acts: say so, and how."""
+    status = ctx.daemon()
+    if status is None:
+        from .api import offline_status
+
+        status = offline_status(ctx.paths)
+    if status.get("error"):
+        return Check(Status.FAIL, status["error"], None)
+    queue = status["queue"]
+    failed = [job for job in status.get("jobs", []) if job.get("state") == "failed"]
+    if queue.get("failed"):
+        newest = ""
+        if failed:
+            job = failed[0]
+            newest = f"; the newest: {job['commit'][:12]} in {job['repo']}: {job.get('last_error') or '?'}"
+        return Check(
+            Status.FAIL,
+            f"{queue['failed']} failed job(s), not uploaded{newest}",
+            "fix the cause (`tracekeeper status` lists each), then `tracekeeper retry`; "
+            "or give them up: `tracekeeper drop --failed`",
+        )
+    return Check(Status.OK, f"queue: {queue.get('pending', 0)} pending, {queue.get('done', 0)} done, none failed")
 
 
 def _store_is_hf(ctx: Context) -> bool | None:
@@ -567,8 +603,8 @@ def check_spool(ctx: Context) -> Check:
     from tracekeeperd import spool
 
     waiting = spool.pending(ctx.paths.spool)
-    bad_dir = ctx.paths.spool / "bad"
-    bad = sorted(p for p in bad_dir.iterdir() if p.name.endswith(spool.SUFFIX)) if bad_dir.is_dir() else []
+    bad_dir = ctx.paths.spool / spool.DEAD_LETTER
+    bad = spool.dead_letters(ctx.paths.spool)
     running = ctx.daemon() is not None
     if waiting:
         try:
@@ -590,17 +626,20 @@ def check_spool(ctx: Context) -> Check:
             )
     if bad:
         return Check(
-            Status.WARN,
-            f"{len(bad)} unreadable commit file(s) in {bad_dir} (each .reason file says why)",
-            f"read them, then delete {bad_dir}",
+            Status.FAIL,
+            f"{len(bad)} commit file(s) set aside in {bad_dir}, so not linked; the newest because: "
+            f"{spool.dead_letter_reason(bad[0])}",
+            "fix the cause, then `tracekeeper retry` (puts them back in the spool); or "
+            "`tracekeeper drop --failed` to give them up",
         )
-    return Check(Status.OK, f"spool: {len(waiting)} commit(s) waiting, none unreadable")
+    return Check(Status.OK, f"spool: {len(waiting)} commit(s) waiting, none set aside")
 
 
-CHECKS: tuple[tuple[str, Callable[[Context], Check | None]], ...] = (
+CHECKS: tuple[tuple[str, Callable[[Context], Check | list[Check] | None]], ...] = (
     ("config", check_config),
     ("daemon", check_daemon),
     ("store", check_store),
+    ("queue", check_queue),
     ("hf-token", check_hf_token),
     ("repo-hooks", check_repo_hooks),
     ("guard", check_guard),
@@ -622,8 +661,8 @@ def run(ctx: Context) -> list[tuple[str, Check]]:
             result = fn(ctx)
         except Exception as exc:  # one broken check must not hide the others
             result = Check(Status.FAIL, f"the check itself failed: {type(exc).__name__}: {exc}", None)
-        if result is not None:
-            results.append((name, result))
+        for check in result if isinstance(result, list) else [result] if result is not None else []:
+            results.append((name, check))
     return results
 
 

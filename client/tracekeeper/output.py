@@ -21,8 +21,9 @@ class Exit(IntEnum):
 
 
 def fail(message: str, code: Exit = Exit.ERROR) -> NoReturn:
-    """A known error: one line on stderr, no traceback."""
-    sys.stderr.write(f"Error: {message}\n")
+    """A known error: one line on stderr per problem (a configuration can have several), no traceback."""
+    for line in message.splitlines() or [""]:
+        sys.stderr.write(f"Error: {line}\n")
     raise SystemExit(int(code))
 
 
