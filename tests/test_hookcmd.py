@@ -555,11 +555,14 @@ def test_payload_cannot_forge_canonical_fields(env: Env, repo: Repo) -> None:
 
 
 def _imports(env: Env, code: str, stdin: bytes = b"") -> set[str]:
+    """Modules `code` imports, without site (-S): this checkout's editable install has a .pth
+    finder that imports re and pathlib at every start, which would hide the hook importing them."""
+    root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code],
+        [sys.executable, "-S", "-X", "importtime", "-c", code],
         input=stdin,
         capture_output=True,
-        env=env.vars,
+        env={**env.vars, "PYTHONPATH": f"{root / 'client'}:{root}"},
         timeout=30,
         check=False,
     )
@@ -568,9 +571,9 @@ def _imports(env: Env, code: str, stdin: bytes = b"") -> set[str]:
 
 
 def test_hook_imports_nothing_heavy(env: Env, repo: Repo) -> None:
-    """Only what the hook itself adds to a bare start counts (site may import pathlib, say)."""
+    """Only what the hook adds to an interpreter's start (which always imports os) counts."""
     run = "import sys; sys.argv = ['tracekeeper', 'hook', 'codex']; from tracekeeper.entry import main; main()"
-    added = _imports(env, run, json.dumps(codex_payload(env, repo.path)).encode()) - _imports(env, "pass")
+    added = _imports(env, run, json.dumps(codex_payload(env, repo.path)).encode()) - _imports(env, "import os")
     for heavy in (
         "click",
         "rich",
@@ -588,7 +591,8 @@ def test_hook_imports_nothing_heavy(env: Env, repo: Repo) -> None:
         "select",
     ):
         assert heavy not in added, heavy
-    assert added <= {"tracekeeper", "tracekeeperd", "tracekeeper.entry", "tracekeeper.hookcmd", "fcntl", "_json"}, added
+    ours = {"tracekeeper", "tracekeeperd", "tracekeeper.entry", "tracekeeper.hookcmd"}
+    assert added <= ours | {"__future__", "fcntl", "_json"}, added
     assert sessions(repo)
 
 
@@ -605,15 +609,20 @@ def _git_shim(env: Env) -> tuple[dict[str, str], Path]:
 
 
 def test_repository_found_without_running_git(env: Env, repo: Repo) -> None:
-    """Walking up for `.git` (a directory, or a worktree's `gitdir:` file) replaces a git start;
+    """Walking up for `.git` (a directory, or a worktree's or submodule's `gitdir:` file) replaces a git start;
     the file lands where `git rev-parse --git-path` says."""
     repo.git("commit", "-q", "--allow-empty", "-m", "init")
     tree = env.root / "wt"
     repo.git("worktree", "add", "-q", str(tree))
     sub = repo.path / "pkg" / "mod"
     sub.mkdir(parents=True)
+    lib = make_repo(env, "lib")
+    lib.git("commit", "-q", "--allow-empty", "-m", "init")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib.path), "vendor/lib")
+    module = repo.path / "vendor" / "lib"
+    assert (module / ".git").is_file()  # gitdir: ../../.git/modules/vendor/lib
     path_env, calls = _git_shim(env)
-    for cwd in (repo.path, sub, tree):
+    for cwd in (repo.path, sub, tree, module):
         proc = run_hook(env, "codex", payload=codex_payload(env, cwd), extra_env=path_env)
         assert (proc.returncode, proc.stdout, hook_log(env)) == (0, b"", "")
         expected = subprocess.run(

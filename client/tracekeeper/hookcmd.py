@@ -8,11 +8,14 @@ post-commit hook and tracekeeperd pick it up at commit time.
 Why it looks the way it does:
 
 * It runs on every prompt of every agent, so it must be fast: the standard library only, and
-  only its cheap modules (no click, rich or pathlib; bench/bench_hook.py keeps it within 2x a
-  bare interpreter start). `tracekeeperd.agents.paths` is not imported: that runs
-  `tracekeeperd/agents/__init__.py`, which loads every transcript parser (~30 ms), so the few
-  small helpers needed here are repeated (tests/test_hookcmd.py checks them against the
-  originals), and git runs through posix_spawn rather than `subprocess`.
+  only its cheap modules: no click, rich, pathlib, `json` or `re` (json's Python half imports re,
+  enum, functools and collections: more than all the rest); bench/bench_hook.py keeps it within
+  1.5x a bare interpreter start. JSON goes through `_json` directly, the regexes are written
+  out, and the git dir is found by walking up for `.git`, with git (through posix_spawn rather
+  than `subprocess`) asked only in unusual layouts. `tracekeeperd.agents.paths` is not
+  imported: that runs `tracekeeperd/agents/__init__.py`, which loads every transcript parser
+  (~30 ms), so the few small helpers needed here are repeated (tests/test_hookcmd.py checks
+  them, and the json/re stand-ins, against the originals).
 * Agents read its stdout: Claude Code and Codex add plain stdout to the model's context, Gemini
   turns it into a system message, Cursor wants JSON. So stdout is empty, or exactly Cursor's
   JSON, whatever happens; failures go to a log file; the exit status is always 0 (a non-zero
