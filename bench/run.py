@@ -46,6 +46,9 @@ from tracekeeperd.paths import resolve  # noqa: E402
 NOTES_REF = "refs/notes/hf-traces"
 TOKEN = "hf_alice_write"
 NOOP_HOOK = "#!/bin/sh\nexit 0\n"
+#: The least a post-commit hook that learns the commit and its repository can do: sh and one git
+#: start (`git rev-parse`), the floor for part 1b.
+FLOOR_HOOK = "#!/bin/sh\ngit rev-parse HEAD --absolute-git-dir --show-toplevel >/dev/null 2>&1\nexit 0\n"
 #: Every timed commit. No tree work, so the hook's share of the time is not diluted.
 COMMIT = ("commit", "-q", "--allow-empty", "-m")
 #: Pause after each timed commit in section 1: lets the previous commit's background work (the
@@ -277,6 +280,51 @@ def bench_commit_latency(report: Report, rounds: int, hooks: list[Hook]) -> None
             )
 
 
+def bench_back_to_back(report: Report, rounds: int, hooks: list[Hook]) -> None:
+    """Daemon down, commits back to back (no pause): the hook's whole cost lands on the commit.
+
+    Against the no-op hook (the baseline, target <= 1.3x) and the floor hook (sh plus one
+    `git rev-parse`, which the shipped hook cannot do without: shown for reference). The
+    repositories each have an active session (so the shipped hook copies it into the spool)
+    and are interleaved in a new random order every round.
+    """
+    report.add(f"\n## 1b. commit latency, daemon down, back to back: {rounds} commits per variant")
+    with temp_env() as env:
+        variants: dict[str, Repo] = {}
+        noop = make_repo(env, "noop")
+        set_hook(noop, NOOP_HOOK)
+        variants["no-op hook"] = noop
+        floor = make_repo(env, "floor")
+        set_hook(floor, FLOOR_HOOK)
+        variants["floor: sh + git rev-parse"] = floor
+        for i, hook in enumerate(hooks):
+            variants[f"{hook.label}, daemon down"] = hook.install(make_repo(env, f"hook{i}"))
+        for repo in variants.values():
+            with_session(repo, repo.env.transcript(), session_uuid(1))
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for repo in variants.values():
+            for i in range(3):
+                git_commit(repo, f"warm {i}")
+        for i in range(rounds):
+            order = list(variants)
+            random.shuffle(order)
+            for name in order:
+                samples[name].append(git_commit(variants[name], f"c{i}"))
+        base = statistics.median(samples["no-op hook"])
+        width = max(map(len, samples))
+        for name, values in samples.items():
+            median = statistics.median(values)
+            line = f"{name:{width}s} median {ms(median):>8s}  p95 {ms(pct(values, 0.95)):>8s}"
+            if name == "no-op hook":
+                line += "  (baseline)"
+            elif name.startswith("floor"):
+                line += f"  median ratio {median / base:.2f}  (reference, no target)"
+            else:
+                ratio = median / base
+                line += f"  median ratio {ratio:.2f}  (target <= 1.3: {verdict(ratio <= 1.3)})"
+            report.add(line)
+
+
 # --- 2. commit -> note latency ----------------------------------------------------------------
 
 
@@ -482,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add(f"# tracekeeper benchmarks{' --quick' if quick else ''}: {machine()}")
     steps: list[tuple[str, Callable[[], None]]] = [
         ("commit", lambda: bench_commit_latency(report, rounds=20 if quick else 60, hooks=hooks)),
+        ("commit", lambda: bench_back_to_back(report, rounds=30 if quick else 100, hooks=hooks)),
         ("note", lambda: bench_note_latency(report, commits=10 if quick else 30, hook=main_hook)),
         ("burst", lambda: bench_burst(report, 10, 10 if quick else 50, main_hook, backlog=False, timeout=120)),
         ("burst", lambda: bench_burst(report, 10, 10 if quick else 50, main_hook, backlog=True, timeout=120)),

@@ -188,3 +188,58 @@ def test_unreadable_spool_file_is_moved_aside_with_its_reason(env: Env) -> None:
     assert reason == "missing the '--' separator line\n"
     assert young.exists()  # left for its close event
     assert Path(env.spool / "bad" / "junk.1.commit").read_text() == "not a spool file at all"
+
+
+def _counting_path(env: Env) -> tuple[str, Path]:
+    """A PATH on which every command name resolves to a shim that logs the name, then runs the
+    real command: counts the processes a shell script starts, whatever it starts."""
+    shims = env.root / "shims"
+    shims.mkdir()
+    log = env.root / "execs"
+    real_path = env.vars["PATH"]
+    counter = env.root / "count.sh"
+    counter.write_text(
+        f'#!/bin/sh\nname=${{0##*/}}\necho "$name" >> \'{log}\'\nPATH=\'{real_path}\' exec "$name" "$@"\n'
+    )
+    counter.chmod(0o755)
+    for directory in real_path.split(":"):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            if not (shims / name).exists() and os.access(os.path.join(directory, name), os.X_OK):
+                (shims / name).symlink_to(counter)
+    return str(shims), log
+
+
+def test_hook_with_the_daemon_down_starts_only_git(env: Env) -> None:
+    """Daemon down, session active: one `git rev-parse`, nothing else (the active file is copied
+    into the spool by the shell itself, byte for byte, even without a final newline)."""
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 1)
+    active = repo.activate(transcript)
+    sha = repo.commit("first")
+    path, log = _counting_path(env)
+    for spool_file in env.spool.glob("*.commit"):
+        spool_file.unlink()
+    hook = repo.git_dir / "hooks" / "post-commit"
+    proc = subprocess.run([str(hook)], cwd=repo.path, env={**env.vars, "PATH": path}, capture_output=True, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+    assert log.read_text().split() == ["git"]
+    [spool_file] = env.spool.glob(f"{sha}.*.commit")
+    head, _, copied = spool_file.read_bytes().partition(b"\n--\n")
+    assert b"\nactive present" in head
+    assert copied == active.read_bytes() and not copied.endswith(b"\n")
+
+
+def test_hook_copies_a_large_active_file_exactly(env: Env) -> None:
+    """Past the lines the shell copies itself, `cat` takes the rest: still byte for byte."""
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    append_lines(transcript, 1)
+    active = repo.activate(transcript)
+    lines = [f'  "k{i}": "{"x" * (i % 50)} \\\\ \\t {i}",' for i in range(500)]
+    active.write_text("{\n" + "\n".join(lines) + '\n  "session_id": "s", "transcript_path": "/t"\n}\n')
+    sha = repo.commit("big")
+    [spool_file] = env.spool.glob(f"{sha}.*.commit")
+    assert spool_file.read_bytes().partition(b"\n--\n")[2] == active.read_bytes()

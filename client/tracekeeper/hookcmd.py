@@ -8,11 +8,14 @@ post-commit hook and tracekeeperd pick it up at commit time.
 Why it looks the way it does:
 
 * It runs on every prompt of every agent, so it must be fast: the standard library only, and
-  only its cheap modules (no click, rich or pathlib; bench/bench_hook.py keeps it within 2x a
-  bare interpreter start). `tracekeeperd.agents.paths` is not imported: that runs
-  `tracekeeperd/agents/__init__.py`, which loads every transcript parser (~30 ms), so the few
-  small helpers needed here are repeated (tests/test_hookcmd.py checks them against the
-  originals), and git runs through posix_spawn rather than `subprocess`.
+  only its cheap modules: no click, rich, pathlib, `json` or `re` (json's Python half imports re,
+  enum, functools and collections: more than all the rest); bench/bench_hook.py keeps it within
+  1.5x a bare interpreter start. JSON goes through `_json` directly, the regexes are written
+  out, and the git dir is found by walking up for `.git`, with git (through posix_spawn rather
+  than `subprocess`) asked only in unusual layouts. `tracekeeperd.agents.paths` is not
+  imported: that runs `tracekeeperd/agents/__init__.py`, which loads every transcript parser
+  (~30 ms), so the few small helpers needed here are repeated (tests/test_hookcmd.py checks
+  them, and the json/re stand-ins, against the originals).
 * Agents read its stdout: Claude Code and Codex add plain stdout to the model's context, Gemini
   turns it into a system message, Cursor wants JSON. So stdout is empty, or exactly Cursor's
   JSON, whatever happens; failures go to a log file; the exit status is always 0 (a non-zero
@@ -23,11 +26,10 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import _json
 import fcntl
-import json
 import os
-import re
-import select
+import stat  # loaded by `os` already
 import sys
 import time
 
@@ -111,9 +113,143 @@ _GEMINI_EVENTS_ANY = _GEMINI_EVENTS | {"PreCompress"}
 _END_EVENTS = frozenset({"SessionEnd", "sessionEnd"})
 _SUBMIT_EVENTS = frozenset({"beforeSubmitPrompt", "UserPromptSubmit"})
 _CURSOR_KEYS = ("conversation_id", "cursor_version", "workspace_roots")
-#: A session id used as a path component must not climb out of its directory.
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _ALNUM | frozenset("._-")
+_HEX = frozenset("0123456789ABCDEFabcdef")
+
+
+def _safe_id(value: str) -> bool:
+    """A session id used as a path component must not climb out of its directory: the regex
+    `[A-Za-z0-9][A-Za-z0-9._-]*`, written out because `re` is not imported here."""
+    return bool(value) and value[0] in _ALNUM and all(c in _NAME_CHARS for c in value)
+
+
+def _safe_name(value: str) -> str:
+    """`re.sub(r"[^A-Za-z0-9._-]+", "-", value)`."""
+    out: list[str] = []
+    in_run = False
+    for char in value:
+        if char in _NAME_CHARS:
+            out.append(char)
+            in_run = False
+        elif not in_run:
+            out.append("-")
+            in_run = True
+    return "".join(out)
+
+
+# --- JSON through the C accelerator -------------------------------------------------------------
+#
+# `import json` runs json/decoder.py and json/encoder.py, which import `re`, which imports enum,
+# functools and collections: about as much start-up time as everything else this command does
+# (bench/bench_hook.py). The parsing and string escaping are done by the C module `_json` that
+# `json` itself wraps, so it is used directly here. Anything out of the ordinary (a BOM, UTF-16,
+# a syntax error) goes to the real `json`, so errors and their messages are json's own;
+# tests/test_hookcmd.py checks both functions against `json` on generated documents.
+
+
+class _ScanContext:
+    """The attributes `_json.make_scanner` reads from a `json.JSONDecoder` (CPython
+    Modules/_json.c, scanner_new), with JSONDecoder's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+# typeshed types the context as `make_scanner` itself; the C code only reads these attributes.
+_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
+_JSON_SPACE = " \t\n\r"
+
+
+def _loads(data: bytes) -> Any:
+    """`json.loads(data)`: same result, same exceptions."""
+    if data[:4].count(0) or data[:3] == b"\xef\xbb\xbf" or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return _json_module().loads(data)  # not plain UTF-8: json's encoding detection
+    text = data.decode("utf-8", "surrogatepass")  # what json.loads does with UTF-8 bytes
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = _scan(text, start)
+    except (StopIteration, ValueError, SystemError):
+        # A syntax error. The scanner raises json.decoder.JSONDecodeError only once json.decoder
+        # is loaded (else a SystemError, CPython Modules/_json.c raise_errmsg), so json parses
+        # again: its error, its message.
+        return _json_module().loads(data)
+    if text[end:].strip(_JSON_SPACE):
+        return _json_module().loads(data)  # raises json's "Extra data"
+    return value
+
+
+def _json_module() -> Any:
+    import json
+
+    return json
+
+
+_encode_str = _json.encode_basestring  # ensure_ascii=False
+_FLOAT_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _dumps(value: Any) -> str:
+    """`json.dumps(value, indent=2, ensure_ascii=False)` for what JSON parsing produces."""
+    parts: list[str] = []
+    try:
+        _dump_into(value, parts, "\n")
+    except _NotPlain:
+        return str(_json_module().dumps(value, indent=2, ensure_ascii=False))
+    return "".join(parts)
+
+
+class _NotPlain(Exception):
+    """A value `_dump_into` leaves to `json` (a non-string key, a type JSON has no word for)."""
+
+
+def _dump_into(value: Any, parts: list[str], newline: str) -> None:
+    """json.encoder's `_make_iterencode` with indent 2 and separators (',', ': ')."""
+    if isinstance(value, str):
+        parts.append(_encode_str(value))
+    elif value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif type(value) is int:
+        parts.append(int.__repr__(value))
+    elif type(value) is float:
+        text = float.__repr__(value)  # json.encoder's floatstr: nan, inf, -inf get JSON's names
+        parts.append(_FLOAT_NAMES.get(text, text))
+    elif type(value) is dict:
+        if not value:
+            parts.append("{}")
+            return
+        inner = newline + "  "
+        parts.append("{")
+        first = True
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            parts.append(inner if first else "," + inner)
+            first = False
+            parts.append(_encode_str(key))
+            parts.append(": ")
+            _dump_into(item, parts, inner)
+        parts.append(newline + "}")
+    elif type(value) is list:
+        if not value:
+            parts.append("[]")
+            return
+        inner = newline + "  "
+        parts.append("[")
+        for i, item in enumerate(value):
+            parts.append("," + inner if i else inner)
+            _dump_into(item, parts, inner)
+        parts.append(newline + "]")
+    else:
+        raise _NotPlain
 
 
 class HookError(Exception):
@@ -178,7 +314,7 @@ def detect_agent(payload: dict[str, Any], arg: str) -> str:
         return "gemini"
     if "model" in payload and "permission_mode" in payload and event != "SessionStart":
         return "codex"  # Codex sends `model` on every event, Claude only on SessionStart
-    name = _UNSAFE_NAME.sub("-", arg).strip(".-")[:64]
+    name = _safe_name(arg).strip(".-")[:64]
     return name or ("claude" if "session_id" in payload else "agent")
 
 
@@ -230,6 +366,9 @@ def active_file_for(cwd: str) -> str | None:
     outside a repository (or when git is missing): then the hook has nothing to do."""
     if not os.path.isdir(cwd):
         return None
+    git_dir = _find_git_dir(cwd)
+    if git_dir is not None:
+        return os.path.join(git_dir, ACTIVE_FILE)
     result = _run_git(["git", "-C", cwd, "rev-parse", "--git-path", ACTIVE_FILE])
     if result is None:
         return None
@@ -239,12 +378,92 @@ def active_file_for(cwd: str) -> str | None:
     return os.path.normpath(os.path.join(cwd, out))
 
 
+def _find_git_dir(cwd: str) -> str | None:
+    """The repository's git dir found the way git's discovery finds it, without starting git
+    (that start is a tenth of this command's time); None when git itself must decide.
+
+    Handled here: a `.git` directory, or a `.git` file saying `gitdir: <path>` (linked
+    worktrees, submodules), in `cwd` or a parent on the same file system, owned by us (git's
+    safe.directory check). Everything else goes to git: GIT_CEILING_DIRECTORIES or
+    GIT_DISCOVERY_ACROSS_FILESYSTEM set, a parent that is itself a bare repository, a `.git`
+    that is not a valid git dir (git walks past it), a foreign owner, no repository found.
+    Inherited GIT_DIR and friends are ignored, as `_git_env` drops them for git (git/git
+    setup.c, setup_git_directory_gently_1, is the order followed).
+    """
+    env = os.environ
+    if env.get("GIT_CEILING_DIRECTORIES") or "GIT_DISCOVERY_ACROSS_FILESYSTEM" in env:
+        return None
+    uid = os.geteuid()
+    directory = cwd
+    try:
+        device = os.stat(directory).st_dev
+        while True:
+            dot_git = os.path.join(directory, ".git")
+            try:
+                st = os.stat(dot_git)
+            except OSError:
+                st = None
+            if st is not None:
+                if st.st_uid != uid:
+                    return None
+                git_dir = dot_git if stat.S_ISDIR(st.st_mode) else _read_gitfile(dot_git, directory)
+                if git_dir is None:
+                    return None
+                if os.stat(directory).st_uid != uid or os.stat(git_dir).st_uid != uid:
+                    return None
+                return git_dir if _is_git_dir(git_dir) else None
+            if os.path.exists(os.path.join(directory, "HEAD")):
+                return None  # maybe a bare repository: git's call
+            parent = os.path.dirname(directory)
+            if parent == directory or os.stat(parent).st_dev != device:
+                return None
+            directory = parent
+    except OSError:
+        return None
+
+
+def _read_gitfile(path: str, directory: str) -> str | None:
+    """The target of a `gitdir: <path>` file, relative to the file's directory (git/git
+    setup.c, read_gitfile_gently); None if it is anything else."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(4097)
+    except OSError:
+        return None
+    text = data.decode("utf-8", "surrogateescape").rstrip("\r\n")
+    if len(data) > 4096 or not text.startswith("gitdir: ") or "\n" in text or "\0" in text:
+        return None
+    target = text[len("gitdir: ") :]
+    return os.path.normpath(os.path.join(directory, target)) if target else None
+
+
+def _is_git_dir(path: str) -> bool:
+    """git's is_git_directory, for the layouts it accepts without configuration: HEAD, and
+    objects/ and refs/ here or in the common dir a linked worktree's `commondir` names."""
+    if not os.path.isfile(os.path.join(path, "HEAD")):
+        return False
+    common = path
+    try:
+        with open(os.path.join(path, "commondir"), "rb") as handle:
+            line = handle.read(4097).decode("utf-8", "surrogateescape").rstrip("\r\n")
+        if not line or "\n" in line or "\0" in line:
+            return False
+        common = os.path.normpath(os.path.join(path, line))
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return os.path.isdir(os.path.join(common, "objects")) and os.path.isdir(os.path.join(common, "refs"))
+
+
 def _run_git(argv: list[str]) -> bytes | None:
     """Run git and return its stdout if it succeeded, within _GIT_TIMEOUT.
 
     posix_spawn rather than `subprocess`, whose import (threading, selectors, locale, signal
     handling) costs about as much as the rest of this module; see bench/bench_hook.py.
     """
+    import select  # only when the walk in _find_git_dir could not decide
+
     devnull = os.open(os.devnull, os.O_RDWR)
     read_end, write_end = os.pipe()  # both close-on-exec; DUP2 makes the child's fd 1 inheritable
     try:
@@ -305,7 +524,7 @@ def _home() -> str:
 
 def _slug(path: str) -> str:
     """Claude Code's ~/.claude/projects/<slug>: every non-alphanumeric character becomes '-'."""
-    return re.sub(r"[^A-Za-z0-9]", "-", path)
+    return "".join(c if c in _ALNUM else "-" for c in path)
 
 
 def _cursor_transcript(payload: dict[str, Any], cwd: str, session_id: str) -> str:
@@ -393,7 +612,7 @@ def find_transcript(payload: dict[str, Any], agent: str, cwd: str, session_id: s
         return None  # Cursor's CLI always sends null: its transcript is derived below
     if session_id is None:
         raise HookError("the payload names neither a transcript nor a session id")
-    if not _SAFE_ID.fullmatch(session_id):
+    if not _safe_id(session_id):
         raise HookError(f"refusing to build a transcript path from the session id {session_id[:80]!r}")
     if agent == "cursor":
         return _cursor_transcript(payload, cwd, session_id)
@@ -456,18 +675,38 @@ def build_entry(
     return entry
 
 
-_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_UUID_DASHES = (8, 13, 18, 23)
+
+
+def _is_uuid(text: str) -> bool:
+    """`[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}` in full."""
+    if len(text) != 36:
+        return False
+    return all((c == "-") if i in _UUID_DASHES else (c in _HEX) for i, c in enumerate(text))
+
+
+def _last_uuid(name: str) -> str | None:
+    """The last of `re.findall` over the uuid pattern: leftmost matches, not overlapping."""
+    found = None
+    i = 0
+    while i + 36 <= len(name):
+        if _is_uuid(name[i : i + 36]):
+            found = name[i : i + 36]
+            i += 36
+        else:
+            i += 1
+    return found
 
 
 def _id_from_path(path: str) -> str:
     """Like tracekeeperd.agents.paths.session_id_from_path: the last uuid in the name, else
     a uuid-named parent (Copilot's events.jsonl), else the stem."""
     name = os.path.basename(path)
-    found = _UUID.findall(name)
+    found = _last_uuid(name)
     if found:
-        return str(found[-1])
+        return found
     parent = os.path.basename(os.path.dirname(path))
-    if _UUID.fullmatch(parent):
+    if _is_uuid(parent):
         return parent
     for suffix in (".zst", ".jsonl", ".json", ".txt"):
         name = name.removesuffix(suffix)
@@ -497,8 +736,8 @@ def merge(existing: bytes | None, entry: dict[str, Any]) -> tuple[dict[str, Any]
     problem: str | None = None
     if existing is not None and existing.strip():
         try:
-            old = json.loads(existing)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            old = _loads(existing)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             old, problem = None, f"not JSON ({str(exc)[:120]})"
         if isinstance(old, dict) and "sessions" in old:
             if isinstance(old["sessions"], list):
@@ -565,7 +804,7 @@ def write_active(path: str, entry: dict[str, Any], agent: str) -> None:
         doc, problem = merge(_read(path), entry)
         if problem:
             _log(f"dropped unusable content of {path}: {problem}", agent)
-        data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8", "surrogateescape") + b"\n"
+        data = _dumps(doc).encode("utf-8", "surrogateescape") + b"\n"
         tmp = f"{path}.tmp.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -599,8 +838,8 @@ def run(state: dict[str, str]) -> None:
     if not raw.strip():
         raise HookError("no payload on stdin")
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        payload = _loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise HookError(f"the payload is not JSON ({str(exc)[:120]})") from None
     if not isinstance(payload, dict):
         raise HookError(f"the payload is a JSON {type(payload).__name__}, not an object")
