@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from . import __version__, ipc, notes, redact, spool
+from . import status as status_view
 from .active import ActiveSession, session_key
 from .agents.roots import default_roots
 from .config import Config
@@ -27,7 +28,6 @@ from .discovery import SessionIndex
 from .errors import ConfigError, PermanentError, TracekeeperError
 from .ingest import Ingestor, IngestResult, allowed_roots
 from .listener import BoundSocket, InstanceLock, bind
-from .protocol import JobState
 from .queue import Queue
 from .redact import Redactor
 from .snapshot import Snapshots
@@ -413,47 +413,23 @@ class Daemon:
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None
-        queue = self.queue
-        spool_dir = self.paths.spool
-
-        def snapshot() -> dict[str, Any]:
-            states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
-            oldest = queue.oldest_pending()
-            counts = queue.counts()
-            jobs = [job.view() for job in queue.jobs(states=states)]
-            listed = sum(counts.values()) if states is None else sum(counts[s.value] for s in states)
-            return {
-                "queue": counts,
-                "oldest_pending": oldest.view() if oldest else None,
-                "jobs": jobs,
-                "jobs_not_shown": max(0, listed - len(jobs)),
-                "spool": spool_counts(spool_dir),  # directory listings: off the event loop too
-            }
-
-        data: dict[str, Any] = await self._on_db(snapshot)
-        info = self.store.info()
-        gate = self.worker.gate
-        data["daemon"] = {
-            "running": True,
-            "pid": os.getpid(),
-            "version": __version__,
-            "socket": str(self.listener.path if self.listener else self.paths.socket),
-            "state_dir": str(self.paths.state_dir),
-            "started_at": self.started_at,
-            "notes_ref": self.config.notes_ref,
-            "store": {
-                "kind": info.kind,
-                "location": info.location,
-                "private": info.private,
-                "reachable": info.reachable,
-                "detail": info.detail,
-                "checked_at": info.checked_at,
-            },
-            "offline_until": gate.closed_until if gate.closed_until > time.time() else None,
-            "offline_reason": gate.reason if gate.closed_until > time.time() else None,
-            "spool": data.pop("spool"),
-            "discovery": self.index.status() if self.index is not None else None,
-        }
+        gate, now = self.worker.gate, time.time()
+        facts = status_view.running(
+            pid=os.getpid(),
+            version=__version__,
+            socket=self.listener.path if self.listener else self.paths.socket,
+            state_dir=self.paths.state_dir,
+            started_at=self.started_at,
+            notes_ref=self.config.notes_ref,
+            store=self.store.info(),
+            offline_until=gate.closed_until if gate.closed_until > now else None,
+            offline_reason=gate.reason if gate.closed_until > now else None,
+            discovery=self.index.status() if self.index is not None else None,
+        )
+        # SQLite and directory listings: off the event loop.
+        data: dict[str, Any] = await self._on_db(
+            lambda: status_view.build(self.queue, self.paths.spool, include_done=include_done, daemon=facts)
+        )
         return data
 
 
@@ -463,14 +439,6 @@ def build_redactor(config: Config) -> Redactor:
         return redact.from_settings(config.redaction)
     except redact.RedactionError as exc:
         raise ConfigError(f"redaction: {exc}") from exc
-
-
-def spool_counts(spool_dir: Path) -> dict[str, int]:
-    bad = spool_dir / "bad"
-    return {
-        "waiting": len(spool.pending(spool_dir)),
-        "unreadable": len([p for p in bad.iterdir() if p.name.endswith(spool.SUFFIX)]) if bad.exists() else 0,
-    }
 
 
 async def serve(config: Config) -> None:

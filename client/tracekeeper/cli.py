@@ -22,39 +22,25 @@ def _client(timeout: float = 10.0) -> Client:
 
 def _offline_status(include_done: bool) -> dict[str, Any]:
     """What can be known without the daemon: the queue file and the spool, read-only."""
-    from tracekeeperd.app import spool_counts
-    from tracekeeperd.protocol import JobState
+    from tracekeeperd import status as status_view
     from tracekeeperd.queue import Queue
 
     paths = resolve()
-    data: dict[str, Any] = {
-        "daemon": {"running": False, "socket": str(paths.socket), "state_dir": str(paths.state_dir)},
-        "queue": {state.value: 0 for state in JobState},
-        "oldest_pending": None,
-        "jobs": [],
-        "jobs_not_shown": 0,
-    }
-    data["daemon"]["spool"] = spool_counts(paths.spool)
+    daemon = status_view.stopped(paths.socket, paths.state_dir)
     if paths.db.exists():
         try:
             queue = Queue(paths.db, readonly=True)
         except sqlite3.Error as exc:
             fail(f"cannot read the queue {paths.db}: {exc}")
         try:
-            data["queue"] = queue.counts()
-            oldest = queue.oldest_pending()
-            data["oldest_pending"] = oldest.view() if oldest else None
-            states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
-            data["jobs"] = [job.view() for job in queue.jobs(states=states)]
-            listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
-            data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
+            return status_view.build(queue, paths.spool, include_done=include_done, daemon=daemon)
         except sqlite3.OperationalError:
             pass  # a daemon is creating the schema right now: nothing queued yet
         except sqlite3.DatabaseError as exc:
             fail(f"the queue {paths.db} is damaged ({exc}); move it aside and restart tracekeeperd")
         finally:
             queue.close()
-    return data
+    return status_view.build(None, paths.spool, include_done=include_done, daemon=daemon)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
