@@ -25,8 +25,9 @@ from .active import ActiveSession, session_key
 from .agents.roots import default_roots
 from .config import Config
 from .discovery import SessionIndex
-from .errors import ConfigError, PermanentError, TracekeeperError
+from .errors import ConfigError, TracekeeperError
 from .ingest import Ingestor, IngestResult, allowed_roots
+from .intake import SpoolIntake
 from .listener import BoundSocket, InstanceLock, bind
 from .queue import Queue
 from .redact import Redactor
@@ -37,8 +38,6 @@ from .worker import DbThread, Worker
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Safety net behind the spool watcher: a full spool scan this often.
-SPOOL_RESCAN = 60.0
 #: How often linked sessions are checked for growth (their upload waits for the debounce).
 FOLLOW_INTERVAL = 5.0
 #: After a wake-up, wait this long for more commits before claiming work.
@@ -72,7 +71,7 @@ class Daemon:
         self.wake = asyncio.Event()
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
-        self._observer: Any = None
+        self.intake: SpoolIntake | None = None
         self._stopping = False
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
 
@@ -116,13 +115,16 @@ class Daemon:
         self.runner = web.AppRunner(ipc.build(self), access_log=None, handle_signals=False)
         await self.runner.setup()
         await web.SockSite(self.runner, self.listener.sock).start()
-        self._start_watcher()
+        self.intake = SpoolIntake(
+            self.paths.spool, self.ingestor, on_db=self._on_db, after=self._after_ingest, marker=self._spool_marker
+        )
+        self.intake.start_watcher()
         loop = asyncio.get_running_loop()
         # Learn early whether the bucket is reachable and private, so `status` can say so.
         loop.run_in_executor(self.io, self._check_store)
         self._tasks = [
             loop.create_task(self._work(), name="worker"),
-            loop.create_task(self._rescan()),
+            loop.create_task(self.intake.rescan()),
             loop.create_task(self._follow()),
         ]
         log.info(
@@ -168,11 +170,7 @@ class Daemon:
         assert worker is not None
 
         def swap() -> None:  # on the I/O thread, so never in the middle of a batch
-            worker.store, worker.store_id = store, store.ident()
-            worker.notes_ref, worker.policy = config.notes_ref, config.retry
-            worker.redactor = redactor
-            worker._redacted.clear()
-            worker.open_gate()
+            worker.reconfigure(store, notes_ref=config.notes_ref, policy=config.retry, redactor=redactor)
 
         await asyncio.get_running_loop().run_in_executor(self.io, swap)
         self.config, self.store = config, store
@@ -186,8 +184,8 @@ class Daemon:
         sd_notify("STOPPING=1")
         self.wake.set()
         self._spool_marker.unlink(missing_ok=True)
-        if self._observer is not None:
-            self._observer.stop()
+        if self.intake is not None:
+            self.intake.stop()
         if self.index is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.index.stop)
         for task in self._tasks:
@@ -228,98 +226,10 @@ class Daemon:
         except TracekeeperError as exc:
             log.warning("could not copy the links of %s to %s: %s", source[:12], target[:12], exc)
 
-    def _ingest_spool_sync(self, path: Path) -> IngestResult:
-        """Read, persist, then delete: a crash in between only replays a duplicate.
-
-        A commit file and a rewrite file (post-rewrite) take the same path; only the parser and
-        the ingest step differ.
-        """
-        assert self.ingestor is not None
-        event: spool.CommitEvent | spool.RewriteEvent
-        try:
-            event = spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
-        except FileNotFoundError:
-            return IngestResult(note="already taken")
-        except spool.SpoolIncomplete:
-            return IngestResult(note="still being written")
-        except (spool.SpoolError, OSError) as exc:
-            spool.quarantine(path, str(exc))
-            log.error("unreadable spool file %s moved aside: %s", path.name, exc)
-            return IngestResult(failed=[str(exc)])
-        try:
-            if isinstance(event, spool.RewriteEvent):
-                result = self.ingestor.rewrite(event)
-            else:
-                result = self.ingestor.ingest(event)
-        except PermanentError as exc:
-            spool.quarantine(path, str(exc))
-            log.error("spool file %s cannot be processed: %s", path.name, exc)
-            return IngestResult(failed=[str(exc)])
-        path.unlink(missing_ok=True)
-        return result
-
     async def ingest_spool_file(self, path: Path) -> IngestResult:
-        result: IngestResult = await self._on_db(self._ingest_spool_sync, path)
-        self._after_ingest(result)
-        return result
-
-    async def drain_spool(self) -> int:
-        taken = 0
-        for path in spool.pending(self.paths.spool):
-            try:
-                result = await self.ingest_spool_file(path)
-            except TracekeeperError as exc:  # e.g. git failed on a repo: keep the file, try later
-                log.warning("spool file %s kept for later: %s", path.name, exc)
-                continue
-            except Exception:  # a full disk, a broken database: keep the file, keep the scan alive
-                log.exception("spool file %s kept for later", path.name)
-                continue
-            taken += 1 if result.note != "already taken" else 0
-        return taken
-
-    def _start_watcher(self) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        loop = asyncio.get_running_loop()
-        daemon = self
-
-        class SpoolHandler(FileSystemEventHandler):
-            def _take(self, path: str) -> None:
-                if path.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
-                    loop.call_soon_threadsafe(lambda: loop.create_task(daemon.ingest_spool_file(Path(path))))
-
-            def on_moved(self, event: FileSystemEvent) -> None:
-                self._take(os.fsdecode(event.dest_path))
-
-            def on_closed(self, event: FileSystemEvent) -> None:
-                self._take(os.fsdecode(event.src_path))
-
-        observer = Observer()
-        observer.daemon = True
-        try:
-            observer.schedule(SpoolHandler(), str(self.paths.spool), recursive=False)
-            observer.start()
-        except OSError as exc:  # inotify limits: the socket poke and the periodic scan remain
-            log.warning("cannot watch the spool directory (%s); relying on the socket and a scan", exc)
-            return
-        self._observer = observer
-        if type(observer).__name__ == "InotifyObserver":
-            # Tells the hook that a rename in the spool already wakes us: it can skip curl.
-            self._spool_marker.write_text(f"{os.getpid()}\n")
-            self._spool_marker.chmod(0o600)
-
-    async def _rescan(self) -> None:
-        """Ingest what the hook spooled while we were down, then re-check now and then."""
-        while not self._stopping:
-            try:
-                taken = await self.drain_spool()
-            except Exception:  # e.g. the spool directory became unreadable: keep trying
-                log.exception("spool scan failed")
-                taken = 0
-            if taken:
-                log.info("took %d commit(s) from the spool", taken)
-            await asyncio.sleep(SPOOL_RESCAN)
+        """`/v1/commit` naming a spool file (the hook's poke when nothing watches the spool)."""
+        assert self.intake is not None
+        return await self.intake.ingest_file(path)
 
     async def _follow(self) -> None:
         """Keep linked sessions' remote copies current (between batches, on the I/O thread)."""
@@ -394,7 +304,7 @@ class Daemon:
             return out
 
         def on_io() -> list[dict[str, Any]]:
-            worker._redacted.clear()  # a forgotten session's redacted bytes are not kept either
+            worker.drop_redacted()  # a forgotten session's redacted bytes are not kept either
             return self.db.run(on_db)
 
         result: list[dict[str, Any]] = await asyncio.get_running_loop().run_in_executor(self.io, on_io)
