@@ -12,13 +12,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from tracekeeperd import active
 from tracekeeperd.active import (
     ActiveSession,
-    agent_from_path,
     parse,
     safe_component,
-    session_id_from_path,
 )
+from tracekeeperd.agents import paths
+from tracekeeperd.agents.paths import recipe_agent, recipe_session_id
 from tracekeeperd.errors import ActiveFileError
 
 UUID = "019c8a70-dda7-7f33-98ea-f30553347322"
@@ -106,7 +107,7 @@ def test_session_id_falls_back_to_uuid_in_file_name_lowercased() -> None:
     name = f"rollout-2026-02-23T13-19-38-{UUID.upper()}.jsonl"
     [session] = _parse({"transcript_path": f"/x/{name}"})
     assert session.session_id == UUID
-    assert session_id_from_path(Path(name)) == UUID
+    assert recipe_session_id(Path(name)) == UUID
 
 
 @pytest.mark.parametrize(
@@ -114,9 +115,21 @@ def test_session_id_falls_back_to_uuid_in_file_name_lowercased() -> None:
     [("chat.jsonl", "chat"), ("chat.jsonl.zst", "chat"), ("conv.json", "conv"), ("plain", "plain")],
 )
 def test_session_id_falls_back_to_stem(name: str, stem: str) -> None:
-    assert session_id_from_path(Path(name)) == stem
+    assert recipe_session_id(Path(name)) == stem
     [session] = _parse({"transcript_path": f"/x/{name}"})
     assert session.session_id == stem
+
+
+def test_recipe_fallbacks_are_not_the_path_rules() -> None:
+    """One name, one rule: the recipe's fallbacks live with the other agent facts under their
+    own names, and differ from the path rules where the recipe's links depend on it."""
+    assert not hasattr(active, "agent_from_path") and not hasattr(active, "session_id_from_path")
+    claude = Path(f"/home/u/.claude/projects/-x/{UUID}.jsonl")
+    assert (recipe_agent(claude), paths.agent_from_path(claude)) == ("agent", "claude")
+    two = Path(f"/x/{UUID}-then-{UUID.replace('0', 'a')}.jsonl")
+    assert recipe_session_id(two) == UUID != paths.session_id_from_path(two)
+    copilot = Path(f"/home/u/.copilot/session-state/{UUID}/events.jsonl")
+    assert (recipe_session_id(copilot), paths.session_id_from_path(copilot)) == ("events", UUID)
 
 
 def test_session_id_from_camel_case_key() -> None:
@@ -125,10 +138,10 @@ def test_session_id_from_camel_case_key() -> None:
 
 
 def test_agent_fallbacks() -> None:
-    assert agent_from_path(Path("/home/u/.codex/sessions/t.jsonl")) == "codex"
-    assert agent_from_path(Path("/home/u/.claude/projects/t.jsonl")) == "agent"
+    assert recipe_agent(Path("/home/u/.codex/sessions/t.jsonl")) == "codex"
+    assert recipe_agent(Path("/home/u/.claude/projects/t.jsonl")) == "agent"
     # `.codex` must be a whole directory component, not a substring of one.
-    assert agent_from_path(Path("/home/u/not.codex/t.jsonl")) == "agent"
+    assert recipe_agent(Path("/home/u/not.codex/t.jsonl")) == "agent"
     [explicit] = _parse({"agent": "claude", "transcript_path": "/home/u/.codex/t.jsonl"})
     assert explicit.agent == "claude"
     [empty] = _parse({"agent": "", "transcript_path": "/home/u/.codex/t.jsonl"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 from .harness import Daemon, Env, append_lines, daemon_once, make_repo, running_daemon, wait_for
 from .hubstub import running_hub
@@ -43,6 +44,30 @@ def test_status_without_daemon_reads_the_queue_from_disk(env: Env) -> None:
     assert data["daemon"]["running"] is False
     assert data["queue"]["done"] == 1
     assert data["jobs"][0]["commit"] == sha
+
+
+def test_offline_status_loads_none_of_the_daemons_runtime(env: Env) -> None:
+    """The CLI may import the library, never the daemon's runtime: an offline `status` must
+    not pay for aiohttp and watchdog (nor load the daemon's composition, tracekeeperd.app)."""
+    (env.spool / "bad").mkdir(parents=True)
+    (env.spool / "bad" / "0123.1.commit").write_text("{broken")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tracekeeper", "status", "--json"],
+        env=env.vars,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=env.root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["daemon"]["running"] is False
+    assert (data["daemon"]["spool"]["waiting"], data["daemon"]["spool"]["dead_letter"]) == (0, 1)
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "tracekeeperd.queue" in imported  # the check sees the library's imports
+    for heavy in ("aiohttp", "watchdog", "tracekeeperd.app", "tracekeeperd.ipc", "tracekeeperd.worker"):
+        assert not {name for name in imported if name == heavy or name.startswith(heavy + ".")}, heavy
 
 
 def test_flush_times_out_with_the_reason_and_retry_recovers(env: Env) -> None:

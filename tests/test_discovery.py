@@ -30,7 +30,7 @@ from watchdog.events import FileSystemEventHandler
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tracekeeperd.agents import detect, read_lines
-from tracekeeperd.agents.roots import Root, default_roots, parse_roots
+from tracekeeperd.agents.roots import Root, default_roots, parse_roots, transcript_dirs
 from tracekeeperd.discovery import IndexedSession, SessionIndex
 
 if sys.platform == "linux":
@@ -298,6 +298,25 @@ def test_tracekeeper_roots_replaces_the_defaults() -> None:
     assert default_roots({"HOME": "/h", "TRACEKEEPER_ROOTS": ""}) == []
     with pytest.raises(ValueError, match="agent=path"):
         parse_roots("/no/agent")
+
+
+def test_transcript_dirs_add_tracekeeper_roots_to_every_agents_directory(tmp_path: Path) -> None:
+    """Uploads may come from each agent's (relocated) directory and TRACEKEEPER_ROOTS' too:
+    the variable narrows what discovery watches, never what a hook may name."""
+    from tracekeeperd.ingest import allowed_roots
+
+    env = {"HOME": str(tmp_path / "h"), "CODEX_HOME": "/x/codex", "TRACEKEEPER_ROOTS": "mine=/srv/traces"}
+    agents = [r.path for r in default_roots({k: v for k, v in env.items() if k != "TRACEKEEPER_ROOTS"})]
+    assert transcript_dirs(env) == [*agents, Path("/srv/traces")]
+    assert Path("/x/codex/sessions") in transcript_dirs(env)
+    assert transcript_dirs({**env, "TRACEKEEPER_ROOTS": ""}) == agents
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(extra)
+    allowed = allowed_roots((link,), env=env)
+    assert allowed == tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in (*agents, "/srv/traces", extra)))
+    assert allowed[-1] == extra.resolve(), "symlinked roots are compared by their real path"
 
 
 # --- what gets indexed ----------------------------------------------------------------------------

@@ -668,6 +668,20 @@ def test_helpers_match_the_daemon() -> None:
         assert hookcmd._id_from_path(path) == paths.session_id_from_path(path)
 
 
+def test_hook_knows_the_daemons_agent_directories(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hookcmd keeps its own copy of which directory is whose (it must not import
+    tracekeeperd.agents); for the default locations it must name the agent the daemon does."""
+    for variable in ("CODEX_HOME", "CLAUDE_CONFIG_DIR", "CURSOR_CONFIG_DIR", "COPILOT_HOME", "PI_CODING_AGENT_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    for agent, marker in paths._AGENT_DIRS:
+        path = f"/home/u{marker}x/{UUID_A}.jsonl"
+        assert paths.agent_from_path(path) == agent
+        assert hookcmd._agent_from_transcript(path) == agent, agent
+    assert hookcmd._agent_from_transcript(f"/home/u/elsewhere/{UUID_A}.jsonl") is None
+    assert paths.agent_from_path(f"/home/u/elsewhere/{UUID_A}.jsonl") is None
+    assert hookcmd._PATH_KEYS == active._PATH_KEYS, "the transcript keys, in the daemon's order"
+
+
 def test_entry_sends_everything_else_to_the_click_cli(env: Env) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tracekeeper.entry", "--version"],

@@ -103,3 +103,57 @@ def test_one_batch_is_one_notes_commit_per_repository(tmp_path: Path, queue: Que
         for i, sha in enumerate(shas):
             (link,) = notes.parse(notes.read(git_dir, REF, sha))
             assert link.session_id == f"s{i % 3}" and link.url.endswith(f"/codex-s{i % 3}.jsonl")
+
+
+def test_reconfigure_switches_store_notes_ref_and_opens_the_gate(tmp_path: Path, queue: Queue) -> None:
+    """SIGHUP goes through Worker.reconfigure: the next batch uses the new store and notes ref,
+    and a gate the old store closed no longer holds the queue back."""
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    snapshot = snapshots / "s.jsonl"
+    snapshot.write_bytes(b'{"type":"message","n":1}\n')
+    git_dir, (sha,) = _repo(tmp_path, "app", 1)
+    repo_id, key = queue.add_repo(str(git_dir), "app-00000000", str(git_dir.parent))
+    job = NewJob(
+        repo_id=repo_id,
+        git_dir=str(git_dir),
+        work_tree=str(git_dir.parent),
+        commit_sha=sha,
+        agent="codex",
+        session_id="s",
+        transcript=str(snapshot),
+        snapshot=str(snapshot),
+        bytes=snapshot.stat().st_size,
+        first_line=1,
+        last_line=1,
+        sha256="ab" * 32,
+        remote_path=f"{key}/sessions/codex-s.jsonl",
+    )
+    assert queue.add(job, NOW) is not None
+    db = DbThread()
+    try:
+        old = LocalStore(tmp_path / "old")
+        worker = Worker(
+            queue,
+            db,
+            old,
+            Snapshots(snapshots),
+            notes_ref=REF,
+            policy=RetryPolicy(),
+            redactor=Redactor(),
+            clock=lambda: NOW,
+        )
+        worker.gate.closed_until, worker.gate.reason = NOW + 3600, "old store unreachable"
+        assert worker.run_once() == 0, "the closed gate holds the queue"
+        new = LocalStore(tmp_path / "new")
+        worker.reconfigure(new, notes_ref="refs/notes/other", policy=RetryPolicy(), redactor=Redactor())
+        assert worker.store_id == new.ident() and worker.gate.closed_until == 0.0
+        assert worker.run_once() == 1
+    finally:
+        db.shutdown()
+    assert [j.state for j in queue.jobs()] == [JobState.DONE]
+    assert (tmp_path / "new" / key / "sessions" / "codex-s.jsonl").is_file()
+    assert not (tmp_path / "old").exists() or not any((tmp_path / "old").rglob("*.jsonl"))
+    (link,) = notes.parse(notes.read(git_dir, "refs/notes/other", sha))
+    assert link.url.endswith("/codex-s.jsonl")
+    assert git.run(git_dir, ["rev-parse", "--verify", "-q", REF], check=False).returncode != 0

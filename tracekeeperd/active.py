@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .agents.paths import recipe_agent, recipe_session_id
 from .errors import ActiveFileError
 
 ACTIVE_FILE = "hf-traces-active.json"
 _PATH_KEYS = ("trace_file", "transcript_path", "transcriptPath")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Ids that are their own session id: safe characters, not starting or ending with `.` or `-`,
 #: and without `--`, which only the mapped form below contains (so the two never meet).
@@ -52,22 +52,6 @@ class ActiveSession:
     ended_at: float | None = None
     #: The id as the agent gave it (or the file name's, without one); "" when not known.
     session_raw: str = ""
-
-
-def session_id_from_path(path: Path) -> str:
-    """The recipe's fallback: a uuid-like part of the file name, else the file's stem."""
-    match = _UUID.search(path.name)
-    if match:
-        return match.group(0).lower()
-    name = path.name
-    for suffix in (".zst", ".jsonl", ".json"):
-        name = name.removesuffix(suffix)
-    return name
-
-
-def agent_from_path(path: Path) -> str:
-    """The recipe's fallback: `codex` for a transcript under `/.codex/`, else `agent`."""
-    return "codex" if "/.codex/" in path.as_posix() else "agent"
 
 
 def safe_component(value: str) -> str:
@@ -146,12 +130,12 @@ def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
     if not transcript.is_absolute():
         transcript = root / transcript
     raw_id = _raw_id(payload.get("session_id") or payload.get("sessionId"))
-    raw_id = raw_id or session_id_from_path(transcript) or "session"
+    raw_id = raw_id or recipe_session_id(transcript) or "session"
     agent_raw = _raw_id(payload.get("agent"))
     # A name with no letter or digit at all says nothing: fall back to the path's agent.
     agent = agent_key(agent_raw) if _UNSAFE_AGENT.sub("", agent_raw) else ""
     return ActiveSession(
-        agent=agent or agent_from_path(transcript),
+        agent=agent or recipe_agent(transcript),
         session_id=session_key(raw_id),
         transcript=transcript,
         seen_at=_epoch(payload.get("seen_at")),

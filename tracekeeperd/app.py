@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import socket
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,15 +20,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from . import __version__, ipc, notes, redact, spool
+from . import status as status_view
 from .active import ActiveSession, session_key
 from .agents.roots import default_roots
 from .config import Config
 from .discovery import SessionIndex
-from .errors import ConfigError, PermanentError, TracekeeperError, TransientError
+from .errors import ConfigError, TracekeeperError
 from .ingest import Ingestor, IngestResult, allowed_roots
+from .intake import SpoolIntake
 from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
-from .queue import Job, Queue, damaged
+from .queue import Job, Queue
 from .redact import Redactor
 from .snapshot import Snapshots
 from .stores import Store, open_store
@@ -39,8 +39,6 @@ from .worker import DbThread, Worker
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Safety net behind the spool watcher: a full spool scan this often.
-SPOOL_RESCAN = 60.0
 #: How often linked sessions are checked for growth (their upload waits for the debounce).
 FOLLOW_INTERVAL = 5.0
 #: After a wake-up, wait this long for more commits before claiming work.
@@ -78,12 +76,9 @@ class Daemon:
         self._progress = asyncio.Event()
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
-        self._observer: Any = None
+        self.intake: SpoolIntake | None = None
         self._stopping = False
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
-        self._marker_written = False
-        #: Failed ingests per spool file name (touched on the database thread only).
-        self._spool_tries: dict[str, int] = {}
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -125,13 +120,16 @@ class Daemon:
         self.runner = web.AppRunner(ipc.build(self), access_log=None, handle_signals=False)
         await self.runner.setup()
         await web.SockSite(self.runner, self.listener.sock).start()
-        self._start_watcher()
+        self.intake = SpoolIntake(
+            self.paths.spool, self.ingestor, on_db=self._on_db, after=self._after_ingest, marker=self._spool_marker
+        )
+        self.intake.start_watcher()
         loop = asyncio.get_running_loop()
         # Learn early whether the bucket is reachable and private, so `status` can say so.
         loop.run_in_executor(self.io, self._check_store)
         self._tasks = [
             loop.create_task(self._work(), name="worker"),
-            loop.create_task(self._rescan()),
+            loop.create_task(self.intake.rescan()),
             loop.create_task(self._follow()),
             loop.create_task(self._guard_queue()),
         ]
@@ -179,11 +177,7 @@ class Daemon:
         assert worker is not None
 
         def swap() -> None:  # on the I/O thread, so never in the middle of a batch
-            worker.store, worker.store_id = store, store.ident()
-            worker.notes_ref, worker.policy = config.notes_ref, config.retry
-            worker.redactor = redactor
-            worker._redacted.clear()
-            worker.open_gate()
+            worker.reconfigure(store, notes_ref=config.notes_ref, policy=config.retry, redactor=redactor)
 
         await asyncio.get_running_loop().run_in_executor(self.io, swap)
         self.config, self.store = config, store
@@ -196,9 +190,8 @@ class Daemon:
         self._stopping = True
         sd_notify("STOPPING=1")
         self.wake.set()
-        self._remove_marker()
-        if self._observer is not None:
-            self._observer.stop()
+        if self.intake is not None:  # it removes the marker only if it wrote it (a refused second
+            self.intake.stop()  # daemon runs stop() too, and must leave the running one's)
         if self.index is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.index.stop)
         for task in self._tasks:
@@ -217,18 +210,6 @@ class Daemon:
         self.lock.release()
         if self.listener is not None:
             log.info("tracekeeperd stopped")
-
-    def _remove_marker(self) -> None:
-        """Only a marker this daemon wrote: a second daemon, refused at start, runs stop() too,
-        and must not take the running one's away (every commit would then take the slow path)."""
-        if not self._marker_written:
-            return
-        try:
-            if self._spool_marker.read_text().strip() == str(os.getpid()):
-                self._spool_marker.unlink()
-        except FileNotFoundError:
-            pass
-        self._marker_written = False
 
     # --- RECEIVE ------------------------------------------------------------------------
 
@@ -256,138 +237,10 @@ class Daemon:
         except TracekeeperError as exc:
             log.warning("could not copy the links of %s to %s: %s", source[:12], target[:12], exc)
 
-    def _ingest_spool_sync(self, path: Path) -> IngestResult:
-        """Read, persist, then delete: a crash in between only replays a duplicate.
-
-        A commit file and a rewrite file (post-rewrite) take the same path; only the parser and
-        the ingest step differ.
-        """
-        assert self.ingestor is not None
-        event: spool.CommitEvent | spool.RewriteEvent
-        try:
-            event = spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
-        except FileNotFoundError:
-            return IngestResult(note="already taken")
-        except spool.SpoolIncomplete:
-            return IngestResult(note="still being written")
-        except (spool.SpoolError, OSError) as exc:
-            spool.quarantine(path, str(exc))
-            log.error("unreadable spool file %s moved aside: %s", path.name, exc)
-            return IngestResult(failed=[str(exc)])
-        try:
-            if isinstance(event, spool.RewriteEvent):
-                result = self.ingestor.rewrite(event)
-            else:
-                result = self.ingestor.ingest(event)
-        except PermanentError as exc:
-            spool.quarantine(path, str(exc))
-            log.error("spool file %s cannot be processed: %s", path.name, exc)
-            return IngestResult(failed=[str(exc)])
-        except Exception as exc:
-            return self._failed_try(path, exc)
-        self._spool_tries.pop(path.name, None)
-        path.unlink(missing_ok=True)
-        return result
-
-    def _failed_try(self, path: Path, exc: Exception) -> IngestResult:
-        """Keep the entry for another try; after spool.MAX_TRIES, set it aside with the reason.
-
-        Whatever an entry holds must not stick in the spool forever with only a traceback in a
-        log: a bug that one input triggers would otherwise be retried every minute, unseen by
-        `status`. Failures of the machine rather than of the entry (a full disk, a locked or
-        broken database, a busy repository) never use up tries: every entry would fail alike.
-        """
-        what = f"{type(exc).__name__}: {exc}"
-        if _environmental(exc):
-            log.warning("spool file %s kept for later: %s", path.name, what)
-            return IngestResult(note=f"kept for later: {what}")
-        tries = self._spool_tries.get(path.name, 0) + 1
-        log.debug("spool file %s: try %d failed", path.name, tries, exc_info=exc)
-        if tries < spool.MAX_TRIES:
-            self._spool_tries[path.name] = tries
-            log.warning("spool file %s kept for later (try %d of %d): %s", path.name, tries, spool.MAX_TRIES, what)
-            return IngestResult(note=f"kept for later (try {tries} of {spool.MAX_TRIES}): {what}")
-        self._spool_tries.pop(path.name, None)
-        reason = f"could not be ingested after {tries} tries: {what}"
-        try:
-            spool.quarantine(path, reason)
-        except FileNotFoundError:
-            return IngestResult(note="already taken")
-        log.error("spool file %s set aside in %s: %s", path.name, path.parent / spool.DEAD_LETTER, reason)
-        return IngestResult(failed=[reason])
-
     async def ingest_spool_file(self, path: Path) -> IngestResult:
-        result: IngestResult = await self._on_db(self._ingest_spool_sync, path)
-        self._after_ingest(result)
-        return result
-
-    async def _take(self, path: Path) -> bool:
-        """Ingest one spool file for the scan or the watcher, which have nobody to raise to."""
-        try:
-            result = await self.ingest_spool_file(path)
-        except TracekeeperError as exc:  # e.g. the dead-letter folder cannot be made: try later
-            log.warning("spool file %s kept for later: %s", path.name, exc)
-            return False
-        except Exception:  # a bug outside the entry's own ingest: keep the file, keep serving
-            log.exception("spool file %s kept for later", path.name)
-            return False
-        return result.note != "already taken" and not (result.note or "").startswith("kept for later")
-
-    async def _drain_once(self) -> None:
-        taken = await self.drain_spool()
-        if taken:
-            log.info("took %d commit(s) put back into the spool", taken)
-
-    async def drain_spool(self) -> int:
-        taken = 0
-        for path in spool.pending(self.paths.spool):
-            taken += await self._take(path)
-        return taken
-
-    def _start_watcher(self) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        loop = asyncio.get_running_loop()
-        daemon = self
-
-        class SpoolHandler(FileSystemEventHandler):
-            def _take(self, path: str) -> None:
-                if path.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
-                    loop.call_soon_threadsafe(lambda: loop.create_task(daemon._take(Path(path))))
-
-            def on_moved(self, event: FileSystemEvent) -> None:
-                self._take(os.fsdecode(event.dest_path))
-
-            def on_closed(self, event: FileSystemEvent) -> None:
-                self._take(os.fsdecode(event.src_path))
-
-        observer = Observer()
-        observer.daemon = True
-        try:
-            observer.schedule(SpoolHandler(), str(self.paths.spool), recursive=False)
-            observer.start()
-        except OSError as exc:  # inotify limits: the socket poke and the periodic scan remain
-            log.warning("cannot watch the spool directory (%s); relying on the socket and a scan", exc)
-            return
-        self._observer = observer
-        if type(observer).__name__ == "InotifyObserver":
-            # Tells the hook that a rename in the spool already wakes us: it can skip curl.
-            self._spool_marker.write_text(f"{os.getpid()}\n")
-            self._spool_marker.chmod(0o600)
-            self._marker_written = True
-
-    async def _rescan(self) -> None:
-        """Ingest what the hook spooled while we were down, then re-check now and then."""
-        while not self._stopping:
-            try:
-                taken = await self.drain_spool()
-            except Exception:  # e.g. the spool directory became unreadable: keep trying
-                log.exception("spool scan failed")
-                taken = 0
-            if taken:
-                log.info("took %d commit(s) from the spool", taken)
-            await asyncio.sleep(SPOOL_RESCAN)
+        """`/v1/commit` naming a spool file (the hook's poke when nothing watches the spool)."""
+        assert self.intake is not None
+        return await self.intake.ingest_file(path)
 
     async def _guard_queue(self) -> None:
         """Notice the queue's file deleted or replaced even while no job moves (every write checks
@@ -496,15 +349,16 @@ class Daemon:
 
     async def retry(self, ids: list[int] | None = None) -> dict[str, Any]:
         """Failed jobs (all, or `ids`) back to pending; without ids, set-aside spool entries too."""
-        assert self.queue is not None and self.worker is not None
+        assert self.queue is not None and self.worker is not None and self.intake is not None
+        intake = self.intake
         not_failed = await self._not_failed(ids)
         # retry_failed already counts only the jobs left failed (those with no snapshot).
         retried, still_failed = await self._on_db(self.queue.retry_failed, time.time(), ids)
         revived: list[str] = [] if ids is not None else await self._on_db(spool.revive, self.paths.spool)
         for name in revived:
-            self._spool_tries.pop(name, None)
+            intake.forget_tries(name)
         if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
-            self._tasks.append(asyncio.get_running_loop().create_task(self._drain_once()))
+            self._tasks.append(asyncio.get_running_loop().create_task(intake.drain_once()))
         self.worker.open_gate()
         self.wake.set()
         self._signal_progress()
@@ -535,7 +389,7 @@ class Daemon:
             return out
 
         def on_io() -> list[dict[str, Any]]:
-            worker._redacted.clear()  # a forgotten session's redacted bytes are not kept either
+            worker.drop_redacted()  # a forgotten session's redacted bytes are not kept either
             return self.db.run(on_db)
 
         result: list[dict[str, Any]] = await asyncio.get_running_loop().run_in_executor(self.io, on_io)
@@ -554,54 +408,23 @@ class Daemon:
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None
-        queue = self.queue
-        spool_dir = self.paths.spool
-
-        def snapshot() -> dict[str, Any]:
-            states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
-            data: dict[str, Any] = {
-                "queue": {state.value: 0 for state in JobState},
-                "oldest_pending": None,
-                "jobs": [],
-                "jobs_not_shown": 0,
-                "error": None,
-                "spool": spool_counts(spool_dir),  # directory listings: off the event loop too
-            }
-            try:
-                data["queue"] = counts = queue.counts()
-                oldest = queue.oldest_pending()
-                data["oldest_pending"] = oldest.view() if oldest else None
-                data["jobs"] = [job.view() for job in queue.jobs(states=states)]
-                listed = sum(counts.values()) if states is None else sum(counts[s.value] for s in states)
-                data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
-            except sqlite3.DatabaseError as exc:  # the answer still comes, with what went wrong
-                data["error"] = damaged(queue.path, exc)
-            return data
-
-        data: dict[str, Any] = await self._on_db(snapshot)
-        info = self.store.info()
-        gate = self.worker.gate
-        data["daemon"] = {
-            "running": True,
-            "pid": os.getpid(),
-            "version": __version__,
-            "socket": str(self.listener.path if self.listener else self.paths.socket),
-            "state_dir": str(self.paths.state_dir),
-            "started_at": self.started_at,
-            "notes_ref": self.config.notes_ref,
-            "store": {
-                "kind": info.kind,
-                "location": info.location,
-                "private": info.private,
-                "reachable": info.reachable,
-                "detail": info.detail,
-                "checked_at": info.checked_at,
-            },
-            "offline_until": gate.closed_until if gate.closed_until > time.time() else None,
-            "offline_reason": gate.reason if gate.closed_until > time.time() else None,
-            "spool": data.pop("spool"),
-            "discovery": self.index.status() if self.index is not None else None,
-        }
+        gate, now = self.worker.gate, time.time()
+        facts = status_view.running(
+            pid=os.getpid(),
+            version=__version__,
+            socket=self.listener.path if self.listener else self.paths.socket,
+            state_dir=self.paths.state_dir,
+            started_at=self.started_at,
+            notes_ref=self.config.notes_ref,
+            store=self.store.info(),
+            offline_until=gate.closed_until if gate.closed_until > now else None,
+            offline_reason=gate.reason if gate.closed_until > now else None,
+            discovery=self.index.status() if self.index is not None else None,
+        )
+        # SQLite and directory listings: off the event loop.
+        data: dict[str, Any] = await self._on_db(
+            lambda: status_view.build(self.queue, self.paths.spool, include_done=include_done, daemon=facts)
+        )
         return data
 
 
@@ -611,26 +434,6 @@ def build_redactor(config: Config) -> Redactor:
         return redact.from_settings(config.redaction)
     except redact.RedactionError as exc:
         raise ConfigError(f"redaction: {exc}") from exc
-
-
-def spool_counts(spool_dir: Path) -> dict[str, Any]:
-    """Entries waiting, and those set aside (the dead-letter folder) with the newest one's reason."""
-    dead = spool.dead_letters(spool_dir)
-    return {
-        "waiting": len(spool.pending(spool_dir)),
-        "dead_letter": len(dead),
-        "dead_letter_dir": str(spool_dir / spool.DEAD_LETTER),
-        "dead_letter_reason": spool.dead_letter_reason(dead[0]) if dead else None,
-    }
-
-
-def _environmental(exc: BaseException) -> bool:
-    """A failure of this machine (retried without limit), not of one spool entry."""
-    if isinstance(exc, TransientError):
-        return True
-    if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
-        return True  # locked, full, or damaged: every entry would fail alike
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 async def serve(config: Config) -> None:

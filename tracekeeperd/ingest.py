@@ -69,14 +69,9 @@ def remote_path(key: str, agent: str, session_id: str) -> str:
 
 def allowed_roots(extra: tuple[Path, ...] = (), env: dict[str, str] | None = None) -> tuple[Path, ...]:
     """Where transcripts may come from: the agents' own directories plus configured ones."""
-    from .agents.roots import default_roots
+    from .agents.roots import transcript_dirs
 
-    env = dict(os.environ if env is None else env)
-    override = env.pop("TRACEKEEPER_ROOTS", None)
-    roots = [root.path for root in default_roots(env)]
-    if override:
-        roots += [root.path for root in default_roots({**env, "TRACEKEEPER_ROOTS": override})]
-    return tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in (*roots, *extra)))
+    return tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in (*transcript_dirs(env), *extra)))
 
 
 def check_root(transcript: Path, roots: tuple[Path, ...]) -> None:

@@ -118,6 +118,19 @@ class Worker:
     def open_gate(self) -> None:
         self.gate = Gate()
 
+    def reconfigure(self, store: Store, *, notes_ref: str, policy: RetryPolicy, redactor: Redactor) -> None:
+        """A reloaded configuration (SIGHUP). Call it on the I/O thread, between batches, so no
+        batch mixes two stores; redacted copies made under the old rules are dropped."""
+        self.store, self.store_id = store, store.ident()
+        self.notes_ref, self.policy = notes_ref, policy
+        self.redactor = redactor
+        self.drop_redacted()
+        self.open_gate()
+
+    def drop_redacted(self) -> None:
+        """Forget the in-memory redacted sessions (new rules, or a session the user forgot)."""
+        self._redacted.clear()
+
     def run_once(self) -> int:
         """Process one batch of due jobs; returns how many were claimed."""
         now = self.clock()

@@ -113,46 +113,25 @@ def not_responding(paths: Paths, exc: DaemonNotResponding) -> tuple[int | None, 
 def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
     """What can be known without the daemon: the queue file and the spool, read-only.
 
-    The same shape as the daemon's `/v1/status`, with `daemon.running` false; a queue that
-    cannot be read leaves its part empty and says why in `error`.
+    The same shape as the daemon's `/v1/status` (one builder: tracekeeperd.status), with
+    `daemon.running` false; a queue that cannot be read leaves its part empty and says why in
+    `error`.
     """
     import sqlite3
 
-    from tracekeeperd.app import spool_counts
-    from tracekeeperd.protocol import JobState
-    from tracekeeperd.queue import Queue, damaged
+    from tracekeeperd import status as status_view
+    from tracekeeperd.queue import Queue
 
-    data: dict[str, Any] = {
-        "daemon": {"running": False, "socket": str(paths.socket), "state_dir": str(paths.state_dir)},
-        "queue": {state.value: 0 for state in JobState},
-        "oldest_pending": None,
-        "jobs": [],
-        "jobs_not_shown": 0,
-        "error": None,
-    }
-    data["daemon"]["spool"] = spool_counts(paths.spool)
+    daemon = status_view.stopped(paths.socket, paths.state_dir)
     if not paths.db.exists():
-        return data
+        return status_view.build(None, paths.spool, include_done=include_done, daemon=daemon)
     try:
         queue = Queue(paths.db, readonly=True)
     except sqlite3.Error as exc:
+        data = status_view.build(None, paths.spool, include_done=include_done, daemon=daemon)
         data["error"] = f"cannot read the queue {paths.db}: {exc}"
         return data
     try:
-        data["queue"] = queue.counts()
-        oldest = queue.oldest_pending()
-        data["oldest_pending"] = oldest.view() if oldest else None
-        states = None if include_done else (JobState.PENDING, JobState.UPLOADING, JobState.FAILED)
-        data["jobs"] = [job.view() for job in queue.jobs(states=states)]
-        listed = sum(data["queue"].values()) if states is None else sum(data["queue"][s.value] for s in states)
-        data["jobs_not_shown"] = max(0, listed - len(data["jobs"]))
-    except sqlite3.OperationalError as exc:
-        # A daemon creating or migrating the schema right now (each migration is one
-        # transaction, so a reader sees the schema before it): nothing to show yet.
-        if not str(exc).startswith(("no such table", "no such column")):
-            data["error"] = f"cannot read the queue {paths.db}: {exc}"
-    except sqlite3.DatabaseError as exc:
-        data["error"] = damaged(paths.db, exc)
+        return status_view.build(queue, paths.spool, include_done=include_done, daemon=daemon)
     finally:
         queue.close()
-    return data

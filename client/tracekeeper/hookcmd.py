@@ -328,6 +328,7 @@ def _agent_from_transcript(path: str) -> str | None:
         ("gemini", None, "/.gemini/tmp/"),
         ("cursor", os.environ.get("CURSOR_CONFIG_DIR"), "/.cursor/projects/"),
         ("copilot", os.environ.get("COPILOT_HOME"), "/.copilot/session-state/"),
+        ("pi", os.environ.get("PI_CODING_AGENT_DIR"), "/.pi/agent/sessions/"),
     )
     for agent, relocated, marker in roots:
         if relocated and path.startswith(relocated.rstrip("/") + "/"):

@@ -76,6 +76,34 @@ def agent_from_path(path: str | PurePath) -> str | None:
     return None
 
 
+#: The recipe's uuid rule: the first uuid-like run anywhere in the name (no boundaries).
+_RECIPE_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def recipe_session_id(path: PurePath) -> str:
+    """The recipe's fallback for an active-file payload without a session id: the first
+    uuid-like part of the file name, lower-cased, else the name without ``.zst``, ``.jsonl``
+    and ``.json`` (each stripped once, in that order).
+
+    Not ``session_id_from_path``: the recipe's rule decides the session ids (and so the
+    remote file names) of commits linked through its payload, and must not change under them.
+    """
+    match = _RECIPE_UUID.search(path.name)
+    if match:
+        return match.group(0).lower()
+    name = path.name
+    for suffix in (".zst", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def recipe_agent(path: PurePath) -> str:
+    """The recipe's fallback for a payload without an agent: ``codex`` for a transcript under
+    ``/.codex/``, else ``agent`` (never None, unlike ``agent_from_path``: the name is part of
+    the remote path ``<agent>-<session>.jsonl`` the recipe's commits already point at)."""
+    return "codex" if "/.codex/" in path.as_posix() else "agent"
+
+
 def gemini_project_hash(project_root: str | os.PathLike[str]) -> str:
     """Gemini's ``projectHash``: hex SHA-256 of the absolute project root string.
 

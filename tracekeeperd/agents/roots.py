@@ -60,3 +60,15 @@ def default_roots(env: Mapping[str, str] | None = None) -> list[Root]:
         Root("copilot", place("COPILOT_HOME", home / ".copilot") / "session-state"),
         Root("pi", place("PI_CODING_AGENT_DIR", home / ".pi" / "agent") / "sessions"),
     ]
+
+
+def transcript_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Every directory transcripts may be read from: each agent's own (relocations honoured)
+    plus the ``TRACEKEEPER_ROOTS`` roots, which add to the agents' directories here rather
+    than replace them (unlike ``default_roots``, which chooses what discovery watches)."""
+    env = dict(os.environ if env is None else env)
+    override = env.pop("TRACEKEEPER_ROOTS", None)
+    dirs = [root.path for root in default_roots(env)]
+    if override:
+        dirs += [root.path for root in parse_roots(override)]
+    return dirs

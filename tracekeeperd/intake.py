@@ -1,0 +1,221 @@
+"""RECEIVE from the spool: the files the git hooks write, taken by a watcher and a periodic scan.
+
+The spool file is the durable hand-off between a hook and the daemon: it is read, its jobs are
+persisted (ingest.py, on the database thread), and only then deleted, so a crash in between
+replays a duplicate and never loses a commit. The watcher (watchdog, close-after-write) makes
+intake immediate; the scan at start and every SPOOL_RESCAN seconds is the safety net behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from . import spool
+from .errors import PermanentError, TracekeeperError, TransientError
+from .ingest import Ingestor, IngestResult
+
+log = logging.getLogger(__name__)
+
+#: Safety net behind the spool watcher: a full spool scan this often.
+SPOOL_RESCAN = 60.0
+
+#: Runs a blocking function on the daemon's database thread.
+OnDb = Callable[..., Awaitable[Any]]
+
+
+class SpoolIntake:
+    """Spool files -> durable jobs. `after` hands each result back to the daemon (note copies
+    for the I/O thread, a wake-up for the worker)."""
+
+    def __init__(
+        self,
+        spool_dir: Path,
+        ingestor: Ingestor,
+        *,
+        on_db: OnDb,
+        after: Callable[[IngestResult], None],
+        marker: Path,
+    ) -> None:
+        self.spool_dir = spool_dir
+        self.ingestor = ingestor
+        self.on_db = on_db
+        self.after = after
+        #: Present while an inotify watcher runs: tells the hook a rename here already wakes us.
+        self.marker = marker
+        self._observer: Any = None
+        self._stopping = False
+        self._marker_written = False
+        #: Failed ingests per spool file name (touched on the database thread only).
+        self._tries: dict[str, int] = {}
+
+    def ingest_sync(self, path: Path) -> IngestResult:
+        """Read, persist, then delete: a crash in between only replays a duplicate.
+
+        A commit file and a rewrite file (post-rewrite) take the same path; only the parser and
+        the ingest step differ.
+        """
+        event: spool.CommitEvent | spool.RewriteEvent
+        try:
+            event = spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
+        except FileNotFoundError:
+            return IngestResult(note="already taken")
+        except spool.SpoolIncomplete:
+            return IngestResult(note="still being written")
+        except (spool.SpoolError, OSError) as exc:
+            spool.quarantine(path, str(exc))
+            log.error("unreadable spool file %s moved aside: %s", path.name, exc)
+            return IngestResult(failed=[str(exc)])
+        try:
+            if isinstance(event, spool.RewriteEvent):
+                result = self.ingestor.rewrite(event)
+            else:
+                result = self.ingestor.ingest(event)
+        except PermanentError as exc:
+            spool.quarantine(path, str(exc))
+            log.error("spool file %s cannot be processed: %s", path.name, exc)
+            return IngestResult(failed=[str(exc)])
+        except Exception as exc:
+            return self._failed_try(path, exc)
+        self._tries.pop(path.name, None)
+        path.unlink(missing_ok=True)
+        return result
+
+    def _failed_try(self, path: Path, exc: Exception) -> IngestResult:
+        """Keep the entry for another try; after spool.MAX_TRIES, set it aside with the reason.
+
+        Whatever an entry holds must not stick in the spool forever with only a traceback in a
+        log: a bug that one input triggers would otherwise be retried every minute, unseen by
+        `status`. Failures of the machine rather than of the entry (a full disk, a locked or
+        broken database, a busy repository) never use up tries: every entry would fail alike.
+        """
+        what = f"{type(exc).__name__}: {exc}"
+        if _environmental(exc):
+            log.warning("spool file %s kept for later: %s", path.name, what)
+            return IngestResult(note=f"kept for later: {what}")
+        tries = self._tries.get(path.name, 0) + 1
+        log.debug("spool file %s: try %d failed", path.name, tries, exc_info=exc)
+        if tries < spool.MAX_TRIES:
+            self._tries[path.name] = tries
+            log.warning("spool file %s kept for later (try %d of %d): %s", path.name, tries, spool.MAX_TRIES, what)
+            return IngestResult(note=f"kept for later (try {tries} of {spool.MAX_TRIES}): {what}")
+        self._tries.pop(path.name, None)
+        reason = f"could not be ingested after {tries} tries: {what}"
+        try:
+            spool.quarantine(path, reason)
+        except FileNotFoundError:
+            return IngestResult(note="already taken")
+        log.error("spool file %s set aside in %s: %s", path.name, path.parent / spool.DEAD_LETTER, reason)
+        return IngestResult(failed=[reason])
+
+    def forget_tries(self, name: str) -> None:
+        """A dead letter put back by `retry` starts again with all its tries."""
+        self._tries.pop(name, None)
+
+    async def ingest_file(self, path: Path) -> IngestResult:
+        result: IngestResult = await self.on_db(self.ingest_sync, path)
+        self.after(result)
+        return result
+
+    async def take(self, path: Path) -> bool:
+        """Ingest one spool file for the scan or the watcher, which have nobody to raise to."""
+        try:
+            result = await self.ingest_file(path)
+        except TracekeeperError as exc:  # e.g. the dead-letter folder cannot be made: try later
+            log.warning("spool file %s kept for later: %s", path.name, exc)
+            return False
+        except Exception:  # a bug outside the entry's own ingest: keep the file, keep serving
+            log.exception("spool file %s kept for later", path.name)
+            return False
+        return result.note != "already taken" and not (result.note or "").startswith("kept for later")
+
+    async def drain(self) -> int:
+        taken = 0
+        for path in spool.pending(self.spool_dir):
+            taken += await self.take(path)
+        return taken
+
+    async def drain_once(self) -> None:
+        """One scan now: files renamed back from the dead-letter folder make no close-after-write."""
+        taken = await self.drain()
+        if taken:
+            log.info("took %d commit(s) put back into the spool", taken)
+
+    def start_watcher(self) -> None:
+        """Watch the spool directory (on the running loop); without it the scan still runs."""
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        loop = asyncio.get_running_loop()
+        intake = self
+
+        class SpoolHandler(FileSystemEventHandler):
+            def _take(self, path: str) -> None:
+                if path.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
+                    loop.call_soon_threadsafe(lambda: loop.create_task(intake.take(Path(path))))
+
+            def on_moved(self, event: FileSystemEvent) -> None:
+                self._take(os.fsdecode(event.dest_path))
+
+            def on_closed(self, event: FileSystemEvent) -> None:
+                self._take(os.fsdecode(event.src_path))
+
+        observer = Observer()
+        observer.daemon = True
+        try:
+            observer.schedule(SpoolHandler(), str(self.spool_dir), recursive=False)
+            observer.start()
+        except OSError as exc:  # inotify limits: the socket poke and the periodic scan remain
+            log.warning("cannot watch the spool directory (%s); relying on the socket and a scan", exc)
+            return
+        self._observer = observer
+        if type(observer).__name__ == "InotifyObserver":
+            # Tells the hook that a rename in the spool already wakes us: it can skip curl.
+            self.marker.write_text(f"{os.getpid()}\n")
+            self.marker.chmod(0o600)
+            self._marker_written = True
+
+    async def rescan(self) -> None:
+        """Ingest what the hook spooled while we were down, then re-check now and then."""
+        while not self._stopping:
+            try:
+                taken = await self.drain()
+            except Exception:  # e.g. the spool directory became unreadable: keep trying
+                log.exception("spool scan failed")
+                taken = 0
+            if taken:
+                log.info("took %d commit(s) from the spool", taken)
+            await asyncio.sleep(SPOOL_RESCAN)
+
+    def stop(self) -> None:
+        """Stop taking files: the marker goes first, so the hook pokes the socket meanwhile."""
+        self._stopping = True
+        self._remove_marker()
+        if self._observer is not None:
+            self._observer.stop()
+
+    def _remove_marker(self) -> None:
+        """Only a marker this daemon wrote, still naming it: another daemon's is not ours."""
+        if not self._marker_written:
+            return
+        try:
+            if self.marker.read_text().strip() == str(os.getpid()):
+                self.marker.unlink()
+        except FileNotFoundError:
+            pass
+        self._marker_written = False
+
+
+def _environmental(exc: BaseException) -> bool:
+    """A failure of this machine (retried without limit), not of one spool entry."""
+    if isinstance(exc, TransientError):
+        return True
+    if type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        return True  # locked, full, or damaged: every entry would fail alike
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
