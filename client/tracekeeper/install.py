@@ -860,12 +860,6 @@ def uninstall(repo: Path, *, hooks: Iterable[str] | None = None) -> list[HookCha
     return changes
 
 
-def installed(repo: Path) -> bool:
-    """Whether every hook of HOOKS is in the place this repository's setup runs it from."""
-    where = locate(repo)
-    return all(placement_ok(where, plan(where, hook)) for hook in HOOKS)
-
-
 def placement_ok(repo: Repo, placement: Plan) -> bool:
     """Is our hook at `placement` (any version of it)?"""
     if placement.mode in (Mode.FILE, Mode.LEGACY):
@@ -1040,11 +1034,6 @@ def uninstall_global(paths: Paths) -> list[HookChange]:
         gitconfig.unlink()
     record_path.unlink(missing_ok=True)
     return changes
-
-
-def global_state(paths: Paths) -> dict[str, Any]:
-    """What `install --global` recorded (empty when it was never run)."""
-    return _load_json(paths.state_dir / GLOBAL_RECORD)
 
 
 # --- click commands (registered by cli.py) ----------------------------------------------------

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import secrets
-import shlex
 import subprocess
 import sys
 import time
@@ -42,9 +41,6 @@ from tracekeeperd import git
 from tracekeeperd.config import DEFAULT_NOTES_REF, normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.notes import FALLBACK_IDENTITY
-from tracekeeperd.paths import Paths
-
-from . import install as install_mod
 
 #: Where tracking refs live. Under refs/notes/ so `git log --notes=remotes/origin/hf-traces`
 #: and `git notes --ref=...` can read them (git only displays notes refs under refs/notes/).
@@ -62,12 +58,6 @@ NETWORK_TIMEOUT = 300.0
 PUSH_ATTEMPTS = 8
 #: How long the background job waits for the user's `git push` to exit before going anyway.
 WAIT_FOR_PUSH = 1800.0
-LOG_NAME = "sync.log"
-
-
-def sync_log(paths: Paths) -> Path:
-    """Where the background pushes log, one line per run (the pre-push hook opens it)."""
-    return paths.state_dir / LOG_NAME
 
 
 class SyncError(TracekeeperError):
@@ -724,61 +714,6 @@ def bootstrap(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> Bootstrap
         except (SyncError, GitError) as exc:
             errors[remote] = str(exc)
     return BootstrapResult(changes, pulled, errors)
-
-
-# --- the pre-push hook ----------------------------------------------------------------------
-
-PRE_PUSH = "pre-push"
-
-
-def render_pre_push(paths: Paths, python: str | None = None) -> str:
-    """The hook with this interpreter (it must import tracekeeper) and state dir baked in."""
-    text = install_mod.render(PRE_PUSH, paths)
-    return text.replace("@PYTHON@", shlex.quote(python or sys.executable)).replace(
-        "@STATE_DIR@", shlex.quote(str(paths.state_dir))
-    )
-
-
-def install_pre_push(repo: Path | str, paths: Paths | None = None, python: str | None = None) -> install_mod.HookChange:
-    """Install the pre-push hook, keeping a hook already there as `pre-push.pre-tracekeeper`.
-
-    Same convention as the post-commit hook (install.py): ours runs the kept hook first,
-    with the same arguments and stdin, and a non-zero exit from it still blocks the push.
-    """
-    from tracekeeperd.paths import resolve
-
-    text = render_pre_push(paths or resolve(), python)
-    directory = install_mod.hooks_dir(Path(repo))
-    directory.mkdir(parents=True, exist_ok=True)
-    hook = directory / PRE_PUSH
-    chained = hook.with_name(PRE_PUSH + install_mod.CHAINED_SUFFIX)
-    if hook.is_symlink() or hook.exists():
-        if install_mod.is_ours(hook):
-            kept = chained if chained.exists() else None
-            if hook.read_text() == text:
-                return install_mod.HookChange(hook, "unchanged", kept)
-            install_mod._write_executable(hook, text)
-            return install_mod.HookChange(hook, "updated", kept)
-        if chained.exists() or chained.is_symlink():
-            raise install_mod.InstallError(f"both {hook} and {chained} exist; move one of them away first")
-        os.replace(hook, chained)
-        install_mod._write_executable(hook, text)
-        return install_mod.HookChange(hook, "installed", chained)
-    install_mod._write_executable(hook, text)
-    return install_mod.HookChange(hook, "installed")
-
-
-def uninstall_pre_push(repo: Path | str) -> install_mod.HookChange:
-    """Remove our pre-push hook and put back the one it was chaining, if any."""
-    hook = install_mod.hooks_dir(Path(repo)) / PRE_PUSH
-    chained = hook.with_name(PRE_PUSH + install_mod.CHAINED_SUFFIX)
-    if not install_mod.is_ours(hook):
-        return install_mod.HookChange(hook, "absent")
-    if chained.exists() or chained.is_symlink():
-        os.replace(chained, hook)
-        return install_mod.HookChange(hook, "restored", chained)
-    hook.unlink()
-    return install_mod.HookChange(hook, "removed")
 
 
 def _wait_for_exit(pid: int, timeout: float) -> None:
