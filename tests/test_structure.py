@@ -185,3 +185,57 @@ def test_every_declared_dependency_is_imported() -> None:
             for name in names:
                 imported.update(canonical(dist) for dist in providers.get(name.split(".")[0], []))
     assert sorted(declared - imported) == []
+
+
+# --- one git runner ---------------------------------------------------------------------------
+
+#: Modules that may start processes themselves. git.py is the git runner; service.py runs
+#: systemctl/launchctl, never git; hookcmd.py spawns git with posix_spawn because importing
+#: `subprocess` would cost its start-up budget (its docstring and _run_git say so).
+SPAWNERS = {"tracekeeperd.git", "tracekeeper.service", "tracekeeper.hookcmd"}
+GIT_SPAWNERS = {"tracekeeperd.git", "tracekeeper.hookcmd"}
+SPAWN_MODULES = ("subprocess", "asyncio.subprocess")
+SPAWN_CALLS = re.compile(
+    r"^(subprocess\.\w+|asyncio\.create_subprocess_\w+|os\.(posix_spawnp?|spawn\w*|exec\w*|system|popen))$"
+)
+
+
+def _spawns(source: str, filename: str) -> list[tuple[int, str]]:
+    """(line, call) of every process start in `source`, and of every import of `subprocess`."""
+    found: list[tuple[int, str]] = []
+    for node in _runtime_nodes(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, f"import {a.name}") for a in node.names if a.name in SPAWN_MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.module in SPAWN_MODULES:
+            found.append((node.lineno, f"from {node.module} import ..."))
+        elif isinstance(node, ast.Call) and SPAWN_CALLS.match(ast.unparse(node.func)):
+            found.append((node.lineno, ast.get_source_segment(source, node) or ast.unparse(node)))
+    return sorted(found)
+
+
+def test_the_spawn_finder_sees_runtime_calls_and_imports_but_not_type_only_ones() -> None:
+    source = (
+        "import subprocess\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from subprocess import run\n"
+        "def f():\n    subprocess.run(['git', 'log'])\n    os.posix_spawnp('git', ['git'], {})\n"
+    )
+    assert [line for line, _ in _spawns(source, "x.py")] == [1, 6, 7]
+
+
+def test_git_runs_only_through_tracekeeperd_git() -> None:
+    """Every other module calls `tracekeeperd.git.run` (argv list, clean environment,
+    timeout, GitError); only the modules of SPAWNERS start processes at all."""
+    modules = _modules()
+    strays = sorted(
+        f"{modules[name].relative_to(ROOT)}:{line}: {call}"
+        for name in modules
+        if name not in SPAWNERS
+        for line, call in _spawns(modules[name].read_text(), str(modules[name]))
+    )
+    assert strays == []
+    git_calls = sorted(
+        f"{modules[name].relative_to(ROOT)}:{line}: {call}"
+        for name in SPAWNERS - GIT_SPAWNERS
+        for line, call in _spawns(modules[name].read_text(), str(modules[name]))
+        if "git" in call.lower()
+    )
+    assert git_calls == []

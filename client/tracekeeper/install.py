@@ -38,7 +38,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +48,8 @@ from typing import Any, NoReturn
 
 import click
 
-from tracekeeperd.errors import TracekeeperError
-from tracekeeperd.git import clean_env
+from tracekeeperd import git
+from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.paths import Paths
 
 from .output import fail
@@ -142,7 +141,10 @@ class Repo:
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=clean_env(), check=False)
+    try:
+        proc = git.run_text(None, args, cwd=cwd, check=False)
+    except GitError as exc:
+        raise InstallError(str(exc)) from None
     if proc.returncode != 0:
         if not check:
             return ""
@@ -154,8 +156,8 @@ def _git(cwd: Path, *args: str, check: bool = True) -> str:
 def git_version() -> tuple[int, ...]:
     """The installed git's version, e.g. (2, 39, 5); (0,) when it cannot be told."""
     try:
-        out = subprocess.run(["git", "version"], capture_output=True, text=True, check=False).stdout
-    except OSError:
+        out = git.run_text(None, ["version"], check=False).stdout
+    except GitError:
         return (0,)
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
     return tuple(int(part) for part in match.groups() if part is not None) if match else (0,)
@@ -311,13 +313,7 @@ def _exclude(repo: Repo, record: Record, path: Path) -> bool:
     """Keep a file we created out of `git status` (unless something ignores it already)."""
     if repo.top is None or not path.is_relative_to(repo.top):
         return False
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", "--no-index", str(path)],
-        cwd=repo.top,
-        env=clean_env(),
-        capture_output=True,
-        check=False,
-    )
+    ignored = git.run(None, ["check-ignore", "-q", "--no-index", str(path)], cwd=repo.top, check=False)
     if ignored.returncode == 0:
         return False
     entry = "/" + path.relative_to(repo.top).as_posix()
