@@ -435,3 +435,34 @@ def test_relink_never_resurrects_a_forgotten_link(env: Env) -> None:
 )
 def test_merge_lines(existing: str, incoming: list[str], result: str | None) -> None:
     assert rewrite.merge_lines(existing, incoming) == result
+
+
+def test_unconfigure_reads_records_written_before_the_shared_record(env: Env) -> None:
+    """Repositories configured by earlier versions keep their `tracekeeper.rewriteAdded` and
+    `tracekeeper.added` lines (`<key> <value>`); undoing them must still be exact."""
+    from tracekeeper import sync
+    from tracekeeperd.gitconfig import ConfigChange
+
+    repo = make_repo(env)
+    repo.git("config", "--add", "notes.rewriteRef", REF)
+    repo.git("config", "--add", "notes.rewriteRef", REF)  # the user's identical line stays
+    repo.git("config", "--add", rewrite.RECORD_KEY, f"notes.rewriteRef {REF}")
+    repo.git("config", "--add", "notes.hf-traces.mergeStrategy", "cat_sort_uniq")
+    repo.git("config", "--add", sync.RECORD_KEY, "notes.hf-traces.mergeStrategy cat_sort_uniq")
+    repo.git("config", "--add", sync.RECORD_KEY, "remote.gone.fetch +refs/notes/x*:refs/notes/remotes/gone/x*")
+
+    assert rewrite.unconfigure(repo.path, REF) == [ConfigChange("notes.rewriteRef", REF, "removed")]
+    assert config(repo, "notes.rewriteRef") == [REF]
+    assert sync.unconfigure(repo.path) == [
+        ConfigChange("notes.hf-traces.mergeStrategy", "cat_sort_uniq", "removed"),
+        ConfigChange("remote.gone.fetch", "+refs/notes/x*:refs/notes/remotes/gone/x*", "gone"),
+    ]
+    assert config(repo, "notes.hf-traces.mergeStrategy") == []
+    assert config(repo, rewrite.RECORD_KEY) == config(repo, sync.RECORD_KEY) == []
+
+
+def test_sync_and_rewrite_report_config_changes_with_one_record_type() -> None:
+    from tracekeeper import sync
+    from tracekeeperd import gitconfig
+
+    assert sync.ConfigChange is rewrite.ConfigChange is gitconfig.ConfigChange

@@ -282,3 +282,41 @@ def test_local_store_names_a_missing_trace(tmp_path: Path) -> None:
         store.fetch("app-1/sessions/gone.jsonl")
     assert _one_line(info.value).startswith("the trace is not in ")
     assert "gone.jsonl" in str(info.value)
+
+
+# --- URL -> store and path ----------------------------------------------------------------
+
+
+def test_locate_undoes_what_each_store_made_of_a_path(tmp_path: Path) -> None:
+    from tracekeeperd.stores import HfStore, locate
+
+    local = LocalStore(tmp_path / "traces")
+    store, path = locate(local.url("2026-12/abc.jsonl"))
+    assert isinstance(store, LocalStore) and store.url(path) == local.url("2026-12/abc.jsonl")
+    # The endpoint may sit under a path (a proxy, the Hub stand-in): it is kept, not mistaken for the bucket.
+    hf = HfStore("alice/agent-traces", "http://127.0.0.1:9/mirror")
+    store, path = locate(hf.url("repo/2026-12/abc.jsonl"))
+    assert isinstance(store, HfStore)
+    assert (store.endpoint, store.bucket_id(), path) == (
+        "http://127.0.0.1:9/mirror",
+        "alice/agent-traces",
+        "repo/2026-12/abc.jsonl",
+    )
+    assert store.url(path) == hf.url("repo/2026-12/abc.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket"),
+    [
+        ("https://huggingface.co/buckets/alice/agent-traces/blob/x.jsonl", True),
+        ("https://huggingface.co/buckets/alice/agent-traces/tree/", True),
+        ("https://huggingface.co/datasets/alice/x/resolve/main/x.jsonl", False),
+        ("s3://bucket/x.jsonl", False),
+    ],
+)
+def test_locate_refuses_a_url_no_store_made(url: str, bucket: bool) -> None:
+    from tracekeeperd.stores import NotAStoreURL, locate
+
+    with pytest.raises(NotAStoreURL) as info:
+        locate(url)
+    assert info.value.bucket is bucket and url in str(info.value)

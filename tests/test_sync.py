@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tracekeeper import sync
+from tracekeeper import install, sync
 from tracekeeper.sync import MergeOutcome, PushOutcome
 from tracekeeperd.notes import TraceLink, add_link
 
@@ -424,6 +424,17 @@ exit 0
 """
 
 
+def _install_pre_push(repo: Path) -> list[install.HookChange]:
+    """The pre-push hook as `tracekeeper install` places it (the test's environment picks the paths)."""
+    from tracekeeperd.paths import resolve
+
+    return install.place(repo, "pre-push", install.render("pre-push", resolve()))
+
+
+def _uninstall_pre_push(repo: Path) -> list[install.HookChange]:
+    return install.uninstall(repo, hooks=["pre-push"])
+
+
 def _sync_runs(env: Env) -> int:
     log = env.state / "sync.log"
     return sum(" -> origin: " in line for line in log.read_text().splitlines()) if log.exists() else 0
@@ -435,9 +446,9 @@ def test_pre_push_hook_pushes_notes_after_the_push_and_chains_the_users_hook(wor
     _hook(hooks / "pre-push", USER_HOOK.format(root=root))
     user_hook = (hooks / "pre-push").read_bytes()
     sync.configure(a.path)
-    change = sync.install_pre_push(a.path)
+    [change] = _install_pre_push(a.path)
     assert change.action == "installed" and change.chained == hooks / "pre-push.pre-tracekeeper"
-    assert sync.install_pre_push(a.path).action == "unchanged"
+    assert [c.action for c in _install_pre_push(a.path)] == ["unchanged"]
 
     sha = a.commit("pushed")
     note(a, sha, "a1")
@@ -480,18 +491,18 @@ def test_pre_push_hook_pushes_notes_after_the_push_and_chains_the_users_hook(wor
     assert_notes({sha: lines("a1"), dry: lines("dry"), blocked: lines("a2")}, a)
     assert_notes({sha: lines("a1")}, b)
 
-    assert sync.uninstall_pre_push(a.path).action == "restored"
+    assert [c.action for c in _uninstall_pre_push(a.path)] == ["restored"]
     assert (hooks / "pre-push").read_bytes() == user_hook
     assert not (hooks / "pre-push.pre-tracekeeper").exists()
-    assert sync.uninstall_pre_push(a.path).action == "absent"
+    assert [c.action for c in _uninstall_pre_push(a.path)] == ["absent"]
 
 
 def test_pre_push_hook_skips_notes_pushes_and_honours_the_opt_out(world: World) -> None:
     a, b, env = world.a, world.b, world.env
-    sync.install_pre_push(a.path)
+    _install_pre_push(a.path)
     hook = a.git_dir / "hooks" / "pre-push"
-    assert sync.uninstall_pre_push(a.path).action == "removed" and not hook.exists()
-    sync.install_pre_push(a.path)
+    assert [c.action for c in _uninstall_pre_push(a.path)] == ["removed"] and not hook.exists()
+    _install_pre_push(a.path)
 
     # Called directly with a notes-only push on stdin: silent, exit 0, nothing started.
     old = world.remote_git("rev-parse", "refs/heads/main")

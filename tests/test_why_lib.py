@@ -312,7 +312,8 @@ def test_an_unreadable_transcript_is_reported_not_raised(env: Env) -> None:
     commit(repo, "add slugify", {"text.py": SLUG_V1}, gone)
     (found,) = explain(env, repo, "text.py", None).commits
     (session,) = found.sessions
-    assert session.error is not None and session.error.startswith("cannot fetch file://")
+    # The local store's own word for a trace that is gone (stores.locate -> LocalStore.fetch).
+    assert session.error is not None and session.error.startswith(f"the trace is not in {env.root}")
     assert (session.prompt, session.edits) == (None, ())
 
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import GitError
 
@@ -53,43 +53,86 @@ def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     }
 
 
+def verb(args: Sequence[str]) -> str:
+    """The subcommand, past any `-c key=value` options: what an error message names."""
+    rest = list(args)
+    while rest[:1] == ["-c"]:
+        rest = rest[2:]
+    return rest[0] if rest else "git"
+
+
 def run(
-    git_dir: Path | str,
+    git_dir: Path | str | None,
     args: Sequence[str],
     *,
+    cwd: Path | str | None = None,
     work_tree: Path | str | None = None,
     input: bytes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     check: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `git --git-dir=<git_dir> [--work-tree=...] <args>` and raise GitError on failure."""
-    argv = ["git", f"--git-dir={git_dir}"]
+    """Run `git [-C <cwd>] [--git-dir=<git_dir>] [--work-tree=...] <args>`: the one git runner.
+
+    Every git call of tracekeeper and tracekeeperd goes through here (hookcmd.py excepted: it
+    cannot afford importing `subprocess`, and says so), so each gets an argv list, the clean
+    environment (plus `env`, which adds to it), a timeout, and `GitError` for anything that
+    goes wrong: git missing, a timeout, and (with `check`) a non-zero exit. With
+    `check=False` a non-zero exit is the caller's to read from the returned process.
+
+    `git_dir=None` lets git discover the repository from `cwd`. `cwd` is passed as `-C`, not
+    as the child's working directory, so a directory that does not exist is git's own
+    `fatal: cannot change to ...` rather than a Python exception that reads like git is
+    missing; git resolves relative remotes and paths against it all the same.
+    """
+    argv = ["git"]
+    if cwd is not None:
+        argv += ["-C", str(cwd)]
+    if git_dir is not None:
+        argv.append(f"--git-dir={git_dir}")
     if work_tree is not None:
         argv.append(f"--work-tree={work_tree}")
     argv.extend(args)
+    environ = clean_env()
+    if env:
+        environ.update(env)
     try:
         proc = subprocess.run(
             argv,
             input=input,
             capture_output=True,
-            env=clean_env(),
+            env=environ,
             timeout=timeout,
             check=False,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {args[0]} timed out after {timeout:g}s", -1, "") from exc
+        raise GitError(f"git {verb(args)} timed out after {timeout:g}s", -1, "") from exc
     except FileNotFoundError as exc:
         raise GitError("git is not installed or not on PATH", -1, str(exc)) from exc
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc}", -1, str(exc)) from exc
     if check and proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()
         first = stderr.splitlines()[-1] if stderr else f"exit {proc.returncode}"
-        raise GitError(f"git {args[0]} failed: {first}", proc.returncode, stderr)
+        raise GitError(f"git {verb(args)} failed: {first}", proc.returncode, stderr)
     return proc
 
 
-def output(git_dir: Path | str, args: Sequence[str], **kwargs: object) -> str:
-    return run(git_dir, args, **kwargs).stdout.decode(errors="replace").strip()  # type: ignore[arg-type]
+def run_text(
+    git_dir: Path | str | None,
+    args: Sequence[str],
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[str]:
+    """`run`, with stdout and stderr decoded (UTF-8; a byte that is not becomes U+FFFD)."""
+    proc = run(git_dir, args, **kwargs)
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    )
+
+
+def output(git_dir: Path | str | None, args: Sequence[str], **kwargs: Any) -> str:
+    return run(git_dir, args, **kwargs).stdout.decode(errors="replace").strip()
 
 
 def common_dir(git_dir: Path) -> Path:
@@ -107,17 +150,7 @@ def remote_url(git_dir: Path, remote: str = "origin") -> str | None:
 
 def find_git_dir(path: Path) -> Path:
     """The git dir of the repository (or worktree) containing `path`."""
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
-            capture_output=True,
-            env=clean_env(),
-            timeout=DEFAULT_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except FileNotFoundError as exc:
-        raise GitError("git is not installed or not on PATH", -1, str(exc)) from exc
+    proc = run(None, ["rev-parse", "--absolute-git-dir"], cwd=path, check=False)
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()
         raise GitError(f"{path} is not in a git repository", proc.returncode, stderr)

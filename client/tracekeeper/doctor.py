@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +24,8 @@ from typing import Any, NamedTuple
 
 import click
 
-from tracekeeperd.git import clean_env
+from tracekeeperd import git
+from tracekeeperd.errors import GitError
 from tracekeeperd.paths import Paths, resolve
 
 from . import install as install_mod
@@ -110,9 +110,10 @@ class Context:
         return self._repo_error or ""
 
     def git(self, *args: str) -> str:
-        proc = subprocess.run(
-            ["git", *args], cwd=self.repo, capture_output=True, text=True, env=clean_env(), check=False
-        )
+        try:
+            proc = git.run_text(None, args, cwd=self.repo, check=False)
+        except GitError:
+            return ""
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
@@ -473,14 +474,10 @@ def forced_notes_refspecs(repo: Path, notes_ref: str) -> list[tuple[str, str]]:
     silently dropping notes not pushed yet (git-ai#907). Forcing into a tracking ref such as
     `refs/notes/remotes/origin/*` is fine: that is what merging starts from.
     """
-    out = subprocess.run(
-        ["git", "config", "--get-regexp", r"^remote\..*\.fetch$"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        check=False,
-    ).stdout
+    try:
+        out = git.run_text(None, ["config", "--get-regexp", r"^remote\..*\.fetch$"], cwd=repo, check=False).stdout
+    except GitError:
+        return []
     found: list[tuple[str, str]] = []
     for line in out.splitlines():
         key, _, spec = line.partition(" ")

@@ -38,7 +38,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +48,8 @@ from typing import Any, NoReturn
 
 import click
 
-from tracekeeperd.errors import TracekeeperError
-from tracekeeperd.git import clean_env
+from tracekeeperd import git
+from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.paths import Paths
 
 from .output import fail
@@ -142,7 +141,10 @@ class Repo:
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=clean_env(), check=False)
+    try:
+        proc = git.run_text(None, args, cwd=cwd, check=False)
+    except GitError as exc:
+        raise InstallError(str(exc)) from None
     if proc.returncode != 0:
         if not check:
             return ""
@@ -154,8 +156,8 @@ def _git(cwd: Path, *args: str, check: bool = True) -> str:
 def git_version() -> tuple[int, ...]:
     """The installed git's version, e.g. (2, 39, 5); (0,) when it cannot be told."""
     try:
-        out = subprocess.run(["git", "version"], capture_output=True, text=True, check=False).stdout
-    except OSError:
+        out = git.run_text(None, ["version"], check=False).stdout
+    except GitError:
         return (0,)
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
     return tuple(int(part) for part in match.groups() if part is not None) if match else (0,)
@@ -311,13 +313,7 @@ def _exclude(repo: Repo, record: Record, path: Path) -> bool:
     """Keep a file we created out of `git status` (unless something ignores it already)."""
     if repo.top is None or not path.is_relative_to(repo.top):
         return False
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", "--no-index", str(path)],
-        cwd=repo.top,
-        env=clean_env(),
-        capture_output=True,
-        check=False,
-    )
+    ignored = git.run(None, ["check-ignore", "-q", "--no-index", str(path)], cwd=repo.top, check=False)
     if ignored.returncode == 0:
         return False
     entry = "/" + path.relative_to(repo.top).as_posix()
@@ -860,12 +856,6 @@ def uninstall(repo: Path, *, hooks: Iterable[str] | None = None) -> list[HookCha
     return changes
 
 
-def installed(repo: Path) -> bool:
-    """Whether every hook of HOOKS is in the place this repository's setup runs it from."""
-    where = locate(repo)
-    return all(placement_ok(where, plan(where, hook)) for hook in HOOKS)
-
-
 def placement_ok(repo: Repo, placement: Plan) -> bool:
     """Is our hook at `placement` (any version of it)?"""
     if placement.mode in (Mode.FILE, Mode.LEGACY):
@@ -1040,11 +1030,6 @@ def uninstall_global(paths: Paths) -> list[HookChange]:
         gitconfig.unlink()
     record_path.unlink(missing_ok=True)
     return changes
-
-
-def global_state(paths: Paths) -> dict[str, Any]:
-    """What `install --global` recorded (empty when it was never run)."""
-    return _load_json(paths.state_dir / GLOBAL_RECORD)
 
 
 # --- click commands (registered by cli.py) ----------------------------------------------------

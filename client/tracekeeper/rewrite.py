@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import subprocess
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import click
 
-from tracekeeperd import git, notes
+from tracekeeperd import git, gitconfig, notes
 from tracekeeperd.config import normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
+from tracekeeperd.gitconfig import ConfigChange, Scope
 from tracekeeperd.notes import all_notes, merge_lines, trace_lines
 
 #: `<commit> <patch-id>` (or `-` for an empty diff): a commit's patch-id never changes.
@@ -56,39 +55,14 @@ class RewriteError(Exception):
 
 # --- git config ----------------------------------------------------------------------------
 
-Scope = Literal["local", "global"]
 
-
-@dataclass(frozen=True)
-class ConfigChange:
-    key: str
-    value: str
-    #: "added"; "present" (already so: left alone); "kept" (the user chose another value: left
-    #: alone, `detail` says what that costs); "removed"; "gone" (recorded as ours, no longer set).
-    action: Literal["added", "present", "kept", "removed", "gone"]
-    detail: str | None = None
-
-
-def _config(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "config", *args],
-        capture_output=True,
-        text=True,
-        env=git.clean_env(),
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        raise RewriteError(f"git config {' '.join(args)} failed: {message.removeprefix('error: ')}")
-    return proc
+def _recorded(repo: Path, scope: Scope) -> gitconfig.Recorded:
+    return gitconfig.Recorded(repo, RECORD_KEY, scope)
 
 
 def _values(repo: Path, key: str, scope: Scope | None = None) -> list[str]:
     """Every value of `key` (all scopes unless `scope`); git exits 1 when there is none."""
-    flags = [f"--{scope}"] if scope else []
-    proc = _config(repo, *flags, "--get-all", key, check=False)
-    return proc.stdout.splitlines() if proc.returncode == 0 else []
+    return _recorded(repo, scope or "local").values(key, any_scope=scope is None)
 
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -105,22 +79,6 @@ def _covered(ref: str, patterns: Iterable[str]) -> bool:
     return any(pattern == ref or fnmatch.fnmatchcase(ref, pattern) for pattern in patterns)
 
 
-def _add_recorded(repo: Path, scope: Scope, key: str, value: str) -> None:
-    _config(repo, f"--{scope}", "--add", key, value)
-    _config(repo, f"--{scope}", "--add", RECORD_KEY, f"{key} {value}")
-
-
-def _unset_one(repo: Path, scope: Scope, key: str, value: str) -> bool:
-    """Remove one occurrence of `key = value`; an identical value the user added too stays."""
-    count = _values(repo, key, scope).count(value)
-    if not count:
-        return False
-    _config(repo, f"--{scope}", "--fixed-value", "--unset-all", key, value)
-    for _ in range(count - 1):
-        _config(repo, f"--{scope}", "--add", key, value)
-    return True
-
-
 def configure(repo: Path, notes_ref: str, *, scope: Scope = "local") -> list[ConfigChange]:
     """Make amend and rebase copy our notes; record what was added so `unconfigure` undoes exactly that.
 
@@ -131,17 +89,16 @@ def configure(repo: Path, notes_ref: str, *, scope: Scope = "local") -> list[Con
     `tracekeeper.rewriteAdded` as `<key> <value>`, like sync.py's `tracekeeper.added`.
     """
     ref = normalize_notes_ref(notes_ref)
+    recorded = _recorded(repo, scope)
     changes: list[ConfigChange] = []
     if _covered(ref, _values(repo, "notes.rewriteRef")):
         changes.append(ConfigChange("notes.rewriteRef", ref, "present"))
     else:
-        _add_recorded(repo, scope, "notes.rewriteRef", ref)
-        changes.append(ConfigChange("notes.rewriteRef", ref, "added"))
+        changes.append(recorded.add("notes.rewriteRef", ref))
     for key, value in SETTINGS:
         current = _values(repo, key)
         if not current:
-            _add_recorded(repo, scope, key, value)
-            changes.append(ConfigChange(key, value, "added"))
+            changes.append(recorded.add(key, value))
         elif _same(key, current[-1], value):
             changes.append(ConfigChange(key, current[-1], "present"))
         else:
@@ -158,16 +115,13 @@ def unconfigure(repo: Path, notes_ref: str, *, scope: Scope = "local") -> list[C
     """Remove what `configure` added for `notes_ref`: its rewriteRef, and the shared settings once
     no other ref of ours needs them. Values the user set are never touched, even identical ones."""
     ref = normalize_notes_ref(notes_ref)
-    records = [tuple(r.partition(" ")[::2]) for r in _values(repo, RECORD_KEY, scope)]
-    others = [v for k, v in records if k == "notes.rewriteRef" and v != ref]
-    changes: list[ConfigChange] = []
-    for key, value in records:
-        if (key == "notes.rewriteRef" and value != ref) or (key != "notes.rewriteRef" and others):
-            continue
-        removed = _unset_one(repo, scope, key, value)
-        changes.append(ConfigChange(key, value, "removed" if removed else "gone"))
-        _unset_one(repo, scope, RECORD_KEY, f"{key} {value}")
-    return changes
+    recorded = _recorded(repo, scope)
+    others = [v for k, v in recorded.records() if k == "notes.rewriteRef" and v != ref]
+
+    def ours(key: str, value: str) -> bool:
+        return value == ref if key == "notes.rewriteRef" else not others
+
+    return recorded.undo(ours)
 
 
 def configured(repo: Path, notes_ref: str) -> bool:

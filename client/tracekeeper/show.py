@@ -14,7 +14,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, Turn, detect, split_lines
@@ -97,20 +96,13 @@ def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tup
 
 def fetch_url(url: str) -> bytes:
     """Bytes behind a note's URL, with this user's credentials."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path)).read_bytes()
-    marker = "/buckets/"
-    if parsed.scheme in ("http", "https") and marker in parsed.path:
-        head, _, rest = parsed.path.partition(marker)
-        namespace, name, tree, remote = [*rest.split("/", 3), "", "", ""][:4]
-        if tree != "tree" or not remote:
-            raise ShowError(f"not a bucket file URL: {url}")
-        from tracekeeperd.stores.hf import HfStore
+    from tracekeeperd.stores import NotAStoreURL, locate
 
-        endpoint = f"{parsed.scheme}://{parsed.netloc}{head}"
-        return HfStore(f"{namespace}/{name}", endpoint).fetch(unquote(remote))
-    raise ShowError(f"don't know how to fetch {url}")
+    try:
+        store, path = locate(url)
+    except NotAStoreURL as exc:
+        raise ShowError(str(exc) if exc.bucket else f"don't know how to fetch {url}") from None
+    return store.fetch(path)
 
 
 def _redacted(data: bytes, link: notes.TraceLink, redactor: Redactor | None) -> bytes:

@@ -25,8 +25,6 @@ import json
 import os
 import random
 import secrets
-import shlex
-import subprocess
 import sys
 import time
 import traceback
@@ -34,17 +32,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tracekeeperd import git
+from tracekeeperd import git, gitconfig
 from tracekeeperd.config import DEFAULT_NOTES_REF, normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
+from tracekeeperd.gitconfig import ConfigChange
 from tracekeeperd.notes import FALLBACK_IDENTITY
-from tracekeeperd.paths import Paths
 
-from . import install as install_mod
+if TYPE_CHECKING:
+    import subprocess
 
 #: Where tracking refs live. Under refs/notes/ so `git log --notes=remotes/origin/hf-traces`
 #: and `git notes --ref=...` can read them (git only displays notes refs under refs/notes/).
@@ -62,12 +61,6 @@ NETWORK_TIMEOUT = 300.0
 PUSH_ATTEMPTS = 8
 #: How long the background job waits for the user's `git push` to exit before going anyway.
 WAIT_FOR_PUSH = 1800.0
-LOG_NAME = "sync.log"
-
-
-def sync_log(paths: Paths) -> Path:
-    """Where the background pushes log, one line per run (the pre-push hook opens it)."""
-    return paths.state_dir / LOG_NAME
 
 
 class SyncError(TracekeeperError):
@@ -86,15 +79,6 @@ class PushOutcome(StrEnum):
     NOTHING_TO_PUSH = "nothing-to-push"
     UP_TO_DATE = "up-to-date"
     PUSHED = "pushed"
-
-
-@dataclass(frozen=True)
-class ConfigChange:
-    key: str
-    value: str
-    #: "added", "present" (already set exactly so: left alone), "kept" (the user set another
-    #: value: left alone), "removed", "gone" (recorded as ours but no longer set).
-    action: str
 
 
 @dataclass(frozen=True)
@@ -161,14 +145,7 @@ def _where(repo: Repository) -> Where:
         return repo
     path = Path(repo).resolve()
     git_dir = git.find_git_dir(path)
-    proc = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        env=git.clean_env(),
-        timeout=git.DEFAULT_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = git.run(None, ["rev-parse", "--show-toplevel"], cwd=path, check=False)
     top = proc.stdout.decode().strip() if proc.returncode == 0 else ""
     return Where(git_dir, Path(top) if top else git_dir)
 
@@ -180,33 +157,8 @@ def _run(
     timeout: float = git.DEFAULT_TIMEOUT,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    """`tracekeeperd.git.run`, but from the repository's directory (see `Where`)."""
-    argv = ["git", f"--git-dir={where.git_dir}", *args]
-    try:
-        proc = subprocess.run(
-            argv,
-            cwd=where.cwd,
-            capture_output=True,
-            env=git.clean_env(),
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {_verb(args)} timed out after {timeout:g}s", -1, "") from exc
-    if check and proc.returncode != 0:
-        stderr = proc.stderr.decode(errors="replace").strip()
-        last = stderr.splitlines()[-1] if stderr else f"exit {proc.returncode}"
-        raise GitError(f"git {_verb(args)} failed: {last}", proc.returncode, stderr)
-    return proc
-
-
-def _verb(args: list[str]) -> str:
-    """The subcommand, past any `-c key=value` options."""
-    rest = list(args)
-    while rest[:1] == ["-c"]:
-        rest = rest[2:]
-    return rest[0] if rest else "git"
+    """`tracekeeperd.git.run`, from the repository's directory (see `Where`)."""
+    return git.run(where.git_dir, args, cwd=where.cwd, timeout=timeout, check=check)
 
 
 def _out(where: Where, args: list[str], **kwargs: Any) -> str:
@@ -277,17 +229,8 @@ def fetch_refspec(remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> str:
 # --- configure ------------------------------------------------------------------------------
 
 
-def _records(where: Where) -> list[tuple[str, str]]:
-    pairs = []
-    for line in _config_all(where, RECORD_KEY, local=True):
-        key, _, value = line.partition(" ")
-        pairs.append((key, value))
-    return pairs
-
-
-def _add_recorded(where: Where, key: str, value: str) -> None:
-    _run(where, ["config", "--local", "--add", key, value])
-    _run(where, ["config", "--local", "--add", RECORD_KEY, f"{key} {value}"])
+def _recorded(where: Where) -> gitconfig.Recorded:
+    return gitconfig.Recorded(where.cwd, RECORD_KEY, "local", where.git_dir)
 
 
 def configure(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[ConfigChange]:
@@ -301,6 +244,7 @@ def configure(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[Conf
     Nothing that changes `git push`. Each value added is recorded under `tracekeeper.added`.
     """
     where = _where(repo)
+    recorded = _recorded(where)
     ref = normalize_notes_ref(notes_ref)
     changes = []
     for remote in remotes(repo):
@@ -308,28 +252,14 @@ def configure(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[Conf
         if spec in _config_all(where, key, local=True):
             changes.append(ConfigChange(key, spec, "present"))
         else:
-            _add_recorded(where, key, spec)
-            changes.append(ConfigChange(key, spec, "added"))
+            changes.append(recorded.add(key, spec))
     key = f"notes.{notes_name(ref)}.mergeStrategy"
     current = _config_all(where, key)
     if not current:
-        _add_recorded(where, key, MERGE_STRATEGY)
-        changes.append(ConfigChange(key, MERGE_STRATEGY, "added"))
+        changes.append(recorded.add(key, MERGE_STRATEGY))
     else:
         changes.append(ConfigChange(key, current[-1], "present" if current[-1] == MERGE_STRATEGY else "kept"))
     return changes
-
-
-def _unset_one(where: Where, key: str, value: str) -> bool:
-    """Remove one occurrence of `key = value` from the local config, leaving any duplicates."""
-    present = _config_all(where, key, local=True)
-    count = present.count(value)
-    if not count:
-        return False
-    _run(where, ["config", "--local", "--fixed-value", "--unset-all", key, value])
-    for _ in range(count - 1):  # an identical value the user added too stays
-        _run(where, ["config", "--local", "--add", key, value])
-    return True
 
 
 def unconfigure(
@@ -342,11 +272,7 @@ def unconfigure(
     never touched; the tracking refs are a cache of the remote and go with `drop_tracking`.
     """
     where = _where(repo)
-    changes = []
-    for key, value in _records(where):
-        removed = _unset_one(where, key, value)
-        changes.append(ConfigChange(key, value, "removed" if removed else "gone"))
-        _unset_one(where, RECORD_KEY, f"{key} {value}")
+    changes = _recorded(where).undo()
     if drop_tracking:
         ours = tuple(tracking_ref(remote, notes_ref) for remote in remotes(where))
         refs = _out(where, ["for-each-ref", "--format=%(refname)", TRACKING_PREFIX, SCRATCH_PREFIX]).splitlines()
@@ -724,61 +650,6 @@ def bootstrap(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> Bootstrap
         except (SyncError, GitError) as exc:
             errors[remote] = str(exc)
     return BootstrapResult(changes, pulled, errors)
-
-
-# --- the pre-push hook ----------------------------------------------------------------------
-
-PRE_PUSH = "pre-push"
-
-
-def render_pre_push(paths: Paths, python: str | None = None) -> str:
-    """The hook with this interpreter (it must import tracekeeper) and state dir baked in."""
-    text = install_mod.render(PRE_PUSH, paths)
-    return text.replace("@PYTHON@", shlex.quote(python or sys.executable)).replace(
-        "@STATE_DIR@", shlex.quote(str(paths.state_dir))
-    )
-
-
-def install_pre_push(repo: Path | str, paths: Paths | None = None, python: str | None = None) -> install_mod.HookChange:
-    """Install the pre-push hook, keeping a hook already there as `pre-push.pre-tracekeeper`.
-
-    Same convention as the post-commit hook (install.py): ours runs the kept hook first,
-    with the same arguments and stdin, and a non-zero exit from it still blocks the push.
-    """
-    from tracekeeperd.paths import resolve
-
-    text = render_pre_push(paths or resolve(), python)
-    directory = install_mod.hooks_dir(Path(repo))
-    directory.mkdir(parents=True, exist_ok=True)
-    hook = directory / PRE_PUSH
-    chained = hook.with_name(PRE_PUSH + install_mod.CHAINED_SUFFIX)
-    if hook.is_symlink() or hook.exists():
-        if install_mod.is_ours(hook):
-            kept = chained if chained.exists() else None
-            if hook.read_text() == text:
-                return install_mod.HookChange(hook, "unchanged", kept)
-            install_mod._write_executable(hook, text)
-            return install_mod.HookChange(hook, "updated", kept)
-        if chained.exists() or chained.is_symlink():
-            raise install_mod.InstallError(f"both {hook} and {chained} exist; move one of them away first")
-        os.replace(hook, chained)
-        install_mod._write_executable(hook, text)
-        return install_mod.HookChange(hook, "installed", chained)
-    install_mod._write_executable(hook, text)
-    return install_mod.HookChange(hook, "installed")
-
-
-def uninstall_pre_push(repo: Path | str) -> install_mod.HookChange:
-    """Remove our pre-push hook and put back the one it was chaining, if any."""
-    hook = install_mod.hooks_dir(Path(repo)) / PRE_PUSH
-    chained = hook.with_name(PRE_PUSH + install_mod.CHAINED_SUFFIX)
-    if not install_mod.is_ours(hook):
-        return install_mod.HookChange(hook, "absent")
-    if chained.exists() or chained.is_symlink():
-        os.replace(chained, hook)
-        return install_mod.HookChange(hook, "restored", chained)
-    hook.unlink()
-    return install_mod.HookChange(hook, "removed")
 
 
 def _wait_for_exit(pid: int, timeout: float) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import click
 from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, detect, split_lines
 from tracekeeperd.config import normalize_notes_ref
-from tracekeeperd.errors import TracekeeperError
+from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.notes import Tombstone, all_notes, bury, parse_tombstones, trace_lines
 from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
@@ -252,23 +251,13 @@ def plan_forget(repo: Path, notes_ref: str, what: str, paths: Paths) -> ForgetPl
 
 def delete_url(url: str) -> None:
     """Delete the object behind a note's URL from its store, with this user's credentials."""
-    from tracekeeperd.stores import HfStore, LocalStore
+    from tracekeeperd.stores import NotAStoreURL, locate
 
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        path = Path(unquote(parsed.path))
-        LocalStore(path.parent).delete(path.name)
-        return
-    marker = "/buckets/"
-    if parsed.scheme in ("http", "https") and marker in parsed.path:
-        head, _, rest = parsed.path.partition(marker)
-        namespace, name, tree, remote = [*rest.split("/", 3), "", "", ""][:4]
-        if tree != "tree" or not remote:
-            raise TrailError(f"not a bucket file URL: {url}")
-        endpoint = f"{parsed.scheme}://{parsed.netloc}{head}"
-        HfStore(f"{namespace}/{name}", endpoint).delete(unquote(remote))
-        return
-    raise TrailError(f"don't know how to delete {url}")
+    try:
+        store, path = locate(url)
+    except NotAStoreURL as exc:
+        raise TrailError(str(exc) if exc.bucket else f"don't know how to delete {url}") from None
+    store.delete(path)
 
 
 def _identity(git_dir: Path) -> str:
@@ -422,13 +411,10 @@ class PromptCounter:
 
 
 def _unborn(repo: Path) -> bool:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "HEAD"],
-        capture_output=True,
-        env=git.clean_env(),
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        proc = git.run(None, ["rev-parse", "--verify", "--quiet", "HEAD"], cwd=repo, check=False)
+    except GitError:
+        return False
     # With --quiet an unborn HEAD fails silently; anything else (no such directory, not a
     # repository) says `fatal:` and is an error, not an empty history.
     return proc.returncode == 1 and not proc.stderr.strip()
@@ -446,16 +432,14 @@ def log_entries(
 ) -> list[Entry]:
     """Commits of `rev` (touching `pathspecs`, like `git log -- <paths>`) with their trace links."""
     ref = normalize_notes_ref(notes_ref)
-    argv = ["git", "-C", str(repo), "log", f"--notes={ref}", "--format=%x1e%H%x1f%an%x1f%aI%x1f%s%x1f%N"]
+    argv = ["log", f"--notes={ref}", "--format=%x1e%H%x1f%an%x1f%aI%x1f%s%x1f%N"]
     if limit:
         argv.append(f"--max-count={limit}")
     argv += [rev, "--", *pathspecs]
     try:
-        proc = subprocess.run(
-            argv, capture_output=True, env=git.clean_env(), check=False, stdin=subprocess.DEVNULL, timeout=120
-        )
-    except FileNotFoundError:
-        raise TrailError("git is not installed or not on PATH") from None
+        proc = git.run(None, argv, cwd=repo, check=False, timeout=120)
+    except GitError as exc:
+        raise TrailError(str(exc)) from None
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()
         if rev == "HEAD" and _unborn(repo):

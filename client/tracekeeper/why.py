@@ -16,7 +16,6 @@ escape it for their medium.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cmp_to_key
@@ -27,7 +26,7 @@ from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, Edit, TranscriptFormat, Turn, detect, get_format, split_lines
 from tracekeeperd.agents.edits import match_edits
 from tracekeeperd.agents.gemini import legacy_json_lines
-from tracekeeperd.errors import TracekeeperError
+from tracekeeperd.errors import GitError, TracekeeperError
 
 from . import show
 
@@ -154,15 +153,8 @@ class _Where:
 def _toplevel(directory: Path) -> Path:
     """The working tree's root; `git --git-dir` alone would take the current directory for it."""
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            env=git.clean_env(),
-            timeout=git.DEFAULT_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = git.run(None, ["rev-parse", "--show-toplevel"], cwd=directory, check=False)
+    except GitError as exc:
         raise WhyError(f"cannot run git in {directory}: {exc}") from None
     top = proc.stdout.decode(errors="replace").strip()
     if proc.returncode != 0 or not top:

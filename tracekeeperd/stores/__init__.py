@@ -6,12 +6,51 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, TracekeeperError
 from .base import MissingTrace, Store, StoreInfo, Upload
 from .hf import HfStore, configure_hub, parse_bucket_url
 from .local import LocalStore
 
-__all__ = ["HfStore", "LocalStore", "MissingTrace", "Store", "StoreInfo", "Upload", "open_store"]
+__all__ = [
+    "HfStore",
+    "LocalStore",
+    "MissingTrace",
+    "NotAStoreURL",
+    "Store",
+    "StoreInfo",
+    "Upload",
+    "locate",
+    "open_store",
+]
+
+
+class NotAStoreURL(TracekeeperError):
+    """A note's URL that no store could have written; `bucket` when it names a bucket, badly."""
+
+    def __init__(self, message: str, *, bucket: bool = False) -> None:
+        super().__init__(message)
+        self.bucket = bucket
+
+
+def locate(url: str) -> tuple[Store, str]:
+    """The store a note's URL points into, and the path in it: what `Store.url` made, undone.
+
+    `file:///dir/name` is `LocalStore(dir)` and `name`; `<endpoint>/buckets/<ns>/<name>/tree/<path>`
+    (HfStore.url, on whatever endpoint wrote it) is that bucket there and `<path>`.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        return LocalStore(path.parent), path.name
+    marker = "/buckets/"
+    if parsed.scheme in ("http", "https") and marker in parsed.path:
+        head, _, rest = parsed.path.partition(marker)
+        namespace, name, tree, remote = [*rest.split("/", 3), "", "", ""][:4]
+        if tree != "tree" or not remote:
+            raise NotAStoreURL(f"not a bucket file URL: {url}", bucket=True)
+        endpoint = f"{parsed.scheme}://{parsed.netloc}{head}"
+        return HfStore(f"{namespace}/{name}", endpoint), unquote(remote)
+    raise NotAStoreURL(f"no store holds {url}")
 
 
 def _has_hf_token() -> bool:
