@@ -28,12 +28,14 @@ from typing import Any
 
 import click
 
+from .errors import ClientError
+
 #: How our handlers are recognised: the command runs `tracekeeper hook` (quoted or not).
 _OURS = re.compile(r"tracekeeper['\"]?\s+hook(\s|$)")
 BACKUP_SUFFIX = ".tracekeeper-backup-"
 
 
-class ConfigError(Exception):
+class ConfigError(ClientError):
     """A config file we must not touch (unreadable, not JSON, unexpected shape)."""
 
 
@@ -623,17 +625,21 @@ def inspect(spec: AgentSpec) -> AgentState:
     return state
 
 
-def _selected(agent: str) -> list[AgentSpec]:
-    return list(AGENTS.values()) if agent == "all" else [AGENTS[agent]]
+def _selected(agents: tuple[str, ...]) -> list[AgentSpec]:
+    """Every named agent once, in the order given (`--agent` may repeat); 'all' means every one."""
+    if not agents or "all" in agents:
+        return list(AGENTS.values())
+    return [AGENTS[name] for name in dict.fromkeys(agents)]
 
 
 _AGENT_OPTION = click.option(
     "--agent",
     "agent",
     type=click.Choice([*AGENTS, "all"]),
-    default="all",
+    multiple=True,
+    default=("all",),
     show_default=True,
-    help="Which agent; 'all' means every agent found on this machine.",
+    help="Which agent (repeat for several); 'all' means every agent found on this machine.",
 )
 
 
@@ -689,7 +695,7 @@ def agents(ctx: click.Context, as_json: bool) -> None:
 
 @agents.command(name="install", short_help="Add tracekeeper's hooks to agents' user configs.")
 @_AGENT_OPTION
-def install_cmd(agent: str) -> None:
+def install_cmd(agent: tuple[str, ...]) -> None:
     """Merge `tracekeeper hook <agent>` into each agent's user hook config.
 
     Other hooks and settings are kept; a file that changes is backed up first as
@@ -706,7 +712,7 @@ def install_cmd(agent: str) -> None:
     did_any = False
     for spec in _selected(agent):
         state = inspect(spec)
-        if agent == "all" and not state.present:
+        if "all" in agent and not state.present:
             skipped.append(spec.name)
             continue
         did_any = True
@@ -763,7 +769,7 @@ def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
 
 @agents.command(name="uninstall", short_help="Remove tracekeeper's hooks from agents' user configs.")
 @_AGENT_OPTION
-def uninstall_cmd(agent: str) -> None:
+def uninstall_cmd(agent: tuple[str, ...]) -> None:
     """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was.
 
     \b
@@ -776,7 +782,7 @@ def uninstall_cmd(agent: str) -> None:
         try:
             loaded = load(path, spec.skeleton, comments=spec.comments)
             if not loaded.exists:
-                if agent != "all":
+                if "all" not in agent:
                     click.echo(f"{spec.name}: no {path}, nothing to remove")
                 continue
             new = remove_ours(spec, loaded.doc, path)

@@ -10,12 +10,14 @@ from typing import Any
 
 from tracekeeperd.protocol import API_PREFIX
 
+from .errors import ClientError
 
-class DaemonUnavailable(Exception):
+
+class DaemonUnavailable(ClientError):
     """Nothing answers on the socket: the daemon is not running (or not for this user)."""
 
 
-class DaemonError(Exception):
+class DaemonError(ClientError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

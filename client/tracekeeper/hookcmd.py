@@ -31,6 +31,8 @@ import select
 import sys
 import time
 
+from .errors import ClientError
+
 # `typing` costs ~2 ms to import and every annotation here is a string (PEP 563), so it is
 # imported for the type checker only (mypy treats any `TYPE_CHECKING` name as true).
 TYPE_CHECKING = False
@@ -116,7 +118,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class HookError(Exception):
+class HookError(ClientError):
     """Something the user may want to know about, written to the hook log."""
 
 

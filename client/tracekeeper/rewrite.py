@@ -33,6 +33,8 @@ from tracekeeperd.config import normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.notes import all_notes, merge_lines, trace_lines
 
+from .errors import ClientError
+
 #: `<commit> <patch-id>` (or `-` for an empty diff): a commit's patch-id never changes.
 PATCH_ID_CACHE = "hf-traces-patch-ids"
 #: Multi-valued `<key> <value>` records of exactly what `configure` added, for `unconfigure`.
@@ -50,7 +52,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (
 )
 
 
-class RewriteError(Exception):
+class RewriteError(ClientError):
     """A repository or revision that relink/configure cannot work with; the message is one line."""
 
 

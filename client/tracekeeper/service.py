@@ -44,6 +44,7 @@ import click
 
 from tracekeeperd.paths import resolve
 
+from .errors import ClientError
 from .output import emit_json, fail
 
 PLATFORM_ENV = "TRACEKEEPER_SERVICE_PLATFORM"
@@ -80,7 +81,7 @@ _SHELL_ONLY = (
 )
 
 
-class ServiceError(Exception):
+class ServiceError(ClientError):
     """The service cannot be installed, removed or queried; the message says what to do."""
 
 

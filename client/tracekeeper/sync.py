@@ -45,6 +45,7 @@ from tracekeeperd.notes import FALLBACK_IDENTITY
 from tracekeeperd.paths import Paths
 
 from . import install as install_mod
+from .errors import ClientError
 
 #: Where tracking refs live. Under refs/notes/ so `git log --notes=remotes/origin/hf-traces`
 #: and `git notes --ref=...` can read them (git only displays notes refs under refs/notes/).
@@ -70,7 +71,7 @@ def sync_log(paths: Paths) -> Path:
     return paths.state_dir / LOG_NAME
 
 
-class SyncError(TracekeeperError):
+class SyncError(TracekeeperError, ClientError):
     """Fetching, merging or pushing notes failed in a way retrying here cannot fix."""
 
 

@@ -35,8 +35,10 @@ from tracekeeperd.notes import Tombstone, all_notes, bury, parse_tombstones, tra
 from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
 
+from .errors import ClientError
 
-class TrailError(Exception):
+
+class TrailError(ClientError):
     """Something `log` or `forget` cannot do; the message is one line."""
 
 
