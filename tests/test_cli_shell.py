@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -116,3 +118,16 @@ def test_the_error_table_maps_types_to_documented_codes() -> None:
     missing = FileNotFoundError(2, os.strerror(2), str(Path("/nope")))
     assert errors_table.lookup(missing) == ("/nope: No such file or directory", None, 1)
     assert errors_table.lookup(ValueError("surprise")) is None
+
+
+def test_the_pre_push_entry_shares_the_error_table(env: Env) -> None:
+    """`python -m tracekeeper.sync` (what the pre-push hook runs) raises into the same table."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracekeeper.sync", "pull", "-C", str(env.root)],
+        env=env.vars,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == f"Error: {env.root} is not in a git repository\n"

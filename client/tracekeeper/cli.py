@@ -444,9 +444,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     import sys
 
-    args = sys.argv[1:] if argv is None else argv
+    return run(cli, sys.argv[1:] if argv is None else argv, "tracekeeper")
+
+
+def run(command: click.Command, args: list[str], prog_name: str) -> int:
+    """Run a click command (the CLI, or `python -m tracekeeper.sync`) under the error table."""
+    import sys
+
     try:
-        result = cli.main(args=args, prog_name="tracekeeper", standalone_mode=False)
+        result = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):
             return 130

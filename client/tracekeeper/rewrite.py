@@ -512,12 +512,9 @@ def relink_command(rev_range: str | None, repo: Path, limit: int, dry_run: bool,
     """
     from tracekeeperd.config import load
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
-    try:
-        found = relink(repo, load().notes_ref, rev_range, limit=limit or None, dry_run=dry_run)
-    except (RewriteError, TracekeeperError) as exc:
-        fail(str(exc))
+    found = relink(repo, load().notes_ref, rev_range, limit=limit or None, dry_run=dry_run)
     if as_json:
         emit_json({"dry_run": dry_run, "relinked": list(_describe(found))})
         return

@@ -927,7 +927,7 @@ def push(
       $ tracekeeper push upstream
       $ tracekeeper push --all --json
     """
-    from .output import emit_json, fail
+    from .output import emit_json
 
     if background:
         try:
@@ -937,11 +937,8 @@ def push(
             raise SystemExit(1) from None
         refs = [(name, oid) for name, _, oid in (item.rpartition("=") for item in pushed.split()) if name]
         raise SystemExit(background_push(repo.resolve(), remote or "origin", ref, wait_pid, refs))
-    try:
-        ref = _notes_ref()
-        results = [push_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
-    except TracekeeperError as exc:
-        fail(str(exc))
+    ref = _notes_ref()
+    results = [push_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
     if as_json:
         emit_json([{**asdict(r), "pulled": asdict(r.pulled)} for r in results])
         return
@@ -966,13 +963,10 @@ def pull(*, remote: str | None, repo: Path, all_remotes: bool, as_json: bool) ->
       $ tracekeeper pull
       $ tracekeeper pull --all
     """
-    from .output import emit_json, fail
+    from .output import emit_json
 
-    try:
-        ref = _notes_ref()
-        results = [pull_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
-    except TracekeeperError as exc:
-        fail(str(exc))
+    ref = _notes_ref()
+    results = [pull_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
     if as_json:
         emit_json([asdict(r) for r in results])
         return
@@ -989,4 +983,8 @@ _main.add_command(push)
 _main.add_command(pull)
 
 if __name__ == "__main__":
-    _main(prog_name="tracekeeper.sync")
+    import sys
+
+    from .cli import run
+
+    sys.exit(run(_main, sys.argv[1:], "tracekeeper.sync"))

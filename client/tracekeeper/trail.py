@@ -536,12 +536,7 @@ def render_log(entries: list[Entry]) -> None:
 def _notes_ref() -> str:
     from tracekeeperd.config import load
 
-    from .output import fail
-
-    try:
-        return load().notes_ref
-    except TracekeeperError as exc:
-        fail(str(exc))
+    return load().notes_ref
 
 
 @click.command("log", short_help="List commits with their agent sessions and trace links.")
@@ -564,13 +559,10 @@ def log_command(pathspecs: tuple[str, ...], repo: Path, rev: str, limit: int | N
     """
     from tracekeeperd.paths import resolve
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
     ref = _notes_ref()
-    try:
-        entries = log_entries(repo, ref, pathspecs, rev=rev, limit=limit, paths=resolve())
-    except TrailError as exc:
-        fail(str(exc))
+    entries = log_entries(repo, ref, pathspecs, rev=rev, limit=limit, paths=resolve())
     if as_json:
         emit_json({"notes_ref": normalize_notes_ref(ref), "commits": [entry_json(e) for e in entries]})
     else:
@@ -618,12 +610,9 @@ def _say_held_back(result: ForgetResult, out: Any) -> None:
 def _undo(what: str, as_json: bool) -> None:
     from tracekeeperd.paths import resolve
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
-    try:
-        pairs = let_go(resolve(), what)
-    except TrailError as exc:
-        fail(str(exc))
+    pairs = let_go(resolve(), what)
     if as_json:
         emit_json({"undone": [{"agent": agent, "session_id": sid} for agent, sid in pairs]})
         return
@@ -656,7 +645,7 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
     """
     from tracekeeperd.paths import resolve
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
     if undo:
         if dry_run or force:
@@ -667,20 +656,14 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         raise click.UsageError("--json needs --yes (or --dry-run): a script cannot answer the question")
     ref = _notes_ref()
     paths = resolve()
-    try:
-        plan = plan_forget(repo, ref, what, paths)
-    except TrailError as exc:
-        fail(str(exc))
+    plan = plan_forget(repo, ref, what, paths)
     out = sys.stderr if as_json else sys.stdout
     if not plan.targets:
         # Forgotten before (maybe on another machine, whose notes we fetched): this machine's
         # daemon must hold the session back too.
         result = ForgetResult(plan)
         if not dry_run:
-            try:
-                result.held_back = hold_back(paths, plan_sessions(plan))
-            except TrailError as exc:
-                fail(str(exc))
+            result.held_back = hold_back(paths, plan_sessions(plan))
         if as_json:
             emit_json(_plan_json(result, dry_run))
         else:
@@ -697,7 +680,7 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
             file=sys.stderr,
         )
     if plan.live_jobs and not force and not dry_run:
-        fail(
+        raise TrailError(
             f"the daemon still has {plan.live_jobs} upload(s) of this session queued (or failed, to be retried);"
             " forgetting cancels them, so their commits get no link: wait for `tracekeeper flush`, or pass --force"
         )
@@ -714,11 +697,8 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
     except click.Abort:  # end of input: nobody said yes
         confirmed = False
     if not confirmed:
-        fail("nothing forgotten")
-    try:
-        result = forget(repo, ref, plan, paths=paths)
-    except TrailError as exc:
-        fail(str(exc))
+        raise TrailError("nothing forgotten")
+    result = forget(repo, ref, plan, paths=paths)
     if as_json:
         emit_json(_plan_json(result, dry_run))
     else:
@@ -728,4 +708,4 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         _say_held_back(result, out)
     if result.errors:
         first = next(iter(result.errors.items()))
-        fail(f"could not delete {first[0]}: {first[1]} (its links are kept; run forget again)")
+        raise TrailError(f"could not delete {first[0]}: {first[1]} (its links are kept; run forget again)")
