@@ -392,18 +392,15 @@ def show(commit: str, repo: Path, full: bool, raw: bool, as_json: bool) -> None:
 
     from tracekeeperd import redact
     from tracekeeperd.config import load
-    from tracekeeperd.errors import TracekeeperError
 
     from . import show as show_mod
 
-    try:
-        config = load()
-        redactor = redact.from_settings(config.redaction)
-        sha, items = show_mod.trails(repo, commit, resolve(), config.notes_ref, redactor)
-    except (show_mod.ShowError, TracekeeperError, redact.RedactionError) as exc:
-        fail(str(exc))
+    # ShowError, TracekeeperError and RedactionError reach main(), whose errors_table says them.
+    config = load()
+    redactor = redact.from_settings(config.redaction)
+    sha, items = show_mod.trails(repo, commit, resolve(), config.notes_ref, redactor)
     if not items:
-        fail(f"commit {sha[:12]} has no trace note (was an agent session active when it was made?)")
+        raise show_mod.ShowError(f"commit {sha[:12]} has no trace note (was an agent session active when it was made?)")
     if raw:
         sys.stdout.buffer.write(show_mod.raw(items, full=full))
     elif as_json:
