@@ -64,9 +64,19 @@ def test_global_C_with_a_missing_directory_is_one_usage_error(env: Env) -> None:
     for command in ("status", "install", "log"):
         proc = env.cli("-C", str(missing), command, check=False)
         assert proc.returncode == 2, (command, proc.stderr)
-        assert f"cannot change to '{missing}': No such file or directory" in proc.stderr
+        assert proc.stderr.endswith(f"Error: Invalid value for '-C': Directory '{missing}' does not exist.\n")
         assert "Traceback" not in proc.stderr
         assert proc.stdout == ""
+
+
+def test_every_commands_own_C_treats_a_missing_directory_alike(env: Env) -> None:
+    missing = env.root / "nope"
+    for command in ("install", "uninstall", "log", "show", "doctor", "push", "pull", "relink", "forget"):
+        args = ("forget", "abc") if command == "forget" else (command,)
+        proc = env.cli(*args, "-C", str(missing), check=False)
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert proc.stderr.endswith(f"Error: Invalid value for '-C': Directory '{missing}' does not exist.\n"), command
+        assert proc.stdout == "", command
 
 
 def test_quiet_keeps_errors_and_drops_notes(env: Env) -> None:

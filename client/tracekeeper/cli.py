@@ -150,7 +150,7 @@ _STATE: dict[str, bool] = {"traceback": False}
 @click.option(
     "-C",
     "directory",
-    type=click.Path(path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),  # the same check as each command's -C
     callback=_change_dir,
     is_eager=True,
     expose_value=False,
@@ -375,7 +375,9 @@ def retry() -> None:
 
 @cli.command(short_help="Show the agent conversation behind a commit.")
 @click.argument("commit", default="HEAD")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("--full", is_flag=True, help="The whole session, not just this commit's part.")
 @click.option("--raw", is_flag=True, help="The transcript's JSONL lines instead of a conversation.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")

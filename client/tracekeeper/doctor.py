@@ -628,7 +628,9 @@ def run(ctx: Context) -> list[tuple[str, Check]]:
 
 
 @click.command("doctor", short_help="Check the whole setup and say how to fix what is wrong.")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, and every check.")
 def doctor(repo: Path, as_json: bool) -> None:
     """Check the daemon, the store, this repository's hooks, agent hooks, notes refspecs,

@@ -1062,7 +1062,7 @@ def _describe(change: HookChange) -> str:
 
 
 _REPO_OPTION = click.option(
-    "-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository."
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
 )
 
 

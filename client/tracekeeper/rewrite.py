@@ -496,7 +496,9 @@ def _describe(found: list[Relinked]) -> Iterator[dict[str, Any]]:
 
 @click.command("relink", short_help="Give rewritten or squash-merged commits their trace links.")
 @click.argument("rev_range", required=False)
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("-n", "--max-count", "limit", type=int, default=DEFAULT_LIMIT, show_default=True, help="Newest commits.")
 @click.option("--dry-run", is_flag=True, help="Say what would be linked; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")

@@ -894,7 +894,7 @@ def _targets(repo: Path, remote: str | None, all_remotes: bool) -> list[str]:
 
 
 _repo_option = click.option(
-    "-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository."
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
 )
 
 

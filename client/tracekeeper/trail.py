@@ -541,7 +541,9 @@ def _notes_ref() -> str:
 
 @click.command("log", short_help="List commits with their agent sessions and trace links.")
 @click.argument("pathspecs", nargs=-1, metavar="[PATH]...")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("-r", "--rev", default="HEAD", show_default=True, help="Revision or range to list.")
 @click.option("-n", "--max-count", "limit", type=int, default=None, help="At most N commits.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
@@ -624,7 +626,9 @@ def _undo(what: str, as_json: bool) -> None:
 
 @click.command("forget", short_help="Delete a session's trace from the store and tombstone its links.")
 @click.argument("what", metavar="COMMIT|SESSION")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted and which notes would change.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Forget even though the daemon still has uploads of it queued.")
