@@ -111,6 +111,9 @@ def test_repeated_agent_keeps_every_value(env: Env) -> None:
     assert not named & {"claude", "cursor"}
     gone = env.cli("agents", "uninstall", "--agent", "gemini", "--agent", "codex")
     assert "gemini:" in gone.stdout and "codex:" in gone.stdout
+    quiet = env.cli("-q", "agents", "install", "--agent", "gemini")
+    assert "gemini:" not in quiet.stdout
+    assert "tracekeeper" in (env.home / ".gemini" / "settings.json").read_text()
 
 
 def test_the_error_table_maps_types_to_documented_codes() -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import click
 
 from .errors import ClientError
+from .output import info
 
 #: How our handlers are recognised: the command runs `tracekeeper hook` (quoted or not).
 _OURS = re.compile(r"tracekeeper['\"]?\s+hook(\s|$)")
@@ -722,15 +723,15 @@ def install_cmd(agent: tuple[str, ...]) -> None:
             new = add_ours(spec, loaded.doc, path, exe)
             changed = not (loaded.exists and new == loaded.doc)
             if not changed:
-                click.echo(f"{spec.name}: already installed in {path} (no change)")
+                info(f"{spec.name}: already installed in {path} (no change)")
             else:
                 written = write(loaded, new)
                 extra = f" (backup: {written.backup})" if written.backup else ""
                 extra += "; comments kept" if written.comments == "kept" else ""
                 verb = "updated" if loaded.exists else "created"
-                click.echo(f"{spec.name}: {verb} {path}{extra}")
+                info(f"{spec.name}: {verb} {path}{extra}")
                 for line in written.notes(path):
-                    click.echo(f"  {line}")
+                    info(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
@@ -740,12 +741,12 @@ def install_cmd(agent: tuple[str, ...]) -> None:
             failed = True
             continue
         if not state.present:
-            click.echo(f"  note: {spec.label} was not found on this machine (no {spec.home()}, not on PATH)")
+            info(f"  note: {spec.label} was not found on this machine (no {spec.home()}, not on PATH)")
         _after_install(spec, path, changed)
     if not did_any:
-        click.echo("no coding agent found (looked for: " + ", ".join(AGENTS) + "); use --agent to install anyway")
+        info("no coding agent found (looked for: " + ", ".join(AGENTS) + "); use --agent to install anyway")
     elif skipped:
-        click.echo(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to install anyway)")
+        info(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to install anyway)")
     if failed:
         raise SystemExit(1)
 
@@ -783,22 +784,22 @@ def uninstall_cmd(agent: tuple[str, ...]) -> None:
             loaded = load(path, spec.skeleton, comments=spec.comments)
             if not loaded.exists:
                 if "all" not in agent:
-                    click.echo(f"{spec.name}: no {path}, nothing to remove")
+                    info(f"{spec.name}: no {path}, nothing to remove")
                 continue
             new = remove_ours(spec, loaded.doc, path)
             if new == loaded.doc:
-                click.echo(f"{spec.name}: no tracekeeper hooks in {path}")
+                info(f"{spec.name}: no tracekeeper hooks in {path}")
                 continue
             skeleton = dict(spec.skeleton)
             if new == skeleton and (spec.owns_file or not has_backup(loaded.path)):
                 loaded.path.unlink()  # we created the file: leave none behind
-                click.echo(f"{spec.name}: removed {path} (it held only tracekeeper's hooks)")
+                info(f"{spec.name}: removed {path} (it held only tracekeeper's hooks)")
                 continue
             written = write(loaded, new)
             kept = "; comments kept" if written.comments == "kept" else ""
-            click.echo(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {written.backup}){kept}")
+            info(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {written.backup}){kept}")
             for line in written.notes(path):
-                click.echo(f"  {line}")
+                info(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
