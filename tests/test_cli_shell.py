@@ -131,6 +131,11 @@ def test_the_error_table_maps_types_to_documented_codes() -> None:
     missing = FileNotFoundError(2, os.strerror(2), str(Path("/nope")))
     assert errors_table.lookup(missing) == ("/nope: No such file or directory", None, 1)
     assert errors_table.lookup(ValueError("surprise")) is None
+    # hf_xet reports a failed transfer as ConnectionError with reqwest's internals in the text.
+    leaky = ConnectionError("Request middleware error: error sending request for url (https://cas/...)")
+    message, hint, code = errors_table.lookup(leaky) or ("", None, 0)
+    assert (message, code) == ("the connection failed (ConnectionError)", 1)
+    assert "middleware" not in message and hint and "tracekeeper doctor" in hint
 
 
 def test_the_pre_push_entry_shares_the_error_table(env: Env) -> None:
