@@ -41,12 +41,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tkbench") as home:
         env = {**os.environ, "HOME": home, "XDG_STATE_HOME": home, "XDG_RUNTIME_DIR": home}
         env.pop("TRACEKEEPER_DEBUG", None)
-        bare = median_seconds(["python3", "-I", "-c", "pass"], args.runs, env)
+        # The same interpreter as the CLI: `python3` on PATH may be a pyenv shim (a shell script).
+        bare = median_seconds([sys.executable, "-I", "-c", "pass"], args.runs, env)
         cli = [sys.executable, "-m", "tracekeeper"]
         helped = median_seconds([*cli, "--help"], args.runs, env)
         version = median_seconds([*cli, "--version"], args.runs, env)
     ratio = helped / bare
-    print(f"python3 -I -c pass      {bare * 1000:7.1f} ms (median of {args.runs})")
+    print(f"python -I -c pass       {bare * 1000:7.1f} ms (median of {args.runs})")
     print(f"tracekeeper --help      {helped * 1000:7.1f} ms  = {ratio:.1f}x")
     print(f"tracekeeper --version   {version * 1000:7.1f} ms  = {version / bare:.1f}x")
     verdict = "met" if ratio <= TARGET_RATIO else "missed"
