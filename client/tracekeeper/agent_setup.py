@@ -748,7 +748,7 @@ def install_cmd(agent: tuple[str, ...]) -> None:
     elif skipped:
         info(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to install anyway)")
     if failed:
-        raise SystemExit(1)
+        click.get_current_context().exit(1)  # each failure was said above; main() returns the code
 
 
 def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
@@ -807,4 +807,4 @@ def uninstall_cmd(agent: tuple[str, ...]) -> None:
             click.echo(f"Error: {path}: {exc.strerror or exc}; nothing written", err=True)
             failed = True
     if failed:
-        raise SystemExit(1)
+        click.get_current_context().exit(1)  # each failure was said above; main() returns the code

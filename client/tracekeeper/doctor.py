@@ -661,4 +661,4 @@ def doctor(repo: Path, as_json: bool) -> None:
         failed = sum(c.status is Status.FAIL for _, c in results)
         warned = sum(c.status is Status.WARN for _, c in results)
         click.echo(f"{failed} problem(s), {warned} warning(s)" if failed or warned else "all good")
-    raise SystemExit(0 if ok else 1)
+    click.get_current_context().exit(0 if ok else 1)  # click.exceptions.Exit: main() returns the code
