@@ -32,22 +32,9 @@ HOOK_NAMES = ("pre-commit", "prepare-commit-msg", "commit-msg", "post-commit", "
 
 
 def tk(env: Env, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `tracekeeper install|uninstall|doctor` through the click commands install.py and
-    doctor.py define (what cli.py registers), in the test's environment."""
-    module, name = {"install": ("install", "install_command"), "uninstall": ("install", "uninstall_command")}[command]
-    code = f"from tracekeeper.{module} import {name} as c; c(prog_name='tracekeeper {command}')"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=env.vars,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=env.root,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tracekeeper {command} {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
+    """Run `tracekeeper install|uninstall` as a user does: through cli.main, which turns the
+    library's exceptions into one `Error:` line (errors_table)."""
+    return env.cli(command, *args, check=check)
 
 
 def spooled(env: Env, sha: str) -> list[Path]:

@@ -44,10 +44,7 @@ def checks(env: Env, repo: Path) -> tuple[int, dict[str, dict[str, Any]]]:
 
 
 def install(env: Env, repo: Repo, *args: str) -> None:
-    code = "from tracekeeper.install import install_command as c; c(prog_name='tracekeeper install')"
-    subprocess.run(
-        [sys.executable, "-c", code, "-C", str(repo.path), *args], env=env.vars, check=True, capture_output=True
-    )
+    env.cli("install", "-C", str(repo.path), *args)
 
 
 @pytest.fixture

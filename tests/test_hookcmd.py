@@ -591,7 +591,7 @@ def test_hook_imports_nothing_heavy(env: Env, repo: Repo) -> None:
         "select",
     ):
         assert heavy not in added, heavy
-    ours = {"tracekeeper", "tracekeeperd", "tracekeeper.entry", "tracekeeper.hookcmd"}
+    ours = {"tracekeeper", "tracekeeperd", "tracekeeper.entry", "tracekeeper.hookcmd", "tracekeeper.errors"}
     assert added <= ours | {"__future__", "fcntl", "_json"}, added
     assert sessions(repo)
 

@@ -33,7 +33,7 @@ CLI = (
     "for command in (relink_command, log_command, forget_command):\n"
     "    if command.name not in c.cli.commands:\n"
     "        c.cli.add_command(command)\n"
-    "c.main()\n"
+    "sys.exit(c.main())\n"
 )
 
 

@@ -77,15 +77,10 @@ case "$1" in
 esac
 """
 
-# Run the real CLI once the lead has registered the group; until then the group itself.
+# The real CLI (cli.main: the error table, lazy registration), with `service` in front.
 ENTRY = """import sys
 from tracekeeper import cli
-if "service" in cli.cli.commands:
-    sys.argv = ["tracekeeper", "service", *sys.argv[1:]]
-    cli.main()
-else:
-    from tracekeeper.service import service
-    service.main(sys.argv[1:], prog_name="tracekeeper service")
+sys.exit(cli.main(["service", *sys.argv[1:]]))
 """
 
 

@@ -28,12 +28,15 @@ from typing import Any
 
 import click
 
+from .errors import ClientError
+from .output import info
+
 #: How our handlers are recognised: the command runs `tracekeeper hook` (quoted or not).
 _OURS = re.compile(r"tracekeeper['\"]?\s+hook(\s|$)")
 BACKUP_SUFFIX = ".tracekeeper-backup-"
 
 
-class ConfigError(Exception):
+class ConfigError(ClientError):
     """A config file we must not touch (unreadable, not JSON, unexpected shape)."""
 
 
@@ -623,17 +626,21 @@ def inspect(spec: AgentSpec) -> AgentState:
     return state
 
 
-def _selected(agent: str) -> list[AgentSpec]:
-    return list(AGENTS.values()) if agent == "all" else [AGENTS[agent]]
+def _selected(agents: tuple[str, ...]) -> list[AgentSpec]:
+    """Every named agent once, in the order given (`--agent` may repeat); 'all' means every one."""
+    if not agents or "all" in agents:
+        return list(AGENTS.values())
+    return [AGENTS[name] for name in dict.fromkeys(agents)]
 
 
 _AGENT_OPTION = click.option(
     "--agent",
     "agent",
     type=click.Choice([*AGENTS, "all"]),
-    default="all",
+    multiple=True,
+    default=("all",),
     show_default=True,
-    help="Which agent; 'all' means every agent found on this machine.",
+    help="Which agent (repeat for several); 'all' means every agent found on this machine.",
 )
 
 
@@ -689,7 +696,7 @@ def agents(ctx: click.Context, as_json: bool) -> None:
 
 @agents.command(name="install", short_help="Add tracekeeper's hooks to agents' user configs.")
 @_AGENT_OPTION
-def install_cmd(agent: str) -> None:
+def install_cmd(agent: tuple[str, ...]) -> None:
     """Merge `tracekeeper hook <agent>` into each agent's user hook config.
 
     Other hooks and settings are kept; a file that changes is backed up first as
@@ -706,7 +713,7 @@ def install_cmd(agent: str) -> None:
     did_any = False
     for spec in _selected(agent):
         state = inspect(spec)
-        if agent == "all" and not state.present:
+        if "all" in agent and not state.present:
             skipped.append(spec.name)
             continue
         did_any = True
@@ -716,15 +723,15 @@ def install_cmd(agent: str) -> None:
             new = add_ours(spec, loaded.doc, path, exe)
             changed = not (loaded.exists and new == loaded.doc)
             if not changed:
-                click.echo(f"{spec.name}: already installed in {path} (no change)")
+                info(f"{spec.name}: already installed in {path} (no change)")
             else:
                 written = write(loaded, new)
                 extra = f" (backup: {written.backup})" if written.backup else ""
                 extra += "; comments kept" if written.comments == "kept" else ""
                 verb = "updated" if loaded.exists else "created"
-                click.echo(f"{spec.name}: {verb} {path}{extra}")
+                info(f"{spec.name}: {verb} {path}{extra}")
                 for line in written.notes(path):
-                    click.echo(f"  {line}")
+                    info(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
@@ -734,14 +741,14 @@ def install_cmd(agent: str) -> None:
             failed = True
             continue
         if not state.present:
-            click.echo(f"  note: {spec.label} was not found on this machine (no {spec.home()}, not on PATH)")
+            info(f"  note: {spec.label} was not found on this machine (no {spec.home()}, not on PATH)")
         _after_install(spec, path, changed)
     if not did_any:
-        click.echo("no coding agent found (looked for: " + ", ".join(AGENTS) + "); use --agent to install anyway")
+        info("no coding agent found (looked for: " + ", ".join(AGENTS) + "); use --agent to install anyway")
     elif skipped:
-        click.echo(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to install anyway)")
+        info(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to install anyway)")
     if failed:
-        raise SystemExit(1)
+        click.get_current_context().exit(1)  # each failure was said above; main() returns the code
 
 
 def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
@@ -763,7 +770,7 @@ def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
 
 @agents.command(name="uninstall", short_help="Remove tracekeeper's hooks from agents' user configs.")
 @_AGENT_OPTION
-def uninstall_cmd(agent: str) -> None:
+def uninstall_cmd(agent: tuple[str, ...]) -> None:
     """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was.
 
     \b
@@ -776,23 +783,23 @@ def uninstall_cmd(agent: str) -> None:
         try:
             loaded = load(path, spec.skeleton, comments=spec.comments)
             if not loaded.exists:
-                if agent != "all":
-                    click.echo(f"{spec.name}: no {path}, nothing to remove")
+                if "all" not in agent:
+                    info(f"{spec.name}: no {path}, nothing to remove")
                 continue
             new = remove_ours(spec, loaded.doc, path)
             if new == loaded.doc:
-                click.echo(f"{spec.name}: no tracekeeper hooks in {path}")
+                info(f"{spec.name}: no tracekeeper hooks in {path}")
                 continue
             skeleton = dict(spec.skeleton)
             if new == skeleton and (spec.owns_file or not has_backup(loaded.path)):
                 loaded.path.unlink()  # we created the file: leave none behind
-                click.echo(f"{spec.name}: removed {path} (it held only tracekeeper's hooks)")
+                info(f"{spec.name}: removed {path} (it held only tracekeeper's hooks)")
                 continue
             written = write(loaded, new)
             kept = "; comments kept" if written.comments == "kept" else ""
-            click.echo(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {written.backup}){kept}")
+            info(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {written.backup}){kept}")
             for line in written.notes(path):
-                click.echo(f"  {line}")
+                info(f"  {line}")
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
@@ -800,4 +807,4 @@ def uninstall_cmd(agent: str) -> None:
             click.echo(f"Error: {path}: {exc.strerror or exc}; nothing written", err=True)
             failed = True
     if failed:
-        raise SystemExit(1)
+        click.get_current_context().exit(1)  # each failure was said above; main() returns the code

@@ -11,8 +11,10 @@ from typing import Any
 from tracekeeperd.paths import Paths
 from tracekeeperd.protocol import API_PREFIX
 
+from .errors import ClientError
 
-class DaemonUnavailable(Exception):
+
+class DaemonUnavailable(ClientError):
     """Nothing answers on the socket: the daemon is not running (or not for this user)."""
 
 
@@ -25,7 +27,7 @@ class DaemonNotResponding(DaemonUnavailable):
         self.timeout = timeout
 
 
-class DaemonError(Exception):
+class DaemonError(ClientError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

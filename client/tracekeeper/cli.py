@@ -12,6 +12,7 @@ import click
 from tracekeeperd import __version__
 from tracekeeperd.paths import resolve
 
+from . import output
 from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
 from .output import Exit, ago, console, emit_json, fail
 
@@ -20,8 +21,121 @@ def _client(timeout: float = 10.0) -> Client:
     return Client(resolve().socket, timeout=timeout)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Subcommands living in their own modules: imported only when that command runs (or its own
+#: --help), so `tracekeeper --help` stays near a bare interpreter start. name -> (module, attribute,
+#: short help); tests/test_cli_shell.py checks the short help against the real command's.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "agents": ("tracekeeper.agent_setup", "agents", "Coding-agent hooks: list, install, uninstall."),
+    "doctor": ("tracekeeper.doctor", "doctor", "Check the whole setup and say how to fix what is wrong."),
+    "forget": (
+        "tracekeeper.trail",
+        "forget_command",
+        "Delete a session's trace from the store and tombstone its links.",
+    ),
+    "install": ("tracekeeper.install", "install_command", "Install the git hooks in this repository."),
+    "log": ("tracekeeper.trail", "log_command", "List commits with their agent sessions and trace links."),
+    "pull": ("tracekeeper.sync", "pull", "Fetch trace notes from a remote and merge them in."),
+    "push": ("tracekeeper.sync", "push", "Push trace notes to a remote (merging theirs first)."),
+    "redact": ("tracekeeper.redact_cmd", "redact", "Show what redaction would remove from a transcript."),
+    "relink": ("tracekeeper.rewrite", "relink_command", "Give rewritten or squash-merged commits their trace links."),
+    "service": ("tracekeeper.service", "service", "Run tracekeeperd as a user service (systemd or launchd)."),
+    "uninstall": ("tracekeeper.install", "uninstall_command", "Remove the git hooks from this repository."),
+}
+
+
+class LazyGroup(click.Group):
+    """click's documented LazyGroup pattern, plus a help listing that imports nothing.
+
+    click's own `format_commands` calls `get_command` for every name to read its short help,
+    which would import every module; the table above carries the short help instead.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attribute, _ = LAZY_COMMANDS[cmd_name]
+            # __import__ rather than importlib.import_module: the import statement's path, which
+            # -X importtime reports (tests/test_cli_shell.py relies on that to see what loads).
+            command = getattr(__import__(module, fromlist=[attribute]), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{module}.{attribute} is not a click command")
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: list[tuple[str, str]] = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                command = self.commands[name]
+                if command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+            else:
+                rows.append((name, LAZY_COMMANDS[name][2]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _change_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """git's -C: change directory before anything else, so every path (and -C of a subcommand) is
+    relative to it. A missing or unusable directory is one usage error (exit 2) for every command."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    import os
+
+    try:
+        os.chdir(value)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot change to {str(value)!r}: {exc.strerror or exc}", ctx, _param) from None
+    return value
+
+
+def _set_quiet(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    output.set_quiet(value)
+    return value
+
+
+def _set_traceback(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        _STATE["traceback"] = True
+    return value
+
+
+#: Set by --traceback while parsing; read by `main` when an error reaches it.
+_STATE: dict[str, bool] = {"traceback": False}
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracekeeper")
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),  # the same check as each command's -C
+    callback=_change_dir,
+    is_eager=True,
+    expose_value=False,
+    metavar="DIR",
+    help="Run as if started in DIR (like git -C).",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    callback=_set_quiet,
+    expose_value=False,
+    help="Print only data and errors, no progress or notes.",
+)
+@click.option(
+    "--traceback",
+    is_flag=True,
+    callback=_set_traceback,
+    is_eager=True,
+    expose_value=False,
+    help="Show the stack of an error (same as TRACEKEEPER_DEBUG=1).",
+)
 def cli() -> None:
     """Link every commit to the coding-agent session that produced it.
 
@@ -319,7 +433,9 @@ def drop(jobs: tuple[int, ...], every: bool) -> None:
 
 @cli.command(short_help="Show the agent conversation behind a commit.")
 @click.argument("commit", default="HEAD")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("--full", is_flag=True, help="The whole session, not just this commit's part.")
 @click.option("--raw", is_flag=True, help="The transcript's JSONL lines instead of a conversation.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
@@ -336,18 +452,15 @@ def show(commit: str, repo: Path, full: bool, raw: bool, as_json: bool) -> None:
 
     from tracekeeperd import redact
     from tracekeeperd.config import load
-    from tracekeeperd.errors import TracekeeperError
 
     from . import show as show_mod
 
-    try:
-        config = load()
-        redactor = redact.from_settings(config.redaction)
-        sha, items = show_mod.trails(repo, commit, resolve(), config.notes_ref, redactor)
-    except (show_mod.ShowError, TracekeeperError, redact.RedactionError) as exc:
-        fail(str(exc))
+    # ShowError, TracekeeperError and RedactionError reach main(), whose errors_table says them.
+    config = load()
+    redactor = redact.from_settings(config.redaction)
+    sha, items = show_mod.trails(repo, commit, resolve(), config.notes_ref, redactor)
     if not items:
-        fail(f"commit {sha[:12]} has no trace note (was an agent session active when it was made?)")
+        raise show_mod.ShowError(f"commit {sha[:12]} has no trace note (was an agent session active when it was made?)")
     if raw:
         sys.stdout.buffer.write(show_mod.raw(items, full=full))
     elif as_json:
@@ -373,54 +486,53 @@ def hook_command(args: tuple[str, ...]) -> None:
     raise SystemExit(hookcmd.main(list(args)))
 
 
-def _register() -> None:
-    from .agent_setup import agents
-    from .doctor import doctor
-    from .install import install_command, uninstall_command
-    from .redact_cmd import redact
-    from .rewrite import relink_command
-    from .service import service
-    from .sync import pull, push
-    from .trail import forget_command, log_command
-
-    for command in (
-        install_command,
-        uninstall_command,
-        agents,
-        doctor,
-        redact,
-        relink_command,
-        log_command,
-        forget_command,
-        push,
-        pull,
-        service,
-    ):
-        cli.add_command(command)
-
-
-_register()
-
-
-def main() -> None:
-    """Entry point: known errors are handled where they happen; anything else is one line too.
-
-    Set TRACEKEEPER_DEBUG=1 to get the traceback of an unexpected error.
-    """
+def _debug() -> bool:
     import os
 
+    return _STATE["traceback"] or os.environ.get("TRACEKEEPER_DEBUG", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The one place an exception becomes a message and an exit code (errors_table.TABLE).
+
+    Commands and library code raise; nothing below prints `Error:` on its own. With
+    TRACEKEEPER_DEBUG=1 or --traceback the stack is shown as well. errors_table is imported
+    only when something went wrong, to keep the start-up path short.
+    """
+    import sys
+
+    return run(cli, sys.argv[1:] if argv is None else argv, "tracekeeper")
+
+
+def run(command: click.Command, args: list[str], prog_name: str) -> int:
+    """Run a click command (the CLI, or `python -m tracekeeper.sync`) under the error table."""
+    import sys
+
     try:
-        cli.main(prog_name="tracekeeper", standalone_mode=False)
+        result = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):
-            raise SystemExit(130) from None
-        fail("aborted")
+            return 130
+        sys.stderr.write("Error: aborted\n")
+        return 1
     except click.ClickException as exc:
         exc.show()
-        raise SystemExit(exc.exit_code) from None
+        return exc.exit_code
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`tracekeeper log | head`): nothing to tell it, and Python must
+        # not complain again while flushing stdout at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
-        if os.environ.get("TRACEKEEPER_DEBUG"):
-            raise
-        fail(f"unexpected {type(exc).__name__}: {exc} (set TRACEKEEPER_DEBUG=1 for the traceback)")
+        from . import errors_table
+
+        if _debug():
+            import traceback
+
+            traceback.print_exception(exc)
+        return errors_table.report(exc)
+    return result if isinstance(result, int) else 0

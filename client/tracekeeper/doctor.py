@@ -664,7 +664,9 @@ def run(ctx: Context) -> list[tuple[str, Check]]:
 
 
 @click.command("doctor", short_help="Check the whole setup and say how to fix what is wrong.")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, and every check.")
 def doctor(repo: Path, as_json: bool) -> None:
     """Check the daemon, the store, this repository's hooks, agent hooks, notes refspecs,
@@ -695,4 +697,4 @@ def doctor(repo: Path, as_json: bool) -> None:
         failed = sum(c.status is Status.FAIL for _, c in results)
         warned = sum(c.status is Status.WARN for _, c in results)
         click.echo(f"{failed} problem(s), {warned} warning(s)" if failed or warned else "all good")
-    raise SystemExit(0 if ok else 1)
+    click.get_current_context().exit(0 if ok else 1)  # click.exceptions.Exit: main() returns the code

@@ -19,8 +19,7 @@ def main() -> int:
         return hook_main(argv[1:])
     from .cli import main as cli_main
 
-    cli_main()
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ import stat  # loaded by `os` already
 import sys
 import time
 
+from .errors import ClientError
+
 # `typing` costs ~2 ms to import and every annotation here is a string (PEP 563), so it is
 # imported for the type checker only (mypy treats any `TYPE_CHECKING` name as true).
 TYPE_CHECKING = False
@@ -252,7 +254,7 @@ def _dump_into(value: Any, parts: list[str], newline: str) -> None:
         raise _NotPlain
 
 
-class HookError(Exception):
+class HookError(ClientError):
     """Something the user may want to know about, written to the hook log."""
 
 

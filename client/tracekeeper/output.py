@@ -27,6 +27,20 @@ def fail(message: str, code: Exit = Exit.ERROR) -> NoReturn:
     raise SystemExit(int(code))
 
 
+_QUIET = [False]
+
+
+def set_quiet(quiet: bool) -> None:
+    """`tracekeeper -q`: notes and progress go silent; data (stdout) and errors (stderr) stay."""
+    _QUIET[0] = quiet
+
+
+def info(message: str) -> None:
+    """A note for a person at the terminal (what was done, what to do next), not data."""
+    if not _QUIET[0]:
+        sys.stdout.write(message + "\n")
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -36,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from .output import fail
+from .errors import ClientError
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -46,8 +46,12 @@ if TYPE_CHECKING:
 __all__ = ["redact"]
 
 
+class RedactCommandError(ClientError):
+    """FILE, -o or the configuration cannot be used; cli.main prints it as one `Error:` line."""
+
+
 def _one_line(message: str) -> str:
-    """`fail()` promises one line; an engine's error text is not ours to trust on that."""
+    """An error promises one line; an engine's error text is not ours to trust on that."""
     return " ".join(part.strip() for part in message.splitlines() if part.strip()) or "unknown error"
 
 
@@ -60,12 +64,12 @@ def _redactor() -> Redactor:
     try:
         config = load()
     except ConfigError as exc:
-        fail(_one_line(str(exc)))
+        raise RedactCommandError(_one_line(str(exc))) from exc
     try:
         # The daemon's own call (tracekeeperd/app.py), so `scrub_home = true` shows here as uploaded.
         return from_settings(config.redaction)
     except RedactionError as exc:
-        fail(_one_line(f"{config.paths.config_file}: {exc}"))
+        raise RedactCommandError(_one_line(f"{config.paths.config_file}: {exc}")) from exc
 
 
 def _open_input(path: Path) -> BinaryIO:
@@ -76,18 +80,18 @@ def _open_input(path: Path) -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except IsADirectoryError:
-        fail(f"{path} is a directory, not a transcript")
+        raise RedactCommandError(f"{path} is a directory, not a transcript") from None
     except FileNotFoundError:
-        fail(f"{path} does not exist")
+        raise RedactCommandError(f"{path} does not exist") from None
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
+        raise RedactCommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
     st = os.fstat(fd)
     if stat.S_ISDIR(st.st_mode):
         os.close(fd)
-        fail(f"{path} is a directory, not a transcript")
+        raise RedactCommandError(f"{path} is a directory, not a transcript")
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        fail(f"{path} is not a regular file")
+        raise RedactCommandError(f"{path} is not a regular file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -109,7 +113,7 @@ def _atomic_output(target: Path) -> Iterator[BinaryIO]:
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        fail(f"cannot write {target}: {exc.strerror or exc}")
+        raise RedactCommandError(f"cannot write {target}: {exc.strerror or exc}") from exc
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -220,9 +224,9 @@ def redact(file: Path, output: str | None, as_json: bool) -> None:
     if output is not None and output != "-":
         target = Path(output)
         if _same_file(file, target):
-            fail(f"refusing to overwrite {file} with its redacted copy; choose another -o")
+            raise RedactCommandError(f"refusing to overwrite {file} with its redacted copy; choose another -o")
         if target.is_dir():
-            fail(f"{target} is a directory; -o needs a file name")
+            raise RedactCommandError(f"{target} is a directory; -o needs a file name")
     with _open_input(file) as src:
         sink: AbstractContextManager[BinaryIO]
         if target is not None:
@@ -235,9 +239,9 @@ def redact(file: Path, output: str | None, as_json: bool) -> None:
             with sink as dst:
                 report = redactor.redact_stream(src, dst)
         except RedactionError as exc:
-            fail(_one_line(f"{file} not redacted: {exc}"))
+            raise RedactCommandError(_one_line(f"{file} not redacted: {exc}")) from exc
         except OSError as exc:
-            fail(_one_line(f"cannot write {target or output}: {exc.strerror or exc}"))
+            raise RedactCommandError(_one_line(f"cannot write {target or output}: {exc.strerror or exc}")) from exc
     to_stderr = output == "-"
     if as_json:
         import json

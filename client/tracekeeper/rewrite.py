@@ -32,6 +32,8 @@ from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.gitconfig import ConfigChange, Scope
 from tracekeeperd.notes import all_notes, merge_lines, trace_lines
 
+from .errors import ClientError
+
 #: `<commit> <patch-id>` (or `-` for an empty diff): a commit's patch-id never changes.
 PATCH_ID_CACHE = "hf-traces-patch-ids"
 #: Multi-valued `<key> <value>` records of exactly what `configure` added, for `unconfigure`.
@@ -49,7 +51,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (
 )
 
 
-class RewriteError(Exception):
+class RewriteError(ClientError):
     """A repository or revision that relink/configure cannot work with; the message is one line."""
 
 
@@ -448,7 +450,9 @@ def _describe(found: list[Relinked]) -> Iterator[dict[str, Any]]:
 
 @click.command("relink", short_help="Give rewritten or squash-merged commits their trace links.")
 @click.argument("rev_range", required=False)
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("-n", "--max-count", "limit", type=int, default=DEFAULT_LIMIT, show_default=True, help="Newest commits.")
 @click.option("--dry-run", is_flag=True, help="Say what would be linked; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
@@ -464,12 +468,9 @@ def relink_command(rev_range: str | None, repo: Path, limit: int, dry_run: bool,
     """
     from tracekeeperd.config import load
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
-    try:
-        found = relink(repo, load().notes_ref, rev_range, limit=limit or None, dry_run=dry_run)
-    except (RewriteError, TracekeeperError) as exc:
-        fail(str(exc))
+    found = relink(repo, load().notes_ref, rev_range, limit=limit or None, dry_run=dry_run)
     if as_json:
         emit_json({"dry_run": dry_run, "relinked": list(_describe(found))})
         return

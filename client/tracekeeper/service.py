@@ -44,7 +44,8 @@ import click
 
 from tracekeeperd.paths import resolve
 
-from .output import emit_json, fail
+from .errors import ClientError
+from .output import emit_json
 
 PLATFORM_ENV = "TRACEKEEPER_SERVICE_PLATFORM"
 SYSTEMCTL_ENV = "TRACEKEEPER_SYSTEMCTL"
@@ -80,7 +81,7 @@ _SHELL_ONLY = (
 )
 
 
-class ServiceError(Exception):
+class ServiceError(ClientError):
     """The service cannot be installed, removed or queried; the message says what to do."""
 
 
@@ -594,10 +595,7 @@ def install(force: bool) -> None:
     hand are kept unless --force; on systemd customise with drop-ins instead
     (systemctl --user edit tracekeeperd), which install and uninstall never touch.
     """
-    try:
-        lines = install_service(backend(), force=force)
-    except ServiceError as exc:
-        fail(str(exc))
+    lines = install_service(backend(), force=force)
     for line in lines:
         click.echo(line)
     note = _shell_only_note()
@@ -611,10 +609,7 @@ def uninstall() -> None:
 
     Drop-ins, logs and the queue stay. Run `tracekeeperd` by hand afterwards if you still want it.
     """
-    try:
-        lines = uninstall_service(backend())
-    except ServiceError as exc:
-        fail(str(exc))
+    lines = uninstall_service(backend())
     for line in lines:
         click.echo(line)
 
@@ -659,10 +654,7 @@ def _print(data: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: files, drop-ins, manager state.")
 def status(as_json: bool) -> None:
     """Show the service manager's view of tracekeeperd and whether its files are ours and current."""
-    try:
-        data = service_status(backend())
-    except ServiceError as exc:
-        fail(str(exc))
+    data = service_status(backend())
     if as_json:
         emit_json(data)
     else:

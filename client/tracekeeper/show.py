@@ -24,13 +24,14 @@ from tracekeeperd.queue import Queue
 from tracekeeperd.redact import RedactionError, Redactor
 from tracekeeperd.stores.base import MissingTrace
 
+from .errors import ClientError
 from .safetext import visible
 
 RESULT_LINES = 8
 RESULT_CHARS = 600
 
 
-class ShowError(Exception):
+class ShowError(ClientError):
     """A commit or note that cannot be shown; the message is one line."""
 
 

@@ -44,6 +44,7 @@ from tracekeeperd.notes import FALLBACK_IDENTITY
 
 if TYPE_CHECKING:
     import subprocess
+from .errors import ClientError
 
 #: Where tracking refs live. Under refs/notes/ so `git log --notes=remotes/origin/hf-traces`
 #: and `git notes --ref=...` can read them (git only displays notes refs under refs/notes/).
@@ -63,7 +64,7 @@ PUSH_ATTEMPTS = 8
 WAIT_FOR_PUSH = 1800.0
 
 
-class SyncError(TracekeeperError):
+class SyncError(TracekeeperError, ClientError):
     """Fetching, merging or pushing notes failed in a way retrying here cannot fix."""
 
 
@@ -764,7 +765,7 @@ def _targets(repo: Path, remote: str | None, all_remotes: bool) -> list[str]:
 
 
 _repo_option = click.option(
-    "-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository."
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
 )
 
 
@@ -797,7 +798,7 @@ def push(
       $ tracekeeper push upstream
       $ tracekeeper push --all --json
     """
-    from .output import emit_json, fail
+    from .output import emit_json
 
     if background:
         try:
@@ -807,11 +808,8 @@ def push(
             raise SystemExit(1) from None
         refs = [(name, oid) for name, _, oid in (item.rpartition("=") for item in pushed.split()) if name]
         raise SystemExit(background_push(repo.resolve(), remote or "origin", ref, wait_pid, refs))
-    try:
-        ref = _notes_ref()
-        results = [push_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
-    except TracekeeperError as exc:
-        fail(str(exc))
+    ref = _notes_ref()
+    results = [push_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
     if as_json:
         emit_json([{**asdict(r), "pulled": asdict(r.pulled)} for r in results])
         return
@@ -836,13 +834,10 @@ def pull(*, remote: str | None, repo: Path, all_remotes: bool, as_json: bool) ->
       $ tracekeeper pull
       $ tracekeeper pull --all
     """
-    from .output import emit_json, fail
+    from .output import emit_json
 
-    try:
-        ref = _notes_ref()
-        results = [pull_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
-    except TracekeeperError as exc:
-        fail(str(exc))
+    ref = _notes_ref()
+    results = [pull_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
     if as_json:
         emit_json([asdict(r) for r in results])
         return
@@ -859,4 +854,8 @@ _main.add_command(push)
 _main.add_command(pull)
 
 if __name__ == "__main__":
-    _main(prog_name="tracekeeper.sync")
+    import sys
+
+    from .cli import run
+
+    sys.exit(run(_main, sys.argv[1:], "tracekeeper.sync"))

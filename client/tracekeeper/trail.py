@@ -34,8 +34,10 @@ from tracekeeperd.notes import Tombstone, all_notes, bury, parse_tombstones, tra
 from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
 
+from .errors import ClientError
 
-class TrailError(Exception):
+
+class TrailError(ClientError):
     """Something `log` or `forget` cannot do; the message is one line."""
 
 
@@ -518,17 +520,14 @@ def render_log(entries: list[Entry]) -> None:
 def _notes_ref() -> str:
     from tracekeeperd.config import load
 
-    from .output import fail
-
-    try:
-        return load().notes_ref
-    except TracekeeperError as exc:
-        fail(str(exc))
+    return load().notes_ref
 
 
 @click.command("log", short_help="List commits with their agent sessions and trace links.")
 @click.argument("pathspecs", nargs=-1, metavar="[PATH]...")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("-r", "--rev", default="HEAD", show_default=True, help="Revision or range to list.")
 @click.option("-n", "--max-count", "limit", type=int, default=None, help="At most N commits.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
@@ -546,13 +545,10 @@ def log_command(pathspecs: tuple[str, ...], repo: Path, rev: str, limit: int | N
     """
     from tracekeeperd.paths import resolve
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
     ref = _notes_ref()
-    try:
-        entries = log_entries(repo, ref, pathspecs, rev=rev, limit=limit, paths=resolve())
-    except TrailError as exc:
-        fail(str(exc))
+    entries = log_entries(repo, ref, pathspecs, rev=rev, limit=limit, paths=resolve())
     if as_json:
         emit_json({"notes_ref": normalize_notes_ref(ref), "commits": [entry_json(e) for e in entries]})
     else:
@@ -600,12 +596,9 @@ def _say_held_back(result: ForgetResult, out: Any) -> None:
 def _undo(what: str, as_json: bool) -> None:
     from tracekeeperd.paths import resolve
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
-    try:
-        pairs = let_go(resolve(), what)
-    except TrailError as exc:
-        fail(str(exc))
+    pairs = let_go(resolve(), what)
     if as_json:
         emit_json({"undone": [{"agent": agent, "session_id": sid} for agent, sid in pairs]})
         return
@@ -617,7 +610,9 @@ def _undo(what: str, as_json: bool) -> None:
 
 @click.command("forget", short_help="Delete a session's trace from the store and tombstone its links.")
 @click.argument("what", metavar="COMMIT|SESSION")
-@click.option("-C", "repo", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository.")
+@click.option(
+    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted and which notes would change.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Forget even though the daemon still has uploads of it queued.")
@@ -638,7 +633,7 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
     """
     from tracekeeperd.paths import resolve
 
-    from .output import emit_json, fail
+    from .output import emit_json
 
     if undo:
         if dry_run or force:
@@ -649,20 +644,14 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         raise click.UsageError("--json needs --yes (or --dry-run): a script cannot answer the question")
     ref = _notes_ref()
     paths = resolve()
-    try:
-        plan = plan_forget(repo, ref, what, paths)
-    except TrailError as exc:
-        fail(str(exc))
+    plan = plan_forget(repo, ref, what, paths)
     out = sys.stderr if as_json else sys.stdout
     if not plan.targets:
         # Forgotten before (maybe on another machine, whose notes we fetched): this machine's
         # daemon must hold the session back too.
         result = ForgetResult(plan)
         if not dry_run:
-            try:
-                result.held_back = hold_back(paths, plan_sessions(plan))
-            except TrailError as exc:
-                fail(str(exc))
+            result.held_back = hold_back(paths, plan_sessions(plan))
         if as_json:
             emit_json(_plan_json(result, dry_run))
         else:
@@ -679,7 +668,7 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
             file=sys.stderr,
         )
     if plan.live_jobs and not force and not dry_run:
-        fail(
+        raise TrailError(
             f"the daemon still has {plan.live_jobs} upload(s) of this session queued (or failed, to be retried);"
             " forgetting cancels them, so their commits get no link: wait for `tracekeeper flush`, or pass --force"
         )
@@ -696,11 +685,8 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
     except click.Abort:  # end of input: nobody said yes
         confirmed = False
     if not confirmed:
-        fail("nothing forgotten")
-    try:
-        result = forget(repo, ref, plan, paths=paths)
-    except TrailError as exc:
-        fail(str(exc))
+        raise TrailError("nothing forgotten")
+    result = forget(repo, ref, plan, paths=paths)
     if as_json:
         emit_json(_plan_json(result, dry_run))
     else:
@@ -710,4 +696,4 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         _say_held_back(result, out)
     if result.errors:
         first = next(iter(result.errors.items()))
-        fail(f"could not delete {first[0]}: {first[1]} (its links are kept; run forget again)")
+        raise TrailError(f"could not delete {first[0]}: {first[1]} (its links are kept; run forget again)")

@@ -29,6 +29,7 @@ from tracekeeperd.agents.gemini import legacy_json_lines
 from tracekeeperd.errors import GitError, TracekeeperError
 
 from . import show
+from .errors import ClientError
 
 if TYPE_CHECKING:
     from tracekeeperd.paths import Paths
@@ -41,7 +42,7 @@ BLAME_TIMEOUT = 300.0
 _HEX = frozenset("0123456789abcdef")
 
 
-class WhyError(Exception):
+class WhyError(ClientError):
     """A path, range or repository that cannot be explained; the message is one line."""
 
 
