@@ -170,7 +170,7 @@ def check_bucket_id(bucket: str) -> str:
     is used here, so a bucket the Hub would refuse is refused before the daemon starts.
     """
     from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils._validators import validate_repo_id  # what `huggingface_hub.utils` exports
+    from huggingface_hub.utils import validate_repo_id  # public (defined in utils/_validators.py)
 
     parts = bucket.split("/")
     try:
