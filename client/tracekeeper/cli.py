@@ -15,6 +15,7 @@ from tracekeeperd.paths import resolve
 from . import output
 from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
 from .output import Exit, ago, console, emit_json, fail
+from .runner import STATE, run
 
 
 def _client(timeout: float = 10.0) -> Client:
@@ -40,6 +41,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "relink": ("tracekeeper.rewrite", "relink_command", "Give rewritten or squash-merged commits their trace links."),
     "service": ("tracekeeper.service", "service", "Run tracekeeperd as a user service (systemd or launchd)."),
     "uninstall": ("tracekeeper.install", "uninstall_command", "Remove the git hooks from this repository."),
+    "why": ("tracekeeper.why_cmd", "why_command", "The conversation that wrote some lines of a file."),
 }
 
 
@@ -100,12 +102,8 @@ def _set_quiet(_ctx: click.Context, _param: click.Parameter, value: bool) -> boo
 
 def _set_traceback(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     if value:
-        _STATE["traceback"] = True
+        STATE["traceback"] = True
     return value
-
-
-#: Set by --traceback while parsing; read by `main` when an error reaches it.
-_STATE: dict[str, bool] = {"traceback": False}
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -486,12 +484,6 @@ def hook_command(args: tuple[str, ...]) -> None:
     raise SystemExit(hookcmd.main(list(args)))
 
 
-def _debug() -> bool:
-    import os
-
-    return _STATE["traceback"] or os.environ.get("TRACEKEEPER_DEBUG", "") not in ("", "0")
-
-
 def main(argv: list[str] | None = None) -> int:
     """The one place an exception becomes a message and an exit code (errors_table.TABLE).
 
@@ -502,37 +494,3 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     return run(cli, sys.argv[1:] if argv is None else argv, "tracekeeper")
-
-
-def run(command: click.Command, args: list[str], prog_name: str) -> int:
-    """Run a click command (the CLI, or `python -m tracekeeper.sync`) under the error table."""
-    import sys
-
-    try:
-        result = command.main(args=args, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort as exc:
-        if isinstance(exc.__context__, KeyboardInterrupt):
-            return 130
-        sys.stderr.write("Error: aborted\n")
-        return 1
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`tracekeeper log | head`): nothing to tell it, and Python must
-        # not complain again while flushing stdout at exit.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except Exception as exc:
-        from . import errors_table
-
-        if _debug():
-            import traceback
-
-            traceback.print_exception(exc)
-        return errors_table.report(exc)
-    return result if isinstance(result, int) else 0

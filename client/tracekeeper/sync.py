@@ -856,6 +856,6 @@ _main.add_command(pull)
 if __name__ == "__main__":
     import sys
 
-    from .cli import run
+    from .runner import run
 
     sys.exit(run(_main, sys.argv[1:], "tracekeeper.sync"))

@@ -1,0 +1,56 @@
+"""`tracekeeper why` through the real CLI: a real repository, notes in the documented format, and
+the real fixture transcripts behind them (tests/test_why_lib.py builds the same repositories)."""
+
+from __future__ import annotations
+
+import json
+
+from .harness import Env, make_repo
+from .test_why_lib import CLAUDE, FAREWELL, GREET, commit, link
+
+
+def _repo(env: Env):  # type: ignore[no-untyped-def]
+    repo = make_repo(env)
+    commit(repo, "greet", {"src/app.py": GREET})
+    sha = commit(repo, "farewell", {"src/app.py": FAREWELL}, link(env, CLAUDE, 1, 21))
+    return repo, sha
+
+
+def test_why_prints_the_prompt_then_the_edit_then_the_link(env: Env) -> None:
+    repo, sha = _repo(env)
+    proc = env.cli("-C", str(repo.path), "why", "src/app.py:5-6")
+    out = proc.stdout
+    assert sha[:12] in out and "farewell" in out
+    prompt, edit, trace = out.index("prompt"), out.index("edit "), out.index("trace ")
+    assert prompt < edit < trace
+    assert "add a farewell(name: str) helper" in out
+    assert "+ def farewell(name: str) -> str:" in out
+    assert "file://" in out
+
+
+def test_why_json_has_the_documented_shape(env: Env) -> None:
+    repo, sha = _repo(env)
+    data = json.loads(env.cli("-C", str(repo.path), "why", "src/app.py:5-6", "--json").stdout)
+    assert data["path"] == "src/app.py" and data["lines"] == [5, 6]
+    (entry,) = data["commits"]
+    assert entry["commit"] == sha and entry["summary"] == "farewell"
+    (session,) = entry["sessions"]
+    assert set(session) == {"agent", "session", "url", "prompt", "edits", "excerpt"}
+    assert session["agent"] == "claude" and "farewell" in session["prompt"]
+    assert session["edits"] and session["edits"][-1]["tool"] == "Edit"
+
+
+def test_why_without_a_range_lists_every_commit_newest_first(env: Env) -> None:
+    repo, _ = _repo(env)
+    data = json.loads(env.cli("-C", str(repo.path), "why", "src/app.py", "--json").stdout)
+    assert data["lines"] is None
+    assert [c["summary"] for c in data["commits"]] == ["farewell", "greet"]
+    assert data["commits"][1]["sessions"] == []  # a commit without a note: listed, no sessions
+
+
+def test_why_bad_input_is_one_line(env: Env) -> None:
+    repo, _ = _repo(env)
+    for target in ("src/app.py:9-2", "src/missing.py:1", ":3"):
+        proc = env.cli("-C", str(repo.path), "why", target, check=False)
+        assert proc.returncode != 0, target
+        assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr, proc.stderr
