@@ -1095,6 +1095,35 @@ def install_command(repo: Path, guard: bool, strict: bool | None, recurse_submod
         for change in install(path, resolve(), guard=guard, strict=strict):
             info(_describe(change))
         _configure_notes(path)
+    for step in next_steps(resolve()):
+        info(step)
+
+
+def next_steps(paths: Paths) -> list[str]:
+    """What a new user needs next for commits to get their links: the hooks alone do nothing
+    without a daemon, and nothing is linked until an agent records its session."""
+    from .agent_setup import AGENTS, inspect
+    from .api import Client, DaemonUnavailable
+
+    steps: list[str] = []
+    try:
+        Client(paths.socket, timeout=2.0).status()
+        steps.append("next: tracekeeperd is running; commits made here get their trace notes")
+    except DaemonUnavailable:
+        steps.append(
+            "next: start the daemon: tracekeeperd   (or keep it running: tracekeeper service install);"
+            " commits wait in the spool until then"
+        )
+    states = [inspect(spec) for spec in AGENTS.values()]
+    unhooked = [state.spec.label for state in states if state.present and not state.events]
+    hooked = [state.spec.label for state in states if state.events]
+    if unhooked:
+        steps.append(f"next: hook {', '.join(unhooked)}: tracekeeper agents install")
+    elif hooked:
+        steps.append(f"agents hooked: {', '.join(hooked)}")
+    else:
+        steps.append("next: no coding agent found; after installing one: tracekeeper agents install")
+    return steps
 
 
 def _configure_notes(repo: Path) -> None:
