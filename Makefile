@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: daemon test lint bench venv
+.PHONY: daemon links test lint bench venv
 
 $(BIN)/tracekeeperd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,19 +15,23 @@ $(BIN)/tracekeeperd: pyproject.toml
 
 venv: $(BIN)/tracekeeperd
 
-# Puts `tracekeeper` and `tracekeeperd` on the PATH the way pipx does (links in ~/.local/bin,
-# never replacing a file that is not ours), then runs the daemon in the foreground.
+# Puts `tracekeeper` and `tracekeeperd` on the PATH the way pipx does (links in ~/.local/bin;
+# a dangling link is replaced, another install's file or link never), then runs the daemon.
 LOCALBIN ?= $(HOME)/.local/bin
 
-daemon: venv
+links: venv
 	@mkdir -p $(LOCALBIN)
 	@for exe in tracekeeper tracekeeperd; do \
 		target=$(abspath $(BIN))/$$exe; link=$(LOCALBIN)/$$exe; \
-		if [ ! -e "$$link" ] || [ -L "$$link" ]; then ln -sfn "$$target" "$$link"; \
-		else echo "make: $$link exists and is not a link; leaving it (run $$target)"; fi; \
+		if [ ! -e "$$link" ] && [ ! -L "$$link" ]; then ln -s "$$target" "$$link"; \
+		elif [ "$$(readlink "$$link")" = "$$target" ]; then :; \
+		elif [ -L "$$link" ] && [ ! -e "$$link" ]; then ln -sfn "$$target" "$$link"; \
+		else echo "make: $$link is another install's; leaving it (this one: $$target)"; fi; \
 	done
 	@case ":$$PATH:" in *":$(LOCALBIN):"*) ;; \
 		*) echo "make: add $(LOCALBIN) to your PATH to run 'tracekeeper' from anywhere";; esac
+
+daemon: links
 	@echo "tracekeeperd runs in the foreground; Ctrl-C stops it. To keep it running: tracekeeper service install"
 	$(BIN)/tracekeeperd
 

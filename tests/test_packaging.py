@@ -38,3 +38,38 @@ def test_data_only_packages_ship_their_files() -> None:
     assert config["tracekeeper.units"] == ["*"]
     hooks = {p.name for p in (ROOT / "client/tracekeeper/hooks").iterdir()}
     assert {"post-commit", "post-rewrite", "pre-commit", "pre-push"} <= hooks
+
+
+def test_make_links_puts_the_commands_on_the_path_without_taking_anothers(tmp_path: Path) -> None:
+    """`make daemon` links the commands into ~/.local/bin as pipx would: a missing or dangling
+    link is (re)made, another install's link or file is left alone and named."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "tracekeeperd").symlink_to(tmp_path / "gone")  # dangling: from a deleted checkout
+    other = tmp_path / "other-tracekeeper"
+    other.write_text("#!/bin/sh\n")
+    (bin_dir / "tracekeeper").symlink_to(other)  # pipx's, say
+
+    def links() -> str:
+        proc = subprocess.run(
+            ["make", "-s", "links", f"LOCALBIN={bin_dir}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        )
+        return proc.stdout
+
+    out = links()
+    venv_bin = ROOT / ".venv" / "bin"
+    assert os.readlink(bin_dir / "tracekeeperd") == str(venv_bin / "tracekeeperd")
+    assert os.readlink(bin_dir / "tracekeeper") == str(other)
+    assert f"{bin_dir / 'tracekeeper'} is another install's" in out
+    (bin_dir / "tracekeeper").unlink()
+    links()
+    assert os.readlink(bin_dir / "tracekeeper") == str(venv_bin / "tracekeeper")
+    assert "another install" not in links()  # ours already: nothing to say
