@@ -215,6 +215,7 @@ class Report:
     """Figures and findings; findings are repeated at the end so noise cannot bury them."""
 
     findings: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
 
     def add(self, line: str) -> None:
         print(line, flush=True)
@@ -505,11 +506,44 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, Python {platform.python_version()}, {git}, {system}"
 
 
+# --- 4. the focused benchmarks ----------------------------------------------------------------
+
+#: The other scripts in bench/, each measuring its own baseline in its own run and printing its
+#: targets as met or missed; (script, full arguments, --quick arguments).
+SCRIPTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("bench_hook.py", (), ("--runs", "10")),
+    ("bench_cli.py", (), ("--runs", "8")),
+    ("bench_redact.py", (), ("--size-mb", "10", "--repeat", "1")),
+    ("bench_upload_redaction.py", (), ("--size-mb", "5", "--runs", "2")),
+    ("bench_visibility.py", (), ("--rounds", "10")),
+    ("bench_notes.py", (), ()),
+    ("bench_discovery.py", ("--quick",), ("--quick",)),
+)
+
+
+def bench_scripts(report: Report, quick: bool) -> None:
+    """Run each focused benchmark as its own process and repeat its target lines in the summary,
+    so one command (`make bench`) says, for every target of every issue, met or missed."""
+    for script, full, small in SCRIPTS:
+        report.add(f"\n## {script}")
+        argv = [sys.executable, str(ROOT / "bench" / script), *(small if quick else full)]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+        for line in proc.stdout.splitlines():
+            report.add(line)
+            if "target met" in line or "target missed" in line or "met" in line.split() or "missed" in line.split():
+                report.targets.append(f"{script}: {line.strip()}")
+        if "Traceback" in proc.stderr:  # a missed target is a verdict line, a crash is a finding
+            report.finding(f"{script} crashed: {proc.stderr.strip().splitlines()[-1]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tracekeeper benchmarks (see the module docstring)")
     parser.add_argument("--quick", action="store_true", help="smaller counts, about a third of the time")
     parser.add_argument(
-        "--only", choices=["commit", "note", "burst"], action="append", help="run only this part (repeatable)"
+        "--only",
+        choices=["commit", "note", "burst", "scripts"],
+        action="append",
+        help="run only this part (repeatable); scripts = the other bench/*.py",
     )
     parser.add_argument(
         "--hook",
@@ -520,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed for the interleaving order")
     args = parser.parse_args(argv)
     random.seed(args.seed)
-    only = set(args.only or ["commit", "note", "burst"])
+    only = set(args.only or ["commit", "note", "burst", "scripts"])
     shipped = Hook("tracekeeper hook")
     hooks = [shipped] + ([Hook(f"candidate {args.hook.name}", args.hook.read_text())] if args.hook else [])
     main_hook = hooks[-1]
@@ -534,11 +568,16 @@ def main(argv: list[str] | None = None) -> int:
         ("note", lambda: bench_note_latency(report, commits=10 if quick else 30, hook=main_hook)),
         ("burst", lambda: bench_burst(report, 10, 10 if quick else 50, main_hook, backlog=False, timeout=120)),
         ("burst", lambda: bench_burst(report, 10, 10 if quick else 50, main_hook, backlog=True, timeout=120)),
+        ("scripts", lambda: bench_scripts(report, quick)),
     ]
     for name, step in steps:
         if name in only:
             step()
     report.add(f"\ntotal {time.perf_counter() - began:.0f} s")
+    if report.targets:
+        report.add("\nTargets of the focused benchmarks:")
+        for line in report.targets:
+            report.add(f"- {line}")
     if report.findings:
         report.add("\nFindings:")
         for line in report.findings:
