@@ -373,6 +373,13 @@ def test_parse_patch_follows_codex() -> None:
     ]
 
 
+def test_patch_lines_split_only_at_newlines_like_rust_str_lines() -> None:
+    # parser.rs splits with Rust's ``str::lines`` (at "\n" and "\r\n" only); a form feed or
+    # U+2028 inside an added line (legal in source files) is part of that line, not a line break.
+    patch = "*** Begin Patch\r\n*** Add File: a.js\r\n+var s = 'x\u2028y';\r\n+\f// page\r\n*** End Patch\r\n"
+    assert parse_patch(patch) == [PatchHunk("add", "a.js", added=("var s = 'x\u2028y';", "\f// page"))]
+
+
 @pytest.mark.parametrize(
     "patch",
     [

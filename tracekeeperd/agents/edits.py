@@ -211,7 +211,9 @@ def parse_patch(text: str) -> list[PatchHunk]:
     `` ``/``-``/``+`` lines. Only the added and removed lines are kept: context lines were
     already in the file, so they are not what this patch wrote.
     """
-    lines = text.strip().splitlines()
+    # Rust's ``patch.trim().lines()``: split at "\n" (dropping a "\r" before it) only, where
+    # ``str.splitlines`` would also split at form feeds, U+2028 and others inside a line.
+    lines = [line.removesuffix("\r") for line in text.strip().split("\n")]
     try:
         return _parse_hunks(_patch_body(lines))
     except _PatchError:
