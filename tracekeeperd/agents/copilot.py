@@ -164,7 +164,8 @@ EDIT_TOOLS: dict[str, Converter] = {
 def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     """The session's edit / create calls, with the prompts that led to them.
 
-    The argument names are as unverified as the rest of this format (see the docstring above).
+    The tool and argument names are the real CLI's (see agents/edits.py); how events.jsonl
+    records the calls is as unverified as the rest of this format (see the docstring above).
     """
     return from_turns(turns(lines), EDIT_TOOLS)
 

@@ -28,7 +28,10 @@ Tool arguments were checked against the agents' own sources:
   (``path``, ``contents``): entireio/cli ``cmd/entire/cli/agent/cursor/AGENT.md`` (observed
   in a real session).
 * Copilot CLI ``edit`` (``path``, ``old_str``, ``new_str``) and ``create`` (``path``,
-  ``file_text``): unverified, like the rest of that format (see copilot.py).
+  ``file_text``): the tool calls the real CLI sends in github/copilot-sdk's recorded
+  exchanges @ cc0438d6 (``test/snapshots/builtin_tools/should_edit_a_file_successfully.yaml``,
+  ``should_create_a_new_file.yaml``). Where the CLI's ``events.jsonl`` puts those arguments is
+  still the unverified part of that format (see copilot.py).
 
 Bad arguments never raise: a call that cannot be read yields no edit.
 """
