@@ -8,11 +8,10 @@ tool definitions declare (cited in tracekeeperd/agents/edits.py).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tracekeeperd.agents import DETECT_LINES, Edit, detect, get_format, read_lines
+from tracekeeperd.agents import Edit, get_format
 from tracekeeperd.agents.edits import (
     PatchHunk,
     match_edits,
@@ -23,29 +22,28 @@ from tracekeeperd.agents.edits import (
     written_lines,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-CLAUDE_EDIT = "claude/opentraces_claude-linear-edit-real-session.jsonl"
-PI_EDIT = "pi/pi-linear-edit-real-session.jsonl"
-CODEX_PATCH = "codex/sessions/2026/03/04/rollout-2026-03-04T10-29-58-019cb9a1-5e2f-7c30-9d41-2a6b8c0e1f35.jsonl"
-GEMINI_EDIT = "gemini/tmp/demo/chats/session-2026-03-05T14-02-4e5f6a7b.jsonl"
-CURSOR = "cursor/projects/home-dev-src-demo/agent-transcripts/3f2b6c1e-9a47-4d2b-8c1e-5b7d9e0a1c2f.jsonl"
-COPILOT = "copilot/session-state/b0ff98c0-8e01-4b73-bf92-9649b139931b/events.jsonl"
-NO_EDITS = [
-    "codex/agent-history_real-session-01.jsonl",
-    "codex/sessions/2026/02/23/rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl",
-    "claude/projects/-home-marco-projects-spotter/55604662-cf2a-4331-851a-ec234028f8ca.jsonl",
-    "gemini/agent-history_real-session-01.json",
-    "pi/agent-history_real-session-01.jsonl",
-]
+from .transcripts import (
+    CLAUDE_EDIT,
+    CLAUDE_SPOTTER,
+    CODEX_EXEC,
+    CODEX_PATCH,
+    CODEX_TOOLS,
+    COPILOT,
+    CURSOR,
+    GEMINI_EDIT,
+    GEMINI_LEGACY,
+    PI,
+    PI_EDIT,
+    load,
+)
+
+NO_EDITS = [CODEX_EXEC, CODEX_TOOLS, CLAUDE_SPOTTER, GEMINI_LEGACY, PI]
 
 FAREWELL = 'def farewell(name: str) -> str:\n    return f"goodbye, {name}"'
 
 
 def fixture_edits(relpath: str) -> list[Edit]:
-    path = FIXTURES / relpath
-    lines = read_lines(path)
-    fmt = detect(path, lines[:DETECT_LINES])
-    assert fmt is not None
+    fmt, _path, lines = load(relpath)
     return list(fmt.edits(enumerate(lines, start=1)))
 
 
