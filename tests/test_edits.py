@@ -214,8 +214,9 @@ def test_codex_apply_patch_through_shell_forms() -> None:
     ]
 
 
-def test_other_agents_write_tools() -> None:
-    gemini = record_edits(
+# Each agent's own record shape, one call per tool (sources: agents/edits.py's docstring).
+WRITE_TOOL_CASES = [
+    (
         "gemini",
         {
             "id": "g1",
@@ -237,12 +238,12 @@ def test_other_agents_write_tools() -> None:
                 {"id": "c3", "name": "read_file", "args": {"file_path": "/r/a.txt"}},
             ],
         },
-    )
-    assert [(e.tool, e.kind, e.new_text, e.call_id) for e in gemini] == [
-        ("write_file", "create", "hello\n", "c1"),
-        ("replace", "replace", "hi", "c2"),
-    ]
-    pi = record_edits(
+        [
+            ("write_file", "create", "/r/a.txt", "hello\n", "c1"),
+            ("replace", "replace", "/r/a.txt", "hi", "c2"),
+        ],
+    ),
+    (
         "pi",
         {
             "type": "message",
@@ -267,12 +268,9 @@ def test_other_agents_write_tools() -> None:
                 ],
             },
         },
-    )
-    assert [(e.tool, e.kind, e.path, e.new_text) for e in pi] == [
-        ("edit", "replace", "a.py", "2"),
-        ("write", "create", "b.py", "b = 1\n"),
-    ]
-    cursor = record_edits(
+        [("edit", "replace", "a.py", "2", "t1"), ("write", "create", "b.py", "b = 1\n", "t2")],
+    ),
+    (
         "cursor",
         {
             "role": "assistant",
@@ -280,9 +278,9 @@ def test_other_agents_write_tools() -> None:
                 "content": [{"type": "tool_use", "name": "Write", "input": {"path": "/r/c.py", "contents": "c = 3\n"}}]
             },
         },
-    )
-    assert [(e.tool, e.kind, e.new_text) for e in cursor] == [("Write", "create", "c = 3\n")]
-    copilot = record_edits(
+        [("Write", "create", "/r/c.py", "c = 3\n", None)],
+    ),
+    (
         "copilot",
         {
             "type": "assistant.message",
@@ -296,8 +294,15 @@ def test_other_agents_write_tools() -> None:
             "timestamp": "2026-03-02T01:11:58.020Z",
             "parentId": None,
         },
-    )
-    assert [(e.tool, e.kind, e.new_text, e.call_id) for e in copilot] == [("create", "create", "d = 4\n", "k1")]
+        [("create", "create", "/r/d.py", "d = 4\n", "k1")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("agent", "record", "expected"), WRITE_TOOL_CASES, ids=[case[0] for case in WRITE_TOOL_CASES])
+def test_other_agents_write_tools(agent: str, record: object, expected: list[tuple[object, ...]]) -> None:
+    edits = record_edits(agent, record)
+    assert [(e.tool, e.kind, e.path, e.new_text, e.call_id) for e in edits] == expected
 
 
 @pytest.mark.parametrize("agent", ["claude", "codex", "gemini", "pi", "cursor", "copilot"])
