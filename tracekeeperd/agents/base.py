@@ -90,7 +90,7 @@ def no_edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
 
 @dataclass(frozen=True)
 class TranscriptFormat:
-    """The four functions a transcript format provides (its "hookspec").
+    """The functions a transcript format provides (its "hookspec"): four it must, two it may.
 
     ``matches(path, first_lines)``: sniff by content first; only when no line
     parses as a JSON object (empty or still-being-written file) decide by path.

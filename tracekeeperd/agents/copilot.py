@@ -170,6 +170,11 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     return from_turns(turns(lines), EDIT_TOOLS)
 
 
+# No usage reader: github/copilot-sdk @ cc0438d6 nodejs/src/generated/session-events.ts says
+# ``assistant.usage`` (per-call input, output and cache tokens) is ``ephemeral: true``, "not persisted
+# to the session event log on disk". What events.jsonl keeps is ``assistant.message.outputTokens``
+# (output only) and, at ``session.shutdown``, ``modelMetrics`` totals for the whole process run,
+# which cannot be cut per commit; so every slice's usage is unknown.
 FORMAT = TranscriptFormat(
     name=NAME,
     matches=matches,

@@ -277,15 +277,6 @@ def usage_records(lines: Iterable[tuple[int, bytes]], *needles: bytes) -> Iterat
                 yield number, record
 
 
-# --- Copilot CLI and Cursor: no usage reader ---------------------------------------------------
-#
-# github/copilot-sdk nodejs/src/generated/session-events.ts: ``assistant.usage`` (per-call input,
-# output and cache tokens) is ``ephemeral: true``, "not persisted to the session event log on disk".
-# What events.jsonl keeps is ``assistant.message.outputTokens`` (output only) and, at
-# ``session.shutdown``, ``modelMetrics`` totals for the whole process run, which cannot be cut per
-# commit. Cursor's transcript lines are bare ``{role, message}`` (docs/agents.md §4). Both: unknown.
-
-
 def slice_usage(
     fmt: TranscriptFormat,
     lines: Iterable[tuple[int, bytes]],
