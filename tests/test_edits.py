@@ -214,6 +214,33 @@ def test_codex_apply_patch_through_shell_forms() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/usr/bin/BASH", "-lc"],  # classify_shell_name: the file stem, lowercased
+        ["bash.exe", "-c"],
+        ["pwsh", "-Command"],
+        ["powershell.exe", "-NoProfile", "-command"],
+        ["C:\\Windows\\System32\\cmd.exe", "/C"],
+    ],
+)
+def test_codex_shell_apply_patch_on_every_shell_codex_reads(argv: list[str]) -> None:
+    # openai/codex codex-rs/apply-patch/src/invocation.rs ``parse_shell_script``: bash/zsh/sh with
+    # -lc/-c, pwsh/powershell with -Command (after an optional -NoProfile), cmd with /c, the shell
+    # named by its file stem, case-insensitively; the script is then read as a bash heredoc.
+    script = f"apply_patch <<'EOF'\n{PATCH}EOF\n"
+    arguments = json.dumps({"command": [*argv, script]})
+    assert [(change.path, change.new_text) for change in shell_apply_patch(arguments)] == [("a.py", "x = 2\n")]
+
+
+@pytest.mark.parametrize(
+    "argv", [["bash", "-NoProfile", "-c"], ["bash", "-C"], ["fish", "-c"], ["cmd", "/k"], ["pwsh"]]
+)
+def test_codex_shell_apply_patch_not_on_shells_codex_does_not_read(argv: list[str]) -> None:
+    script = f"apply_patch <<'EOF'\n{PATCH}EOF\n"
+    assert shell_apply_patch(json.dumps({"command": [*argv, script]})) == []
+
+
 # Each agent's own record shape, one call per tool (sources: agents/edits.py's docstring).
 WRITE_TOOL_CASES = [
     (

@@ -41,6 +41,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import ntpath
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -335,7 +336,16 @@ def apply_patch(text: str) -> list[Change]:
     return patch_changes(_first_str(args, ("input", "patch")) or "")
 
 
-_SHELL_FLAGS = {"bash": ("-lc", "-c"), "zsh": ("-lc", "-c"), "sh": ("-lc", "-c")}
+# invocation.rs ``classify_shell``: the flag before the script, per shell (the script is read as
+# bash whatever the shell); PowerShell's and cmd's flags compare case-insensitively.
+_SHELL_FLAGS = {
+    "bash": ("-lc", "-c"),
+    "zsh": ("-lc", "-c"),
+    "sh": ("-lc", "-c"),
+    "pwsh": ("-command",),
+    "powershell": ("-command",),
+    "cmd": ("/c",),
+}
 _APPLY_PATCH_NAMES = ("apply_patch", "applypatch")
 # `[cd <dir> &&] apply_patch <<'EOF'\n…\nEOF` as the whole script (invocation.rs's tree-sitter query).
 _HEREDOC = re.compile(
@@ -343,6 +353,21 @@ _HEREDOC = re.compile(
     r"<<-?\s*(?P<quote>['\"]?)(?P<tag>\w+)(?P=quote)[^\n]*\n(?P<body>.*?)\n(?P=tag)\s*\Z",
     re.DOTALL,
 )
+
+
+def _shell_script(argv: list[str]) -> str | None:
+    """The script of ``[shell, flag, script]`` (invocation.rs ``parse_shell_script``), else None.
+
+    The shell is named by its file stem, lowercased (``/bin/bash``, ``pwsh.exe``, a Windows
+    path), and PowerShell may have ``-NoProfile`` before its flag.
+    """
+    shell = ntpath.splitext(ntpath.basename(argv[0]))[0].lower() if argv else ""
+    if len(argv) == 4 and shell in ("pwsh", "powershell") and argv[1].lower() == "-noprofile":
+        argv = [argv[0], *argv[2:]]
+    if len(argv) != 3:
+        return None
+    flag = argv[1] if shell in ("bash", "zsh", "sh") else argv[1].lower()
+    return argv[2] if flag in _SHELL_FLAGS.get(shell, ()) else None
 
 
 def shell_apply_patch(text: str) -> list[Change]:
@@ -358,9 +383,7 @@ def shell_apply_patch(text: str) -> list[Change]:
     if isinstance(command, list) and all(isinstance(part, str) for part in command):
         if len(command) == 2 and command[0] in _APPLY_PATCH_NAMES:
             return patch_changes(command[1])
-        shell = posixpath.basename(command[0]) if command else ""
-        if len(command) == 3 and command[1] in _SHELL_FLAGS.get(shell, ()):
-            script = command[2]
+        script = _shell_script(command)
     elif isinstance(command, str):
         script = command
     found = _HEREDOC.match(script or "")
