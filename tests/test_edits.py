@@ -25,19 +25,17 @@ from tracekeeperd.agents.edits import (
 from .transcripts import (
     CLAUDE_EDIT,
     CLAUDE_SPOTTER,
-    CODEX_EXEC,
     CODEX_PATCH,
     CODEX_TOOLS,
     COPILOT,
     CURSOR,
     GEMINI_EDIT,
-    GEMINI_LEGACY,
-    PI,
     PI_EDIT,
     load,
 )
 
-NO_EDITS = [CODEX_EXEC, CODEX_TOOLS, CLAUDE_SPOTTER, GEMINI_LEGACY, PI]
+#: Real sessions whose tool calls (shell, search, MCP) write no file through an edit tool.
+NO_EDITS = [CODEX_TOOLS, CLAUDE_SPOTTER]
 
 FAREWELL = 'def farewell(name: str) -> str:\n    return f"goodbye, {name}"'
 
@@ -126,6 +124,9 @@ def test_cursor_str_replace_and_copilot_edit() -> None:
 
 @pytest.mark.parametrize("relpath", NO_EDITS)
 def test_sessions_without_edit_tools_have_no_edits(relpath: str) -> None:
+    # Only sessions with tool calls can tell: one without any has no edits whatever the converters do.
+    fmt, _path, lines = load(relpath)
+    assert any(turn.kind == "tool_call" for turn in fmt.turns(enumerate(lines, start=1)))
     assert fixture_edits(relpath) == []
 
 
