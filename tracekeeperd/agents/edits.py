@@ -13,20 +13,21 @@ Tool arguments were checked against the agents' own sources:
   (freeform tool) or ``{"input": …}`` in a ``function_call``'s ``arguments``
   (openai/codex ``codex-rs/tools/src/apply_patch_tool.rs``, ``ApplyPatchToolArgs``), or a
   heredoc given to a shell tool (``codex-rs/apply-patch/src/invocation.rs``). The patch
-  grammar is ported from ``codex-rs/apply-patch/src/parser.rs`` (``parse_patch``, lenient
-  mode): a patch Codex would reject changed nothing, so it yields nothing here either.
+  grammar is ported from ``codex-rs/apply-patch/src/parser.rs`` @ 0e0fb63d (``parse_patch``,
+  lenient mode): a patch Codex would reject changed nothing, so it yields nothing here either.
 * Claude Code ``Edit`` (``file_path``, ``old_string``, ``new_string``, ``replace_all``),
   ``MultiEdit`` (``edits[]`` of the same), ``Write`` (``content``), ``NotebookEdit``
   (``notebook_path``, ``new_source``); see the opentraces fixture.
 * Gemini CLI ``replace`` (``file_path``, ``old_string``, ``new_string``) and
-  ``write_file`` (``file_path``, ``content``): google-gemini/gemini-cli
-  ``packages/core/src/tools/definitions/base-declarations.ts``.
+  ``write_file`` (``file_path``, ``content``): google-gemini/gemini-cli @ 5411f113
+  ``packages/core/src/tools/definitions/base-declarations.ts`` (``EDIT_TOOL_NAME``,
+  ``EDIT_PARAM_OLD_STRING``…).
 * pi ``edit`` (``path`` with ``oldText``/``newText``, or ``edits[]`` of them; the real
   fixture has the list) and ``write`` (``path``, ``content``): badlogic/pi-mono
   ``packages/coding-agent/src/core/tools/{edit,write}.ts``.
 * Cursor ``StrReplace`` (``path``, ``old_string``, ``new_string``) and ``Write``
-  (``path``, ``contents``): entireio/cli ``cmd/entire/cli/agent/cursor/AGENT.md`` (observed
-  in a real session).
+  (``path``, ``contents``): entireio/cli @ 126f2ac1 ``cmd/entire/cli/agent/cursor/AGENT.md``
+  (observed in a real session, pinned there by ``testdata/real_session_tool_use.jsonl``).
 * Copilot CLI ``edit`` (``path``, ``old_str``, ``new_str``) and ``create`` (``path``,
   ``file_text``): the tool calls the real CLI sends in github/copilot-sdk's recorded
   exchanges @ cc0438d6 (``test/snapshots/builtin_tools/should_edit_a_file_successfully.yaml``,
