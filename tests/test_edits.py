@@ -89,7 +89,8 @@ def test_codex_apply_patch_as_custom_tool_function_call_and_shell_heredoc() -> N
     assert move.new_text == '    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "untitled"\n'
     assert move.prompt.startswith("move it to slug.py")
     # exec_command running `apply_patch <<'EOF'`: only the added lines, not the `# demo` context.
-    assert (readme.tool, readme.kind, readme.path) == ("exec_command", "patch", "README.md")
+    # Its path is under the call's workdir, where Codex ran it.
+    assert (readme.tool, readme.kind, readme.path) == ("exec_command", "patch", "/home/dev/src/demo/README.md")
     assert readme.new_text == "\nTitles become URL slugs with `slug.slugify()`; digits are kept.\n"
     assert readme.call_id == "call_Hd3kF6jN1sQ8wE2rT5yU9iO4"
 
@@ -213,6 +214,23 @@ def test_codex_apply_patch_through_shell_forms() -> None:
         ("shell", "sub/a.py", "x = 2\n"),
         ("local_shell", "sub/a.py", "x = 2\n"),
     ]
+
+
+def test_codex_shell_apply_patch_paths_are_under_the_calls_workdir() -> None:
+    # openai/codex core ShellHandler::to_exec_params: ``cwd: turn_context.resolve_path(params.workdir)``,
+    # and maybe_parse_apply_patch_verified resolves the patch's paths (after any ``cd``) against it;
+    # a local_shell action names it ``working_directory``.
+    heredoc = f"cd sub && apply_patch <<'EOF'\n{PATCH}EOF\n"
+    direct = shell_apply_patch(json.dumps({"command": ["apply_patch", PATCH], "workdir": "/repo/pkg"}))
+    assert [change.path for change in direct] == ["/repo/pkg/a.py"]
+    shell = shell_apply_patch(json.dumps({"command": ["bash", "-lc", heredoc], "workdir": "pkg"}))
+    assert [change.path for change in shell] == ["pkg/sub/a.py"]
+    local = shell_apply_patch(
+        json.dumps({"type": "exec", "command": ["apply_patch", PATCH], "working_directory": "/w"})
+    )
+    assert [change.path for change in local] == ["/w/a.py"]
+    exec_command = shell_apply_patch(json.dumps({"cmd": heredoc, "workdir": "/w"}))
+    assert [change.path for change in exec_command] == ["/w/sub/a.py"]
 
 
 @pytest.mark.parametrize(

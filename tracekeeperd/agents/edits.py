@@ -376,21 +376,25 @@ def shell_apply_patch(text: str) -> list[Change]:
 
     Codex intercepts ``["apply_patch", patch]`` and ``bash -lc "[cd dir &&] apply_patch
     <<'EOF' … EOF"`` and applies them itself (``maybe_parse_apply_patch``); any other
-    command is not an edit we can read.
+    command is not an edit we can read. The patch's paths are relative to the call's own
+    directory (``workdir``; a local_shell action's ``working_directory``), which Codex makes
+    the command's cwd (core ``ShellHandler::to_exec_params``), then to any ``cd``.
     """
     args = arguments(text)
     command: object = None if args is None else args.get("command", args.get("cmd"))
+    workdir = _first_str(args, ("workdir", "working_directory")) or ""
     script: str | None = None
     if isinstance(command, list) and all(isinstance(part, str) for part in command):
         if len(command) == 2 and command[0] in _APPLY_PATCH_NAMES:
-            return patch_changes(command[1])
+            return patch_changes(command[1], workdir or None)
         script = _shell_script(command)
     elif isinstance(command, str):
         script = command
     found = _HEREDOC.match(script or "")
     if found is None:
         return []
-    return patch_changes(found.group("body"), (found.group("dir") or "").strip("'\"") or None)
+    cd = (found.group("dir") or "").strip("'\"")
+    return patch_changes(found.group("body"), posixpath.join(workdir, cd) if cd else workdir or None)
 
 
 # --- Which edits wrote some lines ---------------------------------------------------------
