@@ -26,19 +26,21 @@ from tracekeeperd.agents import (
     split_lines,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-CODEX_EXEC = "codex/agent-history_real-session-01.jsonl"
-CODEX_SHORT = "codex/sessions/2026/02/23/rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
-CODEX_TOOLS = "codex/sessions/2026/02/23/rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl"
-CLAUDE_SDK = "claude/agent-history_real-session-01.jsonl"
-CLAUDE_SPOTTER = "claude/projects/-home-marco-projects-spotter/55604662-cf2a-4331-851a-ec234028f8ca.jsonl"
-CLAUDE_EDIT = "claude/opentraces_claude-linear-edit-real-session.jsonl"
-GEMINI_LEGACY = "gemini/agent-history_real-session-01.json"
-GEMINI_JSONL = "gemini/tmp/demo/chats/session-2026-03-02T10-15-7c1d2e3f.jsonl"  # synthetic
-PI = "pi/agent-history_real-session-01.jsonl"
-CURSOR = "cursor/projects/home-dev-src-demo/agent-transcripts/3f2b6c1e-9a47-4d2b-8c1e-5b7d9e0a1c2f.jsonl"  # synth.
-COPILOT = "copilot/session-state/b0ff98c0-8e01-4b73-bf92-9649b139931b/events.jsonl"  # synthetic
+from .transcripts import (
+    CLAUDE_EDIT,
+    CLAUDE_SDK,
+    CLAUDE_SPOTTER,
+    CODEX_EXEC,
+    CODEX_SHORT,
+    CODEX_TOOLS,
+    COPILOT,
+    CURSOR,
+    FIXTURES,
+    GEMINI_JSONL,
+    GEMINI_LEGACY,
+    PI,
+    load,
+)
 
 JSONL_FIXTURES = [
     CODEX_EXEC,
@@ -57,14 +59,6 @@ ALL_FIXTURES = [*JSONL_FIXTURES, GEMINI_LEGACY]
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def load(relpath: str) -> tuple[TranscriptFormat, Path, list[bytes]]:
-    path = FIXTURES / relpath
-    lines = read_lines(path)
-    fmt = detect(path, lines[:DETECT_LINES])
-    assert fmt is not None, relpath
-    return fmt, path, lines
 
 
 def all_turns(fmt: TranscriptFormat, lines: list[bytes]) -> list[Turn]:

@@ -8,11 +8,10 @@ tool definitions declare (cited in tracekeeperd/agents/edits.py).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tracekeeperd.agents import DETECT_LINES, Edit, detect, get_format, read_lines
+from tracekeeperd.agents import Edit, get_format
 from tracekeeperd.agents.edits import (
     PatchHunk,
     match_edits,
@@ -23,29 +22,26 @@ from tracekeeperd.agents.edits import (
     written_lines,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-CLAUDE_EDIT = "claude/opentraces_claude-linear-edit-real-session.jsonl"
-PI_EDIT = "pi/pi-linear-edit-real-session.jsonl"
-CODEX_PATCH = "codex/sessions/2026/03/04/rollout-2026-03-04T10-29-58-019cb9a1-5e2f-7c30-9d41-2a6b8c0e1f35.jsonl"
-GEMINI_EDIT = "gemini/tmp/demo/chats/session-2026-03-05T14-02-4e5f6a7b.jsonl"
-CURSOR = "cursor/projects/home-dev-src-demo/agent-transcripts/3f2b6c1e-9a47-4d2b-8c1e-5b7d9e0a1c2f.jsonl"
-COPILOT = "copilot/session-state/b0ff98c0-8e01-4b73-bf92-9649b139931b/events.jsonl"
-NO_EDITS = [
-    "codex/agent-history_real-session-01.jsonl",
-    "codex/sessions/2026/02/23/rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl",
-    "claude/projects/-home-marco-projects-spotter/55604662-cf2a-4331-851a-ec234028f8ca.jsonl",
-    "gemini/agent-history_real-session-01.json",
-    "pi/agent-history_real-session-01.jsonl",
-]
+from .transcripts import (
+    CLAUDE_EDIT,
+    CLAUDE_SPOTTER,
+    CODEX_PATCH,
+    CODEX_TOOLS,
+    COPILOT,
+    CURSOR,
+    GEMINI_EDIT,
+    PI_EDIT,
+    load,
+)
+
+#: Real sessions whose tool calls (shell, search, MCP) write no file through an edit tool.
+NO_EDITS = [CODEX_TOOLS, CLAUDE_SPOTTER]
 
 FAREWELL = 'def farewell(name: str) -> str:\n    return f"goodbye, {name}"'
 
 
 def fixture_edits(relpath: str) -> list[Edit]:
-    path = FIXTURES / relpath
-    lines = read_lines(path)
-    fmt = detect(path, lines[:DETECT_LINES])
-    assert fmt is not None
+    fmt, _path, lines = load(relpath)
     return list(fmt.edits(enumerate(lines, start=1)))
 
 
@@ -93,7 +89,8 @@ def test_codex_apply_patch_as_custom_tool_function_call_and_shell_heredoc() -> N
     assert move.new_text == '    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "untitled"\n'
     assert move.prompt.startswith("move it to slug.py")
     # exec_command running `apply_patch <<'EOF'`: only the added lines, not the `# demo` context.
-    assert (readme.tool, readme.kind, readme.path) == ("exec_command", "patch", "README.md")
+    # Its path is under the call's workdir, where Codex ran it.
+    assert (readme.tool, readme.kind, readme.path) == ("exec_command", "patch", "/home/dev/src/demo/README.md")
     assert readme.new_text == "\nTitles become URL slugs with `slug.slugify()`; digits are kept.\n"
     assert readme.call_id == "call_Hd3kF6jN1sQ8wE2rT5yU9iO4"
 
@@ -128,6 +125,9 @@ def test_cursor_str_replace_and_copilot_edit() -> None:
 
 @pytest.mark.parametrize("relpath", NO_EDITS)
 def test_sessions_without_edit_tools_have_no_edits(relpath: str) -> None:
+    # Only sessions with tool calls can tell: one without any has no edits whatever the converters do.
+    fmt, _path, lines = load(relpath)
+    assert any(turn.kind == "tool_call" for turn in fmt.turns(enumerate(lines, start=1)))
     assert fixture_edits(relpath) == []
 
 
@@ -216,8 +216,53 @@ def test_codex_apply_patch_through_shell_forms() -> None:
     ]
 
 
-def test_other_agents_write_tools() -> None:
-    gemini = record_edits(
+def test_codex_shell_apply_patch_paths_are_under_the_calls_workdir() -> None:
+    # openai/codex core ShellHandler::to_exec_params: ``cwd: turn_context.resolve_path(params.workdir)``,
+    # and maybe_parse_apply_patch_verified resolves the patch's paths (after any ``cd``) against it;
+    # a local_shell action names it ``working_directory``.
+    heredoc = f"cd sub && apply_patch <<'EOF'\n{PATCH}EOF\n"
+    direct = shell_apply_patch(json.dumps({"command": ["apply_patch", PATCH], "workdir": "/repo/pkg"}))
+    assert [change.path for change in direct] == ["/repo/pkg/a.py"]
+    shell = shell_apply_patch(json.dumps({"command": ["bash", "-lc", heredoc], "workdir": "pkg"}))
+    assert [change.path for change in shell] == ["pkg/sub/a.py"]
+    local = shell_apply_patch(
+        json.dumps({"type": "exec", "command": ["apply_patch", PATCH], "working_directory": "/w"})
+    )
+    assert [change.path for change in local] == ["/w/a.py"]
+    exec_command = shell_apply_patch(json.dumps({"cmd": heredoc, "workdir": "/w"}))
+    assert [change.path for change in exec_command] == ["/w/sub/a.py"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/usr/bin/BASH", "-lc"],  # classify_shell_name: the file stem, lowercased
+        ["bash.exe", "-c"],
+        ["pwsh", "-Command"],
+        ["powershell.exe", "-NoProfile", "-command"],
+        ["C:\\Windows\\System32\\cmd.exe", "/C"],
+    ],
+)
+def test_codex_shell_apply_patch_on_every_shell_codex_reads(argv: list[str]) -> None:
+    # openai/codex codex-rs/apply-patch/src/invocation.rs ``parse_shell_script``: bash/zsh/sh with
+    # -lc/-c, pwsh/powershell with -Command (after an optional -NoProfile), cmd with /c, the shell
+    # named by its file stem, case-insensitively; the script is then read as a bash heredoc.
+    script = f"apply_patch <<'EOF'\n{PATCH}EOF\n"
+    arguments = json.dumps({"command": [*argv, script]})
+    assert [(change.path, change.new_text) for change in shell_apply_patch(arguments)] == [("a.py", "x = 2\n")]
+
+
+@pytest.mark.parametrize(
+    "argv", [["bash", "-NoProfile", "-c"], ["bash", "-C"], ["fish", "-c"], ["cmd", "/k"], ["pwsh"]]
+)
+def test_codex_shell_apply_patch_not_on_shells_codex_does_not_read(argv: list[str]) -> None:
+    script = f"apply_patch <<'EOF'\n{PATCH}EOF\n"
+    assert shell_apply_patch(json.dumps({"command": [*argv, script]})) == []
+
+
+# Each agent's own record shape, one call per tool (sources: agents/edits.py's docstring).
+WRITE_TOOL_CASES = [
+    (
         "gemini",
         {
             "id": "g1",
@@ -239,12 +284,12 @@ def test_other_agents_write_tools() -> None:
                 {"id": "c3", "name": "read_file", "args": {"file_path": "/r/a.txt"}},
             ],
         },
-    )
-    assert [(e.tool, e.kind, e.new_text, e.call_id) for e in gemini] == [
-        ("write_file", "create", "hello\n", "c1"),
-        ("replace", "replace", "hi", "c2"),
-    ]
-    pi = record_edits(
+        [
+            ("write_file", "create", "/r/a.txt", "hello\n", "c1"),
+            ("replace", "replace", "/r/a.txt", "hi", "c2"),
+        ],
+    ),
+    (
         "pi",
         {
             "type": "message",
@@ -269,12 +314,9 @@ def test_other_agents_write_tools() -> None:
                 ],
             },
         },
-    )
-    assert [(e.tool, e.kind, e.path, e.new_text) for e in pi] == [
-        ("edit", "replace", "a.py", "2"),
-        ("write", "create", "b.py", "b = 1\n"),
-    ]
-    cursor = record_edits(
+        [("edit", "replace", "a.py", "2", "t1"), ("write", "create", "b.py", "b = 1\n", "t2")],
+    ),
+    (
         "cursor",
         {
             "role": "assistant",
@@ -282,9 +324,9 @@ def test_other_agents_write_tools() -> None:
                 "content": [{"type": "tool_use", "name": "Write", "input": {"path": "/r/c.py", "contents": "c = 3\n"}}]
             },
         },
-    )
-    assert [(e.tool, e.kind, e.new_text) for e in cursor] == [("Write", "create", "c = 3\n")]
-    copilot = record_edits(
+        [("Write", "create", "/r/c.py", "c = 3\n", None)],
+    ),
+    (
         "copilot",
         {
             "type": "assistant.message",
@@ -298,8 +340,15 @@ def test_other_agents_write_tools() -> None:
             "timestamp": "2026-03-02T01:11:58.020Z",
             "parentId": None,
         },
-    )
-    assert [(e.tool, e.kind, e.new_text, e.call_id) for e in copilot] == [("create", "create", "d = 4\n", "k1")]
+        [("create", "create", "/r/d.py", "d = 4\n", "k1")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("agent", "record", "expected"), WRITE_TOOL_CASES, ids=[case[0] for case in WRITE_TOOL_CASES])
+def test_other_agents_write_tools(agent: str, record: object, expected: list[tuple[object, ...]]) -> None:
+    edits = record_edits(agent, record)
+    assert [(e.tool, e.kind, e.path, e.new_text, e.call_id) for e in edits] == expected
 
 
 @pytest.mark.parametrize("agent", ["claude", "codex", "gemini", "pi", "cursor", "copilot"])
@@ -371,6 +420,13 @@ def test_parse_patch_follows_codex() -> None:
     assert parse_patch("<<'EOF'\n*** Begin Patch\n*** Delete File: gone\n*** End Patch\nEOF\n") == [
         PatchHunk("delete", "gone")
     ]
+
+
+def test_patch_lines_split_only_at_newlines_like_rust_str_lines() -> None:
+    # parser.rs splits with Rust's ``str::lines`` (at "\n" and "\r\n" only); a form feed or
+    # U+2028 inside an added line (legal in source files) is part of that line, not a line break.
+    patch = "*** Begin Patch\r\n*** Add File: a.js\r\n+var s = 'x\u2028y';\r\n+\f// page\r\n*** End Patch\r\n"
+    assert parse_patch(patch) == [PatchHunk("add", "a.js", added=("var s = 'x\u2028y';", "\f// page"))]
 
 
 @pytest.mark.parametrize(

@@ -10,15 +10,13 @@ thinking.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracekeeperd.agents import get_format, read_lines
+from tracekeeperd.agents import FORMATS, TranscriptFormat, get_format, read_lines
 from tracekeeperd.agents.usage import (
-    AGENTS_WITH_USAGE,
     MAX_MODELS,
     OTHER_MODELS,
     UNKNOWN_MODEL,
@@ -28,34 +26,39 @@ from tracekeeperd.agents.usage import (
     sum_usages,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from .transcripts import (
+    CLAUDE_EDIT,
+    CLAUDE_SDK,
+    CLAUDE_SPOTTER,
+    CODEX_EXEC,
+    CODEX_SHORT,
+    CODEX_TOOLS,
+    COPILOT,
+    CURSOR,
+    FIXTURES,
+    GEMINI_JSONL,
+    GEMINI_LEGACY,
+    PI,
+    load,
+)
 
-CODEX_EXEC = "codex/agent-history_real-session-01.jsonl"
-CODEX_SHORT = "codex/sessions/2026/02/23/rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
-CODEX_TOOLS = "codex/sessions/2026/02/23/rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl"
-CLAUDE_SDK = "claude/agent-history_real-session-01.jsonl"
-CLAUDE_SPOTTER = "claude/projects/-home-marco-projects-spotter/55604662-cf2a-4331-851a-ec234028f8ca.jsonl"
-CLAUDE_EDIT = "claude/opentraces_claude-linear-edit-real-session.jsonl"
-GEMINI_LEGACY = "gemini/agent-history_real-session-01.json"
-GEMINI_JSONL = "gemini/tmp/demo/chats/session-2026-03-02T10-15-7c1d2e3f.jsonl"  # synthetic
-PI = "pi/agent-history_real-session-01.jsonl"
-CURSOR = "cursor/projects/home-dev-src-demo/agent-transcripts/3f2b6c1e-9a47-4d2b-8c1e-5b7d9e0a1c2f.jsonl"  # synth.
-COPILOT = "copilot/session-state/b0ff98c0-8e01-4b73-bf92-9649b139931b/events.jsonl"  # synthetic
+WITH_USAGE = [
+    CODEX_EXEC,
+    CODEX_SHORT,
+    CODEX_TOOLS,
+    CLAUDE_SDK,
+    CLAUDE_SPOTTER,
+    CLAUDE_EDIT,
+    GEMINI_LEGACY,
+    GEMINI_JSONL,
+    PI,
+]
 
-AGENT_OF = {
-    CODEX_EXEC: "codex",
-    CODEX_SHORT: "codex",
-    CODEX_TOOLS: "codex",
-    CLAUDE_SDK: "claude",
-    CLAUDE_SPOTTER: "claude",
-    CLAUDE_EDIT: "claude",
-    GEMINI_LEGACY: "gemini",
-    GEMINI_JSONL: "gemini",
-    PI: "pi",
-    CURSOR: "cursor",
-    COPILOT: "copilot",
-}
-WITH_USAGE = [path for path, agent in AGENT_OF.items() if agent in {"codex", "claude", "gemini", "pi"}]
+
+def fmt_of(agent: str) -> TranscriptFormat:
+    fmt = get_format(agent)
+    assert fmt is not None, agent
+    return fmt
 
 
 def lines_of(relpath: str) -> list[bytes]:
@@ -63,8 +66,9 @@ def lines_of(relpath: str) -> list[bytes]:
 
 
 def usage_of(relpath: str, lines: list[bytes] | None = None, *, start: int = 1, end: int | None = None) -> Usage | None:
-    lines = lines_of(relpath) if lines is None else lines
-    return slice_usage(AGENT_OF[relpath], enumerate(lines, start=1), start=start, end=end)
+    fmt, _path, whole = load(relpath)
+    lines = whole if lines is None else lines
+    return slice_usage(fmt, enumerate(lines, start=1), start=start, end=end)
 
 
 def one(model: str, usage: ModelUsage) -> Usage:
@@ -133,22 +137,12 @@ def test_whole_transcript_usage(relpath: str, expected: Usage) -> None:
 def test_agents_that_record_no_usage_are_unknown(relpath: str) -> None:
     # Copilot's synthetic fixture has assistant.message outputTokens (output only, no input): that is
     # not a usage record; assistant.usage is ephemeral and never reaches events.jsonl.
-    assert AGENT_OF[relpath] not in AGENTS_WITH_USAGE
+    assert load(relpath)[0].usage is None
     assert usage_of(relpath) is None
 
 
-def test_agents_with_usage_are_the_registered_formats_that_record_it() -> None:
-    assert {"codex", "claude", "gemini", "pi"} == AGENTS_WITH_USAGE
-    for name in AGENTS_WITH_USAGE:
-        assert get_format(name) is not None
-
-
-def test_format_object_or_name_give_the_same_answer() -> None:
-    fmt = get_format("codex")
-    assert fmt is not None
-    lines = lines_of(CODEX_TOOLS)
-    assert slice_usage(fmt, enumerate(lines, start=1)) == CODEX_TOOLS_USAGE
-    assert slice_usage("no-such-agent", enumerate(lines, start=1)) is None
+def test_the_formats_that_read_usage_are_the_agents_that_record_it() -> None:
+    assert {fmt.name for fmt in FORMATS if fmt.usage is not None} == {"codex", "claude", "gemini", "pi"}
 
 
 # --- slices ----------------------------------------------------------------------------------
@@ -473,13 +467,13 @@ LINES = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    agent=st.sampled_from(sorted(set(AGENT_OF.values()))),
+    agent=st.sampled_from(sorted(fmt.name for fmt in FORMATS)),
     lines=LINES,
     start=st.integers(min_value=-2, max_value=14),
     end=st.one_of(st.none(), st.integers(min_value=-2, max_value=14)),
 )
 def test_garbled_lines_never_raise(agent: str, lines: list[bytes], start: int, end: int | None) -> None:
-    usage = slice_usage(agent, enumerate(lines, start=1), start=start, end=end)
+    usage = slice_usage(fmt_of(agent), enumerate(lines, start=1), start=start, end=end)
     if usage is None:
         return
     assert len(usage.by_model()) <= MAX_MODELS

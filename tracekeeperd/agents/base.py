@@ -12,7 +12,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .usage import UsageReader
 
 TurnKind = Literal["user", "assistant", "tool_call", "tool_result", "system"]
 #: create: whole content written (a new file or an overwrite); replace: old text swapped for new;
@@ -87,7 +90,7 @@ def no_edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
 
 @dataclass(frozen=True)
 class TranscriptFormat:
-    """The four functions a transcript format provides (its "hookspec").
+    """The functions a transcript format provides (its "hookspec"): four it must, two it may.
 
     ``matches(path, first_lines)``: sniff by content first; only when no line
     parses as a JSON object (empty or still-being-written file) decide by path.
@@ -104,3 +107,5 @@ class TranscriptFormat:
     line_timestamp: Callable[[bytes], datetime | None]
     #: Every file-writing tool call in the lines (agents/edits.py); never raises on bad lines.
     edits: Callable[[Iterable[tuple[int, bytes]]], Iterator[Edit]] = no_edits
+    #: Every token-usage record in the lines (agents/usage.py); None where the agent records none.
+    usage: UsageReader | None = None

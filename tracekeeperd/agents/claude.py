@@ -39,6 +39,7 @@ from .records import (
     tool_call,
     unreadable_turn,
 )
+from .usage import Charge, CountKeys, ModelUsage, model_name, usage_records
 
 NAME = "claude"
 
@@ -228,6 +229,51 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     return from_turns(turns(lines), EDIT_TOOLS)
 
 
+# --- Token usage (agents/usage.py) --------------------------------------------------------------
+#
+# Claude Code is closed source; its records carry the Anthropic Messages API ``usage`` object on
+# ``message.usage`` of ``type: "assistant"`` lines (see the fixtures): ``input_tokens`` (uncached
+# input only), ``cache_creation_input_tokens``, ``cache_read_input_tokens``, ``output_tokens``
+# (thinking included, not reported apart). One API response is written as one line per content
+# block, each repeating the response's ``message.id`` and its usage as known at that moment, so a
+# response is charged once, at its first line, with the largest counts any of its lines shows (a
+# later line can hold the final output count). Lines without ``message.id`` fall back to
+# ``requestId``; with neither, each line counts. ``<synthetic>`` messages (errors Claude Code writes
+# itself) carry zero usage and so add nothing.
+
+
+_COUNTS = CountKeys(
+    input="input_tokens",
+    output="output_tokens",
+    cached="cache_read_input_tokens",
+    cache_write="cache_creation_input_tokens",
+    cache_beside_input=True,
+)
+
+
+def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
+    """Each API response's tokens, charged at its first line with the largest counts it shows."""
+    responses: dict[str, tuple[int, str, ModelUsage]] = {}
+    for number, record in usage_records(lines, b'"usage"'):
+        if get_str(record, "type") != "assistant":
+            continue
+        message = get_record(record, "message")
+        usage = _COUNTS.read(get_record(message, "usage"))
+        if usage is None:
+            continue
+        model = model_name(get_str(message, "model"))
+        key = get_str(message, "id") or get_str(record, "requestId")
+        if key is None:
+            yield number, model, usage
+        elif key in responses:
+            first, first_model, known = responses[key]
+            responses[key] = (first, first_model, known.largest(usage))
+            yield number, model, None
+        else:
+            responses[key] = (number, model, usage)
+    yield from responses.values()
+
+
 FORMAT = TranscriptFormat(
     name=NAME,
     matches=matches,
@@ -235,4 +281,5 @@ FORMAT = TranscriptFormat(
     turns=turns,
     line_timestamp=line_timestamp,
     edits=edits,
+    usage=usage_charges,
 )

@@ -35,6 +35,7 @@ from .records import (
     tool_call,
     unreadable_turn,
 )
+from .usage import UNKNOWN_MODEL, Charge, CountKeys, count, model_name, usage_records
 
 NAME = "codex"
 
@@ -248,6 +249,56 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     return from_turns(turns(lines), EDIT_TOOLS)
 
 
+# --- Token usage (agents/usage.py) --------------------------------------------------------------
+#
+# openai/codex codex-rs/protocol/src/protocol.rs: ``TokenCountEvent {info: Option<TokenUsageInfo>,
+# rate_limits}``, ``TokenUsageInfo {total_token_usage, last_token_usage, model_context_window}``,
+# ``TokenUsage {input_tokens, cached_input_tokens, output_tokens, reasoning_output_tokens,
+# total_tokens}``; ``non_cached_input() = input_tokens - cached_input_tokens`` (cached is inside
+# input) and ``append_last_usage`` adds ``last`` to ``total``. codex-rs/rollout/src/policy.rs persists
+# every ``TokenCount``, and codex-rs/core/src/codex.rs sends one not only after a response
+# (``Session::update_token_usage_info``) but also on every rate-limit update (``update_rate_limits``:
+# the same info again), after history changes (``recompute_token_usage``: only ``last.total_tokens``
+# set, an estimate) and when the context window overflows (``set_total_tokens_full`` →
+# ``fill_to_context_window``: totals overwritten, ``last`` holds only ``total_tokens``). So
+# ``last_token_usage`` is charged only when ``total_token_usage`` differs from the previous info's;
+# summing it per event would count a response once per rate-limit refresh (the fixtures do this).
+# A total that restarts (a resume that did not restore it) also differs, so it is still charged
+# once. The model is the latest ``turn_context.model`` (``TurnContextItem``); the event names none.
+#
+# Not handled: forked rollouts copy their parent's earlier items (docs/agents.md); if those include
+# token counts, the fork's first slice is charged for them again.
+
+_TOTAL_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens", "total_tokens")
+_COUNTS = CountKeys(
+    input="input_tokens", output="output_tokens", cached="cached_input_tokens", reasoning="reasoning_output_tokens"
+)
+
+
+def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
+    """Each response's tokens, charged at the token_count that first shows it."""
+    model = UNKNOWN_MODEL
+    previous_total: tuple[int | None, ...] | None = None
+    for number, record in usage_records(lines, b'"turn_context"', b'"token_count"'):
+        payload = get_record(record, "payload")
+        kind = get_str(record, "type")
+        if kind == "turn_context":
+            if get_str(payload, "model") is not None:
+                model = model_name(get_str(payload, "model"))
+            continue
+        if kind != "event_msg" or get_str(payload, "type") != "token_count":
+            continue
+        info = get_record(payload, "info")
+        total = get_record(info, "total_token_usage")
+        usage = _COUNTS.read(get_record(info, "last_token_usage"))
+        if total is None or usage is None:
+            continue  # info null (rate limits only) or damaged: not a usage record
+        total_key = tuple(count(total.get(name)) for name in _TOTAL_FIELDS)
+        fresh = total_key != previous_total
+        previous_total = total_key
+        yield number, model, usage if fresh else None
+
+
 FORMAT = TranscriptFormat(
     name=NAME,
     matches=matches,
@@ -255,4 +306,5 @@ FORMAT = TranscriptFormat(
     turns=turns,
     line_timestamp=line_timestamp,
     edits=edits,
+    usage=usage_charges,
 )

@@ -164,11 +164,17 @@ EDIT_TOOLS: dict[str, Converter] = {
 def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     """The session's edit / create calls, with the prompts that led to them.
 
-    The argument names are as unverified as the rest of this format (see the docstring above).
+    The tool and argument names are the real CLI's (see agents/edits.py); how events.jsonl
+    records the calls is as unverified as the rest of this format (see the docstring above).
     """
     return from_turns(turns(lines), EDIT_TOOLS)
 
 
+# No usage reader: github/copilot-sdk @ cc0438d6 nodejs/src/generated/session-events.ts says
+# ``assistant.usage`` (per-call input, output and cache tokens) is ``ephemeral: true``, "not persisted
+# to the session event log on disk". What events.jsonl keeps is ``assistant.message.outputTokens``
+# (output only) and, at ``session.shutdown``, ``modelMetrics`` totals for the whole process run,
+# which cannot be cut per commit; so every slice's usage is unknown.
 FORMAT = TranscriptFormat(
     name=NAME,
     matches=matches,

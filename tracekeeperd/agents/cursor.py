@@ -161,6 +161,8 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     return from_turns(turns(lines), EDIT_TOOLS)
 
 
+# No usage reader: Cursor's transcript lines are bare ``{role, message}`` (docs/agents.md §4) with
+# no token counts, so every slice's usage is unknown.
 FORMAT = TranscriptFormat(
     name=NAME,
     matches=matches,

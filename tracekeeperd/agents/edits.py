@@ -13,22 +13,26 @@ Tool arguments were checked against the agents' own sources:
   (freeform tool) or ``{"input": …}`` in a ``function_call``'s ``arguments``
   (openai/codex ``codex-rs/tools/src/apply_patch_tool.rs``, ``ApplyPatchToolArgs``), or a
   heredoc given to a shell tool (``codex-rs/apply-patch/src/invocation.rs``). The patch
-  grammar is ported from ``codex-rs/apply-patch/src/parser.rs`` (``parse_patch``, lenient
-  mode): a patch Codex would reject changed nothing, so it yields nothing here either.
+  grammar is ported from ``codex-rs/apply-patch/src/parser.rs`` @ 0e0fb63d (``parse_patch``,
+  lenient mode): a patch Codex would reject changed nothing, so it yields nothing here either.
 * Claude Code ``Edit`` (``file_path``, ``old_string``, ``new_string``, ``replace_all``),
   ``MultiEdit`` (``edits[]`` of the same), ``Write`` (``content``), ``NotebookEdit``
   (``notebook_path``, ``new_source``); see the opentraces fixture.
 * Gemini CLI ``replace`` (``file_path``, ``old_string``, ``new_string``) and
-  ``write_file`` (``file_path``, ``content``): google-gemini/gemini-cli
-  ``packages/core/src/tools/definitions/base-declarations.ts``.
+  ``write_file`` (``file_path``, ``content``): google-gemini/gemini-cli @ 5411f113
+  ``packages/core/src/tools/definitions/base-declarations.ts`` (``EDIT_TOOL_NAME``,
+  ``EDIT_PARAM_OLD_STRING``…).
 * pi ``edit`` (``path`` with ``oldText``/``newText``, or ``edits[]`` of them; the real
   fixture has the list) and ``write`` (``path``, ``content``): badlogic/pi-mono
   ``packages/coding-agent/src/core/tools/{edit,write}.ts``.
 * Cursor ``StrReplace`` (``path``, ``old_string``, ``new_string``) and ``Write``
-  (``path``, ``contents``): entireio/cli ``cmd/entire/cli/agent/cursor/AGENT.md`` (observed
-  in a real session).
+  (``path``, ``contents``): entireio/cli @ 126f2ac1 ``cmd/entire/cli/agent/cursor/AGENT.md``
+  (observed in a real session, pinned there by ``testdata/real_session_tool_use.jsonl``).
 * Copilot CLI ``edit`` (``path``, ``old_str``, ``new_str``) and ``create`` (``path``,
-  ``file_text``): unverified, like the rest of that format (see copilot.py).
+  ``file_text``): the tool calls the real CLI sends in github/copilot-sdk's recorded
+  exchanges @ cc0438d6 (``test/snapshots/builtin_tools/should_edit_a_file_successfully.yaml``,
+  ``should_create_a_new_file.yaml``). Where the CLI's ``events.jsonl`` puts those arguments is
+  still the unverified part of that format (see copilot.py).
 
 Bad arguments never raise: a call that cannot be read yields no edit.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import ntpath
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -211,7 +216,9 @@ def parse_patch(text: str) -> list[PatchHunk]:
     `` ``/``-``/``+`` lines. Only the added and removed lines are kept: context lines were
     already in the file, so they are not what this patch wrote.
     """
-    lines = text.strip().splitlines()
+    # Rust's ``patch.trim().lines()``: split at "\n" (dropping a "\r" before it) only, where
+    # ``str.splitlines`` would also split at form feeds, U+2028 and others inside a line.
+    lines = [line.removesuffix("\r") for line in text.strip().split("\n")]
     try:
         return _parse_hunks(_patch_body(lines))
     except _PatchError:
@@ -330,7 +337,16 @@ def apply_patch(text: str) -> list[Change]:
     return patch_changes(_first_str(args, ("input", "patch")) or "")
 
 
-_SHELL_FLAGS = {"bash": ("-lc", "-c"), "zsh": ("-lc", "-c"), "sh": ("-lc", "-c")}
+# invocation.rs ``classify_shell``: the flag before the script, per shell (the script is read as
+# bash whatever the shell); PowerShell's and cmd's flags compare case-insensitively.
+_SHELL_FLAGS = {
+    "bash": ("-lc", "-c"),
+    "zsh": ("-lc", "-c"),
+    "sh": ("-lc", "-c"),
+    "pwsh": ("-command",),
+    "powershell": ("-command",),
+    "cmd": ("/c",),
+}
 _APPLY_PATCH_NAMES = ("apply_patch", "applypatch")
 # `[cd <dir> &&] apply_patch <<'EOF'\n…\nEOF` as the whole script (invocation.rs's tree-sitter query).
 _HEREDOC = re.compile(
@@ -340,28 +356,45 @@ _HEREDOC = re.compile(
 )
 
 
+def _shell_script(argv: list[str]) -> str | None:
+    """The script of ``[shell, flag, script]`` (invocation.rs ``parse_shell_script``), else None.
+
+    The shell is named by its file stem, lowercased (``/bin/bash``, ``pwsh.exe``, a Windows
+    path), and PowerShell may have ``-NoProfile`` before its flag.
+    """
+    shell = ntpath.splitext(ntpath.basename(argv[0]))[0].lower() if argv else ""
+    if len(argv) == 4 and shell in ("pwsh", "powershell") and argv[1].lower() == "-noprofile":
+        argv = [argv[0], *argv[2:]]
+    if len(argv) != 3:
+        return None
+    flag = argv[1] if shell in ("bash", "zsh", "sh") else argv[1].lower()
+    return argv[2] if flag in _SHELL_FLAGS.get(shell, ()) else None
+
+
 def shell_apply_patch(text: str) -> list[Change]:
     """An apply_patch run through a shell tool (``shell``, ``exec_command``, ``local_shell``…).
 
     Codex intercepts ``["apply_patch", patch]`` and ``bash -lc "[cd dir &&] apply_patch
     <<'EOF' … EOF"`` and applies them itself (``maybe_parse_apply_patch``); any other
-    command is not an edit we can read.
+    command is not an edit we can read. The patch's paths are relative to the call's own
+    directory (``workdir``; a local_shell action's ``working_directory``), which Codex makes
+    the command's cwd (core ``ShellHandler::to_exec_params``), then to any ``cd``.
     """
     args = arguments(text)
     command: object = None if args is None else args.get("command", args.get("cmd"))
+    workdir = _first_str(args, ("workdir", "working_directory")) or ""
     script: str | None = None
     if isinstance(command, list) and all(isinstance(part, str) for part in command):
         if len(command) == 2 and command[0] in _APPLY_PATCH_NAMES:
-            return patch_changes(command[1])
-        shell = posixpath.basename(command[0]) if command else ""
-        if len(command) == 3 and command[1] in _SHELL_FLAGS.get(shell, ()):
-            script = command[2]
+            return patch_changes(command[1], workdir or None)
+        script = _shell_script(command)
     elif isinstance(command, str):
         script = command
     found = _HEREDOC.match(script or "")
     if found is None:
         return []
-    return patch_changes(found.group("body"), (found.group("dir") or "").strip("'\"") or None)
+    cd = (found.group("dir") or "").strip("'\"")
+    return patch_changes(found.group("body"), posixpath.join(workdir, cd) if cd else workdir or None)
 
 
 # --- Which edits wrote some lines ---------------------------------------------------------

@@ -44,6 +44,7 @@ from .records import (
     to_text,
     unreadable_turn,
 )
+from .usage import Charge, CountKeys, first_sighting, model_name, usage_records
 
 NAME = "gemini"
 
@@ -281,6 +282,46 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     return from_turns(turns(lines), EDIT_TOOLS)
 
 
+# --- Token usage (agents/usage.py) --------------------------------------------------------------
+#
+# google-gemini/gemini-cli packages/core/src/services/chatRecordingTypes.ts: ``TokensSummary
+# {input: promptTokenCount, output: candidatesTokenCount, cached: cachedContentTokenCount, thoughts?:
+# thoughtsTokenCount, tool?: toolUsePromptTokenCount, total: totalTokenCount}`` and ``model`` on
+# ``type: "gemini"`` messages. chatRecordingService.ts ``recordMessageTokens`` sets a message's tokens
+# once (only if it has none) and ``pushMessage`` appends the whole message again whenever it changes,
+# so a message is charged at the first line that shows its tokens. Gemini's total is input + output
+# + thoughts + tool (the fixtures agree): cached is inside input, thoughts are outside output, and
+# tool-use prompt tokens are extra input. ``$rewindTo`` drops messages from the conversation but not
+# from the bill, so it is ignored here; ``$set.messages`` entries are read like appended messages.
+
+
+_COUNTS = CountKeys(
+    input="input",
+    output="output",
+    cached="cached",
+    reasoning="thoughts",
+    reasoning_beside_output=True,
+    extra_input="tool",
+)
+
+
+def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
+    """Each message's tokens, charged at the first line that shows them."""
+    charged: set[str] = set()
+    for number, record in usage_records(lines, b'"tokens"'):
+        updates = get_record(record, "$set")
+        messages = get_list(updates, "messages") if updates is not None else [record]
+        for item in messages:
+            message = as_record(item)
+            if get_str(message, "type") != "gemini":
+                continue
+            usage = _COUNTS.read(get_record(message, "tokens"))
+            if usage is None:
+                continue
+            fresh = first_sighting(charged, get_str(message, "id"))
+            yield number, model_name(get_str(message, "model")), usage if fresh else None
+
+
 FORMAT = TranscriptFormat(
     name=NAME,
     matches=matches,
@@ -288,4 +329,5 @@ FORMAT = TranscriptFormat(
     turns=turns,
     line_timestamp=line_timestamp,
     edits=edits,
+    usage=usage_charges,
 )

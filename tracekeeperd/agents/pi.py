@@ -31,6 +31,7 @@ from .records import (
     to_text,
     unreadable_turn,
 )
+from .usage import Charge, CountKeys, first_sighting, model_name, usage_records
 
 NAME = "pi"
 
@@ -178,6 +179,34 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
     return from_turns(turns(lines), EDIT_TOOLS)
 
 
+# --- Token usage (agents/usage.py) --------------------------------------------------------------
+#
+# badlogic/pi-mono packages/ai/src/types.ts: ``AssistantMessage {model, usage: Usage}`` with ``Usage
+# {input, output, cacheRead, cacheWrite, totalTokens, cost}``. The providers store ``input`` without
+# the cache: openai-codex-responses.ts sets ``input = input_tokens - cached_tokens``, the Anthropic
+# provider ``input = input_tokens`` beside ``cacheRead``/``cacheWrite``, and ``totalTokens`` = the four
+# summed. Each entry (``type: "message"``) is written once; an id seen again is not charged again.
+
+
+_COUNTS = CountKeys(
+    input="input", output="output", cached="cacheRead", cache_write="cacheWrite", cache_beside_input=True
+)
+
+
+def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
+    """Each assistant entry's tokens, charged once per entry id."""
+    charged: set[str] = set()
+    for number, record in usage_records(lines, b'"usage"'):
+        message = get_record(record, "message")
+        if get_str(record, "type") != "message" or get_str(message, "role") != "assistant":
+            continue
+        usage = _COUNTS.read(get_record(message, "usage"))
+        if usage is None:
+            continue
+        fresh = first_sighting(charged, get_str(record, "id"))
+        yield number, model_name(get_str(message, "model")), usage if fresh else None
+
+
 FORMAT = TranscriptFormat(
     name=NAME,
     matches=matches,
@@ -185,4 +214,5 @@ FORMAT = TranscriptFormat(
     turns=turns,
     line_timestamp=line_timestamp,
     edits=edits,
+    usage=usage_charges,
 )

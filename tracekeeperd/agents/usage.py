@@ -24,8 +24,11 @@ one holding the line where it is first recorded (``tests/test_usage.py`` checks 
 up to the whole). A slice that holds usage records but no new response (a Codex rate-limit
 refresh, the tail of a Claude message) is known to have spent nothing: an empty ``Usage``.
 
-This module deliberately does not extend ``TranscriptFormat``: the readers are keyed by format
-name in ``_READERS`` so it can land beside other per-format additions without touching them.
+**Where the agent facts live.** Which records hold usage, which keys hold which count and how
+a response written more than once is charged are facts about one agent's transcripts, so each
+format module owns them, as ``TranscriptFormat.usage`` (a ``UsageReader``, beside ``edits``); a
+format without one records no usage. This module holds what every reader shares: the
+convention above, ``CountKeys`` (an agent's table of count keys), and the slicing.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from .records import Record, as_record, get_list, get_record, get_str, parse_record
+from .records import Record, as_record, parse_record
 
 if TYPE_CHECKING:
     from .base import TranscriptFormat
@@ -53,7 +56,7 @@ MAX_COUNT = 10**12
 _OPTIONAL = ("cache_write", "reasoning")
 
 
-def _count(value: object) -> int | None:
+def count(value: object) -> int | None:
     """A token count, or None for anything else (bools, floats, negatives, absurd sizes)."""
     if type(value) is not int or not 0 <= value <= MAX_COUNT:
         return None
@@ -128,7 +131,7 @@ class ModelUsage:
         record = as_record(value)
         if record is None:
             return None
-        counts = {name: _count(record.get(name)) for name in ("input", "output", "cached", *_OPTIONAL)}
+        counts = {name: count(record.get(name)) for name in ("input", "output", "cached", *_OPTIONAL)}
         if counts["input"] is None or counts["output"] is None:
             return None
         return cls(
@@ -203,13 +206,64 @@ def sum_usages(usages: Iterable[Usage | None]) -> Usage | None:
     return sum(known[1:], known[0]) if known else None
 
 
-# A usage record found on a line: (line, model, what it adds). ``None`` as the amount marks a record
-# that adds nothing new (already charged to an earlier line), so the slice still counts as known.
-_Charge = tuple[int, str, ModelUsage | None]
-_Reader = Callable[[Iterable[tuple[int, bytes]]], Iterator[_Charge]]
+#: A usage record found on a line: (line, model, what it adds). ``None`` as the amount marks a
+#: record that adds nothing new (already charged to an earlier line), so the slice still counts as known.
+Charge = tuple[int, str, ModelUsage | None]
+#: ``TranscriptFormat.usage``: every usage record in the numbered lines; never raises on bad lines.
+UsageReader = Callable[[Iterable[tuple[int, bytes]]], Iterator[Charge]]
 
 
-def _records(lines: Iterable[tuple[int, bytes]], *needles: bytes) -> Iterator[tuple[int, Record]]:
+@dataclass(frozen=True)
+class CountKeys:
+    """Where one agent's usage object keeps each count, and what its own input and output leave out.
+
+    The flags turn the agent's convention into this module's: ``cache_beside_input`` when its input
+    excludes cache reads and writes (Anthropic, pi), ``reasoning_beside_output`` when its output
+    excludes thinking (Gemini), ``extra_input`` for prompt tokens it counts apart (Gemini tool use).
+    """
+
+    input: str
+    output: str
+    cached: str
+    cache_write: str | None = None
+    reasoning: str | None = None
+    extra_input: str | None = None
+    cache_beside_input: bool = False
+    reasoning_beside_output: bool = False
+
+    def read(self, counts: Record | None) -> ModelUsage | None:
+        """The usage in ``counts``, or None unless its input and output are counts."""
+        counts = counts or {}
+        input_tokens = count(counts.get(self.input))
+        output_tokens = count(counts.get(self.output))
+        if input_tokens is None or output_tokens is None:
+            return None
+        cached = count(counts.get(self.cached)) or 0
+        write = None if self.cache_write is None else count(counts.get(self.cache_write)) or 0
+        reasoning = None if self.reasoning is None else count(counts.get(self.reasoning))
+        if self.cache_beside_input:
+            input_tokens += cached + (write or 0)
+        else:
+            cached = min(cached, input_tokens)
+        if self.reasoning_beside_output:
+            reasoning = reasoning or 0
+            output_tokens += reasoning
+        if self.extra_input is not None:
+            input_tokens += count(counts.get(self.extra_input)) or 0
+        return ModelUsage(input_tokens, output_tokens, cached, write, reasoning)
+
+
+def first_sighting(seen: set[str], key: str | None) -> bool:
+    """Whether a record keyed ``key`` is charged: the first time its key is seen, or always without one."""
+    if key is None:
+        return True
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def usage_records(lines: Iterable[tuple[int, bytes]], *needles: bytes) -> Iterator[tuple[int, Record]]:
     """The JSON objects on lines that contain one of ``needles``, a key every usage record has.
 
     Most of a transcript is prompts and tool output; skipping lines without the key before
@@ -223,210 +277,8 @@ def _records(lines: Iterable[tuple[int, bytes]], *needles: bytes) -> Iterator[tu
                 yield number, record
 
 
-# --- Codex --------------------------------------------------------------------------------------
-#
-# openai/codex codex-rs/protocol/src/protocol.rs: ``TokenCountEvent {info: Option<TokenUsageInfo>,
-# rate_limits}``, ``TokenUsageInfo {total_token_usage, last_token_usage, model_context_window}``,
-# ``TokenUsage {input_tokens, cached_input_tokens, output_tokens, reasoning_output_tokens,
-# total_tokens}``; ``non_cached_input() = input_tokens - cached_input_tokens`` (cached is inside
-# input) and ``append_last_usage`` adds ``last`` to ``total``. codex-rs/rollout/src/policy.rs persists
-# every ``TokenCount``, and codex-rs/core/src/codex.rs sends one not only after a response
-# (``Session::update_token_usage_info``) but also on every rate-limit update (``update_rate_limits``:
-# the same info again), after history changes (``recompute_token_usage``: only ``last.total_tokens``
-# set, an estimate) and when the context window overflows (``set_total_tokens_full`` →
-# ``fill_to_context_window``: totals overwritten, ``last`` holds only ``total_tokens``). So
-# ``last_token_usage`` is charged only when ``total_token_usage`` differs from the previous info's;
-# summing it per event would count a response once per rate-limit refresh (the fixtures do this).
-# A total that restarts (a resume that did not restore it) also differs, so it is still charged
-# once. The model is the latest ``turn_context.model`` (``TurnContextItem``); the event names none.
-#
-# Not handled: forked rollouts copy their parent's earlier items (docs/agents.md); if those include
-# token counts, the fork's first slice is charged for them again.
-
-_CODEX_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens", "total_tokens")
-
-
-def _codex_usage(last: Record | None) -> ModelUsage | None:
-    input_tokens = _count((last or {}).get("input_tokens"))
-    output_tokens = _count((last or {}).get("output_tokens"))
-    if input_tokens is None or output_tokens is None:
-        return None
-    cached = _count((last or {}).get("cached_input_tokens")) or 0
-    return ModelUsage(
-        input=input_tokens,
-        output=output_tokens,
-        cached=min(cached, input_tokens),
-        reasoning=_count((last or {}).get("reasoning_output_tokens")),
-    )
-
-
-def _codex(lines: Iterable[tuple[int, bytes]]) -> Iterator[_Charge]:
-    model = UNKNOWN_MODEL
-    previous_total: tuple[int | None, ...] | None = None
-    for number, record in _records(lines, b'"turn_context"', b'"token_count"'):
-        payload = get_record(record, "payload")
-        kind = get_str(record, "type")
-        if kind == "turn_context":
-            if get_str(payload, "model") is not None:
-                model = model_name(get_str(payload, "model"))
-            continue
-        if kind != "event_msg" or get_str(payload, "type") != "token_count":
-            continue
-        info = get_record(payload, "info")
-        total = get_record(info, "total_token_usage")
-        usage = _codex_usage(get_record(info, "last_token_usage"))
-        if total is None or usage is None:
-            continue  # info null (rate limits only) or damaged: not a usage record
-        total_key = tuple(_count(total.get(name)) for name in _CODEX_FIELDS)
-        fresh = total_key != previous_total
-        previous_total = total_key
-        yield number, model, usage if fresh else None
-
-
-# --- Claude Code --------------------------------------------------------------------------------
-#
-# Claude Code is closed source; its records carry the Anthropic Messages API ``usage`` object on
-# ``message.usage`` of ``type: "assistant"`` lines (see the fixtures): ``input_tokens`` (uncached
-# input only), ``cache_creation_input_tokens``, ``cache_read_input_tokens``, ``output_tokens``
-# (thinking included, not reported apart). One API response is written as one line per content
-# block, each repeating the response's ``message.id`` and its usage as known at that moment, so a
-# response is charged once, at its first line, with the largest counts any of its lines shows (a
-# later line can hold the final output count). Lines without ``message.id`` fall back to
-# ``requestId``; with neither, each line counts. ``<synthetic>`` messages (errors Claude Code writes
-# itself) carry zero usage and so add nothing.
-
-
-def _claude_usage(usage: Record | None) -> ModelUsage | None:
-    input_tokens = _count((usage or {}).get("input_tokens"))
-    output_tokens = _count((usage or {}).get("output_tokens"))
-    if input_tokens is None or output_tokens is None:
-        return None
-    read = _count((usage or {}).get("cache_read_input_tokens")) or 0
-    write = _count((usage or {}).get("cache_creation_input_tokens")) or 0
-    return ModelUsage(input=input_tokens + read + write, output=output_tokens, cached=read, cache_write=write)
-
-
-def _claude(lines: Iterable[tuple[int, bytes]]) -> Iterator[_Charge]:
-    responses: dict[str, tuple[int, str, ModelUsage]] = {}
-    for number, record in _records(lines, b'"usage"'):
-        if get_str(record, "type") != "assistant":
-            continue
-        message = get_record(record, "message")
-        usage = _claude_usage(get_record(message, "usage"))
-        if usage is None:
-            continue
-        model = model_name(get_str(message, "model"))
-        key = get_str(message, "id") or get_str(record, "requestId")
-        if key is None:
-            yield number, model, usage
-        elif key in responses:
-            first, first_model, known = responses[key]
-            responses[key] = (first, first_model, known.largest(usage))
-            yield number, model, None
-        else:
-            responses[key] = (number, model, usage)
-    yield from responses.values()
-
-
-# --- Gemini CLI ---------------------------------------------------------------------------------
-#
-# google-gemini/gemini-cli packages/core/src/services/chatRecordingTypes.ts: ``TokensSummary
-# {input: promptTokenCount, output: candidatesTokenCount, cached: cachedContentTokenCount, thoughts?:
-# thoughtsTokenCount, tool?: toolUsePromptTokenCount, total: totalTokenCount}`` and ``model`` on
-# ``type: "gemini"`` messages. chatRecordingService.ts ``recordMessageTokens`` sets a message's tokens
-# once (only if it has none) and ``pushMessage`` appends the whole message again whenever it changes,
-# so a message is charged at the first line that shows its tokens. Gemini's total is input + output
-# + thoughts + tool (the fixtures agree): cached is inside input, thoughts are outside output, and
-# tool-use prompt tokens are extra input. ``$rewindTo`` drops messages from the conversation but not
-# from the bill, so it is ignored here; ``$set.messages`` entries are read like appended messages.
-
-
-def _gemini_usage(tokens: Record | None) -> ModelUsage | None:
-    input_tokens = _count((tokens or {}).get("input"))
-    output_tokens = _count((tokens or {}).get("output"))
-    if input_tokens is None or output_tokens is None:
-        return None
-    thoughts = _count((tokens or {}).get("thoughts")) or 0
-    tool = _count((tokens or {}).get("tool")) or 0
-    cached = _count((tokens or {}).get("cached")) or 0
-    return ModelUsage(
-        input=input_tokens + tool,
-        output=output_tokens + thoughts,
-        cached=min(cached, input_tokens),
-        reasoning=thoughts,
-    )
-
-
-def _gemini(lines: Iterable[tuple[int, bytes]]) -> Iterator[_Charge]:
-    charged: set[str] = set()
-    for number, record in _records(lines, b'"tokens"'):
-        updates = get_record(record, "$set")
-        messages = get_list(updates, "messages") if updates is not None else [record]
-        for item in messages:
-            message = as_record(item)
-            if get_str(message, "type") != "gemini":
-                continue
-            usage = _gemini_usage(get_record(message, "tokens"))
-            if usage is None:
-                continue
-            message_id = get_str(message, "id")
-            fresh = message_id is None or message_id not in charged
-            if message_id is not None:
-                charged.add(message_id)
-            yield number, model_name(get_str(message, "model")), usage if fresh else None
-
-
-# --- pi -----------------------------------------------------------------------------------------
-#
-# badlogic/pi-mono packages/ai/src/types.ts: ``AssistantMessage {model, usage: Usage}`` with ``Usage
-# {input, output, cacheRead, cacheWrite, totalTokens, cost}``. The providers store ``input`` without
-# the cache: openai-codex-responses.ts sets ``input = input_tokens - cached_tokens``, the Anthropic
-# provider ``input = input_tokens`` beside ``cacheRead``/``cacheWrite``, and ``totalTokens`` = the four
-# summed. Each entry (``type: "message"``) is written once; an id seen again is not charged again.
-
-
-def _pi_usage(usage: Record | None) -> ModelUsage | None:
-    input_tokens = _count((usage or {}).get("input"))
-    output_tokens = _count((usage or {}).get("output"))
-    if input_tokens is None or output_tokens is None:
-        return None
-    read = _count((usage or {}).get("cacheRead")) or 0
-    write = _count((usage or {}).get("cacheWrite")) or 0
-    return ModelUsage(input=input_tokens + read + write, output=output_tokens, cached=read, cache_write=write)
-
-
-def _pi(lines: Iterable[tuple[int, bytes]]) -> Iterator[_Charge]:
-    charged: set[str] = set()
-    for number, record in _records(lines, b'"usage"'):
-        message = get_record(record, "message")
-        if get_str(record, "type") != "message" or get_str(message, "role") != "assistant":
-            continue
-        usage = _pi_usage(get_record(message, "usage"))
-        if usage is None:
-            continue
-        entry_id = get_str(record, "id")
-        fresh = entry_id is None or entry_id not in charged
-        if entry_id is not None:
-            charged.add(entry_id)
-        yield number, model_name(get_str(message, "model")), usage if fresh else None
-
-
-# --- Copilot CLI and Cursor: no usage ------------------------------------------------------------
-#
-# github/copilot-sdk nodejs/src/generated/session-events.ts: ``assistant.usage`` (per-call input,
-# output and cache tokens) is ``ephemeral: true``, "not persisted to the session event log on disk".
-# What events.jsonl keeps is ``assistant.message.outputTokens`` (output only) and, at
-# ``session.shutdown``, ``modelMetrics`` totals for the whole process run, which cannot be cut per
-# commit. Cursor's transcript lines are bare ``{role, message}`` (docs/agents.md §4). Both: unknown.
-
-_READERS: dict[str, _Reader] = {"codex": _codex, "claude": _claude, "gemini": _gemini, "pi": _pi}
-
-#: Formats whose transcripts record token usage; for the others every slice is unknown.
-AGENTS_WITH_USAGE = frozenset(_READERS)
-
-
 def slice_usage(
-    fmt: TranscriptFormat | str,
+    fmt: TranscriptFormat,
     lines: Iterable[tuple[int, bytes]],
     *,
     start: int = 1,
@@ -439,13 +291,12 @@ def slice_usage(
     responses, the model in effect), lines after ``end`` are ignored. Returns None when the slice
     holds no usage record or the agent records none; never raises on bad lines.
     """
-    reader = _READERS.get(fmt if isinstance(fmt, str) else fmt.name)
-    if reader is None:
+    if fmt.usage is None:
         return None
     bounded = lines if end is None else ((number, line) for number, line in lines if number <= end)
     seen = False
     per_model: dict[str, ModelUsage] = {}
-    for number, model, usage in reader(bounded):
+    for number, model, usage in fmt.usage(bounded):
         if number < start:
             continue
         seen = True
