@@ -21,7 +21,7 @@ from aiohttp import web
 
 from . import __version__, ipc, notes, redact, spool
 from . import status as status_view
-from .active import ActiveSession, session_key
+from .active import ActiveSession
 from .agents.roots import default_roots
 from .config import Config
 from .discovery import SessionIndex
@@ -145,12 +145,7 @@ class Daemon:
     def _discover(self, work_tree: Path, since: float | None) -> list[ActiveSession]:
         assert self.index is not None
         return [
-            ActiveSession(
-                agent=s.agent,
-                session_id=session_key(s.session_id or "session"),
-                transcript=s.transcript,
-                session_raw=s.session_id or "session",
-            )
+            ActiveSession(agent=s.agent, session_raw=s.session_id or "session", transcript=s.transcript)
             for s in self.index.sessions_for(work_tree, since)
         ]
 
