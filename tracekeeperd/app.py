@@ -160,10 +160,12 @@ class Daemon:
         """SIGHUP: re-read the configuration; a broken one is reported and the old one kept."""
         from . import config as config_mod
 
-        try:
+        def prepare() -> tuple[Config, Store, Redactor]:  # reads files, compiles rules: off the loop
             config = config_mod.load()
-            store = open_store(config)
-            redactor = build_redactor(config)
+            return config, open_store(config), build_redactor(config)
+
+        try:
+            config, store, redactor = await asyncio.get_running_loop().run_in_executor(None, prepare)
         except TracekeeperError as exc:
             for line in config_mod.problems_of(exc) if isinstance(exc, ConfigError) else [str(exc)]:
                 log.error("reload failed, keeping the running configuration: %s", line)
@@ -403,23 +405,26 @@ class Daemon:
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None
-        gate, now = self.worker.gate, time.time()
-        facts = status_view.running(
-            pid=os.getpid(),
-            version=__version__,
-            socket=self.listener.path if self.listener else self.paths.socket,
-            state_dir=self.paths.state_dir,
-            started_at=self.started_at,
-            notes_ref=self.config.notes_ref,
-            store=self.store.info(),
-            offline_until=gate.closed_until if gate.closed_until > now else None,
-            offline_reason=gate.reason if gate.closed_until > now else None,
-            discovery=self.index.status() if self.index is not None else None,
-        )
-        # SQLite and directory listings: off the event loop.
-        data: dict[str, Any] = await self._on_db(
-            lambda: status_view.build(self.queue, self.paths.spool, include_done=include_done, daemon=facts)
-        )
+        gate, now, queue, index = self.worker.gate, time.time(), self.queue, self.index
+        store = self.store.info()
+
+        def build() -> dict[str, Any]:
+            """SQLite, directory listings and a pass over every indexed transcript: off the loop."""
+            facts = status_view.running(
+                pid=os.getpid(),
+                version=__version__,
+                socket=self.listener.path if self.listener else self.paths.socket,
+                state_dir=self.paths.state_dir,
+                started_at=self.started_at,
+                notes_ref=self.config.notes_ref,
+                store=store,
+                offline_until=gate.closed_until if gate.closed_until > now else None,
+                offline_reason=gate.reason if gate.closed_until > now else None,
+                discovery=index.status() if index is not None else None,
+            )
+            return status_view.build(queue, self.paths.spool, include_done=include_done, daemon=facts)
+
+        data: dict[str, Any] = await self._on_db(build)
         return data
 
 
