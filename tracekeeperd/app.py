@@ -376,18 +376,9 @@ class Daemon:
         assert self.queue is not None and self.worker is not None
         queue, worker = self.queue, self.worker
 
-        def on_db() -> list[dict[str, Any]]:
-            now = time.time()
-            out = []
-            for agent, session_id in sessions:
-                since, snapshots, cancelled = queue.forget(agent, session_id, now)
-                worker.snapshots.discard(snapshots)
-                out.append({"agent": agent, "session_id": session_id, "since": since, "cancelled": cancelled})
-            return out
-
         def on_io() -> list[dict[str, Any]]:
             worker.drop_redacted()  # a forgotten session's redacted bytes are not kept either
-            return self.db.run(on_db)
+            return self.db.run(queue.forget_sessions, sessions, time.time(), worker.snapshots.discard)
 
         result: list[dict[str, Any]] = await asyncio.get_running_loop().run_in_executor(self.io, on_io)
         for item in result:
