@@ -719,11 +719,6 @@ class Queue:
         ).fetchone()
         return float(row[0]) if row else None
 
-    def forgotten_sessions(self) -> list[tuple[str, str, float]]:
-        """(agent, session id, since) of every forgotten session, oldest first."""
-        rows = self.db.execute("SELECT agent, session_id, forgotten_at FROM forgotten ORDER BY forgotten_at, agent")
-        return [(str(r[0]), str(r[1]), float(r[2])) for r in rows]
-
     def unforget(self, session: str) -> list[tuple[str, str]]:
         """Let a forgotten session be linked again: its id, or an unambiguous start of 6+ characters.
 
