@@ -351,9 +351,16 @@ class Daemon:
         not_failed = await self._not_failed(ids)
         # retry_failed already counts only the jobs left failed (those with no snapshot).
         retried, still_failed = await self._on_db(self.queue.retry_failed, time.time(), ids)
-        revived: list[str] = [] if ids is not None else await self._on_db(spool.revive, self.paths.spool)
-        for name in revived:
-            intake.forget_tries(name)
+
+        def revive() -> list[str]:
+            """On the database thread, which alone counts tries: no ingest of a revived entry can
+            run between its move back and the reset of its tries."""
+            names = spool.revive(self.paths.spool)
+            for name in names:
+                intake.forget_tries(name)
+            return names
+
+        revived: list[str] = [] if ids is not None else await self._on_db(revive)
         if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
             self._tasks.append(asyncio.get_running_loop().create_task(intake.drain_once()))
         self.worker.open_gate()
