@@ -44,13 +44,9 @@ def test_recipe_single_payload() -> None:
         }
     )
     assert sessions == [
-        ActiveSession(
-            agent="codex",
-            session_id=UUID,
-            transcript=Path("/home/u/.codex/sessions/2026/rollout.jsonl"),
-            session_raw=UUID,
-        )
+        ActiveSession(agent="codex", session_raw=UUID, transcript=Path("/home/u/.codex/sessions/2026/rollout.jsonl"))
     ]
+    assert sessions[0].session_id == UUID
 
 
 def test_sessions_object_and_list_forms_are_equivalent() -> None:

@@ -443,9 +443,8 @@ def test_forget_clears_what_would_bring_a_session_back(queue: Queue) -> None:
     assert queue.forgotten_at("codex", "s1") == T0 + 5 and queue.forgotten_at("claude", "s1") is None
     # Forgetting again is harmless and keeps the first date.
     assert queue.forget("codex", "s1", T0 + 60) == (T0 + 5, [], 0)
-    assert queue.forgotten_sessions() == [("codex", "s1", T0 + 5)]
-    raw = queue.db.execute("SELECT session_raw FROM forgotten").fetchone()
-    assert raw == ("s1",)
+    rows = queue.db.execute("SELECT agent, session_id, session_raw, forgotten_at FROM forgotten").fetchall()
+    assert rows == [("codex", "s1", "s1", T0 + 5)]
 
 
 def test_unforget_by_id_or_unambiguous_prefix(queue: Queue) -> None:
@@ -460,4 +459,4 @@ def test_unforget_by_id_or_unambiguous_prefix(queue: Queue) -> None:
         queue.unforget("019c8")  # too short to be a prefix
     assert sorted(queue.unforget("019c8a70-a")) == [("claude", "019c8a70-aaaa"), ("codex", "019c8a70-aaaa")]
     assert queue.unforget("019c8a70-bbbb") == [("codex", "019c8a70-bbbb")]
-    assert queue.forgotten_sessions() == []
+    assert queue.db.execute("SELECT COUNT(*) FROM forgotten").fetchone() == (0,)

@@ -181,3 +181,34 @@ def test_a_young_file_with_a_half_copied_active_file_is_left_for_later(tmp_path:
     os.utime(path, (old, old))
     event = spool.read(path)  # no longer young: handed on, and the broken active file is reported
     assert event.active == b'{"ses'
+
+
+def test_the_spool_scan_lists_the_directory_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spool left to grow while the daemon was down holds many entries: listing and stat-ing
+    them must happen on the database thread, never on the loop that serves the socket."""
+    import asyncio
+    import threading
+    from typing import Any
+
+    from tracekeeperd.intake import SpoolIntake
+    from tracekeeperd.worker import DbThread
+
+    listed_on: list[str] = []
+    real_pending = spool.pending
+
+    def recording_pending(spool_dir: Path) -> list[Path]:
+        listed_on.append(threading.current_thread().name)
+        return real_pending(spool_dir)
+
+    monkeypatch.setattr(spool, "pending", recording_pending)
+    db = DbThread()
+
+    async def on_db(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(db.executor, fn, *args)
+
+    intake = SpoolIntake(tmp_path, None, on_db=on_db, after=lambda _: None, marker=tmp_path / "m")  # type: ignore[arg-type]
+    try:
+        assert asyncio.run(intake.drain()) == 0
+    finally:
+        db.shutdown()
+    assert listed_on and all(name.startswith("tracekeeper-db") for name in listed_on)

@@ -40,18 +40,22 @@ MAX_SESSIONS = 64
 MAX_PATH_CHARS = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ActiveSession:
     agent: str
-    #: `session_key(session_raw)`: the queue's key, the note's `session`, the remote file's name.
-    session_id: str
+    #: The id as the agent gave it (or the file name's, without one).
+    session_raw: str
     transcript: Path
     #: When an agent hook last saw the session, and when it ended (tracekeeper's own hook
     #: writes these; the recipe's raw payload has neither, and is always linked).
     seen_at: float | None = None
     ended_at: float | None = None
-    #: The id as the agent gave it (or the file name's, without one); "" when not known.
-    session_raw: str = ""
+
+    @property
+    def session_id(self) -> str:
+        """`session_key(session_raw)`: the queue's key, the note's `session`, the remote file's
+        name. Derived, so it can never disagree with the raw id it stands for."""
+        return session_key(self.session_raw)
 
 
 def safe_component(value: str) -> str:
@@ -136,7 +140,6 @@ def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
     agent = agent_key(agent_raw) if _UNSAFE_AGENT.sub("", agent_raw) else ""
     return ActiveSession(
         agent=agent or recipe_agent(transcript),
-        session_id=session_key(raw_id),
         transcript=transcript,
         seen_at=_epoch(payload.get("seen_at")),
         ended_at=_epoch(payload.get("ended_at")),

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from . import __version__, ipc, notes, redact, spool
 from . import status as status_view
-from .active import ActiveSession, session_key
+from .active import ActiveSession
 from .agents.roots import default_roots
 from .config import Config
 from .discovery import SessionIndex
@@ -145,12 +145,7 @@ class Daemon:
     def _discover(self, work_tree: Path, since: float | None) -> list[ActiveSession]:
         assert self.index is not None
         return [
-            ActiveSession(
-                agent=s.agent,
-                session_id=session_key(s.session_id or "session"),
-                transcript=s.transcript,
-                session_raw=s.session_id or "session",
-            )
+            ActiveSession(agent=s.agent, session_raw=s.session_id or "session", transcript=s.transcript)
             for s in self.index.sessions_for(work_tree, since)
         ]
 
@@ -165,10 +160,12 @@ class Daemon:
         """SIGHUP: re-read the configuration; a broken one is reported and the old one kept."""
         from . import config as config_mod
 
-        try:
+        def prepare() -> tuple[Config, Store, Redactor]:  # reads files, compiles rules: off the loop
             config = config_mod.load()
-            store = open_store(config)
-            redactor = build_redactor(config)
+            return config, open_store(config), build_redactor(config)
+
+        try:
+            config, store, redactor = await asyncio.get_running_loop().run_in_executor(None, prepare)
         except TracekeeperError as exc:
             for line in config_mod.problems_of(exc) if isinstance(exc, ConfigError) else [str(exc)]:
                 log.error("reload failed, keeping the running configuration: %s", line)
@@ -354,9 +351,16 @@ class Daemon:
         not_failed = await self._not_failed(ids)
         # retry_failed already counts only the jobs left failed (those with no snapshot).
         retried, still_failed = await self._on_db(self.queue.retry_failed, time.time(), ids)
-        revived: list[str] = [] if ids is not None else await self._on_db(spool.revive, self.paths.spool)
-        for name in revived:
-            intake.forget_tries(name)
+
+        def revive() -> list[str]:
+            """On the database thread, which alone counts tries: no ingest of a revived entry can
+            run between its move back and the reset of its tries."""
+            names = spool.revive(self.paths.spool)
+            for name in names:
+                intake.forget_tries(name)
+            return names
+
+        revived: list[str] = [] if ids is not None else await self._on_db(revive)
         if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
             self._tasks.append(asyncio.get_running_loop().create_task(intake.drain_once()))
         self.worker.open_gate()
@@ -379,18 +383,9 @@ class Daemon:
         assert self.queue is not None and self.worker is not None
         queue, worker = self.queue, self.worker
 
-        def on_db() -> list[dict[str, Any]]:
-            now = time.time()
-            out = []
-            for agent, session_id in sessions:
-                since, snapshots, cancelled = queue.forget(agent, session_id, now)
-                worker.snapshots.discard(snapshots)
-                out.append({"agent": agent, "session_id": session_id, "since": since, "cancelled": cancelled})
-            return out
-
         def on_io() -> list[dict[str, Any]]:
             worker.drop_redacted()  # a forgotten session's redacted bytes are not kept either
-            return self.db.run(on_db)
+            return self.db.run(queue.forget_sessions, sessions, time.time(), worker.snapshots.discard)
 
         result: list[dict[str, Any]] = await asyncio.get_running_loop().run_in_executor(self.io, on_io)
         for item in result:
@@ -408,23 +403,26 @@ class Daemon:
 
     async def status(self, *, include_done: bool = False) -> dict[str, Any]:
         assert self.queue is not None and self.store is not None and self.worker is not None
-        gate, now = self.worker.gate, time.time()
-        facts = status_view.running(
-            pid=os.getpid(),
-            version=__version__,
-            socket=self.listener.path if self.listener else self.paths.socket,
-            state_dir=self.paths.state_dir,
-            started_at=self.started_at,
-            notes_ref=self.config.notes_ref,
-            store=self.store.info(),
-            offline_until=gate.closed_until if gate.closed_until > now else None,
-            offline_reason=gate.reason if gate.closed_until > now else None,
-            discovery=self.index.status() if self.index is not None else None,
-        )
-        # SQLite and directory listings: off the event loop.
-        data: dict[str, Any] = await self._on_db(
-            lambda: status_view.build(self.queue, self.paths.spool, include_done=include_done, daemon=facts)
-        )
+        gate, now, queue, index = self.worker.gate, time.time(), self.queue, self.index
+        store = self.store.info()
+
+        def build() -> dict[str, Any]:
+            """SQLite, directory listings and a pass over every indexed transcript: off the loop."""
+            facts = status_view.running(
+                pid=os.getpid(),
+                version=__version__,
+                socket=self.listener.path if self.listener else self.paths.socket,
+                state_dir=self.paths.state_dir,
+                started_at=self.started_at,
+                notes_ref=self.config.notes_ref,
+                store=store,
+                offline_until=gate.closed_until if gate.closed_until > now else None,
+                offline_reason=gate.reason if gate.closed_until > now else None,
+                discovery=index.status() if index is not None else None,
+            )
+            return status_view.build(queue, self.paths.spool, include_done=include_done, daemon=facts)
+
+        data: dict[str, Any] = await self._on_db(build)
         return data
 
 

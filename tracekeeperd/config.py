@@ -159,30 +159,35 @@ def normalize_notes_ref(ref: str) -> str:
     return full
 
 
+#: What may not be in a bucket id's parts: huggingface_hub formats the id into the request URL
+#: unescaped (hf_api.py `create_bucket`: f"{endpoint}/api/buckets/{namespace}/{name}"), where these
+#: would end the path, start a query or fragment, escape a `/`, or step up a level.
+_URL_BREAKING = re.compile(r"[\s\x00-\x1f\x7f?#%\\]")
+
+
 def check_bucket_id(bucket: str) -> str:
-    """`ns/name`, or `name` in the token owner's namespace, as the Hub accepts them.
+    """`ns/name`, or `name` in the token owner's namespace, as huggingface_hub takes them.
 
-    huggingface_hub checks a bucket id only for its `namespace/name` shape
-    (huggingface_hub/_buckets.py `_parse_bucket_uri`, utils/_hf_uris.py `_parse_bucket_body`);
-    the naming rules are those of every Hub id, which it checks with `validate_repo_id`
-    (utils/_validators.py: 1-96 of [A-Za-z0-9-_.] per part, not starting or ending with '-' or
-    '.', no '--' or '..', not ending in '.git'; it mirrors the Hub's own Names.ts). That function
-    is used here, so a bucket the Hub would refuse is refused before the daemon starts.
+    huggingface_hub checks a bucket id only for its shape: `namespace/name` with both parts
+    non-empty and no `@` (_buckets.py `_parse_bucket_uri`, utils/_hf_uris.py
+    `_parse_bucket_body`), or a bare `name` (hf_api.py `create_bucket` puts it in the "me"
+    namespace). It does not apply `validate_repo_id`, the naming rule of Hub repositories, to
+    buckets (`validate_hf_hub_args` checks only arguments called repo_id/from_id/to_id), and no
+    bucket naming rule is published: whether the Hub takes a name is the Hub's to say, and its
+    refusal reaches `status` and `doctor` through the store's preflight. Refused here besides: what
+    would send the requests to another URL than the bucket's (see _URL_BREAKING).
     """
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id  # public (defined in utils/_validators.py)
-
     parts = bucket.split("/")
-    try:
-        if not 1 <= len(parts) <= 2 or not all(parts):
-            raise HFValidationError("not namespace/name")
-        validate_repo_id(bucket)
-    except HFValidationError:
+    if (
+        not 1 <= len(parts) <= 2
+        or not all(parts)
+        or "@" in bucket
+        or any(part in (".", "..") or _URL_BREAKING.search(part) for part in parts)
+    ):
         raise ConfigError(
-            f"invalid bucket id {bucket!r}: use <namespace>/<name> (or <name>), each of letters, digits,"
-            " '-', '_' and '.', at most 96 characters, not starting or ending with '-' or '.', without"
-            " '--' or '..', not ending in '.git'"
-        ) from None
+            f"invalid bucket id {bucket!r}: use <namespace>/<name> (or <name>), without '@', spaces,"
+            " control characters, '?', '#', '%' or '\\', and neither part '.' or '..'"
+        )
     return bucket
 
 

@@ -196,7 +196,7 @@ class Ingestor:
             agent=session.agent if session else "?",
             session_id=session.session_id if session else "?",
             transcript=str(session.transcript) if session else None,
-            session_raw=session.session_raw or None if session else None,
+            session_raw=session.session_raw if session else None,
         )
         job_id = self.queue.add(job, now, error=reason)
         if job_id is not None:
@@ -275,7 +275,7 @@ class Ingestor:
             last_line=extent.lines,
             sha256=extent.sha256,
             remote_path=remote_path(key, session.agent, session.session_id),
-            session_raw=session.session_raw or None,
+            session_raw=session.session_raw,
         )
         job_id = self.queue.add(job, now)
         if job_id is not None:

@@ -136,8 +136,11 @@ class SpoolIntake:
         return result.note != "already taken" and not (result.note or "").startswith("kept for later")
 
     async def drain(self) -> int:
+        """Take every waiting entry; the listing (a stat per entry) runs on the database thread,
+        since a spool that grew while the daemon was down may hold thousands."""
         taken = 0
-        for path in spool.pending(self.spool_dir):
+        waiting: list[Path] = await self.on_db(spool.pending, self.spool_dir)
+        for path in waiting:
             taken += await self.take(path)
         return taken
 

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -699,17 +699,25 @@ class Queue:
             db.execute("UPDATE jobs SET snapshot = NULL WHERE agent = ? AND session_id = ?", (agent, session_id))
         return since, snapshots, cancelled
 
+    def forget_sessions(
+        self, sessions: list[tuple[str, str]], now: float, discard: Callable[[list[str]], object]
+    ) -> list[dict[str, Any]]:
+        """`forget` for each (agent, session id), `discard` deleting the snapshot files it frees;
+        what each became, as `POST /v1/forget` answers it. One place for the daemon and for the
+        CLI when no daemon runs (client/tracekeeper/trail.py `hold_back`)."""
+        out = []
+        for agent, session_id in sessions:
+            since, snapshots, cancelled = self.forget(agent, session_id, now)
+            discard(snapshots)
+            out.append({"agent": agent, "session_id": session_id, "since": since, "cancelled": cancelled})
+        return out
+
     def forgotten_at(self, agent: str, session_id: str) -> float | None:
         """Since when a session is forgotten, or None if it may be linked."""
         row = self.db.execute(
             "SELECT forgotten_at FROM forgotten WHERE agent = ? AND session_id = ?", (agent, session_id)
         ).fetchone()
         return float(row[0]) if row else None
-
-    def forgotten_sessions(self) -> list[tuple[str, str, float]]:
-        """(agent, session id, since) of every forgotten session, oldest first."""
-        rows = self.db.execute("SELECT agent, session_id, forgotten_at FROM forgotten ORDER BY forgotten_at, agent")
-        return [(str(r[0]), str(r[1]), float(r[2])) for r in rows]
 
     def unforget(self, session: str) -> list[tuple[str, str]]:
         """Let a forgotten session be linked again: its id, or an unambiguous start of 6+ characters.

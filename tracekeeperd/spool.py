@@ -201,20 +201,26 @@ def _is_json(data: bytes) -> bool:
     return True
 
 
-def pending(spool_dir: Path) -> list[Path]:
-    """Complete spool files, oldest first (the hook's `.tmp` files are still being written)."""
+def _entries(directory: Path) -> list[Path]:
+    """The spool entries in `directory`, oldest first (a missing directory holds none; the
+    hook's `.tmp` files are still being written and are not entries)."""
     try:
-        entries = [p for p in spool_dir.iterdir() if p.name.endswith((SUFFIX, REWRITE_SUFFIX))]
-    except FileNotFoundError:
+        entries = [p for p in directory.iterdir() if p.name.endswith((SUFFIX, REWRITE_SUFFIX))]
+    except (FileNotFoundError, NotADirectoryError):
         return []
 
     def age(p: Path) -> float:
         try:
             return p.stat().st_mtime
-        except FileNotFoundError:
+        except FileNotFoundError:  # taken meanwhile: sorts first, and its reader finds it gone
             return 0.0
 
     return sorted(entries, key=lambda p: (age(p), p.name))
+
+
+def pending(spool_dir: Path) -> list[Path]:
+    """Complete spool files, oldest first."""
+    return _entries(spool_dir)
 
 
 #: The dead-letter folder, under the spool: entries that cannot be read, or that failed to be
@@ -236,19 +242,7 @@ def quarantine(path: Path, reason: str) -> Path:
 
 def dead_letters(spool_dir: Path) -> list[Path]:
     """The set-aside entries, newest first."""
-    bad = spool_dir / DEAD_LETTER
-    try:
-        entries = [p for p in bad.iterdir() if p.name.endswith((SUFFIX, REWRITE_SUFFIX))]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-    def age(p: Path) -> float:
-        try:
-            return p.stat().st_mtime
-        except FileNotFoundError:
-            return 0.0
-
-    return sorted(entries, key=lambda p: (age(p), p.name), reverse=True)
+    return _entries(spool_dir / DEAD_LETTER)[::-1]
 
 
 def dead_letter_reason(entry: Path) -> str:

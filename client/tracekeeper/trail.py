@@ -125,13 +125,7 @@ def hold_back(paths: Paths, sessions: list[tuple[str, str]]) -> list[dict[str, A
         return [dict(item) for item in answer.get("forgotten", [])]
 
     def action(queue: Queue, snapshots: Any) -> list[dict[str, Any]]:
-        now = datetime.now(UTC).timestamp()
-        out = []
-        for agent, session_id in sessions:
-            since, files, cancelled = queue.forget(agent, session_id, now)
-            snapshots.discard(files)
-            out.append({"agent": agent, "session_id": session_id, "since": since, "cancelled": cancelled})
-        return out
+        return queue.forget_sessions(sessions, datetime.now(UTC).timestamp(), snapshots.discard)
 
     result: list[dict[str, Any]] = _with_queue(paths, action)
     return result
