@@ -362,7 +362,9 @@ class Daemon:
 
         revived: list[str] = [] if ids is not None else await self._on_db(revive)
         if revived:  # a rename from the dead-letter folder is no close-after-write: scan now
-            self._tasks.append(asyncio.get_running_loop().create_task(intake.drain_once()))
+            task = asyncio.get_running_loop().create_task(intake.drain_once())
+            self._tasks.append(task)  # held (a bare task can be collected mid-run), then let go
+            task.add_done_callback(self._tasks.remove)
         self.worker.open_gate()
         self.wake.set()
         self._signal_progress()
