@@ -168,6 +168,31 @@ def test_hf_xets_authentication_error_is_permanent() -> None:
     assert isinstance(got, PermanentError) and "write access" in _one_line(got)
 
 
+#: hf_xet's text when the xet token's *refresh* fails mid-transfer: xet-core's AuthMiddleware wraps
+#: it as ClientError::AuthError, so it is raised as the typed XetAuthenticationError whatever the
+#: cause (xet_client/src/cas_client/auth.rs `AuthError::TokenRefreshFailure`,
+#: xet_client/src/common/http_client.rs `get_token`, xet_pkg/src/error.rs).
+XET_REFRESH_FAILURE = "Authentication error: Auth error: Token refresh failed: Request error: {cause}, domain: http://127.0.0.1:1/api/buckets/ns/name/xet-write-token"
+
+
+@pytest.mark.parametrize(
+    "cause",
+    ["HTTP status server error (503 Service Unavailable)", "error sending request for url (http://127.0.0.1:1/)"],
+)
+def test_a_token_refresh_that_failed_for_want_of_the_hub_is_transient(cause: str) -> None:
+    from hf_xet import XetAuthenticationError
+
+    got = classify(XetAuthenticationError(XET_REFRESH_FAILURE.format(cause=cause)))
+    assert isinstance(got, TransientError)
+
+
+def test_a_token_refresh_the_hub_refused_is_permanent() -> None:
+    from hf_xet import XetAuthenticationError
+
+    got = classify(XetAuthenticationError(XET_REFRESH_FAILURE.format(cause="HTTP status client error (403 Forbidden)")))
+    assert isinstance(got, PermanentError) and "403" in _one_line(got) and "write access" in _one_line(got)
+
+
 def test_a_file_missing_from_the_bucket_is_a_missing_trace() -> None:
     assert isinstance(classify(EntryNotFoundError("1 file(s) not found in bucket 'ns/name': a.jsonl")), MissingTrace)
 
