@@ -345,3 +345,20 @@ def test_locate_refuses_a_url_no_store_made(url: str, bucket: bool) -> None:
     with pytest.raises(NotAStoreURL) as info:
         locate(url)
     assert info.value.bucket is bucket and url in str(info.value)
+
+
+def test_a_429_is_never_retried_inside_the_attempt() -> None:
+    """Even without a window or Retry-After, a 429 says "slow down": the queue schedules the
+    next try; a burst of in-attempt retries would only spend more of the caller's quota."""
+    from tracekeeperd.stores.hf import HfStore
+
+    calls: list[int] = []
+
+    def limited() -> None:
+        calls.append(1)
+        raise _hub_error(429, json={"error": "slow down"})
+
+    store = HfStore("ns/name", "http://127.0.0.1:9")  # `_call` itself makes no request
+    with pytest.raises(RateLimited):
+        store._call(limited)
+    assert len(calls) == 1

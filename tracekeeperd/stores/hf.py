@@ -242,12 +242,14 @@ class HfStore:
     def _call(self, fn: Callable[[], T], *, retries: int = 2) -> T:
         """One short in-attempt burst of retries for transient errors; the queue does the rest.
 
-        An answer that says when to come back (a rate-limit window, `Retry-After`) is not retried
-        here: the daemon schedules that try, persisted, so it survives a restart.
+        An answer that says when to come back (a rate-limit window, `Retry-After`), or any 429, is
+        not retried here: the daemon schedules that try, persisted, so it survives a restart.
         """
         try:
             for attempt in Retrying(
-                retry=retry_if_exception(lambda e: isinstance(e, TransientError) and e.retry_after is None),
+                retry=retry_if_exception(
+                    lambda e: isinstance(e, TransientError) and e.retry_after is None and not isinstance(e, RateLimited)
+                ),
                 wait=wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5),
                 stop=stop_after_attempt(retries + 1),
                 reraise=True,
