@@ -132,7 +132,7 @@ class Worker:
         self._noted_in: dict[Path, float] = {}
         #: Per watched repository, how its notes ref looked before our last write or repair there.
         self._ref_seen: dict[Path, RefStamp] = {}
-        self._generation_of: Store | None = None
+        #: The store's `generation` when we last looked (a store starts at 0, having created nothing).
         self._generation = 0
         self.redactor = redactor
         self._redacted: dict[str, tuple[str, outgoing.Outgoing]] = {}
@@ -153,6 +153,7 @@ class Worker:
         """A reloaded configuration (SIGHUP). Call it on the I/O thread, between batches, so no
         batch mixes two stores; redacted copies made under the old rules are dropped."""
         self.store, self.store_id = store, store.ident()
+        self._generation = 0  # a new store object: anything it created since is news
         self.notes_ref, self.policy = notes_ref, policy
         self.redactor = redactor
         self.drop_redacted()
@@ -371,8 +372,6 @@ class Worker:
         exists: those records are dropped so the next plan uploads the sessions again, instead
         of noting links to objects that are gone (a bucket deleted while the daemon runs).
         """
-        if self._generation_of is not self.store:  # a reloaded configuration brings a new store
-            self._generation_of, self._generation = self.store, 0
         if self.store.generation == self._generation:
             return False
         self._generation = self.store.generation
