@@ -407,8 +407,6 @@ class Worker:
 
     # --- housekeeping -----------------------------------------------------------------
 
-    # --- following linked sessions ---------------------------------------------------
-
     def repair_notes(self) -> int:
         """Put back lines of ours that a user's `git notes append/edit` wrote over.
 
@@ -439,6 +437,8 @@ class Worker:
                 self._ref_seen.pop(git_dir, None)  # look again next tick
                 log.info("notes repair in %s postponed: %s", git_dir, exc)
         return repaired
+
+    # --- following linked sessions ---------------------------------------------------
 
     def refresh_sessions(self, debounce: float) -> int:
         """Bring the remote copy of every recently linked session up to date with its transcript.
