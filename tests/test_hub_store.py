@@ -452,6 +452,8 @@ def test_a_bucket_deleted_while_the_daemon_runs_is_created_again_private(env: En
     assert hub.is_private(BUCKET)
     assert hub.read_file(BUCKET, _remote_path(note)) == env.transcript().read_bytes()
     assert states["failed"] == 0
+    # The bucket was created again before the second upload was sent: it went once, into it.
+    assert hub.count(path_suffix="/batch") == 2
 
 
 def test_a_recreated_bucket_gets_the_session_again_not_a_link_to_what_was_lost(env: Env, hub: HubStub) -> None:

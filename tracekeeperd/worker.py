@@ -215,13 +215,9 @@ class Worker:
             except PermanentError as exc:
                 self._fail_all([j for g in groups.values() for j in g], str(exc))
                 return
-            if self._store_renewed():
-                # Created anew during this batch: links to bytes "already there" would be dead.
-                # Plan again from nothing, right away.
-                now = self.clock()
-                for job in (j for g in groups.values() for j in g):
-                    self.db.run(self.queue.defer, job.id, "the store was created anew; uploading again", now, now)
-                return
+            # Created anew by this put, before it sent anything (Store.put): what it sent is there,
+            # what the queue recorded as "already there" is not, and its links would be dead.
+            renewed = self._store_renewed()
             for path, error in failed.items():
                 for job in groups.pop(path, []):
                     self._fail(job, f"the store rejected {path}: {error}")
@@ -229,6 +225,10 @@ class Worker:
             for path, job in chosen.items():
                 if path in groups:
                     self.db.run(self.queue.record_upload, self.store_id, path, job, now)
+            if renewed:
+                for path in [p for p in groups if p not in chosen]:
+                    for job in groups.pop(path):  # planned again at once, now with nothing recorded
+                        self.db.run(self.queue.defer, job.id, "the store was created anew; uploading again", now, now)
         self.gate = Gate()
         self._note_all([(job, views[job.id]) for group in groups.values() for job in group])
 
