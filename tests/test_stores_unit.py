@@ -348,15 +348,22 @@ def test_locate_refuses_a_url_no_store_made(url: str, bucket: bool) -> None:
 
 
 def test_a_429_is_never_retried_inside_the_attempt() -> None:
-    """Even without a window or Retry-After, a 429 says "slow down": the queue schedules the
-    next try; a burst of in-attempt retries would only spend more of the caller's quota."""
+    """Even without a used-up window or Retry-After, a 429 says "slow down": the queue schedules
+    the next try; a burst of in-attempt retries would only spend more of the caller's quota. The
+    Hub sends such 429s for its other limits, e.g. repository creation "300 per day" with the
+    api window far from used up (huggingface_hub tests/test_utils_http.py,
+    `test_429_with_non_exhausted_ratelimit_headers`)."""
     from tracekeeperd.stores.hf import HfStore
 
     calls: list[int] = []
 
     def limited() -> None:
         calls.append(1)
-        raise _hub_error(429, json={"error": "slow down"})
+        raise _hub_error(
+            429,
+            headers={"RateLimit": '"api";r=99794;t=241', "RateLimit-Policy": '"fixed window";"api";q=100000;w=300'},
+            json={"error": "You have exceeded the rate limit for repository creation (300 per day)."},
+        )
 
     store = HfStore("ns/name", "http://127.0.0.1:9")  # `_call` itself makes no request
     with pytest.raises(RateLimited):
