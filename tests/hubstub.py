@@ -300,6 +300,17 @@ def _rate_limit_group(path: str) -> str:
     return "pages"
 
 
+def _rate_limit_message(group: str, quota: int) -> str:
+    """The Hub's own words for a used-up window, as a git-lfs batch call quoted them
+    (github.com/OpenHUTB/hutb issue #3329, 2025-10: "batch response: We had to rate limit you,
+    you hit the quota of 1000 api requests per 5 minutes period. Upgrade to ...")."""
+    return (
+        f"We had to rate limit you, you hit the quota of {quota} {group} requests per 5 minutes period."
+        " Upgrade to a PRO user or Team/Enterprise organization account (https://hf.co/pricing) to get"
+        " higher limits. See https://huggingface.co/docs/hub/rate-limits"
+    )
+
+
 def _rate_limit_headers(group: str, remaining: int, reset_in: float, quota: int) -> dict[str, str]:
     """The headers exactly as the Hub writes them (huggingface_hub issue #3553)."""
     seconds = max(0, int(-(-reset_in // 1)))  # whole seconds, rounded up, as the Hub reports them
@@ -689,7 +700,7 @@ class HubStub:
             await request.read()
             group = limit[0]
             limit = (group, 0, limit[2], limit[3])
-            response = _HubError(429, f"Too many requests: the '{group}' rate limit is reached").response()
+            response = _HubError(429, _rate_limit_message(group, limit[3])).response()
         else:
             try:
                 response = await self._route(request)

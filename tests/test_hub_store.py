@@ -66,7 +66,17 @@ def test_default_bucket_is_created_private_and_note_points_at_it(env: Env, hub: 
     with running_daemon(env):
         sha = repo.commit("first")
         note = wait_for(lambda: repo.note(sha), what="the note")
+        append_lines(env.transcript(), 2, start=6)
+        committed = time.time()
+        second = repo.commit("second")
+        wait_for(lambda: repo.note(second), what="the second note")
         status = env.status()
+    # Each upload asks the bucket's visibility after the previous upload, however recent the
+    # last answer was (the start-up probe answers only the first).
+    sent = [(r.method, r.path) for r in hub.requests]
+    batches = [i for i, request in enumerate(sent) if request == ("POST", f"/api/buckets/{BUCKET}/batch")]
+    assert len(batches) == 2
+    assert ("GET", f"/api/buckets/{BUCKET}") in sent[batches[0] + 1 : batches[1]]
     path = _remote_path(note)
     assert note.splitlines()[0] == f"hf-trace: {hub.endpoint}/buckets/{BUCKET}/tree/{path}"
     assert path.startswith("app-") and path.endswith(f"/sessions/codex-{UUID_A}.jsonl")
@@ -74,7 +84,7 @@ def test_default_bucket_is_created_private_and_note_points_at_it(env: Env, hub: 
     data = env.transcript().read_bytes()
     assert hub.read_file(BUCKET, path) == data
     (meta,) = note_links(note)
-    assert meta["sha256"] == hashlib.sha256(data).hexdigest()
+    assert meta["sha256"] == hashlib.sha256(data[: meta["bytes"]]).hexdigest()
     store = status["daemon"]["store"]
     checked_at = store.pop("checked_at")
     assert store == {
@@ -84,7 +94,7 @@ def test_default_bucket_is_created_private_and_note_points_at_it(env: Env, hub: 
         "reachable": True,
         "detail": None,
     }
-    assert checked_at <= time.time()  # the visibility as last asked of the Hub
+    assert committed <= checked_at <= time.time()  # asked for this commit's upload, not before it
 
 
 def test_explicit_store_setting_and_recipe_bucket_variable(env: Env, hub: HubStub) -> None:
@@ -442,6 +452,8 @@ def test_a_bucket_deleted_while_the_daemon_runs_is_created_again_private(env: En
     assert hub.is_private(BUCKET)
     assert hub.read_file(BUCKET, _remote_path(note)) == env.transcript().read_bytes()
     assert states["failed"] == 0
+    # The bucket was created again before the second upload was sent: it went once, into it.
+    assert hub.count(path_suffix="/batch") == 2
 
 
 def test_a_recreated_bucket_gets_the_session_again_not_a_link_to_what_was_lost(env: Env, hub: HubStub) -> None:

@@ -277,6 +277,9 @@ def test_a_used_up_window_answers_429_the_way_the_hub_does(hub: HubStub, api: Hf
     assert info == RateLimitInfo("api", 0, info.reset_in_seconds, 500, 300)
     # huggingface_hub turns them into its own message (utils/_http.py, hf_raise_for_status).
     assert f"Retry after {info.reset_in_seconds} seconds (0/500 requests remaining" in str(excinfo.value)
+    assert (excinfo.value.server_message or "").startswith(
+        "We had to rate limit you, you hit the quota of 500 api requests per 5 minutes period."
+    )
     hub.reset_rate_limits()
     assert api.bucket_info(bucket).private is True
 

@@ -168,6 +168,31 @@ def test_hf_xets_authentication_error_is_permanent() -> None:
     assert isinstance(got, PermanentError) and "write access" in _one_line(got)
 
 
+#: hf_xet's text when the xet token's *refresh* fails mid-transfer: xet-core's AuthMiddleware wraps
+#: it as ClientError::AuthError, so it is raised as the typed XetAuthenticationError whatever the
+#: cause (xet_client/src/cas_client/auth.rs `AuthError::TokenRefreshFailure`,
+#: xet_client/src/common/http_client.rs `get_token`, xet_pkg/src/error.rs).
+XET_REFRESH_FAILURE = "Authentication error: Auth error: Token refresh failed: Request error: {cause}, domain: http://127.0.0.1:1/api/buckets/ns/name/xet-write-token"
+
+
+@pytest.mark.parametrize(
+    "cause",
+    ["HTTP status server error (503 Service Unavailable)", "error sending request for url (http://127.0.0.1:1/)"],
+)
+def test_a_token_refresh_that_failed_for_want_of_the_hub_is_transient(cause: str) -> None:
+    from hf_xet import XetAuthenticationError
+
+    got = classify(XetAuthenticationError(XET_REFRESH_FAILURE.format(cause=cause)))
+    assert isinstance(got, TransientError)
+
+
+def test_a_token_refresh_the_hub_refused_is_permanent() -> None:
+    from hf_xet import XetAuthenticationError
+
+    got = classify(XetAuthenticationError(XET_REFRESH_FAILURE.format(cause="HTTP status client error (403 Forbidden)")))
+    assert isinstance(got, PermanentError) and "403" in _one_line(got) and "write access" in _one_line(got)
+
+
 def test_a_file_missing_from_the_bucket_is_a_missing_trace() -> None:
     assert isinstance(classify(EntryNotFoundError("1 file(s) not found in bucket 'ns/name': a.jsonl")), MissingTrace)
 
@@ -320,3 +345,27 @@ def test_locate_refuses_a_url_no_store_made(url: str, bucket: bool) -> None:
     with pytest.raises(NotAStoreURL) as info:
         locate(url)
     assert info.value.bucket is bucket and url in str(info.value)
+
+
+def test_a_429_is_never_retried_inside_the_attempt() -> None:
+    """Even without a used-up window or Retry-After, a 429 says "slow down": the queue schedules
+    the next try; a burst of in-attempt retries would only spend more of the caller's quota. The
+    Hub sends such 429s for its other limits, e.g. repository creation "300 per day" with the
+    api window far from used up (huggingface_hub tests/test_utils_http.py,
+    `test_429_with_non_exhausted_ratelimit_headers`)."""
+    from tracekeeperd.stores.hf import HfStore
+
+    calls: list[int] = []
+
+    def limited() -> None:
+        calls.append(1)
+        raise _hub_error(
+            429,
+            headers={"RateLimit": '"api";r=99794;t=241', "RateLimit-Policy": '"fixed window";"api";q=100000;w=300'},
+            json={"error": "You have exceeded the rate limit for repository creation (300 per day)."},
+        )
+
+    store = HfStore("ns/name", "http://127.0.0.1:9")  # `_call` itself makes no request
+    with pytest.raises(RateLimited):
+        store._call(limited)
+    assert len(calls) == 1

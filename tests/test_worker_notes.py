@@ -157,3 +157,75 @@ def test_reconfigure_switches_store_notes_ref_and_opens_the_gate(tmp_path: Path,
     (link,) = notes.parse(notes.read(git_dir, "refs/notes/other", sha))
     assert link.url.endswith("/codex-s.jsonl")
     assert git.run(git_dir, ["rev-parse", "--verify", "-q", REF], check=False).returncode != 0
+
+
+def test_notes_repair_runs_git_only_when_the_notes_ref_moved(
+    tmp_path: Path, queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The housekeeping tick asks every recently noted repository for lost lines every few
+    seconds for an hour: with nobody else writing notes it must not start git each time."""
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    snapshot = snapshots / "s.jsonl"
+    snapshot.write_bytes(b'{"type":"message","n":1}\n')
+    git_dir, (sha,) = _repo(tmp_path, "app", 1)
+    repo_id, key = queue.add_repo(str(git_dir), "app-00000000", str(git_dir.parent))
+    job = NewJob(
+        repo_id=repo_id,
+        git_dir=str(git_dir),
+        work_tree=str(git_dir.parent),
+        commit_sha=sha,
+        agent="codex",
+        session_id="s",
+        transcript=str(snapshot),
+        snapshot=str(snapshot),
+        bytes=snapshot.stat().st_size,
+        first_line=1,
+        last_line=1,
+        sha256="ab" * 32,
+        remote_path=f"{key}/sessions/codex-s.jsonl",
+    )
+    assert queue.add(job, NOW) is not None
+    repairs: list[Path] = []
+    real_repair = notes.repair
+
+    def counting_repair(where: Path, ref: str) -> notes.Written:
+        repairs.append(where)
+        return real_repair(where, ref)
+
+    monkeypatch.setattr(notes, "repair", counting_repair)  # a spy: the real repair still runs
+    db = DbThread()
+    try:
+        worker = Worker(
+            queue,
+            db,
+            LocalStore(tmp_path / "store"),
+            Snapshots(snapshots),
+            notes_ref=REF,
+            policy=RetryPolicy(),
+            redactor=Redactor(),
+            clock=lambda: NOW,
+        )
+        assert worker.run_once() == 1
+        ours = notes.read(git_dir, REF, sha)
+        for _ in range(5):
+            assert worker.repair_notes() == 0
+        assert len(repairs) <= 1, "nothing moved the notes ref: no git for it"
+        # A user's stale `git notes add -f` drops our line: the next tick puts it back.
+        subprocess.run(
+            ["git", "notes", f"--ref={REF}", "add", "-f", "-m", "reviewed-by: bob", sha],
+            cwd=git_dir.parent,
+            env=git.clean_env(),
+            check=True,
+            capture_output=True,
+        )
+        before = len(repairs)
+        assert worker.repair_notes() == 1
+        assert len(repairs) == before + 1
+        back = notes.read(git_dir, REF, sha)
+        for _ in range(5):
+            assert worker.repair_notes() == 0
+        assert len(repairs) <= before + 2
+    finally:
+        db.shutdown()
+    assert "reviewed-by: bob" in back and all(line in back for line in ours.splitlines())

@@ -8,6 +8,7 @@ whole queue, so an offline laptop makes one cheap probe per backoff step instead
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -68,6 +69,34 @@ def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None = None
     return max(float(wait(state)), retry_after or 0.0)
 
 
+#: What a notes ref's storage looked like: (path, inode, size, mtime in ns) per file, or None.
+RefStamp = tuple[tuple[str, int, int, int] | None, ...]
+
+
+def ref_stamp(git_dir: Path, ref: str) -> RefStamp:
+    """A fingerprint of `ref` that changes whenever any git moves it, read without running git.
+
+    git keeps a ref as a loose file (rewritten through `<ref>.lock` and a rename), in
+    `packed-refs` after `git pack-refs`/`gc`, or, with the reftable backend, in tables listed
+    by `reftable/tables.list` (rewritten on every update); all of them live in the common
+    dir a linked worktree's `commondir` file names (git's Documentation/gitrepository-layout.txt
+    and refs/files-backend.c, refs/reftable-backend.c). A move of the ref rewrites one of these
+    files, so the stamp differs; an unchanged stamp means nobody wrote the notes.
+    """
+    common = git_dir
+    with contextlib.suppress(OSError):  # no `commondir`: the repository's own git dir
+        common = git_dir / (git_dir / "commondir").read_text().strip()
+    stamps: list[tuple[str, int, int, int] | None] = []
+    for path in (common / ref, common / "packed-refs", common / "reftable" / "tables.list"):
+        try:
+            st = path.stat()
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(stamps)
+
+
 @dataclass
 class Gate:
     """Closed while the store is unreachable; the whole queue waits for one probe."""
@@ -101,7 +130,9 @@ class Worker:
         self.store_id = store.ident()
         #: Repositories whose notes we wrote, and when: watched for a while by `repair_notes`.
         self._noted_in: dict[Path, float] = {}
-        self._generation_of: Store | None = None
+        #: Per watched repository, how its notes ref looked before our last write or repair there.
+        self._ref_seen: dict[Path, RefStamp] = {}
+        #: The store's `generation` when we last looked (a store starts at 0, having created nothing).
         self._generation = 0
         self.redactor = redactor
         self._redacted: dict[str, tuple[str, outgoing.Outgoing]] = {}
@@ -122,6 +153,7 @@ class Worker:
         """A reloaded configuration (SIGHUP). Call it on the I/O thread, between batches, so no
         batch mixes two stores; redacted copies made under the old rules are dropped."""
         self.store, self.store_id = store, store.ident()
+        self._generation = 0  # a new store object: anything it created since is news
         self.notes_ref, self.policy = notes_ref, policy
         self.redactor = redactor
         self.drop_redacted()
@@ -183,13 +215,9 @@ class Worker:
             except PermanentError as exc:
                 self._fail_all([j for g in groups.values() for j in g], str(exc))
                 return
-            if self._store_renewed():
-                # Created anew during this batch: links to bytes "already there" would be dead.
-                # Plan again from nothing, right away.
-                now = self.clock()
-                for job in (j for g in groups.values() for j in g):
-                    self.db.run(self.queue.defer, job.id, "the store was created anew; uploading again", now, now)
-                return
+            # Created anew by this put, before it sent anything (Store.put): what it sent is there,
+            # what the queue recorded as "already there" is not, and its links would be dead.
+            renewed = self._store_renewed()
             for path, error in failed.items():
                 for job in groups.pop(path, []):
                     self._fail(job, f"the store rejected {path}: {error}")
@@ -197,6 +225,10 @@ class Worker:
             for path, job in chosen.items():
                 if path in groups:
                     self.db.run(self.queue.record_upload, self.store_id, path, job, now)
+            if renewed:
+                for path in [p for p in groups if p not in chosen]:
+                    for job in groups.pop(path):  # planned again at once, now with nothing recorded
+                        self.db.run(self.queue.defer, job.id, "the store was created anew; uploading again", now, now)
         self.gate = Gate()
         self._note_all([(job, views[job.id]) for group in groups.values() for job in group])
 
@@ -315,8 +347,9 @@ class Worker:
         if not live:
             return
         try:
+            seen = ref_stamp(git_dir, self.notes_ref)
             notes.add(git_dir, self.notes_ref, lines)
-            self._noted_in[git_dir] = self.clock()
+            self._noted_in[git_dir], self._ref_seen[git_dir] = self.clock(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
             return
@@ -339,8 +372,6 @@ class Worker:
         exists: those records are dropped so the next plan uploads the sessions again, instead
         of noting links to objects that are gone (a bucket deleted while the daemon runs).
         """
-        if self._generation_of is not self.store:  # a reloaded configuration brings a new store
-            self._generation_of, self._generation = self.store, 0
         if self.store.generation == self._generation:
             return False
         self._generation = self.store.generation
@@ -376,8 +407,6 @@ class Worker:
 
     # --- housekeeping -----------------------------------------------------------------
 
-    # --- following linked sessions ---------------------------------------------------
-
     def repair_notes(self) -> int:
         """Put back lines of ours that a user's `git notes append/edit` wrote over.
 
@@ -385,21 +414,31 @@ class Worker:
         then notes-utils.c moves the ref unchecked), so a user command that started before our
         write can drop our lines after it. `notes.write` repairs that on our next write to the
         repository; this closes the window in between, for repositories we wrote to recently.
-        With nothing to repair it costs one git process per repository.
+        A repository whose notes ref has not moved since we last looked costs a few `stat`s,
+        not a git process: only another write can have dropped our lines.
         """
         now = self.clock()
         repaired = 0
         for git_dir, at in list(self._noted_in.items()):
             if now - at > REPAIR_WINDOW or not git_dir.exists():
                 del self._noted_in[git_dir]
+                self._ref_seen.pop(git_dir, None)
+                continue
+            # Taken before the repair, so a write during it is seen on the next tick.
+            seen = ref_stamp(git_dir, self.notes_ref)
+            if seen == self._ref_seen.get(git_dir):
                 continue
             try:
+                self._ref_seen[git_dir] = seen
                 if notes.repair(git_dir, self.notes_ref).restored:
                     repaired += 1
                     log.warning("put back trace lines another notes writer dropped in %s", git_dir)
             except (TransientError, GitError) as exc:
+                self._ref_seen.pop(git_dir, None)  # look again next tick
                 log.info("notes repair in %s postponed: %s", git_dir, exc)
         return repaired
+
+    # --- following linked sessions ---------------------------------------------------
 
     def refresh_sessions(self, debounce: float) -> int:
         """Bring the remote copy of every recently linked session up to date with its transcript.

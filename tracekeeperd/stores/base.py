@@ -49,6 +49,8 @@ class Store(Protocol):
 
         Called with an empty list too, before noting jobs whose bytes are already there: that
         is when a store checks it still exists (and is private) and so moves `generation`.
+        A store that creates its container does so before it sends anything: what one call
+        sent is in the container that call's `generation` names.
         """
         ...
 

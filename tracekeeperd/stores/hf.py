@@ -51,7 +51,16 @@ HUB_ENVIRONMENT = {
 LIBRARY_RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: hf_xet reports an HTTP failure of its own requests (the xet token fetch) as a ConnectionError
 #: whose text keeps reqwest's wording, e.g. "HTTP status client error (403 Forbidden), domain: ...".
+#: There is no typed way to the status: in huggingface/xet-core xet_pkg/src/error.rs,
+#: `from_client_error_ref` turns every reqwest status error other than 429/5xx into
+#: `XetError::Network` and `From<XetError> for PyErr` raises Network, RateLimited and ServerError
+#: all as `PyConnectionError(msg)`; only `ClientError::AuthError` (a failed token *refresh*) becomes
+#: the typed `hf_xet.XetAuthenticationError` (a PermissionError). The text is
+#: xet_client/src/error.rs `ReqwestError`: "Request error: {reqwest error}, domain: {url}".
 _XET_HTTP_STATUS = re.compile(r"HTTP status (?:client|server) error \((\d{3})\b")
+#: xet-core's `AuthError::TokenRefreshFailure` (xet_client/src/cas_client/auth.rs): the token
+#: refresh request failed, for whatever reason; the status, if any, follows in the text.
+_XET_REFRESH_FAILED = "Token refresh failed"
 WRITE_ACCESS_HINT = "use a token with write access (`hf auth login`, or set HF_TOKEN), then run `tracekeeper retry`"
 
 _client_lock = threading.Lock()
@@ -151,11 +160,11 @@ def classify(exc: BaseException) -> TransientError | PermanentError:
         return TransientError(f"the Hub did not answer in time ({type(exc).__name__})")
     if isinstance(exc, httpx2.TransportError):
         return TransientError(f"cannot reach the Hub ({type(exc).__name__}: {exc})")
-    if isinstance(exc, PermissionError):  # hf_xet's XetAuthenticationError
-        return PermanentError(f"the Hub refused the upload ({exc}); {WRITE_ACCESS_HINT}")
-    if isinstance(exc, ConnectionError):
-        # hf_xet reports any failure of its token fetch (refused, 429, 5xx, even 401/403) this way;
-        # only the text keeps the status.
+    if isinstance(exc, PermissionError | ConnectionError):
+        # hf_xet reports any failure of its first token fetch (refused, 429, 5xx, even 401/403) as
+        # a ConnectionError, and any failure of a token *refresh* mid-transfer, the Hub being
+        # unreachable included, as XetAuthenticationError (a PermissionError); only the text
+        # keeps the status (see _XET_HTTP_STATUS).
         found = _XET_HTTP_STATUS.search(str(exc))
         xet_status = int(found.group(1)) if found else None
         if xet_status in (401, 403):
@@ -164,6 +173,8 @@ def classify(exc: BaseException) -> TransientError | PermanentError:
             )
         if xet_status == 404:
             return BucketMissing(f"the bucket does not exist on the Hub (404 on the upload token): {exc}")
+        if isinstance(exc, PermissionError) and _XET_REFRESH_FAILED not in str(exc):
+            return PermanentError(f"the Hub refused the upload ({exc}); {WRITE_ACCESS_HINT}")
         return TransientError(f"transfer failed: {exc}")
     if isinstance(exc, TimeoutError):
         return TransientError(f"transfer failed: {exc}")
@@ -231,12 +242,14 @@ class HfStore:
     def _call(self, fn: Callable[[], T], *, retries: int = 2) -> T:
         """One short in-attempt burst of retries for transient errors; the queue does the rest.
 
-        An answer that says when to come back (a rate-limit window, `Retry-After`) is not retried
-        here: the daemon schedules that try, persisted, so it survives a restart.
+        An answer that says when to come back (a rate-limit window, `Retry-After`), or any 429, is
+        not retried here: the daemon schedules that try, persisted, so it survives a restart.
         """
         try:
             for attempt in Retrying(
-                retry=retry_if_exception(lambda e: isinstance(e, TransientError) and e.retry_after is None),
+                retry=retry_if_exception(
+                    lambda e: isinstance(e, TransientError) and e.retry_after is None and not isinstance(e, RateLimited)
+                ),
                 wait=wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5),
                 stop=stop_after_attempt(retries + 1),
                 reraise=True,
