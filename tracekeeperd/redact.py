@@ -179,18 +179,22 @@ class Report:
 
 _PEM_BEGIN = r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
 _PEM_END = r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+# Some JSON writers escape "+", "/", "&" or "<" (.NET writes \u002B, PHP \/);
+# a secret class must walk through those escapes or it would stop halfway
+# through the secret and leave its tail in clear.  Only escapes of printable
+# ASCII that a value may hold: ``\u005c`` (a backslash, the first half of a
+# nested ``\"``), ``\u0022``, quotes, spaces and controls end a value, and
+# walking into them would replace the quote that closes a nested string.
+_ESC_CHAR = r"\\u00(?:2[13-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abd-fABD-F]|6[1-9a-fA-F]|7[0-9a-eA-E])"
+_ESC = _ESC_CHAR + r"|\\/"
 # Inside a JSON string a key spans "\n" escapes; `(?:[^"\\\n]|\\.)` walks a
 # JSON string without ever leaving it.  Without an END line (a truncated key)
 # the body is taken as far as it looks like base64.
-_PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+/=:, -]|\\[nrt/]|\\u[0-9a-fA-F]{4})*)"
+_PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+/=:, -]|\\[nrt/]|" + _ESC_CHAR + r")*)"
 
 # Assignment context: `NAME = value`, `"name": "value"`, `name: value`,
 # with the JSON-escaped quotes of a transcript (`\"name\": \"value\"`).
 _ASSIGN = r"[A-Za-z0-9_.-]{0,30}(?:\\*[\"'])?\]?[ \t]*(?::=|=>|\?=|=|:)[ \t]*(?:\\*[\"'`])?"
-# Some JSON writers escape "+", "/", "&" or "<" (.NET writes \u002B, PHP \/);
-# a secret class must walk through those escapes or it would stop halfway
-# through the secret and leave its tail in clear.
-_ESC = r"\\u[0-9a-fA-F]{4}|\\/"
 _VALUE = r"((?:[^\s\"'`\\;]|" + _ESC + r"){8,})"
 _B64 = r"(?:[A-Za-z0-9+/]|" + _ESC + r")"
 
@@ -303,7 +307,7 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "url-password",
-        r"://[^\s:@/?#\"'\\]{0,128}:((?:[^\s/\"'\\]|\\u[0-9a-fA-F]{4})+)@[A-Za-z0-9_~%.\[\]-]",
+        r"://[^\s:@/?#\"'\\]{0,128}:((?:[^\s/\"'\\]|" + _ESC_CHAR + r")+)@[A-Za-z0-9_~%.\[\]-]",
         ("://",),
         secret_group=1,
     ),
