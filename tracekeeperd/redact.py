@@ -768,13 +768,16 @@ class Redactor:
         return spans
 
     def _find_decoded(self, block: bytes) -> list[_Span]:
-        """Scan the decoded text of JSON lines whose escapes hide characters a secret is made of.
+        """Scan the decoded text of lines whose escapes hide characters a secret is made of.
 
         The raw scan sees through the escapes that stand for separators
         (`_starts_word`, and patterns that accept ``\\"``); it cannot see a
         token whose letters are written ``\\u0068``, or a URL written
         ``https:\\/\\/`` (PHP, .NET and Go write such escapes).  Only lines that
-        hold one are decoded, so ordinary transcripts pay one regex pass.
+        hold one are decoded, so ordinary transcripts pay one regex pass.  A
+        JSON line is decoded string by string (`_View.add_line`); any other
+        line (a pasted log, a line of an indented JSON document) escape by
+        escape (`_View.add_text_line`).
         """
         view = _View()
         pos = 0
@@ -784,6 +787,8 @@ class Redactor:
             line = block[start:pos]
             if _is_json(line):
                 view.add_line(line, start)
+            else:
+                view.add_text_line(line, start)
             pos += 1
         if not view.text:
             return []
@@ -1035,6 +1040,7 @@ def _inside_json_strings(block: bytes, spans: list[_Span]) -> list[_Span]:
 # backslash of a run is enough, so JSON inside JSON is caught too, and a
 # pattern that starts with one literal byte is ten times faster than ``\\+``.
 _HIDING_ESCAPE = re.compile(rb"\\(?:u00[2-7][0-9a-fA-F]|/)")
+_HIDING_RUN = re.compile(rb"\\+(?:u(00[2-7][0-9a-fA-F])|/)")
 _SIMPLE_ESCAPES: Final = {
     ord(k): v
     for k, v in {'"': b'"', "\\": b"\\", "/": b"/", "b": b"\b", "f": b"\f", "n": b"\n", "r": b"\r", "t": b"\t"}.items()
@@ -1229,6 +1235,33 @@ class _View:
         if self.text:
             self.text += b"\n"  # in no region: nothing maps across it
         self._json(_Source(line, _Map.identity(offset, len(line))), 0)
+
+    def add_text_line(self, line: bytes, offset: int) -> None:
+        """Add a line that is not JSON: plain text, or one line of an indented JSON document.
+
+        Its quotes need not pair, so there are no strings to decode: only the
+        escapes that hide a character (`_HIDING_RUN`), each with the run of
+        backslashes before it, so that ``\\\\/`` two levels down is ``/`` too.
+        Each maps to its whole run, and a string that loses whole runs of
+        backslashes with their escape is still a valid string at every level.
+        """
+        if self.text:
+            self.text += b"\n"
+        out = bytearray()
+        where = _Map()
+        pos = 0
+        for run in _HIDING_RUN.finditer(line):
+            if run.start() > pos:
+                where.add(len(out), offset + pos, offset + run.start(), exact=True)
+                out += line[pos : run.start()]
+            where.add(len(out), offset + run.start(), offset + run.end(), exact=False)
+            out.append(int(run[1], 16) if run[1] else 0x2F)
+            pos = run.end()
+        if len(line) > pos:
+            where.add(len(out), offset + pos, offset + len(line), exact=True)
+            out += line[pos:]
+        data = bytes(out)
+        self._region(data, _Source(data, where), 0, len(data))
 
     def to_raw(self, span: _Span) -> _Span | None:
         """The raw bytes behind a span of decoded text, or None if it would touch JSON syntax."""
