@@ -40,8 +40,10 @@ Design choices, and why:
     for ``h``, ``\\/``: .NET, PHP and Go write these) is also scanned as
     decoded text (`_View`): every string, key or value, decoded, strings that
     are JSON documents decoded again (up to `MAX_NESTING` levels), colour
-    codes as spaces.  Each finding maps back to whole raw escapes at every
-    level, so only the secret's own bytes change and every level stays JSON.
+    codes as spaces; a line that is not JSON (a pasted log, a line of an
+    indented document) escape by escape.  Each finding maps back to whole
+    raw escapes at every level, so only the secret's own bytes change and
+    every level stays JSON.
 
   Measured with bench/bench_redact.py (50 MB, re2, 2 shared cores, old and
   new interleaved): 41.5 MB/s before, 39.9 MB/s after on ordinary
