@@ -382,3 +382,11 @@ def test_plain_text_lines_see_escapes_as_boundaries(kind: str) -> None:
         seen = out.decode()
         assert not [w for w in needles(secret) if w in seen], (kind, context, out)
         assert kind in report.counts, (kind, context, report.counts)
+
+
+def test_the_false_positive_corpus_is_untouched_in_plain_lines_with_hiding_escapes() -> None:
+    """Lines that are not JSON are decoded escape by escape (`\\/`, `\\u0065`, ``\\\\u0061``): still no finding."""
+    for text in innocent_texts(random.Random(3)):
+        for form in (text.replace("/", "\\/"), text.replace("e", "\\u0065"), "log: " + text.replace("a", "\\\\u0061")):
+            line = ("$ " + form).replace("\n", " ").encode() + b"\n"
+            check_untouched(line)
