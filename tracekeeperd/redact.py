@@ -101,7 +101,7 @@ BLOCK_BYTES: Final = 1 << 17
 MAX_LINE_BYTES: Final = 64 << 20
 """A longer line is refused: holding it whole is the price of never cutting a secret in two."""
 
-_ALGORITHM: Final = b"escape-aware-1\0"
+_ALGORITHM: Final = b"escape-aware-2\0"  # 2: lines that are not JSON are decoded too
 """Part of `Redactor.ruleset_id`: the same rules applied by another algorithm redact other bytes."""
 
 MAX_NESTING: Final = 4
@@ -893,8 +893,10 @@ def _compile_rule(
     it stops re2 from scanning for the literal prefix, which is five times
     faster than its general search, and `_starts_word` knows what a reader
     sees before the match (``\\n``, a colour code), which ``\\b`` does not.
-    A built-in pattern may also start ``\\b[`` or ``\\b(``: each of its
-    alternatives starts with a word character, so the two checks agree.
+    A built-in pattern may also start ``\\b[`` or ``\\b(``; then the Python
+    check is the one that applies (for the Azure client secret, whose first
+    class also holds ``~`` and ``.``, it is the "not glued to a word" its
+    pattern used to spell out).
     """
     if not _RULE_ID.match(rule.id):
         raise RedactionError(f"redaction rule id {rule.id!r} must be lowercase kebab-case")
