@@ -486,14 +486,12 @@ def _starts_word(buf: bytes, pos: int, floor: int) -> bool:
     return False
 
 
-_SPACE_TAIL = re.compile(rb"(?:" + _ESC_SPELLINGS + rb"\[[0-?]*[ -/]*[@-~]|\\+[ntr])\Z")
-
-
 def _after_space(before: bytes) -> bool:
-    """Whether ``before`` ends where a shell word starts: white space, its escape, or a colour code."""
+    """Whether ``before`` ends where a shell word starts: white space, its escape, or a terminal sequence."""
     if before[-1:] in (b"", b" ", b"\t", b"\n", b"\r"):
         return True
-    return _SPACE_TAIL.search(before, max(0, len(before) - _TAIL_WINDOW)) is not None
+    tail = _ESCAPE_TAIL.search(before, max(0, len(before) - _TAIL_WINDOW))
+    return tail is not None and tail["hex"] is None and tail["ws"] in (None, b"n", b"t", b"r")
 
 
 # ---------------------------------------------------------------------------
