@@ -629,9 +629,10 @@ def test_a_line_with_a_raw_lone_surrogate_is_still_decoded() -> None:
 def test_escaped_letters_in_a_line_that_is_not_json_are_seen_through() -> None:
     """A pasted log line, and the lines of an indented JSON document (Gemini's legacy ``.json``).
 
-    Gemini CLI writes a legacy chat file as one indented document (/work/shared/docs/agents.md,
-    Gemini CLI), so no line of it is a JSON document; a tool's PHP or .NET output in it still
-    hides letters and slashes one or two levels down.
+    Gemini CLI wrote a legacy chat file as one indented document (google-gemini/gemini-cli at
+    9a91371, packages/core/src/services/chatRecordingService.ts, writeConversation:
+    ``JSON.stringify(conversation, null, 2)``), so no line of it is a JSON document; a tool's PHP
+    or .NET output in it still hides letters and slashes one or two levels down.
     """
     php = '{"dsn":"postgres://app:Xk9mP2vL8qR4zzA1@db.internal/app","token":"' + HF + '"}'
     php = php.replace("/", "\\/").replace("hf_", "\\u0068f_")
