@@ -624,3 +624,29 @@ def test_a_line_with_a_raw_lone_surrogate_is_still_decoded() -> None:
     out, report = Redactor().redact_bytes(line)
     assert report.counts == {"hf-token": 1}
     assert out == b'{"o": "\xed\xa0\x80 token\\nx [REDACTED:hf-token]"}\n'
+
+
+def test_escaped_letters_in_a_line_that_is_not_json_are_seen_through() -> None:
+    """A pasted log line, and the lines of an indented JSON document (Gemini's legacy ``.json``).
+
+    Gemini CLI wrote a legacy chat file as one indented document (google-gemini/gemini-cli at
+    9a91371, packages/core/src/services/chatRecordingService.ts, writeConversation:
+    ``JSON.stringify(conversation, null, 2)``), so no line of it is a JSON document; a tool's PHP
+    or .NET output in it still hides letters and slashes one or two levels down.
+    """
+    php = '{"dsn":"postgres://app:Xk9mP2vL8qR4zzA1@db.internal/app","token":"' + HF + '"}'
+    php = php.replace("/", "\\/").replace("hf_", "\\u0068f_")
+    document = json.dumps({"messages": [{"content": f"out: {php}"}]}, indent=2)
+    pasted = f"log: {HF[:10]}\\u{ord(HF[10]):04x}{HF[11:]} https:\\/\\/app:Xk9mP2vL8qR4zzA1@db.internal\n"
+    out, report = Redactor().redact_bytes(document.encode() + b"\n" + pasted.encode())
+    for secret in (HF[3:], HF[11:], "Xk9mP2vL8qR4zzA1"):
+        assert secret.encode() not in out
+    assert report.counts == {"hf-token": 2, "url-password": 2}
+    first, second = out.split(b"\n}\n")
+    content = json.loads(first + b"\n}")["messages"][0]["content"]
+    assert json.loads(content.removeprefix("out: ")) == {
+        "dsn": "postgres://app:[REDACTED:url-password]@db.internal/app",
+        "token": "[REDACTED:hf-token]",
+    }
+    assert second == b"log: [REDACTED:hf-token] https:\\/\\/app:[REDACTED:url-password]@db.internal\n"
+    assert Redactor().redact_bytes(out) == (out, Report(lines=report.lines, bytes_in=len(out), bytes_out=len(out)))

@@ -272,6 +272,19 @@ def test_every_kind_with_its_first_letter_written_as_a_unicode_escape(kind: str)
             check_removed(line_for(f"token\n{text}\n", ["value"] * levels, styles), kind, secret)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_when_the_outer_writer_escapes_the_inner_quotes_and_backslashes(kind: str) -> None:
+    """A nested ``\\"`` written ``\\u005c\\"`` (or ``\\u005c\\u0022``) ends the value.
+
+    A value class that walks into it replaces the quote that closes the nested string.
+    """
+    for n, (shape, escaped) in enumerate((s, e) for s in SHAPES for e in ({"\\"}, {"\\", '"'})):
+        text, secret = placed(kind, 40 + n)
+        outer = Style(escaped=frozenset(escaped))
+        line = line_for(f'curl -H "{text}" https://api.internal/v1/jobs', ["value", shape], [outer, Style()])
+        check_removed(line, kind, secret)
+
+
 def test_the_false_positive_corpus_is_untouched_in_every_context() -> None:
     texts = innocent_texts(random.Random(11))
     for n, context in enumerate(UNGLUED):
@@ -369,3 +382,11 @@ def test_plain_text_lines_see_escapes_as_boundaries(kind: str) -> None:
         seen = out.decode()
         assert not [w for w in needles(secret) if w in seen], (kind, context, out)
         assert kind in report.counts, (kind, context, report.counts)
+
+
+def test_the_false_positive_corpus_is_untouched_in_plain_lines_with_hiding_escapes() -> None:
+    """Lines that are not JSON are decoded escape by escape (`\\/`, `\\u0065`, ``\\\\u0061``): still no finding."""
+    for text in innocent_texts(random.Random(3)):
+        for form in (text.replace("/", "\\/"), text.replace("e", "\\u0065"), "log: " + text.replace("a", "\\\\u0061")):
+            line = ("$ " + form).replace("\n", " ").encode() + b"\n"
+            check_untouched(line)

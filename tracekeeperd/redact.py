@@ -40,8 +40,10 @@ Design choices, and why:
     for ``h``, ``\\/``: .NET, PHP and Go write these) is also scanned as
     decoded text (`_View`): every string, key or value, decoded, strings that
     are JSON documents decoded again (up to `MAX_NESTING` levels), colour
-    codes as spaces.  Each finding maps back to whole raw escapes at every
-    level, so only the secret's own bytes change and every level stays JSON.
+    codes as spaces; a line that is not JSON (a pasted log, a line of an
+    indented document) escape by escape.  Each finding maps back to whole
+    raw escapes at every level, so only the secret's own bytes change and
+    every level stays JSON.
 
   Measured with bench/bench_redact.py (50 MB, re2, 2 shared cores, old and
   new interleaved): 41.5 MB/s before, 39.9 MB/s after on ordinary
@@ -99,7 +101,7 @@ BLOCK_BYTES: Final = 1 << 17
 MAX_LINE_BYTES: Final = 64 << 20
 """A longer line is refused: holding it whole is the price of never cutting a secret in two."""
 
-_ALGORITHM: Final = b"escape-aware-1\0"
+_ALGORITHM: Final = b"escape-aware-2\0"  # 2: lines that are not JSON are decoded too
 """Part of `Redactor.ruleset_id`: the same rules applied by another algorithm redact other bytes."""
 
 MAX_NESTING: Final = 4
@@ -179,18 +181,22 @@ class Report:
 
 _PEM_BEGIN = r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
 _PEM_END = r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+# Some JSON writers escape "+", "/", "&" or "<" (.NET writes \u002B, PHP \/);
+# a secret class must walk through those escapes or it would stop halfway
+# through the secret and leave its tail in clear.  Only escapes of printable
+# ASCII that a value may hold: ``\u005c`` (a backslash, the first half of a
+# nested ``\"``), ``\u0022``, quotes, spaces and controls end a value, and
+# walking into them would replace the quote that closes a nested string.
+_ESC_CHAR = r"\\u00(?:2[13-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abd-fABD-F]|6[1-9a-fA-F]|7[0-9a-eA-E])"
+_ESC = _ESC_CHAR + r"|\\/"
 # Inside a JSON string a key spans "\n" escapes; `(?:[^"\\\n]|\\.)` walks a
 # JSON string without ever leaving it.  Without an END line (a truncated key)
 # the body is taken as far as it looks like base64.
-_PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+/=:, -]|\\[nrt/]|\\u[0-9a-fA-F]{4})*)"
+_PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+/=:, -]|\\[nrt/]|" + _ESC_CHAR + r")*)"
 
 # Assignment context: `NAME = value`, `"name": "value"`, `name: value`,
 # with the JSON-escaped quotes of a transcript (`\"name\": \"value\"`).
 _ASSIGN = r"[A-Za-z0-9_.-]{0,30}(?:\\*[\"'])?\]?[ \t]*(?::=|=>|\?=|=|:)[ \t]*(?:\\*[\"'`])?"
-# Some JSON writers escape "+", "/", "&" or "<" (.NET writes \u002B, PHP \/);
-# a secret class must walk through those escapes or it would stop halfway
-# through the secret and leave its tail in clear.
-_ESC = r"\\u[0-9a-fA-F]{4}|\\/"
 _VALUE = r"((?:[^\s\"'`\\;]|" + _ESC + r"){8,})"
 _B64 = r"(?:[A-Za-z0-9+/]|" + _ESC + r")"
 
@@ -303,7 +309,7 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "url-password",
-        r"://[^\s:@/?#\"'\\]{0,128}:((?:[^\s/\"'\\]|\\u[0-9a-fA-F]{4})+)@[A-Za-z0-9_~%.\[\]-]",
+        r"://[^\s:@/?#\"'\\]{0,128}:((?:[^\s/\"'\\]|" + _ESC_CHAR + r")+)@[A-Za-z0-9_~%.\[\]-]",
         ("://",),
         secret_group=1,
     ),
@@ -480,14 +486,12 @@ def _starts_word(buf: bytes, pos: int, floor: int) -> bool:
     return False
 
 
-_SPACE_TAIL = re.compile(rb"(?:" + _ESC_SPELLINGS + rb"\[[0-?]*[ -/]*[@-~]|\\+[ntr])\Z")
-
-
 def _after_space(before: bytes) -> bool:
-    """Whether ``before`` ends where a shell word starts: white space, its escape, or a colour code."""
+    """Whether ``before`` ends where a shell word starts: white space, its escape, or a terminal sequence."""
     if before[-1:] in (b"", b" ", b"\t", b"\n", b"\r"):
         return True
-    return _SPACE_TAIL.search(before, max(0, len(before) - _TAIL_WINDOW)) is not None
+    tail = _ESCAPE_TAIL.search(before, max(0, len(before) - _TAIL_WINDOW))
+    return tail is not None and tail["hex"] is None and tail["ws"] in (None, b"n", b"t", b"r")
 
 
 # ---------------------------------------------------------------------------
@@ -764,13 +768,16 @@ class Redactor:
         return spans
 
     def _find_decoded(self, block: bytes) -> list[_Span]:
-        """Scan the decoded text of JSON lines whose escapes hide characters a secret is made of.
+        """Scan the decoded text of lines whose escapes hide characters a secret is made of.
 
         The raw scan sees through the escapes that stand for separators
         (`_starts_word`, and patterns that accept ``\\"``); it cannot see a
         token whose letters are written ``\\u0068``, or a URL written
         ``https:\\/\\/`` (PHP, .NET and Go write such escapes).  Only lines that
-        hold one are decoded, so ordinary transcripts pay one regex pass.
+        hold one are decoded, so ordinary transcripts pay one regex pass.  A
+        JSON line is decoded string by string (`_View.add_line`); any other
+        line (a pasted log, a line of an indented JSON document) escape by
+        escape (`_View.add_text_line`).
         """
         view = _View()
         pos = 0
@@ -780,6 +787,8 @@ class Redactor:
             line = block[start:pos]
             if _is_json(line):
                 view.add_line(line, start)
+            else:
+                view.add_text_line(line, start)
             pos += 1
         if not view.text:
             return []
@@ -882,8 +891,10 @@ def _compile_rule(
     it stops re2 from scanning for the literal prefix, which is five times
     faster than its general search, and `_starts_word` knows what a reader
     sees before the match (``\\n``, a colour code), which ``\\b`` does not.
-    A built-in pattern may also start ``\\b[`` or ``\\b(``: each of its
-    alternatives starts with a word character, so the two checks agree.
+    A built-in pattern may also start ``\\b[`` or ``\\b(``; then the Python
+    check is the one that applies (for the Azure client secret, whose first
+    class also holds ``~`` and ``.``, it is the "not glued to a word" its
+    pattern used to spell out).
     """
     if not _RULE_ID.match(rule.id):
         raise RedactionError(f"redaction rule id {rule.id!r} must be lowercase kebab-case")
@@ -1031,6 +1042,7 @@ def _inside_json_strings(block: bytes, spans: list[_Span]) -> list[_Span]:
 # backslash of a run is enough, so JSON inside JSON is caught too, and a
 # pattern that starts with one literal byte is ten times faster than ``\\+``.
 _HIDING_ESCAPE = re.compile(rb"\\(?:u00[2-7][0-9a-fA-F]|/)")
+_HIDING_RUN = re.compile(rb"\\+(?:u(00[2-7][0-9a-fA-F])|/)")
 _SIMPLE_ESCAPES: Final = {
     ord(k): v
     for k, v in {'"': b'"', "\\": b"\\", "/": b"/", "b": b"\b", "f": b"\f", "n": b"\n", "r": b"\r", "t": b"\t"}.items()
@@ -1225,6 +1237,33 @@ class _View:
         if self.text:
             self.text += b"\n"  # in no region: nothing maps across it
         self._json(_Source(line, _Map.identity(offset, len(line))), 0)
+
+    def add_text_line(self, line: bytes, offset: int) -> None:
+        """Add a line that is not JSON: plain text, or one line of an indented JSON document.
+
+        Its quotes need not pair, so there are no strings to decode: only the
+        escapes that hide a character (`_HIDING_RUN`), each with the run of
+        backslashes before it, so that ``\\\\/`` two levels down is ``/`` too.
+        Each maps to its whole run, and a string that loses whole runs of
+        backslashes with their escape is still a valid string at every level.
+        """
+        if self.text:
+            self.text += b"\n"
+        out = bytearray()
+        where = _Map()
+        pos = 0
+        for run in _HIDING_RUN.finditer(line):
+            if run.start() > pos:
+                where.add(len(out), offset + pos, offset + run.start(), exact=True)
+                out += line[pos : run.start()]
+            where.add(len(out), offset + run.start(), offset + run.end(), exact=False)
+            out.append(int(run[1], 16) if run[1] else 0x2F)
+            pos = run.end()
+        if len(line) > pos:
+            where.add(len(out), offset + pos, offset + len(line), exact=True)
+            out += line[pos:]
+        data = bytes(out)
+        self._region(data, _Source(data, where), 0, len(data))
 
     def to_raw(self, span: _Span) -> _Span | None:
         """The raw bytes behind a span of decoded text, or None if it would touch JSON syntax."""
