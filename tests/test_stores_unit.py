@@ -13,9 +13,10 @@ import pytest
 from huggingface_hub import hf_raise_for_status
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
+from tracekeeperd.config import StoreSpec, parse_store
 from tracekeeperd.errors import ConfigError, PermanentError, TransientError
 from tracekeeperd.stores import LocalStore, MissingTrace, Upload
-from tracekeeperd.stores.hf import BucketMissing, RateLimited, classify, parse_bucket_url
+from tracekeeperd.stores.hf import BucketMissing, RateLimited, classify
 
 BATCH_URL = "https://huggingface.co/api/buckets/ns/name/batch"
 
@@ -229,20 +230,23 @@ def test_typed_errors_pass_through_unchanged() -> None:
     [
         ("hf://buckets/ns/name", "ns/name"),
         ("hf://buckets/ns/name/", "ns/name"),
-        ("buckets/ns/name", "ns/name"),
-        ("ns/name", "ns/name"),
-        ("name", "name"),
         ("hf://buckets/name", "name"),
     ],
 )
-def test_parse_bucket_url(raw: str, bucket: str) -> None:
-    assert parse_bucket_url(raw) == bucket
+def test_parse_store_reads_a_bucket_url(raw: str, bucket: str) -> None:
+    assert parse_store(raw) == StoreSpec(bucket=bucket)
 
 
-@pytest.mark.parametrize("raw", ["hf://buckets/", "", "hf://buckets/a/b/c", "hf://datasets/ns/name"])
-def test_parse_bucket_url_refuses_what_is_not_a_bucket(raw: str) -> None:
-    with pytest.raises(ConfigError, match="not a bucket"):
-        parse_bucket_url(raw)
+def test_parse_store_reads_a_directory_url() -> None:
+    assert parse_store("file:///srv/traces%20dir") == StoreSpec(directory=Path("/srv/traces dir"))
+
+
+@pytest.mark.parametrize(
+    "raw", ["hf://buckets/", "", "hf://buckets/a/b/c", "hf://datasets/ns/name", "file://host/x", "s3://b"]
+)
+def test_parse_store_refuses_what_is_no_store(raw: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_store(raw)
 
 
 # --- the local directory store ---------------------------------------------------------

@@ -191,22 +191,38 @@ def check_bucket_id(bucket: str) -> str:
     return bucket
 
 
-def check_store(spec: str) -> str:
-    """`hf://buckets/<ns>/<name>` or `file:///dir` (what stores.open_store opens)."""
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a store setting names: a bucket (`ns/name`) on the Hub, or a local directory."""
+
+    bucket: str | None = None
+    directory: Path | None = None
+
+
+def parse_store(spec: str) -> StoreSpec:
+    """`hf://buckets/<ns>/<name>` or `file:///dir`: the one reading of a store URL, for the
+    validator and for stores.open_store alike."""
     if spec.startswith("hf://"):
         rest = spec.removeprefix("hf://")
         if not rest.startswith("buckets/"):
             raise ConfigError(f"invalid bucket id {rest!r}: a store on the Hub is hf://buckets/<namespace>/<name>")
         bucket = rest.removeprefix("buckets/")
         # `hf://buckets/ns/name/` is that bucket; `hf://buckets/ns/` is no bucket at all.
-        check_bucket_id(bucket[:-1] if bucket.count("/") == 2 and bucket.endswith("/") else bucket)
-        return spec
+        return StoreSpec(
+            bucket=check_bucket_id(bucket[:-1] if bucket.count("/") == 2 and bucket.endswith("/") else bucket)
+        )
     if spec.startswith("file://"):
         parsed = urlparse(spec)
         if parsed.netloc not in ("", "localhost") or not unquote(parsed.path).startswith("/"):
             raise ConfigError(f"file store must be a local path, file:///<dir>, got {spec!r}")
-        return spec
+        return StoreSpec(directory=Path(unquote(parsed.path)))
     raise ConfigError(f"unknown store {spec!r}: use hf://buckets/<namespace>/<name> or file:///path")
+
+
+def check_store(spec: str) -> str:
+    """`spec` if `parse_store` can read it (the validator keeps the setting as written)."""
+    parse_store(spec)
+    return spec
 
 
 def _endpoint(value: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..config import Config
-from ..errors import ConfigError, TracekeeperError
+from ..config import Config, parse_store
+from ..errors import TracekeeperError
 from .base import MissingTrace, Store, StoreInfo, Upload
-from .hf import HfStore, configure_hub, parse_bucket_url
+from .hf import HfStore, configure_hub
 from .local import LocalStore
 
 __all__ = [
@@ -66,18 +66,14 @@ def open_store(config: Config) -> Store:
     With neither set, a saved or exported HF token means `<you>/agent-traces`; no token at all
     means a local directory, so a fresh machine works with no account.
     """
-    spec = config.store
-    if spec:
-        if spec.startswith("hf://"):
-            return HfStore(parse_bucket_url(spec), config.hf_endpoint)
-        if spec.startswith("file://"):
-            parsed = urlparse(spec)
-            if parsed.netloc not in ("", "localhost"):
-                raise ConfigError(f"file store must be a local path, got {spec!r}")
-            return LocalStore(Path(unquote(parsed.path)))
-        raise ConfigError(f"unknown store {spec!r}: use hf://buckets/<namespace>/<name> or file:///path")
-    if config.bucket:
-        return HfStore(parse_bucket_url(config.bucket), config.hf_endpoint)
+    if config.store:
+        spec = parse_store(config.store)
+        if spec.bucket is not None:
+            return HfStore(spec.bucket, config.hf_endpoint)
+        assert spec.directory is not None
+        return LocalStore(spec.directory)
+    if config.bucket:  # HF_TRACE_BUCKET: checked by config.check_bucket_id
+        return HfStore(config.bucket, config.hf_endpoint)
     if _has_hf_token():
         return HfStore(None, config.hf_endpoint)
     return LocalStore(config.paths.default_local_store)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from ..errors import ConfigError, PermanentError, TransientError
+from ..errors import PermanentError, TransientError
 from .base import MissingTrace, StoreInfo, Upload
 
 if TYPE_CHECKING:
@@ -114,15 +114,6 @@ def configure_hub(connect: float = 5.0, read: float = 30.0) -> None:
 
         set_client_factory(factory)
         _client_configured = True
-
-
-def parse_bucket_url(url: str) -> str:
-    """`hf://buckets/ns/name` -> `ns/name` (a bare `name` means the token owner's namespace)."""
-    rest = url.removeprefix("hf://").removeprefix("buckets/").strip("/")
-    parts = [p for p in rest.split("/") if p]
-    if not 1 <= len(parts) <= 2:
-        raise ConfigError(f"not a bucket: {url!r} (expected hf://buckets/<namespace>/<name>)")
-    return "/".join(parts)
 
 
 def classify(exc: BaseException) -> TransientError | PermanentError:
