@@ -92,13 +92,15 @@ def test_flush_times_out_with_the_reason_and_retry_recovers(env: Env) -> None:
             assert repo.note(sha)
 
 
-def test_commands_that_need_the_daemon_say_so_in_one_line(env: Env) -> None:
-    for command in ("flush", "retry"):
-        proc = env.cli(command, check=False)
+def test_commands_that_need_the_daemon_say_so_through_the_one_error_table(env: Env) -> None:
+    """flush, retry and drop print what every other command prints for a missing daemon: the
+    error table's line and hint, exit 3 (they once had their own wording, and no hint)."""
+    for command in (["flush"], ["retry"], ["drop", "--failed"]):
+        proc = env.cli(*command, check=False)
         assert proc.returncode == 3
-        assert (
-            proc.stderr
-            == f"Error: tracekeeperd is not running (no answer on {env.socket}); start it with: tracekeeperd\n"
+        assert proc.stderr == (
+            f"Error: tracekeeperd is not running (no answer on {env.socket})\n"
+            "hint: start it with: tracekeeperd   (or: tracekeeper service install)\n"
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -14,7 +14,8 @@ from tracekeeperd.paths import resolve
 
 from . import output
 from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
-from .output import Exit, ago, console, emit_json, fail
+from .errors import ClientError, ExitStatus
+from .output import ago, console, emit_json
 from .runner import STATE, run
 
 
@@ -300,7 +301,7 @@ def status(as_json: bool, include_done: bool) -> None:
     else:
         _print_status(data)
     if data["error"]:
-        fail(data["error"])
+        raise ClientError(data["error"])
 
 
 @cli.command(short_help="Upload everything pending now and wait.")
@@ -323,24 +324,19 @@ def flush(timeout: float) -> None:
       $ tracekeeper flush
       $ tracekeeper flush --timeout 300 && git push
     """
-    try:
-        # The daemon answers when the jobs settle or at --timeout; allow for a slow answer on top.
-        answer = _client(timeout=timeout + 15).flush(timeout)
-    except DaemonUnavailable as exc:
-        _unavailable(exc)
-    except DaemonError as exc:
-        fail(str(exc))
+    # The daemon answers when the jobs settle or at --timeout; allow for a slow answer on top.
+    answer = _client(timeout=timeout + 15).flush(timeout)
     if answer["pending"]:
-        fail(
+        raise ClientError(
             f"{answer['pending']} job(s) still pending after {timeout:g}s: {answer.get('reason') or 'still uploading'}",
-            Exit.TIMEOUT,
+            exit_code=ExitStatus.TIMEOUT,
         )
     if answer["failed"]:
         first = answer["failed"][0]
-        fail(
+        raise ClientError(
             f"{len(answer['failed'])} of the {answer['waited']} job(s) this flush waited on failed: "
             f"{first.get('last_error') or 'no reason recorded'} (see `tracekeeper status`)",
-            Exit.JOBS_FAILED,
+            exit_code=ExitStatus.JOBS_FAILED,
         )
     if answer["waited"]:
         click.echo(f"flushed: {answer['done']} done, nothing pending")
@@ -354,20 +350,13 @@ def flush(timeout: float) -> None:
         )
 
 
-def _unavailable(exc: DaemonUnavailable) -> NoReturn:
-    """Exit 3 with what to do: start the daemon, or wake (or restart) the one that does not answer."""
-    if isinstance(exc, DaemonNotResponding):
-        from .api import not_responding
-
-        fail(not_responding(resolve(), exc)[1], Exit.DAEMON_UNAVAILABLE)
-    fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
-
-
 def _not_failed(answer: dict[str, Any]) -> None:
     missing = answer.get("not_failed") or []
     if missing:
         names = ", ".join(str(i) for i in missing)
-        fail(f"job {names} {'is' if len(missing) == 1 else 'are'} not a failed job (see `tracekeeper status`)")
+        raise ClientError(
+            f"job {names} {'is' if len(missing) == 1 else 'are'} not a failed job (see `tracekeeper status`)"
+        )
 
 
 @cli.command(short_help="Re-queue failed jobs.")
@@ -383,12 +372,7 @@ def retry(jobs: tuple[int, ...]) -> None:
       $ tracekeeper retry && tracekeeper flush
       $ tracekeeper retry 12 13
     """
-    try:
-        answer = _client().retry(list(jobs) if jobs else None)
-    except DaemonUnavailable as exc:
-        _unavailable(exc)
-    except DaemonError as exc:
-        fail(str(exc))
+    answer = _client().retry(list(jobs) if jobs else None)
     click.echo(f"re-queued {answer['retried']} job(s)")
     if answer.get("respooled"):
         click.echo(f"put {answer['respooled']} set-aside commit file(s) back in the spool")
@@ -417,12 +401,7 @@ def drop(jobs: tuple[int, ...], every: bool) -> None:
     if not jobs and not every:
         raise click.UsageError("name the failed jobs to drop (ids from `tracekeeper status`), or give --failed")
     ids = list(jobs) if jobs else None
-    try:
-        answer = _client().drop(ids)
-    except DaemonUnavailable as exc:
-        _unavailable(exc)
-    except DaemonError as exc:
-        fail(str(exc))
+    answer = _client().drop(ids)
     click.echo(f"dropped {answer['dropped']} failed job(s)")
     if answer.get("discarded"):
         click.echo(f"deleted {answer['discarded']} set-aside commit file(s) from the spool")

@@ -1,10 +1,25 @@
 """The client library's one exception base, so commands need no `except ...: fail()` of their own.
 
 Library code raises; only `errors_table` (used by `cli.main`) turns an exception into a line on
-stderr and an exit code. Kept free of imports: the hook's fast path imports it too.
+stderr and an exit code. Kept free of imports but `enum` (which the interpreter's start-up already loaded): the hook's
+fast path imports it too.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed"."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    DAEMON_UNAVAILABLE = 3
+    TIMEOUT = 4
+    JOBS_FAILED = 5
+    INTERRUPTED = 130
 
 
 class ClientError(Exception):
@@ -14,7 +29,7 @@ class ClientError(Exception):
     documented codes in docs/cli.md.
     """
 
-    exit_code: int = 1
+    exit_code: int = ExitStatus.ERROR
     hint: str | None = None
 
     def __init__(self, message: str = "", *, hint: str | None = None, exit_code: int | None = None) -> None:
@@ -28,4 +43,4 @@ class ClientError(Exception):
 class UsageError(ClientError):
     """The command line itself is wrong (a missing -C directory, conflicting options): exit 2."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE

@@ -11,19 +11,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 
-
-class ExitStatus(IntEnum):
-    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed"."""
-
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    DAEMON_UNAVAILABLE = 3
-    TIMEOUT = 4
-    JOBS_FAILED = 5
-    INTERRUPTED = 130
+from .errors import ExitStatus
 
 
 @dataclass(frozen=True)
@@ -85,7 +74,18 @@ def _no_hint(_exc: BaseException) -> str | None:
     return None
 
 
+def _not_responding(exc: BaseException) -> str:
+    """A daemon that holds the socket but does not answer: stopped (`kill -CONT`) or hung (restart)."""
+    from tracekeeperd.paths import resolve
+
+    from .api import DaemonNotResponding, not_responding
+
+    assert isinstance(exc, DaemonNotResponding)
+    return not_responding(resolve(), exc)[1]
+
+
 TABLE: tuple[Row, ...] = (
+    Row("tracekeeper.api:DaemonNotResponding", _not_responding, _no_hint, _const(ExitStatus.DAEMON_UNAVAILABLE)),
     Row(
         "tracekeeper.api:DaemonUnavailable",
         _first_line,

@@ -1,31 +1,12 @@
-"""One output sink: data to stdout (rich on a terminal, JSON with --json), errors to stderr."""
+"""One output sink: data to stdout (rich on a terminal, JSON with --json); errors are raised and
+printed by `errors_table` (via `runner.run`), never here."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from enum import IntEnum
-from typing import Any, NoReturn
-
-
-class Exit(IntEnum):
-    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed"."""
-
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    DAEMON_UNAVAILABLE = 3
-    TIMEOUT = 4
-    JOBS_FAILED = 5
-
-
-def fail(message: str, code: Exit = Exit.ERROR) -> NoReturn:
-    """A known error: one line on stderr per problem (a configuration can have several), no traceback."""
-    for line in message.splitlines() or [""]:
-        sys.stderr.write(f"Error: {line}\n")
-    raise SystemExit(int(code))
-
+from typing import Any
 
 _QUIET = [False]
 
