@@ -51,5 +51,7 @@ def console() -> Any:
 
     from rich.console import Console
 
-    # Piped into another program, lines stay whole instead of wrapping at 80 columns.
-    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    # Piped into another program, lines stay whole instead of wrapping at 80 columns. What is
+    # printed quotes transcripts and notes: `:warning:` in them stays text (emoji=False), as in
+    # show.render.
+    return Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty())
