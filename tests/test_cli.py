@@ -210,3 +210,21 @@ def test_bad_configuration_is_reported_alike_by_the_daemon_the_cli_and_doctor(en
     assert daemon.stderr == (
         "tracekeeperd: error: TRACEKEEPER_LOG_LEVEL: unknown log level 'VERBOSE' (use debug, info, warning or error)\n"
     )
+
+
+def test_status_spells_out_control_characters_in_what_a_job_quotes(env: Env) -> None:
+    """A job's error and names can quote hostile text (a transcript's path, a payload's
+    session id, a Hub answer): the status table spells its control characters out, as `show` does."""
+    from tracekeeperd.queue import NewJob, Queue
+
+    env.state.mkdir(parents=True, exist_ok=True)
+    queue = Queue(env.state / "queue.sqlite3")
+    repo_id, _ = queue.add_repo("/src/app\x1b[2J/.git", "app-00000000", "/src/app\x1b[2J")
+    job = NewJob(repo_id, "/src/app/.git", "/src/app\x1b[2J", "a" * 40, "codex", "s\x1b]0;t\x07", "/t.jsonl")
+    assert queue.add(job, 1.0, error="cannot read /t\x1b]52;c;Y3VybA==\x07.jsonl \u202egnp")
+    queue.close()
+    env.vars["COLUMNS"] = "400"
+    proc = env.cli("status", check=False)
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\u202e" not in proc.stdout, proc.stdout
+    assert "cannot read /t\\x1b]52;c;Y3VybA==\\x07.jsonl \\u202egnp" in proc.stdout, proc.stdout
+    assert "app\\x1b[2J" in proc.stdout and "codex/s\\x1b]0;t\\x07" in proc.stdout, proc.stdout

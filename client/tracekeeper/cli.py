@@ -182,8 +182,11 @@ def _notes_per_repo() -> list[dict[str, Any]]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    # Jobs, spool entries and Hub answers quote hostile text (a transcript's path, a payload's
+    # session id, a server's message): control characters spelled out, markup left literal.
+    from .safetext import markup
 
     out = console()
     daemon, queue = data["daemon"], data["queue"]
@@ -194,15 +197,15 @@ def _print_status(data: dict[str, Any]) -> None:
         if store.get("checked_at"):  # asked of the Hub before every upload; this is the last answer
             privacy += f", checked {ago(store['checked_at'], now)}"
         out.print(f"[green]●[/] tracekeeperd {daemon['version']} running (pid {daemon['pid']}) on {daemon['socket']}")
-        out.print(f"  store   {store['location']} ({privacy})")
+        out.print(f"  store   {markup(store['location'])} ({privacy})")
         if daemon.get("offline_until"):
             out.print(
                 f"  [yellow]store unreachable[/], next try {ago(daemon['offline_until'], now)}: "
-                f"{daemon['offline_reason']}"
+                f"{markup(daemon['offline_reason'])}"
             )
         out.print(f"  notes   {daemon['notes_ref']}")
     elif daemon.get("problem"):  # holds the socket, does not answer
-        out.print(f"[red]●[/] {escape(daemon['problem'])}")
+        out.print(f"[red]●[/] {markup(daemon['problem'])}")
         out.print("  commits are spooled meanwhile, nothing is lost")
     elif daemon.get("running"):
         out.print(f"[yellow]●[/] tracekeeperd runs on {daemon['socket']} but could not report its status")
@@ -213,7 +216,7 @@ def _print_status(data: dict[str, Any]) -> None:
     if spooled.get("dead_letter"):
         out.print(
             f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, [red]{spooled['dead_letter']} set aside[/] in "
-            f"{escape(spooled['dead_letter_dir'])} (newest: {escape(spooled.get('dead_letter_reason') or '?')}); "
+            f"{markup(spooled['dead_letter_dir'])} (newest: {markup(spooled.get('dead_letter_reason') or '?')}); "
             "`tracekeeper retry` puts them back"
         )
     elif spooled.get("waiting"):
@@ -224,13 +227,18 @@ def _print_status(data: dict[str, Any]) -> None:
     )
     for repo in data.get("repos") or []:
         for line in (repo.get("error") or "").splitlines():
-            out.print(f"  [red]problem[/] {escape(line)}")
+            out.print(f"  [red]problem[/] {markup(line)}")
         for remote in repo["remotes"]:
             if remote.get("unpushed"):
-                out.print(f"  notes   {remote['unpushed']} not pushed to {remote['remote']} from {repo['repo']}")
+                out.print(
+                    f"  notes   {remote['unpushed']} not pushed to {markup(remote['remote'])}"
+                    f" from {markup(repo['repo'])}"
+                )
     oldest = data.get("oldest_pending")
     if oldest:
-        out.print(f"  oldest pending: {oldest['commit'][:12]} in {oldest['repo']} ({ago(oldest['created_at'], now)})")
+        out.print(
+            f"  oldest pending: {oldest['commit'][:12]} in {markup(oldest['repo'])} ({ago(oldest['created_at'], now)})"
+        )
     jobs = data.get("jobs") or []
     if not jobs:
         return
@@ -247,11 +255,11 @@ def _print_status(data: dict[str, Any]) -> None:
             str(job["id"]),
             f"[{colours.get(job['state'], 'white')}]{job['state']}[/]",
             job["commit"][:12],
-            escape(Path(job["repo"]).name),
-            escape(f"{job['agent']}/{job['session_id'][:13]}"),
+            markup(Path(job["repo"]).name),
+            markup(f"{job['agent']}/{job['session_id'][:13]}"),
             str(job["attempts"]),
             ago(job["next_attempt_at"], now) if job["state"] == "pending" else "-",
-            escape(detail),  # an error can quote hostile text: never read it as rich markup
+            markup(detail),
         )
     out.print()
     out.print(table)
