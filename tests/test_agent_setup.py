@@ -687,3 +687,17 @@ def test_compact_single_line_file_stays_single_line(env: Env) -> None:
     assert text.startswith('{"version":1,"hooks":{"stop":[{"command":"say done"},')
     agents_cli(env, "uninstall", "--agent", "cursor")
     assert path.read_text() == '{"version":1,"hooks":{"stop":[{"command":"say done"}]}}'
+
+
+def test_one_agents_broken_config_is_one_error_line_and_the_others_are_still_done(env: Env) -> None:
+    """Each agent's failure is said through the one error table (control characters spelled
+    out), the next agents are still installed or uninstalled, and the exit status is 1."""
+    broken = env.home / ".gemini" / "settings.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("[1]")
+    for verb in ("install", "uninstall"):
+        proc = agents_cli(env, verb, "--agent", "gemini", "--agent", "claude")
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == f"Error: {broken}: expected a JSON object, found a list; nothing written\n"
+        assert "claude: " in proc.stdout
+    assert broken.read_text() == "[1]"
