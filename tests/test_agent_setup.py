@@ -473,6 +473,37 @@ def test_comments_are_stripped_as_strip_json_comments_does() -> None:
         json.loads(strip_comments('{"a": 1 /* never closed }'))
 
 
+#: strip-json-comments v3.1.1's own test.js cases (the version gemini-cli pins in
+#: packages/cli/package.json), with its default `whitespace: true`.
+STRIP_JSON_COMMENTS_CASES = [
+    ('//comment\n{"a":"b"}', '         \n{"a":"b"}'),
+    ('/*//comment*/{"a":"b"}', '             {"a":"b"}'),
+    ('{"a":"b"//comment\n}', '{"a":"b"         \n}'),
+    ('{"a":"b"/*comment*/}', '{"a":"b"           }'),
+    ('{"a"/*\n\n\ncomment\r\n*/:"b"}', '{"a"  \n\n\n       \r\n  :"b"}'),
+    ('/*!\n * comment\n */\n{"a":"b"}', '   \n          \n   \n{"a":"b"}'),
+    ('{/*comment*/"a":"b"}', '{           "a":"b"}'),
+    ('{"a":"b//c"}', '{"a":"b//c"}'),
+    ('{"a":"b/*c*/"}', '{"a":"b/*c*/"}'),
+    ('{"/*a":"b"}', '{"/*a":"b"}'),
+    ('{"\\"/*a":"b"}', '{"\\"/*a":"b"}'),
+    ('{"\\\\":"https://foobar.com"}', '{"\\\\":"https://foobar.com"}'),
+    ('{"foo\\"":"https://foobar.com"}', '{"foo\\"":"https://foobar.com"}'),
+    ('{"a":"b"\r\n}', '{"a":"b"\r\n}'),
+    ('{"a":"b"//c\n}', '{"a":"b"   \n}'),
+    ('{"a":"b"//c\r\n}', '{"a":"b"   \r\n}'),
+    ('{"a":"b"/*c*/\r\n}', '{"a":"b"     \r\n}'),
+    ('{"a":"b",/*c\r\nc2*/"x":"y"\r\n}', '{"a":"b",   \r\n    "x":"y"\r\n}'),
+    ('{\r\n\t"a":"b"\r\n} //EOF', '{\r\n\t"a":"b"\r\n}      '),
+    ('{"a":1}//\tx\t\n', '{"a":1}  \t \t\n'),  # blanks are spaces, but tabs (and CR, LF) stay
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), STRIP_JSON_COMMENTS_CASES)
+def test_strip_comments_matches_strip_json_comments_byte_for_byte(text: str, expected: str) -> None:
+    assert strip_comments(text) == expected
+
+
 def test_gemini_comments_that_cannot_be_kept_are_said_and_backed_up(env: Env) -> None:
     path = env.home / ".gemini" / "settings.json"
     path.parent.mkdir(parents=True)
