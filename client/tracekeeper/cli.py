@@ -14,8 +14,8 @@ from tracekeeperd.paths import resolve
 
 from . import output
 from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
-from .errors import ClientError, ExitStatus
-from .output import ago, console, emit_json
+from .errors import ClientError
+from .output import ExitStatus, ago, console, emit_json
 from .runner import STATE, run
 
 

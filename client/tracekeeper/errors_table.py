@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ExitStatus
+from .output import ExitStatus
 
 
 @dataclass(frozen=True)

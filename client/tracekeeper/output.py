@@ -6,7 +6,22 @@ from __future__ import annotations
 import json
 import sys
 import time
+from enum import IntEnum
 from typing import Any
+
+
+class ExitStatus(IntEnum):
+    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed".
+    The one list: errors_table maps exceptions onto it, commands raise with it."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    DAEMON_UNAVAILABLE = 3
+    TIMEOUT = 4
+    JOBS_FAILED = 5
+    INTERRUPTED = 130
+
 
 _QUIET = [False]
 
