@@ -153,13 +153,12 @@ class _Where:
 def _toplevel(directory: Path) -> Path:
     """The working tree's root; `git --git-dir` alone would take the current directory for it."""
     try:
-        proc = git.run(None, ["rev-parse", "--show-toplevel"], cwd=directory, check=False)
+        top = git.toplevel(directory)
     except GitError as exc:
         raise WhyError(f"cannot run git in {directory}: {exc}") from None
-    top = proc.stdout.decode(errors="replace").strip()
-    if proc.returncode != 0 or not top:
+    if top is None:
         raise WhyError(f"{directory} is not in a git working tree")
-    return Path(top)
+    return top
 
 
 def _where(repo: Path, path: str) -> _Where:
