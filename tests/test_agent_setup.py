@@ -473,6 +473,37 @@ def test_comments_are_stripped_as_strip_json_comments_does() -> None:
         json.loads(strip_comments('{"a": 1 /* never closed }'))
 
 
+#: strip-json-comments v3.1.1's own test.js cases (the version gemini-cli pins in
+#: packages/cli/package.json), with its default `whitespace: true`.
+STRIP_JSON_COMMENTS_CASES = [
+    ('//comment\n{"a":"b"}', '         \n{"a":"b"}'),
+    ('/*//comment*/{"a":"b"}', '             {"a":"b"}'),
+    ('{"a":"b"//comment\n}', '{"a":"b"         \n}'),
+    ('{"a":"b"/*comment*/}', '{"a":"b"           }'),
+    ('{"a"/*\n\n\ncomment\r\n*/:"b"}', '{"a"  \n\n\n       \r\n  :"b"}'),
+    ('/*!\n * comment\n */\n{"a":"b"}', '   \n          \n   \n{"a":"b"}'),
+    ('{/*comment*/"a":"b"}', '{           "a":"b"}'),
+    ('{"a":"b//c"}', '{"a":"b//c"}'),
+    ('{"a":"b/*c*/"}', '{"a":"b/*c*/"}'),
+    ('{"/*a":"b"}', '{"/*a":"b"}'),
+    ('{"\\"/*a":"b"}', '{"\\"/*a":"b"}'),
+    ('{"\\\\":"https://foobar.com"}', '{"\\\\":"https://foobar.com"}'),
+    ('{"foo\\"":"https://foobar.com"}', '{"foo\\"":"https://foobar.com"}'),
+    ('{"a":"b"\r\n}', '{"a":"b"\r\n}'),
+    ('{"a":"b"//c\n}', '{"a":"b"   \n}'),
+    ('{"a":"b"//c\r\n}', '{"a":"b"   \r\n}'),
+    ('{"a":"b"/*c*/\r\n}', '{"a":"b"     \r\n}'),
+    ('{"a":"b",/*c\r\nc2*/"x":"y"\r\n}', '{"a":"b",   \r\n    "x":"y"\r\n}'),
+    ('{\r\n\t"a":"b"\r\n} //EOF', '{\r\n\t"a":"b"\r\n}      '),
+    ('{"a":1}//\tx\t\n', '{"a":1}  \t \t\n'),  # blanks are spaces, but tabs (and CR, LF) stay
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), STRIP_JSON_COMMENTS_CASES)
+def test_strip_comments_matches_strip_json_comments_byte_for_byte(text: str, expected: str) -> None:
+    assert strip_comments(text) == expected
+
+
 def test_gemini_comments_that_cannot_be_kept_are_said_and_backed_up(env: Env) -> None:
     path = env.home / ".gemini" / "settings.json"
     path.parent.mkdir(parents=True)
@@ -687,3 +718,17 @@ def test_compact_single_line_file_stays_single_line(env: Env) -> None:
     assert text.startswith('{"version":1,"hooks":{"stop":[{"command":"say done"},')
     agents_cli(env, "uninstall", "--agent", "cursor")
     assert path.read_text() == '{"version":1,"hooks":{"stop":[{"command":"say done"}]}}'
+
+
+def test_one_agents_broken_config_is_one_error_line_and_the_others_are_still_done(env: Env) -> None:
+    """Each agent's failure is said through the one error table (control characters spelled
+    out), the next agents are still installed or uninstalled, and the exit status is 1."""
+    broken = env.home / ".gemini" / "settings.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("[1]")
+    for verb in ("install", "uninstall"):
+        proc = agents_cli(env, verb, "--agent", "gemini", "--agent", "claude")
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == f"Error: {broken}: expected a JSON object, found a list; nothing written\n"
+        assert "claude: " in proc.stdout
+    assert broken.read_text() == "[1]"

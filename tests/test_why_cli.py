@@ -4,9 +4,10 @@ the real fixture transcripts behind them (tests/test_why_lib.py builds the same 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .harness import Env, make_repo
-from .test_why_lib import CLAUDE, FAREWELL, GREET, commit, link
+from .test_why_lib import CLAUDE, FAREWELL, FIXTURES, GREET, commit, link
 
 
 def _repo(env: Env):  # type: ignore[no-untyped-def]
@@ -54,3 +55,20 @@ def test_why_bad_input_is_one_line(env: Env) -> None:
         proc = env.cli("-C", str(repo.path), "why", target, check=False)
         assert proc.returncode != 0, target
         assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_why_shows_a_transcripts_control_sequences_markup_and_emoji_codes_literally(env: Env) -> None:
+    """The prompt is hostile text: its control characters are spelled out and rich markup and
+    emoji codes stay literal, as in `tracekeeper show` (tests/test_show.py)."""
+    hostile = "In this repo \x1b]0;pwned\x07 [red]not red[/red] :warning: \u202egnp"
+    store = env.root / "store" / CLAUDE.agent / Path(CLAUDE.relpath).name
+    store.parent.mkdir(parents=True)
+    original = (FIXTURES / CLAUDE.relpath).read_text()
+    store.write_text(original.replace("In this repo", json.dumps(hostile)[1:-1], 1))
+    repo = make_repo(env)
+    commit(repo, "greet", {"src/app.py": GREET})
+    commit(repo, "farewell", {"src/app.py": FAREWELL}, link(env, CLAUDE, 1, 21))
+    env.vars["COLUMNS"] = "400"
+    out = env.cli("-C", str(repo.path), "why", "src/app.py:5-6").stdout
+    assert "\x1b" not in out and "\u202e" not in out, out
+    assert "In this repo \\x1b]0;pwned\\x07 [red]not red[/red] :warning: \\u202egnp" in out, out

@@ -334,3 +334,13 @@ def test_errors_are_one_line(env: Env) -> None:
         with pytest.raises(WhyError) as caught:
             why(where, path, lines, paths_for(env), REF)
         assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_repository_whose_directory_name_ends_in_a_space(env: Env) -> None:
+    """git prints the top level followed by a newline only; stripping more would name another
+    directory and call every file in it "outside the repository"."""
+    repo = make_repo(env, "app ")
+    sha = commit(repo, "farewell", {"src/app.py": FAREWELL}, link(env, CLAUDE, 1, 21))
+    answer = explain(env, repo, "src/app.py", (5, 6))
+    assert answer.path == "src/app.py"
+    assert [c.commit for c in answer.commits] == [sha]

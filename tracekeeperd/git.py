@@ -135,6 +135,15 @@ def output(git_dir: Path | str | None, args: Sequence[str], **kwargs: Any) -> st
     return run(git_dir, args, **kwargs).stdout.decode(errors="replace").strip()
 
 
+def toplevel(path: Path | str) -> Path | None:
+    """The root of the working tree `path` is in; None in a bare repository or outside one.
+
+    Only the trailing newline is cut: a directory name may end in a space."""
+    proc = run(None, ["rev-parse", "--show-toplevel"], cwd=path, check=False)
+    top = proc.stdout.decode(errors="replace").removesuffix("\n")
+    return Path(top) if proc.returncode == 0 and top else None
+
+
 def common_dir(git_dir: Path) -> Path:
     """The repository's shared git dir: the same for every linked worktree."""
     raw = output(git_dir, ["rev-parse", "--git-common-dir"])

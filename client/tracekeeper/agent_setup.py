@@ -732,12 +732,8 @@ def install_cmd(agent: tuple[str, ...]) -> None:
                 info(f"{spec.name}: {verb} {path}{extra}")
                 for line in written.notes(path):
                     info(f"  {line}")
-        except ConfigError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            failed = True
-            continue
-        except OSError as exc:
-            click.echo(f"Error: {path}: {exc.strerror or exc}; nothing written", err=True)
+        except (ConfigError, OSError) as exc:
+            _say_failed(exc, path)
             failed = True
             continue
         if not state.present:
@@ -749,6 +745,14 @@ def install_cmd(agent: tuple[str, ...]) -> None:
         info(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to install anyway)")
     if failed:
         click.get_current_context().exit(1)  # each failure was said above; main() returns the code
+
+
+def _say_failed(exc: ConfigError | OSError, path: Path) -> None:
+    """One agent's failure, said through the one error table (`Error:` line, control characters
+    spelled out) without stopping: the other agents are still done, then the exit status is 1."""
+    from .errors_table import report
+
+    report(exc if isinstance(exc, ConfigError) else ConfigError(f"{path}: {exc.strerror or exc}; nothing written"))
 
 
 def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
@@ -800,11 +804,8 @@ def uninstall_cmd(agent: tuple[str, ...]) -> None:
             info(f"{spec.name}: removed tracekeeper's hooks from {path} (backup: {written.backup}){kept}")
             for line in written.notes(path):
                 info(f"  {line}")
-        except ConfigError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            failed = True
-        except OSError as exc:
-            click.echo(f"Error: {path}: {exc.strerror or exc}; nothing written", err=True)
+        except (ConfigError, OSError) as exc:
+            _say_failed(exc, path)
             failed = True
     if failed:
         click.get_current_context().exit(1)  # each failure was said above; main() returns the code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -14,7 +14,8 @@ from tracekeeperd.paths import resolve
 
 from . import output
 from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
-from .output import Exit, ago, console, emit_json, fail
+from .errors import ClientError
+from .output import ExitStatus, ago, console, emit_json
 from .runner import STATE, run
 
 
@@ -181,8 +182,11 @@ def _notes_per_repo() -> list[dict[str, Any]]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    # Jobs, spool entries and Hub answers quote hostile text (a transcript's path, a payload's
+    # session id, a server's message): control characters spelled out, markup left literal.
+    from .safetext import markup
 
     out = console()
     daemon, queue = data["daemon"], data["queue"]
@@ -193,15 +197,15 @@ def _print_status(data: dict[str, Any]) -> None:
         if store.get("checked_at"):  # asked of the Hub before every upload; this is the last answer
             privacy += f", checked {ago(store['checked_at'], now)}"
         out.print(f"[green]●[/] tracekeeperd {daemon['version']} running (pid {daemon['pid']}) on {daemon['socket']}")
-        out.print(f"  store   {store['location']} ({privacy})")
+        out.print(f"  store   {markup(store['location'])} ({privacy})")
         if daemon.get("offline_until"):
             out.print(
                 f"  [yellow]store unreachable[/], next try {ago(daemon['offline_until'], now)}: "
-                f"{daemon['offline_reason']}"
+                f"{markup(daemon['offline_reason'])}"
             )
         out.print(f"  notes   {daemon['notes_ref']}")
     elif daemon.get("problem"):  # holds the socket, does not answer
-        out.print(f"[red]●[/] {escape(daemon['problem'])}")
+        out.print(f"[red]●[/] {markup(daemon['problem'])}")
         out.print("  commits are spooled meanwhile, nothing is lost")
     elif daemon.get("running"):
         out.print(f"[yellow]●[/] tracekeeperd runs on {daemon['socket']} but could not report its status")
@@ -212,7 +216,7 @@ def _print_status(data: dict[str, Any]) -> None:
     if spooled.get("dead_letter"):
         out.print(
             f"  spool   {spooled.get('waiting', 0)} commit(s) waiting, [red]{spooled['dead_letter']} set aside[/] in "
-            f"{escape(spooled['dead_letter_dir'])} (newest: {escape(spooled.get('dead_letter_reason') or '?')}); "
+            f"{markup(spooled['dead_letter_dir'])} (newest: {markup(spooled.get('dead_letter_reason') or '?')}); "
             "`tracekeeper retry` puts them back"
         )
     elif spooled.get("waiting"):
@@ -223,13 +227,18 @@ def _print_status(data: dict[str, Any]) -> None:
     )
     for repo in data.get("repos") or []:
         for line in (repo.get("error") or "").splitlines():
-            out.print(f"  [red]problem[/] {escape(line)}")
+            out.print(f"  [red]problem[/] {markup(line)}")
         for remote in repo["remotes"]:
             if remote.get("unpushed"):
-                out.print(f"  notes   {remote['unpushed']} not pushed to {remote['remote']} from {repo['repo']}")
+                out.print(
+                    f"  notes   {remote['unpushed']} not pushed to {markup(remote['remote'])}"
+                    f" from {markup(repo['repo'])}"
+                )
     oldest = data.get("oldest_pending")
     if oldest:
-        out.print(f"  oldest pending: {oldest['commit'][:12]} in {oldest['repo']} ({ago(oldest['created_at'], now)})")
+        out.print(
+            f"  oldest pending: {oldest['commit'][:12]} in {markup(oldest['repo'])} ({ago(oldest['created_at'], now)})"
+        )
     jobs = data.get("jobs") or []
     if not jobs:
         return
@@ -246,11 +255,11 @@ def _print_status(data: dict[str, Any]) -> None:
             str(job["id"]),
             f"[{colours.get(job['state'], 'white')}]{job['state']}[/]",
             job["commit"][:12],
-            escape(Path(job["repo"]).name),
-            escape(f"{job['agent']}/{job['session_id'][:13]}"),
+            markup(Path(job["repo"]).name),
+            markup(f"{job['agent']}/{job['session_id'][:13]}"),
             str(job["attempts"]),
             ago(job["next_attempt_at"], now) if job["state"] == "pending" else "-",
-            escape(detail),  # an error can quote hostile text: never read it as rich markup
+            markup(detail),
         )
     out.print()
     out.print(table)
@@ -300,7 +309,7 @@ def status(as_json: bool, include_done: bool) -> None:
     else:
         _print_status(data)
     if data["error"]:
-        fail(data["error"])
+        raise ClientError(data["error"])
 
 
 @cli.command(short_help="Upload everything pending now and wait.")
@@ -323,24 +332,19 @@ def flush(timeout: float) -> None:
       $ tracekeeper flush
       $ tracekeeper flush --timeout 300 && git push
     """
-    try:
-        # The daemon answers when the jobs settle or at --timeout; allow for a slow answer on top.
-        answer = _client(timeout=timeout + 15).flush(timeout)
-    except DaemonUnavailable as exc:
-        _unavailable(exc)
-    except DaemonError as exc:
-        fail(str(exc))
+    # The daemon answers when the jobs settle or at --timeout; allow for a slow answer on top.
+    answer = _client(timeout=timeout + 15).flush(timeout)
     if answer["pending"]:
-        fail(
+        raise ClientError(
             f"{answer['pending']} job(s) still pending after {timeout:g}s: {answer.get('reason') or 'still uploading'}",
-            Exit.TIMEOUT,
+            exit_code=ExitStatus.TIMEOUT,
         )
     if answer["failed"]:
         first = answer["failed"][0]
-        fail(
+        raise ClientError(
             f"{len(answer['failed'])} of the {answer['waited']} job(s) this flush waited on failed: "
             f"{first.get('last_error') or 'no reason recorded'} (see `tracekeeper status`)",
-            Exit.JOBS_FAILED,
+            exit_code=ExitStatus.JOBS_FAILED,
         )
     if answer["waited"]:
         click.echo(f"flushed: {answer['done']} done, nothing pending")
@@ -354,20 +358,13 @@ def flush(timeout: float) -> None:
         )
 
 
-def _unavailable(exc: DaemonUnavailable) -> NoReturn:
-    """Exit 3 with what to do: start the daemon, or wake (or restart) the one that does not answer."""
-    if isinstance(exc, DaemonNotResponding):
-        from .api import not_responding
-
-        fail(not_responding(resolve(), exc)[1], Exit.DAEMON_UNAVAILABLE)
-    fail(f"{exc}; start it with: tracekeeperd", Exit.DAEMON_UNAVAILABLE)
-
-
 def _not_failed(answer: dict[str, Any]) -> None:
     missing = answer.get("not_failed") or []
     if missing:
         names = ", ".join(str(i) for i in missing)
-        fail(f"job {names} {'is' if len(missing) == 1 else 'are'} not a failed job (see `tracekeeper status`)")
+        raise ClientError(
+            f"job {names} {'is' if len(missing) == 1 else 'are'} not a failed job (see `tracekeeper status`)"
+        )
 
 
 @cli.command(short_help="Re-queue failed jobs.")
@@ -383,12 +380,7 @@ def retry(jobs: tuple[int, ...]) -> None:
       $ tracekeeper retry && tracekeeper flush
       $ tracekeeper retry 12 13
     """
-    try:
-        answer = _client().retry(list(jobs) if jobs else None)
-    except DaemonUnavailable as exc:
-        _unavailable(exc)
-    except DaemonError as exc:
-        fail(str(exc))
+    answer = _client().retry(list(jobs) if jobs else None)
     click.echo(f"re-queued {answer['retried']} job(s)")
     if answer.get("respooled"):
         click.echo(f"put {answer['respooled']} set-aside commit file(s) back in the spool")
@@ -417,12 +409,7 @@ def drop(jobs: tuple[int, ...], every: bool) -> None:
     if not jobs and not every:
         raise click.UsageError("name the failed jobs to drop (ids from `tracekeeper status`), or give --failed")
     ids = list(jobs) if jobs else None
-    try:
-        answer = _client().drop(ids)
-    except DaemonUnavailable as exc:
-        _unavailable(exc)
-    except DaemonError as exc:
-        fail(str(exc))
+    answer = _client().drop(ids)
     click.echo(f"dropped {answer['dropped']} failed job(s)")
     if answer.get("discarded"):
         click.echo(f"deleted {answer['discarded']} set-aside commit file(s) from the spool")

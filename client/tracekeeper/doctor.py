@@ -690,10 +690,14 @@ def doctor(repo: Path, as_json: bool) -> None:
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
+        # A check quotes transcript paths and session ids (the active file is an agent's
+        # payload) and daemon answers: control characters spelled out (--json escapes them).
+        from .safetext import visible
+
         width = max(len(name) for name, _ in results)
         for name, check in results:
             fix = f" -> fix: {check.fix}" if check.fix and check.status is not Status.OK else ""
-            click.echo(f"{SYMBOLS[check.status]} {name:<{width}}  {check.message}{fix}")
+            click.echo(f"{SYMBOLS[check.status]} {name:<{width}}  {visible(check.message + fix)}")
         failed = sum(c.status is Status.FAIL for _, c in results)
         warned = sum(c.status is Status.WARN for _, c in results)
         click.echo(f"{failed} problem(s), {warned} warning(s)" if failed or warned else "all good")

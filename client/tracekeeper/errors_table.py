@@ -11,19 +11,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 
-
-class ExitStatus(IntEnum):
-    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed"."""
-
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    DAEMON_UNAVAILABLE = 3
-    TIMEOUT = 4
-    JOBS_FAILED = 5
-    INTERRUPTED = 130
+from .output import ExitStatus
 
 
 @dataclass(frozen=True)
@@ -85,7 +74,18 @@ def _no_hint(_exc: BaseException) -> str | None:
     return None
 
 
+def _not_responding(exc: BaseException) -> str:
+    """A daemon that holds the socket but does not answer: stopped (`kill -CONT`) or hung (restart)."""
+    from tracekeeperd.paths import resolve
+
+    from .api import DaemonNotResponding, not_responding
+
+    assert isinstance(exc, DaemonNotResponding)
+    return not_responding(resolve(), exc)[1]
+
+
 TABLE: tuple[Row, ...] = (
+    Row("tracekeeper.api:DaemonNotResponding", _not_responding, _no_hint, _const(ExitStatus.DAEMON_UNAVAILABLE)),
     Row(
         "tracekeeper.api:DaemonUnavailable",
         _first_line,
@@ -132,7 +132,8 @@ def lookup(exc: BaseException) -> tuple[str, str | None, int] | None:
 
 
 def report(exc: BaseException) -> int:
-    """Print a known or unexpected error as `Error: ...` (+ `hint: ...`); return its exit code."""
+    """Print a known or unexpected error as `Error: ...` (+ `hint: ...`), control characters
+    spelled out (safetext.visible); return its exit code."""
     found = lookup(exc)
     if found is None:
         message = f"unexpected {type(exc).__name__}: {_first_line(exc)}"
@@ -140,8 +141,12 @@ def report(exc: BaseException) -> int:
         code = int(ExitStatus.ERROR)
     else:
         message, hint, code = found
+    # Messages quote notes (a teammate's) and transcript paths and ids: hostile text, on a
+    # terminal. Spelled out here, once, rather than by every `raise` that quotes something.
+    from .safetext import visible
+
     for line in message.splitlines() or [""]:
-        sys.stderr.write(f"Error: {line}\n")
+        sys.stderr.write(f"Error: {visible(line)}\n")
     if hint:
-        sys.stderr.write(f"hint: {hint}\n")
+        sys.stderr.write(f"hint: {visible(hint)}\n")
     return code

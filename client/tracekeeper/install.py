@@ -176,9 +176,9 @@ def locate(repo: Path) -> Repo:
     """Resolve the repository at (or above) `repo`; InstallError if there is none."""
     out = _git(repo, "rev-parse", "--git-path", "hooks", "--git-common-dir").split("\n")
     hooks, common = _absolute(repo, out[0]), _absolute(repo, out[1])
-    top_raw = _git(repo, "rev-parse", "--show-toplevel", check=False)
+    top = git.toplevel(repo)
     hooks_path = _git(repo, "config", "--get", "core.hooksPath", check=False) or None
-    return Repo(repo, Path(top_raw).resolve() if top_raw else None, common, hooks, hooks_path)
+    return Repo(repo, top.resolve() if top else None, common, hooks, hooks_path)
 
 
 def hooks_dir(repo: Path) -> Path:

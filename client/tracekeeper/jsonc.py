@@ -3,7 +3,9 @@
 Gemini CLI accepts `//` and `/* */` comments in settings.json: it blanks them with
 strip-json-comments and then runs `JSON.parse`, so nothing else is relaxed (no trailing commas)
 (google-gemini/gemini-cli packages/cli/src/config/settings.ts). `strip_comments` does the same,
-replacing each comment by spaces so every other character keeps its offset.
+replacing each comment by spaces so every other character keeps its offset (byte for byte
+what strip-json-comments 3.1.1, the version gemini-cli pins in packages/cli/package.json, gives:
+tests/test_agent_setup.py runs its test.js cases).
 
 Gemini itself rewrites the file with comment-json, keeping the user's comments. Re-serialising a
 parsed document would drop them, so `edit` changes the text only where the document changed:
@@ -21,6 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _WS = " \t\n\r"
+
+
+def _blank(comment: str) -> str:
+    """strip-json-comments' `stripWithWhitespace`: every character but space, tab, CR and LF
+    becomes a space (sindresorhus/strip-json-comments index.js; v3.1.1 is what gemini-cli pins)."""
+    return re.sub(r"[^ \t\r\n]", " ", comment)
 
 
 def strip_comments(text: str) -> str:
@@ -45,13 +53,13 @@ def strip_comments(text: str) -> str:
             i += 1
         elif text.startswith("//", i):
             end = text.find("\n", i)
-            end = n if end < 0 else end
-            out.append(" " * (end - i))
+            end = n if end < 0 else end - (text[end - 1] == "\r")  # ends before "\n" or "\r\n"
+            out.append(_blank(text[i:end]))
             i = end
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
             end = n if end < 0 else end + 2  # unterminated: blank the rest, JSON then fails to parse
-            out.append(re.sub(r"[^\r\n]", " ", text[i:end]))
+            out.append(_blank(text[i:end]))
             i = end
         else:
             out.append(char)

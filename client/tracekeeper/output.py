@@ -1,4 +1,5 @@
-"""One output sink: data to stdout (rich on a terminal, JSON with --json), errors to stderr."""
+"""One output sink: data to stdout (rich on a terminal, JSON with --json); errors are raised and
+printed by `errors_table` (via `runner.run`), never here."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import json
 import sys
 import time
 from enum import IntEnum
-from typing import Any, NoReturn
+from typing import Any
 
 
-class Exit(IntEnum):
-    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed"."""
+class ExitStatus(IntEnum):
+    """Documented exit codes (docs/cli.md): scripts can tell "daemon down" from "job failed".
+    The one list: errors_table maps exceptions onto it, commands raise with it."""
 
     OK = 0
     ERROR = 1
@@ -18,13 +20,7 @@ class Exit(IntEnum):
     DAEMON_UNAVAILABLE = 3
     TIMEOUT = 4
     JOBS_FAILED = 5
-
-
-def fail(message: str, code: Exit = Exit.ERROR) -> NoReturn:
-    """A known error: one line on stderr per problem (a configuration can have several), no traceback."""
-    for line in message.splitlines() or [""]:
-        sys.stderr.write(f"Error: {line}\n")
-    raise SystemExit(int(code))
+    INTERRUPTED = 130
 
 
 _QUIET = [False]
@@ -70,5 +66,7 @@ def console() -> Any:
 
     from rich.console import Console
 
-    # Piped into another program, lines stay whole instead of wrapping at 80 columns.
-    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    # Piped into another program, lines stay whole instead of wrapping at 80 columns. What is
+    # printed quotes transcripts and notes: `:warning:` in them stays text (emoji=False), as in
+    # show.render.
+    return Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty())

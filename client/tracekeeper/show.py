@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekeeperd import git, notes
-from tracekeeperd.agents import DETECT_LINES, Turn, detect, split_lines
+from tracekeeperd.agents import DETECT_LINES, TranscriptFormat, Turn, detect, split_lines
 from tracekeeperd.agents.gemini import legacy_json_lines
 from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
@@ -49,18 +49,26 @@ class Trail:
             return numbered
         return [(n, line) for n, line in numbered if self.link.first_line <= n <= self.link.last_line]
 
-    def turns(self, *, full: bool) -> list[Turn]:
-        all_lines, _ = split_lines(self.data)
-        fmt = detect(Path(f"{self.link.agent}-{self.link.session_id}.jsonl"), all_lines[:DETECT_LINES])
+    def conversation(self) -> tuple[TranscriptFormat | None, list[tuple[int, bytes]], bool]:
+        """The transcript's format, all its numbered lines, and whether it is Gemini's legacy
+        whole-file `.json`: not line-oriented, so its "lines" are pseudo-lines, one per message
+        (what the note's first/last line count). `show` and `why` both read a trail through this."""
+        lines, _ = split_lines(self.data)
+        fmt = detect(Path(f"{self.link.agent}-{self.link.session_id}.jsonl"), lines[:DETECT_LINES])
         if fmt is None and self.data.lstrip().startswith(b"{"):
-            # Gemini's legacy whole-file .json: not line-oriented, so the whole conversation.
             messages = legacy_json_lines(self.data)
             legacy = detect(Path(f"{self.link.session_id}.json"), messages[:DETECT_LINES])
-            return list(legacy.turns(enumerate(messages, start=1))) if legacy else []
+            return legacy, list(enumerate(messages, start=1)), True
+        return fmt, list(enumerate(lines, start=1)), False
+
+    def turns(self, *, full: bool) -> list[Turn]:
+        fmt, numbered, legacy = self.conversation()
         if fmt is None:
             return []
+        if legacy:  # the whole conversation
+            return list(fmt.turns(numbered))
         wanted = {n for n, _ in self.lines(full=full)}
-        return [turn for turn in fmt.turns(self.lines(full=True)) if turn.line in wanted]
+        return [turn for turn in fmt.turns(numbered) if turn.line in wanted]
 
 
 def resolve_commit(repo: Path, rev: str) -> tuple[Path, str]:
@@ -146,8 +154,8 @@ def trails(
     links = [link for link in notes.parse(text) if link.url not in dead]
     if stones and not links:
         forgotten = "; ".join(
-            f"its trace ({visible(stone.agent or '?')} session {visible(stone.session_id or '?')}) was forgotten on"
-            f" {visible(stone.at or '?')} by {visible(stone.by or '?')}"
+            f"its trace ({stone.agent or '?'} session {stone.session_id or '?'}) was forgotten on"
+            f" {stone.at or '?'} by {stone.by or '?'}"
             for stone in stones
         )
         raise ShowError(f"commit {sha[:12]}: {forgotten}")

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracekeeperd import git, notes
-from tracekeeperd.agents import DETECT_LINES, Edit, TranscriptFormat, Turn, detect, get_format, split_lines
+from tracekeeperd.agents import Edit, Turn, get_format
 from tracekeeperd.agents.edits import match_edits
-from tracekeeperd.agents.gemini import legacy_json_lines
 from tracekeeperd.errors import GitError, TracekeeperError
 
 from . import show
@@ -154,13 +153,12 @@ class _Where:
 def _toplevel(directory: Path) -> Path:
     """The working tree's root; `git --git-dir` alone would take the current directory for it."""
     try:
-        proc = git.run(None, ["rev-parse", "--show-toplevel"], cwd=directory, check=False)
+        top = git.toplevel(directory)
     except GitError as exc:
         raise WhyError(f"cannot run git in {directory}: {exc}") from None
-    top = proc.stdout.decode(errors="replace").strip()
-    if proc.returncode != 0 or not top:
+    if top is None:
         raise WhyError(f"{directory} is not in a git working tree")
-    return Path(top)
+    return top
 
 
 def _where(repo: Path, path: str) -> _Where:
@@ -307,22 +305,6 @@ def _check_range(lines: tuple[int, int] | None) -> None:
 # --- sessions ------------------------------------------------------------------------------------
 
 
-def _conversation(trail: show.Trail) -> tuple[TranscriptFormat | None, list[tuple[int, bytes]]]:
-    """The transcript's numbered lines up to what the commit saw, and its format.
-
-    Mirrors `show.Trail.turns`, which keeps this choice private: Gemini's legacy whole-file
-    `.json` is not line-oriented, and its note's lines count pseudo-lines (one per message).
-    """
-    link = trail.link
-    lines, _ = split_lines(trail.data)
-    fmt = detect(Path(f"{link.agent}-{link.session_id}.jsonl"), lines[:DETECT_LINES])
-    if fmt is None and trail.data.lstrip().startswith(b"{"):
-        lines = legacy_json_lines(trail.data)
-        fmt = detect(Path(f"{link.session_id}.json"), lines[:DETECT_LINES])
-    fmt = fmt or get_format(link.agent)
-    return fmt, list(enumerate(lines[: link.last_line], start=1))
-
-
 def _last(turns: Sequence[Turn], kind: str, first_line: int = 0) -> str | None:
     return next((turn.text for turn in reversed(turns) if turn.kind == kind and turn.line >= first_line), None)
 
@@ -339,7 +321,10 @@ def explain_session(
         trail = show.load(paths, blamed.commit, link, redactor)
     except show.ShowError as exc:
         return SessionWhy(link.agent, link.session_id, link.url, None, (), "", error=str(exc))
-    fmt, numbered = _conversation(trail)
+    fmt, numbered, _ = trail.conversation()
+    # Up to what the commit saw; a transcript too short to detect is read as its agent's format.
+    numbered = numbered[: link.last_line]
+    fmt = fmt or get_format(link.agent)
     if fmt is None:
         return SessionWhy(
             link.agent, link.session_id, link.url, None, (), "", trail.source, trail.verified, "unknown format"

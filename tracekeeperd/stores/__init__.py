@@ -38,7 +38,10 @@ def locate(url: str) -> tuple[Store, str]:
     `file:///dir/name` is `LocalStore(dir)` and `name`; `<endpoint>/buckets/<ns>/<name>/tree/<path>`
     (HfStore.url, on whatever endpoint wrote it) is that bucket there and `<path>`.
     """
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError as exc:  # urllib.parse's "Invalid IPv6 URL": a lone '[' or ']' in the host
+        raise NotAStoreURL(f"no store holds {url} ({exc})") from None
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
         return LocalStore(path.parent), path.name
