@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ FORMAT_VERSION = 1
 COMMIT_MESSAGE = "Notes added by tracekeeper"
 #: How far back `write` looks for commits made since our newest one.
 REPAIR_DEPTH = 64
+
+#: How `write` waits between attempts; a test replaces it to see the waits without spending them.
+_sleep: Callable[[float], None] = time.sleep
 
 #: Used only when git has no identity at all (a daemon started without the user's git config
 #: or env): a notes commit needs one, and failing every retry forever would help nobody.
@@ -768,6 +772,7 @@ def write(
             retry=retry_if_exception(lambda exc: isinstance(exc, _Race)),
             wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
             stop=stop_after_attempt(attempts),
+            sleep=_sleep,
             reraise=True,
         ):
             with attempt:
