@@ -31,7 +31,6 @@ import json
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,30 +308,6 @@ class _Entry:
         return "tree" if self.is_tree else "commit" if self.mode == "160000" else "blob"
 
 
-class _Lru(OrderedDict[str, object]):
-    """Git objects never change, so what was read once (by oid) can be reused by any write."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-        self.lock = threading.Lock()
-
-    def get_(self, key: str) -> object | None:
-        with self.lock:
-            value = self.get(key)
-            if value is not None:
-                self.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: object) -> None:
-        with self.lock:
-            self[key] = value
-            self.move_to_end(key)
-            while len(self) > self.size:
-                self.popitem(last=False)
-
-
-_OBJECTS = _Lru(4096)
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -366,10 +341,11 @@ class _Session:
         self.pipes.clear()
 
     def object(self, name: str) -> tuple[str, str, bytes] | None:
-        """(oid, type, content) of `name`, or None if there is no such object."""
-        cached = _OBJECTS.get_(name)
-        if isinstance(cached, tuple):
-            return cached
+        """(oid, type, content) of `name`, or None if there is no such object.
+
+        Not cached across writes: a write reads the tip it builds on and the trees on the paths
+        it writes, all of which the write before it replaced (a cache by oid, measured with
+        bench/bench_notes.py, never hit)."""
         if self._cat is None:
             self._cat = self._start(["cat-file", "--batch"])
         cat = self._cat
@@ -388,10 +364,7 @@ class _Session:
                 raise cat.error()
         except (OSError, ValueError) as exc:
             raise cat.error() from exc
-        found = (oid, kind, data)
-        if name == oid:
-            _OBJECTS.put(oid, found)
-        return found
+        return oid, kind, data
 
     def tree(self, oid: str) -> dict[str, _Entry]:
         found = self.object(oid)
