@@ -318,27 +318,24 @@ class _Session:
 
     def __init__(self, git_dir: Path, timeout: float) -> None:
         self.git_dir = git_dir
-        self.pipes: list[git.Pipe] = []
         self._cat: git.Pipe | None = None
         self._mktree: git.Pipe | None = None
         self.timer = threading.Timer(timeout, self._kill)
         self.timer.daemon = True
         self.timer.start()
 
-    def _start(self, args: list[str]) -> git.Pipe:
-        pipe = git.Pipe(self.git_dir, args)
-        self.pipes.append(pipe)
-        return pipe
+    def _pipes(self) -> list[git.Pipe]:
+        return [pipe for pipe in (self._cat, self._mktree) if pipe is not None]
 
     def _kill(self) -> None:
-        for pipe in list(self.pipes):
+        for pipe in self._pipes():
             pipe.kill()
 
     def close(self) -> None:
         self.timer.cancel()
-        for pipe in self.pipes:
+        for pipe in self._pipes():
             pipe.close()
-        self.pipes.clear()
+        self._cat = self._mktree = None
 
     def object(self, name: str) -> tuple[str, str, bytes] | None:
         """(oid, type, content) of `name`, or None if there is no such object.
@@ -347,7 +344,7 @@ class _Session:
         it writes, all of which the write before it replaced (a cache by oid, measured with
         bench/bench_notes.py, never hit)."""
         if self._cat is None:
-            self._cat = self._start(["cat-file", "--batch"])
+            self._cat = git.Pipe(self.git_dir, ["cat-file", "--batch"])
         cat = self._cat
         try:
             cat.stdin.write(name.encode() + b"\n")
@@ -389,7 +386,7 @@ class _Session:
     def mktree(self, entries: Mapping[str, _Entry]) -> str:
         if self._mktree is None:
             # --missing: a subtree made earlier by this same process need not be looked up again.
-            self._mktree = self._start(["mktree", "-z", "--missing", "--batch"])
+            self._mktree = git.Pipe(self.git_dir, ["mktree", "-z", "--missing", "--batch"])
         mk = self._mktree
         body = b"".join(
             f"{e.mode.rjust(6, '0')} {e.kind} {e.oid}\t".encode() + name.encode(**_ENCODING) + b"\0"
