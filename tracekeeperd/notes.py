@@ -428,7 +428,10 @@ class _Dir:
         """Move this directory's notes one level down when git would (git/git notes.c
         `determine_fanout`): when each of the 16 first hex digits starts at least two notes,
         or a fanout subdirectory. git checks this per level on every write; we check the
-        directories we write, and never fold a fanout back (we never delete a note)."""
+        directories we write. git also folds a level back up when the level above it does not
+        qualify (`for_each_note_helper` unpacks subtrees at n >= 2 * fanout): a tree another
+        tool laid out differently, or one `git notes remove` thinned. We never do; git finds a
+        note at any level (`load_subtree`), and its own next write redoes the layout."""
         rest = hexlen - 2 * self.depth
         if rest <= 2:
             return
