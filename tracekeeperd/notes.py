@@ -50,6 +50,8 @@ FORMAT_VERSION = 1
 COMMIT_MESSAGE = "Notes added by tracekeeper"
 #: How far back `write` looks for commits made since our newest one.
 REPAIR_DEPTH = 64
+#: How far back from a removal commit `write` looks for the notes tree its author had read.
+REMOVAL_BASE_DEPTH = 16
 
 #: How `write` waits between attempts; a test replaces it to see the waits without spending them.
 _sleep: Callable[[float], None] = time.sleep
@@ -606,38 +608,94 @@ def _changes(git_dir: Path, commits: list[_Commit]) -> dict[str, list[str]]:
     return out
 
 
+def _by_object(raw: list[str], hexlen: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """({object: note blobs before}, {object: note blobs after}) of raw diff lines; paths that
+    are not notes are left out, and a note moved to another fanout level is one object."""
+    before: dict[str, list[str]] = {}
+    after: dict[str, list[str]] = {}
+    for line in raw:
+        meta, _, path = line.partition("\t")
+        fields = meta.split()
+        if len(fields) < 5:
+            continue
+        obj = path.replace("/", "")
+        if len(obj) != hexlen or not _HEX.fullmatch(obj):
+            continue  # not a note
+        old, new = fields[2], fields[3]
+        if set(old) != {"0"}:
+            before.setdefault(obj, []).append(old)
+        if set(new) != {"0"}:
+            after.setdefault(obj, []).append(new)
+    return before, after
+
+
+def _tree_diffs(git_dir: Path, pairs: list[tuple[str, str]]) -> list[list[str]]:
+    """Raw diff lines of each (old tree, new tree) pair, in order, in one git process (git
+    prints a header line per pair whether or not they differ: builtin/diff-tree.c
+    `stdin_diff_trees`)."""
+    proc = git.run(
+        git_dir,
+        ["diff-tree", "--stdin", "-r", "--raw", "--no-abbrev", "--no-renames"],
+        input="".join(f"{old} {new}\n" for old, new in pairs).encode(),
+    )
+    blocks: list[list[str]] = []
+    for line in proc.stdout.decode(**_ENCODING).splitlines():
+        if line.startswith(":") and blocks:
+            blocks[-1].append(line)
+        elif line.strip():
+            blocks.append([])
+    return blocks
+
+
+def _removed_on_purpose(session: _Session, commit: _Commit, vanished: set[str], hexlen: int) -> set[str]:
+    """Which of the notes that vanished in a "Notes removed by ..." commit its author removed.
+
+    git's remove/edit/add/append write back the notes tree they read when they started, minus
+    what they remove, on top of wherever the ref is by then (builtin/notes.c `append_edit`
+    reads the notes before the editor runs; notes-utils.c `commit_notes` takes the ref's
+    value at the end as parent). So emptying one note with `git notes edit` while the daemon
+    writes also drops the notes the daemon added meanwhile. The tree the author read is the
+    one that explains the commit as removals alone, the fewest: the parent's, or an older
+    first-parent ancestor's. Notes missing against it were removed on purpose; the others
+    vanished only because they were written after the author read the ref.
+    """
+    bases: list[_Commit] = []
+    name = commit.parent
+    while name and len(bases) < REMOVAL_BASE_DEPTH and (base := _commit_of(session, name)) is not None:
+        bases.append(base)
+        name = base.parent
+    chosen = vanished
+    for block in _tree_diffs(session.git_dir, [(base.tree, commit.tree) for base in bases]):
+        before, after = _by_object(block, hexlen)
+        removed = {obj for obj in before if obj not in after}
+        only_removals = all(sorted(blobs) == sorted(before.get(obj, [])) for obj, blobs in after.items())
+        if removed and only_removals and len(removed) < len(chosen):
+            chosen = removed
+    return chosen & vanished
+
+
 def _lost(session: _Session, foreign: list[_Commit], hexlen: int) -> dict[str, list[str]]:
     """Lines of ours that commits made since our newest one dropped, per object.
 
-    Each commit is compared with its first parent, the tip it replaced. A note that vanished
-    entirely in a commit that says so ("Notes removed by 'git notes remove'" or `prune`) was
-    removed on purpose and stays removed.
+    Each commit is compared with its first parent, the tip it replaced. A note that a commit
+    saying so ("Notes removed by 'git notes remove'", `prune`, an emptied `edit`) removed on
+    purpose stays removed (`_removed_on_purpose`).
     """
     lost: dict[str, list[str]] = {}
     changes = _changes(session.git_dir, foreign)
     for commit in reversed(foreign):  # oldest first, so `lost` keeps note order
-        subject, raw = commit.subject, changes.get(commit.oid, [])
-        before: dict[str, list[str]] = {}
-        after: dict[str, list[str]] = {}
-        for line in raw:
-            meta, _, path = line.partition("\t")
-            fields = meta.split()
-            if len(fields) < 5:
-                continue
-            obj = path.replace("/", "")
-            if len(obj) != hexlen or not _HEX.fullmatch(obj):
-                continue  # not a note
-            old, new = fields[2], fields[3]
-            if set(old) != {"0"}:
-                before.setdefault(obj, []).append(old)
-            if set(new) != {"0"}:
-                after.setdefault(obj, []).append(new)
+        before, after = _by_object(changes.get(commit.oid, []), hexlen)
+        vanished = {obj for obj in before if obj not in after}
+        on_purpose = (
+            _removed_on_purpose(session, commit, vanished, hexlen)
+            if vanished and commit.subject.startswith("Notes removed by")
+            else set()
+        )
         for obj, blobs in before.items():
-            new_blobs = after.get(obj, [])
-            if not new_blobs and subject.startswith("Notes removed by"):
+            if obj in on_purpose:
                 continue
             had = [line for blob in blobs for line in trace_lines(session.text(blob))]
-            has = {line for blob in new_blobs for line in session.text(blob).splitlines()}
+            has = {line for blob in after.get(obj, []) for line in session.text(blob).splitlines()}
             for line in had:
                 if line not in has and line not in lost.setdefault(obj, []):
                     lost[obj].append(line)
