@@ -42,6 +42,10 @@ LOCAL_ENV_VARS = frozenset(
 
 DEFAULT_TIMEOUT = 30.0
 
+#: Used only when git has no identity at all (a daemon started without the user's git config
+#: or env): a notes commit needs one, and failing every retry forever would help nobody.
+FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
+
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment minus anything that would point git at a particular repository."""
@@ -129,6 +133,20 @@ def run_text(
     return subprocess.CompletedProcess(
         proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
     )
+
+
+def run_committing(
+    git_dir: Path | str | None, args: Sequence[str], **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    """`run` for a command that makes a commit (`commit-tree`, `notes merge`); if git has no
+    identity at all ("Please tell me who you are", "unable to auto-detect email address"),
+    once more as tracekeeper (FALLBACK_IDENTITY)."""
+    try:
+        return run(git_dir, args, **kwargs)
+    except GitError as exc:
+        if "tell me who you are" not in exc.stderr and "auto-detect email" not in exc.stderr:
+            raise
+        return run(git_dir, [*FALLBACK_IDENTITY, *args], **kwargs)
 
 
 def output(git_dir: Path | str | None, args: Sequence[str], **kwargs: Any) -> str:

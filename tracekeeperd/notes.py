@@ -56,10 +56,6 @@ REMOVAL_BASE_DEPTH = 16
 #: How `write` waits between attempts; a test replaces it to see the waits without spending them.
 _sleep: Callable[[float], None] = time.sleep
 
-#: Used only when git has no identity at all (a daemon started without the user's git config
-#: or env): a notes commit needs one, and failing every retry forever would help nobody.
-FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
-
 #: Note text is decoded so that any bytes (a user's note in Latin-1) survive a rewrite unchanged.
 _ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
@@ -702,18 +698,9 @@ def _lost(session: _Session, foreign: list[_Commit], hexlen: int) -> dict[str, l
     return {obj: lines for obj, lines in lost.items() if lines}
 
 
-def _is_identity_error(exc: GitError) -> bool:
-    return "tell me who you are" in exc.stderr or "auto-detect email" in exc.stderr
-
-
 def _commit(git_dir: Path, tree: str, parent: str | None) -> str:
     args = ["commit-tree", tree, "-m", COMMIT_MESSAGE, *(["-p", parent] if parent else [])]
-    try:
-        return git.output(git_dir, args)
-    except GitError as exc:
-        if not _is_identity_error(exc):
-            raise
-        return git.output(git_dir, [*FALLBACK_IDENTITY, *args])
+    return git.run_committing(git_dir, args).stdout.decode().strip()
 
 
 def _swap(git_dir: Path, ref: str, new: str, old: str | None) -> None:
