@@ -653,7 +653,10 @@ def _removed_on_purpose(session: _Session, commit: _Commit, vanished: set[str], 
     writes also drops the notes the daemon added meanwhile. The tree the author read is the
     one that explains the commit as removals alone, the fewest: the parent's, or an older
     first-parent ancestor's. Notes missing against it were removed on purpose; the others
-    vanished only because they were written after the author read the ref.
+    vanished only because they were written after the author read the ref. Where both readings
+    fit (`git notes remove P Q` just after our commit that added only P), the one with fewer
+    removals wins: a note put back by mistake can be removed again (the next removal is read
+    against our commit), a link given up by mistake is gone.
     """
     bases: list[_Commit] = []
     name = commit.parent
