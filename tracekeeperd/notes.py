@@ -648,7 +648,7 @@ def _removed_on_purpose(session: _Session, commit: _Commit, vanished: set[str], 
 
     git's remove/edit/add/append write back the notes tree they read when they started, minus
     what they remove, on top of wherever the ref is by then (builtin/notes.c `append_edit`
-    reads the notes before the editor runs; notes-utils.c `commit_notes` takes the ref's
+    reads the notes before the editor runs; notes-utils.c `create_notes_commit` takes the ref's
     value at the end as parent). So emptying one note with `git notes edit` while the daemon
     writes also drops the notes the daemon added meanwhile. The tree the author read is the
     one that explains the commit as removals alone, the fewest: the parent's, or an older
