@@ -173,9 +173,16 @@ def test_add_link_to_an_unresolvable_name_is_a_git_error_not_transient(
     assert git.run(git_dir, ["rev-parse", "-q", "--verify", REF], check=False).returncode == 1
 
 
+#: git's messages as a German desktop gets them (git ships de.po; C.UTF-8 lets LANGUAGE pick it).
+GERMAN = {"LANGUAGE": "de", "LANG": "C.UTF-8"}
+
+
+@pytest.mark.parametrize("language", [{}, GERMAN], ids=["english", "german"])
 def test_a_held_notes_lock_is_retried_then_reported_as_transient(
-    repo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    repo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, language: dict[str, str]
 ) -> None:
+    for key, value in language.items():
+        monkeypatch.setenv(key, value)
     git_dir, sha = repo
     lock = git_dir / "refs" / "notes" / "hf-traces.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -194,8 +201,12 @@ def test_a_held_notes_lock_is_retried_then_reported_as_transient(
     assert add_link(git_dir, REF, sha, LINK) is True
 
 
-def test_add_link_works_when_git_has_no_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A daemon started without the user's git config must still be able to write notes."""
+@pytest.mark.parametrize("language", [{}, GERMAN], ids=["english", "german"])
+def test_add_link_works_when_git_has_no_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, language: dict[str, str]
+) -> None:
+    """A daemon started without the user's git config must still be able to write notes,
+    whatever language git speaks to the user."""
     repo = tmp_path / "repo"
     repo.mkdir()
     env = {"HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "PATH": os.environ["PATH"]}
@@ -226,6 +237,8 @@ def test_add_link_works_when_git_has_no_identity(tmp_path: Path, monkeypatch: py
             monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for key, value in language.items():
+        monkeypatch.setenv(key, value)
     link = TraceLink("file:///x.jsonl", "codex", "s", 1, 2, 10, "0" * 64)
     assert add_link(repo / ".git", "refs/notes/hf-traces", sha, link) is True
     assert parse(read(repo / ".git", "refs/notes/hf-traces", sha)) == [link]

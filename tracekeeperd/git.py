@@ -42,6 +42,11 @@ LOCAL_ENV_VARS = frozenset(
 
 DEFAULT_TIMEOUT = 30.0
 
+#: For a command whose stderr we read (a held lock, no identity): git translates its messages
+#: (po/*.po; a German desktop gets "Die Datei existiert bereits"), and under LC_ALL=C gettext
+#: leaves them in English.
+IN_ENGLISH = {"LC_ALL": "C"}
+
 #: Used only when git has no identity at all (a daemon started without the user's git config
 #: or env): a notes commit needs one, and failing every retry forever would help nobody.
 FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
@@ -141,12 +146,13 @@ def run_committing(
     """`run` for a command that makes a commit (`commit-tree`, `notes merge`); if git has no
     identity at all ("Please tell me who you are", "unable to auto-detect email address"),
     once more as tracekeeper (FALLBACK_IDENTITY)."""
+    env = {**(kwargs.pop("env", None) or {}), **IN_ENGLISH}
     try:
-        return run(git_dir, args, **kwargs)
+        return run(git_dir, args, env=env, **kwargs)
     except GitError as exc:
         if "tell me who you are" not in exc.stderr and "auto-detect email" not in exc.stderr:
             raise
-        return run(git_dir, [*FALLBACK_IDENTITY, *args], **kwargs)
+        return run(git_dir, [*FALLBACK_IDENTITY, *args], env=env, **kwargs)
 
 
 def output(git_dir: Path | str | None, args: Sequence[str], **kwargs: Any) -> str:

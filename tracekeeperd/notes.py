@@ -708,7 +708,7 @@ def _commit(git_dir: Path, tree: str, parent: str | None) -> str:
 
 def _swap(git_dir: Path, ref: str, new: str, old: str | None) -> None:
     """Move `ref` to `new` only if it still is `old` ("" = must not exist yet)."""
-    proc = git.run(git_dir, ["update-ref", "-m", COMMIT_MESSAGE, ref, new, old or ""], check=False)
+    proc = git.run(git_dir, ["update-ref", "-m", COMMIT_MESSAGE, ref, new, old or ""], check=False, env=git.IN_ENGLISH)
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()
         if "cannot lock ref" in stderr:
