@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tracekeeperd import git
+from tracekeeperd import git, notes
 from tracekeeperd.errors import GitError, TransientError
 from tracekeeperd.notes import LINK_PREFIX, META_PREFIX, TraceLink, add_link, add_missing, parse, read
 
@@ -160,34 +159,54 @@ def test_add_link_second_session_keeps_the_first(repo: tuple[Path, str]) -> None
     assert parse(text) == [LINK, OTHER]
 
 
-def test_add_link_to_an_unresolvable_name_is_a_git_error_not_transient(repo: tuple[Path, str]) -> None:
-    """(A full 40-hex SHA of a missing object is *accepted* by `git notes add`; only names fail.)"""
+def test_add_link_to_an_unresolvable_name_is_a_git_error_not_transient(
+    repo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a full object id names a note's object; anything else fails at once, never retried."""
     git_dir, _ = repo
-    started = time.monotonic()
-    with pytest.raises(GitError) as info:
+    waits: list[float] = []
+    monkeypatch.setattr(notes, "_sleep", waits.append)
+    with pytest.raises(GitError, match="not a full object id") as info:
         add_link(git_dir, REF, "no-such-commit", LINK)
     assert not isinstance(info.value, TransientError)
-    assert time.monotonic() - started < 2, "a non-lock failure is not retried"
+    assert waits == [], "a failure that is not a race is not retried"
+    assert git.run(git_dir, ["rev-parse", "-q", "--verify", REF], check=False).returncode == 1
 
 
-def test_a_held_notes_lock_is_retried_then_reported_as_transient(repo: tuple[Path, str]) -> None:
+#: git's messages as a German desktop gets them (git ships de.po; C.UTF-8 lets LANGUAGE pick it).
+GERMAN = {"LANGUAGE": "de", "LANG": "C.UTF-8"}
+
+
+@pytest.mark.parametrize("language", [{}, GERMAN], ids=["english", "german"])
+def test_a_held_notes_lock_is_retried_then_reported_as_transient(
+    repo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, language: dict[str, str]
+) -> None:
+    for key, value in language.items():
+        monkeypatch.setenv(key, value)
     git_dir, sha = repo
     lock = git_dir / "refs" / "notes" / "hf-traces.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text("held by a concurrent git command\n")
-    started = time.monotonic()
+    waits: list[float] = []
+    monkeypatch.setattr(notes, "_sleep", waits.append)
     with pytest.raises(TransientError, match="stayed locked"):
         add_link(git_dir, REF, sha, LINK)
-    elapsed = time.monotonic() - started
-    # Six attempts with exponential waits (0.05 s doubling, capped at 1 s): a second or two, not minutes.
-    assert 0.5 < elapsed < 5, f"gave up after {elapsed:.2f}s"
+    # Six attempts, five waits growing from 0.05 s (plus up to 0.05 s jitter), each capped at 1 s:
+    # a lock held by another git command is waited out for a second or two, not minutes.
+    assert len(waits) == 5
+    assert 0.05 <= waits[0] <= 0.1 and all(w <= 1.0 for w in waits)
+    assert waits[-1] > waits[0], "the waits back off"
     assert read(git_dir, REF, sha) == ""
     lock.unlink()
     assert add_link(git_dir, REF, sha, LINK) is True
 
 
-def test_add_link_works_when_git_has_no_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A daemon started without the user's git config must still be able to write notes."""
+@pytest.mark.parametrize("language", [{}, GERMAN], ids=["english", "german"])
+def test_add_link_works_when_git_has_no_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, language: dict[str, str]
+) -> None:
+    """A daemon started without the user's git config must still be able to write notes,
+    whatever language git speaks to the user."""
     repo = tmp_path / "repo"
     repo.mkdir()
     env = {"HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "PATH": os.environ["PATH"]}
@@ -218,6 +237,8 @@ def test_add_link_works_when_git_has_no_identity(tmp_path: Path, monkeypatch: py
             monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for key, value in language.items():
+        monkeypatch.setenv(key, value)
     link = TraceLink("file:///x.jsonl", "codex", "s", 1, 2, 10, "0" * 64)
     assert add_link(repo / ".git", "refs/notes/hf-traces", sha, link) is True
     assert parse(read(repo / ".git", "refs/notes/hf-traces", sha)) == [link]

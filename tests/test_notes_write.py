@@ -125,14 +125,15 @@ def test_user_appends_and_daemon_writes_race_200_rounds_and_lose_nothing(repo: R
         assert all(lines.count(x) == 1 for x in ours[sha]), "no line of ours twice"
 
 
-def _editor(tmp: Path) -> tuple[Path, Path, Path]:
+def _editor(tmp: Path, text: str = "user line\\n") -> tuple[Path, Path, Path]:
     """A GIT_EDITOR that says when git is waiting on it, then waits to be told to finish: a
-    person editing a note while the daemon writes, without sleeps (named pipes block)."""
+    person editing a note while the daemon writes, without sleeps (named pipes block). It
+    leaves `text` (printf syntax) as the note."""
     ready, go = tmp / "ready", tmp / "go"
     os.mkfifo(ready)
     os.mkfifo(go)
     editor = tmp / "editor.sh"
-    editor.write_text(f'#!/bin/sh\necho ready > "{ready}"\nread line < "{go}"\nprintf "user line\\n" > "$1"\n')
+    editor.write_text(f'#!/bin/sh\necho ready > "{ready}"\nread line < "{go}"\nprintf "{text}" > "$1"\n')
     editor.chmod(editor.stat().st_mode | stat.S_IXUSR)
     return editor, ready, go
 
@@ -303,6 +304,36 @@ def test_a_note_the_user_removed_with_git_notes_remove_stays_removed(repo: Repo)
     done = notes.add(repo.git_dir, REF, {other: [link_line("y")]})
     assert done.restored == {}
     assert repo.note(sha) == ""
+
+
+def test_a_stale_git_notes_edit_that_removes_one_note_does_not_take_our_newer_notes_with_it(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """`git notes edit` emptied removes that note, but writes the whole tree it read before the
+    editor ran ("Notes removed by 'git notes edit'"): a note the daemon added meanwhile on
+    another commit vanishes with it. Only the edited note was removed on purpose."""
+    edited, linked, later = repo.commits(3)
+    repo.git("notes", f"--ref={REF}", "add", "-m", "a user's todo", edited)
+    notes.add(repo.git_dir, REF, {edited: [link_line("kept")]})
+    editor, ready, go = _editor(tmp_path, text="")
+    user = subprocess.Popen(
+        ["git", "notes", f"--ref={REF}", "edit", edited],
+        cwd=repo.work,
+        env={**repo.env, "GIT_EDITOR": str(editor)},
+        stderr=subprocess.PIPE,
+    )
+    assert ready.read_text() == "ready\n"
+    notes.add(repo.git_dir, REF, {linked: [link_line("during")]})
+    go.write_text("go\n")
+    assert user.wait(timeout=30) == 0
+    assert repo.git("log", "-1", "--format=%s", REF).strip() == "Notes removed by 'git notes edit'"
+    assert repo.note(linked) == "", "git's lost update"
+
+    notes.add(repo.git_dir, REF, {later: [link_line("next job")]})
+
+    assert repo.note(linked) == link_line("during") + "\n", "the daemon's note is back"
+    assert repo.note(edited) == "", "the note the user emptied stays removed"
+    assert repo.note(later) == link_line("next job") + "\n"
 
 
 def test_a_stale_write_that_undoes_a_tombstone_cannot_bring_the_dead_link_back(repo: Repo) -> None:

@@ -288,6 +288,26 @@ def queue_rows(env: Env, sql: str, *args: object) -> list[tuple[object, ...]]:
         db.close()
 
 
+def _session_a(env: Env) -> tuple[Repo, Path]:
+    """A hooked repository and session A's transcript (three lines), active in it."""
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_bytes(b"".join(codex_lines([2], 3)))
+    repo.activate(transcript)
+    return repo, transcript
+
+
+def _first_of_a(env: Env, repo: Repo) -> tuple[str, str, Path]:
+    """With a daemon running: a commit of session A, once linked and uploaded: (commit, url, stored copy)."""
+    a1 = repo.commit("first of A")
+    wait_for(lambda: repo.note(a1), what="note a1")
+    wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
+    url = note_links(repo.note(a1))[0]["url"]
+    stored = Path(url.removeprefix("file://"))
+    assert stored.exists()
+    return a1, url, stored
+
+
 def _marker(env: Env, repo: Repo, n: int) -> str:
     """A commit of another session: once its note is there, the commits before it were ingested."""
     other = env.transcript(f"rollout-2026-11-25T11-00-0{n}-{UUID_B}.jsonl")
@@ -301,17 +321,9 @@ def _marker(env: Env, repo: Repo, n: int) -> str:
 def test_forget_reaches_the_daemon_and_sticks_until_undone(env: Env) -> None:
     """Forgotten, a session is neither linked nor uploaded again (not re-noted, not followed) until --undo."""
     env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.2"  # the daemon would re-upload a grown session at once
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    transcript.write_bytes(b"".join(codex_lines([2], 3)))
+    repo, transcript = _session_a(env)
     with running_daemon(env) as daemon:
-        repo.activate(transcript)
-        a1 = repo.commit("first of A")
-        wait_for(lambda: repo.note(a1), what="note a1")
-        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
-        url = note_links(repo.note(a1))[0]["url"]
-        stored = Path(url.removeprefix("file://"))
-        assert stored.exists()
+        a1, url, stored = _first_of_a(env, repo)
 
         done = tk(env, "forget", UUID_A, "--yes", cwd=repo.path)
         assert done.returncode == 0, done.stderr
@@ -349,15 +361,9 @@ def test_forget_reaches_the_daemon_and_sticks_until_undone(env: Env) -> None:
 
 
 def test_forget_without_the_daemon_is_honoured_when_it_starts(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    transcript.write_bytes(b"".join(codex_lines([2], 3)))
-    repo.activate(transcript)
+    repo, _ = _session_a(env)
     with running_daemon(env):
-        a1 = repo.commit("first of A")
-        wait_for(lambda: repo.note(a1), what="note a1")
-        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
-    stored = Path(note_links(repo.note(a1))[0]["url"].removeprefix("file://"))
+        _, _, stored = _first_of_a(env, repo)
     done = tk(env, "forget", UUID_A, "--yes", cwd=repo.path)
     assert done.returncode == 0, done.stderr
     assert not stored.exists()
@@ -377,15 +383,9 @@ def test_a_job_queued_by_a_daemon_that_did_not_know_is_dropped_by_the_worker(env
     behind its back and keeps queueing; the next daemon's worker fails those jobs instead of uploading."""
     from tracekeeperd.queue import NewJob, Queue
 
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    transcript.write_bytes(b"".join(codex_lines([2], 3)))
-    repo.activate(transcript)
+    repo, transcript = _session_a(env)
     with running_daemon(env):
-        a1 = repo.commit("first of A")
-        wait_for(lambda: repo.note(a1), what="note a1")
-        wait_for(lambda: env.status()["queue"]["pending"] == 0, what="queue drained")
-    stored = Path(note_links(repo.note(a1))[0]["url"].removeprefix("file://"))
+        _, _, stored = _first_of_a(env, repo)
     assert tk(env, "forget", UUID_A, "--yes", cwd=repo.path).returncode == 0
     a2 = repo.commit("queued by an unaware daemon", file="a.txt")
     snapshot = env.state / "snapshots" / "unaware.jsonl"

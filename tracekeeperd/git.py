@@ -42,6 +42,15 @@ LOCAL_ENV_VARS = frozenset(
 
 DEFAULT_TIMEOUT = 30.0
 
+#: For a command whose stderr we read (a held lock, no identity): git translates its messages
+#: (po/*.po; a German desktop gets "Die Datei existiert bereits"), and under LC_ALL=C gettext
+#: leaves them in English.
+IN_ENGLISH = {"LC_ALL": "C"}
+
+#: Used only when git has no identity at all (a daemon started without the user's git config
+#: or env): a notes commit needs one, and failing every retry forever would help nobody.
+FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
+
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment minus anything that would point git at a particular repository."""
@@ -129,6 +138,21 @@ def run_text(
     return subprocess.CompletedProcess(
         proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
     )
+
+
+def run_committing(
+    git_dir: Path | str | None, args: Sequence[str], **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    """`run` for a command that makes a commit (`commit-tree`, `notes merge`); if git has no
+    identity at all ("Please tell me who you are", "unable to auto-detect email address"),
+    once more as tracekeeper (FALLBACK_IDENTITY)."""
+    env = {**(kwargs.pop("env", None) or {}), **IN_ENGLISH}
+    try:
+        return run(git_dir, args, env=env, **kwargs)
+    except GitError as exc:
+        if "tell me who you are" not in exc.stderr and "auto-detect email" not in exc.stderr:
+            raise
+        return run(git_dir, [*FALLBACK_IDENTITY, *args], env=env, **kwargs)
 
 
 def output(git_dir: Path | str | None, args: Sequence[str], **kwargs: Any) -> str:

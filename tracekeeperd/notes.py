@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import OrderedDict
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +50,11 @@ FORMAT_VERSION = 1
 COMMIT_MESSAGE = "Notes added by tracekeeper"
 #: How far back `write` looks for commits made since our newest one.
 REPAIR_DEPTH = 64
+#: How far back from a removal commit `write` looks for the notes tree its author had read.
+REMOVAL_BASE_DEPTH = 16
 
-#: Used only when git has no identity at all (a daemon started without the user's git config
-#: or env): a notes commit needs one, and failing every retry forever would help nobody.
-FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
+#: How `write` waits between attempts; a test replaces it to see the waits without spending them.
+_sleep: Callable[[float], None] = time.sleep
 
 #: Note text is decoded so that any bytes (a user's note in Latin-1) survive a rewrite unchanged.
 _ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
@@ -305,30 +306,6 @@ class _Entry:
         return "tree" if self.is_tree else "commit" if self.mode == "160000" else "blob"
 
 
-class _Lru(OrderedDict[str, object]):
-    """Git objects never change, so what was read once (by oid) can be reused by any write."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-        self.lock = threading.Lock()
-
-    def get_(self, key: str) -> object | None:
-        with self.lock:
-            value = self.get(key)
-            if value is not None:
-                self.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: object) -> None:
-        with self.lock:
-            self[key] = value
-            self.move_to_end(key)
-            while len(self) > self.size:
-                self.popitem(last=False)
-
-
-_OBJECTS = _Lru(4096)
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -339,35 +316,33 @@ class _Session:
 
     def __init__(self, git_dir: Path, timeout: float) -> None:
         self.git_dir = git_dir
-        self.pipes: list[git.Pipe] = []
         self._cat: git.Pipe | None = None
         self._mktree: git.Pipe | None = None
         self.timer = threading.Timer(timeout, self._kill)
         self.timer.daemon = True
         self.timer.start()
 
-    def _start(self, args: list[str]) -> git.Pipe:
-        pipe = git.Pipe(self.git_dir, args)
-        self.pipes.append(pipe)
-        return pipe
+    def _pipes(self) -> list[git.Pipe]:
+        return [pipe for pipe in (self._cat, self._mktree) if pipe is not None]
 
     def _kill(self) -> None:
-        for pipe in list(self.pipes):
+        for pipe in self._pipes():
             pipe.kill()
 
     def close(self) -> None:
         self.timer.cancel()
-        for pipe in self.pipes:
+        for pipe in self._pipes():
             pipe.close()
-        self.pipes.clear()
+        self._cat = self._mktree = None
 
     def object(self, name: str) -> tuple[str, str, bytes] | None:
-        """(oid, type, content) of `name`, or None if there is no such object."""
-        cached = _OBJECTS.get_(name)
-        if isinstance(cached, tuple):
-            return cached
+        """(oid, type, content) of `name`, or None if there is no such object.
+
+        Not cached across writes: a write reads the tip it builds on and the trees on the paths
+        it writes, all of which the write before it replaced (a cache by oid, measured with
+        bench/bench_notes.py, never hit)."""
         if self._cat is None:
-            self._cat = self._start(["cat-file", "--batch"])
+            self._cat = git.Pipe(self.git_dir, ["cat-file", "--batch"])
         cat = self._cat
         try:
             cat.stdin.write(name.encode() + b"\n")
@@ -384,10 +359,7 @@ class _Session:
                 raise cat.error()
         except (OSError, ValueError) as exc:
             raise cat.error() from exc
-        found = (oid, kind, data)
-        if name == oid:
-            _OBJECTS.put(oid, found)
-        return found
+        return oid, kind, data
 
     def tree(self, oid: str) -> dict[str, _Entry]:
         found = self.object(oid)
@@ -412,7 +384,7 @@ class _Session:
     def mktree(self, entries: Mapping[str, _Entry]) -> str:
         if self._mktree is None:
             # --missing: a subtree made earlier by this same process need not be looked up again.
-            self._mktree = self._start(["mktree", "-z", "--missing", "--batch"])
+            self._mktree = git.Pipe(self.git_dir, ["mktree", "-z", "--missing", "--batch"])
         mk = self._mktree
         body = b"".join(
             f"{e.mode.rjust(6, '0')} {e.kind} {e.oid}\t".encode() + name.encode(**_ENCODING) + b"\0"
@@ -454,7 +426,10 @@ class _Dir:
         """Move this directory's notes one level down when git would (git/git notes.c
         `determine_fanout`): when each of the 16 first hex digits starts at least two notes,
         or a fanout subdirectory. git checks this per level on every write; we check the
-        directories we write, and never fold a fanout back (we never delete a note)."""
+        directories we write. git also folds a level back up when the level above it does not
+        qualify (`for_each_note_helper` unpacks subtrees at n >= 2 * fanout): a tree another
+        tool laid out differently, or one `git notes remove` thinned. We never do; git finds a
+        note at any level (`load_subtree`), and its own next write redoes the layout."""
         rest = hexlen - 2 * self.depth
         if rest <= 2:
             return
@@ -629,61 +604,111 @@ def _changes(git_dir: Path, commits: list[_Commit]) -> dict[str, list[str]]:
     return out
 
 
+def _by_object(raw: list[str], hexlen: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """({object: note blobs before}, {object: note blobs after}) of raw diff lines; paths that
+    are not notes are left out, and a note moved to another fanout level is one object."""
+    before: dict[str, list[str]] = {}
+    after: dict[str, list[str]] = {}
+    for line in raw:
+        meta, _, path = line.partition("\t")
+        fields = meta.split()
+        if len(fields) < 5:
+            continue
+        obj = path.replace("/", "")
+        if len(obj) != hexlen or not _HEX.fullmatch(obj):
+            continue  # not a note
+        old, new = fields[2], fields[3]
+        if set(old) != {"0"}:
+            before.setdefault(obj, []).append(old)
+        if set(new) != {"0"}:
+            after.setdefault(obj, []).append(new)
+    return before, after
+
+
+def _tree_diffs(git_dir: Path, pairs: list[tuple[str, str]]) -> list[list[str]]:
+    """Raw diff lines of each (old tree, new tree) pair, in order, in one git process (git
+    prints a header line per pair whether or not they differ: builtin/diff-tree.c
+    `stdin_diff_trees`)."""
+    proc = git.run(
+        git_dir,
+        ["diff-tree", "--stdin", "-r", "--raw", "--no-abbrev", "--no-renames"],
+        input="".join(f"{old} {new}\n" for old, new in pairs).encode(),
+    )
+    blocks: list[list[str]] = []
+    for line in proc.stdout.decode(**_ENCODING).splitlines():
+        if line.startswith(":") and blocks:
+            blocks[-1].append(line)
+        elif line.strip():
+            blocks.append([])
+    return blocks
+
+
+def _removed_on_purpose(session: _Session, commit: _Commit, vanished: set[str], hexlen: int) -> set[str]:
+    """Which of the notes that vanished in a "Notes removed by ..." commit its author removed.
+
+    git's remove/edit/add/append write back the notes tree they read when they started, minus
+    what they remove, on top of wherever the ref is by then (builtin/notes.c `append_edit`
+    reads the notes before the editor runs; notes-utils.c `create_notes_commit` takes the ref's
+    value at the end as parent). So emptying one note with `git notes edit` while the daemon
+    writes also drops the notes the daemon added meanwhile. The tree the author read is the
+    one that explains the commit as removals alone, the fewest: the parent's, or an older
+    first-parent ancestor's. Notes missing against it were removed on purpose; the others
+    vanished only because they were written after the author read the ref. Where both readings
+    fit (`git notes remove P Q` just after our commit that added only P), the one with fewer
+    removals wins: a note put back by mistake can be removed again (the next removal is read
+    against our commit), a link given up by mistake is gone.
+    """
+    bases: list[_Commit] = []
+    name = commit.parent
+    while name and len(bases) < REMOVAL_BASE_DEPTH and (base := _commit_of(session, name)) is not None:
+        bases.append(base)
+        name = base.parent
+    chosen = vanished
+    for block in _tree_diffs(session.git_dir, [(base.tree, commit.tree) for base in bases]):
+        before, after = _by_object(block, hexlen)
+        removed = {obj for obj in before if obj not in after}
+        only_removals = all(sorted(blobs) == sorted(before.get(obj, [])) for obj, blobs in after.items())
+        if removed and only_removals and len(removed) < len(chosen):
+            chosen = removed
+    return chosen & vanished
+
+
 def _lost(session: _Session, foreign: list[_Commit], hexlen: int) -> dict[str, list[str]]:
     """Lines of ours that commits made since our newest one dropped, per object.
 
-    Each commit is compared with its first parent, the tip it replaced. A note that vanished
-    entirely in a commit that says so ("Notes removed by 'git notes remove'" or `prune`) was
-    removed on purpose and stays removed.
+    Each commit is compared with its first parent, the tip it replaced. A note that a commit
+    saying so ("Notes removed by 'git notes remove'", `prune`, an emptied `edit`) removed on
+    purpose stays removed (`_removed_on_purpose`).
     """
     lost: dict[str, list[str]] = {}
     changes = _changes(session.git_dir, foreign)
     for commit in reversed(foreign):  # oldest first, so `lost` keeps note order
-        subject, raw = commit.subject, changes.get(commit.oid, [])
-        before: dict[str, list[str]] = {}
-        after: dict[str, list[str]] = {}
-        for line in raw:
-            meta, _, path = line.partition("\t")
-            fields = meta.split()
-            if len(fields) < 5:
-                continue
-            obj = path.replace("/", "")
-            if len(obj) != hexlen or not _HEX.fullmatch(obj):
-                continue  # not a note
-            old, new = fields[2], fields[3]
-            if set(old) != {"0"}:
-                before.setdefault(obj, []).append(old)
-            if set(new) != {"0"}:
-                after.setdefault(obj, []).append(new)
+        before, after = _by_object(changes.get(commit.oid, []), hexlen)
+        vanished = {obj for obj in before if obj not in after}
+        on_purpose = (
+            _removed_on_purpose(session, commit, vanished, hexlen)
+            if vanished and commit.subject.startswith("Notes removed by")
+            else set()
+        )
         for obj, blobs in before.items():
-            new_blobs = after.get(obj, [])
-            if not new_blobs and subject.startswith("Notes removed by"):
+            if obj in on_purpose:
                 continue
             had = [line for blob in blobs for line in trace_lines(session.text(blob))]
-            has = {line for blob in new_blobs for line in session.text(blob).splitlines()}
+            has = {line for blob in after.get(obj, []) for line in session.text(blob).splitlines()}
             for line in had:
                 if line not in has and line not in lost.setdefault(obj, []):
                     lost[obj].append(line)
     return {obj: lines for obj, lines in lost.items() if lines}
 
 
-def _is_identity_error(exc: GitError) -> bool:
-    return "tell me who you are" in exc.stderr or "auto-detect email" in exc.stderr
-
-
 def _commit(git_dir: Path, tree: str, parent: str | None) -> str:
     args = ["commit-tree", tree, "-m", COMMIT_MESSAGE, *(["-p", parent] if parent else [])]
-    try:
-        return git.output(git_dir, args)
-    except GitError as exc:
-        if not _is_identity_error(exc):
-            raise
-        return git.output(git_dir, [*FALLBACK_IDENTITY, *args])
+    return git.run_committing(git_dir, args).stdout.decode().strip()
 
 
 def _swap(git_dir: Path, ref: str, new: str, old: str | None) -> None:
     """Move `ref` to `new` only if it still is `old` ("" = must not exist yet)."""
-    proc = git.run(git_dir, ["update-ref", "-m", COMMIT_MESSAGE, ref, new, old or ""], check=False)
+    proc = git.run(git_dir, ["update-ref", "-m", COMMIT_MESSAGE, ref, new, old or ""], check=False, env=git.IN_ENGLISH)
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()
         if "cannot lock ref" in stderr:
@@ -768,6 +793,7 @@ def write(
             retry=retry_if_exception(lambda exc: isinstance(exc, _Race)),
             wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
             stop=stop_after_attempt(attempts),
+            sleep=_sleep,
             reraise=True,
         ):
             with attempt:

@@ -40,7 +40,6 @@ from tracekeeperd import git, gitconfig
 from tracekeeperd.config import DEFAULT_NOTES_REF, normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.gitconfig import ConfigChange
-from tracekeeperd.notes import FALLBACK_IDENTITY
 
 if TYPE_CHECKING:
     import subprocess
@@ -422,13 +421,9 @@ def _first_fatal(exc: GitError) -> str:
 
 
 def _notes_merge(where: Where, into: str, theirs: str) -> None:
-    args = ["notes", f"--ref={into}", "merge", "-q", "-s", MERGE_STRATEGY, theirs]
-    try:
-        _run(where, args)
-    except GitError as exc:
-        if "tell me who you are" not in exc.stderr and "auto-detect email" not in exc.stderr:
-            raise
-        _run(where, [*FALLBACK_IDENTITY, *args])
+    git.run_committing(
+        where.git_dir, ["notes", f"--ref={into}", "merge", "-q", "-s", MERGE_STRATEGY, theirs], cwd=where.cwd
+    )
 
 
 def _merge_commit(where: Where, ours: str, theirs_ref: str) -> str:
