@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .why import CommitWhy, SessionWhy, Why, WhyError
+from ..why import CommitWhy, SessionWhy, Why, WhyError
 
 #: How much of a prompt, an edit and an excerpt a person sees; `--json` has everything.
 PROMPT_CHARS = 400
@@ -41,7 +41,7 @@ def _short(text: str, limit: int) -> str:
 
 
 def _session_lines(session: SessionWhy) -> list[str]:
-    from .safetext import markup
+    from ..safetext import markup
 
     out = [f"  [bold]{markup(session.agent)}[/] session {markup(session.session)}"]
     if session.error:
@@ -64,7 +64,7 @@ def _session_lines(session: SessionWhy) -> list[str]:
 
 
 def _commit_lines(commit: CommitWhy, current: str) -> list[str]:
-    from .safetext import markup
+    from ..safetext import markup
 
     ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in commit.lines)
     renamed = f"; then named {markup(commit.path)}" if commit.path and commit.path != current else ""
@@ -75,8 +75,8 @@ def _commit_lines(commit: CommitWhy, current: str) -> list[str]:
 
 
 def render(answer: Why) -> None:
-    from .output import console
-    from .safetext import markup
+    from ..output import console
+    from ..safetext import markup
 
     out = console()
     where = answer.path + (f":{answer.lines[0]}-{answer.lines[1]}" if answer.lines else "")
@@ -108,8 +108,8 @@ def why_command(target: str, as_json: bool) -> None:
     from tracekeeperd.config import load
     from tracekeeperd.paths import resolve
 
-    from .output import emit_json
-    from .why import why
+    from ..output import emit_json
+    from ..why import why
 
     path, lines = parse_target(target)
     config = load()

@@ -12,11 +12,11 @@ import click
 from tracekeeperd import __version__
 from tracekeeperd.paths import resolve
 
-from . import output
-from .api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
-from .errors import ClientError
-from .output import ExitStatus, ago, console, emit_json
-from .runner import STATE, run
+from .. import output
+from ..api import Client, DaemonError, DaemonNotResponding, DaemonUnavailable
+from ..errors import ClientError
+from ..output import ExitStatus, ago, console, emit_json
+from ..runner import STATE, run
 
 
 def _client(timeout: float = 10.0) -> Client:
@@ -42,7 +42,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "relink": ("tracekeeper.rewrite", "relink_command", "Give rewritten or squash-merged commits their trace links."),
     "service": ("tracekeeper.service", "service", "Run tracekeeperd as a user service (systemd or launchd)."),
     "uninstall": ("tracekeeper.install", "uninstall_command", "Remove the git hooks from this repository."),
-    "why": ("tracekeeper.why_cmd", "why_command", "The conversation that wrote some lines of a file."),
+    "why": ("tracekeeper.cli.why", "why_command", "The conversation that wrote some lines of a file."),
 }
 
 
@@ -152,7 +152,7 @@ def _notes_per_repo() -> list[dict[str, Any]]:
     from tracekeeperd.errors import TracekeeperError
     from tracekeeperd.queue import Queue
 
-    from . import sync
+    from .. import sync
 
     paths = resolve()
     if not paths.db.exists():
@@ -186,7 +186,7 @@ def _print_status(data: dict[str, Any]) -> None:
 
     # Jobs, spool entries and Hub answers quote hostile text (a transcript's path, a payload's
     # session id, a server's message): control characters spelled out, markup left literal.
-    from .safetext import markup
+    from ..safetext import markup
 
     out = console()
     daemon, queue = data["daemon"], data["queue"]
@@ -285,7 +285,7 @@ def status(as_json: bool, include_done: bool) -> None:
       $ tracekeeper status
       $ tracekeeper status --all --json | jq '.jobs[] | select(.state == "failed")'
     """
-    from .api import not_responding, offline_status
+    from ..api import not_responding, offline_status
 
     paths = resolve()
     try:
@@ -438,7 +438,7 @@ def show(commit: str, repo: Path, full: bool, raw: bool, as_json: bool) -> None:
     from tracekeeperd import redact
     from tracekeeperd.config import load
 
-    from . import show as show_mod
+    from .. import show as show_mod
 
     # ShowError, TracekeeperError and RedactionError reach main(), whose errors_table says them.
     config = load()
@@ -466,7 +466,7 @@ def hook_command(args: tuple[str, ...]) -> None:
     Agents call this (see `tracekeeper agents install`); it prints nothing (Cursor: the JSON
     it expects) and always exits 0.
     """
-    from . import hookcmd
+    from .. import hookcmd
 
     raise SystemExit(hookcmd.main(list(args)))
 
