@@ -32,6 +32,7 @@ from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
 from .queue import Job, Queue
 from .redact import Redactor
+from .searchindex import Indexer
 from .snapshot import Snapshots
 from .stores import Store, open_store
 from .worker import DbThread, Worker
@@ -69,6 +70,7 @@ class Daemon:
         self.worker: Worker | None = None
         self.ingestor: Ingestor | None = None
         self.index: SessionIndex | None = None
+        self.search: Indexer | None = None
         self.listener: BoundSocket | None = None
         self.runner: web.AppRunner | None = None
         self.wake = asyncio.Event()
@@ -97,6 +99,7 @@ class Daemon:
             self.store = open_store(self.config)
         redactor = build_redactor(self.config)
         snapshots = Snapshots(self.paths.snapshots)
+        self.search = Indexer(self.paths.search_db)
         self.index = SessionIndex(default_roots(), db_path=self.paths.state_dir / "sessions.sqlite3")
         await asyncio.get_running_loop().run_in_executor(self.io, self.index.start)
         self.ingestor = Ingestor(
@@ -113,6 +116,7 @@ class Daemon:
             notes_ref=self.config.notes_ref,
             policy=self.config.retry,
             redactor=redactor,
+            indexer=self.search,
         )
         self.listener = bind(self.paths.socket)
         self._spool_marker = self.listener.path.parent / "spool-watched"
@@ -201,6 +205,8 @@ class Daemon:
         if self.listener is not None:
             self.listener.close()
         self.io.shutdown(wait=True)
+        if self.search is not None:  # after the worker: it may have handed over a last session
+            await asyncio.get_running_loop().run_in_executor(None, self.search.stop)
         if self.queue is not None:
             await self._on_db(self.queue.close)
         self.db.shutdown()
@@ -233,6 +239,9 @@ class Daemon:
             notes.copy(git_dir, self.config.notes_ref, source, target)
         except TracekeeperError as exc:
             log.warning("could not copy the links of %s to %s: %s", source[:12], target[:12], exc)
+            return
+        if self.search is not None:
+            self.search.copy(git_dir, source, target)
 
     async def ingest_spool_file(self, path: Path) -> IngestResult:
         """`/v1/commit` naming a spool file (the hook's poke when nothing watches the spool)."""
@@ -387,6 +396,8 @@ class Daemon:
 
         def on_io() -> list[dict[str, Any]]:
             worker.drop_redacted()  # a forgotten session's redacted bytes are not kept either
+            if self.search is not None:  # nor its words in the search index
+                self.search.forget(sessions)
             return self.db.run(queue.forget_sessions, sessions, time.time(), worker.snapshots.discard)
 
         result: list[dict[str, Any]] = await asyncio.get_running_loop().run_in_executor(self.io, on_io)

@@ -28,6 +28,7 @@ from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
 from .redact import RedactionError, Redactor
+from .searchindex import Indexer
 from .snapshot import Extent, Snapshots, read_prefix
 from .stores import Store, Upload
 
@@ -118,6 +119,7 @@ class Worker:
         policy: RetryPolicy,
         redactor: Redactor,
         clock: Callable[[], float] = time.time,
+        indexer: Indexer | None = None,
     ) -> None:
         self.queue = queue
         self.db = db
@@ -136,6 +138,10 @@ class Worker:
         self._generation = 0
         self.redactor = redactor
         self._redacted: dict[str, tuple[str, outgoing.Outgoing]] = {}
+        #: Search index writer: fed, after each note, the redacted bytes that were uploaded.
+        self.indexer = indexer
+        #: This batch's redacted session per remote path (what was, or already is, in the store).
+        self._planned: dict[str, outgoing.Outgoing] = {}
 
     # --- scheduling -------------------------------------------------------------------
 
@@ -184,6 +190,7 @@ class Worker:
     # --- one batch --------------------------------------------------------------------
 
     def process(self, jobs: list[Job]) -> None:
+        self._planned = {}
         jobs = self._drop_forgotten(jobs)
         if not jobs:
             return
@@ -279,6 +286,7 @@ class Worker:
                 for job in groups.pop(path):
                     self._fail(job, f"redaction failed, nothing uploaded: {exc}")
                 continue
+            self._planned[path] = out
             held = self.db.run(self.queue.uploaded, self.store_id, path)
             if held and ((held.snapshot == best.snapshot and held.bytes >= (best.bytes or 0)) or held.job_id > best.id):
                 continue  # the store already has these bytes (or a newer generation of the session)
@@ -356,6 +364,7 @@ class Worker:
         except GitError as exc:
             self._defer_all([job for job, _ in live], TransientError(str(exc)))
             return
+        noted: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
         for job, link in live:
             if not self.db.run(self.queue.complete, job.id, link.url, self.clock(), link.redacted, job.commit_sha):
                 # A rewrite moved the job to another commit while we wrote this note: note that one too.
@@ -364,6 +373,26 @@ class Worker:
                 )
                 continue
             log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, link.url)
+            noted[link.url].append((job, link))
+        self._index(noted)
+
+    def _index(self, noted: dict[str, list[tuple[Job, notes.TraceLink]]]) -> None:
+        """After the notes: hand each session's uploaded (redacted) bytes to the search index."""
+        if self.indexer is None:
+            return
+        for url, items in noted.items():
+            job = items[0][0]
+            out = self._planned.get(job.remote_path or "")
+            if out is None:
+                continue
+            self.indexer.add(
+                url=url,
+                agent=job.agent,
+                session=job.session_id,
+                data=out.data,
+                line_ends=out.line_ends,
+                links=[(j.git_dir, j.commit_sha, link.first_line, link.last_line) for j, link in items],
+            )
 
     def _store_renewed(self) -> bool:
         """Whether the store created its bucket (or directory) since we last looked.

@@ -22,7 +22,7 @@ from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
 from tracekeeperd.redact import RedactionError, Redactor
-from tracekeeperd.stores.base import MissingTrace
+from tracekeeperd.stores.base import MissingTrace, StoreDenied
 
 from .errors import ClientError
 from .safetext import visible
@@ -33,6 +33,18 @@ RESULT_CHARS = 600
 
 class ShowError(ClientError):
     """A commit or note that cannot be shown; the message is one line."""
+
+
+class StoreUnreadable(ShowError):
+    """This user may not read the store a note points at (a teammate's bucket, no access).
+
+    Not one trace's problem but the whole reading's: `why` and `search --reindex` stop on it
+    (errors_table says what to do) instead of listing every session as unavailable.
+    """
+
+    def __init__(self, message: str, *, location: str) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 @dataclass
@@ -135,6 +147,8 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
             return Trail(link, data, source, True)
     try:
         data = fetch_url(link.url)
+    except StoreDenied as exc:
+        raise StoreUnreadable(f"cannot read the traces: {exc}", location=exc.location) from None
     except MissingTrace as exc:
         raise ShowError(
             f"{exc}; `tracekeeper status` on the machine that made the commit shows whether it is still queued"

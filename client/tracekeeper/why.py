@@ -319,6 +319,8 @@ def explain_session(
     """One session's part in ``blamed``: the edits of its slice that wrote those lines."""
     try:
         trail = show.load(paths, blamed.commit, link, redactor)
+    except show.StoreUnreadable:
+        raise  # no session of this store can be read: say so once, with what to do
     except show.ShowError as exc:
         return SessionWhy(link.agent, link.session_id, link.url, None, (), "", error=str(exc))
     fmt, numbered, _ = trail.conversation()

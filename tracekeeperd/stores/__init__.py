@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlparse
 
 from ..config import Config, parse_store
 from ..errors import TracekeeperError
-from .base import MissingTrace, Store, StoreInfo, Upload
+from .base import MissingTrace, Store, StoreDenied, StoreInfo, Upload
 from .hf import HfStore, configure_hub
 from .local import LocalStore
 
@@ -17,6 +17,7 @@ __all__ = [
     "MissingTrace",
     "NotAStoreURL",
     "Store",
+    "StoreDenied",
     "StoreInfo",
     "Upload",
     "locate",

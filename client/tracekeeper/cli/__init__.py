@@ -40,6 +40,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("tracekeeper.sync", "push", "Push trace notes to a remote (merging theirs first)."),
     "redact": ("tracekeeper.redact_cmd", "redact", "Show what redaction would remove from a transcript."),
     "relink": ("tracekeeper.rewrite", "relink_command", "Give rewritten or squash-merged commits their trace links."),
+    "search": ("tracekeeper.cli.search", "search_command", "Search the sessions linked to this repository's commits."),
     "service": ("tracekeeper.service", "service", "Run tracekeeperd as a user service (systemd or launchd)."),
     "uninstall": ("tracekeeper.install", "uninstall_command", "Remove the git hooks from this repository."),
     "why": ("tracekeeper.cli.why", "why_command", "The conversation that wrote some lines of a file."),
