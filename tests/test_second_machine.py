@@ -87,7 +87,7 @@ def test_why_and_search_on_a_clone_answer_as_on_the_committing_machine(
     why_a = _json(env_a, repo_a, "why", "src/app.py:5-6", "--json")
     (session,) = why_a["commits"][0]["sessions"]
     assert session["agent"] == "claude" and "farewell" in session["prompt"] and session["edits"]
-    assert session["url"].startswith(f"http") and f"/buckets/{BUCKET}/tree/" in session["url"]
+    assert session["url"].startswith("http") and f"/buckets/{BUCKET}/tree/" in session["url"]
     assert _json(env_b, clone, "why", "src/app.py:5-6", "--json") == why_a
 
     search_a = _json(env_a, repo_a, "search", "farewell", "--json")

@@ -28,9 +28,10 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .agents import DETECT_LINES, TranscriptFormat, detect, get_format, split_lines
-from .agents.gemini import legacy_json_lines
+if TYPE_CHECKING:
+    from .agents import TranscriptFormat
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,15 @@ def clean(text: str) -> str:
 
 def _format(agent: str, session: str, head: Sequence[bytes]) -> TranscriptFormat | None:
     """As `show.Trail.conversation` reads a trail: by content, else as its agent's format."""
+    from .agents import DETECT_LINES, detect, get_format
+
     return detect(Path(f"{agent}-{session}.jsonl"), head[:DETECT_LINES]) or get_format(agent)
 
 
 def _head(data: bytes | bytearray) -> list[bytes]:
     """The first complete lines of a session, without splitting all of it."""
+    from .agents import DETECT_LINES, split_lines
+
     end = -1
     for _ in range(DETECT_LINES):
         found = data.find(b"\n", end + 1)
@@ -186,6 +191,10 @@ def index_session(
     ``line_ends`` (outgoing.Outgoing's) lets only the new lines be sliced out of a long session.
     Lines indexed before are not read again. Returns how many turns were added.
     """
+    # The transcript formats load only where sessions are indexed, not for a search.
+    from .agents import DETECT_LINES, detect, split_lines
+    from .agents.gemini import legacy_json_lines
+
     with conn:
         row = conn.execute("SELECT id, lines FROM docs WHERE url = ?", (url,)).fetchone()
         if row is None:

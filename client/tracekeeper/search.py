@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracekeeperd import git, notes, searchindex
+from tracekeeperd import git, searchindex
 from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.searchindex import MARK_END, MARK_START
 
 from .errors import ClientError
 
 if TYPE_CHECKING:
+    from tracekeeperd import notes
     from tracekeeperd.paths import Paths
     from tracekeeperd.redact import Redactor
 
@@ -186,6 +187,8 @@ class _Session:
 
 def _linked_sessions(git_dir: Path, notes_ref: str) -> dict[str, _Session]:
     """Every live link in the notes, by session URL; a URL tombstoned in any note is left out."""
+    from tracekeeperd import notes
+
     book = notes.all_notes(git_dir, notes_ref)
     dead = {stone.url for text in book.values() for stone in notes.parse_tombstones(text)}
     sessions: dict[str, _Session] = {}
