@@ -227,3 +227,24 @@ def _quiet_search(env: Env, repo: Repo, query: str) -> list[dict[str, object]]:
         return []
     results: list[dict[str, object]] = json.loads(proc.stdout)["results"]
     return results
+
+
+def test_a_forgotten_session_is_no_longer_found(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript(f"rollout-2026-11-25T09-00-00-{UUID_A}.jsonl")
+    transcript.write_text((FIXTURES / CODEX.relpath).read_text())
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("slugify")
+        wait_for(lambda: repo.note(sha), what="the note")
+        wait_for(lambda: _quiet_search(env, repo, "slugify"), what="the daemon to index the session", timeout=30)
+        env.cli("-C", str(repo.path), "forget", UUID_A, "--yes", "--force")
+        proc = env.cli("-C", str(repo.path), "search", "slugify", "--json")
+        assert json.loads(proc.stdout) == {"results": []}
+    # The rows are gone from the index itself, not only filtered out while the queue remembers.
+    with search_mod.searchindex.connection(env.state / "search.sqlite3", readonly=True) as conn:
+        assert conn is not None
+        assert conn.execute("SELECT COUNT(*) FROM docs").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM turns_fts WHERE turns_fts MATCH 'slugify'").fetchone() == (0,)
+    for path in env.state.glob("search.sqlite3*"):
+        assert b"slugify" not in path.read_bytes(), path  # nor its words, in any page of the files

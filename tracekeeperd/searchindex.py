@@ -120,6 +120,8 @@ def open_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection | No
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")  # a lost tail is rebuilt by the next index or --reindex
+    # Deleted rows (a forgotten session) are overwritten on disk, not left in free pages.
+    conn.execute("PRAGMA secure_delete = ON")
     conn.executescript(_SCHEMA)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
     conn.commit()
@@ -288,7 +290,13 @@ def _delete_docs(conn: sqlite3.Connection, docs: Sequence[int]) -> None:
 
 
 def forget_sessions(conn: sqlite3.Connection, sessions: Iterable[tuple[str, str]]) -> int:
-    """Drop every row of these (agent, session) pairs: a forgotten session is not searchable."""
+    """Drop every row of these (agent, session) pairs: a forgotten session is not searchable,
+    and its words are not left in the file either.
+
+    FTS5 (before SQLite 3.42's `secure-delete`) only marks a deleted row's tokens in its index
+    segments; 'optimize' rewrites the segments without them, `secure_delete` zeroes the freed
+    pages, and the checkpoint carries that into the main file.
+    """
     with conn:
         docs = [
             int(r[0])
@@ -296,6 +304,10 @@ def forget_sessions(conn: sqlite3.Connection, sessions: Iterable[tuple[str, str]
             for r in conn.execute("SELECT id FROM docs WHERE agent = ? AND session = ?", (agent, session))
         ]
         _delete_docs(conn, docs)
+    if docs:
+        with conn:
+            conn.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return len(docs)
 
 
