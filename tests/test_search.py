@@ -248,3 +248,42 @@ def test_a_forgotten_session_is_no_longer_found(env: Env) -> None:
         assert conn.execute("SELECT COUNT(*) FROM turns_fts WHERE turns_fts MATCH 'slugify'").fetchone() == (0,)
     for path in env.state.glob("search.sqlite3*"):
         assert b"slugify" not in path.read_bytes(), path  # nor its words, in any page of the files
+
+
+def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env) -> None:
+    """The daemon indexes each commit's new lines from the redacted bytes it uploads (with their
+    line offsets); a clone rebuilds from the store in one go. Both must hold the same rows, or
+    the teammate's answers would differ from the committer's."""
+    from tracekeeperd import outgoing, searchindex
+
+    repo = make_repo(env)
+    slices = [(1, 10), (11, 16), (17, 25)]
+    links = []
+    shas = []
+    for index, (first, last) in enumerate(slices):
+        links.append(link(env, CODEX, first, last))
+        shas.append(commit(repo, f"step {index}", {f"s{index}.txt": "x\n"}, links[-1]))
+    key = search_mod.repo_key(repo.path)[1]
+    redactor = redact.from_settings(RedactionSettings())
+    raw = (env.root / "store" / CODEX.agent / Path(CODEX.relpath).name).read_bytes()
+    daemon_paths = Paths(env.root / "d-run", env.root / "d-state", env.root / "d-config", env.root / "d-data")
+    with searchindex.connection(daemon_paths.search_db) as conn:
+        assert conn is not None
+        out = None
+        for sha, trace in zip(shas, links, strict=True):
+            out = outgoing.extend(out, raw[: trace.bytes], redactor)  # what the worker uploads
+            searchindex.index_session(
+                conn,
+                url=trace.url,
+                agent=CODEX.agent,
+                session=CODEX.session,
+                data=out.data,
+                line_ends=out.line_ends,
+                links=[searchindex.Link(key, sha, trace.first_line, trace.last_line)],
+            )
+    clone_paths = paths_for(env)
+    _reindex(env, repo, clone_paths)
+    for query in ("slug", "text", "readme OR patch", "digits"):
+        committer = search(query, repo=repo.path, paths=daemon_paths, limit=100)
+        assert committer, query
+        assert search(query, repo=repo.path, paths=clone_paths, limit=100) == committer, query
