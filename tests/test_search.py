@@ -287,3 +287,26 @@ def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env)
         committer = search(query, repo=repo.path, paths=daemon_paths, limit=100)
         assert committer, query
         assert search(query, repo=repo.path, paths=clone_paths, limit=100) == committer, query
+
+
+def test_an_amended_commit_is_found_under_its_new_sha(env: Env) -> None:
+    """post-rewrite gives the rewritten commit the session's link (queue.retarget, then a note like
+    any other), with no session active any more; the index follows it to the new sha."""
+    repo = make_repo(env).install()
+    transcript = env.transcript(f"rollout-2026-11-25T09-00-00-{UUID_A}.jsonl")
+    transcript.write_text((FIXTURES / CODEX.relpath).read_text())
+    active = repo.activate(transcript)
+    with running_daemon(env):
+        old = repo.commit("slugify")
+        wait_for(lambda: repo.note(old), what="the note")
+        wait_for(lambda: _quiet_search(env, repo, "slugify"), what="the daemon to index the session", timeout=30)
+        active.unlink()  # no session active now: only the rewrite's copy links the amended commit
+        repo.git("commit", "-q", "--amend", "-m", "slugify, amended")
+        new = repo.git("rev-parse", "HEAD")
+        wait_for(lambda: repo.note(new), what="the amended commit's note")
+        hits = wait_for(
+            lambda: [h for h in _quiet_search(env, repo, "slugify") if h["commit"] == new],
+            what="the amended commit in the index",
+            timeout=30,
+        )
+        assert {hit["turn"] for hit in hits} >= {6}
