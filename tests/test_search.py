@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tracekeeper import search as search_mod
-from tracekeeper.search import NotIndexed, SearchQueryError, reindex, search
+from tracekeeper.search import NotIndexed, ReindexIncomplete, SearchQueryError, reindex, search
 from tracekeeperd import redact
 from tracekeeperd.config import RedactionSettings
 from tracekeeperd.paths import Paths
@@ -310,3 +310,18 @@ def test_an_amended_commit_is_found_under_its_new_sha(env: Env) -> None:
             timeout=30,
         )
         assert {hit["turn"] for hit in hits} >= {6}
+
+
+def test_a_session_that_does_not_match_its_note_is_left_out_and_said(env: Env) -> None:
+    """A store object changed since the note (sha256 differs) is not indexed; the others are, and
+    the reindex says which session was left out (one line, exit 1 from the command)."""
+    repo = make_repo(env)
+    commit(repo, "farewell", {"a.txt": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    commit(repo, "slugify", {"b.txt": "x\n"}, link(env, CODEX, 1, _lines(CODEX)))
+    store = env.root / "store" / CLAUDE.agent / Path(CLAUDE.relpath).name
+    store.write_text(store.read_text().replace("farewell", "farewelL", 1))
+    with pytest.raises(ReindexIncomplete) as info:
+        _reindex(env, repo)
+    assert CLAUDE.session in str(info.value) and "sha256" in str(info.value) and "\n" not in str(info.value)
+    assert search("slugify", repo=repo.path, paths=paths_for(env))
+    assert search("farewell", repo=repo.path, paths=paths_for(env)) == []

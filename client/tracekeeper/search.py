@@ -266,6 +266,8 @@ def reindex(
         end = max(link.bytes for _, link in good)
         try:
             data = redactor.redact_bytes(trail.data[:end])[0]  # what anyone downloads is redacted again here
+            if data.count(b"\n") != trail.data[:end].count(b"\n"):  # turns would land on other lines
+                raise redact.RedactionError("redaction changed the number of lines")
         except redact.RedactionError as exc:
             problems.append(f"{entry.agent} session {entry.session}: redaction failed, not indexed: {exc}")
             continue
