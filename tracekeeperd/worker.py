@@ -238,6 +238,7 @@ class Worker:
                         self.db.run(self.queue.defer, job.id, "the store was created anew; uploading again", now, now)
         self.gate = Gate()
         self._note_all([(job, views[job.id]) for group in groups.values() for job in group])
+        self._planned = {}  # handed to the index thread; a long session is not kept here too
 
     def _drop_forgotten(self, jobs: list[Job]) -> list[Job]:
         """Fail the jobs of sessions forgotten since they were queued; the rest go on.
