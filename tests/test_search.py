@@ -325,3 +325,23 @@ def test_a_session_that_does_not_match_its_note_is_left_out_and_said(env: Env) -
     assert CLAUDE.session in str(info.value) and "sha256" in str(info.value) and "\n" not in str(info.value)
     assert search("slugify", repo=repo.path, paths=paths_for(env))
     assert search("farewell", repo=repo.path, paths=paths_for(env)) == []
+
+
+def test_a_session_forgotten_here_is_not_returned_by_an_index_that_still_holds_it(env: Env) -> None:
+    """`forget` without a daemon records the session in the queue only; search honours that."""
+    from tracekeeperd.queue import Queue
+
+    repo = make_repo(env)
+    commit(repo, "farewell", {"a.txt": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    commit(repo, "farewell too", {"b.txt": "x\n"}, link(env, PI, 1, _lines(PI)))
+    paths = paths_for(env)
+    _reindex(env, repo, paths)
+    assert {hit.agent for hit in search("farewell", repo=repo.path, paths=paths, limit=50)} == {"claude", "pi"}
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    queue = Queue(paths.db)
+    try:
+        queue.forget(CLAUDE.agent, CLAUDE.session, 1.0)
+    finally:
+        queue.close()
+    assert {hit.agent for hit in search("farewell", repo=repo.path, paths=paths, limit=50)} == {"pi"}
+    assert {hit.agent for hit in search("farewell", repo=None, all_repos=True, paths=paths, limit=50)} == {"pi"}
