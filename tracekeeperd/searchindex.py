@@ -371,7 +371,14 @@ def query(
     if repos is not None and not repos:
         return []
     wanted = json.dumps(list(repos)) if repos is not None else None
-    skip = json.dumps([[agent, session] for agent, session in sorted(set(exclude))])
+    # Resolved to document ids first: an uncorrelated `NOT IN` is computed once, not per match.
+    skip = json.dumps(
+        [
+            int(row[0])
+            for agent, session in sorted(set(exclude))
+            for row in conn.execute("SELECT id FROM docs WHERE agent = ? AND session = ?", (agent, session))
+        ]
+    )
     params = (MARK_START, MARK_END, SNIPPET_TOKENS, text, wanted, wanted, skip, limit, offset)
     sql = (
         "SELECT l.commit_sha, d.agent, d.session, t.line, snippet(turns_fts, -1, ?, ?, '…', ?), d.url"
@@ -380,8 +387,7 @@ def query(
         " JOIN repos r ON r.id = l.repo_id"
         " WHERE turns_fts MATCH ?"
         " AND (? IS NULL OR r.common_dir IN (SELECT value FROM json_each(?)))"
-        " AND NOT EXISTS (SELECT 1 FROM json_each(?) x"
-        " WHERE json_extract(x.value, '$[0]') = d.agent AND json_extract(x.value, '$[1]') = d.session)"
+        " AND d.id NOT IN (SELECT value FROM json_each(?))"
         " ORDER BY f.rank, d.url, t.line, l.commit_sha LIMIT ? OFFSET ?"
     )
     check_query(text)
