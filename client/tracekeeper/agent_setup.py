@@ -694,10 +694,19 @@ def agents(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{'':<{width}}  note    {state.note}")
 
 
+_MCP_OPTION = click.option(
+    "--mcp",
+    is_flag=True,
+    help="The MCP server (`tracekeeper mcp`) instead of the hooks: Claude Code, Codex, Gemini, Cursor.",
+)
+
+
 @agents.command(name="install", short_help="Add tracekeeper's hooks to agents' user configs.")
 @_AGENT_OPTION
-def install_cmd(agent: tuple[str, ...]) -> None:
-    """Merge `tracekeeper hook <agent>` into each agent's user hook config.
+@_MCP_OPTION
+def install_cmd(agent: tuple[str, ...], mcp: bool) -> None:
+    """Merge `tracekeeper hook <agent>` into each agent's user hook config; with --mcp, register
+    the `tracekeeper mcp` server in each agent's MCP config instead.
 
     Other hooks and settings are kept; a file that changes is backed up first as
     <file>.tracekeeper-backup-<time>. Running it again changes nothing.
@@ -706,7 +715,13 @@ def install_cmd(agent: tuple[str, ...]) -> None:
     Examples:
       $ tracekeeper agents install               # every agent found here
       $ tracekeeper agents install --agent claude
+      $ tracekeeper agents install --mcp         # agents can ask the trail (docs/reading.md)
     """
+    if mcp:
+        from .cli.mcp import install_mcp
+
+        install_mcp(agent)
+        return
     exe = hook_executable()
     failed = False
     skipped: list[str] = []
@@ -774,13 +789,21 @@ def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
 
 @agents.command(name="uninstall", short_help="Remove tracekeeper's hooks from agents' user configs.")
 @_AGENT_OPTION
-def uninstall_cmd(agent: tuple[str, ...]) -> None:
-    """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was.
+@_MCP_OPTION
+def uninstall_cmd(agent: tuple[str, ...], mcp: bool) -> None:
+    """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was;
+    with --mcp, exactly the `tracekeeper` MCP server entry instead.
 
     \b
     Example:
       $ tracekeeper agents uninstall --agent all
+      $ tracekeeper agents uninstall --mcp
     """
+    if mcp:
+        from .cli.mcp import uninstall_mcp
+
+        uninstall_mcp(agent)
+        return
     failed = False
     for spec in _selected(agent):
         path = spec.config_path()
