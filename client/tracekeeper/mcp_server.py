@@ -111,11 +111,12 @@ def paginate(title: str, blocks: Sequence[str], page: int, *, more: str = "", bu
     `more` is said on the last page when the source itself has more (a limit was reached)."""
     if page < 1:
         raise ToolInputError(f"page must be 1 or more, got {page}")
+    room = budget - len(title) - 80  # the title, "(page N of M)" and the line saying how to go on
     pages: list[list[str]] = [[]]
     size = 0
     for whole in blocks:
-        block = shorten(whole, budget - 200)
-        if pages[-1] and size + len(block) + 2 > budget:
+        block = shorten(whole, room - 40)  # "… (N more characters)"
+        if pages[-1] and size + len(block) + 2 > room:
             pages.append([])
             size = 0
         pages[-1].append(block)
