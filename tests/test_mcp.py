@@ -168,6 +168,29 @@ def test_long_answers_come_in_pages(env: Env) -> None:
     assert beyond.is_error and f"only {count} page(s)" in text_of(beyond)
 
 
+def test_why_pages_a_long_history_by_commits(env: Env) -> None:
+    """Seven commits behind a file: `why` explains five a page, newest first, then the other two."""
+    repo = make_repo(env)
+    shas = [
+        commit(repo, f"step {n}", {"steps.txt": "".join(f"line {k}\n" for k in range(1, n + 1))}) for n in range(1, 8)
+    ]
+    _, (one, two, three) = mcp_calls(
+        env,
+        repo.path,
+        [
+            ("why", {"path": "steps.txt"}),
+            ("why", {"path": "steps.txt", "page": 2}),
+            ("why", {"path": "steps.txt", "page": 3}),
+        ],
+    )
+    first, second = text_of(one), text_of(two)
+    assert "(commits 1-5 of 7)" in first.splitlines()[0] and first.endswith("[more: call again with page=2]")
+    assert [sha[:12] for sha in reversed(shas[2:])] == re.findall(r"^commit (\w{12})", first, re.M)
+    assert "(commits 6-7 of 7)" in second.splitlines()[0] and "[more" not in second
+    assert [sha[:12] for sha in reversed(shas[:2])] == re.findall(r"^commit (\w{12})", second, re.M)
+    assert three.is_error and "only 2 page(s)" in text_of(three)
+
+
 def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     """Terminal escapes, bidi overrides, invisible separators, a NUL and a line that poses as the
     answer's own structure, in the prompt of a teammate's session: the agent gets them spelled

@@ -52,6 +52,8 @@ TURN_CHARS = 4_000
 TOOL_CHARS = 1_500
 #: The largest page size `log` and `search` accept per call.
 MAX_LIMIT = 100
+#: Commits per page of `why`: each one may mean reading (or downloading) its sessions.
+WHY_COMMITS = 5
 
 SERVER_NAME = "tracekeeper"
 INSTRUCTIONS = (
@@ -181,16 +183,22 @@ def why_blocks(answer: "Why") -> list[str]:
     return blocks
 
 
-def render_why(answer: "Why", page: int = 1, budget: int = PAGE_CHARS) -> Page:
+def render_why(answer: "Why", page: int = 1, budget: int = PAGE_CHARS) -> str:
+    """One page of commits (`WHY_COMMITS` of them, from `answer`, which why() cut to that page)."""
     where = answer.path + (f":{answer.lines[0]}-{answer.lines[1]}" if answer.lines else "")
     if not answer.commits:
-        return Page(f"why {one_line(where)}: no committed lines to explain", 1, 1)
-    return paginate(
-        f"why {one_line(where)}: the sessions that wrote these lines, newest first",
-        why_blocks(answer),
-        page,
-        budget=budget,
+        if page > 1 and answer.total:
+            pages = -(-answer.total // WHY_COMMITS)
+            raise ToolInputError(f"there are only {pages} page(s) of this answer, not page {page}")
+        return f"why {one_line(where)}: no committed lines to explain"
+    first = (page - 1) * WHY_COMMITS + 1
+    last = first + len(answer.commits) - 1
+    title = (
+        f"why {one_line(where)}: the sessions that wrote these lines, newest first"
+        f" (commits {first}-{last} of {answer.total})"
     )
+    more = f"more: call again with page={page + 1}" if last < answer.total else ""
+    return _single_page(title, why_blocks(answer), more, budget)
 
 
 # --- show ----------------------------------------------------------------------------------------
@@ -302,9 +310,20 @@ class Trailhead:
         if end_line is not None and start_line is None:
             raise ToolInputError("end_line needs start_line")
         lines = (start_line, end_line if end_line is not None else start_line) if start_line is not None else None
+        if page < 1:
+            raise ToolInputError(f"page must be 1 or more, got {page}")
         paths, ref, redactor = self.setup()
-        answer = why(self.repo(repo), path, lines, paths, ref, redactor=redactor)
-        return render_why(answer, page, self.page_chars).text
+        answer = why(
+            self.repo(repo),
+            path,
+            lines,
+            paths,
+            ref,
+            redactor=redactor,
+            offset=(page - 1) * WHY_COMMITS,
+            limit=WHY_COMMITS,
+        )
+        return render_why(answer, page, self.page_chars)
 
     def show(self, commit: str, page: int, full: bool, repo: str | None) -> str:
         from . import show

@@ -14,7 +14,8 @@ Where and how, per agent (checked against each agent's docs or source):
   CLAUDE_CONFIG_DIR location as verified in yarikleto/claude-profile#15). Claude Code rewrites
   this file itself while it runs: register while no session is open, or restart sessions after.
 - Codex: `[mcp_servers.<name>]` in `$CODEX_HOME/config.toml` (default `~/.codex`), keys `command`,
-  `args`, `env`, `env_vars` (openai/codex codex-rs/config/src/mcp_types.rs RawMcpServerConfig).
+  `args`, `env`, `env_vars`, `startup_timeout_sec` (openai/codex codex-rs/config/src/mcp_types.rs
+  RawMcpServerConfig).
   Codex starts a stdio server with only HOME, PATH, USER, LANG, TMPDIR, ... of its environment
   (codex-rs/rmcp-client/src/utils.rs DEFAULT_ENV_VARS, create_env_for_mcp_server): `env_vars`
   names the variables tracekeeper reads (token, XDG and tracekeeper directories) so they pass.
@@ -110,7 +111,8 @@ def _claude_entry(exe: str) -> dict[str, Any]:
 
 def _codex_entry(exe: str) -> dict[str, Any]:
     command, args = command_line(exe)
-    return {"command": command, "args": args, "env_vars": list(FORWARDED_ENV)}
+    # Importing the SDK takes a few seconds on a busy machine; Codex's default start-up wait is 10 s.
+    return {"command": command, "args": args, "env_vars": list(FORWARDED_ENV), "startup_timeout_sec": 30}
 
 
 def _gemini_entry(exe: str) -> dict[str, Any]:
@@ -189,6 +191,8 @@ def _toml_value(value: Any) -> str:
     """A TOML value for our entry: strings (JSON's escapes are TOML basic-string escapes), lists."""
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"no TOML form for {value!r}")
