@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent, Tool
 
 from .harness import Env, make_repo, note_links, running_daemon, wait_for
+from .hubstub import running_hub
 from .test_cli_shell import _imported
 from .test_why_lib import CODEX, FIXTURES, SLUG_V1, SLUG_V2, commit, link
 
@@ -142,6 +144,39 @@ def test_an_agent_asks_why_log_and_show_through_the_sdk_client(env: Env) -> None
     assert "'no-such-commit' is not a commit" in text_of(bad_commit)
     # Arguments are checked against the tool's schema by the SDK, which says what is wrong.
     assert bad_line.is_error and "start_line" in text_of(bad_line) and "greater than or equal to 1" in text_of(bad_line)
+
+
+def test_a_teammate_asks_with_the_bucket_as_the_only_copy(env: Env) -> None:
+    """The daemon uploads to a private bucket (the Hub stand-in); on a teammate's machine (no
+    transcript, no daemon state) the tools download and verify it; with a token that cannot read
+    the bucket they say so in one line."""
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        repo = make_repo(env).install()
+        transcript = env.transcript(CODEX_FILE.name)
+        transcript.write_bytes(b"".join(CODEX_FILE.read_bytes().splitlines(keepends=True)[:14]))
+        repo.activate(transcript, session_id=CODEX.session)
+        with running_daemon(env):
+            sha = _commit_files(repo, "add slugify", {"text.py": SLUG_V1})
+            wait_for(lambda: repo.note(sha), what="the note")
+        transcript.unlink()
+        shutil.rmtree(env.state)
+        env.vars["HF_TOKEN"] = "hf_alice_read"
+        calls = [("why", {"path": "text.py", "start_line": 4}), ("show", {"commit": sha})]
+        _, (why_ok, show_ok) = mcp_calls(env, repo.path, calls)
+        env.vars["HF_TOKEN"] = "hf_bob_write"  # another user: the private bucket is not theirs
+        _, (why_denied, show_denied) = mcp_calls(env, repo.path, calls)
+    assert not why_ok.is_error and not show_ok.is_error
+    assert "> add a slugify(title) helper" in text_of(why_ok)
+    assert "edit: apply_patch (create) text.py" in text_of(why_ok)
+    assert "trace: " in text_of(why_ok)
+    assert "· from the store · verified" in text_of(show_ok)
+    assert show_denied.is_error
+    denied = text_of(show_denied)
+    assert "\n" not in denied and "alice/agent-traces does not exist, or this token cannot read it" in denied, denied
+    assert "transcript unavailable: the bucket alice/agent-traces does not exist, or this token cannot read it" in (
+        text_of(why_denied)
+    )
 
 
 def test_long_answers_come_in_pages(env: Env) -> None:
