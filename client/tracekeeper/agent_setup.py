@@ -718,9 +718,7 @@ def install_cmd(agent: tuple[str, ...], mcp: bool) -> None:
       $ tracekeeper agents install --mcp         # agents can ask the trail (docs/reading.md)
     """
     if mcp:
-        from .cli.mcp import install_mcp
-
-        install_mcp(agent)
+        _mcp(agent, install=True)
         return
     exe = hook_executable()
     failed = False
@@ -762,6 +760,37 @@ def install_cmd(agent: tuple[str, ...], mcp: bool) -> None:
         click.get_current_context().exit(1)  # each failure was said above; main() returns the code
 
 
+def _mcp(agent: tuple[str, ...], *, install: bool) -> None:
+    """`--mcp`: our entry in each agent's MCP config (mcp_setup.py has every fact), not the hooks;
+    for 'all', install registers with the agents found here and uninstall looks at every one."""
+    from . import mcp_setup
+    from .errors_table import report
+
+    every = "all" in agent
+    exe = hook_executable()
+    failed = False
+    skipped: list[str] = []
+    for spec in _selected(agent):
+        if spec.name not in mcp_setup.TARGETS:
+            if not every:
+                info(f"{spec.name}: registering tracekeeper's MCP server with {spec.label} is not supported yet")
+            continue
+        if install and every and not inspect(spec).present:
+            skipped.append(spec.name)
+            continue
+        try:
+            done = mcp_setup.install(spec.name, exe) if install else mcp_setup.uninstall(spec.name)
+        except mcp_setup.ConfigError as exc:
+            report(exc)  # one `Error:` line; the other agents are still done, then exit 1
+            failed = True
+            continue
+        info(f"{spec.name}: {done}")
+    if skipped:
+        info(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to register anyway)")
+    if failed:
+        click.get_current_context().exit(1)
+
+
 def _say_failed(exc: ConfigError | OSError, path: Path) -> None:
     """One agent's failure, said through the one error table (`Error:` line, control characters
     spelled out) without stopping: the other agents are still done, then the exit status is 1."""
@@ -800,9 +829,7 @@ def uninstall_cmd(agent: tuple[str, ...], mcp: bool) -> None:
       $ tracekeeper agents uninstall --mcp
     """
     if mcp:
-        from .cli.mcp import uninstall_mcp
-
-        uninstall_mcp(agent)
+        _mcp(agent, install=False)
         return
     failed = False
     for spec in _selected(agent):

@@ -31,6 +31,9 @@ Where and how, per agent (checked against each agent's docs or source):
 JSON files are edited in place (jsonc.edit), so the user's formatting outside our entry stays as
 it was; Codex's TOML is edited as text (our table appended, or cut out) and the result is parsed
 again and compared with what was meant before anything is written.
+
+This module imports nothing of agent_setup.py (whose click command calls it): the agents'
+directory variables are the same ones agent_setup.py and tracekeeperd/agents/roots.py read.
 """
 
 from __future__ import annotations
@@ -40,17 +43,18 @@ import json
 import os
 import re
 import shlex
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .agent_setup import AGENTS, ConfigError, Loaded, backup, has_backup, inspect, load, write
+from . import jsonc
+from .errors import ClientError
 
 #: The name of our entry in every agent's config.
 NAME = "tracekeeper"
-#: Agents whose MCP config we know (Copilot CLI's is not supported yet).
-MCP_AGENTS = ("claude", "codex", "gemini", "cursor")
 #: What `tracekeeper mcp` reads from its environment, for agents that pass a server only what it
 #: names: the Hub token and endpoint, huggingface_hub's home (a saved token), the XDG directories
 #: (config, queue, local store) and tracekeeper's own overrides.
@@ -86,22 +90,36 @@ def is_ours(entry: Any) -> bool:
     return _OURS.search(" ".join([command, *args])) is not None
 
 
+class ConfigError(ClientError):
+    """A config file we must not touch (unreadable, not parseable, unexpected shape)."""
+
+
 @dataclass(frozen=True)
 class McpAgent:
     name: str
+    label: str
     config: Callable[[], Path]
     entry: Callable[[str], dict[str, Any]]
     toml: bool = False
-    comments: bool = False
 
-    @property
-    def label(self) -> str:
-        return AGENTS[self.name].label
+
+def _home() -> Path:
+    return Path(os.path.expanduser("~"))
+
+
+def _env_dir(variable: str, default: str) -> Path:
+    value = os.environ.get(variable)
+    return Path(value).expanduser() if value else _home() / default
 
 
 def _claude_config() -> Path:
-    configured = os.environ.get("CLAUDE_CONFIG_DIR")
-    return (Path(configured).expanduser() if configured else Path(os.path.expanduser("~"))) / ".claude.json"
+    return _env_dir("CLAUDE_CONFIG_DIR", "") / ".claude.json"
+
+
+def _gemini_settings() -> Path:
+    # $GEMINI_CLI_HOME taken as it is (gemini-cli packages/core/src/utils/paths.ts homedir()).
+    configured = os.environ.get("GEMINI_CLI_HOME")
+    return (Path(configured) if configured else _home()) / ".gemini" / "settings.json"
 
 
 def _claude_entry(exe: str) -> dict[str, Any]:
@@ -126,58 +144,129 @@ def _cursor_entry(exe: str) -> dict[str, Any]:
 
 
 TARGETS: dict[str, McpAgent] = {
-    "claude": McpAgent("claude", _claude_config, _claude_entry),
-    "codex": McpAgent("codex", lambda: AGENTS["codex"].home() / "config.toml", _codex_entry, toml=True),
-    "gemini": McpAgent("gemini", lambda: AGENTS["gemini"].home() / "settings.json", _gemini_entry, comments=True),
-    "cursor": McpAgent("cursor", lambda: AGENTS["cursor"].home() / "mcp.json", _cursor_entry),
+    "claude": McpAgent("claude", "Claude Code", _claude_config, _claude_entry),
+    "codex": McpAgent(
+        "codex", "OpenAI Codex CLI", lambda: _env_dir("CODEX_HOME", ".codex") / "config.toml", _codex_entry, toml=True
+    ),
+    "gemini": McpAgent("gemini", "Gemini CLI", _gemini_settings, _gemini_entry),
+    "cursor": McpAgent(
+        "cursor", "Cursor", lambda: _env_dir("CURSOR_CONFIG_DIR", ".cursor") / "mcp.json", _cursor_entry
+    ),
 }
+
+
+# --- files: read, back up, replace -----------------------------------------------------------------
+
+BACKUP_SUFFIX = ".tracekeeper-backup-"  # as agent_setup.py names them
+
+
+def _read(path: Path) -> tuple[Path, str | None]:
+    """The real file (a symlinked dotfile is written through) and its text; None if missing."""
+    real = Path(os.path.realpath(path))
+    try:
+        return real, real.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return real, None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); nothing written"
+        ) from None
+
+
+def _backup(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}-{n}")
+        n += 1
+    shutil.copy2(path, target)
+    return target
+
+
+def _has_backup(path: Path) -> bool:
+    return path.parent.is_dir() and any(path.parent.glob(f"{path.name}{BACKUP_SUFFIX}*"))
+
+
+def _write_text(path: Path, text: str, existed: bool) -> Path | None:
+    """Back up (if it existed), then replace atomically keeping the file's mode."""
+    saved = _backup(path) if existed else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if existed else 0o600  # these files may hold tokens
+    tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return saved
 
 
 # --- JSON (Claude Code, Gemini CLI, Cursor) -------------------------------------------------------
 
 
-def _load_json(target: McpAgent, path: Path) -> Loaded:
-    loaded = load(path, comments=target.comments)
-    if loaded.exists and loaded.commented is None:
-        # Edit every file in place, not only commented ones: a hand-formatted file keeps its layout.
-        text = loaded.path.read_text(encoding="utf-8-sig")
-        if text.strip():
-            loaded.commented = text
-    servers = loaded.doc.get("mcpServers")
+def _load_json(path: Path) -> tuple[Path, str | None, dict[str, Any]]:
+    """Parse the file as JSON with comments (Gemini accepts them; for the others there are none)."""
+    real, text = _read(path)
+    if text is None or not text.strip():
+        return real, text, {}
+    try:
+        doc = jsonc.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); nothing written") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object, found a {type(doc).__name__}; nothing written")
+    servers = doc.get("mcpServers")
     if servers is not None and not isinstance(servers, dict):
         raise ConfigError(f"{path}: 'mcpServers' is a {type(servers).__name__}, expected an object; nothing written")
-    return loaded
+    return real, text, doc
+
+
+def _json_text(text: str | None, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """`new` written into the user's text, changing only what differs (jsonc.edit keeps comments
+    and layout); a new file in the agents' own style (two spaces)."""
+    if not text or not text.strip():
+        return json.dumps(new, indent=2, ensure_ascii=False) + "\n"
+    body = jsonc.strip_comments(text).strip()
+    indent: int | str | None = None
+    if "\n" in body:
+        line = next((ln for ln in body.splitlines()[1:] if ln.strip() and ln != ln.lstrip(" \t")), "  ")
+        whitespace = line[: len(line) - len(line.lstrip(" \t"))]
+        indent = whitespace if "\t" in whitespace else len(whitespace)
+    separators = None if indent is not None else ((", ", ": ") if '": ' in body else (",", ":"))
+    try:
+        return jsonc.edit(text, old, new, indent, separators).text
+    except (ValueError, json.JSONDecodeError):
+        return json.dumps(new, indent=indent if indent is not None else 2, ensure_ascii=False) + "\n"
 
 
 def _json_install(target: McpAgent, path: Path, exe: str) -> str:
-    loaded = _load_json(target, path)
-    new = copy.deepcopy(loaded.doc)
+    real, text, doc = _load_json(path)
+    new = copy.deepcopy(doc)
     new.setdefault("mcpServers", {})[NAME] = target.entry(exe)
-    if loaded.exists and new == loaded.doc:
+    if text is not None and new == doc:
         return f"already registered in {path} (no change)"
-    written = write(loaded, new)
-    extra = f" (backup: {written.backup})" if written.backup else ""
-    if written.comments == "lost":
-        extra += f"; its comments could not all be kept, the original is in {written.backup}"
-    return f"{'registered in' if loaded.exists else 'created'} {path}{extra}"
+    saved = _write_text(real, _json_text(text, doc, new), text is not None)
+    return f"registered in {path} (backup: {saved})" if saved else f"created {path}"
 
 
 def _json_uninstall(target: McpAgent, path: Path) -> str:
-    loaded = _load_json(target, path)
-    servers = loaded.doc.get("mcpServers")
-    if not loaded.exists or not isinstance(servers, dict) or NAME not in servers:
+    real, text, doc = _load_json(path)
+    servers = doc.get("mcpServers")
+    if text is None or not isinstance(servers, dict) or NAME not in servers:
         return f"not registered in {path}"
     if not is_ours(servers[NAME]):
         return f"the '{NAME}' entry in {path} does not run `tracekeeper mcp`; left as it is"
-    new = copy.deepcopy(loaded.doc)
+    new = copy.deepcopy(doc)
     del new["mcpServers"][NAME]
     if not new["mcpServers"]:
         del new["mcpServers"]  # it held only ours
-    if not new and not has_backup(loaded.path):
-        loaded.path.unlink()  # we created the file: leave none behind
+    if not new and not _has_backup(real):
+        real.unlink()  # we created the file: leave none behind
         return f"removed {path} (it held only tracekeeper's entry)"
-    written = write(loaded, new)
-    return f"removed from {path} (backup: {written.backup})"
+    saved = _write_text(real, _json_text(text, doc, new), True)
+    return f"removed from {path} (backup: {saved})"
 
 
 # --- TOML (Codex) -----------------------------------------------------------------------------------
@@ -237,31 +326,6 @@ def _servers(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     return servers
 
 
-def _write_text(path: Path, text: str, existed: bool) -> Path | None:
-    """Back up (if it existed), then replace atomically keeping the file's mode."""
-    saved = backup(path) if existed else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if existed else 0o600  # config.toml may hold tokens
-    tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return saved
-
-
-def _read_toml(path: Path) -> tuple[Path, str | None]:
-    real = Path(os.path.realpath(path))
-    try:
-        return real, real.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return real, None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc}); nothing written") from None
-
-
 def _checked(text: str, expected: dict[str, Any], path: Path) -> str:
     """Never write a file that does not parse to what was meant."""
     import tomllib
@@ -282,7 +346,7 @@ def _layout(path: Path) -> ConfigError:
 
 
 def _toml_install(target: McpAgent, path: Path, exe: str) -> str:
-    real, text = _read_toml(path)
+    real, text = _read(path)
     old = _parse_toml(text or "", path)
     entry = target.entry(exe)
     if _servers(old, path).get(NAME) == entry:
@@ -307,7 +371,7 @@ def _toml_install(target: McpAgent, path: Path, exe: str) -> str:
 
 
 def _toml_uninstall(target: McpAgent, path: Path) -> str:
-    real, text = _read_toml(path)
+    real, text = _read(path)
     if text is None:
         return f"not registered in {path}"
     old = _parse_toml(text, path)
@@ -328,7 +392,7 @@ def _toml_uninstall(target: McpAgent, path: Path) -> str:
     if end == len(lines) and start > 0 and not lines[start - 1].strip():
         start -= 1  # the blank line install put before it
     new_text = "".join(lines[:start]) + "".join(lines[end:])
-    if not new_text.strip() and not has_backup(real):
+    if not new_text.strip() and not _has_backup(real):
         real.unlink()
         return f"removed {path} (it held only tracekeeper's entry)"
     saved = _write_text(real, _checked(new_text, expected, path), True)
@@ -338,52 +402,22 @@ def _toml_uninstall(target: McpAgent, path: Path) -> str:
 # --- per agent ------------------------------------------------------------------------------------
 
 
-def _selected(agents: tuple[str, ...]) -> tuple[list[McpAgent], list[str]]:
-    """The agents to act on, and those named that have no MCP config we know."""
-    names = list(AGENTS) if not agents or "all" in agents else list(dict.fromkeys(agents))
-    return [TARGETS[n] for n in names if n in TARGETS], [n for n in names if n not in TARGETS]
+def install(name: str, exe: str) -> str:
+    """Register `exe mcp` in agent `name`'s user MCP config; says what was done. Raises
+    ConfigError (nothing written) for a file it must not touch."""
+    target = TARGETS[name]
+    path = target.config()
+    try:
+        return _toml_install(target, path, exe) if target.toml else _json_install(target, path, exe)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}; nothing written") from None
 
 
-def install(agents: tuple[str, ...], exe: str) -> list[tuple[str, str | Exception]]:
-    """Register `exe mcp` with each agent ('all': each one found on this machine). Per agent: what
-    was done, or the ConfigError/OSError that stopped it (the others are still done)."""
-    targets, unsupported = _selected(agents)
-    every = not agents or "all" in agents
-    results: list[tuple[str, str | Exception]] = []
-    skipped: list[str] = []
-    for target in targets:
-        if every and not inspect(AGENTS[target.name]).present:
-            skipped.append(target.name)
-            continue
-        path = target.config()
-        try:
-            done = _toml_install(target, path, exe) if target.toml else _json_install(target, path, exe)
-        except (ConfigError, OSError) as exc:
-            results.append((target.name, exc if isinstance(exc, ConfigError) else _os_error(exc, path)))
-            continue
-        results.append((target.name, done))
-    for name in unsupported:
-        if not every:
-            results.append((name, f"{AGENTS[name].label}: registering tracekeeper's MCP server is not supported yet"))
-    if skipped:
-        results.append(("note", f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to register anyway)"))
-    return results
-
-
-def uninstall(agents: tuple[str, ...]) -> list[tuple[str, str | Exception]]:
-    """Remove our entry from each agent's config (every agent we know, for 'all')."""
-    targets, _ = _selected(agents)
-    results: list[tuple[str, str | Exception]] = []
-    for target in targets:
-        path = target.config()
-        try:
-            done = _toml_uninstall(target, path) if target.toml else _json_uninstall(target, path)
-        except (ConfigError, OSError) as exc:
-            results.append((target.name, exc if isinstance(exc, ConfigError) else _os_error(exc, path)))
-            continue
-        results.append((target.name, done))
-    return results
-
-
-def _os_error(exc: OSError, path: Path) -> ConfigError:
-    return ConfigError(f"{path}: {exc.strerror or exc}; nothing written")
+def uninstall(name: str) -> str:
+    """Remove our entry from agent `name`'s user MCP config, and nothing else; says what was done."""
+    target = TARGETS[name]
+    path = target.config()
+    try:
+        return _toml_uninstall(target, path) if target.toml else _json_uninstall(target, path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}; nothing written") from None

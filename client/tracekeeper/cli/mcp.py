@@ -2,7 +2,7 @@
 
 A thin command over `mcp_server.py` (the tools and their text). Agents start it themselves once
 it is registered (`tracekeeper agents install --mcp`); stdout is the protocol's, so nothing here
-prints. Also the output of `agents install/uninstall --mcp` over `mcp_setup.py`.
+prints. Registering it with agents is `agents install --mcp` (mcp_setup.py).
 """
 
 from __future__ import annotations
@@ -36,43 +36,3 @@ def mcp_command(page_chars: int) -> None:
     from ..mcp_server import serve
 
     serve(page_chars=page_chars)
-
-
-def install_mcp(agents: tuple[str, ...]) -> None:
-    """`agents install --mcp`: register the server with each agent selected (or found, for 'all')."""
-    from .. import mcp_setup
-    from ..agent_setup import hook_executable
-    from ..output import info
-
-    exe = hook_executable()
-    failed = False
-    for name, outcome in mcp_setup.install(agents, exe):
-        if isinstance(outcome, Exception):
-            _say_failed(outcome)
-            failed = True
-        else:
-            info(f"{name}: {outcome}")
-    if failed:
-        click.get_current_context().exit(1)
-
-
-def uninstall_mcp(agents: tuple[str, ...]) -> None:
-    """`agents uninstall --mcp`: remove exactly our server entry from each agent's config."""
-    from .. import mcp_setup
-    from ..output import info
-
-    failed = False
-    for name, outcome in mcp_setup.uninstall(agents):
-        if isinstance(outcome, Exception):
-            _say_failed(outcome)
-            failed = True
-        else:
-            info(f"{name}: {outcome}")
-    if failed:
-        click.get_current_context().exit(1)
-
-
-def _say_failed(exc: Exception) -> None:
-    from ..errors_table import report
-
-    report(exc)
