@@ -200,3 +200,25 @@ def test_claude_config_dir_moves_claude_json(env: Env) -> None:
     env.cli("agents", "install", "--mcp", "--agent", "claude")
     assert "tracekeeper" in _servers("claude", config_dir / ".claude.json")
     assert not (env.home / ".claude.json").exists()
+
+
+def test_an_older_codex_entry_is_updated_in_place(env: Env) -> None:
+    """tracekeeper moved to another virtualenv: its table is rewritten where it stands, the tables
+    around it (and the blank line after it) stay as they were."""
+    toml = env.home / ".codex" / "config.toml"
+    toml.parent.mkdir()
+    before = '[mcp_servers.docs]\ncommand = "docs-server"\n\n'
+    after = '\n[profiles.fast]\nmodel = "gpt-5-mini"\n'
+    toml.write_text(
+        before + '[mcp_servers.tracekeeper]\ncommand = "/old/venv/bin/tracekeeper"\nargs = ["mcp"]\n' + after
+    )
+    out = env.cli("agents", "install", "--mcp", "--agent", "codex").stdout
+    assert "registered in" in out
+    text = toml.read_text()
+    assert text.startswith(before + "[mcp_servers.tracekeeper]\n") and text.endswith(
+        '"]\nstartup_timeout_sec = 30\n' + after
+    )
+    ours = tomllib.loads(text)["mcp_servers"]["tracekeeper"]
+    assert ours["command"] == str(Path(sys.executable).parent / "tracekeeper")
+    env.cli("agents", "uninstall", "--mcp", "--agent", "codex")
+    assert toml.read_text() == before + after.lstrip("\n")
