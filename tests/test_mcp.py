@@ -18,6 +18,8 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent, Tool
 
+from tracekeeperd import notes
+
 from .harness import Env, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
 from .test_cli_shell import _imported
@@ -270,3 +272,21 @@ def test_help_does_not_import_the_sdk(env: Env) -> None:
     sub = env.cli("mcp", "--help")
     assert "--page-chars" in sub.stdout
     assert "mcp" not in _imported(sub.stderr)
+
+
+def test_a_note_pointing_at_another_hub_gets_no_token(env: Env) -> None:
+    """Notes come from whoever pushed them: one whose URL names another endpoint must not make an
+    agent's `show` or `why` send this user's Hub token there (a second Hub stand-in plays the
+    attacker's server and records every request it gets)."""
+    with running_hub(env.root / "cas") as hub, running_hub(env.root / "cas-other") as other:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_read")
+        repo = make_repo(env)
+        url = f"{other.endpoint}/buckets/alice/agent-traces/tree/sessions/codex-{CODEX.session}.jsonl"
+        hostile = notes.TraceLink(url, "codex", CODEX.session, 1, 14, 100, "0" * 64)
+        sha = commit(repo, "add slugify", {"text.py": SLUG_V1}, hostile)
+        _, (show, why) = mcp_calls(
+            env, repo.path, [("show", {"commit": sha}), ("why", {"path": "text.py", "start_line": 4})]
+        )
+        assert other.requests == []
+    assert show.is_error and "not the Hub this machine uses" in text_of(show), text_of(show)
+    assert "not the Hub this machine uses" in text_of(why)
