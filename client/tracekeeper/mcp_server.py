@@ -107,10 +107,9 @@ class Page:
     pages: int
 
 
-def paginate(title: str, blocks: Sequence[str], page: int, *, more: str = "", budget: int = PAGE_CHARS) -> Page:
+def paginate(title: str, blocks: Sequence[str], page: int, *, budget: int = PAGE_CHARS) -> Page:
     """Cut `blocks` into pages of at most `budget` characters (whole blocks; one too large for a
-    page is shortened) and return page `page` (1-based) under `title`, saying how to get the next.
-    `more` is said on the last page when the source itself has more (a limit was reached)."""
+    page is shortened) and return page `page` (1-based) under `title`, saying how to get the next."""
     if page < 1:
         raise ToolInputError(f"page must be 1 or more, got {page}")
     room = budget - len(title) - 80  # the title, "(page N of M)" and the line saying how to go on
@@ -126,11 +125,7 @@ def paginate(title: str, blocks: Sequence[str], page: int, *, more: str = "", bu
     if page > len(pages):
         raise ToolInputError(f"there are only {len(pages)} page(s) of this answer, not page {page}")
     head = f"{title} (page {page} of {len(pages)})" if len(pages) > 1 else title
-    tail = ""
-    if page < len(pages):
-        tail = f"\n\n[more: call again with page={page + 1}]"
-    elif more:
-        tail = f"\n\n[{more}]"
+    tail = f"\n\n[more: call again with page={page + 1}]" if page < len(pages) else ""
     return Page("\n\n".join([head, *pages[page - 1]]) + tail, page, len(pages))
 
 
@@ -293,7 +288,7 @@ class Trailhead:
         path = Path(repo).expanduser()
         path = path if path.is_absolute() else self.cwd / path
         if not path.is_dir():
-            raise ToolInputError(f"repo {repo!r} is not a directory")
+            raise ToolInputError(f"repo {one_line(repo)!r} is not a directory")
         return path
 
     def setup(self) -> "tuple[Paths, str, Any]":
