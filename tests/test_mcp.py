@@ -261,6 +261,22 @@ def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     assert "edit: apply_patch (create) text.py" in why_text
 
 
+def test_root_names_the_repository_and_an_unexpanded_one_is_ignored(env: Env) -> None:
+    """Cursor starts servers wherever it likes and passes `--root ${workspaceFolder}`, expanded;
+    an agent that does not expand it passes the literal text, and the start directory counts."""
+    repo = make_repo(env)
+    commit(repo, "add slugify", {"text.py": SLUG_V1}, link(env, CODEX, 1, 14))
+    elsewhere = env.root / "elsewhere"
+    elsewhere.mkdir()
+    call = [("why", {"path": "text.py", "start_line": 4})]
+    _, (rooted,) = mcp_calls(env, elsewhere, call, "--root", str(repo.path))
+    _, (literal,) = mcp_calls(env, repo.path, call, "--root", "${workspaceFolder}")
+    _, (lost,) = mcp_calls(env, elsewhere, call)
+    for found in (rooted, literal):
+        assert not found.is_error and "> add a slugify(title) helper" in text_of(found), text_of(found)
+    assert lost.is_error and "elsewhere is not in a git repository" in text_of(lost), text_of(lost)
+
+
 def test_help_does_not_import_the_sdk(env: Env) -> None:
     """`tracekeeper --help` and `tracekeeper mcp --help` stay fast: the SDK loads when serving."""
     env.vars["PYTHONPROFILEIMPORTTIME"] = "1"

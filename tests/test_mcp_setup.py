@@ -118,7 +118,9 @@ def test_install_adds_one_entry_and_uninstall_gives_the_file_back(env: Env, agen
     ours = servers.pop("tracekeeper")
     assert servers == before  # the others untouched
     # `python -m tracekeeper` runs here: the script beside that python is named, by absolute path.
-    assert ours["command"] == str(Path(sys.executable).parent / "tracekeeper") and ours["args"] == ["mcp"]
+    assert ours["command"] == str(Path(sys.executable).parent / "tracekeeper")
+    # Cursor fills in ${workspaceFolder}: the tools default to the open project.
+    assert ours["args"] == (["mcp", "--root", "${workspaceFolder}"] if agent == "cursor" else ["mcp"])
     if agent == "claude":
         assert ours["type"] == "stdio" and ours["env"] == {}
         assert _read(agent, path)["userID"] == "5f2c"

@@ -26,7 +26,7 @@ Where and how, per agent (checked against each agent's docs or source):
   so `HF_TOKEN` is passed as `"$HF_TOKEN"`, which Gemini expands (empty when unset, which
   huggingface_hub treats as no token). The file may hold comments: it is edited in place (jsonc.py).
 - Cursor: `mcpServers` in `~/.cursor/mcp.json` (`$CURSOR_CONFIG_DIR`), entries `{"command",
-  "args", "env"}` (cursor.com/docs/mcp).
+  "args", "env"}`, with `${workspaceFolder}` filled in (cursor.com/docs/mcp).
 
 JSON files are edited in place (jsonc.edit), so the user's formatting outside our entry stays as
 it was; Codex's TOML is edited as text (our table appended, or cut out) and the result is parsed
@@ -71,7 +71,7 @@ FORWARDED_ENV = (
     "TRACEKEEPER_STATE_DIR",
     "TRACEKEEPER_RUNTIME_DIR",
 )
-_OURS = re.compile(r"tracekeeper['\"]?(\s+\S+)*?\s+mcp$")
+_OURS = re.compile(r"tracekeeper['\"]?(\s+\S+)*?\s+mcp(\s|$)")
 
 
 def command_line(exe: str) -> tuple[str, list[str]]:
@@ -139,8 +139,10 @@ def _gemini_entry(exe: str) -> dict[str, Any]:
 
 
 def _cursor_entry(exe: str) -> dict[str, Any]:
+    # Cursor fills ${workspaceFolder} in args (cursor.com/docs/mcp, "Config interpolation"): the
+    # tools default to the open project whatever directory Cursor starts the server in.
     command, args = command_line(exe)
-    return {"command": command, "args": args}
+    return {"command": command, "args": [*args, "--root", "${workspaceFolder}"]}
 
 
 TARGETS: dict[str, McpAgent] = {

@@ -20,7 +20,12 @@ from ..mcp_server import PAGE_CHARS
     show_default=True,
     help="The most characters one answer holds; longer answers come in pages.",
 )
-def mcp_command(page_chars: int) -> None:
+@click.option(
+    "--root",
+    metavar="DIR",
+    help="The repository the tools default to (Cursor passes ${workspaceFolder}); ignored unless a directory.",
+)
+def mcp_command(page_chars: int, root: str | None) -> None:
     """Run a read-only Model Context Protocol server on stdin/stdout, so a coding agent can ask
     why lines were written (why), which sessions touched a file (log), what a commit's session
     said (show) and where something was discussed (search) before it changes code.
@@ -33,6 +38,10 @@ def mcp_command(page_chars: int) -> None:
       $ tracekeeper agents install --mcp        # Claude Code, Codex, Gemini CLI, Cursor
       $ tracekeeper -C ~/src/app mcp            # by hand, in one repository
     """
+    from pathlib import Path
+
     from ..mcp_server import serve
 
-    serve(page_chars=page_chars)
+    # An agent that does not expand the variable passes it literally: then the start directory.
+    start = Path(root).expanduser() if root and Path(root).expanduser().is_dir() else None
+    serve(start, page_chars=page_chars)
