@@ -116,11 +116,12 @@ def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tup
 
 
 def fetch_url(url: str) -> bytes:
-    """Bytes behind a note's URL, with this user's credentials."""
+    """Bytes behind a note's URL, with this user's credentials: only from the Hub this machine uses."""
+    from tracekeeperd.config import load
     from tracekeeperd.stores import NotAStoreURL, locate
 
     try:
-        store, path = locate(url)
+        store, path = locate(url, endpoint=load().hf_endpoint)
     except NotAStoreURL as exc:
         raise ShowError(str(exc) if exc.bucket else f"don't know how to fetch {url}") from None
     return store.fetch(path)

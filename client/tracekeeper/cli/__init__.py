@@ -36,6 +36,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "install": ("tracekeeper.install", "install_command", "Install the git hooks in this repository."),
     "log": ("tracekeeper.trail", "log_command", "List commits with their agent sessions and trace links."),
+    "mcp": ("tracekeeper.cli.mcp", "mcp_command", "Serve the trail to coding agents (MCP over stdio)."),
     "pull": ("tracekeeper.sync", "pull", "Fetch trace notes from a remote and merge them in."),
     "push": ("tracekeeper.sync", "push", "Push trace notes to a remote (merging theirs first)."),
     "redact": ("tracekeeper.redact_cmd", "redact", "Show what redaction would remove from a transcript."),
