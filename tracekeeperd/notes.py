@@ -8,8 +8,9 @@ Per linked session a note holds two lines:
 The first is the recipe's line, unchanged. The second is one JSON object with sorted keys, so
 the same link always renders to the same bytes (writing it twice is a no-op) and notes merged
 with `cat_sort_uniq` stay meaningful: every meta line names its own URL, so pairing does not
-depend on line order. A forgotten link is replaced by one `hf-trace-forgotten:` line (a
-tombstone). See docs/notes.md.
+depend on line order. Optional keys (`redacted`, `usage`: tokens per model) are left out when
+unknown, so a link without them renders the bytes it did before they existed. A forgotten link
+is replaced by one `hf-trace-forgotten:` line (a tombstone). See docs/notes.md.
 
 Writing. `git notes add/append` read the notes tree when they start and move the ref at the end
 without checking what it points at (git/git notes-utils.c `commit_notes`: `refs_update_ref(...,
@@ -38,6 +39,7 @@ from pathlib import Path
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from . import git
+from .agents.usage import Usage
 from .errors import GitError, TransientError
 
 LINK_PREFIX = "hf-trace: "
@@ -74,6 +76,10 @@ class TraceLink:
     sha256: str
     #: {"counts": {rule: n}, "ruleset": id}: redaction ran on what was uploaded.
     redacted: dict[str, object] | None = None
+    #: Tokens per model spent in lines first..last (agents/usage.py), as the agent recorded them.
+    #: None is "unknown" (the agent records none, or a note from before usage): the key is then
+    #: left out, so such a link renders the bytes it always did. An empty Usage is a known zero.
+    usage: Usage | None = None
 
     def lines(self) -> list[str]:
         meta: dict[str, object] = {
@@ -87,6 +93,8 @@ class TraceLink:
         }
         if self.redacted is not None:
             meta["redacted"] = self.redacted
+        if self.usage is not None:
+            meta["usage"] = self.usage.to_json()
         return [LINK_PREFIX + self.url, META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":"))]
 
 
@@ -108,6 +116,8 @@ def parse(text: str) -> list[TraceLink]:
                     bytes=int(meta["bytes"]),
                     sha256=str(meta["sha256"]),
                     redacted=meta.get("redacted") if isinstance(meta.get("redacted"), dict) else None,
+                    # A teammate's note is hostile: a damaged value is "unknown", never a lost link.
+                    usage=Usage.from_json(meta.get("usage")),
                 )
             )
         except (ValueError, KeyError, IndexError, TypeError):
