@@ -20,7 +20,7 @@ from tracekeeperd.agents import split_lines
 from tracekeeperd.agents.usage import ModelUsage, Usage
 from tracekeeperd.notes import META_PREFIX, TraceLink
 
-from .harness import Env, make_repo, note_links, running_daemon, wait_for
+from .harness import Env, Repo, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
 from .test_usage import (
     CLAUDE_EDIT_FIRST_MESSAGE,
@@ -191,3 +191,73 @@ def test_streamed_lines_are_numbered_like_split_lines(tmp_path_factory: Any, dat
     size = min(cut, len(data))
     expected = list(enumerate(split_lines(data[:size])[0], start=1))
     assert list(tokens.numbered_lines(path, size, chunk=chunk)) == expected
+
+
+# --- log and show ------------------------------------------------------------------------------
+
+
+def _cli_json(env: Env, *args: str) -> Any:
+    return json.loads(env.cli(*args).stdout)
+
+
+def test_log_and_show_give_tokens_per_model_and_total_and_unknown_for_an_old_note(env: Env) -> None:
+    codex = CASES[0]
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        with running_daemon(env):
+            _commit_along(env, codex, 0)
+        repo = Repo(env, env.root / "src" / "app0")
+        first, last = repo.git("rev-list", "--reverse", "HEAD").split()
+        # A commit noted before usage existed: the same link, its meta line without the key.
+        old = repo.commit("noted by an older tracekeeper", file="old.txt")
+        link, meta = repo.note(last).splitlines()
+        old_meta = json.loads(meta.removeprefix(META_PREFIX))
+        del old_meta["usage"]
+        old_line = META_PREFIX + json.dumps(old_meta, sort_keys=True, separators=(",", ":"))
+        notes.add(repo.git_dir, "refs/notes/hf-traces", {old: [link, old_line]})
+
+        logged = _cli_json(env, "log", "--json", "-C", str(repo.path))["commits"]
+        shown_first = _cli_json(env, "show", first, "--json", "-C", str(repo.path))["sessions"]
+        shown_old = _cli_json(env, "show", old, "--json", "-C", str(repo.path))["sessions"]
+        log_text = env.cli("log", "-C", str(repo.path)).stdout
+        show_text = env.cli("show", first, "-C", str(repo.path)).stdout
+        show_old_text = env.cli("show", old, "-C", str(repo.path)).stdout
+
+    first_usage = {
+        "models": {"gpt-5.3-codex": {"input": 42772, "output": 204, "cached": 3456, "reasoning": 124}},
+        "total": {"input": 42772, "output": 204, "cached": 3456, "reasoning": 124},
+    }
+    by_commit = {entry["commit"]: entry["sessions"] for entry in logged}
+    assert [s["usage"] for s in by_commit[first]] == [first_usage]
+    assert [s["usage"] for s in by_commit[old]] == [None]
+    assert by_commit[last][0]["usage"]["total"]["input"] == 298373 - 42772
+    assert [s["usage"] for s in shown_first] == [first_usage]
+    assert [s["usage"] for s in shown_old] == [None]
+    assert shown_old[0]["verified"] is True  # an old note still reads as it did
+    assert "tokens 42,772 in (3,456 cached) / 204 out · gpt-5.3-codex" in log_text
+    assert "tokens unknown" in log_text
+    assert "tokens 42,772 in (3,456 cached) / 204 out · gpt-5.3-codex" in show_text
+    assert "tokens unknown" in show_old_text
+
+
+def test_usage_text_names_every_model_and_sums_them() -> None:
+    from tracekeeper.usage_view import Tally, usage_json, usage_text
+
+    assert usage_text(None) == "tokens unknown"
+    assert usage_text(Usage.of({})) == "tokens 0"
+    assert usage_text(TWO_MODELS) == (
+        "tokens 530,142 in (435,303 cached) / 2,167 out · claude-opus-4-8 231,769 in (196,455 cached) / 1,044 out;"
+        " gpt-5.3-codex 298,373 in (238,848 cached) / 1,123 out"
+    )
+    total = usage_json(TWO_MODELS)
+    assert total is not None and total["total"] == {
+        "input": 530142,
+        "output": 2167,
+        "cached": 435303,
+        "cache_write": 31362,
+        "reasoning": 483,
+    }
+    tally = Tally.of([TWO_MODELS, None, Usage.of({})])
+    assert tally.known == TWO_MODELS and tally.unknown == 1 and tally.links == 3
+    assert tally.text().endswith("(+ 1 session unknown)")
+    assert Tally.of([None, None]).text() == "tokens unknown"

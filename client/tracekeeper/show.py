@@ -26,6 +26,7 @@ from tracekeeperd.stores.base import MissingTrace
 
 from .errors import ClientError
 from .safetext import visible
+from .usage_view import usage_json, usage_text
 
 RESULT_LINES = 8
 RESULT_CHARS = 600
@@ -184,6 +185,7 @@ def as_json(sha: str, items: list[Trail], *, full: bool) -> dict[str, Any]:
                 "sha256": t.link.sha256,
                 "source": t.source,
                 "verified": t.verified,
+                "usage": usage_json(t.link.usage),
                 "turns": [
                     {
                         "kind": turn.kind,
@@ -220,6 +222,7 @@ def render(sha: str, items: list[Trail], *, full: bool) -> None:
         who = f"[bold]{markup(link.agent)}[/] session {markup(link.session_id)}"
         out.print(f"{who} · {span} · {trail.source} · {check}")
         out.print(f"[dim]{markup(link.url)}[/]")
+        out.print(f"[dim]{markup(usage_text(link.usage))}[/]")
         turns = trail.turns(full=full)
         if not turns:
             out.print("[dim](no readable turns in this range; try --raw)[/]")
