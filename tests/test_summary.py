@@ -214,3 +214,28 @@ def test_summary_errors_are_one_line(env: Env) -> None:
     assert option.returncode == 1 and "is not a revision range" in option.stderr
     empty = env.cli("summary", "HEAD..HEAD", "-C", str(repo.path))
     assert "No commits." in empty.stdout
+
+
+def test_totals_count_a_slice_shared_by_back_to_back_commits_once() -> None:
+    """Commits made back to back with no new transcript lines share their range (docs/notes.md):
+    each lists the slice and its tokens, the totals count it once."""
+    from tracekeeper.summary import CommitSummary, SessionSummary, Summary, as_json, as_markdown
+    from tracekeeperd.notes import TraceLink
+
+    url = "https://huggingface.co/buckets/me/t/tree/app/sessions/codex-s1.jsonl"
+    shared = TraceLink(url, "codex", "s1", 1, 19, 100, "ab" * 32, usage=CODEX_TOOLS_USAGE)
+    later = TraceLink(url, "codex", "s1", 20, 30, 200, "cd" * 32, usage=None)
+    summary = Summary(
+        "a..b",
+        [
+            CommitSummary("1" * 40, "A", "first", ["a.py"], [SessionSummary(shared, "do it", 1, 5)]),
+            CommitSummary("2" * 40, "A", "second", ["b.py"], [SessionSummary(shared, "do it", 1, 5)]),
+            CommitSummary("3" * 40, "A", "third", ["a.py"], [SessionSummary(later, None, 0, 2)]),
+        ],
+    )
+    totals = as_json(summary)["totals"]
+    assert (totals["sessions"], totals["turns"], totals["tool_calls"], totals["files"]) == (1, 1, 7, 2)
+    assert Usage.from_json(totals["usage"]["known"]["models"]) == CODEX_TOOLS_USAGE
+    assert totals["usage"]["unknown_sessions"] == 1  # the later slice's note has no usage
+    assert [c["usage"]["known"] is not None for c in as_json(summary)["commits"]] == [True, True, False]
+    assert "+ 1 unknown" in as_markdown(summary).split("**Totals:**")[1]

@@ -261,3 +261,15 @@ def test_usage_text_names_every_model_and_sums_them() -> None:
     assert tally.known == TWO_MODELS and tally.unknown == 1 and tally.links == 3
     assert tally.text().endswith("(+ 1 session unknown)")
     assert Tally.of([None, None]).text() == "tokens unknown"
+
+
+def test_a_link_noted_before_and_after_usage_existed_reads_as_one_link_with_usage() -> None:
+    """Notes merge line by line: a job noted by an older daemon and again by a newer one leaves two
+    meta lines for the same slice, one with usage. Readers get one link, with what either says."""
+    with_usage = TraceLink(**{**BASE.__dict__, "usage": TWO_MODELS})
+    text = "\n".join([*BASE.lines(), with_usage.lines()[1]])
+    assert notes.parse(text) == [with_usage]
+    assert notes.parse("\n".join([*with_usage.lines(), OLD_META])) == [with_usage]
+    # Another slice of the same session (a later commit's range) stays its own link.
+    later = TraceLink(**{**BASE.__dict__, "first_line": 13, "last_line": 20})
+    assert notes.parse("\n".join([*BASE.lines(), *later.lines()])) == [BASE, later]

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -99,8 +99,14 @@ class TraceLink:
 
 
 def parse(text: str) -> list[TraceLink]:
-    """Every link in a note; lines that are not ours (or are damaged) are ignored, not fatal."""
+    """Every link in a note; lines that are not ours (or are damaged) are ignored, not fatal.
+
+    Notes merge line by line, so one slice can have two meta lines that differ only in optional
+    keys (noted by a daemon from before `usage`, then again by a newer one): they are one link,
+    at the first one's place, with what either of them knows.
+    """
     links: list[TraceLink] = []
+    seen: dict[tuple[str, int, int, int, str], int] = {}
     for line in text.splitlines():
         if not line.startswith(META_PREFIX):
             continue
@@ -122,6 +128,18 @@ def parse(text: str) -> list[TraceLink]:
             )
         except (ValueError, KeyError, IndexError, TypeError):
             continue
+        link = links[-1]
+        key = (link.url, link.first_line, link.last_line, link.bytes, link.sha256)
+        if key in seen:
+            links.pop()
+            first = links[seen[key]]
+            links[seen[key]] = replace(
+                first,
+                redacted=link.redacted if first.redacted is None else first.redacted,
+                usage=link.usage if first.usage is None else first.usage,
+            )
+        else:
+            seen[key] = len(links) - 1
     return links
 
 

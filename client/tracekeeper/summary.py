@@ -84,12 +84,18 @@ class Summary:
     commits: list[CommitSummary]
 
     @property
-    def sessions(self) -> list[SessionSummary]:
-        return [s for c in self.commits for s in c.sessions]
+    def slices(self) -> list[SessionSummary]:
+        """Each session slice once: commits made back to back with no new transcript lines share
+        their range (docs/notes.md), and a slice's turns and tokens were spent once."""
+        unique: dict[tuple[str, int, int], SessionSummary] = {}
+        for c in self.commits:
+            for s in c.sessions:
+                unique.setdefault((s.link.url, s.link.first_line, s.link.last_line), s)
+        return list(unique.values())
 
     @property
     def tally(self) -> Tally:
-        return Tally.of(s.link.usage for s in self.sessions)
+        return Tally.of(s.link.usage for s in self.slices)
 
 
 # --- gathering ---------------------------------------------------------------------------------
@@ -213,14 +219,14 @@ def _sum(values: list[int | None]) -> int:
 
 
 def _totals(summary: Summary) -> dict[str, Any]:
-    sessions = summary.sessions
+    slices = summary.slices
     return {
         "commits": len(summary.commits),
         "commits_with_sessions": sum(1 for c in summary.commits if c.sessions),
-        "sessions": len(sessions),
-        "sessions_unreadable": sum(1 for s in sessions if s.turns is None),
-        "turns": _sum([s.turns for s in sessions]),
-        "tool_calls": _sum([s.tool_calls for s in sessions]),
+        "sessions": len({s.link.url for s in slices}),
+        "sessions_unreadable": sum(1 for s in slices if s.turns is None),
+        "turns": _sum([s.turns for s in slices]),
+        "tool_calls": _sum([s.tool_calls for s in slices]),
         "files": len({path for c in summary.commits for path in c.files}),
         "usage": summary.tally.json(),
     }
