@@ -239,3 +239,32 @@ def test_totals_count_a_slice_shared_by_back_to_back_commits_once() -> None:
     assert totals["usage"]["unknown_sessions"] == 1  # the later slice's note has no usage
     assert [c["usage"]["known"] is not None for c in as_json(summary)["commits"]] == [True, True, False]
     assert "+ 1 unknown" in as_markdown(summary).split("**Totals:**")[1]
+
+
+def test_commits_of_one_session_read_it_once_and_a_slice_without_a_prompt_shows_the_one_it_answers(
+    env: Env,
+) -> None:
+    from .test_usage_notes import CASES, _commit_along
+
+    codex = CASES[0]  # CODEX_TOOLS, commits after line 19 and at the end (line 63)
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        with running_daemon(env):
+            _commit_along(env, codex, 0)
+        repo = Repo(env, env.root / "src" / "app0")
+        first, _last = repo.git("rev-list", "--reverse", "HEAD").split()
+        shutil.rmtree(env.home / ".codex")
+        shutil.rmtree(env.state)  # a teammate's machine: everything comes from the store
+        name = f"codex-{CODEX_TOOLS_ID}.jsonl"
+        hub.clear_requests()
+        env.cli("show", first, "--json", "-C", str(repo.path))
+        one_read = hub.count(path_suffix=name)
+        hub.clear_requests()
+        data = json.loads(env.cli("summary", "HEAD", "--json", "-C", str(repo.path)).stdout)
+        assert one_read > 0 and hub.count(path_suffix=name) == one_read
+    sessions = [c["sessions"][0] for c in data["commits"]]
+    assert [s["source"] for s in sessions] == ["store", "store"]
+    # The prompt is on line 10; lines 20-63 hold only the agent's work on it.
+    assert sessions[0]["turns"] == 1 and sessions[1]["turns"] == 0
+    assert sessions[0]["first_prompt"] == sessions[1]["first_prompt"] == CODEX_PROMPT
+    assert sessions[1]["tool_calls"] == _counts(CODEX_TOOLS)[1] - sessions[0]["tool_calls"]

@@ -84,7 +84,8 @@ def resolve_commit(repo: Path, rev: str) -> tuple[Path, str]:
     return git_dir, sha
 
 
-def _matches(data: bytes, link: notes.TraceLink) -> bool:
+def matches(data: bytes, link: notes.TraceLink) -> bool:
+    """Whether `data` starts with what the commit of `link` saw (its sha256)."""
     return len(data) >= link.bytes and hashlib.sha256(data[: link.bytes]).hexdigest() == link.sha256
 
 
@@ -132,7 +133,7 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
         except OSError:
             continue
         data = _redacted(data[: data.rfind(b"\n") + 1], link, redactor)
-        if _matches(data, link):
+        if matches(data, link):
             return Trail(link, data, source, True)
     try:
         data = fetch_url(link.url)
@@ -142,7 +143,7 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
         ) from None
     except (OSError, TracekeeperError) as exc:
         raise ShowError(f"cannot fetch {link.url}: {exc}") from None
-    return Trail(link, data, "store", _matches(data, link))
+    return Trail(link, data, "store", matches(data, link))
 
 
 def trails(

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from tracekeeperd import git, notes
+from tracekeeperd.agents import Turn
 from tracekeeperd.agents.usage import Usage
 from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.paths import Paths
@@ -37,6 +38,9 @@ from tracekeeperd.redact import Redactor
 from .errors import ClientError
 from .safetext import visible
 from .usage_view import Tally, counts_text, usage_json
+
+if TYPE_CHECKING:
+    from .show import Trail
 
 #: Characters of a first prompt in the Markdown (the JSON keeps `PROMPT_JSON_CHARS`).
 PROMPT_CHARS = 200
@@ -145,34 +149,55 @@ def _files(git_dir: Path, shas: list[str]) -> dict[str, list[str]]:
     return files
 
 
-def _read_session(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | None) -> SessionSummary:
-    """The slice's first prompt and counts, from the redacted conversation `show` would print."""
-    from . import show
+class _Conversations:
+    """Each session read (and redacted, and parsed) once per summary.
 
-    out = SessionSummary(link)
-    try:
-        trail = show.load(paths, sha, link, redactor)
-    except ClientError as exc:
-        out.unavailable = str(exc)
+    A pull request's commits often share one session: its latest copy (this machine's transcript,
+    or the store's) starts with what each earlier commit saw, so a copy that matches one link's
+    sha256 is tried first for the next link of the same URL before anything is read again.
+    """
+
+    def __init__(self, paths: Paths, redactor: Redactor | None) -> None:
+        self.paths = paths
+        self.redactor = redactor
+        self._read: dict[str, tuple[Trail, list[Turn], bool]] = {}
+
+    def _conversation(self, sha: str, link: notes.TraceLink) -> tuple[Trail, list[Turn], bool] | str:
+        from . import show
+
+        cached = self._read.get(link.url)
+        if cached is not None and show.matches(cached[0].data, link):
+            return cached
+        try:
+            trail = show.load(self.paths, sha, link, self.redactor)
+        except ClientError as exc:
+            return str(exc)
+        if not trail.verified:
+            return "the transcript found differs from what the commit saw"
+        fmt, numbered, legacy = trail.conversation()
+        if fmt is None:
+            return "the transcript's format is not known to this version"
+        self._read[link.url] = (trail, list(fmt.turns(numbered)), legacy)
+        return self._read[link.url]
+
+    def session(self, sha: str, link: notes.TraceLink) -> SessionSummary:
+        """The slice's first prompt and counts, from the redacted conversation `show` would print."""
+        out = SessionSummary(link)
+        found = self._conversation(sha, link)
+        if isinstance(found, str):
+            out.unavailable = found
+            return out
+        trail, turns, legacy = found
+        out.source = trail.source
+        in_slice = turns if legacy else [t for t in turns if link.first_line <= t.line <= link.last_line]
+        prompts = [t for t in in_slice if t.kind == "user"]
+        # A commit made while the agent worked on an earlier prompt answers that one.
+        earlier = [t for t in turns if t.kind == "user" and t.line < link.first_line]
+        first = prompts[0] if prompts else (earlier[-1] if earlier else None)
+        out.first_prompt = first.text if first else None
+        out.turns = len(prompts)
+        out.tool_calls = sum(1 for t in in_slice if t.kind == "tool_call")
         return out
-    out.source = trail.source
-    if not trail.verified:
-        out.unavailable = "the transcript found differs from what the commit saw"
-        return out
-    fmt, numbered, legacy = trail.conversation()
-    if fmt is None:
-        out.unavailable = "the transcript's format is not known to this version"
-        return out
-    turns = list(fmt.turns(numbered))
-    in_slice = turns if legacy else [t for t in turns if link.first_line <= t.line <= link.last_line]
-    prompts = [t for t in in_slice if t.kind == "user"]
-    # A commit made while the agent worked on an earlier prompt answers that one.
-    earlier = [t for t in turns if t.kind == "user" and t.line < link.first_line]
-    first = prompts[0] if prompts else (earlier[-1] if earlier else None)
-    out.first_prompt = first.text if first else None
-    out.turns = len(prompts)
-    out.tool_calls = sum(1 for t in in_slice if t.kind == "tool_call")
-    return out
 
 
 def build(
@@ -195,6 +220,7 @@ def build(
         book = notes.all_notes(git_dir, notes_ref) if shas else {}
     except GitError as exc:
         raise SummaryError(str(exc)) from None
+    conversations = _Conversations(paths, redactor)
     commits: list[CommitSummary] = []
     for sha in shas:
         author, subject = headers.get(sha, ("", ""))
@@ -202,7 +228,7 @@ def build(
         dead = {stone.url for stone in notes.parse_tombstones(text)}
         links = [link for link in notes.parse(text) if link.url not in dead]
         commit = CommitSummary(sha, author, subject, files.get(sha, []), forgotten=len(dead))
-        commit.sessions = [_read_session(paths, sha, link, redactor) for link in links]
+        commit.sessions = [conversations.session(sha, link) for link in links]
         commits.append(commit)
     return Summary(rev_range, commits)
 
