@@ -117,10 +117,14 @@ def _commits(git_dir: Path, rev_range: str) -> list[str]:
 
 
 def _headers(git_dir: Path, shas: list[str]) -> dict[str, tuple[str, str]]:
-    """{sha: (author, subject)} in one git process."""
+    """{sha: (author, subject)} in one git process (ids on stdin: a long range fits no argv)."""
     if not shas:
         return {}
-    out = git.run(git_dir, ["show", "-s", "--no-notes", "--format=%H%x00%an%x00%s", *shas]).stdout
+    out = git.run(
+        git_dir,
+        ["log", "--stdin", "--no-walk=unsorted", "--no-notes", "--format=%H%x00%an%x00%s"],
+        input="".join(f"{sha}\n" for sha in shas).encode(),
+    ).stdout
     headers: dict[str, tuple[str, str]] = {}
     for line in out.decode(errors="replace").splitlines():
         sha, _, rest = line.partition("\x00")
