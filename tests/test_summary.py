@@ -268,3 +268,13 @@ def test_commits_of_one_session_read_it_once_and_a_slice_without_a_prompt_shows_
     assert sessions[0]["turns"] == 1 and sessions[1]["turns"] == 0
     assert sessions[0]["first_prompt"] == sessions[1]["first_prompt"] == CODEX_PROMPT
     assert sessions[1]["tool_calls"] == _counts(CODEX_TOOLS)[1] - sessions[0]["tool_calls"]
+
+
+def test_a_commit_whose_link_was_forgotten_says_so_and_an_empty_range_says_no_commits() -> None:
+    from tracekeeper.summary import CommitSummary, Summary, as_json, as_markdown
+
+    summary = Summary("a..b", [CommitSummary("4" * 40, "A", "gone", ["x.py"], [], forgotten=1)])
+    assert "| `444444444444` gone | *forgotten* |" in as_markdown(summary)
+    assert as_json(summary)["commits"][0]["forgotten_sessions"] == 1
+    assert as_json(summary)["totals"]["usage"] == {"known": None, "unknown_sessions": 0, "sessions": 0}
+    assert "No commits." in as_markdown(Summary("a..a", []))
