@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from . import git, notes, outgoing
+from . import git, notes, outgoing, tokens
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
@@ -320,6 +320,7 @@ class Worker:
             bytes=length,
             sha256=digest,
             redacted={"counts": counts, "ruleset": self.redactor.ruleset_id},
+            usage=tokens.job_usage(job),  # streamed from the snapshot; None (unknown) is left out
         )
 
     def _note_all(self, batch: list[tuple[Job, tuple[int, str, dict[str, int]]]]) -> None:

@@ -26,6 +26,7 @@ from tracekeeperd.stores.base import MissingTrace, StoreDenied
 
 from .errors import ClientError
 from .safetext import visible
+from .usage_view import usage_json, usage_text
 
 RESULT_LINES = 8
 RESULT_CHARS = 600
@@ -95,7 +96,8 @@ def resolve_commit(repo: Path, rev: str) -> tuple[Path, str]:
     return git_dir, sha
 
 
-def _matches(data: bytes, link: notes.TraceLink) -> bool:
+def matches(data: bytes, link: notes.TraceLink) -> bool:
+    """Whether `data` starts with what the commit of `link` saw (its sha256)."""
     return len(data) >= link.bytes and hashlib.sha256(data[: link.bytes]).hexdigest() == link.sha256
 
 
@@ -144,7 +146,7 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
         except OSError:
             continue
         data = _redacted(data[: data.rfind(b"\n") + 1], link, redactor)
-        if _matches(data, link):
+        if matches(data, link):
             return Trail(link, data, source, True)
     try:
         data = fetch_url(link.url)
@@ -156,7 +158,7 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
         ) from None
     except (OSError, TracekeeperError) as exc:
         raise ShowError(f"cannot fetch {link.url}: {exc}") from None
-    return Trail(link, data, "store", _matches(data, link))
+    return Trail(link, data, "store", matches(data, link))
 
 
 def trails(
@@ -199,6 +201,7 @@ def as_json(sha: str, items: list[Trail], *, full: bool) -> dict[str, Any]:
                 "sha256": t.link.sha256,
                 "source": t.source,
                 "verified": t.verified,
+                "usage": usage_json(t.link.usage),
                 "turns": [
                     {
                         "kind": turn.kind,
@@ -235,6 +238,7 @@ def render(sha: str, items: list[Trail], *, full: bool) -> None:
         who = f"[bold]{markup(link.agent)}[/] session {markup(link.session_id)}"
         out.print(f"{who} · {span} · {trail.source} · {check}")
         out.print(f"[dim]{markup(link.url)}[/]")
+        out.print(f"[dim]{markup(usage_text(link.usage))}[/]")
         turns = trail.turns(full=full)
         if not turns:
             out.print("[dim](no readable turns in this range; try --raw)[/]")

@@ -35,6 +35,7 @@ from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
 
 from .errors import ClientError
+from .usage_view import usage_json, usage_text
 
 
 class TrailError(ClientError):
@@ -475,6 +476,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
                 "bytes": s.link.bytes,
                 "prompts": s.prompts,
                 "url": s.link.url,
+                "usage": usage_json(s.link.usage),
             }
             for s in entry.sessions
         ],
@@ -498,7 +500,7 @@ def render_log(entries: list[Entry]) -> None:
             word = "prompt" if s.prompts == 1 else "prompts"
             click.echo(
                 f"    {click.style(v(s.link.agent), bold=True)} {v(s.link.session_id)}"
-                f"  lines {s.link.first_line}-{s.link.last_line}  {prompts} {word}"
+                f"  lines {s.link.first_line}-{s.link.last_line}  {prompts} {word}  {v(usage_text(s.link.usage))}"
             )
             click.echo(f"    {click.style(v(s.link.url), dim=True)}")
         for t in entry.forgotten:

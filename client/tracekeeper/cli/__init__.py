@@ -43,6 +43,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "relink": ("tracekeeper.rewrite", "relink_command", "Give rewritten or squash-merged commits their trace links."),
     "search": ("tracekeeper.cli.search", "search_command", "Search the sessions linked to this repository's commits."),
     "service": ("tracekeeper.service", "service", "Run tracekeeperd as a user service (systemd or launchd)."),
+    "summary": (
+        "tracekeeper.cli.summary",
+        "summary_command",
+        "Markdown (or JSON) of the agent sessions behind a range of commits.",
+    ),
     "uninstall": ("tracekeeper.install", "uninstall_command", "Remove the git hooks from this repository."),
     "why": ("tracekeeper.cli.why", "why_command", "The conversation that wrote some lines of a file."),
 }
