@@ -243,3 +243,45 @@ def test_a_failed_redaction_keeps_nothing(snapshot: Path, copies: RedactedCopies
     with pytest.raises(RedactionError, match="changed the number of lines"):
         _view(copies, snapshot, Joiner())
     assert _uploaded(_view(copies, snapshot, Redactor())) == b'{"a": 1}\n{"b": 2}\n'
+
+
+# --- uploads from a file ----------------------------------------------------------------------
+
+
+def test_the_local_store_copies_an_upload_file_in_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from tracekeeperd.stores import LocalStore, Upload
+
+    source = tmp_path / "copy.redacted"
+    write_transcript(source, 30_000_000)
+    store = LocalStore(tmp_path / "traces")
+    store.preflight()
+    tracemalloc.start()
+    try:
+        assert store.put([Upload("app-1/sessions/codex-s1.jsonl", source)]) == {}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # Python allocations while copying 30 MB: a chunk or two
+    target = tmp_path / "traces" / "app-1" / "sessions" / "codex-s1.jsonl"
+    assert target.read_bytes() == source.read_bytes()
+    assert (target.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_hub_store_uploads_a_file_path_through_hf_xet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real huggingface_hub + hf_xet against the Hub stand-in (only its REST API is mocked)."""
+    from tracekeeperd.stores import HfStore, Upload
+
+    from .hubstub import running_hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    source = tmp_path / "s.jsonl.redacted"
+    write_transcript(source, 3_000_000)
+    with running_hub(tmp_path / "cas") as hub:
+        hub.create_bucket("alice/agent-traces", private=True)
+        store = HfStore("alice/agent-traces", hub.endpoint, "hf_alice_write")
+        store.preflight()
+        assert store.put([Upload("app-1/sessions/codex-s1.jsonl", source)]) == {}
+        assert hub.read_file("alice/agent-traces", "app-1/sessions/codex-s1.jsonl") == source.read_bytes()
