@@ -535,6 +535,6 @@ class Worker:
             orphans = [p for p in root.iterdir() if str(p) not in referenced] if root.exists() else []
             for orphan in orphans:
                 self.snapshots.forget(orphan)
-            return len(paths) + len(orphans)
+            return len(paths) + len(orphans) + self.snapshots.collect_copies()
 
         return self.db.run(collect)
