@@ -159,6 +159,7 @@ class RedactedCopies:
         if copy is not None and copy.raw_bytes > raw_bytes:
             copy = self._verified(snapshot, copy)  # rare: make sure the longer copy is still right
         if copy is not None and copy.raw_bytes > raw_bytes:
+            self._keep(snapshot, copy)
             prefixes = _scan(redacted, wanted)
             return View(redacted, prefixes[raw_lines][0] if raw_lines else 0, findings, prefixes)
         if (
@@ -171,12 +172,14 @@ class RedactedCopies:
         if copy is None:
             copy = self._fresh(snapshot, redactor.ruleset_id)
         before = copy.resume.lines
-        prefixes = self._extend(snapshot, copy, raw_bytes, [n for n in wanted if n > before], redactor)
+        try:
+            prefixes = self._extend(snapshot, copy, raw_bytes, [n for n in wanted if n > before], redactor)
+        finally:
+            self._keep(snapshot, copy)  # extended, or unchanged with its files cut back
+        _write_record(state, copy)
         older = [n for n in wanted if n <= before]
         if older:
             prefixes.update(_scan(redacted, older))
-        self._keep(snapshot, copy)
-        _write_record(state, copy)
         return View(redacted, copy.out_bytes, findings, prefixes)
 
     # --- the copy's state ---------------------------------------------------------------
