@@ -7,10 +7,11 @@ daemon's peak resident set (VmHWM in /proc/<pid>/status, Linux), read once the n
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from .harness import Env, make_repo, note_links, running_daemon, wait_for
-from .secretgen import write_transcript
+from .secretgen import corpus, write_transcript
 
 MiB = 1 << 20
 #: Far below the 200 MB transcript; the daemon itself (Python, aiohttp, huggingface_hub) is ~60 MiB.
@@ -79,3 +80,32 @@ def test_a_private_key_written_across_two_commits_is_removed_from_the_upload(env
     for line in body:
         assert line not in stored
     assert stored.count("\n") == transcript.read_text().count("\n")
+
+
+def test_a_restarted_daemon_redacts_only_what_the_session_added(env: Env) -> None:
+    """The redacted copy and its offset survive a restart: the next commit redacts the new lines."""
+    planted = corpus(rounds=1)
+    half = len(planted.lines) // 2
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_bytes(b"".join(planted.lines[:half]))
+    repo.activate(transcript)
+    with running_daemon(env):
+        first = repo.commit("first")
+        wait_for(lambda: repo.note(first), what="the first note")
+    before = transcript.stat().st_size
+    with transcript.open("ab") as fh:
+        fh.write(b"".join(planted.lines[half:]))
+    with running_daemon(env) as daemon:
+        second = repo.commit("second")
+        note = wait_for(lambda: repo.note(second), what="the note after a restart")
+        log = daemon.output()
+    redacted = [int(m) for m in re.findall(r"redacted (\d+) new bytes of ", log)]
+    assert redacted == [transcript.stat().st_size - before], log[-3000:]
+    (meta,) = note_links(note)
+    stored = env.local_store / meta["url"].split("/traces/", 1)[1]
+    assert (meta["bytes"], meta["sha256"]) == _sha256_file(stored)
+    data = stored.read_bytes()
+    for secret in planted.planted:
+        assert secret.secret.encode() not in data, secret.kind
+    assert data.count(b"\n") == transcript.read_bytes().count(b"\n")

@@ -8,9 +8,12 @@ handed and the size of each piece (the "bounded read" the daemon promises).
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracekeeperd import outgoing
 from tracekeeperd.outgoing import RedactedCopies, View
@@ -85,6 +88,34 @@ def test_pieces_redact_exactly_like_one_pass_and_a_key_split_between_them_is_sti
     assert end.lines == len(head) + len(tail)
     for body in PEM_BODY:
         assert body.strip() not in whole
+
+
+#: Units a transcript is made of: one corpus line, or a whole plain-text key over several lines.
+_UNITS = [[line] for line in corpus(rounds=1).lines] + [[PEM_HEAD, *PEM_BODY, PEM_TAIL]]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    units=st.lists(
+        st.one_of(st.integers(min_value=0, max_value=len(_UNITS) - 2), st.just(len(_UNITS) - 1)),
+        min_size=1,
+        max_size=40,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=6),
+)
+def test_any_cut_into_pieces_redacts_like_one_pass(units: list[int], cuts: list[int]) -> None:
+    """Any transcript cut anywhere between lines, inside a multi-line key too (its state carries)."""
+    lines = [line for i in units for line in _UNITS[i]]
+    redactor = Redactor()
+    whole, report = redactor.redact_bytes(b"".join(lines))
+    out, findings, resume = b"", [], Resume()
+    bounds = sorted({min(c, len(lines)) for c in cuts} | {0, len(lines)})
+    for a, b in itertools.pairwise(bounds):
+        piece, r, resume = redactor.redact_piece(b"".join(lines[a:b]), resume)
+        out += piece
+        findings += [(f.rule, f.line, f.column) for f in r.findings]
+    assert out == whole
+    assert findings == [(f.rule, f.line, f.column) for f in report.findings]
 
 
 def test_a_grown_snapshot_redacts_only_its_new_bytes(snapshot: Path, copies: RedactedCopies) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -39,6 +40,8 @@ from .redact import MAX_LINE_BYTES, RedactionError, Redactor, Resume
 
 if TYPE_CHECKING:
     from hashlib import _Hash
+
+log = logging.getLogger(__name__)
 
 #: Raw bytes read (and redacted) per step: the memory a redaction needs, whatever the file size.
 CHUNK = 1 << 20
@@ -171,12 +174,13 @@ class RedactedCopies:
             copy = None  # the snapshot no longer starts with what the copy was made from
         if copy is None:
             copy = self._fresh(snapshot, redactor.ruleset_id)
-        before = copy.resume.lines
+        before, start = copy.resume.lines, copy.raw_bytes
         try:
             prefixes = self._extend(snapshot, copy, raw_bytes, [n for n in wanted if n > before], redactor)
         finally:
             self._keep(snapshot, copy)  # extended, or unchanged with its files cut back
         _write_record(state, copy)
+        log.debug("redacted %d new bytes of %s (from byte %d)", copy.raw_bytes - start, snapshot.name, start)
         older = [n for n in wanted if n <= before]
         if older:
             prefixes.update(_scan(redacted, older))
