@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import math
 import os
@@ -223,7 +224,7 @@ def line(label: str, samples: list[float], target: bool, floor: float | None = N
 def incremental(root: Path, repo: Path, redactor: redact.Redactor) -> None:
     """What the daemon adds after each note: one commit's new lines of a growing session, indexed
     from the worker's redacted bytes (on the index thread, after the note is written)."""
-    from tracekeeperd import outgoing, searchindex
+    from tracekeeperd import searchindex
 
     book = notes.all_notes(repo / ".git", REF)
     first = sorted(
@@ -240,17 +241,16 @@ def incremental(root: Path, repo: Path, redactor: redact.Redactor) -> None:
     lines = 0
     with searchindex.connection(root / "incremental.sqlite3") as conn:
         assert conn is not None
-        out = None
         for link, sha in first:
-            out = outgoing.extend(out, raw[: link.bytes], redactor)
+            data = redactor.redact_bytes(raw[: link.bytes])[0]
             started = time.perf_counter()
             searchindex.index_session(
                 conn,
                 url=link.url,
                 agent=link.agent,
                 session=link.session_id,
-                data=out.data,
-                line_ends=out.line_ends,
+                source=io.BytesIO(data),
+                size=len(data),
                 links=[searchindex.Link("repo", sha, link.first_line, link.last_line)],
             )
             samples.append(time.perf_counter() - started)

@@ -254,7 +254,9 @@ def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env)
     """The daemon indexes each commit's new lines from the redacted bytes it uploads (with their
     line offsets); a clone rebuilds from the store in one go. Both must hold the same rows, or
     the teammate's answers would differ from the committer's."""
-    from tracekeeperd import outgoing, searchindex
+    import io
+
+    from tracekeeperd import searchindex
 
     repo = make_repo(env)
     slices = [(1, 10), (11, 16), (17, 25)]
@@ -269,16 +271,15 @@ def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env)
     daemon_paths = Paths(env.root / "d-run", env.root / "d-state", env.root / "d-config", env.root / "d-data")
     with searchindex.connection(daemon_paths.search_db) as conn:
         assert conn is not None
-        out = None
         for sha, trace in zip(shas, links, strict=True):
-            out = outgoing.extend(out, raw[: trace.bytes], redactor)  # what the worker uploads
+            data = redactor.redact_bytes(raw[: trace.bytes])[0]  # what the worker uploads
             searchindex.index_session(
                 conn,
                 url=trace.url,
                 agent=CODEX.agent,
                 session=CODEX.session,
-                data=out.data,
-                line_ends=out.line_ends,
+                source=io.BytesIO(data),
+                size=len(data),
                 links=[searchindex.Link(key, sha, trace.first_line, trace.last_line)],
             )
     clone_paths = paths_for(env)

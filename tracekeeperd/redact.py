@@ -92,6 +92,7 @@ __all__ = [
     "RedactionError",
     "Redactor",
     "Report",
+    "Resume",
     "Rule",
 ]
 
@@ -608,6 +609,19 @@ class _StreamState:
     in_pem: bool = False
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a redaction of a growing file stopped, so the next piece continues it exactly.
+
+    Small and plain (two fields) so a caller can keep it on disk next to the redacted copy:
+    the line count numbers the findings of the next piece, and `in_pem` carries a private key
+    written over several plain-text lines across the cut, which a fresh start would miss.
+    """
+
+    lines: int = 0
+    in_pem: bool = False
+
+
 _PEM_OPEN = re.compile(rb"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[ \t]*\r?\Z")
 _PEM_BODY = re.compile(rb"[ \t]*(?:[A-Za-z0-9+/=]*|[A-Za-z-]+:[^\n]*)[ \t]*\r?\Z")
 _PEM_CLOSE = re.compile(rb"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
@@ -666,8 +680,20 @@ class Redactor:
 
     def redact_bytes(self, data: bytes) -> tuple[bytes, Report]:
         """Same result as `redact_stream`, for data already in memory."""
-        report = Report()
-        state = _StreamState()
+        out, report, _ = self.redact_piece(data, Resume())
+        return out, report
+
+    def redact_piece(self, data: bytes, resume: Resume) -> tuple[bytes, Report, Resume]:
+        """Redact the next piece of a file, continuing where `resume` left off.
+
+        ``data`` must start at a line start (the previous piece ended with a newline). Pieces
+        redacted one after the other give exactly the bytes one pass over the whole file gives,
+        so a growing transcript is redacted once, piece by piece, without being held whole.
+        Findings are numbered from ``resume.lines + 1``; the returned `Resume` continues after
+        this piece. On `RedactionError` nothing of the piece may be kept.
+        """
+        report = Report(lines=resume.lines)
+        state = _StreamState(in_pem=resume.in_pem)
         out: list[bytes] = []
 
         def run() -> None:
@@ -682,7 +708,8 @@ class Redactor:
                 pos = cut
 
         self._guarded(run)
-        return b"".join(out), report
+        lines, report.lines = report.lines, report.lines - resume.lines
+        return b"".join(out), report, Resume(lines=lines, in_pem=state.in_pem)
 
     # -- construction -----------------------------------------------------
 

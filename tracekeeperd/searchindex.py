@@ -28,7 +28,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from .agents import TranscriptFormat
@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS docs (
     url TEXT NOT NULL UNIQUE,
     agent TEXT NOT NULL,
     session TEXT NOT NULL,
-    lines INTEGER NOT NULL DEFAULT 0
+    lines INTEGER NOT NULL DEFAULT 0,
+    -- where line `lines + 1` starts in the redacted object: indexing resumes there
+    offset INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS docs_by_session ON docs (agent, session);
 CREATE TABLE IF NOT EXISTS links (
@@ -146,17 +148,15 @@ def _format(agent: str, session: str, head: Sequence[bytes]) -> TranscriptFormat
     return detect(Path(f"{agent}-{session}.jsonl"), head[:DETECT_LINES]) or get_format(agent)
 
 
-def _head(data: bytes | bytearray) -> list[bytes]:
-    """The first complete lines of a session, without splitting all of it."""
-    from .agents import DETECT_LINES, split_lines
+def _head(source: BinaryIO, size: int) -> list[bytes]:
+    """The first complete lines of a session, without reading all of it."""
+    from .agents import DETECT_LINES
 
-    end = -1
-    for _ in range(DETECT_LINES):
-        found = data.find(b"\n", end + 1)
-        if found < 0:
-            break
-        end = found
-    return split_lines(bytes(data[: end + 1]))[0]
+    reader = _Lines(source, 0, size, 1)
+    head: list[bytes] = []
+    while len(head) < DETECT_LINES and (item := reader.next()) is not None:
+        head.append(item[1])
+    return head
 
 
 def _turn_rows(fmt: TranscriptFormat, numbered: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, str, str, str]]:
@@ -186,30 +186,31 @@ def index_session(
     url: str,
     agent: str,
     session: str,
-    data: bytes | bytearray,
+    source: BinaryIO,
+    size: int,
     links: Sequence[Link],
-    line_ends: Sequence[int] | None = None,
 ) -> int:
     """Record ``links`` and index the session's turns up to the end of its last linked slice.
 
-    ``data`` is the redacted session object (or a prefix of it holding every linked line);
-    ``line_ends`` (outgoing.Outgoing's) lets only the new lines be sliced out of a long session.
-    Lines indexed before are not read again. Returns how many turns were added.
+    ``source`` holds the redacted session object (or a prefix of it holding every linked line)
+    in its first ``size`` bytes: the daemon's redacted copy on disk, or a clone's download. It is
+    read from where the previous call stopped (``docs.offset``), in pieces, so a long session
+    costs only its new lines and memory does not grow with it. Returns how many turns were added.
     """
     # The transcript formats load only where sessions are indexed, not for a search.
-    from .agents import DETECT_LINES, detect, split_lines
+    from .agents import DETECT_LINES, detect
     from .agents.gemini import legacy_json_lines
 
     with conn:
-        row = conn.execute("SELECT id, lines FROM docs WHERE url = ?", (url,)).fetchone()
+        row = conn.execute("SELECT id, lines, offset FROM docs WHERE url = ?", (url,)).fetchone()
         if row is None:
             doc = int(
                 conn.execute("INSERT INTO docs (url, agent, session) VALUES (?, ?, ?)", (url, agent, session)).lastrowid
                 or 0
             )
-            done = 0
+            done, offset = 0, 0
         else:
-            doc, done = int(row[0]), int(row[1])
+            doc, done, offset = int(row[0]), int(row[1]), int(row[2])
         for link in links:
             conn.execute(
                 "INSERT OR REPLACE INTO links (repo_id, doc_id, commit_sha, first_line, last_line)"
@@ -225,39 +226,97 @@ def index_session(
         if not ends:
             return 0
         added = 0
-        head = _head(data)
+        source.seek(0)
+        head = _head(source, size)
         fmt = _format(agent, session, head)
-        numbered: list[tuple[int, bytes]] | None = None
-        if detect(Path(f"{agent}-{session}.jsonl"), head[:DETECT_LINES]) is None and bytes(
-            data[:64]
+        if fmt is None:
+            return 0
+        source.seek(0)
+        if detect(Path(f"{agent}-{session}.jsonl"), head[:DETECT_LINES]) is None and source.read(
+            min(size, 64)
         ).lstrip().startswith(b"{"):
             # Gemini's legacy whole-file `.json`: pseudo-lines, one per message (as show reads it).
-            messages = legacy_json_lines(bytes(data))
+            # One document, read whole: snapshot.py takes it whole too.
+            source.seek(0)
+            messages = legacy_json_lines(source.read(size))
             fmt = _format(agent, session, messages)
-            numbered = list(enumerate(messages, start=1))
-        elif line_ends is None:
-            numbered = list(enumerate(split_lines(bytes(data))[0], start=1))
-        available = len(numbered) if numbered is not None else len(line_ends or ())
-        for start, end in _chunks(done, ends, available) if fmt is not None else ():
-            if numbered is not None:
-                chunk = numbered[start - 1 : end]
-            else:
-                assert line_ends is not None
-                begin = line_ends[start - 2] if start > 1 else 0
-                chunk = list(
-                    zip(range(start, end + 1), split_lines(bytes(data[begin : line_ends[end - 1]]))[0], strict=False)
-                )
             assert fmt is not None
-            added += _insert(conn, doc, _turn_rows(fmt, chunk))
-            done = end
-        conn.execute("UPDATE docs SET lines = ? WHERE id = ?", (done, doc))
+            numbered = list(enumerate(messages, start=1))
+            for start, end in _chunks(done, ends, len(numbered)):
+                added += _insert(conn, doc, _turn_rows(fmt, numbered[start - 1 : end]))
+                done = end
+        else:
+            lines = _lines_from(source, offset, size, done + 1)
+            for _, end in _chunks(done, ends, None):
+                for piece in _pieces(lines, end):
+                    added += _insert(conn, doc, _turn_rows(fmt, piece))
+                    done, offset = piece[-1][0], lines.offset
+                if done < end:  # the data ends before this slice does
+                    break
+        conn.execute("UPDATE docs SET lines = ?, offset = ? WHERE id = ?", (done, offset, doc))
         return added
 
 
-def _chunks(done: int, ends: Sequence[int], available: int) -> Iterator[tuple[int, int]]:
-    """(first, last) line ranges from after ``done`` to each slice end, as far as the data goes."""
+#: A slice's new lines go to the turn readers in pieces of about this many bytes (cut at a line
+#: end), so indexing a huge first slice holds one piece, not the slice. The cut falls at the same
+#: place for the daemon and for a clone's reindex (both start at the same slice ends).
+PIECE_BYTES = 8 * 1024 * 1024
+_READ = 1024 * 1024
+
+
+class _Lines:
+    """The complete lines of ``source`` from byte ``offset`` up to ``size``, numbered from
+    ``number``; ``offset`` is always where the next unread line starts."""
+
+    def __init__(self, source: BinaryIO, offset: int, size: int, number: int) -> None:
+        self.source, self.offset, self.size, self.number = source, offset, size, number
+        self._buffer = b""
+        self._read_to = offset
+        source.seek(offset)
+
+    def next(self) -> tuple[int, bytes] | None:
+        while True:
+            cut = self._buffer.find(b"\n")
+            if cut >= 0:
+                line, self._buffer = self._buffer[:cut], self._buffer[cut + 1 :]
+                self.offset += cut + 1
+                self.number += 1
+                return self.number - 1, line.removesuffix(b"\r")
+            if self._read_to >= self.size:
+                return None  # only an incomplete line (or nothing) is left
+            chunk = self.source.read(min(_READ, self.size - self._read_to))
+            if not chunk:
+                return None
+            self._read_to += len(chunk)
+            self._buffer += chunk
+
+
+def _lines_from(source: BinaryIO, offset: int, size: int, number: int) -> _Lines:
+    return _Lines(source, offset, size, number)
+
+
+def _pieces(lines: _Lines, end: int) -> Iterator[list[tuple[int, bytes]]]:
+    """Lines up to number ``end``, in pieces of about PIECE_BYTES."""
+    piece: list[tuple[int, bytes]] = []
+    held = 0
+    while lines.number <= end:
+        item = lines.next()
+        if item is None:
+            break
+        piece.append(item)
+        held += len(item[1])
+        if held >= PIECE_BYTES:
+            yield piece
+            piece, held = [], 0
+    if piece:
+        yield piece
+
+
+def _chunks(done: int, ends: Sequence[int], available: int | None) -> Iterator[tuple[int, int]]:
+    """(first, last) line ranges from after ``done`` to each slice end, as far as the data goes
+    (``available`` lines; None: the reader stops where the data does)."""
     for slice_end in ends:
-        end = min(slice_end, available)
+        end = slice_end if available is None else min(slice_end, available)
         if end > done:
             yield done + 1, end
             done = end
@@ -456,18 +515,20 @@ class Indexer:
         url: str,
         agent: str,
         session: str,
-        data: bytes | bytearray,
-        line_ends: Sequence[int],
+        source: BinaryIO,
+        size: int,
         links: Sequence[tuple[str, str, int, int]],
     ) -> None:
-        """Index ``data`` (redacted; never mutated afterwards) for ``links``: (git dir, commit,
-        first line, last line) each."""
+        """Index the first ``size`` bytes of ``source`` (redacted; only ever appended to) for
+        ``links``: (git dir, commit, first line, last line) each. Takes ``source`` over: it is
+        closed once read."""
 
         def work() -> None:
-            rows = [Link(self._repo(git_dir), commit, first, last) for git_dir, commit, first, last in links]
-            added = index_session(
-                self._db(), url=url, agent=agent, session=session, data=data, links=rows, line_ends=line_ends
-            )
+            with source:
+                rows = [Link(self._repo(git_dir), commit, first, last) for git_dir, commit, first, last in links]
+                added = index_session(
+                    self._db(), url=url, agent=agent, session=session, source=source, size=size, links=rows
+                )
             log.debug("search index: %d turn(s) of %s/%s", added, agent, session)
 
         self._run(f"indexing {agent}/{session}", work)

@@ -29,7 +29,7 @@ from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
 from .redact import RedactionError, Redactor
 from .searchindex import Indexer
-from .snapshot import Extent, Snapshots, read_prefix
+from .snapshot import Extent, Snapshots
 from .stores import Store, Upload
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,6 @@ SNAPSHOT_IDLE = 24 * 3600.0
 BATCH_LIMIT = 200
 #: Sessions linked to a commit within this window have their remote copy kept current.
 FOLLOW_WINDOW = 24 * 3600.0
-#: Redacted sessions kept in memory so a growing session is only scanned for its new lines.
-REDACTED_CACHE_ENTRIES = 8
-REDACTED_CACHE_BYTES = 32 * 1024 * 1024
 
 
 class DbThread:
@@ -137,11 +134,14 @@ class Worker:
         #: The store's `generation` when we last looked (a store starts at 0, having created nothing).
         self._generation = 0
         self.redactor = redactor
-        self._redacted: dict[str, tuple[str, outgoing.Outgoing]] = {}
+        #: Each snapshot's redacted copy on disk, grown by its new lines only (outgoing.py).
+        self.copies = outgoing.RedactedCopies(snapshots.redacted)
+        #: Temporary prefix copies made for this batch's uploads, deleted once it is sent.
+        self._scratch: list[Path] = []
         #: Search index writer: fed, after each note, the redacted bytes that were uploaded.
         self.indexer = indexer
         #: This batch's redacted session per remote path (what was, or already is, in the store).
-        self._planned: dict[str, outgoing.Outgoing] = {}
+        self._planned: dict[str, outgoing.View] = {}
 
     # --- scheduling -------------------------------------------------------------------
 
@@ -166,8 +166,9 @@ class Worker:
         self.open_gate()
 
     def drop_redacted(self) -> None:
-        """Forget the in-memory redacted sessions (new rules, or a session the user forgot)."""
-        self._redacted.clear()
+        """Forget the running state of the redacted copies (new rules, or a session the user
+        forgot); the copies on disk are checked again (rule set, hashes) before any reuse."""
+        self.copies.drop()
 
     def run_once(self) -> int:
         """Process one batch of due jobs; returns how many were claimed."""
@@ -222,6 +223,8 @@ class Worker:
             except PermanentError as exc:
                 self._fail_all([j for g in groups.values() for j in g], str(exc))
                 return
+            finally:
+                self._clear_scratch()
             # Created anew by this put, before it sent anything (Store.put): what it sent is there,
             # what the queue recorded as "already there" is not, and its links would be dead.
             renewed = self._store_renewed()
@@ -264,17 +267,25 @@ class Worker:
         Also returns, per job, what its note must say about the uploaded bytes: the length and
         sha256 of its redacted prefix, and the secrets removed from its own lines.
         """
+        self._clear_scratch()  # a batch that crashed before its put
         uploads: list[Upload] = []
         chosen: dict[str, Job] = {}
         views: dict[int, tuple[int, str, dict[str, int]]] = {}
         for path, group in list(groups.items()):
             best = max(group, key=lambda j: (j.bytes or 0, j.id))
+            by_snapshot: dict[str, list[Job]] = defaultdict(list)
+            for job in group:
+                by_snapshot[job.snapshot or ""].append(job)
             try:
-                out = self._outgoing(path, best)
-                for job in group:
-                    view = out if job.snapshot == best.snapshot else self._outgoing(None, job)
-                    length, digest = view.prefix(job.last_line or 0)
-                    views[job.id] = (length, digest, view.counts(job.first_line or 1, job.last_line or 0))
+                # One redaction pass per snapshot: the prefixes of all its jobs come out of it.
+                for snapshot, members in by_snapshot.items():
+                    top = best if snapshot == best.snapshot else max(members, key=lambda j: (j.bytes or 0, j.id))
+                    view = self._view(top, [job.last_line or 0 for job in members])
+                    if snapshot == best.snapshot:
+                        out = view
+                    for job in members:
+                        length, digest = view.prefix(job.last_line or 0)
+                        views[job.id] = (length, digest, view.counts(job.first_line or 1, job.last_line or 0))
             except FileNotFoundError as exc:
                 for job in groups.pop(path):
                     self._fail(job, f"snapshot unreadable: {exc}")
@@ -291,23 +302,32 @@ class Worker:
             held = self.db.run(self.queue.uploaded, self.store_id, path)
             if held and ((held.snapshot == best.snapshot and held.bytes >= (best.bytes or 0)) or held.job_id > best.id):
                 continue  # the store already has these bytes (or a newer generation of the session)
-            uploads.append(Upload(remote_path=path, data=bytes(out.data)))
+            uploads.append(Upload(remote_path=path, data=self._upload_file(out)))
             chosen[path] = best
         return uploads, chosen, views
 
-    def _outgoing(self, remote_path: str | None, job: Job) -> outgoing.Outgoing:
-        """The job's snapshot prefix, redacted; a session's last one is kept to extend next time."""
-        raw = read_prefix(Path(job.snapshot or ""), job.bytes or 0)
-        cached = self._redacted.get(remote_path) if remote_path else None
-        previous = cached[1] if cached and cached[0] == job.snapshot else None
-        out = outgoing.extend(previous, raw, self.redactor)
-        if remote_path:
-            self._redacted.pop(remote_path, None)
-            if len(out.data) <= REDACTED_CACHE_BYTES:
-                self._redacted[remote_path] = (job.snapshot or "", out)
-                while len(self._redacted) > REDACTED_CACHE_ENTRIES:
-                    self._redacted.pop(next(iter(self._redacted)))
-        return out
+    def _view(self, job: Job, lines: list[int]) -> outgoing.View:
+        """The job's snapshot prefix, redacted on disk (only lines new since last time are scanned)."""
+        return self.copies.view(
+            Path(job.snapshot or ""),
+            raw_bytes=job.bytes or 0,
+            raw_lines=job.last_line or 0,
+            raw_sha256=job.sha256,
+            lines=lines,
+            redactor=self.redactor,
+        )
+
+    def _upload_file(self, view: outgoing.View) -> Path:
+        """The file to upload for a view; a temporary prefix copy is deleted after the batch."""
+        path, temporary = view.upload_file()
+        if temporary:
+            self._scratch.append(path)
+        return path
+
+    def _clear_scratch(self) -> None:
+        for path in self._scratch:
+            path.unlink(missing_ok=True)
+        self._scratch.clear()
 
     def _link(self, job: Job, view: tuple[int, str, dict[str, int]]) -> notes.TraceLink:
         length, digest, counts = view
@@ -384,15 +404,22 @@ class Worker:
             return
         for url, items in noted.items():
             job = items[0][0]
-            out = self._planned.get(job.remote_path or "")
-            if out is None:
+            view = self._planned.get(job.remote_path or "")
+            if view is None:
+                continue
+            try:
+                # Opened here, read on the index thread: the open file keeps these bytes readable
+                # even if the snapshot (and its redacted copy) is collected after this batch.
+                source = view.file.open("rb")
+            except OSError as exc:
+                log.warning("search index: %s/%s not indexed: %s", job.agent, job.session_id, exc)
                 continue
             self.indexer.add(
                 url=url,
                 agent=job.agent,
                 session=job.session_id,
-                data=out.data,
-                line_ends=out.line_ends,
+                source=source,
+                size=view.size,
                 links=[(j.git_dir, j.commit_sha, link.first_line, link.last_line) for j, link in items],
             )
 
@@ -519,8 +546,11 @@ class Worker:
             return False
         grown = dataclasses.replace(job, bytes=extent.bytes, last_line=extent.lines, sha256=extent.sha256)
         self.store.preflight()
-        out = self._outgoing(job.remote_path, grown)
-        failed = self.store.put([Upload(remote_path=job.remote_path, data=bytes(out.data))])
+        out = self._view(grown, [extent.lines])
+        try:
+            failed = self.store.put([Upload(remote_path=job.remote_path, data=self._upload_file(out))])
+        finally:
+            self._clear_scratch()
         if failed:
             raise PermanentError(failed[job.remote_path])
         self.db.run(self.queue.record_upload, self.store_id, job.remote_path, grown, self.clock())
@@ -543,6 +573,6 @@ class Worker:
             orphans = [p for p in root.iterdir() if str(p) not in referenced] if root.exists() else []
             for orphan in orphans:
                 self.snapshots.forget(orphan)
-            return len(paths) + len(orphans)
+            return len(paths) + len(orphans) + self.snapshots.collect_copies()
 
         return self.db.run(collect)

@@ -17,6 +17,7 @@ is hostile input: renderers escape it for their medium.
 from __future__ import annotations
 
 import hashlib
+import io
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,7 +282,13 @@ def reindex(
             for url, entry, data in fetched:
                 links = [searchindex.Link(key, sha, link.first_line, link.last_line) for sha, link in entry.links]
                 added += searchindex.index_session(
-                    conn, url=url, agent=entry.agent, session=entry.session, data=data, links=links
+                    conn,
+                    url=url,
+                    agent=entry.agent,
+                    session=entry.session,
+                    source=io.BytesIO(data),
+                    size=len(data),
+                    links=links,
                 )
     except sqlite3.Error as exc:
         raise SearchError(f"cannot write the search index {paths.search_db}: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ..errors import PermanentError
@@ -26,10 +27,14 @@ class StoreDenied(PermanentError):
 
 @dataclass(frozen=True)
 class Upload:
-    """Exact bytes for one remote path (the snapshot prefix the newest commit saw)."""
+    """Exact bytes for one remote path (the redacted snapshot prefix the newest commit saw).
+
+    `data` is the bytes, or a file holding exactly them: the daemon passes the redacted copy's
+    path, so a store streams it and no transcript is ever held in memory.
+    """
 
     remote_path: str
-    data: bytes
+    data: bytes | Path
 
 
 @dataclass(frozen=True)

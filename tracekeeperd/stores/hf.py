@@ -332,6 +332,9 @@ class HfStore:
             self._check_private(bucket)  # every upload, immediately before its bytes are sent
         if not uploads:
             return {}  # asked only to check: the bucket is there (maybe anew) and private
+        # A path is uploaded by hf_xet straight from the file (huggingface_hub hf_api.py,
+        # `_batch_bucket_files`: `commit.start_upload_file(str(op.source))` for a str/Path
+        # source, `start_upload_bytes` only for bytes), so a large trace is never held here.
         add: list[tuple[str | os.PathLike[str] | bytes, str]] = [(u.data, u.remote_path) for u in uploads]
         try:
             self._call(lambda: api.batch_bucket_files(bucket, add=add))  # type: ignore[arg-type]
