@@ -133,20 +133,6 @@ def test_bad_token_fails_with_a_clear_reason(env: Env, hub: HubStub) -> None:
     assert "hf_not_a_real_token" not in jobs[0]["last_error"]
 
 
-def test_transient_503s_are_retried_until_the_upload_succeeds(env: Env, hub: HubStub) -> None:
-    hub.create_bucket(BUCKET)
-    # More failures than huggingface_hub's own retries absorb: the queue's backoff must take over.
-    hub.fail_next(8, status=503, retry_after=0, paths=[f"/api/buckets/{BUCKET}"])
-    repo = _repo_with_session(env)
-    with running_daemon(env):
-        sha = repo.commit("x")
-        note = wait_for(lambda: repo.note(sha), timeout=60, what="the note after 503s")
-        done = env.status("--all")["jobs"][0]
-    assert hub.pending_failures() == 0
-    assert done["state"] == "done" and done["attempts"] >= 2
-    assert hub.read_file(BUCKET, _remote_path(note)) == env.transcript().read_bytes()
-
-
 def test_hub_offline_then_back_backlog_drains_by_itself(env: Env, hub: HubStub) -> None:
     hub.create_bucket(BUCKET)
     repo = _repo_with_session(env)
