@@ -252,6 +252,18 @@ def make_repo(env: Env, name: str = "app", parent: Path | None = None) -> Repo:
     return repo
 
 
+def session_repo(env: Env, lines: int = 2, name: str = "app", transcript: Path | None = None) -> tuple[Repo, Path]:
+    """A repository with tracekeeper installed and an agent session active in it: the set-up
+    most end-to-end tests start from. The transcript gets `lines` lines unless it exists (a
+    second repository of the same session shares it)."""
+    repo = make_repo(env, name).install()
+    transcript = transcript or env.transcript()
+    if lines and not transcript.exists():
+        append_lines(transcript, lines)
+    repo.activate(transcript)
+    return repo, transcript
+
+
 def append_lines(path: Path, count: int, start: int = 1, stamp: str = "2026-11-25T09:00:00.000Z") -> None:
     with path.open("a") as fh:
         for i in range(start, start + count):

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, session_repo, wait_for
 from .hubstub import running_hub
 
 
@@ -21,10 +21,7 @@ def _commit_output(repo: Repo, message: str) -> subprocess.CompletedProcess[str]
 
 
 def test_hook_is_silent_and_never_fails_the_commit_daemon_up_or_down(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 1)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 1)
     plain = make_repo(env, "plain")
     baseline = _commit_output(plain, "baseline")
     down = _commit_output(repo, "daemon down")
@@ -107,10 +104,7 @@ def test_without_curl_the_spool_watcher_still_picks_commits_up(env: Env) -> None
         found = shutil.which(tool)
         assert found
         (tools / tool).symlink_to(found)
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 1)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 1)
     with running_daemon(env):
         sha = repo.git("rev-parse", "HEAD", check=False)
         (repo.path / "g.txt").write_text("x")
@@ -124,10 +118,7 @@ def test_a_rebase_of_fifty_noted_commits_moves_their_links_in_few_uploads(env: E
     """Fifty quick hooks, no new links for re-created commits, and the session uploaded once or twice."""
     with running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
-        repo = make_repo(env).install()
-        transcript = env.transcript()
-        append_lines(transcript, 3)
-        repo.activate(transcript)
+        repo, transcript = session_repo(env, 3)
         with running_daemon(env):
             repo.commit("base")
             repo.git("checkout", "-q", "-b", "feature")
@@ -148,10 +139,7 @@ def test_a_rebase_of_fifty_noted_commits_moves_their_links_in_few_uploads(env: E
 
 
 def test_a_cherry_pick_carries_the_originals_links(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo, transcript = session_repo(env, 3)
     with running_daemon(env):
         repo.commit("base")
         repo.git("checkout", "-q", "-b", "topic")

@@ -31,6 +31,7 @@ from .harness import (
     make_repo,
     note_links,
     running_daemon,
+    session_repo,
     wait_for,
 )
 from .hubstub import HubStub, running_hub
@@ -48,12 +49,7 @@ def hub(env: Env) -> Iterator[HubStub]:
 
 
 def _repo_with_session(env: Env, name: str = "app", lines: int = 5) -> Repo:
-    repo = make_repo(env, name).install()
-    transcript = env.transcript()
-    if not transcript.exists():
-        append_lines(transcript, lines)
-    repo.activate(transcript)
-    return repo
+    return session_repo(env, lines, name)[0]
 
 
 def _remote_path(note: str) -> str:

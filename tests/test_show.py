@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .harness import Env, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import Env, make_repo, note_links, running_daemon, session_repo, wait_for
 from .hubstub import running_hub
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -83,10 +83,7 @@ def test_show_errors_are_one_line(env: Env) -> None:
 
 
 def test_show_flags_a_transcript_that_no_longer_matches(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo, transcript = session_repo(env, 3)
     with running_daemon(env):
         sha = repo.commit("x")
         wait_for(lambda: repo.note(sha), what="note")
