@@ -176,13 +176,8 @@ class Worker:
         redactor: Redactor,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.queue = queue
-        self.db = db
-        self.store = store
-        self.snapshots = snapshots
-        self.notes_ref = notes_ref
-        self.policy = policy
-        self.clock = clock
+        self.queue, self.db, self.store, self.snapshots = queue, db, store, snapshots
+        self.notes_ref, self.policy, self.clock = notes_ref, policy, clock
         self.gate = Gate()
         self.store_id = store.ident()
         #: Repositories whose notes we wrote, and when: watched for a while by `repair_notes`.

@@ -32,12 +32,12 @@ from .records import (
     get_record,
     get_str,
     line_stamp,
+    numbered_records,
     parse_record,
     parse_timestamp,
     sniff,
     to_text,
     tool_call,
-    unreadable_turn,
 )
 from .usage import Charge, CountKeys, ModelUsage, model_name, usage_records
 
@@ -191,11 +191,9 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
     """Prompts, assistant text, tool_use calls with input, tool_result outputs, system notes."""
     tool_names: dict[str, str] = {}
     seen_blocks: set[tuple[str, str]] = set()
-    for number, line in lines:
-        record = parse_record(line)
-        if record is None:
-            if line.strip():
-                yield unreadable_turn(number, len(line))
+    for number, record in numbered_records(lines):
+        if isinstance(record, Turn):
+            yield record
             continue
         kind = get_str(record, "type")
         when = parse_timestamp(record.get("timestamp"))
@@ -274,12 +272,4 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
     yield from responses.values()
 
 
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    usage=usage_charges,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)

@@ -28,12 +28,12 @@ from .records import (
     get_record,
     get_str,
     line_stamp,
-    parse_record,
+    numbered_records,
     parse_timestamp,
+    records_in,
     sniff,
     to_text,
     tool_call,
-    unreadable_turn,
 )
 from .usage import UNKNOWN_MODEL, Charge, CountKeys, count, model_name, usage_records
 
@@ -98,10 +98,7 @@ def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
     started: datetime | None = None
     stamps: list[datetime] = []
     seen_meta = False
-    for line in lines:
-        record = parse_record(line)
-        if record is None:
-            continue
+    for record in records_in(lines):
         stamp = parse_timestamp(record.get("timestamp"))
         if stamp is not None:
             stamps.append(stamp)
@@ -207,11 +204,9 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
     Reasoning is skipped (encrypted; its summaries are not the conversation).
     """
     tool_names: dict[str, str] = {}
-    for number, line in lines:
-        record = parse_record(line)
-        if record is None:
-            if line.strip():
-                yield unreadable_turn(number, len(line))
+    for number, record in numbered_records(lines):
+        if isinstance(record, Turn):
+            yield record
             continue
         unwrapped = _unwrap(record)
         if unwrapped is None:
@@ -299,12 +294,4 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
         yield number, model, usage if fresh else None
 
 
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    usage=usage_charges,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)
