@@ -6,15 +6,14 @@ import json
 import subprocess
 import sys
 
-from .harness import Daemon, Env, append_lines, daemon_once, make_repo, running_daemon, session_repo, wait_for
+from .harness import Daemon, Env, daemon_once, make_repo, running_daemon, session_repo, wait_for
 from .hubstub import running_hub
 
 
 def test_status_json_has_the_documented_shape(env: Env) -> None:
     repo, _ = session_repo(env, 2)
     with running_daemon(env) as daemon:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("x")
         data = env.status("--all")
     assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos", "jobs_not_shown", "error"}
     assert data["jobs_not_shown"] == 0 and data["error"] is None
@@ -32,8 +31,7 @@ def test_status_json_has_the_documented_shape(env: Env) -> None:
 def test_status_without_daemon_reads_the_queue_from_disk(env: Env) -> None:
     repo, _ = session_repo(env, 2)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("x")
     data = env.status("--all")
     assert data["daemon"]["running"] is False
     assert data["queue"]["done"] == 1
@@ -155,12 +153,9 @@ def test_status_shows_notes_not_yet_pushed_per_repository(env: Env) -> None:
     repo = make_repo(env)
     repo.git("remote", "add", "origin", str(remote))
     repo.install()
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo.start_session(2)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        repo.commit_noted("x")
         data = env.status()
         text = env.cli("status").stdout
     (entry,) = data["repos"]

@@ -194,8 +194,7 @@ def test_git_variables_inherited_by_the_daemon_do_not_redirect_its_git_commands(
     daemon_env = Env(env.root, {**env.vars, "GIT_DIR": str(decoy.git_dir), "GIT_INDEX_FILE": "/nonexistent"})
     daemon = Daemon(daemon_env).start()
     try:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note in the right repository")
+        repo.commit_noted("x")
     finally:
         daemon.stop()
     assert decoy.git("notes", "--ref=refs/notes/hf-traces", "list", check=False) == ""

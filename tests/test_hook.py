@@ -54,12 +54,9 @@ def test_install_chains_an_existing_hook_and_uninstall_restores_it(env: Env) -> 
     out = env.cli("install", "-C", str(repo.path)).stdout
     assert "chaining the previous hook, kept as post-commit.pre-tracekeeper" in out
     assert env.cli("install", "-C", str(repo.path)).stdout.startswith("unchanged ")
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo.start_session(2)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        repo.commit_noted("x")
     assert (repo.path / "ran.txt").read_text() == "yes"
     assert env.cli("uninstall", "-C", str(repo.path)).stdout.startswith("restored ")
     assert (hooks / "post-commit").read_text() == original
@@ -74,12 +71,9 @@ def test_install_respects_core_hooks_path(env: Env) -> None:
     repo.git("config", "core.hooksPath", str(shared))
     assert env.cli("install", "-C", str(repo.path)).stdout.startswith(f"installed {shared}/post-commit")
     assert not (repo.git_dir / "hooks" / "post-commit").exists()
-    transcript = env.transcript()
-    append_lines(transcript, 1)
-    repo.activate(transcript)
+    repo.start_session(1)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note through core.hooksPath")
+        repo.commit_noted("x")
 
 
 def test_install_refuses_ambiguous_state_and_non_repositories(env: Env) -> None:

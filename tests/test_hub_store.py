@@ -238,8 +238,7 @@ def test_the_token_never_appears_in_logs_status_or_notes(env: Env, hub: HubStub)
     repo = _repo_with_session(env)
     texts = []
     with running_daemon(env) as daemon:
-        sha = repo.commit("ok")
-        wait_for(lambda: repo.note(sha), what="note")
+        repo.commit_noted("ok")
         texts += [daemon.output(), env.cli("status", "--all").stdout, env.cli("status", "--all", "--json").stdout]
     wrong = "hf_WrongButSecretTokenValue12345"
     env.vars["HF_TOKEN"] = wrong
@@ -307,8 +306,7 @@ def test_a_session_refresh_after_the_flip_is_refused_too(env: Env, hub: HubStub)
     hub.create_bucket(BUCKET)
     repo = _repo_with_session(env, lines=3)
     with running_daemon(env) as daemon:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note")
+        repo.commit_noted("x")
         before = hub.files(BUCKET)
         hub.set_private(BUCKET, False)
         append_lines(env.transcript(), 5, start=4)
@@ -489,8 +487,7 @@ def test_the_daemon_log_has_no_progress_bars_in_the_default_setup(env: Env, hub:
     hub.create_bucket(BUCKET)
     repo = _repo_with_session(env, lines=50)
     with running_daemon(env) as daemon:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note")
+        repo.commit_noted("x")
         log = daemon.output()
     assert "noted " in log  # the upload really ran in this daemon
     assert "\r" not in log and "it/s]" not in log and "%|" not in log

@@ -566,8 +566,7 @@ def test_ready_is_notified_only_once_the_socket_answers_and_status_tracks_the_qu
             assert first[0] == "READY=1"
             assert first[1] == f"STATUS=listening on {env.socket}"
             assert answer["daemon"]["running"] is True and answer["daemon"]["pid"] == proc.pid
-            sha = repo.commit("first")
-            wait_for(lambda: repo.note(sha), what="the note")
+            repo.commit_noted("first")
             message = notify.recv(4096).decode()  # after the batch that uploaded and noted it
             while not message.endswith(" done"):
                 message = notify.recv(4096).decode()
