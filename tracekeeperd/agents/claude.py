@@ -38,6 +38,7 @@ from .records import (
     sniff,
     to_text,
     tool_call,
+    tool_result,
 )
 from .usage import Charge, CountKeys, ModelUsage, model_name, usage_records
 
@@ -129,13 +130,8 @@ def _user_turns(record: Record, when: datetime | None, number: int, tool_names: 
             yield Turn(prompt_kind, "[image]", timestamp=when, line=number)
         elif block_type == "tool_result" and block is not None:
             call_id = get_str(block, "tool_use_id")
-            yield Turn(
-                "tool_result",
-                _result_text(block.get("content")),
-                name=tool_names.get(call_id) if call_id else None,
-                timestamp=when,
-                line=number,
-                call_id=call_id,
+            yield tool_result(
+                tool_names, _result_text(block.get("content")), call_id=call_id, timestamp=when, line=number
             )
 
 
@@ -176,13 +172,8 @@ def _assistant_turns(
             )
         elif block_type.endswith("_tool_result"):  # server tools: web_search_tool_result, …
             call_id = get_str(block, "tool_use_id")
-            yield Turn(
-                "tool_result",
-                _result_text(block.get("content")),
-                name=tool_names.get(call_id) if call_id else None,
-                timestamp=when,
-                line=number,
-                call_id=call_id,
+            yield tool_result(
+                tool_names, _result_text(block.get("content")), call_id=call_id, timestamp=when, line=number
             )
         # thinking / redacted_thinking: skipped, newer builds store only a signature.
 

@@ -34,6 +34,7 @@ from .records import (
     sniff,
     to_text,
     tool_call,
+    tool_result,
 )
 from .usage import UNKNOWN_MODEL, Charge, CountKeys, count, model_name, usage_records
 
@@ -167,15 +168,7 @@ def _response_item_turns(
         elif role == "user" and legacy and text.strip() and not text.lstrip().startswith(_INJECTED_PREFIXES):
             yield Turn("user", text, timestamp=when, line=number)
     elif item_type.endswith("_call_output"):
-        name = tool_names.get(call_id) if call_id else None
-        yield Turn(
-            "tool_result",
-            _output_text(payload.get("output")),
-            name=name,
-            timestamp=when,
-            line=number,
-            call_id=call_id,
-        )
+        yield tool_result(tool_names, _output_text(payload.get("output")), call_id=call_id, timestamp=when, line=number)
     elif item_type.endswith("_call"):
         # function_call / custom_tool_call carry a name; local_shell_call, web_search_call… do not.
         name = get_str(payload, "name") or item_type.removesuffix("_call")

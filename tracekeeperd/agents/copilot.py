@@ -40,6 +40,7 @@ from .records import (
     sniff,
     to_text,
     tool_call,
+    tool_result,
 )
 
 NAME = "copilot"
@@ -136,15 +137,9 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 )
         elif kind == "tool.execution_complete":
             call_id = get_str(data, "toolCallId")
-            name = tool_names.get(call_id) if call_id else None
-            yield Turn(
-                "tool_result",
-                _result_text(data),
-                name=name or get_str(data, "toolName"),
-                timestamp=when,
-                line=number,
-                call_id=call_id,
-            )
+            text = _result_text(data)
+            fallback = get_str(data, "toolName")
+            yield tool_result(tool_names, text, call_id=call_id, timestamp=when, line=number, fallback=fallback)
         elif kind in {"session.error", "abort"}:
             text = get_str(data, "message") or get_str(data, "reason") or kind
             yield Turn("system", text, name=kind, timestamp=when, line=number)

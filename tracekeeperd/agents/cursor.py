@@ -38,6 +38,7 @@ from .records import (
     sniff,
     to_text,
     tool_call,
+    tool_result,
 )
 
 NAME = "cursor"
@@ -139,13 +140,8 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 )
             elif block_type == "tool_result":
                 call_id = get_str(block, "tool_use_id")
-                yield Turn(
-                    "tool_result",
-                    to_text(block.get("content")),
-                    name=tool_names.get(call_id) if call_id else None,
-                    line=number,
-                    call_id=call_id,
-                )
+                text = to_text(block.get("content"))
+                yield tool_result(tool_names, text, call_id=call_id, timestamp=None, line=number)
 
 
 EDIT_TOOLS: dict[str, Converter] = {

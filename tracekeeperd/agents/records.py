@@ -119,6 +119,21 @@ def tool_call(
     return Turn("tool_call", text, name=name, timestamp=timestamp, line=line, call_id=call_id)
 
 
+def tool_result(
+    names: dict[str, str],
+    text: str,
+    *,
+    call_id: str | None,
+    timestamp: datetime | None,
+    line: int,
+    fallback: str | None = None,
+) -> Turn:
+    """A tool-result turn named after its call (`tool_call` remembered the name by id), or
+    after `fallback` when the call was never seen (a transcript cut before it)."""
+    name = names.get(call_id) if call_id else None
+    return Turn("tool_result", text, name=name or fallback, timestamp=timestamp, line=line, call_id=call_id)
+
+
 def to_text(value: object) -> str:
     """Render a value for a reader: strings as they are, anything else as compact JSON."""
     if value is None:
