@@ -519,8 +519,6 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench_notes.py", (), ()),
     ("bench_discovery.py", ("--quick",), ("--quick",)),
     ("bench_read.py", (), ("--quick",)),
-
-
     ("bench_large.py", (), ("--quick",)),
 )
 

@@ -87,8 +87,7 @@ def test_show_verifies_a_redacted_commit_from_the_local_transcript(env: Env) -> 
     transcript.write_bytes(b"".join(planted.lines[:40]))
     repo.activate(transcript)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note")
+        sha = repo.commit_noted("x")
     data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
     (session,) = data["sessions"]
     assert session["verified"] is True

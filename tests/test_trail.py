@@ -159,8 +159,7 @@ def test_log_counts_prompts_from_the_daemons_copy_of_the_transcript(env: Env) ->
     transcript.write_bytes(b"".join(lines))
     repo.activate(transcript)
     with running_daemon(env):
-        sha = repo.commit("agent work")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("agent work")
     (meta,) = note_links(repo.note(sha))
     for stored in env.local_store.rglob("*.jsonl"):
         stored.unlink()  # not from the store: from the transcript the daemon's queue names

@@ -42,8 +42,6 @@ T = TypeVar("T")
 
 #: How often linked sessions are checked for growth (their upload waits for the debounce).
 FOLLOW_INTERVAL = 5.0
-#: After a wake-up, wait this long for more commits before claiming work.
-COALESCE = 0.1
 #: How often the queue's file is checked to still be the one the daemon writes (a stat).
 QUEUE_CHECK = 2.0
 
@@ -226,6 +224,8 @@ class Daemon:
         for git_dir, source, target in result.copies:
             self.io.submit(self._copy_note, git_dir, source, target)
         if result.job_ids:
+            if self.worker is not None:
+                self.worker.arrivals.arrived(time.time())
             self.wake.set()
         self._signal_progress()  # a rewrite may have moved or merged jobs a flush waits for
 
@@ -267,34 +267,31 @@ class Daemon:
         while not self._stopping:
             await asyncio.sleep(interval)
             try:
-                await loop.run_in_executor(self.io, self.worker.refresh_sessions, self.config.follow_debounce)
-                await loop.run_in_executor(self.io, self.worker.repair_notes)
+                await loop.run_in_executor(self.io, self.worker.follow, self.config.follow_debounce)
             except Exception:
                 log.exception("refreshing followed sessions failed")
 
     # --- UPLOAD -> NOTE -------------------------------------------------------------------
 
     async def _work(self) -> None:
+        """Turn the worker (worker.loop) until stopped; between turns, sleep until due or woken."""
         assert self.worker is not None
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self.wake.clear()
             try:
-                claimed = await loop.run_in_executor(self.io, self.worker.run_once)
-                if claimed:
-                    self._signal_progress()
-                    await self._publish_status()
-                    continue
-                delay = await loop.run_in_executor(self.io, self.worker.wait_time)
+                tick = await loop.run_in_executor(self.io, self.worker.loop)
             except Exception:  # the worker must outlive any bug: log it, pause, carry on
                 log.exception("worker loop failed; retrying after a pause")
                 await asyncio.sleep(1.0)
                 continue
+            if tick.claimed:
+                self._signal_progress()
+                await self._publish_status()
+            if tick.wait == 0:
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=delay)
-                # Woken by a new commit: let the rest of a burst (a rebase, a script) arrive so
-                # it shares one upload, at a cost far below the note-latency budget.
-                await asyncio.sleep(COALESCE)
+                await asyncio.wait_for(self.wake.wait(), timeout=tick.wait)
 
     async def _publish_status(self) -> None:
         assert self.queue is not None

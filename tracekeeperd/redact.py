@@ -55,12 +55,8 @@ Design choices, and why:
   whole input was processed; after an error, whatever was written to ``dst``
   is an incomplete prefix and the caller must discard it.
 
-Marker format: ``[REDACTED:<rule-id>]``, or ``[REDACTED:<rule-id>:<hash8>]``
-when `RedactionConfig.hash_key` is set, where ``hash8`` is the first 8 hex
-digits of HMAC-SHA256(hash_key, secret bytes).  Equal secrets get equal
-markers, so a reader can tell "the same token twice" from "two tokens".  The
-hash is keyed because a bare sha256 prefix of a weak password is an offline
-guessing oracle: the daemon should pass a random per-installation key.
+Marker format: ``[REDACTED:<rule-id>]``.  (A keyed hash of the secret in the
+marker was here once, never configured by the daemon: removed, issue #9.)
 
 The rules cover the formats listed in the tracekeeper issue.  Prefixes,
 lengths, keywords and entropy thresholds follow the public gitleaks default
@@ -73,7 +69,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import hmac
 import importlib
 import json
 import math
@@ -145,8 +140,6 @@ class RedactionConfig:
     scrub_home: bool = False
     home: str | None = None
     user: str | None = None
-    hash_key: bytes | None = None
-    """Key for the marker hash; None gives markers without a hash."""
 
 
 @dataclass
@@ -600,8 +593,6 @@ class _Span:
     rank: int
     counted: bool = True
     """False for the continuation lines of a multi-line key: one key, one finding."""
-    text: bytes | None = None
-    """The secret as a reader sees it, when its bytes are escaped: equal secrets, equal marker hashes."""
 
 
 @dataclass
@@ -882,7 +873,7 @@ class Redactor:
                 line_start = block.rfind(b"\n", 0, span.start) + 1
             out.append(self._scrub(block[pos : span.start]))
             rule = self._rules[span.rank]
-            out.append(self._marker(rule, block[span.start : span.end] if span.text is None else span.text))
+            out.append(b"[REDACTED:" + rule.marker_id + b"]")
             touched.add(line_start)
             if span.counted:
                 report.counts[rule.id] = report.counts.get(rule.id, 0) + 1
@@ -892,13 +883,6 @@ class Redactor:
         result = b"".join(out)
         _check_json(block, result, touched, first_line)
         return result
-
-    def _marker(self, rule: _Compiled, secret: bytes) -> bytes:
-        key = self._config.hash_key
-        if key is None:
-            return b"[REDACTED:" + rule.marker_id + b"]"
-        digest = hmac.new(key, secret, hashlib.sha256).hexdigest()[:8].encode()
-        return b"[REDACTED:" + rule.marker_id + b":" + digest + b"]"
 
 
 # ---------------------------------------------------------------------------
@@ -1024,12 +1008,8 @@ def _merge(spans: list[_Span]) -> list[_Span]:
     for span in spans:
         last = merged[-1] if merged else None
         if last is None or span.start >= last.end:
-            merged.append(_Span(span.start, span.end, span.rank, span.counted, span.text))
+            merged.append(_Span(span.start, span.end, span.rank, span.counted))
             continue
-        if (span.start, span.end) == (last.start, last.end):
-            last.text = last.text or span.text  # the same bytes, found in the raw and the decoded text
-        else:
-            last.text = None
         last.end = max(last.end, span.end)
         last.rank = min(last.rank, span.rank)
         last.counted = last.counted or span.counted
@@ -1305,7 +1285,7 @@ class _View:
         if end > region.end or not region.in_string(start, end):
             return None
         raw_start, raw_end = region.raw(start, end)
-        return _Span(raw_start, raw_end, span.rank, span.counted, bytes(self.text[start:end]))
+        return _Span(raw_start, raw_end, span.rank, span.counted)
 
     def _region(
         self, data: bytes, source: _Source, a: int, b: int, *, plain: bool = False, syntax: bool = False

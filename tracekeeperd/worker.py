@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,11 @@ SNAPSHOT_IDLE = 24 * 3600.0
 BATCH_LIMIT = 200
 #: Sessions linked to a commit within this window have their remote copy kept current.
 FOLLOW_WINDOW = 24 * 3600.0
+#: A commit that arrives within this long of the one before is part of a burst: claiming waits
+#: until the burst has been quiet this long, so the rest of it shares one upload.
+COALESCE = 0.1
+#: A burst that never goes quiet (a script committing in a loop) is claimed this long after it began.
+COALESCE_MOST = 0.5
 
 
 class DbThread:
@@ -104,7 +109,59 @@ class Gate:
     reason: str | None = None
 
 
+class Arrivals:
+    """When commits arrived, so the worker waits only for a burst, never for a lone commit.
+
+    Waiting a fixed moment after every wake-up would share one upload among a burst's commits
+    (a rebase, a script), but a lone commit would pay it too: most of its note latency. A
+    commit that follows the previous one within `quiet` seconds shows a burst is going on; only
+    then is claiming held until the burst has been quiet for `quiet` seconds (and at most `most`
+    seconds after it began). Times come from the caller, so tests drive it with injected time.
+    """
+
+    def __init__(self, quiet: float = COALESCE, most: float = COALESCE_MOST) -> None:
+        self.quiet, self.most = quiet, most
+        self.last: float | None = None
+        self.burst_since: float | None = None
+        self._lock = threading.Lock()  # the event loop records, the I/O thread asks
+
+    def arrived(self, now: float) -> None:
+        with self._lock:
+            if self.last is not None and now - self.last <= self.quiet:
+                self.burst_since = self.last if self.burst_since is None else self.burst_since
+            else:
+                self.burst_since = None
+            self.last = now
+
+    def hold(self, now: float) -> float:
+        """Seconds to hold off claiming: 0 unless a burst is still arriving."""
+        with self._lock:
+            if self.burst_since is None or self.last is None:
+                return 0.0
+            until = min(self.last + self.quiet, self.burst_since + self.most)
+            if now >= until:
+                self.burst_since = None  # this burst is claimed; the next commit starts afresh
+                return 0.0
+            return until - now
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one turn of the worker did, and when the next turn may find work."""
+
+    claimed: int
+    #: Seconds to sleep unless woken: 0 to go again at once, None for "until something arrives".
+    wait: float | None
+
+
 class Worker:
+    """The UPLOAD -> NOTE side of the queue, driven one turn at a time (`loop`).
+
+    Like huey's consumer (coleifer/huey, huey/consumer.py: `Worker.loop(now=None)`), every turn
+    takes its time from its caller: the daemon passes nothing (the clock), tests pass `now` and
+    step through backoff, gates and bursts without waiting for any of it.
+    """
+
     def __init__(
         self,
         queue: Queue,
@@ -118,13 +175,8 @@ class Worker:
         clock: Callable[[], float] = time.time,
         indexer: Indexer | None = None,
     ) -> None:
-        self.queue = queue
-        self.db = db
-        self.store = store
-        self.snapshots = snapshots
-        self.notes_ref = notes_ref
-        self.policy = policy
-        self.clock = clock
+        self.queue, self.db, self.store, self.snapshots = queue, db, store, snapshots
+        self.notes_ref, self.policy, self.clock = notes_ref, policy, clock
         self.gate = Gate()
         self.store_id = store.ident()
         #: Repositories whose notes we wrote, and when: watched for a while by `repair_notes`.
@@ -142,6 +194,35 @@ class Worker:
         self.indexer = indexer
         #: This batch's redacted session per remote path (what was, or already is, in the store).
         self._planned: dict[str, outgoing.View] = {}
+        self.arrivals = Arrivals()
+        #: The time of the turn in progress (`loop(now=...)`); None: ask the clock.
+        self._now: float | None = None
+
+    def now(self) -> float:
+        return self.clock() if self._now is None else self._now
+
+    @contextlib.contextmanager
+    def _at(self, now: float | None) -> Iterator[None]:
+        """Every timestamp the turn writes (claims, backoff, notes) is `now`, when given."""
+        self._now = now
+        try:
+            yield
+        finally:
+            self._now = None
+
+    def loop(self, now: float | None = None) -> Tick:
+        """One turn: hold for a burst still arriving, else claim and process one batch."""
+        with self._at(now):
+            hold = self.arrivals.hold(self.now())
+            if hold > 0:
+                return Tick(0, hold)
+            claimed = self.run_once()
+            return Tick(claimed, 0.0 if claimed else self.wait_time())
+
+    def follow(self, debounce: float, now: float | None = None) -> int:
+        """One turn of the housekeeping between batches: refresh followed sessions, repair notes."""
+        with self._at(now):
+            return self.refresh_sessions(debounce) + self.repair_notes()
 
     # --- scheduling -------------------------------------------------------------------
 
@@ -150,7 +231,7 @@ class Worker:
         due = self.db.run(self.queue.next_due)
         if due is None:
             return None
-        return max(0.0, max(due, self.gate.closed_until) - self.clock())
+        return max(0.0, max(due, self.gate.closed_until) - self.now())
 
     def open_gate(self) -> None:
         self.gate = Gate()
@@ -172,7 +253,7 @@ class Worker:
 
     def run_once(self) -> int:
         """Process one batch of due jobs; returns how many were claimed."""
-        now = self.clock()
+        now = self.now()
         if now < self.gate.closed_until:
             return 0
         jobs = self.db.run(self.queue.claim_due, now, BATCH_LIMIT, self.policy.attempt_timeout * 2)
@@ -184,7 +265,7 @@ class Worker:
             # A bug must not strand claimed jobs in `uploading`: hand them back with the reason.
             log.exception("batch of %d job(s) crashed", len(jobs))
             for job in jobs:
-                self.db.run(self.queue.defer_if_uploading, job.id, f"internal error: {exc!r}", self.clock() + 60)
+                self.db.run(self.queue.defer_if_uploading, job.id, f"internal error: {exc!r}", self.now() + 60)
         self.collect_snapshots()
         return len(jobs)
 
@@ -231,7 +312,7 @@ class Worker:
             for path, error in failed.items():
                 for job in groups.pop(path, []):
                     self._fail(job, f"the store rejected {path}: {error}")
-            now = self.clock()
+            now = self.now()
             for path, job in chosen.items():
                 if path in groups:
                     self.db.run(self.queue.record_upload, self.store_id, path, job, now)
@@ -379,7 +460,7 @@ class Worker:
         try:
             seen = ref_stamp(git_dir, self.notes_ref)
             notes.add(git_dir, self.notes_ref, lines)
-            self._noted_in[git_dir], self._ref_seen[git_dir] = self.clock(), seen
+            self._noted_in[git_dir], self._ref_seen[git_dir] = self.now(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
             return
@@ -388,10 +469,10 @@ class Worker:
             return
         noted: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
         for job, link in live:
-            if not self.db.run(self.queue.complete, job.id, link.url, self.clock(), link.redacted, job.commit_sha):
+            if not self.db.run(self.queue.complete, job.id, link.url, self.now(), link.redacted, job.commit_sha):
                 # A rewrite moved the job to another commit while we wrote this note: note that one too.
                 self.db.run(
-                    self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.clock(), self.clock()
+                    self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.now(), self.now()
                 )
                 continue
             log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, link.url)
@@ -442,12 +523,12 @@ class Worker:
     def _close_gate(self, exc: TransientError) -> None:
         self.gate.failures += 1
         delay = backoff(self.policy, self.gate.failures, exc.retry_after)
-        self.gate.closed_until = self.clock() + delay
+        self.gate.closed_until = self.now() + delay
         self.gate.reason = str(exc)
         log.warning("store unavailable, next try in %.0fs: %s", delay, exc)
 
     def _defer(self, job: Job, exc: TransientError) -> None:
-        now = self.clock()
+        now = self.now()
         delay = backoff(self.policy, job.attempts + 1, exc.retry_after)
         self.db.run(self.queue.defer, job.id, str(exc), now + delay, now)
 
@@ -457,7 +538,7 @@ class Worker:
 
     def _fail(self, job: Job, reason: str) -> None:
         log.error("job %d (%s %s) failed: %s", job.id, job.commit_sha[:12], job.session_id, reason)
-        self.db.run(self.queue.fail, job.id, reason, self.clock())
+        self.db.run(self.queue.fail, job.id, reason, self.now())
 
     def _fail_all(self, jobs: list[Job], reason: str) -> None:
         for job in jobs:
@@ -475,7 +556,7 @@ class Worker:
         A repository whose notes ref has not moved since we last looked costs a few `stat`s,
         not a git process: only another write can have dropped our lines.
         """
-        now = self.clock()
+        now = self.now()
         repaired = 0
         for git_dir, at in list(self._noted_in.items()):
             if now - at > REPAIR_WINDOW or not git_dir.exists():
@@ -506,7 +587,7 @@ class Worker:
         has been quiet for `debounce` seconds (so also once more after the session ends), only
         its new lines are snapshotted and redacted, and no note changes.
         """
-        now = self.clock()
+        now = self.now()
         if now < self.gate.closed_until:
             return 0
         refreshed = 0
@@ -553,7 +634,7 @@ class Worker:
             self._clear_scratch()
         if failed:
             raise PermanentError(failed[job.remote_path])
-        self.db.run(self.queue.record_upload, self.store_id, job.remote_path, grown, self.clock())
+        self.db.run(self.queue.record_upload, self.store_id, job.remote_path, grown, self.now())
         log.info("refreshed %s/%s: %d lines now at %s", job.agent, job.session_id, extent.lines, job.remote_path)
         return True
 
@@ -564,7 +645,7 @@ class Worker:
         """Delete snapshot files nothing needs any more (on the db thread: ingest appends there)."""
 
         def collect() -> int:
-            paths = self.queue.collectable_snapshots(self.clock(), SNAPSHOT_IDLE)
+            paths = self.queue.collectable_snapshots(self.now(), SNAPSHOT_IDLE)
             for path in paths:
                 self.snapshots.forget(Path(path))
                 self.queue.drop_snapshot(path)
