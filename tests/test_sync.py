@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from tracekeeper import install, sync
+from tracekeeper.cli import sync as sync_cli
 from tracekeeper.sync import MergeOutcome, PushOutcome
 from tracekeeperd.notes import TraceLink, add_link
 
@@ -562,7 +563,7 @@ def test_bootstrap_gives_a_fresh_clone_the_existing_notes(world: World) -> None:
     fresh.git("pull", "-q")
     assert fresh.git("rev-parse", TRACKING) == world.remote_notes()
     assert sync.unpushed(fresh.path, REF, "origin") == 0
-    answer = CliRunner().invoke(sync.pull, ["-C", str(fresh.path), "--json"])
+    answer = CliRunner().invoke(sync_cli.pull, ["-C", str(fresh.path), "--json"])
     assert answer.exit_code == 0, answer.output
     assert [(r["remote"], r["outcome"]) for r in json.loads(answer.output)] == [("origin", "fast-forward")]
 

@@ -37,6 +37,11 @@ def info(message: str) -> None:
         sys.stdout.write(message + "\n")
 
 
+def warn(message: str) -> None:
+    """Something that did not stop the command but may need the user (stderr, even with -q)."""
+    sys.stderr.write(f"warning: {message}\n")
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
