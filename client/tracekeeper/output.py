@@ -66,12 +66,14 @@ def ago(ts: float | None, now: float | None = None) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def console() -> Any:
-    import sys
+def console(*, stderr: bool = False) -> Any:
+    """rich, for styled output: colour on a terminal, plain text when piped (rich decides).
 
+    Lines are never wrapped (soft_wrap), on a terminal either, as git and gh do: rich would
+    break them at 80 columns when piped and fold a long URL on a terminal, and a URL broken in
+    two can no longer be copied or grepped. What is printed quotes transcripts and notes:
+    `:warning:` in them stays text (emoji=False).
+    """
     from rich.console import Console
 
-    # Piped into another program, lines stay whole instead of wrapping at 80 columns. What is
-    # printed quotes transcripts and notes: `:warning:` in them stays text (emoji=False), as in
-    # show.render.
-    return Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty())
+    return Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=True)

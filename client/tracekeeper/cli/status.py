@@ -15,10 +15,61 @@ from ..api import collect_status
 from ..errors import ClientError
 from ..output import ago, console, emit_json
 
+#: The colour of a job's state on a terminal.
+COLOURS = {"failed": "red", "pending": "yellow", "uploading": "cyan", "done": "green"}
+
+
+def _when(job: dict[str, Any], now: float) -> str:
+    """Relative, like gh: when a pending job is tried next, else when it last changed."""
+    if job["state"] == "pending":
+        return ago(job.get("next_attempt_at"), now)
+    return ago(job.get("updated_at"), now)
+
+
+def job_lines(jobs: list[dict[str, Any]], now: float, *, color: bool) -> list[str]:
+    """One row per job (short commit and session ids, relative times), then one line per job
+    that has something to say (its error, secrets redacted), whole: never wrapped, so an error
+    quoting a URL can be copied. Trace URLs are in `--json` and `tracekeeper show`.
+
+    Plain text padded by hand rather than a rich Table, which folds cells at the console's width
+    (80 columns when piped). Jobs quote hostile text: every cell goes through safetext.visible.
+    """
+    from ..safetext import visible
+
+    header = ("ID", "STATE", "COMMIT", "REPO", "SESSION", "TRIES", "WHEN")
+    rows = [
+        (
+            str(job["id"]),
+            job["state"],
+            job["commit"][:7],
+            visible(Path(job["repo"]).name),
+            visible(f"{job['agent']}/{job['session_id'][:8]}"),
+            str(job["attempts"]),
+            _when(job, now),
+        )
+        for job in jobs
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...], state: str | None = None) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
+        if color and state is not None:
+            padded[1] = click.style(padded[1], fg=COLOURS.get(state, "white"))
+        elif color:
+            padded = [click.style(cell, bold=True) for cell in padded]
+        return "  ".join(padded).rstrip()
+
+    lines = [line(header), *(line(row, job["state"]) for row, job in zip(rows, jobs, strict=True))]
+    for job in jobs:
+        removed = sum(((job.get("redactions") or {}).get("counts") or {}).values())
+        if job.get("last_error"):
+            lines.append(f"job {job['id']}: {visible(job['last_error'])}")
+        elif removed:
+            lines.append(f"job {job['id']}: {removed} secret{'s' if removed != 1 else ''} redacted")
+    return lines
+
 
 def _print_status(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
     # Jobs, spool entries and Hub answers quote hostile text (a transcript's path, a payload's
     # session id, a server's message): control characters spelled out, markup left literal.
     from ..safetext import markup
@@ -77,27 +128,9 @@ def _print_status(data: dict[str, Any]) -> None:
     jobs = data.get("jobs") or []
     if not jobs:
         return
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for column in ("job", "state", "commit", "repo", "session", "tries", "next try", "detail"):
-        table.add_column(column, overflow="fold")
-    colours = {"failed": "red", "pending": "yellow", "uploading": "cyan", "done": "green"}
-    for job in jobs:
-        detail = job.get("last_error") or job.get("url") or ""
-        removed = sum(((job.get("redactions") or {}).get("counts") or {}).values())
-        if removed and not job.get("last_error"):
-            detail += f" ({removed} secret{'s' if removed != 1 else ''} redacted)"
-        table.add_row(
-            str(job["id"]),
-            f"[{colours.get(job['state'], 'white')}]{job['state']}[/]",
-            job["commit"][:12],
-            markup(Path(job["repo"]).name),
-            markup(f"{job['agent']}/{job['session_id'][:13]}"),
-            str(job["attempts"]),
-            ago(job["next_attempt_at"], now) if job["state"] == "pending" else "-",
-            markup(detail),
-        )
     out.print()
-    out.print(table)
+    for line in job_lines(jobs, now, color=out.is_terminal):
+        click.echo(line)  # styled by click.style on a terminal; rich would strip its escapes
     if data.get("jobs_not_shown"):
         out.print(f"  … and {data['jobs_not_shown']} older job(s) not shown")
     if queue["failed"]:
