@@ -7,17 +7,23 @@ terminal through a pseudo-terminal (python's `pty`), as a user at a terminal see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from tracekeeperd.notes import TraceLink, add_link
 from tracekeeperd.queue import NewJob, Queue
 
-from .harness import Env, append_lines, make_repo, running_daemon, wait_for
+from .harness import Env, Repo, append_lines, make_repo, running_daemon, wait_for
+from .hubstub import running_hub
 
 SHA_DONE = "d" * 40
 SHA_FAILED = "f" * 40
@@ -113,3 +119,93 @@ def test_piped_show_keeps_a_long_trace_url_on_one_line(env: Env) -> None:
     assert len(url) > 100, url  # longer than the 80 columns rich assumes without a terminal
     out = env.cli("show", sha, "-C", str(repo.path)).stdout
     assert url in out.splitlines(), out
+
+
+# --- flush, push, pull: progress on a terminal, always a summary line ----------------------------
+
+
+@contextlib.contextmanager
+def one_job_waiting(env: Env) -> Iterator[tuple[Repo, str]]:
+    """A running daemon with one job pending in its backoff: the Hub stand-in was offline at the
+    first try and is back now, so a flush (which makes it due at once) uploads it."""
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write", TRACEKEEPER_RETRY_CAP="600")
+        env.vars.update(TRACEKEEPER_RETRY_BASE="300")
+        hub.create_bucket("alice/agent-traces")
+        repo = make_repo(env).install()
+        transcript = env.transcript()
+        append_lines(transcript, 2)
+        repo.activate(transcript)
+        hub.go_offline()
+        with running_daemon(env):
+            sha = repo.commit("x")
+            wait_for(lambda: env.status()["jobs"] and env.status()["jobs"][0]["attempts"] >= 1, what="a try")
+            hub.go_online()
+            yield repo, sha
+
+
+def test_flush_ends_with_a_summary_line_and_shows_no_progress_when_piped(env: Env) -> None:
+    with one_job_waiting(env) as (repo, sha):
+        proc = env.cli("flush", "--timeout", "30")
+        assert repo.note(sha)
+        assert proc.stdout == "1 uploaded, 0 pending\n"
+        assert proc.stderr == ""  # progress is for a terminal only
+        again = env.cli("flush")
+        assert again.stdout == "0 uploaded, 0 pending\n"
+        assert env.cli("-q", "flush").stdout == ""
+
+
+def test_flush_on_a_terminal_shows_progress_then_the_summary(env: Env) -> None:
+    with one_job_waiting(env) as (repo, sha):
+        out = ANSI.sub("", on_terminal(env, "flush", "--timeout", "30"))
+        assert repo.note(sha)
+    assert "uploading 1 job" in out, out
+    assert out.rstrip().endswith("1 uploaded, 0 pending"), out
+
+
+def notes_world(env: Env, monkeypatch: pytest.MonkeyPatch) -> tuple[Repo, Repo, str]:
+    """Two clones of one bare remote; clone `a` has one noted commit, pushed without its note."""
+    for key, value in env.vars.items():
+        monkeypatch.setenv(key, value)
+    remote = env.root / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], env=env.vars, check=True)
+    a = make_repo(env, "a")
+    sha = a.commit("base")
+    a.git("remote", "add", "origin", str(remote))
+    a.git("push", "-q", "-u", "origin", "main")
+    b = make_repo(env, "b")
+    b.git("remote", "add", "origin", str(remote))
+    b.git("fetch", "-q", "origin")
+    link = TraceLink(
+        url="file:///store/app-1234abcd/sessions/codex-s1.jsonl",
+        agent="codex",
+        session_id="s1",
+        first_line=1,
+        last_line=3,
+        bytes=300,
+        sha256="0" * 64,
+    )
+    assert add_link(a.git_dir, "refs/notes/hf-traces", sha, link)
+    return a, b, sha
+
+
+def test_push_and_pull_end_with_what_travelled(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, _ = notes_world(env, monkeypatch)
+    pushed = env.cli("push", "-C", str(a.path))
+    assert pushed.stdout.splitlines()[-1] == "notes pushed to origin: 1 new", pushed.stdout
+    assert pushed.stderr == ""
+    assert env.cli("push", "-C", str(a.path)).stdout.splitlines()[-1] == "notes pushed to origin: 0 new"
+    pulled = env.cli("pull", "-C", str(b.path))
+    assert pulled.stdout.splitlines()[-1] == "notes pulled from origin: 1 new", pulled.stdout
+    assert env.cli("pull", "-C", str(b.path)).stdout.splitlines()[-1] == "notes pulled from origin: 0 new"
+    assert env.cli("-q", "push", "-C", str(a.path)).stdout == ""
+    assert env.cli("-q", "pull", "-C", str(b.path)).stdout == ""
+    data = json.loads(env.cli("pull", "-C", str(b.path), "--json").stdout)
+    assert data[0]["received"] == 0
+
+
+def test_push_on_a_terminal_shows_progress(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _, _ = notes_world(env, monkeypatch)
+    out = ANSI.sub("", on_terminal(env, "-C", str(a.path), "push"))
+    assert "pushing notes to origin" in out, out
+    assert out.rstrip().endswith("notes pushed to origin: 1 new"), out

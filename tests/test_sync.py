@@ -318,7 +318,7 @@ def test_concurrent_pushes_from_two_processes_converge(world: World) -> None:
         for proc in procs:
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err
-            assert out.startswith("origin: ")
+            assert out.startswith("notes pushed to origin: ")
     for repo in (a, b):
         sync.pull_notes(repo.path, "origin")
     assert_notes(expected, a, b)

@@ -66,6 +66,44 @@ def ago(ts: float | None, now: float | None = None) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
+def progress_shown() -> bool:
+    """Progress is drawn for a person watching: stderr a terminal, and no -q."""
+    return not _QUIET[0] and sys.stderr.isatty()
+
+
+class Progress:
+    """A rich progress line on stderr while something slow runs (`flush`, `push`, `pull`);
+    nothing at all unless `progress_shown()`. `total=None` draws a spinner. Transient: once
+    done the line goes, and what stays is the command's summary line on stdout."""
+
+    def __init__(self, description: str, total: int | None = None) -> None:
+        self.description = description
+        self.total = total
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if progress_shown():
+            from rich import progress as rp
+
+            columns: list[Any] = [rp.SpinnerColumn(), rp.TextColumn("{task.description}")]
+            if self.total is not None:
+                columns += [rp.BarColumn(), rp.MofNCompleteColumn()]
+            columns.append(rp.TimeElapsedColumn())
+            self._progress = rp.Progress(*columns, console=console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def update(self, completed: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=completed)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
 def console(*, stderr: bool = False) -> Any:
     """rich, for styled output: colour on a terminal, plain text when piped (rich decides).
 

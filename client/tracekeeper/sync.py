@@ -88,6 +88,8 @@ class PullResult:
     outcome: MergeOutcome
     remote_oid: str | None
     local_oid: str | None
+    #: Commits whose note here is new or changed by this pull (what the summary line counts).
+    received: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class PushResult:
     attempts: int
     pulled: PullResult
     pushed_oid: str | None = None
+    #: Commits whose note the remote lacked or had an older version of, before this push.
+    sent: int = 0
 
 
 @dataclass(frozen=True)
@@ -479,8 +483,15 @@ def pull_notes(repo: Repository, remote: str, notes_ref: str = DEFAULT_NOTES_REF
     ref = normalize_notes_ref(notes_ref)
     remote_oid = _fetch(where, remote, ref)
     _remember(where, ref, remote, fetched_at=time.time(), remote_oid=remote_oid)
-    outcome = _merge_into(where, ref, tracking_ref(remote, ref)) if remote_oid else MergeOutcome.NO_REMOTE_NOTES
-    return PullResult(remote, outcome, remote_oid, _rev(where, ref))
+    if not remote_oid:
+        return PullResult(remote, MergeOutcome.NO_REMOTE_NOTES, remote_oid, _rev(where, ref))
+    before = _note_pairs(where, ref) if _rev(where, ref) else {}
+    outcome = _merge_into(where, ref, tracking_ref(remote, ref))
+    local = _rev(where, ref)
+    received = 0
+    if outcome is not MergeOutcome.UP_TO_DATE and local:
+        received = sum(1 for commit, blob in _note_pairs(where, ref).items() if before.get(commit) != blob)
+    return PullResult(remote, outcome, remote_oid, local, received)
 
 
 # --- push -----------------------------------------------------------------------------------
@@ -547,13 +558,14 @@ def push_notes(
             return PushResult(remote, PushOutcome.NOTHING_TO_PUSH, attempt, pulled)
         if local == pulled.remote_oid:
             return PushResult(remote, PushOutcome.UP_TO_DATE, attempt, pulled)
+        sent = unpushed(where, ref, remote) or 0  # the tracking ref is theirs as just fetched
         ok, retry, detail = _push_once(where, remote, ref, local)
         if ok:
             # What plain `git push` does when a fetch refspec maps the ref; we do it always,
             # so `unpushed` is right even where the repository was never configured.
             _run(where, ["update-ref", tracking_ref(remote, ref), local], check=False)
             _remember(where, ref, remote, pushed_at=time.time(), remote_oid=local)
-            return PushResult(remote, PushOutcome.PUSHED, attempt, pulled, local)
+            return PushResult(remote, PushOutcome.PUSHED, attempt, pulled, local, sent)
         if not retry:
             break
         if attempt < attempts:

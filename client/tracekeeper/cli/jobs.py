@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
@@ -10,7 +11,7 @@ from tracekeeperd.paths import resolve
 
 from ..api import Client
 from ..errors import ClientError
-from ..output import ExitStatus
+from ..output import ExitStatus, Progress, info, progress_shown
 
 
 def _client(timeout: float = 10.0) -> Client:
@@ -38,29 +39,61 @@ def flush(timeout: float) -> None:
       $ tracekeeper flush --timeout 300 && git push
     """
     # The daemon answers when the jobs settle or at --timeout; allow for a slow answer on top.
-    answer = _client(timeout=timeout + 15).flush(timeout)
+    answer = _flush_with_progress(timeout)
+    failed = answer["failed"]
+    info(f"{answer['done']} uploaded, {answer['pending']} pending" + (f", {len(failed)} failed" if failed else ""))
     if answer["pending"]:
         raise ClientError(
             f"{answer['pending']} job(s) still pending after {timeout:g}s: {answer.get('reason') or 'still uploading'}",
             exit_code=ExitStatus.TIMEOUT,
         )
-    if answer["failed"]:
-        first = answer["failed"][0]
+    if failed:
+        first = failed[0]
         raise ClientError(
-            f"{len(answer['failed'])} of the {answer['waited']} job(s) this flush waited on failed: "
+            f"{len(failed)} of the {answer['waited']} job(s) this flush waited on failed: "
             f"{first.get('last_error') or 'no reason recorded'} (see `tracekeeper status`)",
             exit_code=ExitStatus.JOBS_FAILED,
         )
-    if answer["waited"]:
-        click.echo(f"flushed: {answer['done']} done, nothing pending")
-    else:
-        click.echo("flushed: nothing was pending")
     if answer.get("failed_before"):
         click.echo(
             f"note: {answer['failed_before']} job(s) failed before this flush; `tracekeeper status` says why, "
             "then `tracekeeper retry` or `tracekeeper drop --failed`",
             err=True,
         )
+
+
+#: How often a flush on a terminal asks the daemon how far it got.
+POLL = 0.5
+
+
+def _unsettled(client: Client) -> int:
+    queue = client.status()["queue"]
+    return int(queue["pending"]) + int(queue["uploading"])
+
+
+def _flush_with_progress(timeout: float) -> dict[str, Any]:
+    """The daemon's flush answer; on a terminal, a progress bar meanwhile, from its status.
+
+    The flush request blocks until the jobs settle, so it runs on a thread while this one polls
+    `/v1/status` (the socket API has no progress stream). Piped or with -q: just the request.
+    """
+    flusher = _client(timeout=timeout + 15)
+    if not progress_shown():
+        return flusher.flush(timeout)
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as Pending
+
+    poller = _client(timeout=5)
+    total = _unsettled(poller)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(flusher.flush, timeout)
+        with Progress(f"uploading {total} job(s)" if total else "flushing", total=total or None) as bar:
+            while True:
+                try:
+                    return future.result(timeout=POLL)
+                except Pending:
+                    with contextlib.suppress(ClientError):  # a missed update is no reason to stop
+                        bar.update(max(0, total - _unsettled(poller)))
 
 
 def _not_failed(answer: dict[str, Any]) -> None:

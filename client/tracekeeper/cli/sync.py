@@ -13,8 +13,9 @@ import click
 
 from tracekeeperd.errors import TracekeeperError
 
-from ..output import emit_json
-from ..sync import background_push, log, notes_ref, pull_notes, push_notes, targets
+from ..output import Progress, emit_json, info
+from ..safetext import visible
+from ..sync import PushResult, background_push, log, notes_ref, pull_notes, push_notes, targets
 from .options import REPO_OPTION
 
 
@@ -57,15 +58,27 @@ def push(
         refs = [(name, oid) for name, _, oid in (item.rpartition("=") for item in pushed.split()) if name]
         return background_push(repo.resolve(), remote or "origin", ref, wait_pid, refs)
     ref = notes_ref()
-    results = [push_notes(repo, name, ref) for name in targets(repo, remote, all_remotes)]
+    results = []
+    for name in targets(repo, remote, all_remotes):
+        with Progress(f"pushing notes to {visible(name)}"):
+            result = push_notes(repo, name, ref)
+        results.append(result)
+        if not as_json:
+            info(push_summary(result))
     if as_json:
         emit_json([{**asdict(r), "pulled": asdict(r.pulled)} for r in results])
-        return 0
-    for r in results:
-        oid = f" {r.pushed_oid[:12]}" if r.pushed_oid else ""
-        retried = f" after {r.attempts} attempts" if r.attempts > 1 else ""
-        click.echo(f"{r.remote}: {r.outcome.value}{oid}{retried} (their notes: {r.pulled.outcome.value})")
     return 0
+
+
+def push_summary(result: PushResult) -> str:
+    """One line per remote, like git's: what reached it; its notes merged first, if any."""
+    extra = []
+    if result.pulled.received:
+        extra.append(f"{result.pulled.received} of theirs merged first")
+    if result.attempts > 1:
+        extra.append(f"after {result.attempts} attempts")
+    tail = f" ({', '.join(extra)})" if extra else ""
+    return f"notes pushed to {visible(result.remote)}: {result.sent} new{tail}"
 
 
 @click.command(short_help="Fetch trace notes from a remote and merge them in.")
@@ -84,12 +97,15 @@ def pull(*, remote: str | None, repo: Path, all_remotes: bool, as_json: bool) ->
       $ tracekeeper pull --all
     """
     ref = notes_ref()
-    results = [pull_notes(repo, name, ref) for name in targets(repo, remote, all_remotes)]
+    results = []
+    for name in targets(repo, remote, all_remotes):
+        with Progress(f"fetching notes from {visible(name)}"):
+            result = pull_notes(repo, name, ref)
+        results.append(result)
+        if not as_json:
+            info(f"notes pulled from {visible(result.remote)}: {result.received} new")
     if as_json:
         emit_json([asdict(r) for r in results])
-        return
-    for r in results:
-        click.echo(f"{r.remote}: {r.outcome.value}")
 
 
 @click.group()
