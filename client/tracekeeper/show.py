@@ -139,7 +139,10 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
             f"{exc}; `tracekeeper status` on the machine that made the commit shows whether it is still queued"
         ) from None
     except (OSError, TracekeeperError) as exc:
-        raise ShowError(f"cannot fetch {link.url}: {exc}") from None
+        from .hub_errors import describe
+
+        reason, hint = describe(exc, access="read")
+        raise ShowError(f"cannot fetch {link.url}: {reason}", hint=hint) from exc
     return Trail(link, data, "store", _matches(data, link))
 
 

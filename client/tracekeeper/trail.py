@@ -297,8 +297,13 @@ def forget(
     for target in plan.targets:
         try:
             delete_url(target.url)
-        except (OSError, TracekeeperError, TrailError) as exc:
+        except TrailError as exc:  # our own words already
             result.errors[target.url] = str(exc)
+            continue
+        except (OSError, TracekeeperError) as exc:
+            from .hub_errors import describe
+
+            result.errors[target.url] = describe(exc, access="write")[0]
             continue
         result.deleted.append(target.url)
         stones[target.url] = Tombstone(target.url, target.agent, target.session_id, at, by)

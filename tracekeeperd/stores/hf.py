@@ -353,6 +353,11 @@ class HfStore:
         from pathlib import Path
 
         bucket = self.bucket_id()
+        # A person is waiting (`tracekeeper show`): an unreachable Hub must fail fast, as in
+        # `delete`. The download's first request (`paths-info`) goes through the library's
+        # `http_backoff`, which retries a refused connection five times, sleeping up to 8 s
+        # each (huggingface_hub/utils/_http.py), under our own retries: over a minute.
+        self._call(lambda: self._hf().bucket_info(bucket), retries=0)
         with tempfile.TemporaryDirectory(prefix="tracekeeper-") as tmp:
             local = Path(tmp) / "trace.jsonl"
             try:

@@ -34,6 +34,14 @@ def run(command: click.Command, args: list[str], prog_name: str) -> int:
         else:
             original(message, category, *_args, **_kwargs)  # type: ignore[arg-type]
 
+    if not _debug():
+        # huggingface_hub logs every retry of its `http_backoff` as a warning ("'[Errno 111]
+        # Connection refused' thrown while requesting ... Retrying in 8s"): its internals, not
+        # news for a person waiting; the error that ends the command says what failed. The
+        # library reads this at import (huggingface_hub/utils/logging.py); the daemon logs its own.
+        import os
+
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     # Library code says "this did not stop us, but..." with warnings.warn(ClientWarning): one line.
     original = warnings.showwarning
     warnings.showwarning = show
