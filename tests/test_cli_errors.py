@@ -94,3 +94,33 @@ def test_a_refused_token_says_how_to_log_in_not_to_retry_a_job(env: Env) -> None
         f"Error: cannot fetch {url}: the Hub refused the token (401)",
         "hint: log in with an account that can read the bucket: hf auth login (or set HF_TOKEN)",
     ], shown.stderr
+
+
+def test_describe_reads_the_status_and_hides_the_transports_words() -> None:
+    """hub_errors.describe on the shapes the libraries really raise (texts as in
+    tracekeeperd/stores/hf.py's classify and hf_xet's errors above)."""
+    import tempfile
+
+    import httpx2
+
+    from tracekeeper.hub_errors import describe
+    from tracekeeperd.errors import TransientError
+
+    xet = ConnectionError(
+        "Server error: Request error: HTTP status server error (503 Service Unavailable), domain: http://x"
+    )
+    wrapped = TransientError(f"transfer failed: {xet}")
+    wrapped.__cause__ = xet
+    assert describe(wrapped, access="read")[0] == "the Hub answered 503"
+    refused = TransientError("cannot reach the Hub (ConnectError: [Errno 111] Connection refused)")
+    refused.__cause__ = httpx2.ConnectError("[Errno 111] Connection refused")
+    assert describe(refused, access="read")[0] == "the Hub cannot be reached"
+    temp = str(Path(tempfile.gettempdir()) / "tracekeeper-abc123" / "trace.jsonl")
+    full = OSError(28, "No space left on device", temp)
+    assert describe(full, access="read") == ("a temporary file: No space left on device", None)
+    mine = PermissionError(13, "Permission denied", "/srv/traces/app/s.jsonl")
+    assert describe(mine, access="read") == ("/srv/traces/app/s.jsonl: Permission denied", None)
+    middleware = RuntimeError("Request middleware error: error sending request for url (https://cas/...)")
+    message, hint = describe(middleware, access="read")
+    assert message == "the transfer failed (RuntimeError)" and "middleware" not in message
+    assert hint and "--traceback" in hint

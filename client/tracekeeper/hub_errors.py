@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 #: xet-core's text for an HTTP status on its own requests (the token fetch, CAS), as in hf.py.
 _XET_HTTP_STATUS = re.compile(r"HTTP status (?:client|server) error \((\d{3})\b")
@@ -86,7 +87,12 @@ def describe(exc: BaseException, *, access: str) -> tuple[str, str | None]:
             "the Hub cannot be reached",
             f"check the network and that {_endpoint()} is the Hub you mean (HF_ENDPOINT), then try again",
         )
-    if isinstance(exc, OSError):  # a local store: a file, not the network
-        where = f"{exc.filename}: " if exc.filename else ""
+    if isinstance(exc, OSError):  # a file: a local store's, or the download's temporary one
+        import tempfile
+
+        name = str(exc.filename or "")
+        if name.startswith(str(Path(tempfile.gettempdir()) / "tracekeeper-")):
+            name = "a temporary file"  # its path is ours, and gone by now: nothing to act on
+        where = f"{name}: " if name else ""
         return f"{where}{exc.strerror or type(exc).__name__}", None
     return f"the transfer failed ({type(chain[-1]).__name__})", "--traceback (or TRACEKEEPER_DEBUG=1) shows the details"

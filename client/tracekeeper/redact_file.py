@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,14 +123,14 @@ def _atomic_output(target: Path) -> Iterator[BinaryIO]:
 
 
 @contextmanager
-def _stdout_output() -> Iterator[BinaryIO]:
-    """Spool to an anonymous file, then copy to stdout: a pipe gets everything or nothing."""
+def _spooled_output(out: BinaryIO) -> Iterator[BinaryIO]:
+    """Spool to an anonymous file, then copy to `out` (stdout): a pipe gets everything or nothing."""
     with tempfile.TemporaryFile(prefix="tracekeeper-redact-") as spool:
         yield spool
         spool.seek(0)
         # A reader that went away (`| head`) raises BrokenPipeError, which runner.run handles.
-        shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
-        sys.stdout.buffer.flush()
+        shutil.copyfileobj(spool, out, 1 << 20)
+        out.flush()
 
 
 @contextmanager
@@ -140,11 +139,11 @@ def _discard() -> Iterator[BinaryIO]:
         yield sink
 
 
-def redact_file(file: Path, output: str | None) -> tuple[Report, str]:
+def redact_file(file: Path, output: str | None, stdout: BinaryIO | None = None) -> tuple[Report, str]:
     """Redact FILE as the daemon would; the report and the ruleset id.
 
     With OUT (`output`) a path, the redacted copy is written there atomically; with "-", to
-    stdout (spooled first, so a pipe gets all or nothing); with None, nowhere.
+    `stdout` (spooled first, so a pipe gets all or nothing); with None, nowhere.
     """
     from tracekeeperd.redact import RedactionError
 
@@ -161,7 +160,9 @@ def redact_file(file: Path, output: str | None) -> tuple[Report, str]:
         if target is not None:
             sink = _atomic_output(target)
         elif output == "-":
-            sink = _stdout_output()
+            if stdout is None:
+                raise RedactCommandError("-o - needs a stream to write the copy to")
+            sink = _spooled_output(stdout)
         else:
             sink = _discard()
         try:

@@ -86,7 +86,7 @@ def redact(file: Path, output: str | None, as_json: bool) -> None:
       $ tracekeeper redact session.jsonl -o - | jq -c .message
       $ tracekeeper redact session.jsonl --json | jq .counts
     """
-    report, ruleset = redact_file(file, output)
+    report, ruleset = redact_file(file, output, sys.stdout.buffer)
     to_stderr = output == "-"
     if as_json:
         import json
