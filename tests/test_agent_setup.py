@@ -23,10 +23,8 @@ from tracekeeper.jsonc import strip_comments
 
 from .harness import Env, make_env, make_repo
 
-RUN = (
-    "import sys; from tracekeeper.agent_setup import agents; "
-    "agents.main(args=sys.argv[1:], prog_name='tracekeeper agents')"
-)
+#: The real CLI (cli.main: the error table, lazy registration), with `agents` in front.
+RUN = "import sys; from tracekeeper import cli; sys.exit(cli.main(['agents', *sys.argv[1:]]))"
 EXE = str(Path(sys.executable).parent / "tracekeeper")
 
 

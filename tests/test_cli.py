@@ -77,7 +77,7 @@ def test_flush_times_out_with_the_reason_and_retry_recovers(env: Env) -> None:
             assert flushed.stderr.count("\n") == 1
             hub.go_online()
             ok = env.cli("flush", "--timeout", "30")
-            assert ok.stdout.strip() == "flushed: 1 done, nothing pending"
+            assert ok.stdout.strip() == "1 uploaded, 0 pending"
             assert repo.note(sha)
 
 

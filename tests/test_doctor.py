@@ -25,7 +25,7 @@ from .harness import Env, Repo, make_repo, running_daemon
 
 
 def run_doctor(env: Env, repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    code = "from tracekeeper.doctor import doctor; doctor(prog_name='tracekeeper doctor')"
+    code = "import sys; from tracekeeper import cli; sys.exit(cli.main(['doctor', *sys.argv[1:]]))"
     return subprocess.run(
         [sys.executable, "-c", code, "-C", str(repo), *args],
         env=env.vars,

@@ -176,7 +176,9 @@ def test_a_teammate_asks_with_the_bucket_as_the_only_copy(env: Env) -> None:
     assert show_denied.is_error
     denied = text_of(show_denied)
     assert "\n" not in denied and "alice/agent-traces does not exist, or this token cannot read it" in denied, denied
-    assert "transcript unavailable: the bucket alice/agent-traces does not exist, or this token cannot read it" in (
+    # why stops at a store it cannot read (as `tracekeeper why` does), rather than answering without it.
+    assert why_denied.is_error
+    assert "cannot read the traces: the bucket alice/agent-traces does not exist, or this token cannot read it" in (
         text_of(why_denied)
     )
 

@@ -23,18 +23,8 @@ REF = "refs/notes/hf-traces"
 S1 = "019c8a70-dda7-7f33-98ea-f30553347322"
 S2 = "55604662-cf2a-4331-851a-ec234028f8ca"
 
-#: The CLI with this module's commands added (the lead registers them in cli.py; until then,
-#: and after, this runs the same click group `tracekeeper` runs).
-CLI = (
-    "import sys\n"
-    "from tracekeeper import cli as c\n"
-    "from tracekeeper.rewrite import relink_command\n"
-    "from tracekeeper.trail import forget_command, log_command\n"
-    "for command in (relink_command, log_command, forget_command):\n"
-    "    if command.name not in c.cli.commands:\n"
-    "        c.cli.add_command(command)\n"
-    "sys.exit(c.main())\n"
-)
+#: The real CLI, as `tracekeeper` runs it.
+CLI = "import sys\nfrom tracekeeper import cli as c\nsys.exit(c.main())\n"
 
 
 def tk(env: Env, *args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -239,3 +239,92 @@ def test_git_runs_only_through_tracekeeperd_git() -> None:
         if "git" in call.lower()
     )
     assert git_calls == []
+
+
+# --- the client is a library; the CLI is a thin shell over it -----------------------------------
+
+#: The modules that may end the process: the console script, the one runner, the hook (stdlib only,
+#: its own exit codes) and `python -m tracekeeper`. Everything else raises (errors_table says it).
+EXITERS = {"tracekeeper.entry", "tracekeeper.cli.runner", "tracekeeper.hookcmd", "tracekeeper.__main__"}
+EXIT_CALLS = re.compile(
+    r"^(sys\.exit|exit|quit|os\._exit|SystemExit|click\.exceptions\.Exit|(click\.get_current_context\(\)|ctx)\.exit)$"
+)
+
+
+def _script_block(node: ast.AST) -> bool:
+    """`if __name__ == "__main__":`: a module run as a script may end it like any script."""
+    return isinstance(node, ast.If) and ast.unparse(node.test) in ("__name__ == '__main__'", '__name__ == "__main__"')
+
+
+def _exits(source: str, filename: str) -> list[tuple[int, str]]:
+    """(line, what) of every sys.exit()/SystemExit outside a script block, and of `import click`."""
+    found: list[tuple[int, str]] = []
+    todo: list[ast.AST] = [ast.parse(source, filename)]
+    while todo:
+        node = todo.pop()
+        if _script_block(node):
+            continue
+        if isinstance(node, ast.Call) and EXIT_CALLS.match(ast.unparse(node.func)):
+            found.append((node.lineno, ast.unparse(node.func)))
+        todo.extend(ast.iter_child_nodes(node))
+    return sorted(found)
+
+
+def _imports_click(source: str, filename: str) -> bool:
+    for node in _runtime_nodes(ast.parse(source, filename)):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "click" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "click":
+            return True
+    return False
+
+
+def test_the_exit_finder_sees_exits_but_not_in_a_script_block() -> None:
+    source = (
+        "import sys\ndef f():\n    raise SystemExit(1)\ndef g():\n    sys.exit(2)\n"
+        "if __name__ == '__main__':\n    sys.exit(f())\n"
+    )
+    assert _exits(source, "x.py") == [(3, "SystemExit"), (5, "sys.exit")]
+    assert _imports_click("def f():\n    import click\n", "x.py")
+    assert not _imports_click("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import click\n", "x.py")
+
+
+def test_no_client_library_module_imports_click_or_exits() -> None:
+    """click lives in cli/ only; library code returns or raises (a ClientError for errors_table)."""
+    modules = _modules()
+    library = [n for n in modules if n.startswith("tracekeeper.") and not n.startswith("tracekeeper.cli")]
+    library += ["tracekeeper"]
+    clicky = sorted(n for n in library if _imports_click(modules[n].read_text(), n))
+    assert clicky == []
+    exits = sorted(
+        f"{modules[name].relative_to(ROOT)}:{line}: {call}"
+        for name in modules
+        if name.startswith("tracekeeper") and name not in EXITERS and not name.startswith("tracekeeperd")
+        for line, call in _exits(modules[name].read_text(), str(modules[name]))
+    )
+    assert exits == []
+
+
+def test_every_public_client_exception_is_a_ClientError() -> None:
+    """So errors_table's one ClientError row says each (message, hint, exit code) and no command
+    needs an `except` of its own."""
+    import importlib
+
+    from tracekeeper.errors import ClientError
+
+    strays = []
+    for name in _modules():
+        if not name.startswith("tracekeeper.") or name.startswith("tracekeeper.cli") or name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Exception)
+                and not issubclass(value, Warning)
+                and value.__module__ == name
+                and not attr.startswith("_")
+                and not issubclass(value, ClientError)
+            ):
+                strays.append(f"{name}.{attr}")
+    assert strays == []

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from tracekeeper import install, sync
+from tracekeeper.cli import sync as sync_cli
 from tracekeeper.sync import MergeOutcome, PushOutcome
 from tracekeeperd.notes import TraceLink, add_link
 
@@ -373,7 +374,7 @@ def test_concurrent_pushes_from_two_processes_converge(world: World) -> None:
         for proc in procs:
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err
-            assert out.startswith("origin: ")
+            assert out.startswith("notes pushed to origin: ")
     for repo in (a, b):
         sync.pull_notes(repo.path, "origin")
     assert_notes(expected, a, b)
@@ -618,7 +619,7 @@ def test_bootstrap_gives_a_fresh_clone_the_existing_notes(world: World) -> None:
     fresh.git("pull", "-q")
     assert fresh.git("rev-parse", TRACKING) == world.remote_notes()
     assert sync.unpushed(fresh.path, REF, "origin") == 0
-    answer = CliRunner().invoke(sync.pull, ["-C", str(fresh.path), "--json"])
+    answer = CliRunner().invoke(sync_cli.pull, ["-C", str(fresh.path), "--json"])
     assert answer.exit_code == 0, answer.output
     assert [(r["remote"], r["outcome"]) for r in json.loads(answer.output)] == [("origin", "fast-forward")]
 

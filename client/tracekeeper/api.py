@@ -137,3 +137,27 @@ def offline_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
         return status_view.build(queue, paths.spool, include_done=include_done, daemon=daemon)
     finally:
         queue.close()
+
+
+def collect_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
+    """`tracekeeper status`'s data: the daemon's answer, or what the disk says without it, plus
+    the notes each known repository has not pushed. `error` says what could not be read."""
+    try:
+        data = Client(paths.socket, timeout=5).status(include_done=include_done)
+        data["daemon"]["responding"] = True
+    except DaemonNotResponding as exc:  # it holds the socket: running, but not answering
+        data = offline_status(paths, include_done)
+        pid, problem = not_responding(paths, exc)
+        data["daemon"].update(running=True, responding=False, pid=pid, problem=problem)
+    except DaemonUnavailable:
+        data = offline_status(paths, include_done)
+        data["daemon"]["responding"] = False
+    except DaemonError as exc:  # still one JSON object (or the table) for what can be read
+        data = offline_status(paths, include_done)
+        data["daemon"].update(running=True, responding=True)
+        data["error"] = f"the daemon answered {exc.status}: {exc}"
+    data.setdefault("error", None)
+    from .sync import notes_per_repo
+
+    data["repos"] = notes_per_repo(paths)
+    return data

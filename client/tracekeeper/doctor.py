@@ -8,7 +8,6 @@ go wrong. The exit status is 1 when any check failed, 0 otherwise (warnings do n
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,8 +18,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
-
-import click
 
 from tracekeeperd import git
 from tracekeeperd.errors import GitError
@@ -637,44 +634,3 @@ def run(ctx: Context) -> list[tuple[str, Check]]:
         for check in result if isinstance(result, list) else [result] if result is not None else []:
             results.append((name, check))
     return results
-
-
-@click.command("doctor", short_help="Check the whole setup and say how to fix what is wrong.")
-@click.option(
-    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, and every check.")
-def doctor(repo: Path, as_json: bool) -> None:
-    """Check the daemon, the store, this repository's hooks, agent hooks, notes refspecs,
-    inotify limits, hf-traces-active.json and the spool; print one line per check.
-
-    ✓ fine, ! degraded (does not fail), ✗ broken. Exits 1 when something is broken.
-
-    \b
-    Examples:
-      $ tracekeeper doctor
-      $ tracekeeper doctor --json | jq '.checks[] | select(.status != "ok")'
-    """
-    results = run(Context(repo.resolve()))
-    ok = all(check.status is not Status.FAIL for _, check in results)
-    if as_json:
-        doc = {
-            "ok": ok,
-            "checks": [
-                {"name": name, "status": str(c.status), "message": c.message, "fix": c.fix} for name, c in results
-            ],
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        # A check quotes transcript paths and session ids (the active file is an agent's
-        # payload) and daemon answers: control characters spelled out (--json escapes them).
-        from .safetext import visible
-
-        width = max(len(name) for name, _ in results)
-        for name, check in results:
-            fix = f" -> fix: {check.fix}" if check.fix and check.status is not Status.OK else ""
-            click.echo(f"{SYMBOLS[check.status]} {name:<{width}}  {visible(check.message + fix)}")
-        failed = sum(c.status is Status.FAIL for _, c in results)
-        warned = sum(c.status is Status.WARN for _, c in results)
-        click.echo(f"{failed} problem(s), {warned} warning(s)" if failed or warned else "all good")
-    click.get_current_context().exit(0 if ok else 1)  # click.exceptions.Exit: main() returns the code

@@ -30,3 +30,8 @@ class UsageError(ClientError):
     """The command line itself is wrong (a missing -C directory, conflicting options): exit 2."""
 
     exit_code = 2  # output.ExitStatus.USAGE
+
+
+class ClientWarning(UserWarning):
+    """Something the user should know that does not stop the command (`warnings.warn` it):
+    `runner.run` prints each as one `warning:` line on stderr, so library code never prints."""

@@ -46,14 +46,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import click
-
 from tracekeeperd import git, gitconfig
 from tracekeeperd.errors import GitError
 from tracekeeperd.paths import Paths
 
 from .errors import ClientError
-from .output import info
 
 MARKER = "# tracekeeper-hook: v1"
 #: Ends the one line added to a hook file we must not replace (Husky, a tracked hooks dir).
@@ -1052,70 +1049,7 @@ def uninstall_global(paths: Paths) -> list[HookChange]:
     return changes
 
 
-# --- click commands (registered by cli.py) ----------------------------------------------------
-
-
-def _describe(change: HookChange) -> str:
-    if change.action == "absent":
-        return f"no tracekeeper hook at {change.hook}"
-    extra = ""
-    if change.chained is not None and change.action in ("installed", "updated", "unchanged"):
-        extra = f" (chaining the previous hook, kept as {change.chained.name})"
-    elif change.detail:
-        extra = f" ({change.detail})"
-    return f"{change.action} {change.hook}{extra}"
-
-
-_REPO_OPTION = click.option(
-    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
-)
-
-
-@click.command("install", short_help="Install the git hooks in this repository.")
-@_REPO_OPTION
-@click.option("--guard", is_flag=True, help="Also a pre-commit guard against a stale hf-traces-active.json.")
-@click.option(
-    "--strict/--no-strict",
-    default=None,
-    help="Guard: block the commit instead of warning (implies --guard; default: keep what is installed).",
-)
-@click.option("--recurse-submodules", is_flag=True, help="Also in every checked-out submodule, recursively.")
-@click.option("--global", "global_", is_flag=True, help="Once for every repository of this user (docs/hooks.md).")
-def install_command(repo: Path, guard: bool, strict: bool | None, recurse_submodules: bool, global_: bool) -> None:
-    """Install tracekeeper's post-commit hook where this repository's hooks run from.
-
-    Honours core.hooksPath, worktrees and submodules, and works next to Husky, lefthook, the
-    pre-commit framework and any hook already there (docs/hooks.md says where it goes). Run it
-    again to update or repair the hook; `tracekeeper uninstall` puts back what was there.
-
-    \b
-    Examples:
-      $ tracekeeper install
-      $ tracekeeper install --guard --strict
-      $ tracekeeper install --recurse-submodules
-      $ tracekeeper install --global
-    """
-    from tracekeeperd.paths import resolve
-
-    guard = guard or strict is not None
-    # InstallError, TracekeeperError and OSError reach cli.main, whose errors_table says them.
-    if global_:
-        for change in install_global(resolve(), guard=guard, strict=strict):
-            info(_describe(change))
-        info("repositories that exist already: run `tracekeeper install` in each")
-        return
-    from tracekeeperd.config import load
-
-    load()  # a broken config.toml must stop us before any hook changes
-    repos = [repo.resolve()]
-    if recurse_submodules:
-        repos += submodules(repos[0])
-    for path in repos:
-        for change in install(path, resolve(), guard=guard, strict=strict):
-            info(_describe(change))
-        _configure_notes(path)
-    for step in next_steps(resolve()):
-        info(step)
+# --- what install and uninstall do around the hooks ----------------------------------------
 
 
 def next_steps(paths: Paths) -> list[str]:
@@ -1145,20 +1079,22 @@ def next_steps(paths: Paths) -> list[str]:
     return steps
 
 
-def _configure_notes(repo: Path) -> None:
-    """Notes that travel (sync.py) and survive rewrites (rewrite.py), then fetch existing ones."""
+def configure_notes(repo: Path) -> dict[str, str]:
+    """Notes that travel (sync.py) and survive rewrites (rewrite.py), then fetch existing ones.
+
+    Returns remote -> why its notes could not be fetched: a warning for the caller to show,
+    not a failure (the hooks are in place; `tracekeeper pull` can fetch them later)."""
     from tracekeeperd.config import load
 
     from . import rewrite, sync
 
     ref = load().notes_ref
     rewrite.configure(repo, ref)
-    result = sync.bootstrap(repo, ref)
-    for remote, error in result.errors.items():
-        click.echo(f"warning: could not fetch notes from {remote}: {error}", err=True)
+    return dict(sync.bootstrap(repo, ref).errors)
 
 
-def _unconfigure_notes(repo: Path) -> None:
+def unconfigure_notes(repo: Path) -> None:
+    """Undo configure_notes: the rewrite and fetch refspec config it recorded."""
     from tracekeeperd.config import load
 
     from . import rewrite, sync
@@ -1166,29 +1102,3 @@ def _unconfigure_notes(repo: Path) -> None:
     ref = load().notes_ref
     rewrite.unconfigure(repo, ref)
     sync.unconfigure(repo, ref)
-
-
-@click.command("uninstall", short_help="Remove the git hooks from this repository.")
-@_REPO_OPTION
-@click.option("--guard", "guard_only", is_flag=True, help="Remove only the pre-commit guard.")
-@click.option("--recurse-submodules", is_flag=True, help="Also in every checked-out submodule, recursively.")
-@click.option("--global", "global_", is_flag=True, help="Undo `tracekeeper install --global`.")
-def uninstall_command(repo: Path, guard_only: bool, recurse_submodules: bool, global_: bool) -> None:
-    """Remove tracekeeper's hooks and put back, byte for byte, what they replaced."""
-    from tracekeeperd.paths import resolve
-
-    if global_:
-        changes = uninstall_global(resolve())
-        for change in changes:
-            info(_describe(change))
-        if not changes:
-            info("no global install recorded; nothing to undo")
-        return
-    repos = [repo.resolve()]
-    if recurse_submodules:
-        repos += submodules(repos[0])
-    for path in repos:
-        for change in uninstall(path, hooks=(GUARD,) if guard_only else None):
-            info(_describe(change))
-        if not guard_only:
-            _unconfigure_notes(path)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UsageError
 from .safetext import visible
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ INSTRUCTIONS = (
 _INVISIBLE = re.compile("[\u200b-\u200f\u2028\u2029\u2060-\u2064\ufeff]")
 
 
-class ToolInputError(ValueError):
+class ToolInputError(UsageError):
     """An argument a tool cannot use; the message is one line for the agent."""
 
 
@@ -348,14 +349,7 @@ class Trailhead:
         return _single_page(title, log_blocks(shown), more, self.page_chars)
 
     def search(self, query: str, limit: int, page: int, all_repos: bool, repo: str | None) -> str:
-        # The search index is another module's (search.py); imported here so the other tools work
-        # where it is missing.
-        try:
-            from .search import search  # type: ignore[import-not-found,unused-ignore]  # search.py lands apart
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.search":
-                raise
-            raise ToolInputError("search is not available in this version of tracekeeper") from None
+        from .search import search  # the index's reader: loaded by the first search only
 
         limit = _limit(limit)
         if page < 1:

@@ -37,6 +37,11 @@ def info(message: str) -> None:
         sys.stdout.write(message + "\n")
 
 
+def warn(message: str) -> None:
+    """Something that did not stop the command but may need the user (stderr, even with -q)."""
+    sys.stderr.write(f"warning: {message}\n")
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -61,12 +66,52 @@ def ago(ts: float | None, now: float | None = None) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def console() -> Any:
-    import sys
+def progress_shown() -> bool:
+    """Progress is drawn for a person watching: stderr a terminal, and no -q."""
+    return not _QUIET[0] and sys.stderr.isatty()
 
+
+class Progress:
+    """A rich progress line on stderr while something slow runs (`flush`, `push`, `pull`);
+    nothing at all unless `progress_shown()`. `total=None` draws a spinner. Transient: once
+    done the line goes, and what stays is the command's summary line on stdout."""
+
+    def __init__(self, description: str, total: int | None = None) -> None:
+        self.description = description
+        self.total = total
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if progress_shown():
+            from rich import progress as rp
+
+            columns: list[Any] = [rp.SpinnerColumn(), rp.TextColumn("{task.description}")]
+            if self.total is not None:
+                columns += [rp.BarColumn(), rp.MofNCompleteColumn()]
+            columns.append(rp.TimeElapsedColumn())
+            self._progress = rp.Progress(*columns, console=console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def update(self, completed: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=completed)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def console(*, stderr: bool = False) -> Any:
+    """rich, for styled output: colour on a terminal, plain text when piped (rich decides).
+
+    Lines are never wrapped (soft_wrap), on a terminal either, as git and gh do: rich would
+    break them at 80 columns when piped and fold a long URL on a terminal, and a URL broken in
+    two can no longer be copied or grepped. What is printed quotes transcripts and notes:
+    `:warning:` in them stays text (emoji=False).
+    """
     from rich.console import Console
 
-    # Piped into another program, lines stay whole instead of wrapping at 80 columns. What is
-    # printed quotes transcripts and notes: `:warning:` in them stays text (emoji=False), as in
-    # show.render.
-    return Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty())
+    return Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=True)

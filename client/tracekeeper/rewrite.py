@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import click
+from typing import NamedTuple
 
 from tracekeeperd import git, gitconfig, notes
 from tracekeeperd.config import normalize_notes_ref
@@ -451,47 +449,3 @@ def _by_subject(message: str, subjects: dict[str, list[str]]) -> list[str]:
         if len(hits) == 1 and hits[0] not in out:
             out.append(hits[0])
     return out
-
-
-# --- the command ---------------------------------------------------------------------------
-
-
-def _describe(found: list[Relinked]) -> Iterator[dict[str, Any]]:
-    for item in found:
-        yield {"commit": item.new, "from": item.old, "how": item.how}
-
-
-@click.command("relink", short_help="Give rewritten or squash-merged commits their trace links.")
-@click.argument("rev_range", required=False)
-@click.option(
-    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
-)
-@click.option("-n", "--max-count", "limit", type=int, default=DEFAULT_LIMIT, show_default=True, help="Newest commits.")
-@click.option("--dry-run", is_flag=True, help="Say what would be linked; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
-def relink_command(rev_range: str | None, repo: Path, limit: int, dry_run: bool, as_json: bool) -> None:
-    """Copy trace links to commits of RANGE (default: HEAD) that have none, from the noted
-    commits they were made from: rewritten by git (the rewrite log), cherry-picked, rebased or
-    squash-merged on a forge (patch-id, the message). Safe to run again: lines are never duplicated.
-
-    \b
-    Examples:
-      $ git pull && tracekeeper relink          # after your PR was squash-merged
-      $ tracekeeper relink --dry-run origin/main~50..origin/main
-    """
-    from tracekeeperd.config import load
-
-    from .output import emit_json
-
-    found = relink(repo, load().notes_ref, rev_range, limit=limit or None, dry_run=dry_run)
-    if as_json:
-        emit_json({"dry_run": dry_run, "relinked": list(_describe(found))})
-        return
-    verb = "would link" if dry_run else "linked"
-    if not found:
-        click.echo("nothing to relink: every commit that matches a noted one has its links")
-        return
-    for item in found:
-        click.echo(f"{verb} {item.new[:12]} <- {item.old[:12]}  ({item.how})")
-    commits = len({item.new for item in found})
-    click.echo(f"{commits} commit(s) {'would be ' if dry_run else ''}relinked")

@@ -25,8 +25,7 @@ from tracekeeperd.redact import RedactionError, Redactor
 from tracekeeperd.stores.base import MissingTrace, StoreDenied
 
 from .errors import ClientError
-from .safetext import visible
-from .usage_view import usage_json, usage_text
+from .usage_view import usage_json
 
 RESULT_LINES = 8
 RESULT_CHARS = 600
@@ -157,7 +156,10 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
             f"{exc}; `tracekeeper status` on the machine that made the commit shows whether it is still queued"
         ) from None
     except (OSError, TracekeeperError) as exc:
-        raise ShowError(f"cannot fetch {link.url}: {exc}") from None
+        from .hub_errors import describe
+
+        reason, hint = describe(exc, access="read")
+        raise ShowError(f"cannot fetch {link.url}: {reason}", hint=hint) from exc
     return Trail(link, data, "store", matches(data, link))
 
 
@@ -220,43 +222,6 @@ def as_json(sha: str, items: list[Trail], *, full: bool) -> dict[str, Any]:
 
 def raw(items: list[Trail], *, full: bool) -> bytes:
     return b"".join(line + b"\n" for t in items for _, line in t.lines(full=full))
-
-
-def render(sha: str, items: list[Trail], *, full: bool) -> None:
-    """The conversation for a terminal. Transcript and note text is hostile: every piece of it goes
-    through safetext.markup (control characters spelled out, rich markup left literal), and
-    emoji codes are not expanded."""
-    from rich.console import Console
-
-    from .safetext import markup
-
-    out = Console(highlight=False, emoji=False)
-    for trail in items:
-        link = trail.link
-        span = "whole session" if full else f"lines {link.first_line}-{link.last_line}"
-        check = "[green]verified[/]" if trail.verified else "[yellow]transcript differs from what the commit saw[/]"
-        who = f"[bold]{markup(link.agent)}[/] session {markup(link.session_id)}"
-        out.print(f"{who} · {span} · {trail.source} · {check}")
-        out.print(f"[dim]{markup(link.url)}[/]")
-        out.print(f"[dim]{markup(usage_text(link.usage))}[/]")
-        turns = trail.turns(full=full)
-        if not turns:
-            out.print("[dim](no readable turns in this range; try --raw)[/]")
-        for turn in turns:
-            text = markup(turn.text.strip(), multiline=True)
-            if turn.kind == "user":
-                out.print(f"\n[bold cyan]> user[/]  [dim]line {turn.line}[/]\n{text}")
-            elif turn.kind == "assistant":
-                out.print(f"\n[bold]< assistant[/]  [dim]line {turn.line}[/]\n{text}")
-            elif turn.kind == "tool_call":
-                call = markup(turn.text.strip()[:RESULT_CHARS], multiline=True)
-                out.print(f"[magenta]⚙ {markup(turn.name or 'tool')}[/] {call}")
-            elif turn.kind == "tool_result":
-                # Spelled out before shortening, which would turn a CR into a line break.
-                out.print(f"[dim]{markup(shorten(visible(turn.text.strip(), multiline=True)), multiline=True)}[/]")
-            else:
-                out.print(f"[dim italic]{text}[/]")
-        out.print()
 
 
 def dumps(data: Any) -> str:

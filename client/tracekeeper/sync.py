@@ -34,16 +34,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from tracekeeperd import git, gitconfig
 from tracekeeperd.config import DEFAULT_NOTES_REF, normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.gitconfig import ConfigChange
 
+from .errors import ClientError
+
 if TYPE_CHECKING:
     import subprocess
-from .errors import ClientError
+
+    from tracekeeperd.paths import Paths
 
 #: Where tracking refs live. Under refs/notes/ so `git log --notes=remotes/origin/hf-traces`
 #: and `git notes --ref=...` can read them (git only displays notes refs under refs/notes/).
@@ -87,6 +88,8 @@ class PullResult:
     outcome: MergeOutcome
     remote_oid: str | None
     local_oid: str | None
+    #: Commits whose note here is new or changed by this pull (what the summary line counts).
+    received: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class PushResult:
     attempts: int
     pulled: PullResult
     pushed_oid: str | None = None
+    #: Commits whose note the remote lacked or had an older version of, before this push.
+    sent: int = 0
 
 
 @dataclass(frozen=True)
@@ -520,8 +525,15 @@ def pull_notes(repo: Repository, remote: str, notes_ref: str = DEFAULT_NOTES_REF
     _ensure_fetch_refspec(where, remote, ref)
     remote_oid = _fetch(where, remote, ref)
     _remember(where, ref, remote, fetched_at=time.time(), remote_oid=remote_oid)
-    outcome = _merge_into(where, ref, tracking_ref(remote, ref)) if remote_oid else MergeOutcome.NO_REMOTE_NOTES
-    return PullResult(remote, outcome, remote_oid, _rev(where, ref))
+    if not remote_oid:
+        return PullResult(remote, MergeOutcome.NO_REMOTE_NOTES, remote_oid, _rev(where, ref))
+    before = _note_pairs(where, ref) if _rev(where, ref) else {}
+    outcome = _merge_into(where, ref, tracking_ref(remote, ref))
+    local = _rev(where, ref)
+    received = 0
+    if outcome is not MergeOutcome.UP_TO_DATE and local:
+        received = sum(1 for commit, blob in _note_pairs(where, ref).items() if before.get(commit) != blob)
+    return PullResult(remote, outcome, remote_oid, local, received)
 
 
 # --- push -----------------------------------------------------------------------------------
@@ -588,13 +600,14 @@ def push_notes(
             return PushResult(remote, PushOutcome.NOTHING_TO_PUSH, attempt, pulled)
         if local == pulled.remote_oid:
             return PushResult(remote, PushOutcome.UP_TO_DATE, attempt, pulled)
+        sent = unpushed(where, ref, remote) or 0  # the tracking ref is theirs as just fetched
         ok, retry, detail = _push_once(where, remote, ref, local)
         if ok:
             # What plain `git push` does when a fetch refspec maps the ref; we do it always,
             # so `unpushed` is right even where the repository was never configured.
             _run(where, ["update-ref", tracking_ref(remote, ref), local], check=False)
             _remember(where, ref, remote, pushed_at=time.time(), remote_oid=local)
-            return PushResult(remote, PushOutcome.PUSHED, attempt, pulled, local)
+            return PushResult(remote, PushOutcome.PUSHED, attempt, pulled, local, sent)
         if not retry:
             break
         if attempt < attempts:
@@ -705,7 +718,8 @@ def _wait_for_exit(pid: int, timeout: float) -> None:
         delay = min(delay * 1.5, 0.5)
 
 
-def _log(message: str) -> None:
+def log(message: str) -> None:
+    """A line of the detached push's log: its stderr is sync.log (the pre-push hook sends it there)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     sys.stderr.write(f"{stamp} [{os.getpid()}] {message}\n")
     sys.stderr.flush()
@@ -765,134 +779,79 @@ def background_push(
     try:
         where = _where(repo)
         if not _is_remote(where, remote):
-            _log(f"{where_to} skipped: not a configured remote (a push to a URL?)")
+            log(f"{where_to} skipped: not a configured remote (a push to a URL?)")
             return 0
         if pushed and push_landed(where, remote, pushed) is False:
-            _log(f"{where_to} skipped: the push did not update the remote (--dry-run, or rejected)")
+            log(f"{where_to} skipped: the push did not update the remote (--dry-run, or rejected)")
             return 0
         with _locked(git.common_dir(where.git_dir) / LOCK_FILE, timeout=WAIT_FOR_PUSH) as got:
             if not got:
-                _log(f"{where_to} gave up: another notes push kept the lock")
+                log(f"{where_to} gave up: another notes push kept the lock")
                 return 1
             result = push_notes(where, remote, notes_ref)
         what = f" {result.pushed_oid[:12]}" if result.pushed_oid else ""
-        _log(f"{where_to} {result.outcome.value}{what} (attempt {result.attempts}, theirs {result.pulled.outcome})")
+        log(f"{where_to} {result.outcome.value}{what} (attempt {result.attempts}, theirs {result.pulled.outcome})")
         return 0
     except (TracekeeperError, OSError) as exc:
-        _log(f"{where_to} failed: {exc}")
+        log(f"{where_to} failed: {exc}")
         return 1
     except Exception:
-        _log(f"{where_to} failed: unexpected error\n{traceback.format_exc()}")
+        log(f"{where_to} failed: unexpected error\n{traceback.format_exc()}")
         return 1
 
 
-# --- click commands (the lead registers them on the main CLI) --------------------------------
-
-
-def _notes_ref() -> str:
+def notes_ref() -> str:
+    """The configured notes ref (config.toml), read when a command needs it."""
     from tracekeeperd.config import load
 
     return load().notes_ref
 
 
-def _targets(repo: Path, remote: str | None, all_remotes: bool) -> list[str]:
+def targets(repo: Path, remote: str | None, all_remotes: bool) -> list[str]:
+    """The remotes a push or pull goes to: the one named, every one, or where `git push` goes."""
     if all_remotes:
         return remotes(repo)
     return [remote or default_remote(repo)]
 
 
-_repo_option = click.option(
-    "-C", "repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".", help="Repository."
-)
+def notes_per_repo(paths: Paths) -> list[dict[str, Any]]:
+    """For each repository the daemon has seen: notes not yet pushed, per remote (no network)."""
+    import sqlite3
 
+    from tracekeeperd.config import load
+    from tracekeeperd.queue import Queue
 
-@click.command(short_help="Push trace notes to a remote (merging theirs first).")
-@click.argument("remote", required=False)
-@_repo_option
-@click.option("--all", "all_remotes", is_flag=True, help="Every remote.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per remote, in a list.")
-@click.option("--background", is_flag=True, hidden=True)
-@click.option("--wait-pid", type=int, default=None, hidden=True)
-@click.option("--pushed", default="", hidden=True, help="The hook's `<remote ref>=<oid> ...`.")
-def push(
-    *,
-    remote: str | None,
-    repo: Path,
-    all_remotes: bool,
-    as_json: bool,
-    background: bool,
-    wait_pid: int | None,
-    pushed: str,
-) -> None:
-    """Fetch REMOTE's notes, merge them into yours, and push the result, never forced.
-
-    REMOTE defaults to where `git push` goes. Retries when another clone pushed at the same
-    time. The pre-push hook runs this in the background after every `git push`.
-
-    \b
-    Examples:
-      $ tracekeeper push
-      $ tracekeeper push upstream
-      $ tracekeeper push --all --json
-    """
-    from .output import emit_json
-
-    if background:
+    if not paths.db.exists():
+        return []
+    try:
+        queue = Queue(paths.db, readonly=True)
         try:
-            ref = _notes_ref()
-        except TracekeeperError as exc:
-            _log(f"{repo}: {exc}")
-            raise SystemExit(1) from None
-        refs = [(name, oid) for name, _, oid in (item.rpartition("=") for item in pushed.split()) if name]
-        raise SystemExit(background_push(repo.resolve(), remote or "origin", ref, wait_pid, refs))
-    ref = _notes_ref()
-    results = [push_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
-    if as_json:
-        emit_json([{**asdict(r), "pulled": asdict(r.pulled)} for r in results])
-        return
-    for r in results:
-        oid = f" {r.pushed_oid[:12]}" if r.pushed_oid else ""
-        retried = f" after {r.attempts} attempts" if r.attempts > 1 else ""
-        click.echo(f"{r.remote}: {r.outcome.value}{oid}{retried} (their notes: {r.pulled.outcome.value})")
+            known = queue.repositories()
+        finally:
+            queue.close()
+        ref = load().notes_ref
+    except sqlite3.Error:
+        return []
+    except TracekeeperError as exc:
+        return [{"repo": None, "remotes": [], "error": str(exc)}]
+    repos: list[dict[str, Any]] = []
+    for common_dir, display in known:
+        if not Path(common_dir).is_dir():
+            continue
+        try:
+            remotes = [status.view() for status in notes_status(Path(display), ref)]
+        except (TracekeeperError, OSError) as exc:  # a broken repository must not break `status`
+            repos.append({"repo": display, "remotes": [], "error": str(exc)})
+            continue
+        repos.append({"repo": display, "remotes": remotes})
+    return repos
 
-
-@click.command(short_help="Fetch trace notes from a remote and merge them in.")
-@click.argument("remote", required=False)
-@_repo_option
-@click.option("--all", "all_remotes", is_flag=True, help="Every remote.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per remote, in a list.")
-def pull(*, remote: str | None, repo: Path, all_remotes: bool, as_json: bool) -> None:
-    """Fetch REMOTE's notes into refs/notes/remotes/REMOTE/ and merge them into yours.
-
-    Your notes are never overwritten: a commit both sides noted keeps both sides' lines.
-
-    \b
-    Examples:
-      $ tracekeeper pull
-      $ tracekeeper pull --all
-    """
-    from .output import emit_json
-
-    ref = _notes_ref()
-    results = [pull_notes(repo, name, ref) for name in _targets(repo, remote, all_remotes)]
-    if as_json:
-        emit_json([asdict(r) for r in results])
-        return
-    for r in results:
-        click.echo(f"{r.remote}: {r.outcome.value}")
-
-
-@click.group()
-def _main() -> None:
-    """`python -m tracekeeper.sync push|pull`: what the pre-push hook runs, lighter than the CLI."""
-
-
-_main.add_command(push)
-_main.add_command(pull)
 
 if __name__ == "__main__":
-    import sys
+    # `python -m tracekeeper.sync push|pull ...` is what installed pre-push hooks run (the
+    # line is baked into hook files already in users' repositories, so it stays). The commands
+    # live in cli/sync.py; run that module as the script. The library module, when imported,
+    # never runs this and depends on nothing of the CLI.
+    import runpy
 
-    from .runner import run
-
-    sys.exit(run(_main, sys.argv[1:], "tracekeeper.sync"))
+    runpy.run_module("tracekeeper.cli.sync", run_name="__main__", alter_sys=True)

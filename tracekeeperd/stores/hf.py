@@ -356,9 +356,15 @@ class HfStore:
         from pathlib import Path
 
         bucket = self.bucket_id()
+        # A person is waiting (`tracekeeper show`): an unreachable Hub must fail fast, as in
+        # `delete`. The download's first request (`paths-info`) goes through the library's
+        # `http_backoff`, which retries a refused connection five times, sleeping up to 8 s
+        # each (huggingface_hub/utils/_http.py), under our own retries: over a minute.
         with tempfile.TemporaryDirectory(prefix="tracekeeper-") as tmp:
             local = Path(tmp) / "trace.jsonl"
             try:
+                # Inside the try: its 401/403/404 say the same about reading as the download's.
+                self._call(lambda: self._hf().bucket_info(bucket), retries=0)
                 # raise_on_missing_files: without it the library warns and skips the file.
                 self._call(
                     lambda: self._hf().download_bucket_files(

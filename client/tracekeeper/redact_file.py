@@ -1,4 +1,4 @@
-"""`tracekeeper redact FILE`: see what the daemon would remove from a transcript before trusting it.
+"""What `tracekeeper redact FILE` does (cli/redact.py prints it): the daemon's redactor run over a file.
 
 Users hand tracekeeperd transcripts full of terminal output and pasted config; this command runs
 the very redactor the daemon uses (built-ins plus the user's `[redaction]` rules and allow-list,
@@ -27,14 +27,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
-
-import click
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import ClientError
 
@@ -43,7 +40,7 @@ if TYPE_CHECKING:
 
     from tracekeeperd.redact import Redactor, Report
 
-__all__ = ["redact"]
+__all__ = ["RedactCommandError", "redact_file"]
 
 
 class RedactCommandError(ClientError):
@@ -126,18 +123,14 @@ def _atomic_output(target: Path) -> Iterator[BinaryIO]:
 
 
 @contextmanager
-def _stdout_output() -> Iterator[BinaryIO]:
-    """Spool to an anonymous file, then copy to stdout: a pipe gets everything or nothing."""
+def _spooled_output(out: BinaryIO) -> Iterator[BinaryIO]:
+    """Spool to an anonymous file, then copy to `out` (stdout): a pipe gets everything or nothing."""
     with tempfile.TemporaryFile(prefix="tracekeeper-redact-") as spool:
         yield spool
         spool.seek(0)
-        try:
-            shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            # The reader went away (`| head`): not our error, and Python must not complain at exit.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise SystemExit(1) from None
+        # A reader that went away (`| head`) raises BrokenPipeError, which runner.run handles.
+        shutil.copyfileobj(spool, out, 1 << 20)
+        out.flush()
 
 
 @contextmanager
@@ -146,76 +139,11 @@ def _discard() -> Iterator[BinaryIO]:
         yield sink
 
 
-def _as_json(file: Path, output: str | None, report: Report, ruleset: str) -> dict[str, Any]:
-    return {
-        "file": str(file),
-        "output": output,
-        "lines": report.lines,
-        "bytes_in": report.bytes_in,
-        "bytes_out": report.bytes_out,
-        "counts": dict(sorted(report.counts.items())),
-        "total": report.total,
-        "findings": [{"rule": f.rule, "line": f.line, "column": f.column} for f in report.findings],
-        "ruleset": ruleset,
-    }
+def redact_file(file: Path, output: str | None, stdout: BinaryIO | None = None) -> tuple[Report, str]:
+    """Redact FILE as the daemon would; the report and the ruleset id.
 
-
-def _print_report(file: Path, output: str | None, report: Report, ruleset: str, *, to_stderr: bool) -> None:
-    """Compiler-style ``FILE:LINE:COL: rule`` lines (editors jump to them), then the counts.
-
-    Rich colours it on a terminal and prints plain text otherwise; nothing here comes from the
-    transcript's content, only rule ids, numbers and the file name (escaped as markup).
-    """
-    from rich.console import Console
-    from rich.markup import escape
-
-    # emoji=False: rich would turn ":100:" of "FILE:100:12" into an emoji.
-    out = Console(stderr=to_stderr, highlight=False, soft_wrap=True, emoji=False)
-    name = escape(str(file))
-    for finding in report.findings:
-        out.print(f"{name}:{finding.line}:{finding.column}: [yellow]{finding.rule}[/]")
-    size = f"{report.lines} lines, {report.bytes_in} bytes, ruleset {ruleset}"
-    if not report.total:
-        out.print(f"[green]nothing to redact[/] in {name} ({size})")
-    else:
-        width = max(len(rule) for rule in report.counts)
-        if report.findings:
-            out.print()
-        for rule, count in sorted(report.counts.items()):
-            out.print(f"  {rule:<{width}}  {count:>6}")
-        plural = "" if report.total == 1 else "s"
-        out.print(f"[bold]{report.total} secret{plural}[/] would be redacted in {name} ({size})")
-    if output == "-":
-        out.print(f"redacted copy written to stdout ({report.bytes_out} bytes)")
-    elif output is not None:
-        out.print(f"redacted copy written to {escape(output)} ({report.bytes_out} bytes)")
-
-
-@click.command(short_help="Show what redaction would remove from a transcript.")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    metavar="OUT",
-    help="Also write the redacted copy to OUT (atomically); '-' for stdout, the report then goes to stderr.",
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: counts, findings, ruleset.")
-def redact(file: Path, output: str | None, as_json: bool) -> None:
-    """Report the secrets the daemon would redact from FILE, without showing them.
-
-    Uses the built-in rules plus the `[redaction]` rules and allow-list of your config.toml,
-    exactly as tracekeeperd does before an upload. Each finding is printed as FILE:LINE:COLUMN
-    and the rule that matched; the secret itself is never printed.
-
-    Exit status: 0 whether or not secrets were found (findings are information), 1 if FILE
-    cannot be read, the configuration is broken or redaction fails (nothing is written then).
-
-    \b
-    Examples:
-      $ tracekeeper redact ~/.codex/sessions/2026/11/25/rollout-….jsonl
-      $ tracekeeper redact session.jsonl -o session.redacted.jsonl
-      $ tracekeeper redact session.jsonl -o - | jq -c .message
-      $ tracekeeper redact session.jsonl --json | jq .counts
+    With OUT (`output`) a path, the redacted copy is written there atomically; with "-", to
+    `stdout` (spooled first, so a pipe gets all or nothing); with None, nowhere.
     """
     from tracekeeperd.redact import RedactionError
 
@@ -232,21 +160,18 @@ def redact(file: Path, output: str | None, as_json: bool) -> None:
         if target is not None:
             sink = _atomic_output(target)
         elif output == "-":
-            sink = _stdout_output()
+            if stdout is None:
+                raise RedactCommandError("-o - needs a stream to write the copy to")
+            sink = _spooled_output(stdout)
         else:
             sink = _discard()
         try:
             with sink as dst:
                 report = redactor.redact_stream(src, dst)
+        except BrokenPipeError:
+            raise  # the reader of `-o -` went away: runner.run's business, not a write error
         except RedactionError as exc:
             raise RedactCommandError(_one_line(f"{file} not redacted: {exc}")) from exc
         except OSError as exc:
             raise RedactCommandError(_one_line(f"cannot write {target or output}: {exc.strerror or exc}")) from exc
-    to_stderr = output == "-"
-    if as_json:
-        import json
-
-        stream: IO[str] = sys.stderr if to_stderr else sys.stdout
-        stream.write(json.dumps(_as_json(file, output, report, redactor.ruleset_id), indent=2) + "\n")
-    else:
-        _print_report(file, output, report, redactor.ruleset_id, to_stderr=to_stderr)
+    return report, redactor.ruleset_id
