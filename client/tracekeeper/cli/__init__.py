@@ -42,6 +42,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "relink": ("tracekeeper.rewrite", "relink_command", "Give rewritten or squash-merged commits their trace links."),
     "service": ("tracekeeper.service", "service", "Run tracekeeperd as a user service (systemd or launchd)."),
     "uninstall": ("tracekeeper.install", "uninstall_command", "Remove the git hooks from this repository."),
+    "web": ("tracekeeper.cli.web", "web_command", "A local, read-only viewer of the trail in the browser."),
     "why": ("tracekeeper.cli.why", "why_command", "The conversation that wrote some lines of a file."),
 }
 

@@ -1,0 +1,211 @@
+"""The viewer's copy of `show.load`: the same sources in the same order, remembered between pages.
+
+`show.load` reads a whole transcript, redacts it and hashes the commit's prefix on every call,
+which is right for one `tracekeeper show` and wrong for a browser that pages through a 100 MB
+session or lists twenty commits of it: each page would pay a full read, redaction and hash.
+Here the redacted bytes of each source are kept (keyed by the file's identity, so a transcript
+that grows is read again), lines are found through an offset index built once, and the prefix
+hashes a note checks are resumed from checkpoints, so verifying twenty commits of one session
+costs about one pass over it. What is shown is exactly what `show` would show: redacted bytes,
+checked against the note's sha256, from the transcript, the snapshot or the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracekeeperd import notes
+from tracekeeperd.agents import DETECT_LINES, TranscriptFormat, detect, get_format
+from tracekeeperd.agents.gemini import legacy_json_lines
+from tracekeeperd.errors import TracekeeperError
+from tracekeeperd.redact import RedactionError
+from tracekeeperd.stores.base import MissingTrace
+
+from .. import show
+
+if TYPE_CHECKING:
+    from tracekeeperd.paths import Paths
+    from tracekeeperd.redact import Redactor
+
+#: Prefix hashes resume from the nearest checkpoint below; one every 8 MiB bounds a check's cost.
+HASH_STEP = 8 << 20
+#: Redacted sources kept in memory (least recently used goes first past this many bytes).
+CACHE_BYTES = 768 << 20
+
+
+@dataclass
+class Blob:
+    """One source's redacted bytes, with a line index and resumable prefix hashes."""
+
+    data: bytes
+    #: Gemini's legacy whole-file JSON: one pseudo-line per message (what its notes count).
+    pseudo: list[bytes] | None = None
+    _starts: array[int] | None = None
+    _hashes: dict[int, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    fmt: TranscriptFormat | None = None
+    detected: bool = False
+
+    def _index(self) -> array[int]:
+        """Start offsets of every complete line, plus the end of the last one."""
+        if self._starts is None:
+            starts = array("q", [0])
+            data, pos = self.data, 0
+            find = data.find
+            while True:
+                cut = find(b"\n", pos)
+                if cut < 0:
+                    break
+                pos = cut + 1
+                starts.append(pos)
+            self._starts = starts
+        return self._starts
+
+    @property
+    def count(self) -> int:
+        if self.pseudo is not None:
+            return len(self.pseudo)
+        return len(self._index()) - 1
+
+    def line(self, number: int) -> bytes:
+        """Line ``number`` (1-based) without its newline (and a CR before it, as split_lines does)."""
+        if self.pseudo is not None:
+            return self.pseudo[number - 1]
+        starts = self._index()
+        return self.data[starts[number - 1] : starts[number] - 1].removesuffix(b"\r")
+
+    def size(self, number: int) -> int:
+        if self.pseudo is not None:
+            return len(self.pseudo[number - 1])
+        starts = self._index()
+        return starts[number] - starts[number - 1]
+
+    def numbered(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
+        for number in range(max(first, 1), min(last, self.count) + 1):
+            yield number, self.line(number)
+
+    def format(self, agent: str) -> TranscriptFormat | None:
+        if not self.detected:
+            first = [line for _, line in self.numbered(1, DETECT_LINES)]
+            name = f"{agent}-session.json" if self.pseudo is not None else f"{agent}-session.jsonl"
+            self.fmt = detect(Path(name), first) or get_format(agent)
+            self.detected = True
+        return self.fmt
+
+    def matches(self, length: int, sha256: str) -> bool:
+        """Whether the first ``length`` bytes hash to ``sha256`` (the note's check)."""
+        if length > len(self.data):
+            return False
+        with self._lock:
+            base = max((mark for mark in self._hashes if mark <= length), default=0)
+            digest = self._hashes[base].copy() if base else hashlib.sha256()
+            view = memoryview(self.data)
+            pos = base
+            while pos + HASH_STEP <= length:
+                digest.update(view[pos : pos + HASH_STEP])
+                pos += HASH_STEP
+                self._hashes.setdefault(pos, digest.copy())
+            digest.update(view[pos:length])
+        return bool(digest.hexdigest() == sha256)
+
+
+@dataclass
+class Slice:
+    """A note's link with the bytes behind it (as much of the session as is known)."""
+
+    link: notes.TraceLink
+    blob: Blob
+    source: str  # "transcript", "snapshot", "store"
+    verified: bool
+
+
+class Loader:
+    """Thread-safe: pages are built on worker threads."""
+
+    def __init__(self, paths: Paths, redactor: Redactor | None, cache_bytes: int = CACHE_BYTES) -> None:
+        self.paths = paths
+        self.redactor = redactor
+        self.cache_bytes = cache_bytes
+        self._blobs: OrderedDict[tuple[Any, ...], Blob] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _remember(self, key: tuple[Any, ...], blob: Blob) -> Blob:
+        with self._lock:
+            self._blobs[key] = blob
+            self._blobs.move_to_end(key)
+            total = sum(len(b.data) for b in self._blobs.values())
+            while total > self.cache_bytes and len(self._blobs) > 1:
+                _, dropped = self._blobs.popitem(last=False)
+                total -= len(dropped.data)
+        return blob
+
+    def _cached(self, key: tuple[Any, ...]) -> Blob | None:
+        with self._lock:
+            blob = self._blobs.get(key)
+            if blob is not None:
+                self._blobs.move_to_end(key)
+            return blob
+
+    @staticmethod
+    def _blob(data: bytes) -> Blob:
+        # As show.Trail.conversation decides: no line reads as a transcript record, and the
+        # bytes are one JSON document.
+        head = data[: 1 << 20].split(b"\n", DETECT_LINES)[:DETECT_LINES]
+        if detect(Path("transcript.jsonl"), head) is None and data.lstrip()[:1] == b"{":
+            pseudo = legacy_json_lines(data)
+            if pseudo:
+                return Blob(data, pseudo=pseudo)
+        return Blob(data)
+
+    def _local(self, path: Path, redact: bool) -> Blob | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        key = ("file", str(path), stat.st_size, stat.st_mtime_ns, redact)
+        blob = self._cached(key)
+        if blob is not None:
+            return blob
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        data = data[: data.rfind(b"\n") + 1] if b"\n" in data else data
+        if redact and self.redactor is not None:
+            try:
+                data = self.redactor.redact_bytes(data)[0]
+            except RedactionError:
+                return None
+        return self._remember(key, self._blob(data))
+
+    def _store(self, link: notes.TraceLink) -> Blob:
+        key = ("url", link.url)
+        blob = self._cached(key)
+        if blob is not None and blob.matches(link.bytes, link.sha256):
+            return blob
+        try:
+            data = show.fetch_url(link.url)
+        except MissingTrace as exc:
+            raise show.ShowError(
+                f"{exc}; `tracekeeper status` on the machine that made the commit shows whether it is still queued"
+            ) from None
+        except (OSError, TracekeeperError) as exc:
+            raise show.ShowError(f"cannot fetch {link.url}: {exc}") from None
+        return self._remember(key, self._blob(data))
+
+    def load(self, sha: str, link: notes.TraceLink) -> Slice:
+        """`show.load`'s answer: the first local copy whose redacted bytes match the note, else the store."""
+        redact = link.redacted is not None
+        for source, path in show._local_candidates(self.paths, sha, link):
+            blob = self._local(path, redact)
+            if blob is not None and blob.matches(link.bytes, link.sha256):
+                return Slice(link, blob, source, True)
+        blob = self._store(link)
+        return Slice(link, blob, "store", blob.matches(link.bytes, link.sha256))
