@@ -163,7 +163,7 @@ async def commit(request: web.Request) -> web.Response:
     only = _int(request, "session", -1)
     data = await asyncio.to_thread(
         views.commit_view,
-        site.repo,
+        site.git_dir,
         site.notes_ref,
         site.loader,
         request.match_info["sha"],
