@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -143,7 +144,9 @@ def main() -> int:
             wait_for(lambda: repo.note(sha), timeout=600, what="the note of the big session")
         noted = time.perf_counter() - began
         (meta,) = note_links(repo.note(sha))
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
         print(f"session: {len(data) / (1 << 20):.0f} MiB, {count} lines; commit -> note {noted:.1f} s")
+        print(f"machine: {os.cpu_count()} cores, load average {load} (cold figures are one pass over the session)")
         for line in measure(env, repo.path, sha, count // 2, runs, "local store"):
             print(line)
         stored = Path(unquote(urlparse(meta["url"]).path))

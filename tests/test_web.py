@@ -414,3 +414,22 @@ def test_ctrl_c_stops_it_and_a_taken_port_is_one_line(world: World) -> None:
         assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the port is closed"
+
+
+def test_without_the_stores_copy_it_shows_the_redacted_transcript_checked_against_the_note(world: World) -> None:
+    """The store is elsewhere (a Hub bucket; here its local object is moved away): the viewer
+    reads the agent's transcript, redacts it as the daemon did, and checks it against the note."""
+    (meta,) = [json.loads(line.split(": ", 1)[1]) for line in world.repo.note(world.farewell).splitlines()[1:2]]
+    stored = Path(meta["url"].removeprefix("file://"))
+    aside = stored.with_name(stored.name + ".aside")
+    stored.rename(aside)
+    try:
+        with serving(world.env, world.repo.path) as (url, _):
+            status, headers, _ = _get(url)
+            cookie = headers["Set-Cookie"].split(";", 1)[0]
+            status, _, body = _get(f"{url.split('/?')[0]}/commit/{world.farewell}", {"Cookie": cookie})
+    finally:
+        aside.rename(stored)
+    assert status == 200
+    assert "read from the transcript" in body and "verified" in body and "differs" not in body
+    assert "add a farewell(name: str) helper" in body

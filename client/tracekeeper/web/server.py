@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from ..errors import ClientError
 from . import views
 from .loader import Loader
 
@@ -44,6 +45,8 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+
+SEARCH_PAGE = 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -218,9 +221,12 @@ async def blame(request: web.Request) -> web.Response:
 
 
 async def search(request: web.Request) -> web.Response:
+    """The `search` library's hits (branch `search`: tracekeeper/search.py), a page at a time."""
     site = _site(request)
     query = request.query.get("q", "")
-    hits: list[Any] = []
+    page = _int(request, "page")
+    hits: list[views.Hit] = []
+    more = False
     error = ""
     if query:
         try:
@@ -228,8 +234,16 @@ async def search(request: web.Request) -> web.Response:
         except ImportError:
             error = "search is not part of this build of tracekeeper"
         else:
-            hits = await asyncio.to_thread(search_lib.search, query, repo=site.repo, limit=50)
-    return site.render("search.html", q=query, hits=hits, error=error)
+            try:
+                found = await asyncio.to_thread(
+                    search_lib.search, query, repo=site.repo, limit=SEARCH_PAGE + 1, offset=page * SEARCH_PAGE
+                )
+            except ClientError as exc:
+                error = str(exc)
+            else:
+                more = len(found) > SEARCH_PAGE
+                hits = [views.hit(found_hit) for found_hit in found[:SEARCH_PAGE]]
+    return site.render("search.html", q=query, hits=hits, error=error, page=page, more=more)
 
 
 async def no_icon(_request: web.Request) -> web.Response:

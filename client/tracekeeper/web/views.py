@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import Edit, Turn
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 PAGE_LINES = 200
 PAGE_BYTES = 1 << 20
 #: Shown of one text before "show more"; the rest folded up to FOLD_CHARS, past that a link.
-HEAD_CHARS = 4000
+HEAD_CHARS = 3000
 HEAD_LINES = 60
 FOLD_CHARS = 100_000
 #: Commits on one page of the timeline.
@@ -417,7 +417,7 @@ def commit_view(
         visible(subject.strip()),
         visible(author),
         date[:19].replace("T", " "),
-        visible(stat.strip("\n")),
+        visible(stat.strip("\n"), multiline=True),
         tuple(parts),
         forgotten,
     )
@@ -514,6 +514,31 @@ def line_text(loader: Loader, index: SessionIndex, agent: str, session: str, lin
     return "\n\n".join(f"[{turn.kind}{' ' + turn.name if turn.name else ''}]\n{turn.text}" for turn in turns)
 
 
+# --- search --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    commit: str
+    agent: str
+    session: str
+    turn: int
+    snippet: str
+    url: str
+
+
+def hit(found: Any) -> Hit:
+    """A `search.SearchHit` (commit, agent, session, turn, snippet, url) made safe for a page."""
+    return Hit(
+        str(found.commit),
+        visible(str(found.agent)),
+        visible(str(found.session)),
+        int(found.turn or 0),
+        visible(str(found.snippet), multiline=True),
+        visible(str(found.url)),
+    )
+
+
 # --- blame ---------------------------------------------------------------------------------------
 
 
@@ -524,7 +549,8 @@ class BlameLine:
     commit: str  # "" when not committed
     session: tuple[str, str, int] | None  # (agent, session, transcript line of the edit or slice)
     first: bool  # first line of a run by the same commit
-    title: str
+    title: str  # the prompt behind the lines (or the commit's subject), in full
+    why: str  # the same, short enough for the margin
 
 
 @dataclass(frozen=True)
@@ -555,7 +581,8 @@ def blame_view(answer: Why, text: str) -> BlameView:
     all_lines = text.splitlines()
     for number, content in enumerate(all_lines[:BLAME_LINES], start=1):
         sha, target, title = owner.get(number, ("", None, "not committed"))
-        rows.append(BlameLine(number, visible(content[:4000]), sha, target, sha != previous, title))
+        short = one_line(title, 60) if target else ""
+        rows.append(BlameLine(number, visible(content[:4000]), sha, target, sha != previous, title, short))
         previous = sha
     return BlameView(visible(answer.path), tuple(rows), max(0, len(all_lines) - BLAME_LINES))
 
