@@ -217,6 +217,11 @@ def tab(browser: Any, server: str) -> Iterator[Tab]:
         context.close()
 
 
+def _cookie(tab: Tab) -> str:
+    (cookie,) = tab.page.context.cookies()
+    return f"{cookie['name']}={cookie['value']}"
+
+
 def screenshot(tab: Tab, name: str) -> None:
     if os.environ.get("TRACEKEEPER_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -398,6 +403,9 @@ def test_unknown_pages_say_so_in_one_line(world: World, tab: Tab) -> None:
     assert response is not None and response.status == 404
     response = tab.page.goto(tab.base + "/?page=x")
     assert response is not None and response.status == 400
+    for sneaky in ("/blame/%2e%2e/%2e%2e/etc/passwd", "/blame//etc/passwd"):
+        status, _, body = _get(tab.base + sneaky, {"Cookie": _cookie(tab)})
+        assert status == 404 and "outside the repository" in body and "root:" not in body, sneaky
 
 
 # --- the process ---------------------------------------------------------------------------------
@@ -433,3 +441,21 @@ def test_without_the_stores_copy_it_shows_the_redacted_transcript_checked_agains
     assert status == 200
     assert "read from the transcript" in body and "verified" in body and "differs" not in body
     assert "add a farewell(name: str) helper" in body
+
+
+def test_the_timeline_pages_and_a_directory_outside_a_repository_is_one_line(world: World) -> None:
+    repo = make_repo(world.env, "many")
+    for n in range(35):
+        repo.git("commit", "-q", "--allow-empty", "-m", f"commit {n}")
+    with serving(world.env, repo.path) as (url, _):
+        base = url.split("/?")[0]
+        cookie = _get(url)[1]["Set-Cookie"].split(";", 1)[0]
+        status, _, first = _get(base + "/", {"Cookie": cookie})
+        assert status == 200 and first.count('class="sha"') == 30
+        assert "commit 34<" in first and "commit 5<" in first and "commit 4<" not in first
+        assert 'rel="next" href="/?page=1' in first
+        status, _, second = _get(base + "/?page=1", {"Cookie": cookie})
+        assert second.count('class="sha"') == 5 and "commit 4<" in second and 'rel="next"' not in second
+    outside = world.env.cli("-C", str(world.env.root), "web", "--no-browser", check=False)
+    assert outside.returncode != 0 and outside.stdout == ""
+    assert outside.stderr.startswith("Error: ") and outside.stderr.count("\n") == 1, outside.stderr

@@ -242,7 +242,7 @@ async def search(request: web.Request) -> web.Response:
                 error = str(exc)
             else:
                 more = len(found) > SEARCH_PAGE
-                hits = [views.hit(found_hit) for found_hit in found[:SEARCH_PAGE]]
+                hits = [views.hit(found_hit, search_lib.parts) for found_hit in found[:SEARCH_PAGE]]
     return site.render("search.html", q=query, hits=hits, error=error, page=page, more=more)
 
 

@@ -12,7 +12,8 @@ and a byte budget, so a 100 MB session costs a page, not the whole file.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+import posixpath
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -240,6 +241,7 @@ class SessionRow:
     prompt: str
     url: str
     error: str = ""
+    tokens: Tokens | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,7 @@ def _session_row(loader: Loader, sha: str, link: notes.TraceLink) -> SessionRow:
         prompt,
         visible(link.url),
         error,
+        tokens(link),
     )
 
 
@@ -343,6 +346,7 @@ class SessionPart:
     page: Page | None
     items: list[Item]
     error: str = ""
+    tokens: Tokens | None = None
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,7 @@ def commit_view(
             (link.first_line, link.last_line),
             None,
             [],
+            tokens=tokens(link),
         )
         if only is not None and index != only:
             parts.append(base)
@@ -522,21 +527,57 @@ class Hit:
     commit: str
     agent: str
     session: str
-    turn: int
-    snippet: str
+    turn: int  # the transcript line of the matching turn
+    snippet: tuple[tuple[str, bool], ...]  # (text, is a match)
     url: str
 
+    @property
+    def shown(self) -> tuple[str, str]:
+        """Agent and session as shown (the raw values go into links, quoted)."""
+        return visible(self.agent), visible(self.session)
 
-def hit(found: Any) -> Hit:
-    """A `search.SearchHit` (commit, agent, session, turn, snippet, url) made safe for a page."""
+
+def hit(found: Any, parts: Callable[[str], list[tuple[str, bool]]]) -> Hit:
+    """A `search.SearchHit` (commit, agent, session, turn, snippet, url) made safe for a page;
+    ``parts`` is search.parts, which splits the snippet at the index's match marks."""
     return Hit(
         str(found.commit),
-        visible(str(found.agent)),
-        visible(str(found.session)),
+        str(found.agent),
+        str(found.session),
         int(found.turn or 0),
-        visible(str(found.snippet), multiline=True),
+        tuple((visible(text, multiline=True), match) for text, match in parts(str(found.snippet))),
         visible(str(found.url)),
     )
+
+
+# --- tokens --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A link's token counts: ``known`` False is "unknown" (the agent recorded none, or the note
+    predates counts), never an estimate."""
+
+    known: bool
+    input: int = 0
+    output: int = 0
+    cached: int = 0
+    models: str = ""
+
+
+def tokens(link: Any) -> Tokens | None:
+    """The note's `usage` (notes.TraceLink.usage: agents/usage.Usage, per model); None where this
+    build's notes carry no such field."""
+    if not hasattr(link, "usage"):
+        return None
+    usage = link.usage
+    if usage is None:
+        return Tokens(False)
+    total = usage.total()
+    models = "; ".join(
+        f"{visible(str(name))}: {u.input:,} input, {u.output:,} output, {u.cached:,} cached" for name, u in usage.models
+    )
+    return Tokens(True, total.input, total.output, total.cached, models)
 
 
 # --- blame ---------------------------------------------------------------------------------------
@@ -590,6 +631,11 @@ def blame_view(answer: Why, text: str) -> BlameView:
 def blame(repo: Path, notes_ref: str, loader: Loader, path: str) -> BlameView:
     from .. import why
 
+    # why.py takes absolute paths and `..` (a CLI user names files as they like); a URL names a
+    # file of this repository, so anything that leaves it is refused before git is asked.
+    clean = posixpath.normpath(path)
+    if path.startswith("/") or clean == ".." or clean.startswith("../"):
+        raise WebError(f"{visible(path)} is outside the repository")
     try:
         answer = why.why(repo, path, None, loader.paths, notes_ref, redactor=loader.redactor)
     except why.WhyError as exc:

@@ -1,0 +1,111 @@
+"""The viewer's building blocks without a browser: the line index and resumable hashes a page
+relies on (against split_lines and hashlib), paging, cutting long text, and token counts."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracekeeper.web import loader, views
+from tracekeeper.web.loader import Blob
+from tracekeeperd.agents import split_lines
+
+LINES = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30)
+
+
+@given(LINES, st.binary(max_size=10).map(lambda b: b.replace(b"\n", b"")), st.booleans())
+def test_the_line_index_reads_what_split_lines_reads(lines: list[bytes], tail: bytes, crlf: bool) -> None:
+    data = b"".join(line + (b"\r\n" if crlf else b"\n") for line in lines) + tail
+    expected, _ = split_lines(data)
+    blob = Blob(data)
+    assert blob.count == len(expected)
+    assert [blob.line(n) for n in range(1, blob.count + 1)] == expected
+    assert [line for _, line in blob.numbered(1, 10**6)] == expected
+
+
+@settings(max_examples=50)
+@given(st.binary(min_size=0, max_size=3000), st.lists(st.integers(0, 3000), min_size=1, max_size=8))
+def test_resumed_prefix_hashes_equal_hashlib_in_any_order(data: bytes, lengths: list[int]) -> None:
+    old = loader.HASH_STEP
+    loader.HASH_STEP = 97  # small steps, so the checkpoints are used within small data
+    try:
+        blob = Blob(data)
+        for length in lengths:
+            digest = hashlib.sha256(data[:length]).hexdigest()
+            assert blob.matches(length, digest) is (length <= len(data))
+            assert not blob.matches(length, "0" * 64)
+    finally:
+        loader.HASH_STEP = old
+
+
+def _blob(sizes: list[int]) -> Blob:
+    return Blob(b"".join(b"x" * size + b"\n" for size in sizes))
+
+
+@given(st.lists(st.integers(0, 3 * views.PAGE_BYTES // 2), min_size=1, max_size=400), st.data())
+@settings(max_examples=30, deadline=None)
+def test_pages_cover_a_range_once_in_order_within_their_budget(sizes: list[int], data: st.DataObject) -> None:
+    blob = _blob(sizes)
+    first = data.draw(st.integers(1, len(sizes)))
+    end = data.draw(st.integers(first, len(sizes)))
+    start, covered = first, []
+    while True:
+        page = views.page_of(blob, start, first, end)
+        assert page.first == start and page.last >= page.first, "a page is never empty"
+        lines = range(page.first, page.last + 1)
+        assert len(lines) <= views.PAGE_LINES
+        # Over budget only by its last line: one huge line is a page of its own.
+        assert sum(blob.size(n) for n in lines[:-1]) < views.PAGE_BYTES
+        if page.previous is not None:
+            assert first <= page.previous < page.first
+        covered.extend(lines)
+        if page.next is None:
+            break
+        assert page.next == page.last + 1
+        start = page.next
+    assert covered == list(range(first, end + 1))
+
+
+def test_long_text_is_cut_folded_or_linked_and_control_characters_spelled() -> None:
+    short = views.clip("a\x1b[2Jb\u202ec\nd")
+    assert short.head == "a\\x1b[2Jb\\u202ec\nd" and not short.rest and not short.hidden
+    folded = views.clip("y" * (views.HEAD_CHARS + 10))
+    assert len(folded.head) == views.HEAD_CHARS and folded.rest == "y" * 10 and folded.hidden == 10
+    many_lines = views.clip("line\n" * (views.HEAD_LINES + 5))
+    assert many_lines.head.count("\n") == views.HEAD_LINES - 1 and many_lines.rest
+    huge = views.clip("z" * (views.HEAD_CHARS + views.FOLD_CHARS + 1), more="/session/a/b/text/7")
+    assert huge.rest == "" and huge.hidden == views.FOLD_CHARS + 1 and huge.more == "/session/a/b/text/7"
+
+
+@dataclass(frozen=True)
+class _Counts:
+    input: int
+    output: int
+    cached: int
+
+
+@dataclass(frozen=True)
+class _Usage:
+    """The shape of agents/usage.Usage that the viewer reads (models, total())."""
+
+    models: tuple[tuple[str, _Counts], ...]
+
+    def total(self) -> _Counts:
+        return _Counts(*(sum(getattr(c, f) for _, c in self.models) for f in ("input", "output", "cached")))
+
+
+@dataclass(frozen=True)
+class _Link:
+    usage: _Usage | None
+
+
+def test_token_counts_are_summed_and_unknown_is_said_never_estimated() -> None:
+    usage = _Usage((("gpt-5", _Counts(1000, 200, 800)), ("gpt-5-mini\x1b", _Counts(10, 2, 0))))
+    shown = views.tokens(_Link(usage))
+    assert shown == views.Tokens(True, 1010, 202, 800, shown.models if shown else "")
+    assert shown is not None and "gpt-5-mini\\x1b: 10 input" in shown.models
+    assert views.tokens(_Link(None)) == views.Tokens(False)
+    assert views.tokens(object()) is None, "a note format without token counts shows nothing"
