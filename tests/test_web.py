@@ -459,3 +459,31 @@ def test_the_timeline_pages_and_a_directory_outside_a_repository_is_one_line(wor
     outside = world.env.cli("-C", str(world.env.root), "web", "--no-browser", check=False)
     assert outside.returncode != 0 and outside.stdout == ""
     assert outside.stderr.startswith("Error: ") and outside.stderr.count("\n") == 1, outside.stderr
+
+
+def test_it_opens_the_browser_with_the_url_unless_told_not_to(world: World) -> None:
+    """The user's browser, as Python's webbrowser finds it: $BROWSER names a command (here a
+    script that records what it was asked to open)."""
+    opened = world.env.root / "opened.txt"
+    browser = world.env.root / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    env = Env(world.env.root, {**world.env.vars, "BROWSER": str(browser)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekeeper", "-C", str(world.repo.path), "web"],
+        env=env.vars,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert wait_for(lambda: opened.exists() and opened.read_text().strip(), what="the browser") == url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    opened.unlink()
+    with serving(env, world.repo.path):  # --no-browser
+        pass
+    assert not opened.exists()

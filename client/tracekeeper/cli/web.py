@@ -60,10 +60,15 @@ def web_command(port: int, no_browser: bool) -> None:
         sys.stdout.flush()
         click.echo("Serving (read-only) until Ctrl-C.", err=True)
         if not no_browser:
+            import threading
             import webbrowser
 
-            with contextlib.suppress(Exception):  # no browser here: the printed URL is enough
-                webbrowser.open(url)
+            def open_browser() -> None:
+                with contextlib.suppress(Exception):  # no browser here: the printed URL is enough
+                    webbrowser.open(url)
+
+            # On its own thread, as Jupyter does: a console browser (w3m, lynx) is waited for.
+            threading.Thread(target=open_browser, name="open-browser", daemon=True).start()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(server.serve(site, sock, started))

@@ -48,25 +48,30 @@ class Blob:
     #: Gemini's legacy whole-file JSON: one pseudo-line per message (what its notes count).
     pseudo: list[bytes] | None = None
     _starts: array[int] | None = None
+    _scanned: int = 0  # -1 once the index reaches the end
     _hashes: dict[int, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     fmt: TranscriptFormat | None = None
     detected: bool = False
 
-    def _index(self) -> array[int]:
-        """Start offsets of every complete line, plus the end of the last one."""
+    def _index(self, upto: int | None = None) -> array[int]:
+        """Start offsets of lines (plus the end of the last), found as far as line ``upto``
+        needs (None: all): a first page near the start never scans the whole session."""
         if self._starts is None:
-            starts = array("q", [0])
-            data, pos = self.data, 0
-            find = data.find
-            while True:
-                cut = find(b"\n", pos)
-                if cut < 0:
-                    break
-                pos = cut + 1
-                starts.append(pos)
-            self._starts = starts
-        return self._starts
+            self._starts = array("q", [0])
+            self._scanned = 0
+        starts = self._starts
+        if self._scanned < 0 or (upto is not None and len(starts) > upto):
+            return starts
+        find, pos = self.data.find, starts[-1]
+        while upto is None or len(starts) <= upto:
+            cut = find(b"\n", pos)
+            if cut < 0:
+                self._scanned = -1  # the end is reached: the index is complete
+                break
+            pos = cut + 1
+            starts.append(pos)
+        return starts
 
     @property
     def count(self) -> int:
@@ -78,18 +83,26 @@ class Blob:
         """Line ``number`` (1-based) without its newline (and a CR before it, as split_lines does)."""
         if self.pseudo is not None:
             return self.pseudo[number - 1]
-        starts = self._index()
+        starts = self._index(number)
         return self.data[starts[number - 1] : starts[number] - 1].removesuffix(b"\r")
 
     def size(self, number: int) -> int:
         if self.pseudo is not None:
             return len(self.pseudo[number - 1])
-        starts = self._index()
+        starts = self._index(number)
         return starts[number] - starts[number - 1]
 
+    def has(self, number: int) -> bool:
+        """Whether line ``number`` exists, scanning no further than it."""
+        if self.pseudo is not None:
+            return number <= len(self.pseudo)
+        return len(self._index(number)) > number
+
     def numbered(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
-        for number in range(max(first, 1), min(last, self.count) + 1):
+        number = max(first, 1)
+        while number <= last and self.has(number):
             yield number, self.line(number)
+            number += 1
 
     def format(self, agent: str) -> TranscriptFormat | None:
         if not self.detected:

@@ -208,18 +208,25 @@ class Page:
 
 
 def page_of(blob: Blob, start: int, first: int, end: int) -> Page:
-    """The lines from ``start`` (clamped to first..end) that fit in one page."""
-    end = min(end, blob.count)
+    """The lines from ``start`` (clamped to first..end) that fit in one page.
+
+    Only the lines of this page (and the one after it) are looked up, so a first page never
+    scans the rest of a 100 MB session; ``end`` is the note's, or the bytes' if they end sooner.
+    """
     start = min(max(start, first), max(end, first))
+    if not blob.has(start):  # past what the bytes hold (a hand-made URL): their last page
+        end = max(blob.count, first)
+        start = min(start, end)
     last, budget = start - 1, 0
-    while last < end and last - start + 1 < PAGE_LINES and budget < PAGE_BYTES:
+    while last < end and last - start + 1 < PAGE_LINES and budget < PAGE_BYTES and blob.has(last + 1):
         last += 1
         budget += blob.size(last)
     back, budget = start, 0
     while back > first and start - back < PAGE_LINES and budget < PAGE_BYTES:
         back -= 1
         budget += blob.size(back)
-    return Page(start, last, end, back if start > first else None, last + 1 if last < end else None)
+    following = last + 1 if last < end and blob.has(last + 1) else None
+    return Page(start, last, end, back if start > first else None, following)
 
 
 def read_page(piece: Slice, page: Page, more_url: str, marks: dict[int, list[str]] | None = None) -> list[Item]:
