@@ -285,6 +285,9 @@ def new_site(repo: Path, git_dir: Path, notes_ref: str, paths: Paths, redactor: 
 async def serve(site: Site, sock: socket.socket, started: Callable[[str], None]) -> None:
     """Serve until cancelled; ``started`` gets the URL (with the token) once requests are accepted."""
     site.port = sock.getsockname()[1]
+    # Compiled now, not on the first request of each page (Jinja2 caches them after this).
+    for name in site.env.list_templates():
+        site.env.get_template(name)
     runner = web.AppRunner(make_app(site), access_log=None, handle_signals=False)
     await runner.setup()
     try:
