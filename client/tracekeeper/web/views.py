@@ -655,7 +655,8 @@ def blame(repo: Path, notes_ref: str, loader: Loader, path: str) -> BlameView:
     return blame_view(answer, text)
 
 
-def files(repo: Path, limit: int = 2000) -> Sequence[str]:
-    """Tracked files, for the blame page's index."""
+def files(repo: Path, limit: int = 2000) -> Sequence[tuple[str, str]]:
+    """Tracked files for the blame page's index: (name for the link, name as shown)."""
     proc = git.run(None, ["ls-files", "-z"], cwd=repo, check=False)
-    return [visible(name) for name in proc.stdout.decode(errors="replace").split("\0") if name][:limit]
+    names = [name for name in proc.stdout.decode(errors="replace").split("\0") if name][:limit]
+    return [(name, visible(name)) for name in names]
