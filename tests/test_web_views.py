@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracekeeper.web import loader, views
-from tracekeeper.web.loader import Blob
+from tracekeeper.web.loader import Blob, Loader
 from tracekeeperd.agents import split_lines
+from tracekeeperd.paths import Paths
+from tracekeeperd.redact import Redactor
 
 LINES = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30)
 
@@ -109,3 +113,46 @@ def test_token_counts_are_summed_and_unknown_is_said_never_estimated() -> None:
     assert shown is not None and "gpt-5-mini\\x1b: 10 input" in shown.models
     assert views.tokens(_Link(None)) == views.Tokens(False)
     assert views.tokens(object()) is None, "a note format without token counts shows nothing"
+
+
+class CountingRedactor(Redactor):
+    """The real redactor, remembering how many bytes each call was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def redact_bytes(self, data: bytes) -> tuple[bytes, Any]:
+        self.seen.append(len(data))
+        return super().redact_bytes(data)
+
+
+def test_a_growing_transcript_is_redacted_once_and_a_rewritten_one_again(tmp_path: Path) -> None:
+    """What the viewer shows of a live transcript equals a fresh redaction of it, whether the
+    agent appended (only the new lines are redacted) or rewrote the file."""
+    secret = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gH3jK5mN7pQ9s"
+    redactor, fresh = CountingRedactor(), Redactor()
+    transcript = tmp_path / "t.jsonl"
+    first_raw = b'{"text": "first"}\n{"key": "%s"}\n' % secret.encode()
+    transcript.write_bytes(first_raw)
+    viewer = Loader(Paths(tmp_path, tmp_path, tmp_path, tmp_path), redactor)
+    first = viewer.local(transcript, redact=True)
+    assert first is not None and secret.encode() not in first.data
+    assert first.data == fresh.redact_bytes(first_raw)[0]
+    first.matches(len(first.data), hashlib.sha256(first.data).hexdigest())
+    assert first.count == 2
+
+    with transcript.open("ab") as out:
+        out.write(b'{"text": "again %s"}\n{"partial": ' % secret.encode())  # and a line being written
+    grown = viewer.local(transcript, redact=True)
+    assert grown is not None and grown is not first and secret.encode() not in grown.data
+    complete = transcript.read_bytes()[: transcript.read_bytes().rfind(b"\n") + 1]
+    assert grown.data == fresh.redact_bytes(complete)[0]
+    assert grown.count == 3 and grown.line(3).startswith(b'{"text": "again ')
+    assert redactor.seen == [len(first_raw), len(complete) - len(first_raw)], "only the appended lines"
+    assert grown.matches(len(grown.data), hashlib.sha256(grown.data).hexdigest())
+    assert viewer.local(transcript, redact=True) is grown, "unchanged: no new read"
+
+    transcript.write_bytes(b'{"text": "rewritten"}\n')  # not an append: read again whole
+    rewritten = viewer.local(transcript, redact=True)
+    assert rewritten is not None and rewritten.data == b'{"text": "rewritten"}\n' and rewritten.count == 1

@@ -112,6 +112,14 @@ class Blob:
             self.detected = True
         return self.fmt
 
+    def inherit(self, older: Blob) -> None:
+        """Keep ``older``'s line index and hash checkpoints: this blob starts with its bytes."""
+        with older._lock:
+            self._hashes = dict(older._hashes)
+        if older._starts is not None:
+            self._starts = array("q", older._starts)
+            self._scanned = 0  # the new bytes are not scanned yet
+
     def matches(self, length: int, sha256: str) -> bool:
         """Whether the first ``length`` bytes hash to ``sha256`` (the note's check)."""
         if length > len(self.data):
@@ -127,6 +135,17 @@ class Blob:
                 self._hashes.setdefault(pos, digest.copy())
             digest.update(view[pos:length])
         return bool(digest.hexdigest() == sha256)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """What a local file held when it was last read: enough to redact only what it appended."""
+
+    key: tuple[Any, ...]  # the blob's key in the cache
+    identity: tuple[int, int, int, int]  # device, inode, size, mtime (ns)
+    raw_bytes: int  # complete lines read
+    raw_sha256: str  # of those raw bytes
+    blob: Blob
 
 
 @dataclass
@@ -147,6 +166,7 @@ class Loader:
         self.redactor = redactor
         self.cache_bytes = cache_bytes
         self._blobs: OrderedDict[tuple[Any, ...], Blob] = OrderedDict()
+        self._copies: dict[tuple[Any, ...], _Copy] = {}
         self._lock = threading.Lock()
 
     def _remember(self, key: tuple[Any, ...], blob: Blob) -> Blob:
@@ -155,8 +175,10 @@ class Loader:
             self._blobs.move_to_end(key)
             total = sum(len(b.data) for b in self._blobs.values())
             while total > self.cache_bytes and len(self._blobs) > 1:
-                _, dropped = self._blobs.popitem(last=False)
+                gone, dropped = self._blobs.popitem(last=False)
                 total -= len(dropped.data)
+                # Forget what the file held too, or its blob would outlive the cache.
+                self._copies = {k: copy for k, copy in self._copies.items() if copy.key != gone}
         return blob
 
     def _cached(self, key: tuple[Any, ...]) -> Blob | None:
@@ -177,26 +199,57 @@ class Loader:
                 return Blob(data, pseudo=pseudo)
         return Blob(data)
 
-    def _local(self, path: Path, redact: bool) -> Blob | None:
+    def local(self, path: Path, redact: bool) -> Blob | None:
+        """A transcript or snapshot on this disk, redacted if the note says redaction ran.
+
+        An agent appends to its transcript while it works. When the same file only grew (its
+        old bytes hash as before), the lines already redacted are kept and only the new ones
+        are redacted, as the daemon does for uploads (outgoing.extend): watching a live 100 MB
+        session costs a hash of it per change, not a redaction of it. Anything else (a rewrite,
+        a new file under the name) is read again whole.
+        """
         try:
             stat = path.stat()
         except OSError:
             return None
-        key = ("file", str(path), stat.st_size, stat.st_mtime_ns, redact)
-        blob = self._cached(key)
-        if blob is not None:
-            return blob
+        key = ("file", str(path), redact)
+        with self._lock:
+            known = self._copies.get(key)
+        identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if known is not None and known.identity == identity:
+            return self._cached(known.key) or known.blob
         try:
-            data = path.read_bytes()
+            raw = path.read_bytes()
         except OSError:
             return None
-        data = data[: data.rfind(b"\n") + 1] if b"\n" in data else data
+        raw = raw[: raw.rfind(b"\n") + 1]
+        digest = hashlib.sha256(memoryview(raw)[: known.raw_bytes] if known else b"")
+        grown = (
+            known is not None
+            and known.identity[:2] == identity[:2]
+            and len(raw) >= known.raw_bytes
+            and digest.hexdigest() == known.raw_sha256
+        )
+        old = known.blob if known is not None and grown else None
+        tail = raw[known.raw_bytes :] if known is not None and grown else raw
+        if not grown:
+            digest = hashlib.sha256()
+        digest.update(tail)
         if redact and self.redactor is not None:
             try:
-                data = self.redactor.redact_bytes(data)[0]
+                redacted = self.redactor.redact_bytes(tail)[0]
             except RedactionError:
                 return None
-        return self._remember(key, self._blob(data))
+            if redacted.count(b"\n") != tail.count(b"\n"):
+                return None  # lines must stay one to one, as for an upload
+            tail = redacted
+        blob = self._blob(old.data + tail) if old is not None else self._blob(tail)
+        if old is not None and old.pseudo is None and blob.pseudo is None:
+            blob.inherit(old)
+        blob = self._remember(("blob", *key, identity), blob)
+        with self._lock:
+            self._copies[key] = _Copy(("blob", *key, identity), identity, len(raw), digest.hexdigest(), blob)
+        return blob
 
     def _store(self, link: notes.TraceLink) -> Blob:
         key = ("url", link.url)
@@ -228,7 +281,7 @@ class Loader:
                 if stored.matches(link.bytes, link.sha256):
                     return Slice(link, stored, "store", True)
         for source, path in show._local_candidates(self.paths, sha, link):
-            local = self._local(path, redact)
+            local = self.local(path, redact)
             if local is not None and local.matches(link.bytes, link.sha256):
                 return Slice(link, local, source, True)
         stored = self._store(link)
