@@ -24,7 +24,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from tracekeeperd.errors import TracekeeperError
+
 from ..errors import ClientError
+from ..safetext import visible
 from . import views
 from .loader import Loader
 
@@ -121,6 +124,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = site.render("error.html", status=exc.status, message=exc.reason)
         else:
             raise
+    except (ClientError, TracekeeperError, OSError) as exc:  # git missing, a disk error: one line
+        response = site.render("error.html", status=500, message=visible(" ".join(str(exc).split())))
     _secure(response)
     return response
 
