@@ -487,3 +487,40 @@ def test_it_opens_the_browser_with_the_url_unless_told_not_to(world: World) -> N
     with serving(env, world.repo.path):  # --no-browser
         pass
     assert not opened.exists()
+
+
+def test_a_hostile_note_links_nothing_and_runs_nothing(world: World, browser: Any) -> None:
+    """Notes travel: whoever can push to the remote writes them. A link whose URL is
+    `javascript:` and whose agent and session are markup is shown as text, never as a link."""
+    repo = make_repo(world.env, "pushed")
+    sha = repo.commit("from a teammate")
+    meta = {
+        "agent": "<img src=x onerror=alert('agent')>",
+        "bytes": 10,
+        "lines": [1, 2],
+        "session": "<script>alert('session')</script>",
+        "sha256": "0" * 64,
+        "url": "javascript:alert('url')",
+        "v": 1,
+    }
+    note = f"hf-trace: {meta['url']}\nhf-trace-meta: {json.dumps(meta)}\n"
+    repo.git("notes", "--ref=refs/notes/hf-traces", "add", "-m", note, sha)
+    with serving(world.env, repo.path) as (url, _):
+        context = browser.new_context()
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        try:
+            page.goto(url)
+            assert "<img src=x onerror=alert('agent')>" in page.locator("table.timeline").inner_text()
+            page.goto(url.split("/?")[0] + f"/commit/{sha}")
+            part = page.locator("section.session-part")
+            assert "<script>alert('session')</script>" in part.locator("h2").inner_text()
+            assert "javascript:alert('url')" in part.inner_text()
+            assert page.locator("a[href^='javascript']").count() == 0, "a note's URL is linked only if it is a store's"
+            assert page.locator("main img").count() == 0 and page.evaluate("() => document.scripts.length") == 0
+            for link in page.locator("main a").all():
+                assert not (link.get_attribute("href") or "").lower().startswith(("javascript", "data"))
+        finally:
+            context.close()
+    assert not dialogs

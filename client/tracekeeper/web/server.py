@@ -80,6 +80,7 @@ class Site:
         self.env.filters["q"] = lambda value: quote(str(value), safe="")
         self.env.filters["qpath"] = lambda value: quote(str(value), safe="/")
         self.env.globals["session_href"] = views.session_href
+        self.env.globals["trace_href"] = trace_href
 
     @property
     def cookie(self) -> str:
@@ -88,6 +89,16 @@ class Site:
     def render(self, template: str, status: int = 200, **context: Any) -> web.Response:
         html = self.env.get_template(template).render(repo=self.repo.name, **context)
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+#: Schemes a note's trace URL may be linked with (stores write https:// and file:// URLs).
+LINKABLE = ("https:", "http:", "file:")
+
+
+def trace_href(url: str) -> str:
+    """The URL if it is one of ours to link; "" for anything else (a pushed note is hostile:
+    `javascript:` or `data:` must never become a link, even with no script allowed)."""
+    return url if url.lower().startswith(LINKABLE) and not any(c in url for c in "\"'<> \n") else ""
 
 
 def _site(request: web.Request) -> Site:
