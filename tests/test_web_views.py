@@ -12,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracekeeper.web import loader, views
-from tracekeeper.web.loader import Blob, Loader
+from tracekeeper.web.loader import Blob, Loader, Slice
+from tracekeeperd import notes
 from tracekeeperd.agents import split_lines
 from tracekeeperd.paths import Paths
 from tracekeeperd.redact import Redactor
 
+FIXTURES = Path(__file__).parent / "fixtures"
 LINES = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30)
 
 
@@ -115,6 +117,10 @@ def test_token_counts_are_summed_and_unknown_is_said_never_estimated() -> None:
     assert views.tokens(object()) is None, "a note format without token counts shows nothing"
 
 
+def _gemini_link() -> notes.TraceLink:
+    return notes.TraceLink("file:///t", "gemini", "s", 1, 3, 10, "0" * 64)
+
+
 class CountingRedactor(Redactor):
     """The real redactor, remembering how many bytes each call was given."""
 
@@ -156,3 +162,20 @@ def test_a_growing_transcript_is_redacted_once_and_a_rewritten_one_again(tmp_pat
     transcript.write_bytes(b'{"text": "rewritten"}\n')  # not an append: read again whole
     rewritten = viewer.local(transcript, redact=True)
     assert rewritten is not None and rewritten.data == b'{"text": "rewritten"}\n' and rewritten.count == 1
+
+
+def test_a_gemini_legacy_session_pages_by_message_as_its_notes_count() -> None:
+    """Gemini's pre-v0.39 sessions are one pretty-printed JSON document: pseudo-line 1 is the
+    metadata and each message one more (what its notes' line ranges count), as `show` reads it."""
+    from tracekeeperd.agents.gemini import legacy_json_lines
+
+    data = (FIXTURES / "gemini" / "agent-history_real-session-01.json").read_bytes()
+    blob = Loader._blob(data)
+    assert blob.pseudo == legacy_json_lines(data) and blob.count == 3
+    fmt = blob.format("gemini")
+    assert fmt is not None and fmt.name == "gemini"
+    page = views.page_of(blob, 1, 1, 3)
+    assert (page.first, page.last, page.next) == (1, 3, None)
+    piece = Slice(_gemini_link(), blob, "store", True)
+    items = views.read_page(piece, page, "/more/")
+    assert [item.kind for item in items if item.kind in ("user", "assistant")][:2] == ["user", "assistant"]
