@@ -50,6 +50,7 @@ class Blob:
     _starts: array[int] | None = None
     _scanned: int = 0  # -1 once the index reaches the end
     _hashes: dict[int, Any] = field(default_factory=dict)
+    _checked: dict[tuple[int, str], bool] = field(default_factory=dict)  # (length, sha256): answer
     _lock: threading.Lock = field(default_factory=threading.Lock)
     fmt: TranscriptFormat | None = None
     detected: bool = False
@@ -125,6 +126,9 @@ class Blob:
         if length > len(self.data):
             return False
         with self._lock:
+            known = self._checked.get((length, sha256))
+            if known is not None:
+                return known
             base = max((mark for mark in self._hashes if mark <= length), default=0)
             digest = self._hashes[base].copy() if base else hashlib.sha256()
             view = memoryview(self.data)
@@ -134,7 +138,8 @@ class Blob:
                 pos += HASH_STEP
                 self._hashes.setdefault(pos, digest.copy())
             digest.update(view[pos:length])
-        return bool(digest.hexdigest() == sha256)
+            self._checked[(length, sha256)] = result = digest.hexdigest() == sha256
+        return result
 
 
 @dataclass(frozen=True)
