@@ -179,3 +179,28 @@ def test_a_gemini_legacy_session_pages_by_message_as_its_notes_count() -> None:
     piece = Slice(_gemini_link(), blob, "store", True)
     items = views.read_page(piece, page, "/more/")
     assert [item.kind for item in items if item.kind in ("user", "assistant")][:2] == ["user", "assistant"]
+    anchors = [item.line for item in items if item.anchor]
+    assert len(anchors) == len(set(anchors)) == len({item.line for item in items}), "one #L anchor per line"
+
+
+def test_turns_of_one_line_share_one_anchor_and_results_fold_under_their_calls() -> None:
+    """A record can hold several turns (text and a tool call in one message); the #L<line>
+    anchor a link lands on is given once. A result folds under its call by call id."""
+    from tracekeeperd.agents import Turn
+
+    turns = [
+        Turn("assistant", "let me look", line=5),
+        Turn("tool_call", '{"cmd": "ls"}', name="shell", line=5, call_id="a"),
+        Turn("tool_call", '{"cmd": "pwd"}', name="shell", line=6, call_id="b"),
+        Turn("tool_result", "/work", line=7, call_id="b"),
+        Turn("tool_result", "file.txt", line=8, call_id="a"),
+    ]
+    items = views.conversation(turns, [], "/more/", {7: ["c0ffee"]})
+    assert [(item.kind, item.line, item.anchor) for item in items] == [
+        ("assistant", 5, True),
+        ("tool", 5, False),
+        ("tool", 6, True),
+        ("commit", 7, False),
+    ]
+    assert items[1].output is not None and items[1].output.head == "file.txt"
+    assert items[2].output is not None and items[2].output.head == "/work"

@@ -121,6 +121,7 @@ class Item:
     output_line: int = 0
     edits: list[EditView] = field(default_factory=list)
     commit: str = ""  # "commit" markers: the commit made after this line
+    anchor: bool = False  # the first item of its transcript line carries the #L<line> anchor
 
 
 DIFF_LINES = 400
@@ -195,6 +196,11 @@ def conversation(
             kind: Literal["user", "assistant", "system"] = turn.kind
             items.append(Item(kind, turn.line, text, visible(turn.name or ""), _stamp(turn.timestamp)))
     flush_marks(1 << 62)
+    anchored: set[int] = set()
+    for item in items:
+        if item.kind != "commit" and item.line not in anchored:
+            item.anchor = True
+            anchored.add(item.line)
     return items
 
 
