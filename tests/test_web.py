@@ -262,6 +262,7 @@ def test_every_request_without_the_token_or_its_cookie_is_refused(world: World, 
     assert status == 200 and "farewell" in body
     csp = headers["Content-Security-Policy"]
     assert "script-src" not in csp and "default-src 'none'" in csp, "no script may run, from anywhere"
+    assert headers["Cross-Origin-Resource-Policy"] == "same-origin" and headers["X-Content-Type-Options"] == "nosniff"
     assert _get(base + "/", {"Cookie": name_value.split("=")[0] + "=wrong"})[0] == 403
     port = base.rsplit(":", 1)[1]
     rebound = _get(base + "/", {"Cookie": name_value, "Host": f"evil.example:{port}"})
