@@ -7,11 +7,11 @@ Why in-process and not through tracekeeperd: the daemon always redacts (fail clo
 switch to turn it off, and adding one only for a benchmark would be a switch that can leak. So
 this times the same steps the worker runs for one job, with the same code:
 
-* without: read the snapshot prefix, sha256 it (the note's digest), `store.preflight()`,
-  `store.put([Upload(path, data)])`;
-* with: the same, but the bytes first go through `tracekeeperd.outgoing.extend(None, raw,
-  redactor)` (which is `Redactor.redact_bytes` plus the per-line offsets the note needs) and the
-  digest and upload are of the redacted bytes.
+* without: sha256 the snapshot (the note's digest, streamed), `store.preflight()`,
+  `store.put([Upload(path, snapshot_file)])`;
+* with: the same, but the snapshot first goes through `tracekeeperd.outgoing.RedactedCopies`
+  (a redacted copy on disk, made piece by piece, whose pass also gives the note's length and
+  sha256) and the copy's file is uploaded.
 
 Stores: `LocalStore` (temp file, fsync, rename) and `HfStore` against the Hub stand-in
 (tests/hubstub.py: the real huggingface_hub + hf_xet, chunks written to a `local://` CAS, so no
@@ -45,7 +45,6 @@ from tests.hubstub import running_hub  # noqa: E402
 from tests.secretgen import write_transcript  # noqa: E402
 from tracekeeperd import outgoing  # noqa: E402
 from tracekeeperd.redact import Redactor  # noqa: E402
-from tracekeeperd.snapshot import read_prefix  # noqa: E402
 from tracekeeperd.stores import HfStore, LocalStore, Store, Upload  # noqa: E402
 
 MB = 1_000_000
@@ -64,16 +63,25 @@ class Samples:
 def upload(store: Store, snapshot: Path, remote: str, redactor: Redactor | None, samples: Samples | None) -> int:
     """One job's data path, as tracekeeperd/worker.py runs it; returns the bytes sent."""
     start = time.perf_counter()
-    raw = read_prefix(snapshot, snapshot.stat().st_size)
     if redactor is None:
-        data = raw
-        hashlib.sha256(data).hexdigest()
+        data: Path = snapshot
+        hasher = hashlib.sha256()
+        with snapshot.open("rb") as fh:
+            while chunk := fh.read(outgoing.CHUNK):
+                hasher.update(chunk)
+        size = snapshot.stat().st_size
         redacted_at = start
     else:
-        out = outgoing.extend(None, raw, redactor)
+        # A first upload: the copy is made from the first byte (a fresh directory each time).
+        copies = outgoing.RedactedCopies(snapshot.with_name(f"redacted-{time.monotonic_ns()}"))
+        raw_bytes = snapshot.stat().st_size
+        with snapshot.open("rb") as fh:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(outgoing.CHUNK), b""))
+        view = copies.view(
+            snapshot, raw_bytes=raw_bytes, raw_lines=lines, raw_sha256=None, lines=[lines], redactor=redactor
+        )
         redacted_at = time.perf_counter()
-        out.prefix(len(out.line_ends))  # the note's length and sha256 of the redacted prefix
-        data = bytes(out.data)
+        data, size = view.file, view.size  # the note's length and sha256 came out of the pass
     store.preflight()
     failed = store.put([Upload(remote, data)])
     elapsed = time.perf_counter() - start
@@ -83,7 +91,7 @@ def upload(store: Store, snapshot: Path, remote: str, redactor: Redactor | None,
         samples.total.append(elapsed)
         if redactor is not None:
             samples.redact.append(redacted_at - start)
-    return len(data)
+    return size
 
 
 def main() -> int:

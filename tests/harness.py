@@ -243,6 +243,20 @@ class Repo:
     def note(self, sha: str, ref: str = "refs/notes/hf-traces") -> str:
         return self.git("notes", f"--ref={ref}", "show", sha, check=False)
 
+    def commit_noted(self, message: str = "x", *, timeout: float = 20.0) -> str:
+        """Commit, then wait (with a deadline) until the running daemon has noted the commit."""
+        sha = self.commit(message)
+        wait_for(lambda: self.note(sha), timeout=timeout, what=f"the note on {message!r} ({sha[:12]})")
+        return sha
+
+    def start_session(self, lines: int = 2, transcript: Path | None = None) -> Path:
+        """An agent session active here (the recipe's SessionStart hook), its transcript `lines` long."""
+        transcript = transcript or self.env.transcript()
+        if lines and not transcript.exists():
+            append_lines(transcript, lines)
+        self.activate(transcript)
+        return transcript
+
 
 def make_repo(env: Env, name: str = "app", parent: Path | None = None) -> Repo:
     path = (parent or env.root / "src") / name
@@ -250,6 +264,14 @@ def make_repo(env: Env, name: str = "app", parent: Path | None = None) -> Repo:
     repo = Repo(env, path)
     repo.git("init", "-q")
     return repo
+
+
+def session_repo(env: Env, lines: int = 2, name: str = "app", transcript: Path | None = None) -> tuple[Repo, Path]:
+    """A repository with tracekeeper installed and an agent session active in it: the set-up
+    most end-to-end tests start from. The transcript gets `lines` lines unless it exists (a
+    second repository of the same session shares it)."""
+    repo = make_repo(env, name).install()
+    return repo, repo.start_session(lines, transcript)
 
 
 def append_lines(path: Path, count: int, start: int = 1, stamp: str = "2026-11-25T09:00:00.000Z") -> None:

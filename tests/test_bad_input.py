@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tracekeeper.api import Client
 
-from .harness import Env, Repo, append_lines, make_repo, running_daemon, wait_for
+from .harness import Env, Repo, make_repo, running_daemon, session_repo, wait_for
 
 DEEP = b"[" * 200_000 + b"]" * 200_000
 #: Larger than the spool's own cap on a commit file (4 MiB), so the hook's copy is too.
@@ -99,10 +99,7 @@ def test_bad_active_files_copied_by_the_hook_become_failed_jobs(env: Env) -> Non
 
 
 def test_a_spool_entry_that_keeps_failing_is_set_aside_shown_and_retried(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 2)
     snapshots = env.state / "snapshots"
     with running_daemon(env) as daemon:
         # Something ingest cannot get past whatever the entry says: snapshots can't be written.

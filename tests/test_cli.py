@@ -6,18 +6,14 @@ import json
 import subprocess
 import sys
 
-from .harness import Daemon, Env, append_lines, daemon_once, make_repo, running_daemon, wait_for
+from .harness import Daemon, Env, daemon_once, make_repo, running_daemon, session_repo, wait_for
 from .hubstub import running_hub
 
 
 def test_status_json_has_the_documented_shape(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 2)
     with running_daemon(env) as daemon:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("x")
         data = env.status("--all")
     assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos", "jobs_not_shown", "error"}
     assert data["jobs_not_shown"] == 0 and data["error"] is None
@@ -33,13 +29,9 @@ def test_status_json_has_the_documented_shape(env: Env) -> None:
 
 
 def test_status_without_daemon_reads_the_queue_from_disk(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 2)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("x")
     data = env.status("--all")
     assert data["daemon"]["running"] is False
     assert data["queue"]["done"] == 1
@@ -74,10 +66,7 @@ def test_flush_times_out_with_the_reason_and_retry_recovers(env: Env) -> None:
     with running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write", TRACEKEEPER_RETRY_CAP="30")
         hub.create_bucket("alice/agent-traces")
-        repo = make_repo(env).install()
-        transcript = env.transcript()
-        append_lines(transcript, 2)
-        repo.activate(transcript)
+        repo, _ = session_repo(env, 2)
         hub.go_offline()
         with running_daemon(env):
             sha = repo.commit("x")
@@ -141,10 +130,7 @@ def test_bad_configuration_is_one_line(env: Env) -> None:
 def test_sighup_reloads_the_configuration(env: Env) -> None:
     import signal
 
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 2)
     config = env.home / ".config" / "tracekeeper" / "config.toml"
     config.parent.mkdir(parents=True)
     with running_daemon(env) as daemon:
@@ -167,12 +153,9 @@ def test_status_shows_notes_not_yet_pushed_per_repository(env: Env) -> None:
     repo = make_repo(env)
     repo.git("remote", "add", "origin", str(remote))
     repo.install()
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo.start_session(2)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        repo.commit_noted("x")
         data = env.status()
         text = env.cli("status").stdout
     (entry,) = data["repos"]

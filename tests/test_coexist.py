@@ -675,6 +675,45 @@ def test_global_install_without_an_init_section_leaves_no_empty_one_behind(env: 
     assert gitconfig.read_bytes() == before
 
 
+def _global_config(env: Env, key: str) -> list[str]:
+    proc = subprocess.run(
+        ["git", "config", "--global", "--get-all", key], env=env.vars, capture_output=True, text=True, check=False
+    )
+    return proc.stdout.splitlines()
+
+
+def test_global_install_records_its_git_config_in_the_one_config_record(env: Env) -> None:
+    """init.templateDir is a git config change `install --global` undoes: it is recorded the way
+    sync and rewrite record theirs (tracekeeperd/gitconfig.py), not in a JSON file of its own."""
+    gitconfig = env.home / ".gitconfig"
+    before = gitconfig.read_bytes()
+    tk(env, "install", "--global")
+    template = env.home / ".local" / "share" / "tracekeeper" / "git-template"
+    assert _global_config(env, "init.templateDir") == [str(template)]
+    assert _global_config(env, "tracekeeper.installed") == [f"init.templateDir {template}"]
+    record = json.loads((env.state / "global-install.json").read_text())
+    assert "init_section_existed" not in record and "gitconfig_existed" in record
+    tk(env, "uninstall", "--global")
+    assert gitconfig.read_bytes() == before
+
+
+def test_a_global_install_record_from_before_the_one_config_record_is_migrated(env: Env) -> None:
+    gitconfig = env.home / ".gitconfig"
+    gitconfig.write_text("[user]\n\tname = Test\n\temail = test@example.com\n")
+    before = gitconfig.read_bytes()
+    tk(env, "install", "--global")
+    # What an older tracekeeper left: the fact in global-install.json, no line in the config record.
+    subprocess.run(["git", "config", "--global", "--unset-all", "tracekeeper.installed"], env=env.vars, check=True)
+    record_path = env.state / "global-install.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "init_section_existed": False}))
+    tk(env, "install", "--global")  # migrates
+    assert "init_section_existed" not in json.loads(record_path.read_text())
+    assert len(_global_config(env, "tracekeeper.installed")) == 1
+    tk(env, "uninstall", "--global")
+    assert gitconfig.read_bytes() == before
+
+
 def test_global_install_chains_into_the_users_own_template_dir(env: Env) -> None:
     template = env.home / "my-template"
     write(template / "hooks" / "post-commit", marker_hook("template"))

@@ -7,14 +7,22 @@ import json
 import os
 from pathlib import Path
 
-from .harness import UUID_A, UUID_B, Daemon, Env, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import (
+    UUID_A,
+    UUID_B,
+    Daemon,
+    Env,
+    append_lines,
+    make_repo,
+    note_links,
+    running_daemon,
+    session_repo,
+    wait_for,
+)
 
 
 def test_commit_gets_a_note_pointing_at_an_exact_copy_of_the_transcript(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 5)
-    repo.activate(transcript)
+    repo, transcript = session_repo(env, 5)
     with running_daemon(env):
         sha = repo.commit("first")
         note = wait_for(lambda: repo.note(sha), what="the note")
@@ -108,10 +116,7 @@ def test_relative_trace_file_resolved_against_cwd_and_session_id_from_file_name(
 
 def test_notes_ref_can_be_renamed_like_the_recipe(env: Env) -> None:
     env.vars["HF_TRACE_NOTES_REF"] = "refs/notes/agent-traces"
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 1)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 1)
     with running_daemon(env):
         sha = repo.commit("x")
         wait_for(lambda: repo.note(sha, "refs/notes/agent-traces"), what="the note on the custom ref")
@@ -139,10 +144,7 @@ def test_linked_worktree_has_its_own_active_file(env: Env) -> None:
 
 
 def test_commit_made_while_daemon_is_down_is_noted_when_it_starts(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo, transcript = session_repo(env, 3)
     sha = repo.commit("offline")
     spooled = list(env.spool.glob("*.commit"))
     assert len(spooled) == 1
@@ -188,15 +190,11 @@ def test_git_variables_inherited_by_the_daemon_do_not_redirect_its_git_commands(
     """A daemon started from inside a hook inherits GIT_DIR/GIT_INDEX_FILE; it must ignore them."""
     decoy = make_repo(env, "decoy")
     decoy.commit("decoy")
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 2)
     daemon_env = Env(env.root, {**env.vars, "GIT_DIR": str(decoy.git_dir), "GIT_INDEX_FILE": "/nonexistent"})
     daemon = Daemon(daemon_env).start()
     try:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note in the right repository")
+        repo.commit_noted("x")
     finally:
         daemon.stop()
     assert decoy.git("notes", "--ref=refs/notes/hf-traces", "list", check=False) == ""
@@ -368,10 +366,7 @@ def test_hostile_active_file_pointing_outside_transcript_roots_sends_nothing(env
 def test_the_remote_copy_follows_the_session_after_the_commit(env: Env) -> None:
     """The URL shows the whole session as it grows; the note keeps the commit's own range."""
     env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.3"
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo, transcript = session_repo(env, 3)
     with running_daemon(env) as daemon:
         sha = repo.commit("x")
         note = wait_for(lambda: repo.note(sha), what="the note")

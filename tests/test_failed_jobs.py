@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .harness import Env, Repo, append_lines, make_repo, running_daemon, wait_for
+from .harness import Env, Repo, make_repo, running_daemon, session_repo, wait_for
 from .hubstub import running_hub
 
 
@@ -19,12 +19,7 @@ def _broken(env: Env, name: str) -> Repo:
 
 
 def _healthy(env: Env, name: str) -> Repo:
-    repo = make_repo(env, name).install()
-    transcript = env.transcript()
-    if not transcript.exists():
-        append_lines(transcript, 3)
-    repo.activate(transcript)
-    return repo
+    return session_repo(env, 3, name)[0]
 
 
 def _failed(env: Env) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, session_repo, wait_for
 from .hubstub import running_hub
 
 
@@ -21,10 +21,7 @@ def _commit_output(repo: Repo, message: str) -> subprocess.CompletedProcess[str]
 
 
 def test_hook_is_silent_and_never_fails_the_commit_daemon_up_or_down(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 1)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 1)
     plain = make_repo(env, "plain")
     baseline = _commit_output(plain, "baseline")
     down = _commit_output(repo, "daemon down")
@@ -57,12 +54,9 @@ def test_install_chains_an_existing_hook_and_uninstall_restores_it(env: Env) -> 
     out = env.cli("install", "-C", str(repo.path)).stdout
     assert "chaining the previous hook, kept as post-commit.pre-tracekeeper" in out
     assert env.cli("install", "-C", str(repo.path)).stdout.startswith("unchanged ")
-    transcript = env.transcript()
-    append_lines(transcript, 2)
-    repo.activate(transcript)
+    repo.start_session(2)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        repo.commit_noted("x")
     assert (repo.path / "ran.txt").read_text() == "yes"
     assert env.cli("uninstall", "-C", str(repo.path)).stdout.startswith("restored ")
     assert (hooks / "post-commit").read_text() == original
@@ -77,12 +71,9 @@ def test_install_respects_core_hooks_path(env: Env) -> None:
     repo.git("config", "core.hooksPath", str(shared))
     assert env.cli("install", "-C", str(repo.path)).stdout.startswith(f"installed {shared}/post-commit")
     assert not (repo.git_dir / "hooks" / "post-commit").exists()
-    transcript = env.transcript()
-    append_lines(transcript, 1)
-    repo.activate(transcript)
+    repo.start_session(1)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note through core.hooksPath")
+        repo.commit_noted("x")
 
 
 def test_install_refuses_ambiguous_state_and_non_repositories(env: Env) -> None:
@@ -107,10 +98,7 @@ def test_without_curl_the_spool_watcher_still_picks_commits_up(env: Env) -> None
         found = shutil.which(tool)
         assert found
         (tools / tool).symlink_to(found)
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 1)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 1)
     with running_daemon(env):
         sha = repo.git("rev-parse", "HEAD", check=False)
         (repo.path / "g.txt").write_text("x")
@@ -124,10 +112,7 @@ def test_a_rebase_of_fifty_noted_commits_moves_their_links_in_few_uploads(env: E
     """Fifty quick hooks, no new links for re-created commits, and the session uploaded once or twice."""
     with running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
-        repo = make_repo(env).install()
-        transcript = env.transcript()
-        append_lines(transcript, 3)
-        repo.activate(transcript)
+        repo, transcript = session_repo(env, 3)
         with running_daemon(env):
             repo.commit("base")
             repo.git("checkout", "-q", "-b", "feature")
@@ -148,10 +133,7 @@ def test_a_rebase_of_fifty_noted_commits_moves_their_links_in_few_uploads(env: E
 
 
 def test_a_cherry_pick_carries_the_originals_links(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo, transcript = session_repo(env, 3)
     with running_daemon(env):
         repo.commit("base")
         repo.git("checkout", "-q", "-b", "topic")

@@ -592,6 +592,7 @@ def test_hook_imports_nothing_heavy(env: Env, repo: Repo) -> None:
     ):
         assert heavy not in added, heavy
     ours = {"tracekeeper", "tracekeeperd", "tracekeeper.entry", "tracekeeper.hookcmd", "tracekeeper.errors"}
+    ours.add("tracekeeperd.gitenv")  # git's clean environment, shared with the runner: imports only os
     assert added <= ours | {"__future__", "fcntl", "_json"}, added
     assert sessions(repo)
 
@@ -656,7 +657,7 @@ def test_unusual_layouts_are_left_to_git(env: Env, repo: Repo) -> None:
 
 def test_helpers_match_the_daemon() -> None:
     """hookcmd repeats a few daemon helpers to stay cheap to import; they must not drift."""
-    assert frozenset(hookcmd._LOCAL_ENV_VARS) == git.LOCAL_ENV_VARS
+    assert hookcmd.clean_env is git.clean_env, "one environment rule for every git we run"
     for root in ("/home/u/src/my.app", "/tmp/a b/c-d_e", "/x"):
         assert hookcmd._slug(root.lstrip("/")) == paths.cursor_project_slug(root)
     for path in (

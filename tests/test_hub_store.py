@@ -31,6 +31,7 @@ from .harness import (
     make_repo,
     note_links,
     running_daemon,
+    session_repo,
     wait_for,
 )
 from .hubstub import HubStub, running_hub
@@ -48,12 +49,7 @@ def hub(env: Env) -> Iterator[HubStub]:
 
 
 def _repo_with_session(env: Env, name: str = "app", lines: int = 5) -> Repo:
-    repo = make_repo(env, name).install()
-    transcript = env.transcript()
-    if not transcript.exists():
-        append_lines(transcript, lines)
-    repo.activate(transcript)
-    return repo
+    return session_repo(env, lines, name)[0]
 
 
 def _remote_path(note: str) -> str:
@@ -131,20 +127,6 @@ def test_bad_token_fails_with_a_clear_reason(env: Env, hub: HubStub) -> None:
         jobs = wait_for(lambda: [j for j in env.status()["jobs"] if j["state"] == "failed"], what="failure")
     assert "refused the token (401" in jobs[0]["last_error"]
     assert "hf_not_a_real_token" not in jobs[0]["last_error"]
-
-
-def test_transient_503s_are_retried_until_the_upload_succeeds(env: Env, hub: HubStub) -> None:
-    hub.create_bucket(BUCKET)
-    # More failures than huggingface_hub's own retries absorb: the queue's backoff must take over.
-    hub.fail_next(8, status=503, retry_after=0, paths=[f"/api/buckets/{BUCKET}"])
-    repo = _repo_with_session(env)
-    with running_daemon(env):
-        sha = repo.commit("x")
-        note = wait_for(lambda: repo.note(sha), timeout=60, what="the note after 503s")
-        done = env.status("--all")["jobs"][0]
-    assert hub.pending_failures() == 0
-    assert done["state"] == "done" and done["attempts"] >= 2
-    assert hub.read_file(BUCKET, _remote_path(note)) == env.transcript().read_bytes()
 
 
 def test_hub_offline_then_back_backlog_drains_by_itself(env: Env, hub: HubStub) -> None:
@@ -256,8 +238,7 @@ def test_the_token_never_appears_in_logs_status_or_notes(env: Env, hub: HubStub)
     repo = _repo_with_session(env)
     texts = []
     with running_daemon(env) as daemon:
-        sha = repo.commit("ok")
-        wait_for(lambda: repo.note(sha), what="note")
+        repo.commit_noted("ok")
         texts += [daemon.output(), env.cli("status", "--all").stdout, env.cli("status", "--all", "--json").stdout]
     wrong = "hf_WrongButSecretTokenValue12345"
     env.vars["HF_TOKEN"] = wrong
@@ -325,8 +306,7 @@ def test_a_session_refresh_after_the_flip_is_refused_too(env: Env, hub: HubStub)
     hub.create_bucket(BUCKET)
     repo = _repo_with_session(env, lines=3)
     with running_daemon(env) as daemon:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note")
+        repo.commit_noted("x")
         before = hub.files(BUCKET)
         hub.set_private(BUCKET, False)
         append_lines(env.transcript(), 5, start=4)
@@ -507,8 +487,7 @@ def test_the_daemon_log_has_no_progress_bars_in_the_default_setup(env: Env, hub:
     hub.create_bucket(BUCKET)
     repo = _repo_with_session(env, lines=50)
     with running_daemon(env) as daemon:
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note")
+        repo.commit_noted("x")
         log = daemon.output()
     assert "noted " in log  # the upload really ran in this daemon
     assert "\r" not in log and "it/s]" not in log and "%|" not in log

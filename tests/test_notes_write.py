@@ -18,7 +18,7 @@ import pytest
 from tracekeeperd import git, notes
 from tracekeeperd.errors import TransientError
 
-from .harness import Env, append_lines, make_repo, running_daemon, wait_for
+from .harness import Env, running_daemon, session_repo, wait_for
 
 REF = "refs/notes/hf-traces"
 
@@ -380,10 +380,7 @@ def test_the_daemon_puts_back_its_line_after_a_users_stale_notes_write_without_a
     compare-and-swap in git): our line is gone. The daemon notices on its next write, and for
     repositories it wrote to recently it looks on its own, so nobody waits for another commit."""
     env.vars["TRACEKEEPER_FOLLOW_DEBOUNCE"] = "0.3"  # the daemon's housekeeping tick
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 3)
     with running_daemon(env):
         sha = repo.commit("x")
         ours = wait_for(lambda: repo.note(sha), what="the note")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
 from tracekeeperd import outgoing
-from tracekeeperd.redact import RedactionError, Redactor
+from tracekeeperd.redact import RedactionError, Redactor, Resume
 
 from .harness import Env, daemon_once, make_repo, note_links, running_daemon, wait_for
 from .secretgen import corpus
@@ -36,7 +38,6 @@ def test_planted_secrets_are_removed_before_upload_and_counted_in_the_note(env: 
     assert {p.kind for p in planted.planted} <= set(counts)
     assert job["redactions"] == meta["redacted"]
     # The note's length and hash describe the redacted object, so anyone can verify it.
-    import hashlib
 
     assert meta["bytes"] == len(stored)
     assert meta["sha256"] == hashlib.sha256(stored).hexdigest()
@@ -86,8 +87,7 @@ def test_show_verifies_a_redacted_commit_from_the_local_transcript(env: Env) -> 
     transcript.write_bytes(b"".join(planted.lines[:40]))
     repo.activate(transcript)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="the note")
+        sha = repo.commit_noted("x")
     data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
     (session,) = data["sessions"]
     assert session["verified"] is True
@@ -129,34 +129,49 @@ def test_user_rules_and_allow_list_apply_to_uploads(env: Env) -> None:
     assert meta["redacted"]["counts"] == {"acme-key": 1}
 
 
-def test_outgoing_redacts_incrementally_and_equals_a_full_pass() -> None:
+def _outgoing_view(copies: outgoing.RedactedCopies, snapshot: Path, data: bytes, redactor: Redactor) -> outgoing.View:
+    snapshot.write_bytes(data)
+    lines = data.count(b"\n")
+    return copies.view(
+        snapshot,
+        raw_bytes=len(data),
+        raw_lines=lines,
+        raw_sha256=hashlib.sha256(data).hexdigest(),
+        lines=range(1, lines + 1),
+        redactor=redactor,
+    )
+
+
+def test_outgoing_redacts_incrementally_and_equals_a_full_pass(tmp_path: Path) -> None:
     lines = corpus(rounds=1).lines
     redactor = Redactor()
     raw = b"".join(lines)
     cut = len(b"".join(lines[: len(lines) // 2]))
-    half = outgoing.extend(None, raw[:cut], redactor)
-    grown = outgoing.extend(half, raw, redactor)
-    full = outgoing.extend(None, raw, redactor)
-    assert bytes(grown.data) == bytes(full.data)
-    assert grown.line_ends == full.line_ends
-    assert [(f.rule, f.line) for f in grown.findings] == [(f.rule, f.line) for f in full.findings]
+    grown_copies = outgoing.RedactedCopies(tmp_path / "grown")
+    _outgoing_view(grown_copies, tmp_path / "a.jsonl", raw[:cut], redactor)
+    grown = _outgoing_view(grown_copies, tmp_path / "a.jsonl", raw, redactor)
+    full = _outgoing_view(outgoing.RedactedCopies(tmp_path / "full"), tmp_path / "b.jsonl", raw, redactor)
+    assert grown.file.read_bytes() == full.file.read_bytes()
+    assert grown.prefixes == full.prefixes
+    assert grown.findings.read_bytes() == full.findings.read_bytes()
     n = len(lines) // 3
     length, _ = full.prefix(n)
-    assert bytes(full.data[:length]) == redactor.redact_bytes(b"".join(lines[:n]))[0]
+    assert full.file.read_bytes()[:length] == redactor.redact_bytes(b"".join(lines[:n]))[0]
 
 
-def test_outgoing_fails_closed() -> None:
+def test_outgoing_fails_closed(tmp_path: Path) -> None:
     class Broken(Redactor):
-        def redact_bytes(self, data: bytes) -> tuple[bytes, object]:  # type: ignore[override]
+        def redact_piece(self, data: bytes, resume: Resume) -> tuple[bytes, object, Resume]:  # type: ignore[override]
             raise RedactionError("engine exploded")
 
+    copies = outgoing.RedactedCopies(tmp_path / "redacted")
     with pytest.raises(RedactionError, match="engine exploded"):
-        outgoing.extend(None, b'{"a": 1}\n', Broken())
+        _outgoing_view(copies, tmp_path / "s.jsonl", b'{"a": 1}\n', Broken())
 
     class Joiner(Redactor):
-        def redact_bytes(self, data: bytes) -> tuple[bytes, object]:  # type: ignore[override]
-            out, report = super().redact_bytes(data)
-            return out.replace(b"\n", b" ", 1), report
+        def redact_piece(self, data: bytes, resume: Resume) -> tuple[bytes, object, Resume]:  # type: ignore[override]
+            out, report, after = super().redact_piece(data, resume)
+            return out.replace(b"\n", b" ", 1), report, after
 
     with pytest.raises(RedactionError, match="changed the number of lines"):
-        outgoing.extend(None, b'{"a": 1}\n{"b": 2}\n', Joiner())
+        _outgoing_view(copies, tmp_path / "s.jsonl", b'{"a": 1}\n{"b": 2}\n', Joiner())

@@ -17,7 +17,7 @@ import pytest
 from tracekeeper import rewrite
 from tracekeeperd import notes
 
-from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import Env, Repo, make_repo, note_links, running_daemon, wait_for
 
 REF = "refs/notes/hf-traces"
 S1 = "019c8a70-dda7-7f33-98ea-f30553347322"
@@ -187,9 +187,7 @@ def test_amend_carries_the_links_to_the_new_commit(env: Env) -> None:
 def test_amend_with_the_real_daemon_leaves_exactly_the_old_link(env: Env) -> None:
     repo = make_repo(env).install()
     rewrite.configure(repo.path, REF)
-    transcript = env.transcript()
-    append_lines(transcript, 4)
-    repo.activate(transcript)
+    repo.start_session(4)
     with running_daemon(env):
         old = repo.commit("agent work")
         wait_for(lambda: repo.note(old), what="note on the commit")

@@ -20,9 +20,7 @@ def hub(env: Env) -> Iterator[HubStub]:
 
 def _repo(env: Env) -> Repo:
     repo = make_repo(env).install()  # post-commit and post-rewrite
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo.start_session(3)
     return repo
 
 

@@ -33,7 +33,7 @@ import pytest
 from tracekeeper import service as svc
 from tracekeeper.api import Client
 
-from .harness import Env, append_lines, make_repo, running_daemon, wait_for
+from .harness import Env, running_daemon, session_repo, wait_for
 from .hubstub import HubStub, running_hub
 
 REPO = Path(__file__).resolve().parent.parent
@@ -551,10 +551,7 @@ def test_ready_is_notified_only_once_the_socket_answers_and_status_tracks_the_qu
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))
         notify.settimeout(30)
-        repo = make_repo(env).install()
-        transcript = env.transcript()
-        append_lines(transcript, 3)
-        repo.activate(transcript)
+        repo, _ = session_repo(env, 3)
         proc = subprocess.Popen(
             [sys.executable, "-m", "tracekeeperd"],
             env={**env.vars, "NOTIFY_SOCKET": str(notify_path)},
@@ -569,8 +566,7 @@ def test_ready_is_notified_only_once_the_socket_answers_and_status_tracks_the_qu
             assert first[0] == "READY=1"
             assert first[1] == f"STATUS=listening on {env.socket}"
             assert answer["daemon"]["running"] is True and answer["daemon"]["pid"] == proc.pid
-            sha = repo.commit("first")
-            wait_for(lambda: repo.note(sha), what="the note")
+            repo.commit_noted("first")
             message = notify.recv(4096).decode()  # after the batch that uploaded and noted it
             while not message.endswith(" done"):
                 message = notify.recv(4096).decode()
@@ -681,10 +677,7 @@ def test_the_daemon_uploads_through_hf_xet_under_the_units_hardening(env: Env, h
     probe += "try:\n    socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)\nexcept OSError as e:\n    print(e.errno)\n"
     refused = subprocess.run([*sandbox, sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert refused.stdout.split() == ["no-wx", "97"]
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 5)
-    repo.activate(transcript)
+    repo, _ = session_repo(env, 5)
     log = env.root / "hardened.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

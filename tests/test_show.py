@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .harness import Env, append_lines, make_repo, note_links, running_daemon, wait_for
+from .harness import Env, make_repo, note_links, running_daemon, session_repo, wait_for
 from .hubstub import running_hub
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,8 +57,7 @@ def test_show_downloads_from_the_bucket_when_the_transcript_is_gone(env: Env) ->
         shutil.copy(CODEX, transcript)
         repo.activate(transcript)
         with running_daemon(env):
-            sha = repo.commit("x")
-            wait_for(lambda: repo.note(sha), what="note")
+            sha = repo.commit_noted("x")
         transcript.unlink()
         shutil.rmtree(env.state)  # a teammate's machine: no queue, no snapshots
         data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
@@ -83,13 +82,9 @@ def test_show_errors_are_one_line(env: Env) -> None:
 
 
 def test_show_flags_a_transcript_that_no_longer_matches(env: Env) -> None:
-    repo = make_repo(env).install()
-    transcript = env.transcript()
-    append_lines(transcript, 3)
-    repo.activate(transcript)
+    repo, transcript = session_repo(env, 3)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("x")
     transcript.write_text('{"rewritten": true}\n')  # the local copy changed; the store has the truth
     data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
     assert data["sessions"][0]["source"] == "snapshot"  # the daemon's copy of what the commit saw
@@ -104,8 +99,7 @@ def test_show_reads_gemini_legacy_json_sessions(env: Env) -> None:
     shutil.copy(legacy, transcript)
     repo.activate(transcript, session_id="dcbe78d3-ea75-4786-929e-d6cff0fc00ed", agent="gemini")
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("x")
     data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
     (session,) = data["sessions"]
     assert session["agent"] == "gemini"
@@ -184,8 +178,7 @@ def test_show_renders_a_transcripts_control_sequences_and_markup_visibly(env: En
     transcript.write_bytes(b"".join(lines))
     repo.activate(transcript)
     with running_daemon(env):
-        sha = repo.commit("x")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("x")
 
     env.vars["COLUMNS"] = "400"  # one line per paragraph, to compare whole lines
     piped = env.cli("show", sha, "-C", str(repo.path)).stdout

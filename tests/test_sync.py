@@ -185,6 +185,62 @@ def test_unconfigure_restores_the_config_byte_for_byte(world: World) -> None:
     assert_notes({world.base: lines("a1")}, a, b)
 
 
+def test_a_remote_added_after_install_is_reported_by_doctor_and_set_up_by_pull_and_push(world: World) -> None:
+    from tracekeeper import doctor
+    from tracekeeperd.paths import resolve
+
+    a = world.a
+    sync.configure(a.path)  # what `tracekeeper install` does
+    ctx = doctor.Context(a.path, paths=resolve(world.env.vars), env=world.env.vars)
+    assert doctor.check_notes_fetch(ctx).status is doctor.Status.OK
+    for name in ("mirror", "backup"):
+        bare = world.env.root / f"{name}.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(bare)], env=world.env.vars, check=True)
+        a.git("remote", "add", name, str(bare))
+    check = doctor.check_notes_fetch(doctor.Context(a.path, paths=resolve(world.env.vars), env=world.env.vars))
+    assert check.status is doctor.Status.WARN
+    assert check.message == "remotes backup, mirror do not fetch trace notes (added after `tracekeeper install`)"
+    assert check.fix == "`tracekeeper pull --all` (it sets up every remote, then fetches)"
+    mirror_spec = "+refs/notes/hf-traces*:refs/notes/remotes/mirror/hf-traces*"
+    sync.pull_notes(a.path, "mirror")
+    assert a.git("config", "--get-all", "remote.mirror.fetch").splitlines()[-1] == mirror_spec
+    note(a, world.base, "a1")
+    sync.push_notes(a.path, "backup")
+    assert (
+        "+refs/notes/hf-traces*:refs/notes/remotes/backup/hf-traces*"
+        in a.git("config", "--get-all", "remote.backup.fetch").splitlines()
+    )
+    ctx = doctor.Context(a.path, paths=resolve(world.env.vars), env=world.env.vars)
+    assert doctor.check_notes_fetch(ctx).status is doctor.Status.OK
+    sync.unconfigure(a.path)  # what `uninstall` undoes includes what pull and push added
+    assert mirror_spec not in a.git("config", "--get-all", "remote.mirror.fetch", check=False).splitlines()
+
+
+def test_relink_after_a_plain_git_pull_uses_the_notes_that_pull_fetched(world: World) -> None:
+    """`git pull` with the notes refspec fetches the notes into the tracking ref only: relink
+    merges them in first, instead of saying "nothing to relink" until `tracekeeper pull`."""
+    from tracekeeper import rewrite
+
+    a, b = world.a, world.b
+    sync.configure(a.path)
+    sync.configure(b.path)
+    a.git("checkout", "-q", "-b", "side")
+    source = a.commit("on side", file="side.txt")
+    note(a, source, "a1")
+    a.git("checkout", "-q", "main")
+    a.commit("on main", file="main.txt")
+    a.git("cherry-pick", source)  # outside our hooks: the copy has no links yet
+    picked = a.git("rev-parse", "HEAD")
+    a.git("push", "-q", "origin", "main", "side")
+    sync.push_notes(a.path, "origin")
+    b.git("pull", "-q")  # plain: the configured refspecs, ours included
+    assert b.git("rev-parse", "-q", "--verify", TRACKING, check=False), "git pull fetched the notes"
+    assert notes_of(b) == {}, "but only into the tracking ref"
+    found = rewrite.relink(b.path, REF)
+    assert found == [rewrite.Relinked(picked, source, "patch-id")]
+    assert notes_of(b)[picked] == lines("a1")
+
+
 # --- push and pull -------------------------------------------------------------------------
 
 

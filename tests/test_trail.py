@@ -90,6 +90,7 @@ def test_log_lists_commits_for_paths_with_prompts_and_never_downloads(env: Env) 
             "bytes": second.bytes,
             "prompts": 1,
             "url": second.url,
+            "usage": None,  # a link made without usage: unknown, never estimated
         },
         {
             "agent": "codex",
@@ -98,6 +99,7 @@ def test_log_lists_commits_for_paths_with_prompts_and_never_downloads(env: Env) 
             "bytes": remote.bytes,
             "prompts": None,
             "url": remote_url,
+            "usage": None,
         },
     ]
     assert oldest["sessions"][0]["prompts"] == 2 and oldest["forgotten"] == []
@@ -111,14 +113,14 @@ def test_log_lists_commits_for_paths_with_prompts_and_never_downloads(env: Env) 
     date = everything[0]["date"][:10]
     assert text == [
         f"{c3[:12]} {date} Handle empty input  (Test)",
-        f"    codex {UUID_A}  lines 5-8  1 prompt",
+        f"    codex {UUID_A}  lines 5-8  1 prompt  tokens unknown",
         f"    {second.url}",
-        f"    codex {UUID_B}  lines 1-3  - prompts",
+        f"    codex {UUID_B}  lines 1-3  - prompts  tokens unknown",
         f"    {remote_url}",
         f"{c2[:12]} {date} Bump the version  (Test)",
         "    no trace",
         f"{c1[:12]} {date} Parse the header  (Test)",
-        f"    codex {UUID_A}  lines 1-4  2 prompts",
+        f"    codex {UUID_A}  lines 1-4  2 prompts  tokens unknown",
         f"    {first.url}",
     ]
 
@@ -157,8 +159,7 @@ def test_log_counts_prompts_from_the_daemons_copy_of_the_transcript(env: Env) ->
     transcript.write_bytes(b"".join(lines))
     repo.activate(transcript)
     with running_daemon(env):
-        sha = repo.commit("agent work")
-        wait_for(lambda: repo.note(sha), what="note")
+        sha = repo.commit_noted("agent work")
     (meta,) = note_links(repo.note(sha))
     for stored in env.local_store.rglob("*.jsonl"):
         stored.unlink()  # not from the store: from the transcript the daemon's queue names

@@ -32,6 +32,7 @@ from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
 from .queue import Job, Queue
 from .redact import Redactor
+from .searchindex import Indexer
 from .snapshot import Snapshots
 from .stores import Store, open_store
 from .worker import DbThread, Worker
@@ -41,8 +42,6 @@ T = TypeVar("T")
 
 #: How often linked sessions are checked for growth (their upload waits for the debounce).
 FOLLOW_INTERVAL = 5.0
-#: After a wake-up, wait this long for more commits before claiming work.
-COALESCE = 0.1
 #: How often the queue's file is checked to still be the one the daemon writes (a stat).
 QUEUE_CHECK = 2.0
 
@@ -69,6 +68,7 @@ class Daemon:
         self.worker: Worker | None = None
         self.ingestor: Ingestor | None = None
         self.index: SessionIndex | None = None
+        self.search: Indexer | None = None
         self.listener: BoundSocket | None = None
         self.runner: web.AppRunner | None = None
         self.wake = asyncio.Event()
@@ -97,6 +97,7 @@ class Daemon:
             self.store = open_store(self.config)
         redactor = build_redactor(self.config)
         snapshots = Snapshots(self.paths.snapshots)
+        self.search = Indexer(self.paths.search_db)
         self.index = SessionIndex(default_roots(), db_path=self.paths.state_dir / "sessions.sqlite3")
         await asyncio.get_running_loop().run_in_executor(self.io, self.index.start)
         self.ingestor = Ingestor(
@@ -113,6 +114,7 @@ class Daemon:
             notes_ref=self.config.notes_ref,
             policy=self.config.retry,
             redactor=redactor,
+            indexer=self.search,
         )
         self.listener = bind(self.paths.socket)
         self._spool_marker = self.listener.path.parent / "spool-watched"
@@ -201,6 +203,8 @@ class Daemon:
         if self.listener is not None:
             self.listener.close()
         self.io.shutdown(wait=True)
+        if self.search is not None:  # after the worker: it may have handed over a last session
+            await asyncio.get_running_loop().run_in_executor(None, self.search.stop)
         if self.queue is not None:
             await self._on_db(self.queue.close)
         self.db.shutdown()
@@ -220,6 +224,8 @@ class Daemon:
         for git_dir, source, target in result.copies:
             self.io.submit(self._copy_note, git_dir, source, target)
         if result.job_ids:
+            if self.worker is not None:
+                self.worker.arrivals.arrived(time.time())
             self.wake.set()
         self._signal_progress()  # a rewrite may have moved or merged jobs a flush waits for
 
@@ -233,6 +239,9 @@ class Daemon:
             notes.copy(git_dir, self.config.notes_ref, source, target)
         except TracekeeperError as exc:
             log.warning("could not copy the links of %s to %s: %s", source[:12], target[:12], exc)
+            return
+        if self.search is not None:
+            self.search.copy(git_dir, source, target)
 
     async def ingest_spool_file(self, path: Path) -> IngestResult:
         """`/v1/commit` naming a spool file (the hook's poke when nothing watches the spool)."""
@@ -258,34 +267,31 @@ class Daemon:
         while not self._stopping:
             await asyncio.sleep(interval)
             try:
-                await loop.run_in_executor(self.io, self.worker.refresh_sessions, self.config.follow_debounce)
-                await loop.run_in_executor(self.io, self.worker.repair_notes)
+                await loop.run_in_executor(self.io, self.worker.follow, self.config.follow_debounce)
             except Exception:
                 log.exception("refreshing followed sessions failed")
 
     # --- UPLOAD -> NOTE -------------------------------------------------------------------
 
     async def _work(self) -> None:
+        """Turn the worker (worker.loop) until stopped; between turns, sleep until due or woken."""
         assert self.worker is not None
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self.wake.clear()
             try:
-                claimed = await loop.run_in_executor(self.io, self.worker.run_once)
-                if claimed:
-                    self._signal_progress()
-                    await self._publish_status()
-                    continue
-                delay = await loop.run_in_executor(self.io, self.worker.wait_time)
+                tick = await loop.run_in_executor(self.io, self.worker.loop)
             except Exception:  # the worker must outlive any bug: log it, pause, carry on
                 log.exception("worker loop failed; retrying after a pause")
                 await asyncio.sleep(1.0)
                 continue
+            if tick.claimed:
+                self._signal_progress()
+                await self._publish_status()
+            if tick.wait == 0:
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=delay)
-                # Woken by a new commit: let the rest of a burst (a rebase, a script) arrive so
-                # it shares one upload, at a cost far below the note-latency budget.
-                await asyncio.sleep(COALESCE)
+                await asyncio.wait_for(self.wake.wait(), timeout=tick.wait)
 
     async def _publish_status(self) -> None:
         assert self.queue is not None
@@ -387,6 +393,8 @@ class Daemon:
 
         def on_io() -> list[dict[str, Any]]:
             worker.drop_redacted()  # a forgotten session's redacted bytes are not kept either
+            if self.search is not None:  # nor its words in the search index
+                self.search.forget(sessions)
             return self.db.run(queue.forget_sessions, sessions, time.time(), worker.snapshots.discard)
 
         result: list[dict[str, Any]] = await asyncio.get_running_loop().run_in_executor(self.io, on_io)

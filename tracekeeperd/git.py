@@ -9,36 +9,15 @@ that one repository. So the repository-local variables git lists in
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from .errors import GitError
+from .gitenv import LOCAL_ENV_VARS, clean_env
 
-#: `git rev-parse --local-env-vars` (git 2.39 - 2.55), plus the numbered config overrides.
-LOCAL_ENV_VARS = frozenset(
-    {
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_CONFIG",
-        "GIT_CONFIG_PARAMETERS",
-        "GIT_CONFIG_COUNT",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_IMPLICIT_WORK_TREE",
-        "GIT_GRAFT_FILE",
-        "GIT_INDEX_FILE",
-        "GIT_NO_REPLACE_OBJECTS",
-        "GIT_REPLACE_REF_BASE",
-        "GIT_PREFIX",
-        "GIT_INTERNAL_SUPER_PREFIX",
-        "GIT_SHALLOW_FILE",
-        "GIT_COMMON_DIR",
-        "GIT_QUARANTINE_PATH",
-    }
-)
+__all__ = ["LOCAL_ENV_VARS", "clean_env"]  # re-exported: the runner's callers read them here
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -50,16 +29,6 @@ IN_ENGLISH = {"LC_ALL": "C"}
 #: Used only when git has no identity at all (a daemon started without the user's git config
 #: or env): a notes commit needs one, and failing every retry forever would help nobody.
 FALLBACK_IDENTITY = ["-c", "user.name=tracekeeper", "-c", "user.email=tracekeeper@localhost"]
-
-
-def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment minus anything that would point git at a particular repository."""
-    env = os.environ if env is None else env
-    return {
-        key: value
-        for key, value in env.items()
-        if key not in LOCAL_ENV_VARS and not key.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
-    }
 
 
 def verb(args: Sequence[str]) -> str:

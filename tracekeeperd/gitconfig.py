@@ -59,8 +59,12 @@ class Recorded:
     def add(self, key: str, value: str) -> ConfigChange:
         """Add `key = value` and record it as ours."""
         self._config(f"--{self.scope}", "--add", key, value)
-        self._config(f"--{self.scope}", "--add", self.record_key, f"{key} {value}")
+        self.record(key, value)
         return ConfigChange(key, value, "added")
+
+    def record(self, key: str, value: str) -> None:
+        """Record `key = value`, already set, as ours (a migration from an older record)."""
+        self._config(f"--{self.scope}", "--add", self.record_key, f"{key} {value}")
 
     def unset_one(self, key: str, value: str) -> bool:
         """Remove one occurrence of `key = value`; an identical value the user added too stays."""

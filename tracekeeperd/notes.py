@@ -8,8 +8,9 @@ Per linked session a note holds two lines:
 The first is the recipe's line, unchanged. The second is one JSON object with sorted keys, so
 the same link always renders to the same bytes (writing it twice is a no-op) and notes merged
 with `cat_sort_uniq` stay meaningful: every meta line names its own URL, so pairing does not
-depend on line order. A forgotten link is replaced by one `hf-trace-forgotten:` line (a
-tombstone). See docs/notes.md.
+depend on line order. Optional keys (`redacted`, `usage`: tokens per model) are left out when
+unknown, so a link without them renders the bytes it did before they existed. A forgotten link
+is replaced by one `hf-trace-forgotten:` line (a tombstone). See docs/notes.md.
 
 Writing. `git notes add/append` read the notes tree when they start and move the ref at the end
 without checking what it points at (git/git notes-utils.c `commit_notes`: `refs_update_ref(...,
@@ -32,12 +33,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from . import git
+from .agents.usage import Usage
 from .errors import GitError, TransientError
 
 LINK_PREFIX = "hf-trace: "
@@ -74,6 +76,10 @@ class TraceLink:
     sha256: str
     #: {"counts": {rule: n}, "ruleset": id}: redaction ran on what was uploaded.
     redacted: dict[str, object] | None = None
+    #: Tokens per model spent in lines first..last (agents/usage.py), as the agent recorded them.
+    #: None is "unknown" (the agent records none, or a note from before usage): the key is then
+    #: left out, so such a link renders the bytes it always did. An empty Usage is a known zero.
+    usage: Usage | None = None
 
     def lines(self) -> list[str]:
         meta: dict[str, object] = {
@@ -87,12 +93,20 @@ class TraceLink:
         }
         if self.redacted is not None:
             meta["redacted"] = self.redacted
+        if self.usage is not None:
+            meta["usage"] = self.usage.to_json()
         return [LINK_PREFIX + self.url, META_PREFIX + json.dumps(meta, sort_keys=True, separators=(",", ":"))]
 
 
 def parse(text: str) -> list[TraceLink]:
-    """Every link in a note; lines that are not ours (or are damaged) are ignored, not fatal."""
+    """Every link in a note; lines that are not ours (or are damaged) are ignored, not fatal.
+
+    Notes merge line by line, so one slice can have two meta lines that differ only in optional
+    keys (noted by a daemon from before `usage`, then again by a newer one): they are one link,
+    at the first one's place, with what either of them knows.
+    """
     links: list[TraceLink] = []
+    seen: dict[tuple[str, int, int, int, str], int] = {}
     for line in text.splitlines():
         if not line.startswith(META_PREFIX):
             continue
@@ -108,10 +122,24 @@ def parse(text: str) -> list[TraceLink]:
                     bytes=int(meta["bytes"]),
                     sha256=str(meta["sha256"]),
                     redacted=meta.get("redacted") if isinstance(meta.get("redacted"), dict) else None,
+                    # A teammate's note is hostile: a damaged value is "unknown", never a lost link.
+                    usage=Usage.from_json(meta.get("usage")),
                 )
             )
         except (ValueError, KeyError, IndexError, TypeError):
             continue
+        link = links[-1]
+        key = (link.url, link.first_line, link.last_line, link.bytes, link.sha256)
+        if key in seen:
+            links.pop()
+            first = links[seen[key]]
+            links[seen[key]] = replace(
+                first,
+                redacted=link.redacted if first.redacted is None else first.redacted,
+                usage=link.usage if first.usage is None else first.usage,
+            )
+        else:
+            seen[key] = len(links) - 1
     return links
 
 

@@ -36,6 +36,11 @@ class Paths:
         return self.state_dir / "queue.sqlite3"
 
     @property
+    def search_db(self) -> Path:
+        """The full-text index of linked sessions (searchindex.py): rebuildable, so apart from the queue."""
+        return self.state_dir / "search.sqlite3"
+
+    @property
     def spool(self) -> Path:
         return self.state_dir / "spool"
 

@@ -712,6 +712,10 @@ class Queue:
             out.append({"agent": agent, "session_id": session_id, "since": since, "cancelled": cancelled})
         return out
 
+    def forgotten(self) -> list[tuple[str, str]]:
+        """Every forgotten (agent, session id): `search` never returns them, whatever its index holds."""
+        return [(str(a), str(s)) for a, s in self.db.execute("SELECT agent, session_id FROM forgotten")]
+
     def forgotten_at(self, agent: str, session_id: str) -> float | None:
         """Since when a session is forgotten, or None if it may be linked."""
         row = self.db.execute(

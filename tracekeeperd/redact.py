@@ -55,12 +55,8 @@ Design choices, and why:
   whole input was processed; after an error, whatever was written to ``dst``
   is an incomplete prefix and the caller must discard it.
 
-Marker format: ``[REDACTED:<rule-id>]``, or ``[REDACTED:<rule-id>:<hash8>]``
-when `RedactionConfig.hash_key` is set, where ``hash8`` is the first 8 hex
-digits of HMAC-SHA256(hash_key, secret bytes).  Equal secrets get equal
-markers, so a reader can tell "the same token twice" from "two tokens".  The
-hash is keyed because a bare sha256 prefix of a weak password is an offline
-guessing oracle: the daemon should pass a random per-installation key.
+Marker format: ``[REDACTED:<rule-id>]``.  (A keyed hash of the secret in the
+marker was here once, never configured by the daemon: removed, issue #9.)
 
 The rules cover the formats listed in the tracekeeper issue.  Prefixes,
 lengths, keywords and entropy thresholds follow the public gitleaks default
@@ -73,7 +69,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import hmac
 import importlib
 import json
 import math
@@ -92,6 +87,7 @@ __all__ = [
     "RedactionError",
     "Redactor",
     "Report",
+    "Resume",
     "Rule",
 ]
 
@@ -144,8 +140,6 @@ class RedactionConfig:
     scrub_home: bool = False
     home: str | None = None
     user: str | None = None
-    hash_key: bytes | None = None
-    """Key for the marker hash; None gives markers without a hash."""
 
 
 @dataclass
@@ -599,12 +593,23 @@ class _Span:
     rank: int
     counted: bool = True
     """False for the continuation lines of a multi-line key: one key, one finding."""
-    text: bytes | None = None
-    """The secret as a reader sees it, when its bytes are escaped: equal secrets, equal marker hashes."""
 
 
 @dataclass
 class _StreamState:
+    in_pem: bool = False
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a redaction of a growing file stopped, so the next piece continues it exactly.
+
+    Small and plain (two fields) so a caller can keep it on disk next to the redacted copy:
+    the line count numbers the findings of the next piece, and `in_pem` carries a private key
+    written over several plain-text lines across the cut, which a fresh start would miss.
+    """
+
+    lines: int = 0
     in_pem: bool = False
 
 
@@ -666,8 +671,20 @@ class Redactor:
 
     def redact_bytes(self, data: bytes) -> tuple[bytes, Report]:
         """Same result as `redact_stream`, for data already in memory."""
-        report = Report()
-        state = _StreamState()
+        out, report, _ = self.redact_piece(data, Resume())
+        return out, report
+
+    def redact_piece(self, data: bytes, resume: Resume) -> tuple[bytes, Report, Resume]:
+        """Redact the next piece of a file, continuing where `resume` left off.
+
+        ``data`` must start at a line start (the previous piece ended with a newline). Pieces
+        redacted one after the other give exactly the bytes one pass over the whole file gives,
+        so a growing transcript is redacted once, piece by piece, without being held whole.
+        Findings are numbered from ``resume.lines + 1``; the returned `Resume` continues after
+        this piece. On `RedactionError` nothing of the piece may be kept.
+        """
+        report = Report(lines=resume.lines)
+        state = _StreamState(in_pem=resume.in_pem)
         out: list[bytes] = []
 
         def run() -> None:
@@ -682,7 +699,8 @@ class Redactor:
                 pos = cut
 
         self._guarded(run)
-        return b"".join(out), report
+        lines, report.lines = report.lines, report.lines - resume.lines
+        return b"".join(out), report, Resume(lines=lines, in_pem=state.in_pem)
 
     # -- construction -----------------------------------------------------
 
@@ -855,7 +873,7 @@ class Redactor:
                 line_start = block.rfind(b"\n", 0, span.start) + 1
             out.append(self._scrub(block[pos : span.start]))
             rule = self._rules[span.rank]
-            out.append(self._marker(rule, block[span.start : span.end] if span.text is None else span.text))
+            out.append(b"[REDACTED:" + rule.marker_id + b"]")
             touched.add(line_start)
             if span.counted:
                 report.counts[rule.id] = report.counts.get(rule.id, 0) + 1
@@ -865,13 +883,6 @@ class Redactor:
         result = b"".join(out)
         _check_json(block, result, touched, first_line)
         return result
-
-    def _marker(self, rule: _Compiled, secret: bytes) -> bytes:
-        key = self._config.hash_key
-        if key is None:
-            return b"[REDACTED:" + rule.marker_id + b"]"
-        digest = hmac.new(key, secret, hashlib.sha256).hexdigest()[:8].encode()
-        return b"[REDACTED:" + rule.marker_id + b":" + digest + b"]"
 
 
 # ---------------------------------------------------------------------------
@@ -997,12 +1008,8 @@ def _merge(spans: list[_Span]) -> list[_Span]:
     for span in spans:
         last = merged[-1] if merged else None
         if last is None or span.start >= last.end:
-            merged.append(_Span(span.start, span.end, span.rank, span.counted, span.text))
+            merged.append(_Span(span.start, span.end, span.rank, span.counted))
             continue
-        if (span.start, span.end) == (last.start, last.end):
-            last.text = last.text or span.text  # the same bytes, found in the raw and the decoded text
-        else:
-            last.text = None
         last.end = max(last.end, span.end)
         last.rank = min(last.rank, span.rank)
         last.counted = last.counted or span.counted
@@ -1278,7 +1285,7 @@ class _View:
         if end > region.end or not region.in_string(start, end):
             return None
         raw_start, raw_end = region.raw(start, end)
-        return _Span(raw_start, raw_end, span.rank, span.counted, bytes(self.text[start:end]))
+        return _Span(raw_start, raw_end, span.rank, span.counted)
 
     def _region(
         self, data: bytes, source: _Source, a: int, b: int, *, plain: bool = False, syntax: bool = False

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import PermanentError
+from .outgoing import COPY_SUFFIXES, copy_files
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -112,8 +113,10 @@ def _timestamp(line: bytes) -> float | None:
 class Snapshots:
     """Snapshot files plus a cache of running hashes, so a growing session is not re-hashed."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, redacted: Path | None = None) -> None:
         self.root = root
+        #: Where each snapshot's redacted copy lives (outgoing.py); deleted with its snapshot.
+        self.redacted = redacted if redacted is not None else root.with_name("redacted")
         self._hashers: dict[Path, tuple[int, _Hash]] = {}
 
     def _hasher_at(self, snapshot: Path, size: int) -> _Hash:
@@ -238,6 +241,21 @@ class Snapshots:
     def forget(self, snapshot: Path) -> None:
         self._hashers.pop(snapshot, None)
         snapshot.unlink(missing_ok=True)
+        for path in copy_files(self.redacted, snapshot):
+            path.unlink(missing_ok=True)
+
+    def collect_copies(self) -> int:
+        """Delete redacted copies whose snapshot is gone (a crash between the two deletes)."""
+        if not self.redacted.is_dir():
+            return 0
+        deleted = 0
+        for path in self.redacted.iterdir():
+            name = path.name.removesuffix(".tmp")
+            snapshot = next((name.removesuffix(s) for s in COPY_SUFFIXES if name.endswith(s)), None)
+            if snapshot is not None and not (self.root / snapshot).exists():
+                path.unlink(missing_ok=True)
+                deleted += 1
+        return deleted
 
     def discard(self, snapshots: list[str]) -> int:
         """Delete snapshot files a forgotten session left; only files directly in our root."""

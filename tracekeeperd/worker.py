@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +23,13 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from . import git, notes, outgoing
+from . import git, notes, outgoing, tokens
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
 from .redact import RedactionError, Redactor
-from .snapshot import Extent, Snapshots, read_prefix
+from .searchindex import Indexer
+from .snapshot import Extent, Snapshots
 from .stores import Store, Upload
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,11 @@ SNAPSHOT_IDLE = 24 * 3600.0
 BATCH_LIMIT = 200
 #: Sessions linked to a commit within this window have their remote copy kept current.
 FOLLOW_WINDOW = 24 * 3600.0
-#: Redacted sessions kept in memory so a growing session is only scanned for its new lines.
-REDACTED_CACHE_ENTRIES = 8
-REDACTED_CACHE_BYTES = 32 * 1024 * 1024
+#: A commit that arrives within this long of the one before is part of a burst: claiming waits
+#: until the burst has been quiet this long, so the rest of it shares one upload.
+COALESCE = 0.1
+#: A burst that never goes quiet (a script committing in a loop) is claimed this long after it began.
+COALESCE_MOST = 0.5
 
 
 class DbThread:
@@ -106,7 +109,59 @@ class Gate:
     reason: str | None = None
 
 
+class Arrivals:
+    """When commits arrived, so the worker waits only for a burst, never for a lone commit.
+
+    Waiting a fixed moment after every wake-up would share one upload among a burst's commits
+    (a rebase, a script), but a lone commit would pay it too: most of its note latency. A
+    commit that follows the previous one within `quiet` seconds shows a burst is going on; only
+    then is claiming held until the burst has been quiet for `quiet` seconds (and at most `most`
+    seconds after it began). Times come from the caller, so tests drive it with injected time.
+    """
+
+    def __init__(self, quiet: float = COALESCE, most: float = COALESCE_MOST) -> None:
+        self.quiet, self.most = quiet, most
+        self.last: float | None = None
+        self.burst_since: float | None = None
+        self._lock = threading.Lock()  # the event loop records, the I/O thread asks
+
+    def arrived(self, now: float) -> None:
+        with self._lock:
+            if self.last is not None and now - self.last <= self.quiet:
+                self.burst_since = self.last if self.burst_since is None else self.burst_since
+            else:
+                self.burst_since = None
+            self.last = now
+
+    def hold(self, now: float) -> float:
+        """Seconds to hold off claiming: 0 unless a burst is still arriving."""
+        with self._lock:
+            if self.burst_since is None or self.last is None:
+                return 0.0
+            until = min(self.last + self.quiet, self.burst_since + self.most)
+            if now >= until:
+                self.burst_since = None  # this burst is claimed; the next commit starts afresh
+                return 0.0
+            return until - now
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one turn of the worker did, and when the next turn may find work."""
+
+    claimed: int
+    #: Seconds to sleep unless woken: 0 to go again at once, None for "until something arrives".
+    wait: float | None
+
+
 class Worker:
+    """The UPLOAD -> NOTE side of the queue, driven one turn at a time (`loop`).
+
+    Like huey's consumer (coleifer/huey, huey/consumer.py: `Worker.loop(now=None)`), every turn
+    takes its time from its caller: the daemon passes nothing (the clock), tests pass `now` and
+    step through backoff, gates and bursts without waiting for any of it.
+    """
+
     def __init__(
         self,
         queue: Queue,
@@ -118,14 +173,10 @@ class Worker:
         policy: RetryPolicy,
         redactor: Redactor,
         clock: Callable[[], float] = time.time,
+        indexer: Indexer | None = None,
     ) -> None:
-        self.queue = queue
-        self.db = db
-        self.store = store
-        self.snapshots = snapshots
-        self.notes_ref = notes_ref
-        self.policy = policy
-        self.clock = clock
+        self.queue, self.db, self.store, self.snapshots = queue, db, store, snapshots
+        self.notes_ref, self.policy, self.clock = notes_ref, policy, clock
         self.gate = Gate()
         self.store_id = store.ident()
         #: Repositories whose notes we wrote, and when: watched for a while by `repair_notes`.
@@ -135,7 +186,43 @@ class Worker:
         #: The store's `generation` when we last looked (a store starts at 0, having created nothing).
         self._generation = 0
         self.redactor = redactor
-        self._redacted: dict[str, tuple[str, outgoing.Outgoing]] = {}
+        #: Each snapshot's redacted copy on disk, grown by its new lines only (outgoing.py).
+        self.copies = outgoing.RedactedCopies(snapshots.redacted)
+        #: Temporary prefix copies made for this batch's uploads, deleted once it is sent.
+        self._scratch: list[Path] = []
+        #: Search index writer: fed, after each note, the redacted bytes that were uploaded.
+        self.indexer = indexer
+        #: This batch's redacted session per remote path (what was, or already is, in the store).
+        self._planned: dict[str, outgoing.View] = {}
+        self.arrivals = Arrivals()
+        #: The time of the turn in progress (`loop(now=...)`); None: ask the clock.
+        self._now: float | None = None
+
+    def now(self) -> float:
+        return self.clock() if self._now is None else self._now
+
+    @contextlib.contextmanager
+    def _at(self, now: float | None) -> Iterator[None]:
+        """Every timestamp the turn writes (claims, backoff, notes) is `now`, when given."""
+        self._now = now
+        try:
+            yield
+        finally:
+            self._now = None
+
+    def loop(self, now: float | None = None) -> Tick:
+        """One turn: hold for a burst still arriving, else claim and process one batch."""
+        with self._at(now):
+            hold = self.arrivals.hold(self.now())
+            if hold > 0:
+                return Tick(0, hold)
+            claimed = self.run_once()
+            return Tick(claimed, 0.0 if claimed else self.wait_time())
+
+    def follow(self, debounce: float, now: float | None = None) -> int:
+        """One turn of the housekeeping between batches: refresh followed sessions, repair notes."""
+        with self._at(now):
+            return self.refresh_sessions(debounce) + self.repair_notes()
 
     # --- scheduling -------------------------------------------------------------------
 
@@ -144,7 +231,7 @@ class Worker:
         due = self.db.run(self.queue.next_due)
         if due is None:
             return None
-        return max(0.0, max(due, self.gate.closed_until) - self.clock())
+        return max(0.0, max(due, self.gate.closed_until) - self.now())
 
     def open_gate(self) -> None:
         self.gate = Gate()
@@ -160,12 +247,13 @@ class Worker:
         self.open_gate()
 
     def drop_redacted(self) -> None:
-        """Forget the in-memory redacted sessions (new rules, or a session the user forgot)."""
-        self._redacted.clear()
+        """Forget the running state of the redacted copies (new rules, or a session the user
+        forgot); the copies on disk are checked again (rule set, hashes) before any reuse."""
+        self.copies.drop()
 
     def run_once(self) -> int:
         """Process one batch of due jobs; returns how many were claimed."""
-        now = self.clock()
+        now = self.now()
         if now < self.gate.closed_until:
             return 0
         jobs = self.db.run(self.queue.claim_due, now, BATCH_LIMIT, self.policy.attempt_timeout * 2)
@@ -177,13 +265,14 @@ class Worker:
             # A bug must not strand claimed jobs in `uploading`: hand them back with the reason.
             log.exception("batch of %d job(s) crashed", len(jobs))
             for job in jobs:
-                self.db.run(self.queue.defer_if_uploading, job.id, f"internal error: {exc!r}", self.clock() + 60)
+                self.db.run(self.queue.defer_if_uploading, job.id, f"internal error: {exc!r}", self.now() + 60)
         self.collect_snapshots()
         return len(jobs)
 
     # --- one batch --------------------------------------------------------------------
 
     def process(self, jobs: list[Job]) -> None:
+        self._planned = {}
         jobs = self._drop_forgotten(jobs)
         if not jobs:
             return
@@ -215,13 +304,15 @@ class Worker:
             except PermanentError as exc:
                 self._fail_all([j for g in groups.values() for j in g], str(exc))
                 return
+            finally:
+                self._clear_scratch()
             # Created anew by this put, before it sent anything (Store.put): what it sent is there,
             # what the queue recorded as "already there" is not, and its links would be dead.
             renewed = self._store_renewed()
             for path, error in failed.items():
                 for job in groups.pop(path, []):
                     self._fail(job, f"the store rejected {path}: {error}")
-            now = self.clock()
+            now = self.now()
             for path, job in chosen.items():
                 if path in groups:
                     self.db.run(self.queue.record_upload, self.store_id, path, job, now)
@@ -231,6 +322,7 @@ class Worker:
                         self.db.run(self.queue.defer, job.id, "the store was created anew; uploading again", now, now)
         self.gate = Gate()
         self._note_all([(job, views[job.id]) for group in groups.values() for job in group])
+        self._planned = {}  # handed to the index thread; a long session is not kept here too
 
     def _drop_forgotten(self, jobs: list[Job]) -> list[Job]:
         """Fail the jobs of sessions forgotten since they were queued; the rest go on.
@@ -256,17 +348,25 @@ class Worker:
         Also returns, per job, what its note must say about the uploaded bytes: the length and
         sha256 of its redacted prefix, and the secrets removed from its own lines.
         """
+        self._clear_scratch()  # a batch that crashed before its put
         uploads: list[Upload] = []
         chosen: dict[str, Job] = {}
         views: dict[int, tuple[int, str, dict[str, int]]] = {}
         for path, group in list(groups.items()):
             best = max(group, key=lambda j: (j.bytes or 0, j.id))
+            by_snapshot: dict[str, list[Job]] = defaultdict(list)
+            for job in group:
+                by_snapshot[job.snapshot or ""].append(job)
             try:
-                out = self._outgoing(path, best)
-                for job in group:
-                    view = out if job.snapshot == best.snapshot else self._outgoing(None, job)
-                    length, digest = view.prefix(job.last_line or 0)
-                    views[job.id] = (length, digest, view.counts(job.first_line or 1, job.last_line or 0))
+                # One redaction pass per snapshot: the prefixes of all its jobs come out of it.
+                for snapshot, members in by_snapshot.items():
+                    top = best if snapshot == best.snapshot else max(members, key=lambda j: (j.bytes or 0, j.id))
+                    view = self._view(top, [job.last_line or 0 for job in members])
+                    if snapshot == best.snapshot:
+                        out = view
+                    for job in members:
+                        length, digest = view.prefix(job.last_line or 0)
+                        views[job.id] = (length, digest, view.counts(job.first_line or 1, job.last_line or 0))
             except FileNotFoundError as exc:
                 for job in groups.pop(path):
                     self._fail(job, f"snapshot unreadable: {exc}")
@@ -279,26 +379,36 @@ class Worker:
                 for job in groups.pop(path):
                     self._fail(job, f"redaction failed, nothing uploaded: {exc}")
                 continue
+            self._planned[path] = out
             held = self.db.run(self.queue.uploaded, self.store_id, path)
             if held and ((held.snapshot == best.snapshot and held.bytes >= (best.bytes or 0)) or held.job_id > best.id):
                 continue  # the store already has these bytes (or a newer generation of the session)
-            uploads.append(Upload(remote_path=path, data=bytes(out.data)))
+            uploads.append(Upload(remote_path=path, data=self._upload_file(out)))
             chosen[path] = best
         return uploads, chosen, views
 
-    def _outgoing(self, remote_path: str | None, job: Job) -> outgoing.Outgoing:
-        """The job's snapshot prefix, redacted; a session's last one is kept to extend next time."""
-        raw = read_prefix(Path(job.snapshot or ""), job.bytes or 0)
-        cached = self._redacted.get(remote_path) if remote_path else None
-        previous = cached[1] if cached and cached[0] == job.snapshot else None
-        out = outgoing.extend(previous, raw, self.redactor)
-        if remote_path:
-            self._redacted.pop(remote_path, None)
-            if len(out.data) <= REDACTED_CACHE_BYTES:
-                self._redacted[remote_path] = (job.snapshot or "", out)
-                while len(self._redacted) > REDACTED_CACHE_ENTRIES:
-                    self._redacted.pop(next(iter(self._redacted)))
-        return out
+    def _view(self, job: Job, lines: list[int]) -> outgoing.View:
+        """The job's snapshot prefix, redacted on disk (only lines new since last time are scanned)."""
+        return self.copies.view(
+            Path(job.snapshot or ""),
+            raw_bytes=job.bytes or 0,
+            raw_lines=job.last_line or 0,
+            raw_sha256=job.sha256,
+            lines=lines,
+            redactor=self.redactor,
+        )
+
+    def _upload_file(self, view: outgoing.View) -> Path:
+        """The file to upload for a view; a temporary prefix copy is deleted after the batch."""
+        path, temporary = view.upload_file()
+        if temporary:
+            self._scratch.append(path)
+        return path
+
+    def _clear_scratch(self) -> None:
+        for path in self._scratch:
+            path.unlink(missing_ok=True)
+        self._scratch.clear()
 
     def _link(self, job: Job, view: tuple[int, str, dict[str, int]]) -> notes.TraceLink:
         length, digest, counts = view
@@ -311,6 +421,7 @@ class Worker:
             bytes=length,
             sha256=digest,
             redacted={"counts": counts, "ruleset": self.redactor.ruleset_id},
+            usage=tokens.job_usage(job),  # streamed from the snapshot; None (unknown) is left out
         )
 
     def _note_all(self, batch: list[tuple[Job, tuple[int, str, dict[str, int]]]]) -> None:
@@ -349,21 +460,49 @@ class Worker:
         try:
             seen = ref_stamp(git_dir, self.notes_ref)
             notes.add(git_dir, self.notes_ref, lines)
-            self._noted_in[git_dir], self._ref_seen[git_dir] = self.clock(), seen
+            self._noted_in[git_dir], self._ref_seen[git_dir] = self.now(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
             return
         except GitError as exc:
             self._defer_all([job for job, _ in live], TransientError(str(exc)))
             return
+        noted: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
         for job, link in live:
-            if not self.db.run(self.queue.complete, job.id, link.url, self.clock(), link.redacted, job.commit_sha):
+            if not self.db.run(self.queue.complete, job.id, link.url, self.now(), link.redacted, job.commit_sha):
                 # A rewrite moved the job to another commit while we wrote this note: note that one too.
                 self.db.run(
-                    self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.clock(), self.clock()
+                    self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.now(), self.now()
                 )
                 continue
             log.info("noted %s %s/%s -> %s", job.commit_sha[:12], job.agent, job.session_id, link.url)
+            noted[link.url].append((job, link))
+        self._index(noted)
+
+    def _index(self, noted: dict[str, list[tuple[Job, notes.TraceLink]]]) -> None:
+        """After the notes: hand each session's uploaded (redacted) bytes to the search index."""
+        if self.indexer is None:
+            return
+        for url, items in noted.items():
+            job = items[0][0]
+            view = self._planned.get(job.remote_path or "")
+            if view is None:
+                continue
+            try:
+                # Opened here, read on the index thread: the open file keeps these bytes readable
+                # even if the snapshot (and its redacted copy) is collected after this batch.
+                source = view.file.open("rb")
+            except OSError as exc:
+                log.warning("search index: %s/%s not indexed: %s", job.agent, job.session_id, exc)
+                continue
+            self.indexer.add(
+                url=url,
+                agent=job.agent,
+                session=job.session_id,
+                source=source,
+                size=view.size,
+                links=[(j.git_dir, j.commit_sha, link.first_line, link.last_line) for j, link in items],
+            )
 
     def _store_renewed(self) -> bool:
         """Whether the store created its bucket (or directory) since we last looked.
@@ -384,12 +523,12 @@ class Worker:
     def _close_gate(self, exc: TransientError) -> None:
         self.gate.failures += 1
         delay = backoff(self.policy, self.gate.failures, exc.retry_after)
-        self.gate.closed_until = self.clock() + delay
+        self.gate.closed_until = self.now() + delay
         self.gate.reason = str(exc)
         log.warning("store unavailable, next try in %.0fs: %s", delay, exc)
 
     def _defer(self, job: Job, exc: TransientError) -> None:
-        now = self.clock()
+        now = self.now()
         delay = backoff(self.policy, job.attempts + 1, exc.retry_after)
         self.db.run(self.queue.defer, job.id, str(exc), now + delay, now)
 
@@ -399,7 +538,7 @@ class Worker:
 
     def _fail(self, job: Job, reason: str) -> None:
         log.error("job %d (%s %s) failed: %s", job.id, job.commit_sha[:12], job.session_id, reason)
-        self.db.run(self.queue.fail, job.id, reason, self.clock())
+        self.db.run(self.queue.fail, job.id, reason, self.now())
 
     def _fail_all(self, jobs: list[Job], reason: str) -> None:
         for job in jobs:
@@ -417,7 +556,7 @@ class Worker:
         A repository whose notes ref has not moved since we last looked costs a few `stat`s,
         not a git process: only another write can have dropped our lines.
         """
-        now = self.clock()
+        now = self.now()
         repaired = 0
         for git_dir, at in list(self._noted_in.items()):
             if now - at > REPAIR_WINDOW or not git_dir.exists():
@@ -448,7 +587,7 @@ class Worker:
         has been quiet for `debounce` seconds (so also once more after the session ends), only
         its new lines are snapshotted and redacted, and no note changes.
         """
-        now = self.clock()
+        now = self.now()
         if now < self.gate.closed_until:
             return 0
         refreshed = 0
@@ -488,11 +627,14 @@ class Worker:
             return False
         grown = dataclasses.replace(job, bytes=extent.bytes, last_line=extent.lines, sha256=extent.sha256)
         self.store.preflight()
-        out = self._outgoing(job.remote_path, grown)
-        failed = self.store.put([Upload(remote_path=job.remote_path, data=bytes(out.data))])
+        out = self._view(grown, [extent.lines])
+        try:
+            failed = self.store.put([Upload(remote_path=job.remote_path, data=self._upload_file(out))])
+        finally:
+            self._clear_scratch()
         if failed:
             raise PermanentError(failed[job.remote_path])
-        self.db.run(self.queue.record_upload, self.store_id, job.remote_path, grown, self.clock())
+        self.db.run(self.queue.record_upload, self.store_id, job.remote_path, grown, self.now())
         log.info("refreshed %s/%s: %d lines now at %s", job.agent, job.session_id, extent.lines, job.remote_path)
         return True
 
@@ -503,7 +645,7 @@ class Worker:
         """Delete snapshot files nothing needs any more (on the db thread: ingest appends there)."""
 
         def collect() -> int:
-            paths = self.queue.collectable_snapshots(self.clock(), SNAPSHOT_IDLE)
+            paths = self.queue.collectable_snapshots(self.now(), SNAPSHOT_IDLE)
             for path in paths:
                 self.snapshots.forget(Path(path))
                 self.queue.drop_snapshot(path)
@@ -512,6 +654,6 @@ class Worker:
             orphans = [p for p in root.iterdir() if str(p) not in referenced] if root.exists() else []
             for orphan in orphans:
                 self.snapshots.forget(orphan)
-            return len(paths) + len(orphans)
+            return len(paths) + len(orphans) + self.snapshots.collect_copies()
 
         return self.db.run(collect)

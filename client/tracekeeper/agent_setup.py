@@ -694,10 +694,19 @@ def agents(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{'':<{width}}  note    {state.note}")
 
 
+_MCP_OPTION = click.option(
+    "--mcp",
+    is_flag=True,
+    help="The MCP server (`tracekeeper mcp`) instead of the hooks: Claude Code, Codex, Gemini, Cursor.",
+)
+
+
 @agents.command(name="install", short_help="Add tracekeeper's hooks to agents' user configs.")
 @_AGENT_OPTION
-def install_cmd(agent: tuple[str, ...]) -> None:
-    """Merge `tracekeeper hook <agent>` into each agent's user hook config.
+@_MCP_OPTION
+def install_cmd(agent: tuple[str, ...], mcp: bool) -> None:
+    """Merge `tracekeeper hook <agent>` into each agent's user hook config; with --mcp, register
+    the `tracekeeper mcp` server in each agent's MCP config instead.
 
     Other hooks and settings are kept; a file that changes is backed up first as
     <file>.tracekeeper-backup-<time>. Running it again changes nothing.
@@ -706,7 +715,11 @@ def install_cmd(agent: tuple[str, ...]) -> None:
     Examples:
       $ tracekeeper agents install               # every agent found here
       $ tracekeeper agents install --agent claude
+      $ tracekeeper agents install --mcp         # agents can ask the trail (docs/reading.md)
     """
+    if mcp:
+        _mcp(agent, install=True)
+        return
     exe = hook_executable()
     failed = False
     skipped: list[str] = []
@@ -747,6 +760,37 @@ def install_cmd(agent: tuple[str, ...]) -> None:
         click.get_current_context().exit(1)  # each failure was said above; main() returns the code
 
 
+def _mcp(agent: tuple[str, ...], *, install: bool) -> None:
+    """`--mcp`: our entry in each agent's MCP config (mcp_setup.py has every fact), not the hooks;
+    for 'all', install registers with the agents found here and uninstall looks at every one."""
+    from . import mcp_setup
+    from .errors_table import report
+
+    every = "all" in agent
+    exe = hook_executable()
+    failed = False
+    skipped: list[str] = []
+    for spec in _selected(agent):
+        if spec.name not in mcp_setup.TARGETS:
+            if not every:
+                info(f"{spec.name}: registering tracekeeper's MCP server with {spec.label} is not supported yet")
+            continue
+        if install and every and not inspect(spec).present:
+            skipped.append(spec.name)
+            continue
+        try:
+            done = mcp_setup.install(spec.name, exe) if install else mcp_setup.uninstall(spec.name)
+        except mcp_setup.ConfigError as exc:
+            report(exc)  # one `Error:` line; the other agents are still done, then exit 1
+            failed = True
+            continue
+        info(f"{spec.name}: {done}")
+    if skipped:
+        info(f"not found here, skipped: {', '.join(skipped)} (use --agent NAME to register anyway)")
+    if failed:
+        click.get_current_context().exit(1)
+
+
 def _say_failed(exc: ConfigError | OSError, path: Path) -> None:
     """One agent's failure, said through the one error table (`Error:` line, control characters
     spelled out) without stopping: the other agents are still done, then the exit status is 1."""
@@ -774,13 +818,19 @@ def _after_install(spec: AgentSpec, path: Path, changed: bool) -> None:
 
 @agents.command(name="uninstall", short_help="Remove tracekeeper's hooks from agents' user configs.")
 @_AGENT_OPTION
-def uninstall_cmd(agent: tuple[str, ...]) -> None:
-    """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was.
+@_MCP_OPTION
+def uninstall_cmd(agent: tuple[str, ...], mcp: bool) -> None:
+    """Remove exactly the hook entries that run `tracekeeper hook`, leaving the rest as it was;
+    with --mcp, exactly the `tracekeeper` MCP server entry instead.
 
     \b
     Example:
       $ tracekeeper agents uninstall --agent all
+      $ tracekeeper agents uninstall --mcp
     """
+    if mcp:
+        _mcp(agent, install=False)
+        return
     failed = False
     for spec in _selected(agent):
         path = spec.config_path()

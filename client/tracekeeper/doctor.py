@@ -8,8 +8,6 @@ go wrong. The exit status is 1 when any check failed, 0 otherwise (warnings do n
 
 from __future__ import annotations
 
-import fnmatch
-import importlib
 import json
 import os
 import re
@@ -467,41 +465,15 @@ def _notes_ref(ctx: Context) -> str:
         return DEFAULT_NOTES_REF
 
 
-def forced_notes_refspecs(repo: Path, notes_ref: str) -> list[tuple[str, str]]:
-    """(remote, refspec) of forced fetch refspecs that write into the live notes ref.
-
-    `+refs/notes/*:refs/notes/*` makes every fetch replace local notes with the remote's,
-    silently dropping notes not pushed yet (git-ai#907). Forcing into a tracking ref such as
-    `refs/notes/remotes/origin/*` is fine: that is what merging starts from.
-    """
-    try:
-        out = git.run_text(None, ["config", "--get-regexp", r"^remote\..*\.fetch$"], cwd=repo, check=False).stdout
-    except GitError:
-        return []
-    found: list[tuple[str, str]] = []
-    for line in out.splitlines():
-        key, _, spec = line.partition(" ")
-        if not spec.startswith("+") or ":" not in spec:
-            continue
-        dst = spec[1:].split(":", 1)[1]
-        if dst and fnmatch.fnmatchcase(notes_ref, dst):
-            found.append((key.removeprefix("remote.").removesuffix(".fetch"), spec))
-    return found
-
-
 def check_refspecs(ctx: Context) -> Check | None:
     if ctx.git_repo() is None:
         return None
+    from . import sync
+
     notes_ref = _notes_ref(ctx)
-    try:  # the notes-sync module owns this rule when it is there
-        finder: Callable[..., Any] | None = getattr(
-            importlib.import_module("tracekeeper.sync"), "forced_notes_refspecs", None
-        )
-    except ImportError:
-        finder = None
-    forced = forced_notes_refspecs(ctx.repo, notes_ref) if finder is None else _from_sync(finder(ctx.repo, notes_ref))
+    forced = sync.forced_notes_refspecs(ctx.repo, notes_ref)
     if forced:
-        remote, spec = forced[0]
+        remote, spec = forced[0].remote, forced[0].refspec
         return Check(
             Status.FAIL,
             f"remote.{remote}.fetch has the forced refspec {spec}: every fetch overwrites local notes "
@@ -512,18 +484,21 @@ def check_refspecs(ctx: Context) -> Check | None:
     return Check(Status.OK, f"no fetch refspec overwrites {notes_ref}")
 
 
-def _from_sync(found: list[Any]) -> list[tuple[str, str]]:
-    """Adapt sync.forced_notes_refspecs's answer: items with `.remote` (the refspec being the
-    string itself, or `.refspec`), or `remote.<name>.fetch=<spec>` strings."""
-    pairs: list[tuple[str, str]] = []
-    for item in found:
-        remote = getattr(item, "remote", None)
-        if remote is not None:
-            pairs.append((str(remote), str(getattr(item, "refspec", item))))
-            continue
-        key, sep, spec = str(item).partition("=")
-        pairs.append((key.removeprefix("remote.").removesuffix(".fetch"), spec) if sep else ("?", str(item)))
-    return pairs
+def check_notes_fetch(ctx: Context) -> Check | None:
+    """A remote added after `install` has no notes refspec: `git fetch` brings it no notes."""
+    from . import sync
+
+    if ctx.git_repo() is None:
+        return None
+    missing = sync.remotes_without_notes(ctx.repo, _notes_ref(ctx))
+    if not missing:
+        return Check(Status.OK, "every remote fetches trace notes")
+    which = f"remotes {', '.join(missing)} do not" if len(missing) > 1 else f"remote {missing[0]} does not"
+    return Check(
+        Status.WARN,
+        f"{which} fetch trace notes (added after `tracekeeper install`)",
+        "`tracekeeper pull --all` (it sets up every remote, then fetches)",
+    )
 
 
 # --- machine limits, the active file, the spool ----------------------------------------------
@@ -644,6 +619,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], Check | list[Check] | None]], ...] 
     ("agents", check_agents),
     ("codex-trust", check_codex_trust),
     ("refspecs", check_refspecs),
+    ("notes-fetch", check_notes_fetch),
     ("inotify", check_inotify),
     ("active-file", check_active_file),
     ("spool", check_spool),

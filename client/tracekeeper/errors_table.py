@@ -98,6 +98,36 @@ TABLE: tuple[Row, ...] = (
         lambda _e: "see the daemon's log, or: tracekeeper doctor",
         _const(ExitStatus.ERROR),
     ),
+    Row(
+        "tracekeeper.show:StoreUnreadable",
+        _first_line,
+        lambda e: (
+            f"log in with an account that can read {getattr(e, 'location', 'the bucket')}"
+            " (`hf auth login`, or set HF_TOKEN), then run this again"
+        ),
+        _const(ExitStatus.ERROR),
+    ),
+    Row(
+        "tracekeeper.search:SearchQueryError",
+        _first_line,
+        lambda _e: (
+            "quote words with punctuation as a phrase, e.g. tracekeeper search '\"foo-bar\"'"
+            ' (FTS5 syntax: words, "phrases", OR, NOT, prefix*)'
+        ),
+        _const(ExitStatus.USAGE),
+    ),
+    Row(
+        "tracekeeper.search:NotIndexed",
+        _first_line,
+        lambda _e: "build it: tracekeeper search --reindex   (on a clone, tracekeeper pull first)",
+        _const(ExitStatus.ERROR),
+    ),
+    Row(
+        "tracekeeper.search:ReindexIncomplete",
+        _first_line,
+        lambda _e: "tracekeeper show <commit> says more about a session; the rest is searchable",
+        _const(ExitStatus.ERROR),
+    ),
     Row("tracekeeper.errors:ClientError", _first_line, _attr_hint, _attr_code),
     Row("tracekeeperd.errors:ConfigError", _each_line, _attr_hint, _const(ExitStatus.ERROR)),
     Row("tracekeeperd.errors:TracekeeperError", _first_line, _attr_hint, _const(ExitStatus.ERROR)),

@@ -33,6 +33,9 @@ import stat  # loaded by `os` already
 import sys
 import time
 
+# The git runner's own environment rule: its module imports only `os`, so it costs nothing here.
+from tracekeeperd.gitenv import clean_env
+
 from .errors import ClientError
 
 # `typing` costs ~2 ms to import and every annotation here is a string (PEP 563), so it is
@@ -46,30 +49,6 @@ FORMAT_VERSION = 1
 
 #: Agents this command knows; any other argument is kept (sanitised) as the agent's name.
 AGENTS = ("codex", "claude", "gemini", "cursor", "copilot")
-
-#: Same list as `tracekeeperd.git.LOCAL_ENV_VARS` (a test keeps them equal): inherited
-#: repository-local variables would make `git -C <cwd>` answer for another repository.
-_LOCAL_ENV_VARS = frozenset(
-    {
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_CONFIG",
-        "GIT_CONFIG_PARAMETERS",
-        "GIT_CONFIG_COUNT",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_IMPLICIT_WORK_TREE",
-        "GIT_GRAFT_FILE",
-        "GIT_INDEX_FILE",
-        "GIT_NO_REPLACE_OBJECTS",
-        "GIT_REPLACE_REF_BASE",
-        "GIT_PREFIX",
-        "GIT_INTERNAL_SUPER_PREFIX",
-        "GIT_SHALLOW_FILE",
-        "GIT_COMMON_DIR",
-        "GIT_QUARANTINE_PATH",
-    }
-)
 
 #: Payload fields never copied into the active file: user and model text (large, private, and
 #: the post-commit hook copies this file into the spool), tool I/O, and the user's e-mail.
@@ -356,14 +335,6 @@ def _find_cwd(payload: dict[str, Any]) -> str:
     return os.path.abspath(os.path.expanduser(cwd))
 
 
-def _git_env() -> dict[str, str]:
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _LOCAL_ENV_VARS and not key.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
-    }
-
-
 def active_file_for(cwd: str) -> str | None:
     """`git -C <cwd> rev-parse --git-path hf-traces-active.json` as an absolute path; None
     outside a repository (or when git is missing): then the hook has nothing to do."""
@@ -390,7 +361,7 @@ def _find_git_dir(cwd: str) -> str | None:
     safe.directory check). Everything else goes to git: GIT_CEILING_DIRECTORIES or
     GIT_DISCOVERY_ACROSS_FILESYSTEM set, a parent that is itself a bare repository, a `.git`
     that is not a valid git dir (git walks past it), a foreign owner, no repository found.
-    Inherited GIT_DIR and friends are ignored, as `_git_env` drops them for git (git/git
+    Inherited GIT_DIR and friends are ignored, as `clean_env` drops them for git (git/git
     setup.c, setup_git_directory_gently_1, is the order followed).
     """
     env = os.environ
@@ -474,7 +445,7 @@ def _run_git(argv: list[str]) -> bytes | None:
             pid = os.posix_spawnp(
                 argv[0],
                 argv,
-                _git_env(),
+                clean_env(),
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, devnull, 0),
                     (os.POSIX_SPAWN_DUP2, write_end, 1),

@@ -48,7 +48,7 @@ from typing import Any
 
 import click
 
-from tracekeeperd import git
+from tracekeeperd import git, gitconfig
 from tracekeeperd.errors import GitError
 from tracekeeperd.paths import Paths
 
@@ -80,6 +80,9 @@ def config_name(hook: str) -> str:
 HOME = "tracekeeper"
 RECORD = "install.json"
 GLOBAL_RECORD = "global-install.json"
+#: Where `install --global` records the git config values it adds (tracekeeperd/gitconfig.py);
+#: global-install.json keeps only what is not git config (files, the mode, the options).
+CONFIG_RECORD_KEY = "tracekeeper.installed"
 STRICT_LINE = re.compile(r"^# tracekeeper-guard: strict=([01])$", re.MULTILINE)
 
 LEFTHOOK_EXTS = (".yml", ".yaml", ".toml", ".json", ".jsonc")
@@ -939,7 +942,7 @@ def install_global(
     """
     version = tuple(version) if version is not None else git_version()
     record_path = paths.state_dir / GLOBAL_RECORD
-    record = _load_json(record_path)
+    record = _migrate_global_record(_load_json(record_path))
     mode = _global_mode(version)
     changes: list[HookChange] = []
     if record.get("mode") and record.get("mode") != mode:
@@ -982,8 +985,7 @@ def install_global(
                     shutil.copytree(default, directory, symlinks=True)
                 directory.mkdir(parents=True, exist_ok=True)
             if configured != str(directory):
-                record.setdefault("init_section_existed", bool(_global_get_regexp(r"^init\.")))
-                _git(home, "config", "--global", "init.templateDir", str(directory))
+                _global_recorded().add("init.templateDir", str(directory))
                 changes.append(HookChange(directory, "installed", None, "set as init.templateDir (global)"))
         for hook in hooks:
             note = "copied into every new clone and `git init`"
@@ -995,14 +997,33 @@ def install_global(
     return changes
 
 
-def _global_get_regexp(pattern: str) -> str:
-    return _git(Path.home(), "config", "--global", "--get-regexp", pattern, check=False)
+def _global_recorded() -> gitconfig.Recorded:
+    return gitconfig.Recorded(Path.home(), CONFIG_RECORD_KEY, "global")
+
+
+def _migrate_global_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A global-install.json from before the one config record kept our init.templateDir as
+    JSON facts; move it into the record (tracekeeperd/gitconfig.py), which undoes it exactly
+    and whose unset drops a section left empty, so `init_section_existed` is no longer needed."""
+    if "init_section_existed" not in record:
+        return record
+    record = {k: v for k, v in record.items() if k != "init_section_existed"}
+    directory = str(record.get("dir", ""))
+    recorded = _global_recorded()
+    if (
+        record.get("mode") == "template"
+        and record.get("ours")
+        and _global_get("init.templateDir") == directory
+        and ("init.templateDir", directory) not in recorded.records()
+    ):
+        recorded.record("init.templateDir", directory)
+    return record
 
 
 def uninstall_global(paths: Paths) -> list[HookChange]:
     """Reverse every change `install_global` recorded (and nothing it did not make)."""
     record_path = paths.state_dir / GLOBAL_RECORD
-    record = _load_json(record_path)
+    record = _migrate_global_record(_load_json(record_path))
     home = Path.home()
     changes: list[HookChange] = []
     mode = record.get("mode")
@@ -1020,10 +1041,8 @@ def uninstall_global(paths: Paths) -> list[HookChange]:
         for hook in (*HOOKS, GUARD):
             changes += filter(None, [_remove_file(hooks_dir_ / hook)])
         if mode == "template" and record.get("ours"):
-            if _global_get("init.templateDir") == str(directory):
-                _git(home, "config", "--global", "--unset", "init.templateDir")
-                if record.get("init_section_existed") is False and not _global_get_regexp(r"^init\."):
-                    _git(home, "config", "--global", "--remove-section", "init", check=False)
+            undone = _global_recorded().undo(lambda key, _: key == "init.templateDir")
+            if any(change.action == "removed" for change in undone):
                 changes.append(HookChange(directory, "removed", None, "no longer init.templateDir"))
             shutil.rmtree(directory, ignore_errors=True)
     gitconfig = Path(str(record.get("gitconfig", _global_config_file())))

@@ -272,6 +272,17 @@ def _tips(git_dir: Path, rev_range: str) -> list[str]:
     return [line for line in out.splitlines() if line and line != "--" and not line.startswith("^")]
 
 
+def _merge_fetched(repo: Path, ref: str) -> None:
+    """The notes a plain `git pull` fetched into tracking refs, merged first: they are what
+    most often holds the links of the commits a forge rebased or squashed."""
+    from . import sync
+
+    try:
+        sync.merge_fetched(repo, ref)
+    except (sync.SyncError, GitError) as exc:
+        raise RewriteError(f"cannot merge the fetched notes first: {exc}") from None
+
+
 def relink(
     repo: Path,
     notes_ref: str,
@@ -300,6 +311,8 @@ def relink(
         ref = normalize_notes_ref(notes_ref)
     except TracekeeperError as exc:
         raise RewriteError(str(exc)) from None
+    if not dry_run:
+        _merge_fetched(repo, ref)
     rev = rev_range or "HEAD"
     try:
         tips = _tips(git_dir, rev)

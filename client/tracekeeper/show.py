@@ -22,10 +22,11 @@ from tracekeeperd.errors import TracekeeperError
 from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
 from tracekeeperd.redact import RedactionError, Redactor
-from tracekeeperd.stores.base import MissingTrace
+from tracekeeperd.stores.base import MissingTrace, StoreDenied
 
 from .errors import ClientError
 from .safetext import visible
+from .usage_view import usage_json, usage_text
 
 RESULT_LINES = 8
 RESULT_CHARS = 600
@@ -33,6 +34,18 @@ RESULT_CHARS = 600
 
 class ShowError(ClientError):
     """A commit or note that cannot be shown; the message is one line."""
+
+
+class StoreUnreadable(ShowError):
+    """This user may not read the store a note points at (a teammate's bucket, no access).
+
+    Not one trace's problem but the whole reading's: `why` and `search --reindex` stop on it
+    (errors_table says what to do) instead of listing every session as unavailable.
+    """
+
+    def __init__(self, message: str, *, location: str) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 @dataclass
@@ -83,7 +96,8 @@ def resolve_commit(repo: Path, rev: str) -> tuple[Path, str]:
     return git_dir, sha
 
 
-def _matches(data: bytes, link: notes.TraceLink) -> bool:
+def matches(data: bytes, link: notes.TraceLink) -> bool:
+    """Whether `data` starts with what the commit of `link` saw (its sha256)."""
     return len(data) >= link.bytes and hashlib.sha256(data[: link.bytes]).hexdigest() == link.sha256
 
 
@@ -104,11 +118,12 @@ def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tup
 
 
 def fetch_url(url: str) -> bytes:
-    """Bytes behind a note's URL, with this user's credentials."""
+    """Bytes behind a note's URL, with this user's credentials: only from the Hub this machine uses."""
+    from tracekeeperd.config import load
     from tracekeeperd.stores import NotAStoreURL, locate
 
     try:
-        store, path = locate(url)
+        store, path = locate(url, endpoint=load().hf_endpoint)
     except NotAStoreURL as exc:
         raise ShowError(str(exc) if exc.bucket else f"don't know how to fetch {url}") from None
     return store.fetch(path)
@@ -131,17 +146,19 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
         except OSError:
             continue
         data = _redacted(data[: data.rfind(b"\n") + 1], link, redactor)
-        if _matches(data, link):
+        if matches(data, link):
             return Trail(link, data, source, True)
     try:
         data = fetch_url(link.url)
+    except StoreDenied as exc:
+        raise StoreUnreadable(f"cannot read the traces: {exc}", location=exc.location) from None
     except MissingTrace as exc:
         raise ShowError(
             f"{exc}; `tracekeeper status` on the machine that made the commit shows whether it is still queued"
         ) from None
     except (OSError, TracekeeperError) as exc:
         raise ShowError(f"cannot fetch {link.url}: {exc}") from None
-    return Trail(link, data, "store", _matches(data, link))
+    return Trail(link, data, "store", matches(data, link))
 
 
 def trails(
@@ -184,6 +201,7 @@ def as_json(sha: str, items: list[Trail], *, full: bool) -> dict[str, Any]:
                 "sha256": t.link.sha256,
                 "source": t.source,
                 "verified": t.verified,
+                "usage": usage_json(t.link.usage),
                 "turns": [
                     {
                         "kind": turn.kind,
@@ -220,6 +238,7 @@ def render(sha: str, items: list[Trail], *, full: bool) -> None:
         who = f"[bold]{markup(link.agent)}[/] session {markup(link.session_id)}"
         out.print(f"{who} · {span} · {trail.source} · {check}")
         out.print(f"[dim]{markup(link.url)}[/]")
+        out.print(f"[dim]{markup(usage_text(link.usage))}[/]")
         turns = trail.turns(full=full)
         if not turns:
             out.print("[dim](no readable turns in this range; try --raw)[/]")

@@ -262,6 +262,47 @@ def configure(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[Conf
     return changes
 
 
+def _set_up(where: Where, ref: str) -> bool:
+    """Whether `install` (`configure`) set this repository's notes up: it recorded a change, or
+    some remote fetches the notes our way."""
+    return bool(_recorded(where).records()) or any(
+        fetch_refspec(remote, ref) in _config_all(where, f"remote.{remote}.fetch") for remote in remotes(where)
+    )
+
+
+def remotes_without_notes(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[str]:
+    """Remotes whose `git fetch` brings no notes, in a repository `install` set up (a remote added
+    since); empty where tracekeeper never set the repository up."""
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    if not _set_up(where, ref):
+        return []
+    return sorted(r for r in remotes(where) if fetch_refspec(r, ref) not in _config_all(where, f"remote.{r}.fetch"))
+
+
+def _ensure_fetch_refspec(where: Where, remote: str, ref: str) -> ConfigChange | None:
+    """Give a remote added after `install` the refspec `configure` gave the others (recorded,
+    so `uninstall` takes it out); nothing in a repository tracekeeper never set up."""
+    spec = fetch_refspec(remote, ref)
+    key = f"remote.{remote}.fetch"
+    if not _is_remote(where, remote) or spec in _config_all(where, key) or not _set_up(where, ref):
+        return None
+    return _recorded(where).add(key, spec)
+
+
+def merge_fetched(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> dict[str, MergeOutcome]:
+    """Merge into the local notes what a plain `git fetch`/`git pull` brought into the tracking
+    refs (no network): git fills those through our refspec, but only we merge them."""
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    merged = {}
+    for remote in remotes(where):
+        theirs = tracking_ref(remote, ref)
+        if fetch_refspec(remote, ref) in _config_all(where, f"remote.{remote}.fetch") and _rev(where, theirs):
+            merged[remote] = _merge_into(where, ref, theirs)
+    return merged
+
+
 def unconfigure(
     repo: Repository, notes_ref: str = DEFAULT_NOTES_REF, *, drop_tracking: bool = True
 ) -> list[ConfigChange]:
@@ -476,6 +517,7 @@ def pull_notes(repo: Repository, remote: str, notes_ref: str = DEFAULT_NOTES_REF
     """
     where = _where(repo)
     ref = normalize_notes_ref(notes_ref)
+    _ensure_fetch_refspec(where, remote, ref)
     remote_oid = _fetch(where, remote, ref)
     _remember(where, ref, remote, fetched_at=time.time(), remote_oid=remote_oid)
     outcome = _merge_into(where, ref, tracking_ref(remote, ref)) if remote_oid else MergeOutcome.NO_REMOTE_NOTES

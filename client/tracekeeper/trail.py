@@ -35,6 +35,7 @@ from tracekeeperd.paths import Paths
 from tracekeeperd.queue import Queue
 
 from .errors import ClientError
+from .usage_view import usage_json, usage_text
 
 
 class TrailError(ClientError):
@@ -246,11 +247,13 @@ def plan_forget(repo: Path, notes_ref: str, what: str, paths: Paths) -> ForgetPl
 
 
 def delete_url(url: str) -> None:
-    """Delete the object behind a note's URL from its store, with this user's credentials."""
+    """Delete the object behind a note's URL from its store, with this user's credentials (only on
+    the Hub this machine uses: a note's URL is the pusher's word)."""
+    from tracekeeperd.config import load
     from tracekeeperd.stores import NotAStoreURL, locate
 
     try:
-        store, path = locate(url)
+        store, path = locate(url, endpoint=load().hf_endpoint)
     except NotAStoreURL as exc:
         raise TrailError(str(exc) if exc.bucket else f"don't know how to delete {url}") from None
     store.delete(path)
@@ -473,6 +476,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
                 "bytes": s.link.bytes,
                 "prompts": s.prompts,
                 "url": s.link.url,
+                "usage": usage_json(s.link.usage),
             }
             for s in entry.sessions
         ],
@@ -496,7 +500,7 @@ def render_log(entries: list[Entry]) -> None:
             word = "prompt" if s.prompts == 1 else "prompts"
             click.echo(
                 f"    {click.style(v(s.link.agent), bold=True)} {v(s.link.session_id)}"
-                f"  lines {s.link.first_line}-{s.link.last_line}  {prompts} {word}"
+                f"  lines {s.link.first_line}-{s.link.last_line}  {prompts} {word}  {v(usage_text(s.link.usage))}"
             )
             click.echo(f"    {click.style(v(s.link.url), dim=True)}")
         for t in entry.forgotten:

@@ -99,6 +99,8 @@ class Why:
     path: str
     lines: tuple[int, int] | None
     commits: tuple[CommitWhy, ...] = field(default_factory=tuple)
+    #: How many commits blame named in all (`commits` may be one page of them: why's offset/limit).
+    total: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object: {"path", "lines", "commits": [{"commit", "summary", "sessions": [...]}]}."""
@@ -319,6 +321,8 @@ def explain_session(
     """One session's part in ``blamed``: the edits of its slice that wrote those lines."""
     try:
         trail = show.load(paths, blamed.commit, link, redactor)
+    except show.StoreUnreadable:
+        raise  # no session of this store can be read: say so once, with what to do
     except show.ShowError as exc:
         return SessionWhy(link.agent, link.session_id, link.url, None, (), "", error=str(exc))
     fmt, numbered, _ = trail.conversation()
@@ -364,19 +368,24 @@ def why(
     notes_ref: str,
     *,
     redactor: Redactor | None = None,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> Why:
     """Explain ``lines`` of ``path`` (None: the whole file): each commit, newest first, with its sessions.
 
     A commit without a trace note is listed with no sessions (a human wrote those lines,
     or no session was recorded). Sessions whose slice has a matching edit come first.
+    ``offset``/``limit`` explain only those of the blamed commits (blame is cheap, reading
+    sessions is not: the MCP server pages a long history this way); ``total`` counts them all.
     """
     _check_range(lines)
     where = _where(repo, path)
     commits: list[CommitWhy] = []
-    for blamed in _blame(where, lines):
+    every = _blame(where, lines)
+    for blamed in every[offset : None if limit is None else offset + limit]:
         links = notes.parse(notes.read(where.git_dir, notes_ref, blamed.commit))
         file_paths = sorted({blamed.path, where.relative})
         sessions = [explain_session(paths, blamed, link, file_paths, redactor) for link in links]
         sessions.sort(key=lambda session: not session.edits)
         commits.append(CommitWhy(blamed.commit, blamed.summary, blamed.path, blamed.lines, tuple(sessions)))
-    return Why(where.relative, lines, tuple(commits))
+    return Why(where.relative, lines, tuple(commits), len(every))

@@ -32,12 +32,13 @@ from .records import (
     get_record,
     get_str,
     line_stamp,
+    numbered_records,
     parse_record,
     parse_timestamp,
     sniff,
     to_text,
     tool_call,
-    unreadable_turn,
+    tool_result,
 )
 from .usage import Charge, CountKeys, ModelUsage, model_name, usage_records
 
@@ -129,13 +130,8 @@ def _user_turns(record: Record, when: datetime | None, number: int, tool_names: 
             yield Turn(prompt_kind, "[image]", timestamp=when, line=number)
         elif block_type == "tool_result" and block is not None:
             call_id = get_str(block, "tool_use_id")
-            yield Turn(
-                "tool_result",
-                _result_text(block.get("content")),
-                name=tool_names.get(call_id) if call_id else None,
-                timestamp=when,
-                line=number,
-                call_id=call_id,
+            yield tool_result(
+                tool_names, _result_text(block.get("content")), call_id=call_id, timestamp=when, line=number
             )
 
 
@@ -176,13 +172,8 @@ def _assistant_turns(
             )
         elif block_type.endswith("_tool_result"):  # server tools: web_search_tool_result, …
             call_id = get_str(block, "tool_use_id")
-            yield Turn(
-                "tool_result",
-                _result_text(block.get("content")),
-                name=tool_names.get(call_id) if call_id else None,
-                timestamp=when,
-                line=number,
-                call_id=call_id,
+            yield tool_result(
+                tool_names, _result_text(block.get("content")), call_id=call_id, timestamp=when, line=number
             )
         # thinking / redacted_thinking: skipped, newer builds store only a signature.
 
@@ -191,11 +182,9 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
     """Prompts, assistant text, tool_use calls with input, tool_result outputs, system notes."""
     tool_names: dict[str, str] = {}
     seen_blocks: set[tuple[str, str]] = set()
-    for number, line in lines:
-        record = parse_record(line)
-        if record is None:
-            if line.strip():
-                yield unreadable_turn(number, len(line))
+    for number, record in numbered_records(lines):
+        if isinstance(record, Turn):
+            yield record
             continue
         kind = get_str(record, "type")
         when = parse_timestamp(record.get("timestamp"))
@@ -274,12 +263,4 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
     yield from responses.values()
 
 
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    usage=usage_charges,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)

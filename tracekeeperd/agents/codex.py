@@ -28,12 +28,13 @@ from .records import (
     get_record,
     get_str,
     line_stamp,
-    parse_record,
+    numbered_records,
     parse_timestamp,
+    records_in,
     sniff,
     to_text,
     tool_call,
-    unreadable_turn,
+    tool_result,
 )
 from .usage import UNKNOWN_MODEL, Charge, CountKeys, count, model_name, usage_records
 
@@ -98,10 +99,7 @@ def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
     started: datetime | None = None
     stamps: list[datetime] = []
     seen_meta = False
-    for line in lines:
-        record = parse_record(line)
-        if record is None:
-            continue
+    for record in records_in(lines):
         stamp = parse_timestamp(record.get("timestamp"))
         if stamp is not None:
             stamps.append(stamp)
@@ -170,15 +168,7 @@ def _response_item_turns(
         elif role == "user" and legacy and text.strip() and not text.lstrip().startswith(_INJECTED_PREFIXES):
             yield Turn("user", text, timestamp=when, line=number)
     elif item_type.endswith("_call_output"):
-        name = tool_names.get(call_id) if call_id else None
-        yield Turn(
-            "tool_result",
-            _output_text(payload.get("output")),
-            name=name,
-            timestamp=when,
-            line=number,
-            call_id=call_id,
-        )
+        yield tool_result(tool_names, _output_text(payload.get("output")), call_id=call_id, timestamp=when, line=number)
     elif item_type.endswith("_call"):
         # function_call / custom_tool_call carry a name; local_shell_call, web_search_call… do not.
         name = get_str(payload, "name") or item_type.removesuffix("_call")
@@ -207,11 +197,9 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
     Reasoning is skipped (encrypted; its summaries are not the conversation).
     """
     tool_names: dict[str, str] = {}
-    for number, line in lines:
-        record = parse_record(line)
-        if record is None:
-            if line.strip():
-                yield unreadable_turn(number, len(line))
+    for number, record in numbered_records(lines):
+        if isinstance(record, Turn):
+            yield record
             continue
         unwrapped = _unwrap(record)
         if unwrapped is None:
@@ -299,12 +287,4 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
         yield number, model, usage if fresh else None
 
 
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    usage=usage_charges,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)

@@ -34,12 +34,13 @@ from .records import (
     get_record,
     get_str,
     line_stamp,
-    parse_record,
+    numbered_records,
     parse_timestamp,
+    records_in,
     sniff,
     to_text,
     tool_call,
-    unreadable_turn,
+    tool_result,
 )
 
 NAME = "copilot"
@@ -66,10 +67,7 @@ def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
     """Id, cwd and start from the first ``session.start``; else the ``<sessionId>/`` directory."""
     start: Record | None = None
     stamps: list[datetime] = []
-    for line in lines:
-        record = parse_record(line)
-        if record is None:
-            continue
+    for record in records_in(lines):
         if start is None and get_str(record, "type") == "session.start":
             start = get_record(record, "data") or {}
         stamp = parse_timestamp(record.get("timestamp"))
@@ -99,11 +97,9 @@ def _result_text(data: Record) -> str:
 def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
     """User prompts, assistant text, tool requests with arguments, tool completions, session errors."""
     tool_names: dict[str, str] = {}
-    for number, line in lines:
-        record = parse_record(line)
-        if record is None:
-            if line.strip():
-                yield unreadable_turn(number, len(line))
+    for number, record in numbered_records(lines):
+        if isinstance(record, Turn):
+            yield record
             continue
         kind = get_str(record, "type")
         data = get_record(record, "data") or {}
@@ -141,15 +137,9 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 )
         elif kind == "tool.execution_complete":
             call_id = get_str(data, "toolCallId")
-            name = tool_names.get(call_id) if call_id else None
-            yield Turn(
-                "tool_result",
-                _result_text(data),
-                name=name or get_str(data, "toolName"),
-                timestamp=when,
-                line=number,
-                call_id=call_id,
-            )
+            text = _result_text(data)
+            fallback = get_str(data, "toolName")
+            yield tool_result(tool_names, text, call_id=call_id, timestamp=when, line=number, fallback=fallback)
         elif kind in {"session.error", "abort"}:
             text = get_str(data, "message") or get_str(data, "reason") or kind
             yield Turn("system", text, name=kind, timestamp=when, line=number)
@@ -175,11 +165,4 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
 # to the session event log on disk". What events.jsonl keeps is ``assistant.message.outputTokens``
 # (output only) and, at ``session.shutdown``, ``modelMetrics`` totals for the whole process run,
 # which cannot be cut per commit; so every slice's usage is unknown.
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits)

@@ -32,12 +32,13 @@ from .records import (
     as_record,
     get_record,
     get_str,
+    numbered_records,
     parse_record,
     parse_timestamp,
     sniff,
     to_text,
     tool_call,
-    unreadable_turn,
+    tool_result,
 )
 
 NAME = "cursor"
@@ -108,11 +109,9 @@ def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
 def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
     """User queries (unwrapped), assistant text, tool_use calls with input."""
     tool_names: dict[str, str] = {}
-    for number, line in lines:
-        record = parse_record(line)
-        if record is None:
-            if line.strip():
-                yield unreadable_turn(number, len(line))
+    for number, record in numbered_records(lines):
+        if isinstance(record, Turn):
+            yield record
             continue
         role = get_str(record, "role")
         content = (get_record(record, "message") or {}).get("content")
@@ -141,13 +140,8 @@ def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
                 )
             elif block_type == "tool_result":
                 call_id = get_str(block, "tool_use_id")
-                yield Turn(
-                    "tool_result",
-                    to_text(block.get("content")),
-                    name=tool_names.get(call_id) if call_id else None,
-                    line=number,
-                    call_id=call_id,
-                )
+                text = to_text(block.get("content"))
+                yield tool_result(tool_names, text, call_id=call_id, timestamp=None, line=number)
 
 
 EDIT_TOOLS: dict[str, Converter] = {
@@ -163,11 +157,4 @@ def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
 
 # No usage reader: Cursor's transcript lines are bare ``{role, message}`` (docs/agents.md §4) with
 # no token counts, so every slice's usage is unknown.
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits)

@@ -322,12 +322,4 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
             yield number, model_name(get_str(message, "model")), usage if fresh else None
 
 
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    usage=usage_charges,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)

@@ -25,11 +25,11 @@ from .records import (
     get_record,
     get_str,
     line_stamp,
-    parse_record,
+    numbered_records,
     parse_timestamp,
+    records_in,
     sniff,
     to_text,
-    unreadable_turn,
 )
 from .usage import Charge, CountKeys, first_sighting, model_name, usage_records
 
@@ -71,10 +71,7 @@ def session_meta(path: Path, lines: Iterable[bytes]) -> SessionMeta:
     """Id, cwd and start from the first ``session`` header; last activity is the latest entry."""
     header: Record | None = None
     stamps: list[datetime] = []
-    for line in lines:
-        record = parse_record(line)
-        if record is None:
-            continue
+    for record in records_in(lines):
         if header is None and get_str(record, "type") == "session":
             header = record
         stamp = parse_timestamp(record.get("timestamp"))
@@ -151,11 +148,9 @@ def _message_turns(message: Record, when: datetime | None, number: int) -> Itera
 
 def turns(lines: Iterable[tuple[int, bytes]]) -> Iterator[Turn]:
     """Messages in file order, plus compaction and branch summaries as system turns."""
-    for number, line in lines:
-        record = parse_record(line)
-        if record is None:
-            if line.strip():
-                yield unreadable_turn(number, len(line))
+    for number, record in numbered_records(lines):
+        if isinstance(record, Turn):
+            yield record
             continue
         kind = get_str(record, "type")
         when = parse_timestamp(record.get("timestamp"))
@@ -207,12 +202,4 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
         yield number, model_name(get_str(message, "model")), usage if fresh else None
 
 
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    usage=usage_charges,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)

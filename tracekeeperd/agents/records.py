@@ -9,7 +9,7 @@ so a parser can stay a flat sequence of "if this field is there, use it".
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,6 +119,21 @@ def tool_call(
     return Turn("tool_call", text, name=name, timestamp=timestamp, line=line, call_id=call_id)
 
 
+def tool_result(
+    names: dict[str, str],
+    text: str,
+    *,
+    call_id: str | None,
+    timestamp: datetime | None,
+    line: int,
+    fallback: str | None = None,
+) -> Turn:
+    """A tool-result turn named after its call (`tool_call` remembered the name by id), or
+    after `fallback` when the call was never seen (a transcript cut before it)."""
+    name = names.get(call_id) if call_id else None
+    return Turn("tool_result", text, name=name or fallback, timestamp=timestamp, line=line, call_id=call_id)
+
+
 def to_text(value: object) -> str:
     """Render a value for a reader: strings as they are, anything else as compact JSON."""
     if value is None:
@@ -136,6 +151,26 @@ def unreadable_turn(number: int, size: int) -> Turn:
     fragment of a secret that redaction cannot recognise out of context.
     """
     return Turn("system", f"unreadable line skipped ({size} bytes)", name="unreadable", line=number)
+
+
+def records_in(lines: Iterable[bytes]) -> Iterator[Record]:
+    """The lines that are JSON objects: what a session's metadata is read from (a damaged or
+    half-written line says nothing about it, so it is skipped)."""
+    for line in lines:
+        record = parse_record(line)
+        if record is not None:
+            yield record
+
+
+def numbered_records(lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, Record | Turn]]:
+    """Each numbered line as its record, or as an unreadable-line turn when it is damaged (blank
+    lines are skipped): a conversation shows where it lost a line instead of hiding it."""
+    for number, line in lines:
+        record = parse_record(line)
+        if record is not None:
+            yield number, record
+        elif line.strip():
+            yield number, unreadable_turn(number, len(line))
 
 
 def sniff(agent: str, path: Path, first_lines: Sequence[bytes], looks_like: Callable[[Record], bool]) -> bool:

@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlparse
 
 from ..config import Config, parse_store
 from ..errors import TracekeeperError
-from .base import MissingTrace, Store, StoreInfo, Upload
+from .base import MissingTrace, Store, StoreDenied, StoreInfo, Upload
 from .hf import HfStore, configure_hub
 from .local import LocalStore
 
@@ -17,6 +17,7 @@ __all__ = [
     "MissingTrace",
     "NotAStoreURL",
     "Store",
+    "StoreDenied",
     "StoreInfo",
     "Upload",
     "locate",
@@ -32,11 +33,13 @@ class NotAStoreURL(TracekeeperError):
         self.bucket = bucket
 
 
-def locate(url: str) -> tuple[Store, str]:
+def locate(url: str, *, endpoint: str | None = None) -> tuple[Store, str]:
     """The store a note's URL points into, and the path in it: what `Store.url` made, undone.
 
     `file:///dir/name` is `LocalStore(dir)` and `name`; `<endpoint>/buckets/<ns>/<name>/tree/<path>`
-    (HfStore.url, on whatever endpoint wrote it) is that bucket there and `<path>`.
+    (HfStore.url, on whatever endpoint wrote it) is that bucket there and `<path>`. A note comes
+    from whoever pushed it, and the store will send this user's token to the URL's endpoint: with
+    `endpoint` (the Hub this machine is configured for), a URL on any other is refused.
     """
     try:
         parsed = urlparse(url)
@@ -51,8 +54,14 @@ def locate(url: str) -> tuple[Store, str]:
         namespace, name, tree, remote = [*rest.split("/", 3), "", "", ""][:4]
         if tree != "tree" or not remote:
             raise NotAStoreURL(f"not a bucket file URL: {url}", bucket=True)
-        endpoint = f"{parsed.scheme}://{parsed.netloc}{head}"
-        return HfStore(f"{namespace}/{name}", endpoint), unquote(remote)
+        where = f"{parsed.scheme}://{parsed.netloc}{head}"
+        if endpoint is not None and where.rstrip("/") != endpoint.rstrip("/"):
+            raise NotAStoreURL(
+                f"{url} is on {where}, not the Hub this machine uses ({endpoint}): not fetched, so your token"
+                " is not sent there (set HF_ENDPOINT to that Hub if you trust it)",
+                bucket=True,
+            )
+        return HfStore(f"{namespace}/{name}", where), unquote(remote)
     raise NotAStoreURL(f"no store holds {url}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ..errors import PermanentError
@@ -12,12 +13,28 @@ class MissingTrace(PermanentError):
     """The store does not have the object (deleted, never uploaded, or the whole bucket gone)."""
 
 
+class StoreDenied(PermanentError):
+    """The store will not let this user read (401/403, or a private bucket it will not admit to).
+
+    A reader on another machine (`why`, `show`, `search --reindex` on a clone) needs to be told
+    to log in with an account that can read the bucket, not that a trace is missing.
+    """
+
+    def __init__(self, message: str, *, location: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
 @dataclass(frozen=True)
 class Upload:
-    """Exact bytes for one remote path (the snapshot prefix the newest commit saw)."""
+    """Exact bytes for one remote path (the redacted snapshot prefix the newest commit saw).
+
+    `data` is the bytes, or a file holding exactly them: the daemon passes the redacted copy's
+    path, so a store streams it and no transcript is ever held in memory.
+    """
 
     remote_path: str
-    data: bytes
+    data: bytes | Path
 
 
 @dataclass(frozen=True)

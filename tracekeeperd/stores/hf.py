@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import PermanentError, TransientError
-from .base import MissingTrace, StoreInfo, Upload
+from .base import MissingTrace, StoreDenied, StoreInfo, Upload
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -332,6 +332,9 @@ class HfStore:
             self._check_private(bucket)  # every upload, immediately before its bytes are sent
         if not uploads:
             return {}  # asked only to check: the bucket is there (maybe anew) and private
+        # A path is uploaded by hf_xet straight from the file (huggingface_hub hf_api.py,
+        # `_batch_bucket_files`: `commit.start_upload_file(str(op.source))` for a str/Path
+        # source, `start_upload_bytes` only for bytes), so a large trace is never held here.
         add: list[tuple[str | os.PathLike[str] | bytes, str]] = [(u.data, u.remote_path) for u in uploads]
         try:
             self._call(lambda: api.batch_bucket_files(bucket, add=add))  # type: ignore[arg-type]
@@ -367,10 +370,23 @@ class HfStore:
                     f"the trace is not in the bucket {bucket} (deleted, or not uploaded yet): {remote_path}"
                 ) from None
             except BucketMissing:
-                raise MissingTrace(
-                    f"the bucket {bucket} does not exist, or this token cannot read it"
-                    " (`hf auth login` with an account that can)"
+                # The Hub answers 404 RepoNotFound to a token that may not see a private bucket, as
+                # to one for a bucket that is gone (huggingface_hub utils/_http.py, hf_raise_for_status
+                # -> BucketNotFoundError): a reader cannot tell, and the next step is the same.
+                raise StoreDenied(
+                    f"the bucket {bucket} does not exist, or this token cannot read it", location=bucket
                 ) from None
+            except PermanentError as exc:
+                status = getattr(getattr(exc.__cause__, "response", None), "status_code", None)
+                if status in (401, 403):
+                    # 401: no token, or one the Hub does not know ("Invalid credentials in
+                    # Authorization header"), or anonymous on a private bucket (RepoNotFound);
+                    # 403: a token without read permission there. classify() words these for the
+                    # daemon, which writes; a reader needs read access.
+                    raise StoreDenied(
+                        f"the Hub refused to let this token read the bucket {bucket} ({status})", location=bucket
+                    ) from None
+                raise
             return local.read_bytes()
 
     def delete(self, remote_path: str) -> None:

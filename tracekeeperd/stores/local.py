@@ -7,10 +7,13 @@ It makes the daemon do its whole job with no network: the same queue, the same n
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from ..errors import PermanentError
 from .base import MissingTrace, StoreInfo, Upload
+
+_COPY_CHUNK = 1 << 20
 
 
 class LocalStore:
@@ -58,7 +61,11 @@ class LocalStore:
                 target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
                 with tmp.open("wb") as fh:
-                    fh.write(upload.data)
+                    if isinstance(upload.data, Path):
+                        with upload.data.open("rb") as src:
+                            shutil.copyfileobj(src, fh, _COPY_CHUNK)  # streamed: any size, flat memory
+                    else:
+                        fh.write(upload.data)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.chmod(tmp, 0o600)

@@ -1,0 +1,318 @@
+"""Redacted copies on disk: only new bytes are redacted, whatever the file size, across restarts.
+
+The library level of the large-file work (issue #10): `outgoing.RedactedCopies` over real
+snapshot files in a temp dir and the real `Redactor`, wrapped only to count the bytes it is
+handed and the size of each piece (the "bounded read" the daemon promises).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracekeeperd import outgoing
+from tracekeeperd.outgoing import RedactedCopies, View
+from tracekeeperd.redact import RedactionConfig, RedactionError, Redactor, Resume, Rule
+from tracekeeperd.snapshot import Snapshots
+
+from .secretgen import corpus, write_transcript
+
+PEM_HEAD = b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
+PEM_BODY = [b"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW%d\n" % i for i in range(6)]
+PEM_TAIL = b"-----END OPENSSH PRIVATE KEY-----\n"
+
+
+class Counting(Redactor):
+    """The real redactor; remembers how many bytes it was handed and the largest piece."""
+
+    def __init__(self, config: RedactionConfig | None = None) -> None:
+        super().__init__(config or RedactionConfig())
+        self.seen = 0
+        self.largest = 0
+
+    def redact_piece(self, data: bytes, resume: Resume) -> tuple[bytes, object, Resume]:  # type: ignore[override]
+        self.seen += len(data)
+        self.largest = max(self.largest, len(data))
+        return super().redact_piece(data, resume)
+
+
+def _lines(data: bytes) -> int:
+    return data.count(b"\n")
+
+
+def _view(copies: RedactedCopies, snapshot: Path, redactor: Redactor, *, wanted: list[int] | None = None) -> View:
+    data = snapshot.read_bytes()
+    return copies.view(
+        snapshot,
+        raw_bytes=len(data),
+        raw_lines=_lines(data),
+        raw_sha256=hashlib.sha256(data).hexdigest(),
+        lines=wanted or [_lines(data)],
+        redactor=redactor,
+    )
+
+
+def _uploaded(view: View) -> bytes:
+    path, _ = view.upload_file()
+    return path.read_bytes()
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> Path:
+    path = tmp_path / "snapshots" / "s1.jsonl"
+    path.parent.mkdir()
+    return path
+
+
+@pytest.fixture
+def copies(tmp_path: Path) -> RedactedCopies:
+    return RedactedCopies(tmp_path / "redacted")
+
+
+def test_pieces_redact_exactly_like_one_pass_and_a_key_split_between_them_is_still_removed() -> None:
+    """A plain-text private key whose body continues in the next piece (the next commit)."""
+    lines = corpus(rounds=1).lines
+    head = [*lines[:40], PEM_HEAD, *PEM_BODY[:3]]
+    tail = [*PEM_BODY[3:], PEM_TAIL, *lines[40:]]
+    redactor = Redactor()
+    whole, report = redactor.redact_bytes(b"".join(head + tail))
+    first, r1, resume = redactor.redact_piece(b"".join(head), Resume())
+    second, r2, end = redactor.redact_piece(b"".join(tail), resume)
+    assert first + second == whole
+    assert [(f.rule, f.line) for f in r1.findings + r2.findings] == [(f.rule, f.line) for f in report.findings]
+    assert end.lines == len(head) + len(tail)
+    for body in PEM_BODY:
+        assert body.strip() not in whole
+
+
+#: Units a transcript is made of: one corpus line, or a whole plain-text key over several lines.
+_UNITS = [[line] for line in corpus(rounds=1).lines] + [[PEM_HEAD, *PEM_BODY, PEM_TAIL]]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    units=st.lists(
+        st.one_of(st.integers(min_value=0, max_value=len(_UNITS) - 2), st.just(len(_UNITS) - 1)),
+        min_size=1,
+        max_size=40,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=6),
+)
+def test_any_cut_into_pieces_redacts_like_one_pass(units: list[int], cuts: list[int]) -> None:
+    """Any transcript cut anywhere between lines, inside a multi-line key too (its state carries)."""
+    lines = [line for i in units for line in _UNITS[i]]
+    redactor = Redactor()
+    whole, report = redactor.redact_bytes(b"".join(lines))
+    out, findings, resume = b"", [], Resume()
+    bounds = sorted({min(c, len(lines)) for c in cuts} | {0, len(lines)})
+    for a, b in itertools.pairwise(bounds):
+        piece, r, resume = redactor.redact_piece(b"".join(lines[a:b]), resume)
+        out += piece
+        findings += [(f.rule, f.line, f.column) for f in r.findings]
+    assert out == whole
+    assert findings == [(f.rule, f.line, f.column) for f in report.findings]
+
+
+def test_a_grown_snapshot_redacts_only_its_new_bytes(snapshot: Path, copies: RedactedCopies) -> None:
+    write_transcript(snapshot, 2_000_000)
+    redactor = Counting()
+    first = _view(copies, snapshot, redactor)
+    assert redactor.seen == snapshot.stat().st_size
+    grown = snapshot.read_bytes()
+    before = len(grown)
+    extra = snapshot.with_name("extra.jsonl")
+    write_transcript(extra, 100_000, seed=11)
+    with snapshot.open("ab") as fh:
+        fh.write(extra.read_bytes())
+    redactor.seen = 0
+    second = _view(copies, snapshot, redactor, wanted=[_lines(grown), _lines(snapshot.read_bytes())])
+    assert redactor.seen == snapshot.stat().st_size - before  # the 100 KB, not the 2 MB
+    full, _ = Redactor().redact_bytes(snapshot.read_bytes())
+    assert _uploaded(second) == full
+    # What the note says of each commit's prefix is what hashing the uploaded bytes says.
+    for lines in (_lines(grown), _lines(snapshot.read_bytes())):
+        length, digest = second.prefix(lines)
+        assert digest == hashlib.sha256(full[:length]).hexdigest()
+        assert full[:length].count(b"\n") == lines
+    assert first.prefix(_lines(grown)) == second.prefix(_lines(grown))
+
+
+def test_a_restart_keeps_the_redacted_offset(snapshot: Path, tmp_path: Path) -> None:
+    write_transcript(snapshot, 1_000_000)
+    _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())
+    before = snapshot.stat().st_size
+    with snapshot.open("ab") as fh:
+        fh.write(b"".join(corpus(rounds=1).lines))
+    restarted, redactor = RedactedCopies(tmp_path / "redacted"), Counting()  # a new process: nothing in memory
+    view = _view(restarted, snapshot, redactor)
+    assert redactor.seen == snapshot.stat().st_size - before
+    assert _uploaded(view) == Redactor().redact_bytes(snapshot.read_bytes())[0]
+    assert view.counts(1, _lines(snapshot.read_bytes())) == dict(
+        sorted(Redactor().redact_bytes(snapshot.read_bytes())[1].counts.items())
+    )
+
+
+def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path: Path) -> None:
+    snapshot.write_bytes(b'{"note": "acme_0123456789abcdef token"}\n' * 50)
+    acme = Rule(id="acme-key", pattern=r"acme_[0-9a-f]{16}", keywords=("acme_",))
+    strict = Counting(RedactionConfig(extra_rules=(acme,)))
+    running = RedactedCopies(tmp_path / "redacted")
+    for restarted in (True, False):
+        _view(running, snapshot, Counting())  # the default rules' copy, on disk and in memory
+        copies = RedactedCopies(tmp_path / "redacted") if restarted else running
+        strict.seen = 0
+        view = _view(copies, snapshot, strict)
+        assert strict.seen == snapshot.stat().st_size
+        assert b"acme_0123456789abcdef" not in _uploaded(view)
+        assert view.counts(1, 50) == {"acme-key": 50}
+
+
+def test_a_rewritten_prefix_redacts_again_from_the_start(snapshot: Path, tmp_path: Path) -> None:
+    token = b"hf_" + b"QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi"
+    snapshot.write_bytes(b'{"n": 1, "text": "nothing here"}\n' * 100)
+    running = RedactedCopies(tmp_path / "redacted")
+    _view(running, snapshot, Counting())
+    # Grown, but its first line is other bytes (a new secret): not a continuation of the copy.
+    rewritten = b'{"n": 1, "text": "' + token + b'"}\n' + b'{"n": 1, "text": "nothing here"}\n' * 99
+    snapshot.write_bytes(rewritten + b'{"n": 2}\n')
+    for copies in (running, RedactedCopies(tmp_path / "redacted")):
+        redactor = Counting()
+        view = _view(copies, snapshot, redactor)
+        assert redactor.seen == snapshot.stat().st_size
+        assert token not in _uploaded(view)
+        assert _uploaded(view) == Redactor().redact_bytes(snapshot.read_bytes())[0]
+        snapshot.write_bytes(snapshot.read_bytes().replace(b'"n": 2', b'"n": 3'))  # and once more after a restart
+
+
+def test_secrets_across_read_chunks_are_removed(
+    snapshot: Path, copies: RedactedCopies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads far smaller than a line: every secret straddles a read; pieces stay whole lines."""
+    monkeypatch.setattr(outgoing, "CHUNK", 97)
+    planted = corpus(rounds=1)
+    snapshot.write_bytes(planted.data())
+    redactor = Counting()
+    view = _view(copies, snapshot, redactor)
+    stored = _uploaded(view)
+    assert stored == Redactor().redact_bytes(planted.data())[0]
+    for secret in planted.planted:
+        assert secret.secret.encode() not in stored, secret.kind
+    assert redactor.largest <= max(len(line) for line in planted.lines) + 97
+
+
+def test_a_large_snapshot_is_read_in_bounded_pieces(snapshot: Path, copies: RedactedCopies) -> None:
+    write_transcript(snapshot, 20_000_000)
+    redactor = Counting()
+    view = _view(copies, snapshot, redactor)
+    assert redactor.seen == snapshot.stat().st_size
+    assert redactor.largest <= outgoing.CHUNK + 64 * 1024  # one chunk plus the line it cut
+    assert view.upload_file() == (view.file, False)  # uploaded from the copy itself, no temp copy
+    assert hashlib.sha256(view.file.read_bytes()).hexdigest() == view.prefix(_lines(snapshot.read_bytes()))[1]
+
+
+def test_an_older_commit_gets_a_prefix_of_a_copy_that_ran_further(snapshot: Path, copies: RedactedCopies) -> None:
+    lines = corpus(rounds=1).lines
+    snapshot.write_bytes(b"".join(lines))
+    _view(copies, snapshot, Redactor())
+    older = b"".join(lines[:30])
+    redactor = Counting()
+    view = copies.view(
+        snapshot,
+        raw_bytes=len(older),
+        raw_lines=30,
+        raw_sha256=hashlib.sha256(older).hexdigest(),
+        lines=[10, 30],
+        redactor=redactor,
+    )
+    assert redactor.seen == 0
+    expected = Redactor().redact_bytes(older)[0]
+    path, temporary = view.upload_file()
+    assert temporary and path.read_bytes() == expected
+    assert view.prefix(10) == (
+        len(Redactor().redact_bytes(b"".join(lines[:10]))[0]),
+        hashlib.sha256(Redactor().redact_bytes(b"".join(lines[:10]))[0]).hexdigest(),
+    )
+
+
+def test_forgetting_a_snapshot_deletes_its_redacted_copy(snapshot: Path, tmp_path: Path) -> None:
+    snapshots = Snapshots(snapshot.parent)
+    copies = RedactedCopies(snapshots.redacted)
+    snapshot.write_bytes(b'{"a": 1}\n')
+    _view(copies, snapshot, Redactor())
+    assert any(snapshots.redacted.iterdir())
+    orphan = snapshots.redacted / "gone.jsonl.redacted"
+    orphan.write_bytes(b"x")
+    assert snapshots.collect_copies() == 1 and not orphan.exists()
+    snapshots.forget(snapshot)
+    assert list(snapshots.redacted.iterdir()) == []
+
+
+def test_a_failed_redaction_keeps_nothing(snapshot: Path, copies: RedactedCopies) -> None:
+    snapshot.write_bytes(b'{"a": 1}\n')
+    first = _view(copies, snapshot, Redactor())
+
+    class Broken(Redactor):
+        def redact_piece(self, data: bytes, resume: Resume) -> tuple[bytes, object, Resume]:  # type: ignore[override]
+            raise RedactionError("engine exploded")
+
+    with snapshot.open("ab") as fh:
+        fh.write(b'{"b": 2}\n')
+    with pytest.raises(RedactionError, match="engine exploded"):
+        _view(copies, snapshot, Broken())
+    assert first.file.read_bytes() == b'{"a": 1}\n'
+
+    class Joiner(Redactor):
+        def redact_piece(self, data: bytes, resume: Resume) -> tuple[bytes, object, Resume]:  # type: ignore[override]
+            out, report, after = super().redact_piece(data, resume)
+            return out.replace(b"\n", b" ", 1), report, after
+
+    with pytest.raises(RedactionError, match="changed the number of lines"):
+        _view(copies, snapshot, Joiner())
+    assert _uploaded(_view(copies, snapshot, Redactor())) == b'{"a": 1}\n{"b": 2}\n'
+
+
+# --- uploads from a file ----------------------------------------------------------------------
+
+
+def test_the_local_store_copies_an_upload_file_in_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from tracekeeperd.stores import LocalStore, Upload
+
+    source = tmp_path / "copy.redacted"
+    write_transcript(source, 30_000_000)
+    store = LocalStore(tmp_path / "traces")
+    store.preflight()
+    tracemalloc.start()
+    try:
+        assert store.put([Upload("app-1/sessions/codex-s1.jsonl", source)]) == {}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # Python allocations while copying 30 MB: a chunk or two
+    target = tmp_path / "traces" / "app-1" / "sessions" / "codex-s1.jsonl"
+    assert target.read_bytes() == source.read_bytes()
+    assert (target.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_hub_store_uploads_a_file_path_through_hf_xet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real huggingface_hub + hf_xet against the Hub stand-in (only its REST API is mocked)."""
+    from tracekeeperd.stores import HfStore, Upload
+
+    from .hubstub import running_hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    source = tmp_path / "s.jsonl.redacted"
+    write_transcript(source, 3_000_000)
+    with running_hub(tmp_path / "cas") as hub:
+        hub.create_bucket("alice/agent-traces", private=True)
+        store = HfStore("alice/agent-traces", hub.endpoint, "hf_alice_write")
+        store.preflight()
+        assert store.put([Upload("app-1/sessions/codex-s1.jsonl", source)]) == {}
+        assert hub.read_file("alice/agent-traces", "app-1/sessions/codex-s1.jsonl") == source.read_bytes()

@@ -1,0 +1,348 @@
+"""`tracekeeper search`: the full-text index of linked sessions, rebuilt from notes and the store,
+and kept by the daemon as it notes commits.
+
+Real git repositories with trace notes in the documented format whose URLs are `file://` copies
+of the fixture transcripts (as in tests/test_why_lib.py: a teammate's machine that reads the
+store), the real CLI as a process, and the real daemon with its local store. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from tracekeeper import search as search_mod
+from tracekeeper.search import NotIndexed, ReindexIncomplete, SearchQueryError, reindex, search
+from tracekeeperd import redact
+from tracekeeperd.config import RedactionSettings
+from tracekeeperd.paths import Paths
+
+from .harness import UUID_A, Env, Repo, make_repo, running_daemon, wait_for
+from .test_why_lib import CLAUDE, CODEX, COPILOT, CURSOR, FIXTURES, GEMINI, PI, REF, Transcript, commit, link, paths_for
+
+#: (transcript, a word of its first prompt, the line of that prompt)
+PROMPT_WORDS = [
+    (CLAUDE, "farewell", 1),
+    (PI, "farewell", 4),
+    (CODEX, "slugify", 6),
+    (GEMINI, "dataclass", 2),
+    (CURSOR, "verbose", 1),
+    (COPILOT, "failing", 3),
+]
+
+
+def _lines(transcript: Transcript) -> int:
+    return (FIXTURES / transcript.relpath).read_bytes().count(b"\n")
+
+
+def _reindex(env: Env, repo: Repo, paths: Paths | None = None) -> int:
+    return reindex(
+        repo.path, paths=paths or paths_for(env), notes_ref=REF, redactor=redact.from_settings(RedactionSettings())
+    )
+
+
+def _secret() -> str:
+    """A well-formed GitHub token with a random body (tests/secretgen.py's way): none is real."""
+    rng = random.Random(1103)
+    return "ghp_" + "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(36))
+
+
+def _store_copy(env: Env, transcript: Transcript, old: str, new: str) -> None:
+    """The store's copy of a fixture with `old` replaced (before `link` copies the original)."""
+    store = env.root / "store" / transcript.agent / Path(transcript.relpath).name
+    store.parent.mkdir(parents=True, exist_ok=True)
+    text = (FIXTURES / transcript.relpath).read_text()
+    assert old in text
+    store.write_text(text.replace(old, new, 1))
+
+
+def test_search_finds_a_prompt_word_from_each_agents_fixture(env: Env) -> None:
+    repo = make_repo(env)
+    shas = {}
+    for index, (transcript, _, _) in enumerate(PROMPT_WORDS):
+        shas[transcript.agent] = commit(
+            repo, f"change {index}", {f"f{index}.txt": "x\n"}, link(env, transcript, 1, _lines(transcript))
+        )
+    assert _reindex(env, repo) > 0
+    for transcript, word, line in PROMPT_WORDS:
+        hits = search(word, repo=repo.path, paths=paths_for(env), limit=50)
+        mine = [hit for hit in hits if hit.agent == transcript.agent and hit.turn == line]
+        assert mine, (transcript.agent, word, hits)
+        (hit,) = mine
+        assert hit.commit == shas[transcript.agent] and hit.session == transcript.session
+        assert hit.url.startswith("file://") and hit.url.endswith(Path(transcript.relpath).name)
+        assert word in search_mod.plain(hit.snippet).lower()
+        assert (word, True) in [(text.lower(), match) for text, match in search_mod.parts(hit.snippet)]
+
+
+def test_a_hit_names_the_commit_whose_slice_holds_the_turn(env: Env) -> None:
+    """Two commits from one session: each turn is found under the commit whose note range holds it."""
+    repo = make_repo(env)
+    first = commit(repo, "add text.py", {"text.py": "1\n"}, link(env, CODEX, 1, 16))
+    second = commit(repo, "move to slug.py", {"slug.py": "2\n"}, link(env, CODEX, 17, 25))
+    _reindex(env, repo)
+    by_turn = {hit.turn: hit.commit for hit in search("slug", repo=repo.path, paths=paths_for(env), limit=100)}
+    assert by_turn[6] == first and by_turn[18] == second
+    assert all(commit_sha == (first if turn <= 16 else second) for turn, commit_sha in by_turn.items())
+
+
+def test_a_planted_secret_is_never_found_nor_stored(env: Env) -> None:
+    """The store's copy holds a secret (redaction off on the committing machine, or a rule added
+    since): the reindex redacts again, so the index never holds it, in any of its files."""
+    secret = _secret()
+    _store_copy(env, CLAUDE, "In this repo, add", f"In this repo with token {secret}, add")
+    repo = make_repo(env)
+    commit(repo, "farewell", {"src/app.py": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    paths = paths_for(env)
+    _reindex(env, repo, paths)
+    assert search("farewell", repo=repo.path, paths=paths)  # the prompt is indexed
+    for query in (f'"{secret}"', f'"{secret[4:]}"', f"{secret[4:10]}*"):
+        assert search(query, repo=repo.path, paths=paths) == [], query
+    files = list(paths.state_dir.glob("search.sqlite3*"))
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert secret.encode() not in data and secret[4:].encode() not in data, path
+        assert secret[4:].lower().encode() not in data, path  # nor the tokenizer's folded form
+
+
+def test_a_tombstoned_session_is_not_indexed(env: Env) -> None:
+    repo = make_repo(env)
+    live = link(env, CLAUDE, 1, _lines(CLAUDE))
+    sha = commit(repo, "farewell", {"src/app.py": "x\n"}, live)
+    note = repo.path.parent / "stone"
+    stone = {"agent": "claude", "at": "2026-12-01T00:00:00Z", "by": "t", "session": CLAUDE.session, "url": live.url}
+    note.write_text("hf-trace-forgotten: " + json.dumps(stone, sort_keys=True, separators=(",", ":")) + "\n")
+    repo.git("notes", f"--ref={REF}", "append", "-F", str(note), sha)
+    _reindex(env, repo)
+    assert search("farewell", repo=repo.path, paths=paths_for(env)) == []
+
+
+def test_a_malformed_query_is_a_usage_error(env: Env) -> None:
+    repo = make_repo(env)
+    commit(repo, "farewell", {"src/app.py": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    _reindex(env, repo)
+    for query in ('"unbalanced', "farewell AND", "(", "  "):
+        with pytest.raises(SearchQueryError) as info:
+            search(query, repo=repo.path, paths=paths_for(env))
+        assert info.value.exit_code == 2
+        assert "\n" not in str(info.value)
+
+
+def test_a_repository_never_indexed_says_how_to_build_it(env: Env) -> None:
+    repo = make_repo(env)
+    commit(repo, "farewell", {"src/app.py": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    with pytest.raises(NotIndexed):
+        search("farewell", repo=repo.path, paths=paths_for(env))
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def _cli_repo(env: Env) -> tuple[Repo, str]:
+    repo = make_repo(env)
+    sha = commit(repo, "farewell", {"src/app.py": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    return repo, sha
+
+
+def test_cli_reindex_then_search_prints_ranked_hits_and_json(env: Env) -> None:
+    repo, sha = _cli_repo(env)
+    out = env.cli("-C", str(repo.path), "search", "--reindex").stdout
+    assert "indexed" in out
+    text = env.cli("-C", str(repo.path), "search", "farewell").stdout
+    assert sha[:12] in text and "claude" in text and CLAUDE.session in text and "turn 1" in text
+    data = json.loads(env.cli("-C", str(repo.path), "search", "farewell", "--json", "--limit", "2").stdout)
+    assert 1 <= len(data["results"]) <= 2
+    first = data["results"][0]
+    assert set(first) == {"commit", "agent", "session", "turn", "snippet", "url"}
+    assert first["commit"] == sha and first["agent"] == "claude" and isinstance(first["turn"], int)
+    assert "farewell" in first["snippet"] and search_mod.MARK_START not in first["snippet"]
+    assert first["url"].startswith("file://")
+
+
+def test_cli_malformed_query_is_one_line_and_exit_2(env: Env) -> None:
+    repo, _ = _cli_repo(env)
+    env.cli("-C", str(repo.path), "search", "--reindex")
+    proc = env.cli("-C", str(repo.path), "search", '"unbalanced', check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Error: bad search query") and "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_cli_without_an_index_says_to_reindex(env: Env) -> None:
+    repo, _ = _cli_repo(env)
+    proc = env.cli("-C", str(repo.path), "search", "farewell", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "search --reindex" in proc.stderr
+
+
+def test_cli_escapes_control_characters_and_markup_in_snippets(env: Env) -> None:
+    hostile = "farewell \x1b]0;pwned\x07 [red]not red[/red] \u202egnp \ue000fake\ue001"
+    _store_copy(env, CLAUDE, "In this repo, add", json.dumps(hostile)[1:-1] + " add")
+    repo, _ = _cli_repo(env)
+    env.cli("-C", str(repo.path), "search", "--reindex")
+    env.vars["COLUMNS"] = "400"
+    out = env.cli("-C", str(repo.path), "search", "pwned").stdout
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, out
+    assert "\\x1b]0;" in out and "\\x07" in out and "[red]not red[/red]" in out and "\\u202egnp" in out, out
+    data = json.loads(env.cli("-C", str(repo.path), "search", "fake", "--json").stdout)
+    # A transcript's own private-use "marks" are not the index's: they never reach a snippet.
+    assert data["results"] and all("\ue000" not in r["snippet"] for r in data["results"])
+
+
+# --- the daemon keeps the index ------------------------------------------------------------------
+
+
+def test_the_daemon_indexes_what_it_uploaded_and_never_a_secret(env: Env) -> None:
+    secret = _secret()
+    repo = make_repo(env).install()
+    transcript = env.transcript(f"rollout-2026-11-25T09-00-00-{UUID_A}.jsonl")
+    source = (FIXTURES / CODEX.relpath).read_text()
+    transcript.write_text(source.replace("add a slugify(title) helper", f"add a slugify(title) helper {secret}", 1))
+    repo.activate(transcript)
+    with running_daemon(env) as daemon:
+        sha = repo.commit("slugify")
+        wait_for(lambda: repo.note(sha), what="the note")
+        hits = wait_for(lambda: _quiet_search(env, repo, "slugify"), what="the daemon to index the session", timeout=30)
+        assert {hit["commit"] for hit in hits} == {sha}
+        assert {hit["agent"] for hit in hits} == {"codex"}
+        assert any(hit["turn"] == 6 for hit in hits)
+        for query in (f'"{secret}"', f'"{secret[4:]}"'):
+            proc = env.cli("-C", str(repo.path), "search", query, "--json")
+            assert json.loads(proc.stdout) == {"results": []}, query
+        assert "--reindex` rebuilds it" not in daemon.output()  # no indexing failure was logged
+    files = list(env.state.glob("search.sqlite3*"))
+    assert files
+    for path in files:
+        assert secret[4:].encode() not in path.read_bytes() and secret[4:].lower().encode() not in path.read_bytes()
+
+
+def _quiet_search(env: Env, repo: Repo, query: str) -> list[dict[str, object]]:
+    proc = env.cli("-C", str(repo.path), "search", query, "--json", check=False)
+    if proc.returncode != 0:
+        return []
+    results: list[dict[str, object]] = json.loads(proc.stdout)["results"]
+    return results
+
+
+def test_a_forgotten_session_is_no_longer_found(env: Env) -> None:
+    repo = make_repo(env).install()
+    transcript = env.transcript(f"rollout-2026-11-25T09-00-00-{UUID_A}.jsonl")
+    transcript.write_text((FIXTURES / CODEX.relpath).read_text())
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit("slugify")
+        wait_for(lambda: repo.note(sha), what="the note")
+        wait_for(lambda: _quiet_search(env, repo, "slugify"), what="the daemon to index the session", timeout=30)
+        env.cli("-C", str(repo.path), "forget", UUID_A, "--yes", "--force")
+        proc = env.cli("-C", str(repo.path), "search", "slugify", "--json")
+        assert json.loads(proc.stdout) == {"results": []}
+    # The rows are gone from the index itself, not only filtered out while the queue remembers.
+    with search_mod.searchindex.connection(env.state / "search.sqlite3", readonly=True) as conn:
+        assert conn is not None
+        assert conn.execute("SELECT COUNT(*) FROM docs").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM turns_fts WHERE turns_fts MATCH 'slugify'").fetchone() == (0,)
+    for path in env.state.glob("search.sqlite3*"):
+        assert b"slugify" not in path.read_bytes(), path  # nor its words, in any page of the files
+
+
+def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env) -> None:
+    """The daemon indexes each commit's new lines from the redacted bytes it uploads (with their
+    line offsets); a clone rebuilds from the store in one go. Both must hold the same rows, or
+    the teammate's answers would differ from the committer's."""
+    import io
+
+    from tracekeeperd import searchindex
+
+    repo = make_repo(env)
+    slices = [(1, 10), (11, 16), (17, 25)]
+    links = []
+    shas = []
+    for index, (first, last) in enumerate(slices):
+        links.append(link(env, CODEX, first, last))
+        shas.append(commit(repo, f"step {index}", {f"s{index}.txt": "x\n"}, links[-1]))
+    key = search_mod.repo_key(repo.path)[1]
+    redactor = redact.from_settings(RedactionSettings())
+    raw = (env.root / "store" / CODEX.agent / Path(CODEX.relpath).name).read_bytes()
+    daemon_paths = Paths(env.root / "d-run", env.root / "d-state", env.root / "d-config", env.root / "d-data")
+    with searchindex.connection(daemon_paths.search_db) as conn:
+        assert conn is not None
+        for sha, trace in zip(shas, links, strict=True):
+            data = redactor.redact_bytes(raw[: trace.bytes])[0]  # what the worker uploads
+            searchindex.index_session(
+                conn,
+                url=trace.url,
+                agent=CODEX.agent,
+                session=CODEX.session,
+                source=io.BytesIO(data),
+                size=len(data),
+                links=[searchindex.Link(key, sha, trace.first_line, trace.last_line)],
+            )
+    clone_paths = paths_for(env)
+    _reindex(env, repo, clone_paths)
+    for query in ("slug", "text", "readme OR patch", "digits"):
+        committer = search(query, repo=repo.path, paths=daemon_paths, limit=100)
+        assert committer, query
+        assert search(query, repo=repo.path, paths=clone_paths, limit=100) == committer, query
+
+
+def test_an_amended_commit_is_found_under_its_new_sha(env: Env) -> None:
+    """post-rewrite gives the rewritten commit the session's link (queue.retarget, then a note like
+    any other), with no session active any more; the index follows it to the new sha."""
+    repo = make_repo(env).install()
+    transcript = env.transcript(f"rollout-2026-11-25T09-00-00-{UUID_A}.jsonl")
+    transcript.write_text((FIXTURES / CODEX.relpath).read_text())
+    active = repo.activate(transcript)
+    with running_daemon(env):
+        old = repo.commit("slugify")
+        wait_for(lambda: repo.note(old), what="the note")
+        wait_for(lambda: _quiet_search(env, repo, "slugify"), what="the daemon to index the session", timeout=30)
+        active.unlink()  # no session active now: only the rewrite's copy links the amended commit
+        repo.git("commit", "-q", "--amend", "-m", "slugify, amended")
+        new = repo.git("rev-parse", "HEAD")
+        wait_for(lambda: repo.note(new), what="the amended commit's note")
+        hits = wait_for(
+            lambda: [h for h in _quiet_search(env, repo, "slugify") if h["commit"] == new],
+            what="the amended commit in the index",
+            timeout=30,
+        )
+        assert {hit["turn"] for hit in hits} >= {6}
+
+
+def test_a_session_that_does_not_match_its_note_is_left_out_and_said(env: Env) -> None:
+    """A store object changed since the note (sha256 differs) is not indexed; the others are, and
+    the reindex says which session was left out (one line, exit 1 from the command)."""
+    repo = make_repo(env)
+    commit(repo, "farewell", {"a.txt": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    commit(repo, "slugify", {"b.txt": "x\n"}, link(env, CODEX, 1, _lines(CODEX)))
+    store = env.root / "store" / CLAUDE.agent / Path(CLAUDE.relpath).name
+    store.write_text(store.read_text().replace("farewell", "farewelL", 1))
+    with pytest.raises(ReindexIncomplete) as info:
+        _reindex(env, repo)
+    assert CLAUDE.session in str(info.value) and "sha256" in str(info.value) and "\n" not in str(info.value)
+    assert search("slugify", repo=repo.path, paths=paths_for(env))
+    assert search("farewell", repo=repo.path, paths=paths_for(env)) == []
+
+
+def test_a_session_forgotten_here_is_not_returned_by_an_index_that_still_holds_it(env: Env) -> None:
+    """`forget` without a daemon records the session in the queue only; search honours that."""
+    from tracekeeperd.queue import Queue
+
+    repo = make_repo(env)
+    commit(repo, "farewell", {"a.txt": "x\n"}, link(env, CLAUDE, 1, _lines(CLAUDE)))
+    commit(repo, "farewell too", {"b.txt": "x\n"}, link(env, PI, 1, _lines(PI)))
+    paths = paths_for(env)
+    _reindex(env, repo, paths)
+    assert {hit.agent for hit in search("farewell", repo=repo.path, paths=paths, limit=50)} == {"claude", "pi"}
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    queue = Queue(paths.db)
+    try:
+        queue.forget(CLAUDE.agent, CLAUDE.session, 1.0)
+    finally:
+        queue.close()
+    assert {hit.agent for hit in search("farewell", repo=repo.path, paths=paths, limit=50)} == {"pi"}
+    assert {hit.agent for hit in search("farewell", repo=None, all_repos=True, paths=paths, limit=50)} == {"pi"}

@@ -1,0 +1,105 @@
+"""A job's token usage for its note: the commit's slice of its snapshot, streamed line by line.
+
+Read from the raw snapshot, not from the redacted copy that was uploaded: token counts are no
+secret, but redaction may rewrite the ids that tell one response written over several lines
+from a new one (Claude's message ids, Gemini's and pi's entry ids), and then a response would be
+charged twice or not at all. The snapshot is streamed a chunk at a time and only lines that name
+a usage key are decoded (agents/usage.py), so a 100 MB session the worker has just redacted is
+never held in memory a second time. The answer depends only on the snapshot's first `bytes`
+bytes, which never change (snapshots only grow; a rewritten transcript starts a new file), so it
+is kept per (snapshot, bytes, range): a rebase that noted 50 commits of one session with the
+same range reads it once.
+
+Gemini's legacy `.json` session is one document rewritten whole; each version's range is the
+whole document (snapshot.py), so its usage is the whole document's, read as pseudo-lines
+(`gemini.legacy_json_lines`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from .agents import DETECT_LINES, TranscriptFormat, detect, get_format
+from .agents.gemini import legacy_json_lines
+from .agents.usage import Usage, slice_usage
+from .errors import PermanentError
+from .queue import Job
+from .snapshot import is_document, read_prefix
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+def numbered_lines(path: Path, size: int, chunk: int = _CHUNK) -> Iterator[tuple[int, bytes]]:
+    """The complete lines of the first `size` bytes of `path`, numbered from 1, read a chunk at a
+    time. Numbered like `agents.split_lines` (a trailing CR dropped, blank lines kept), so line
+    `n` here is line `n` of the note's range; bytes after the last newline are not a line yet."""
+    number = 0
+    pending: list[bytes] = []
+    remaining = size
+    with path.open("rb") as fh:
+        while remaining > 0:
+            block = fh.read(min(chunk, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            start = 0
+            while (end := block.find(b"\n", start)) >= 0:
+                line = block[start:end]
+                if pending:
+                    line = b"".join([*pending, line])
+                    pending = []
+                number += 1
+                yield number, line.removesuffix(b"\r")
+                start = end + 1
+            if start < len(block):
+                pending.append(block[start:])
+
+
+def _format(agent: str, session_id: str, first_lines: list[bytes], suffix: str) -> TranscriptFormat | None:
+    """By content first, as `show` reads it (the payload's agent name is only a hint), then by name."""
+    return detect(Path(f"{agent}-{session_id}{suffix}"), first_lines) or get_format(agent)
+
+
+@lru_cache(maxsize=64)
+def _slice_usage(
+    snapshot: str, size: int, *, agent: str, session_id: str, document: bool, first: int, last: int
+) -> Usage | None:
+    path = Path(snapshot)
+    if document:
+        pseudo = legacy_json_lines(read_prefix(path, size))
+        fmt = _format(agent, session_id, pseudo[:DETECT_LINES], ".json")
+        return None if fmt is None else slice_usage(fmt, enumerate(pseudo, start=1))
+    lines = numbered_lines(path, size)
+    head = list(itertools.islice(lines, DETECT_LINES))
+    fmt = _format(agent, session_id, [line for _, line in head], ".jsonl")
+    if fmt is None:
+        return None
+    return slice_usage(fmt, itertools.chain(head, lines), start=first, end=last)
+
+
+def job_usage(job: Job) -> Usage | None:
+    """Tokens per model the job's commit spent (its lines first..last), or None when unknown:
+    the agent records no usage, the slice holds no usage record, or the snapshot cannot be read
+    now (then the note says unknown rather than holding back a link that is already uploaded)."""
+    if not job.snapshot or job.bytes is None:
+        return None
+    document = is_document(Path(job.transcript or ""))
+    try:
+        return _slice_usage(
+            job.snapshot,
+            job.bytes,
+            agent=job.agent,
+            session_id=job.session_id,
+            document=document,
+            first=job.first_line or 1,
+            last=job.last_line or 0,
+        )
+    except (OSError, PermanentError) as exc:  # not cached: lru_cache keeps only answers
+        log.warning("token usage of %s/%s unknown: %s", job.agent, job.session_id, exc)
+        return None
