@@ -490,6 +490,36 @@ def test_it_opens_the_browser_with_the_url_unless_told_not_to(world: World) -> N
     assert not opened.exists()
 
 
+def test_token_counts_from_the_notes_and_unknown_where_the_slice_has_none(world: World, tab: Tab) -> None:
+    page = tab.page
+    farewell = page.locator("tr", has=page.locator(f"a.sha:text('{world.farewell[:12]}')"))
+    shown = farewell.locator(".tokens").inner_text()
+    assert re.fullmatch(r"tokens [\d,]+ in \([\d,]+ cached\) / [\d,]+ out · claude-\S+", shown), shown
+    long = page.locator("tr", has=page.locator(f"a.sha:text('{world.long[:12]}')"))
+    assert long.locator(".tokens").inner_text() == "tokens unknown", "no usage records in that slice: no estimate"
+    tab.go(f"/commit/{world.farewell}")
+    assert re.search(r"tokens [\d,]+ in", page.locator("section.session-part .tokens").inner_text())
+
+
+def test_search_marks_matches_escapes_them_and_links_into_the_session(world: World, tab: Tab) -> None:
+    world.env.cli("-C", str(world.repo.path), "search", "--reindex")
+    page = tab.page
+    tab.go("/search?q=farewell")
+    hits = page.locator("ol.hits li")
+    assert hits.count() >= 1
+    assert "farewell" in hits.first.locator("mark").first.inner_text().lower()
+    hits.first.locator("a").nth(1).click()
+    page.wait_for_url(re.compile(rf".*/session/claude/{CLAUDE.session}\?from=\d+#L\d+$"))
+    assert page.locator(f"#{page.url.rsplit('#', 1)[1]}").count() == 1, "the link lands on the matching turn"
+    tab.go("/search?q=please")
+    hostile = page.locator("ol.hits li", has_text="please read this page")
+    assert "<script>" in hostile.inner_text() and page.evaluate("() => document.scripts.length") == 0
+    response = page.goto(tab.base + '/search?q="unbalanced')
+    assert response is not None and response.status == 200
+    assert "bad search query" in page.locator("p.error").inner_text()
+    assert not tab.dialogs
+
+
 def test_a_hostile_note_links_nothing_and_runs_nothing(world: World, browser: Any) -> None:
     """Notes travel: whoever can push to the remote writes them. A link whose URL is
     `javascript:` and whose agent and session are markup is shown as text, never as a link."""

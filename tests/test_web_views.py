@@ -4,7 +4,6 @@ relies on (against split_lines and hashlib), paging, cutting long text, and toke
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from tracekeeper.web import loader, views
 from tracekeeper.web.loader import Blob, Loader, Slice
 from tracekeeperd import notes
 from tracekeeperd.agents import split_lines
+from tracekeeperd.agents.usage import ModelUsage, Usage
 from tracekeeperd.paths import Paths
 from tracekeeperd.redact import Redactor
 
@@ -86,35 +86,16 @@ def test_long_text_is_cut_folded_or_linked_and_control_characters_spelled() -> N
     assert huge.rest == "" and huge.hidden == views.FOLD_CHARS + 1 and huge.more == "/session/a/b/text/7"
 
 
-@dataclass(frozen=True)
-class _Counts:
-    input: int
-    output: int
-    cached: int
+def _link(usage: Usage | None) -> notes.TraceLink:
+    return notes.TraceLink("file:///t", "codex", "s", 1, 2, 10, "0" * 64, usage=usage)
 
 
-@dataclass(frozen=True)
-class _Usage:
-    """The shape of agents/usage.Usage that the viewer reads (models, total())."""
-
-    models: tuple[tuple[str, _Counts], ...]
-
-    def total(self) -> _Counts:
-        return _Counts(*(sum(getattr(c, f) for _, c in self.models) for f in ("input", "output", "cached")))
-
-
-@dataclass(frozen=True)
-class _Link:
-    usage: _Usage | None
-
-
-def test_token_counts_are_summed_and_unknown_is_said_never_estimated() -> None:
-    usage = _Usage((("gpt-5", _Counts(1000, 200, 800)), ("gpt-5-mini\x1b", _Counts(10, 2, 0))))
-    shown = views.tokens(_Link(usage))
-    assert shown == views.Tokens(True, 1010, 202, 800, shown.models if shown else "")
-    assert shown is not None and "gpt-5-mini\\x1b: 10 input" in shown.models
-    assert views.tokens(_Link(None)) == views.Tokens(False)
-    assert views.tokens(object()) is None, "a note format without token counts shows nothing"
+def test_token_counts_read_as_log_and_show_print_them_and_unknown_is_said_never_estimated() -> None:
+    usage = Usage.of({"gpt-5": ModelUsage(1000, 200, 800), "gpt-5-mini\x1b": ModelUsage(10, 2, 0)})
+    shown = views.tokens(_link(usage))
+    assert shown.startswith("tokens 1,010 in (800 cached) / 202 out · ")
+    assert shown.endswith("; gpt-5-mini 10 in / 2 out"), "a model name's control character is not shown"
+    assert views.tokens(_link(None)) == "tokens unknown"
 
 
 def _gemini_link() -> notes.TraceLink:

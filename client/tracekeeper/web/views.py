@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import Edit, Turn
@@ -30,6 +30,7 @@ from ..safetext import visible
 from .loader import Blob, Loader, Slice
 
 if TYPE_CHECKING:
+    from ..search import SearchHit
     from ..why import Why
 
 #: A page of a session: at most this many transcript lines, and it ends after the line that
@@ -254,7 +255,7 @@ class SessionRow:
     prompt: str
     url: str
     error: str = ""
-    tokens: Tokens | None = None
+    tokens: str = ""
 
 
 @dataclass(frozen=True)
@@ -359,7 +360,7 @@ class SessionPart:
     page: Page | None
     items: list[Item]
     error: str = ""
-    tokens: Tokens | None = None
+    tokens: str = ""
 
 
 @dataclass(frozen=True)
@@ -550,14 +551,14 @@ class Hit:
         return visible(self.agent), visible(self.session)
 
 
-def hit(found: Any, parts: Callable[[str], list[tuple[str, bool]]]) -> Hit:
+def hit(found: SearchHit, parts: Callable[[str], list[tuple[str, bool]]]) -> Hit:
     """A `search.SearchHit` (commit, agent, session, turn, snippet, url) made safe for a page;
     ``parts`` is search.parts, which splits the snippet at the index's match marks."""
     return Hit(
         str(found.commit),
         str(found.agent),
         str(found.session),
-        int(found.turn or 0),
+        found.turn,
         tuple((visible(text, multiline=True), match) for text, match in parts(str(found.snippet))),
         visible(str(found.url)),
     )
@@ -566,31 +567,12 @@ def hit(found: Any, parts: Callable[[str], list[tuple[str, bool]]]) -> Hit:
 # --- tokens --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """A link's token counts: ``known`` False is "unknown" (the agent recorded none, or the note
-    predates counts), never an estimate."""
+def tokens(link: notes.TraceLink) -> str:
+    """The link's token counts as `log` and `show` print them (usage_view): "tokens unknown" where
+    the note records none, never an estimate. Model names come from transcripts: spelled out."""
+    from ..usage_view import usage_text
 
-    known: bool
-    input: int = 0
-    output: int = 0
-    cached: int = 0
-    models: str = ""
-
-
-def tokens(link: Any) -> Tokens | None:
-    """The note's `usage` (notes.TraceLink.usage: agents/usage.Usage, per model); None where this
-    build's notes carry no such field."""
-    if not hasattr(link, "usage"):
-        return None
-    usage = link.usage
-    if usage is None:
-        return Tokens(False)
-    total = usage.total()
-    models = "; ".join(
-        f"{visible(str(name))}: {u.input:,} input, {u.output:,} output, {u.cached:,} cached" for name, u in usage.models
-    )
-    return Tokens(True, total.input, total.output, total.cached, models)
+    return visible(usage_text(link.usage))
 
 
 # --- blame ---------------------------------------------------------------------------------------
