@@ -518,6 +518,7 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench_visibility.py", (), ("--rounds", "10")),
     ("bench_notes.py", (), ()),
     ("bench_discovery.py", ("--quick",), ("--quick",)),
+    ("bench_web.py", (), ("--quick",)),
     ("bench_read.py", (), ("--quick",)),
     ("bench_large.py", (), ("--quick",)),
 )

@@ -48,6 +48,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Markdown (or JSON) of the agent sessions behind a range of commits.",
     ),
     "uninstall": ("tracekeeper.cli.install", "uninstall_command", "Remove the git hooks from this repository."),
+    "web": ("tracekeeper.cli.web", "web_command", "A local, read-only viewer of the trail in the browser."),
     "why": ("tracekeeper.cli.why", "why_command", "The conversation that wrote some lines of a file."),
 }
 
