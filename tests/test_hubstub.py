@@ -11,7 +11,6 @@ import json
 import random
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -292,20 +291,16 @@ def test_an_injected_429_carries_the_rate_limit_headers(hub: HubStub, bucket: st
     assert "Retry-After" not in answer.headers
 
 
-def test_offline_refuses_quickly_then_online_on_same_port(hub: HubStub, api: HfApi, bucket: str) -> None:
+def test_offline_refuses_then_online_on_same_port(hub: HubStub, api: HfApi, bucket: str) -> None:
     endpoint = hub.endpoint
     api.bucket_info(bucket)  # leaves a keep-alive connection open: offline must drop it too
 
     hub.go_offline()
-    started = time.monotonic()
     with pytest.raises(httpx2.ConnectError):
         api.bucket_info(bucket)
-    assert time.monotonic() - started < 2
-    # A transfer fails fast too, because the xet retries are bounded (HF_XET_CLIENT_RETRY_*).
-    started = time.monotonic()
+    # A transfer fails too (the xet retries are bounded: HF_XET_CLIENT_RETRY_*); how fast is bench/'s business.
     with pytest.raises(ConnectionError):
         api.batch_bucket_files(bucket, add=[(b"lost\n", "lost.jsonl")])
-    assert time.monotonic() - started < 20
     assert statuses(hub, "POST", BATCH_PATH) == []
 
     hub.go_online()
