@@ -172,6 +172,27 @@ def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path
         assert view.counts(1, 50) == {"acme-key": 50}
 
 
+def test_a_copy_keeps_its_ident_while_it_grows_and_a_new_one_is_other_files(snapshot: Path, tmp_path: Path) -> None:
+    """The search index resumes at an offset in the copy while its `ident` is unchanged: so the
+    ident must survive growth and restarts, change when the copy starts again from byte 0, and a
+    reader still holding the old copy open (the index thread) must keep reading the old bytes."""
+    snapshot.write_bytes(b'{"note": "acme_0123456789abcdef token"}\n' * 50)
+    first = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())
+    with snapshot.open("ab") as fh:
+        fh.write(b'{"note": "more"}\n')
+    grown = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())  # after a restart
+    assert grown.ident == first.ident
+    held = grown.file.open("rb")
+    with held:
+        before = held.read()
+        held.seek(0)
+        acme = Rule(id="acme-key", pattern=r"acme_[0-9a-f]{16}", keywords=("acme_",))
+        strict = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting(RedactionConfig(extra_rules=(acme,))))
+        assert strict.ident != grown.ident
+        assert held.read() == before  # still the old copy's bytes, not the new copy's
+    assert b"acme_0123456789abcdef" in before and b"acme_0123456789abcdef" not in _uploaded(strict)
+
+
 def test_a_rewritten_prefix_redacts_again_from_the_start(snapshot: Path, tmp_path: Path) -> None:
     token = b"hf_" + b"QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi"
     snapshot.write_bytes(b'{"n": 1, "text": "nothing here"}\n' * 100)

@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS docs (
     session TEXT NOT NULL,
     lines INTEGER NOT NULL DEFAULT 0,
     -- where line `lines + 1` starts in the redacted object: indexing resumes there
-    offset INTEGER NOT NULL DEFAULT 0
+    offset INTEGER NOT NULL DEFAULT 0,
+    -- which bytes `offset` is in (the daemon's redacted copy, `outgoing.View.ident`); NULL: unknown
+    source TEXT
 );
 CREATE INDEX IF NOT EXISTS docs_by_session ON docs (agent, session);
 CREATE TABLE IF NOT EXISTS links (
@@ -80,6 +82,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5(
     text, name, tokenize = 'porter unicode61 remove_diacritics 2'
 );
 """
+#: Columns of `docs` added after the first release of the index, with their declarations. A row
+#: that predates them has no `source`, so it is indexed anew from its first line.
+_ADDED_COLUMNS = {"offset": "INTEGER NOT NULL DEFAULT 0", "source": "TEXT"}
 
 
 class QuerySyntaxError(ValueError):
@@ -128,6 +133,10 @@ def open_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection | No
     # Deleted rows (a forgotten session) are overwritten on disk, not left in free pages.
     conn.execute("PRAGMA secure_delete = ON")
     conn.executescript(_SCHEMA)
+    have = {str(r[1]) for r in conn.execute("PRAGMA table_info(docs)")}
+    for column, declaration in _ADDED_COLUMNS.items():  # an index made before they existed
+        if column not in have:
+            conn.execute(f"ALTER TABLE docs ADD COLUMN {column} {declaration}")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
     conn.commit()
     return conn
@@ -189,6 +198,7 @@ def index_session(
     source: BinaryIO,
     size: int,
     links: Sequence[Link],
+    source_id: str | None = None,
 ) -> int:
     """Record ``links`` and index the session's turns up to the end of its last linked slice.
 
@@ -196,13 +206,19 @@ def index_session(
     in its first ``size`` bytes: the daemon's redacted copy on disk, or a clone's download. It is
     read from where the previous call stopped (``docs.offset``), in pieces, so a long session
     costs only its new lines and memory does not grow with it. Returns how many turns were added.
+
+    ``source_id`` names those bytes: a caller passes the same one only while ``source`` grows by
+    appending (the daemon: its redacted copy's `outgoing.View.ident`). Any other source (None, or
+    a copy redacted anew under the same URL: new rules, a new snapshot) is read from its first
+    line, and the session's old turns are dropped first: the offset would fall elsewhere in the new
+    bytes, and under new rules some old text is now a secret.
     """
     # The transcript formats load only where sessions are indexed, not for a search.
     from .agents import DETECT_LINES, detect
     from .agents.gemini import legacy_json_lines
 
     with conn:
-        row = conn.execute("SELECT id, lines, offset FROM docs WHERE url = ?", (url,)).fetchone()
+        row = conn.execute("SELECT id, lines, offset, source FROM docs WHERE url = ?", (url,)).fetchone()
         if row is None:
             doc = int(
                 conn.execute("INSERT INTO docs (url, agent, session) VALUES (?, ?, ?)", (url, agent, session)).lastrowid
@@ -211,6 +227,10 @@ def index_session(
             done, offset = 0, 0
         else:
             doc, done, offset = int(row[0]), int(row[1]), int(row[2])
+            if done and (source_id is None or row[3] != source_id):
+                _delete_turns(conn, doc)
+                done, offset = 0, 0
+                conn.execute("UPDATE docs SET lines = 0, offset = 0, source = NULL WHERE id = ?", (doc,))
         for link in links:
             conn.execute(
                 "INSERT OR REPLACE INTO links (repo_id, doc_id, commit_sha, first_line, last_line)"
@@ -253,7 +273,7 @@ def index_session(
                     done, offset = piece[-1][0], lines.offset
                 if done < end:  # the data ends before this slice does
                     break
-        conn.execute("UPDATE docs SET lines = ?, offset = ? WHERE id = ?", (done, offset, doc))
+        conn.execute("UPDATE docs SET lines = ?, offset = ?, source = ? WHERE id = ?", (done, offset, source_id, doc))
         return added
 
 
@@ -343,10 +363,14 @@ def copy_links(conn: sqlite3.Connection, common_dir: str, source: str, target: s
         return cur.rowcount
 
 
+def _delete_turns(conn: sqlite3.Connection, doc: int) -> None:
+    conn.execute("DELETE FROM turns_fts WHERE rowid IN (SELECT id FROM turns WHERE doc_id = ?)", (doc,))
+    conn.execute("DELETE FROM turns WHERE doc_id = ?", (doc,))
+
+
 def _delete_docs(conn: sqlite3.Connection, docs: Sequence[int]) -> None:
     for doc in docs:
-        conn.execute("DELETE FROM turns_fts WHERE rowid IN (SELECT id FROM turns WHERE doc_id = ?)", (doc,))
-        conn.execute("DELETE FROM turns WHERE doc_id = ?", (doc,))
+        _delete_turns(conn, doc)
         conn.execute("DELETE FROM links WHERE doc_id = ?", (doc,))
         conn.execute("DELETE FROM docs WHERE id = ?", (doc,))
 
@@ -518,16 +542,24 @@ class Indexer:
         source: BinaryIO,
         size: int,
         links: Sequence[tuple[str, str, int, int]],
+        source_id: str,
     ) -> None:
-        """Index the first ``size`` bytes of ``source`` (redacted; only ever appended to) for
-        ``links``: (git dir, commit, first line, last line) each. Takes ``source`` over: it is
-        closed once read."""
+        """Index the first ``size`` bytes of ``source`` (redacted; only ever appended to while
+        ``source_id`` is the same) for ``links``: (git dir, commit, first line, last line) each.
+        Takes ``source`` over: it is closed once read."""
 
         def work() -> None:
             with source:
                 rows = [Link(self._repo(git_dir), commit, first, last) for git_dir, commit, first, last in links]
                 added = index_session(
-                    self._db(), url=url, agent=agent, session=session, source=source, size=size, links=rows
+                    self._db(),
+                    url=url,
+                    agent=agent,
+                    session=session,
+                    source=source,
+                    size=size,
+                    links=rows,
+                    source_id=source_id,
                 )
             log.debug("search index: %d turn(s) of %s/%s", added, agent, session)
 

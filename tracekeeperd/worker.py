@@ -502,6 +502,7 @@ class Worker:
                 source=source,
                 size=view.size,
                 links=[(j.git_dir, j.commit_sha, link.first_line, link.last_line) for j, link in items],
+                source_id=view.ident,
             )
 
     def _store_renewed(self) -> bool:
