@@ -10,6 +10,9 @@ bytes, which never change (snapshots only grow; a rewritten transcript starts a 
 is kept per (snapshot, bytes, range): a rebase that noted 50 commits of one session with the
 same range reads it once.
 
+The counts are no secret, but the model names are transcript text that the note carries to every
+remote: they are redacted with the rules the uploaded copy was redacted with (`redacted_names`).
+
 Gemini's legacy `.json` session is one document rewritten whole; each version's range is the
 whole document (snapshot.py), so its usage is the whole document's, read as pseudo-lines
 (`gemini.legacy_json_lines`).
@@ -25,9 +28,10 @@ from pathlib import Path
 
 from .agents import DETECT_LINES, TranscriptFormat, detect, get_format
 from .agents.gemini import legacy_json_lines
-from .agents.usage import Usage, slice_usage
+from .agents.usage import UNKNOWN_MODEL, ModelUsage, Usage, slice_usage
 from .errors import PermanentError
 from .queue import Job
+from .redact import RedactionError, Redactor
 from .snapshot import is_document, read_prefix
 
 log = logging.getLogger(__name__)
@@ -83,15 +87,29 @@ def _slice_usage(
     return slice_usage(fmt, itertools.chain(head, lines), start=first, end=last)
 
 
-def job_usage(job: Job) -> Usage | None:
+def redacted_names(usage: Usage, redactor: Redactor) -> Usage:
+    """``usage`` with each model name as the redacted copy would have it; a name the redactor
+    cannot finish with is not sent (fail closed, like the copy): it counts as an unknown model."""
+    renamed: dict[str, ModelUsage] = {}
+    for name, counts in usage.models:
+        try:
+            out = redactor.redact_bytes(name.encode())[0].decode(errors="replace")
+        except RedactionError:
+            out = UNKNOWN_MODEL
+        renamed[out] = renamed[out] + counts if out in renamed else counts
+    return Usage.of(renamed)
+
+
+def job_usage(job: Job, redactor: Redactor) -> Usage | None:
     """Tokens per model the job's commit spent (its lines first..last), or None when unknown:
     the agent records no usage, the slice holds no usage record, or the snapshot cannot be read
-    now (then the note says unknown rather than holding back a link that is already uploaded)."""
+    now (then the note says unknown rather than holding back a link that is already uploaded).
+    Model names are redacted by ``redactor``: the note leaves the machine."""
     if not job.snapshot or job.bytes is None:
         return None
     document = is_document(Path(job.transcript or ""))
     try:
-        return _slice_usage(
+        usage = _slice_usage(
             job.snapshot,
             job.bytes,
             agent=job.agent,
@@ -103,3 +121,4 @@ def job_usage(job: Job) -> Usage | None:
     except (OSError, PermanentError) as exc:  # not cached: lru_cache keeps only answers
         log.warning("token usage of %s/%s unknown: %s", job.agent, job.session_id, exc)
         return None
+    return None if usage is None else redacted_names(usage, redactor)

@@ -421,7 +421,7 @@ class Worker:
             bytes=length,
             sha256=digest,
             redacted={"counts": counts, "ruleset": self.redactor.ruleset_id},
-            usage=tokens.job_usage(job),  # streamed from the snapshot; None (unknown) is left out
+            usage=tokens.job_usage(job, self.redactor),  # streamed from the snapshot; None (unknown) is left out
         )
 
     def _note_all(self, batch: list[tuple[Job, tuple[int, str, dict[str, int]]]]) -> None:
