@@ -243,10 +243,16 @@ def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     store.write_text(original.replace("add a slugify(title) helper", json.dumps(hostile)[1:-1]))
     repo = make_repo(env)
     sha = commit(repo, "add slugify", {"text.py": SLUG_V1}, link(env, CODEX, 1, 14))
+    env.cli("-C", str(repo.path), "search", "--reindex")
     _, results = mcp_calls(
         env,
         repo.path,
-        [("why", {"path": "text.py", "start_line": 4}), ("show", {"commit": sha}), ("log", {"path": "text.py"})],
+        [
+            ("why", {"path": "text.py", "start_line": 4}),
+            ("show", {"commit": sha}),
+            ("log", {"path": "text.py"}),
+            ("search", {"query": "forged"}),
+        ],
     )
     for result in results:
         assert not result.is_error, text_of(result)
@@ -260,6 +266,13 @@ def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
             if "forged" in line:
                 assert line.lstrip().startswith(">"), line  # quoted, never a header of the answer
     assert "edit: apply_patch (create) text.py" in why_text
+    search_text = text_of(results[3])
+    assert f"commit {sha[:12]}" in search_text and "\\x1b" in search_text, search_text
+    for line in search_text.splitlines()[1:]:  # after the title, which repeats the agent's own query
+        if "forged" in line:
+            assert line.lstrip().startswith(">"), line  # a snippet is quoted like any transcript text
+    # The index's match marks (private-use characters) are shown as visible brackets, not passed on.
+    assert "\ue000" not in search_text and "\ue001" not in search_text and "«forged»" in search_text
 
 
 def test_root_names_the_repository_and_an_unexpanded_one_is_ignored(env: Env) -> None:

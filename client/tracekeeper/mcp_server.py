@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tracekeeperd.agents import Turn
     from tracekeeperd.paths import Paths
 
+    from .search import SearchHit
     from .show import Trail
     from .trail import Entry
     from .why import SessionWhy, Why
@@ -259,11 +260,18 @@ def log_blocks(entries: Sequence["Entry"]) -> list[str]:
 # --- search --------------------------------------------------------------------------------------
 
 
-def search_blocks(hits: Sequence[Any], offset: int) -> list[str]:
-    """`hits` are search.SearchHit: (commit, agent, session, turn, snippet, url)."""
+def _marked(snippet: str) -> str:
+    """The snippet with its matches between « and »: the index's marks are private-use
+    characters, invisible to a reader (`search.parts` splits on them)."""
+    from .search import parts
+
+    return "".join(f"«{text}»" if match else text for text, match in parts(snippet))
+
+
+def search_blocks(hits: "Sequence[SearchHit]", offset: int) -> list[str]:
     return [
-        f"{offset + index}. commit {str(hit.commit)[:12]} · {one_line(hit.agent)} session {one_line(hit.session)}"
-        f" · turn {int(hit.turn)}\n{quote(hit.snippet, TURN_CHARS)}\n  trace: {one_line(hit.url)}"
+        f"{offset + index}. commit {hit.commit[:12]} · {one_line(hit.agent)} session {one_line(hit.session)}"
+        f" · turn {hit.turn}\n{quote(_marked(hit.snippet), TURN_CHARS)}\n  trace: {one_line(hit.url)}"
         for index, hit in enumerate(hits, start=1)
     ]
 
@@ -348,14 +356,7 @@ class Trailhead:
         return _single_page(title, log_blocks(shown), more, self.page_chars)
 
     def search(self, query: str, limit: int, page: int, all_repos: bool, repo: str | None) -> str:
-        # The search index is another module's (search.py); imported here so the other tools work
-        # where it is missing.
-        try:
-            from .search import search  # type: ignore[import-not-found,unused-ignore]  # search.py lands apart
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.search":
-                raise
-            raise ToolInputError("search is not available in this version of tracekeeper") from None
+        from .search import search
 
         limit = _limit(limit)
         if page < 1:
