@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from .agents import TranscriptFormat
+    from .agents.reading import LineReader
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,9 @@ def _format(agent: str, session: str, head: Sequence[bytes]) -> TranscriptFormat
 def _head(source: BinaryIO, size: int) -> list[bytes]:
     """The first complete lines of a session, without reading all of it."""
     from .agents import DETECT_LINES
+    from .agents.reading import LineReader
 
-    reader = _Lines(source, 0, size, 1)
+    reader = LineReader(source, 0, size)
     head: list[bytes] = []
     while len(head) < DETECT_LINES and (item := reader.next()) is not None:
         head.append(item[1])
@@ -216,6 +218,7 @@ def index_session(
     # The transcript formats load only where sessions are indexed, not for a search.
     from .agents import DETECT_LINES, detect
     from .agents.gemini import legacy_json_lines
+    from .agents.reading import LineReader
 
     with conn:
         row = conn.execute("SELECT id, lines, offset, source FROM docs WHERE url = ?", (url,)).fetchone()
@@ -266,7 +269,7 @@ def index_session(
                 added += _insert(conn, doc, _turn_rows(fmt, numbered[start - 1 : end]))
                 done = end
         else:
-            lines = _lines_from(source, offset, size, done + 1)
+            lines = LineReader(source, offset, size, done + 1)
             for _, end in _chunks(done, ends, None):
                 for piece in _pieces(lines, end):
                     added += _insert(conn, doc, _turn_rows(fmt, piece))
@@ -281,41 +284,9 @@ def index_session(
 #: end), so indexing a huge first slice holds one piece, not the slice. The cut falls at the same
 #: place for the daemon and for a clone's reindex (both start at the same slice ends).
 PIECE_BYTES = 8 * 1024 * 1024
-_READ = 1024 * 1024
 
 
-class _Lines:
-    """The complete lines of ``source`` from byte ``offset`` up to ``size``, numbered from
-    ``number``; ``offset`` is always where the next unread line starts."""
-
-    def __init__(self, source: BinaryIO, offset: int, size: int, number: int) -> None:
-        self.source, self.offset, self.size, self.number = source, offset, size, number
-        self._buffer = b""
-        self._read_to = offset
-        source.seek(offset)
-
-    def next(self) -> tuple[int, bytes] | None:
-        while True:
-            cut = self._buffer.find(b"\n")
-            if cut >= 0:
-                line, self._buffer = self._buffer[:cut], self._buffer[cut + 1 :]
-                self.offset += cut + 1
-                self.number += 1
-                return self.number - 1, line.removesuffix(b"\r")
-            if self._read_to >= self.size:
-                return None  # only an incomplete line (or nothing) is left
-            chunk = self.source.read(min(_READ, self.size - self._read_to))
-            if not chunk:
-                return None
-            self._read_to += len(chunk)
-            self._buffer += chunk
-
-
-def _lines_from(source: BinaryIO, offset: int, size: int, number: int) -> _Lines:
-    return _Lines(source, offset, size, number)
-
-
-def _pieces(lines: _Lines, end: int) -> Iterator[list[tuple[int, bytes]]]:
+def _pieces(lines: LineReader, end: int) -> Iterator[list[tuple[int, bytes]]]:
     """Lines up to number ``end``, in pieces of about PIECE_BYTES."""
     piece: list[tuple[int, bytes]] = []
     held = 0

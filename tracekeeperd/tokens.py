@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .agents import DETECT_LINES, TranscriptFormat, detect, get_format
 from .agents.gemini import legacy_json_lines
+from .agents.reading import READ_CHUNK, LineReader
 from .agents.usage import UNKNOWN_MODEL, ModelUsage, Usage, slice_usage
 from .errors import PermanentError
 from .queue import Job
@@ -36,33 +37,12 @@ from .snapshot import is_document, read_prefix
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 
-
-def numbered_lines(path: Path, size: int, chunk: int = _CHUNK) -> Iterator[tuple[int, bytes]]:
-    """The complete lines of the first `size` bytes of `path`, numbered from 1, read a chunk at a
-    time. Numbered like `agents.split_lines` (a trailing CR dropped, blank lines kept), so line
-    `n` here is line `n` of the note's range; bytes after the last newline are not a line yet."""
-    number = 0
-    pending: list[bytes] = []
-    remaining = size
+def numbered_lines(path: Path, size: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes]]:
+    """The complete lines of the first `size` bytes of `path`, numbered from 1 like
+    `agents.split_lines`, so line `n` here is line `n` of the note's range."""
     with path.open("rb") as fh:
-        while remaining > 0:
-            block = fh.read(min(chunk, remaining))
-            if not block:
-                return
-            remaining -= len(block)
-            start = 0
-            while (end := block.find(b"\n", start)) >= 0:
-                line = block[start:end]
-                if pending:
-                    line = b"".join([*pending, line])
-                    pending = []
-                number += 1
-                yield number, line.removesuffix(b"\r")
-                start = end + 1
-            if start < len(block):
-                pending.append(block[start:])
+        yield from LineReader(fh, 0, size, 1, chunk)
 
 
 def _format(agent: str, session_id: str, first_lines: list[bytes], suffix: str) -> TranscriptFormat | None:
