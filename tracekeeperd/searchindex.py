@@ -151,13 +151,6 @@ def clean(text: str) -> str:
 # --- reading a session ---------------------------------------------------------------------------
 
 
-def _format(agent: str, session: str, head: Sequence[bytes]) -> TranscriptFormat | None:
-    """As `show.Trail.conversation` reads a trail: by content, else as its agent's format."""
-    from .agents import DETECT_LINES, detect, get_format
-
-    return detect(Path(f"{agent}-{session}.jsonl"), head[:DETECT_LINES]) or get_format(agent)
-
-
 def _head(source: BinaryIO, size: int) -> list[bytes]:
     """The first complete lines of a session, without reading all of it."""
     from .agents import DETECT_LINES
@@ -216,7 +209,7 @@ def index_session(
     bytes, and under new rules some old text is now a secret.
     """
     # The transcript formats load only where sessions are indexed, not for a search.
-    from .agents import DETECT_LINES, detect
+    from .agents import DETECT_LINES, detect, format_for
     from .agents.gemini import legacy_json_lines
     from .agents.reading import LineReader
 
@@ -251,7 +244,7 @@ def index_session(
         added = 0
         source.seek(0)
         head = _head(source, size)
-        fmt = _format(agent, session, head)
+        fmt = format_for(agent, session, head)
         if fmt is None:
             return 0
         source.seek(0)
@@ -262,7 +255,7 @@ def index_session(
             # One document, read whole: snapshot.py takes it whole too.
             source.seek(0)
             messages = legacy_json_lines(source.read(size))
-            fmt = _format(agent, session, messages)
+            fmt = format_for(agent, session, messages)
             assert fmt is not None
             numbered = list(enumerate(messages, start=1))
             for start, end in _chunks(done, ends, len(numbered)):

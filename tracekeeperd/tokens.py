@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from .agents import DETECT_LINES, TranscriptFormat, detect, get_format
+from .agents import DETECT_LINES, format_for
 from .agents.gemini import legacy_json_lines
 from .agents.reading import READ_CHUNK, LineReader
 from .agents.usage import UNKNOWN_MODEL, ModelUsage, Usage, slice_usage
@@ -45,11 +45,6 @@ def numbered_lines(path: Path, size: int, chunk: int = READ_CHUNK) -> Iterator[t
         yield from LineReader(fh, 0, size, 1, chunk)
 
 
-def _format(agent: str, session_id: str, first_lines: list[bytes], suffix: str) -> TranscriptFormat | None:
-    """By content first, as `show` reads it (the payload's agent name is only a hint), then by name."""
-    return detect(Path(f"{agent}-{session_id}{suffix}"), first_lines) or get_format(agent)
-
-
 @lru_cache(maxsize=64)
 def _slice_usage(
     snapshot: str, size: int, *, agent: str, session_id: str, document: bool, first: int, last: int
@@ -57,11 +52,11 @@ def _slice_usage(
     path = Path(snapshot)
     if document:
         pseudo = legacy_json_lines(read_prefix(path, size))
-        fmt = _format(agent, session_id, pseudo[:DETECT_LINES], ".json")
+        fmt = format_for(agent, session_id, pseudo, ".json")
         return None if fmt is None else slice_usage(fmt, enumerate(pseudo, start=1))
     lines = numbered_lines(path, size)
     head = list(itertools.islice(lines, DETECT_LINES))
-    fmt = _format(agent, session_id, [line for _, line in head], ".jsonl")
+    fmt = format_for(agent, session_id, [line for _, line in head])
     if fmt is None:
         return None
     return slice_usage(fmt, itertools.chain(head, lines), start=first, end=last)
