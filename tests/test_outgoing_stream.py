@@ -157,6 +157,31 @@ def test_a_restart_keeps_the_redacted_offset(snapshot: Path, tmp_path: Path) -> 
     )
 
 
+def test_a_crash_between_writing_the_copy_and_its_record_keeps_only_what_the_record_says(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    """The daemon died while extending: the copy and its findings ran past their record (whose
+    write is the extension's last step). A restart cuts both back to the record and redacts the
+    rest again, so neither half-written bytes nor their findings are uploaded or counted twice."""
+    planted = corpus(rounds=1)
+    half = len(planted.lines) // 2
+    snapshot.write_bytes(b"".join(planted.lines[:half]))
+    first = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())
+    with snapshot.open("ab") as fh:
+        fh.write(b"".join(planted.lines[half:]))
+    with first.file.open("ab") as fh:
+        fh.write(b'{"half": "written, then the crash')  # an extension's bytes, no record for them
+    with first.findings.open("ab") as fh:
+        fh.write(f"{half + 1}\tgithub-pat\n".encode())
+    redactor = Counting()
+    view = _view(RedactedCopies(tmp_path / "redacted"), snapshot, redactor)
+    full, report = Redactor().redact_bytes(snapshot.read_bytes())
+    assert redactor.seen == snapshot.stat().st_size - len(b"".join(planted.lines[:half]))
+    assert _uploaded(view) == full
+    assert view.counts(1, _lines(full)) == dict(sorted(report.counts.items()))
+    assert view.ident == first.ident  # the same bytes up to the record: the index may resume in them
+
+
 def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path: Path) -> None:
     snapshot.write_bytes(b'{"note": "acme_0123456789abcdef token"}\n' * 50)
     acme = Rule(id="acme-key", pattern=r"acme_[0-9a-f]{16}", keywords=("acme_",))
