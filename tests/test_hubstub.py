@@ -41,6 +41,23 @@ BATCH_PATH = f"/api/buckets/{BUCKET}/batch"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _library_http_client() -> None:
+    """These tests check the stand-in against huggingface_hub's own client, retries included. An
+    HfStore built earlier in the same process (test_worker_loop, test_hub_store) installed its
+    client process-wide (stores/hf.py `_configure_client`: retryable answers raise at once), and
+    test_injected_503s_on_batch_are_retried failed after it. Put the library's default back
+    (huggingface_hub/utils/_http.py `default_client_factory`, not exported), and let the next
+    HfStore install its own again."""
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    from tracekeeperd.stores import hf
+
+    set_client_factory(default_client_factory)
+    hf._client_configured = False
+
+
 @pytest.fixture(name="hub")
 def _hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubStub]:
     for stub in hub_fixture(tmp_path):
