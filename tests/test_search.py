@@ -406,3 +406,40 @@ def test_a_session_redacted_anew_under_the_same_url_is_indexed_anew(env: Env) ->
         assert conn.execute("SELECT COUNT(*) FROM turns_fts WHERE turns_fts MATCH ?", (f'"{acme}"',)).fetchone() == (0,)
         hits = searchindex.query(conn, word, repos=[key], limit=10, offset=0)
         assert [hit.line for hit in hits] == [18]
+
+
+def test_an_index_made_before_docs_had_offset_and_source_is_read_again_from_line_1(env: Env) -> None:
+    """An index file written before `docs.offset`/`docs.source` existed gets the columns, and its
+    sessions are indexed anew from line 1 (their rows name no offset to resume at)."""
+    import io
+    import sqlite3
+
+    from tracekeeperd import searchindex
+
+    path = env.root / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE docs (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE, agent TEXT NOT NULL,"
+        " session TEXT NOT NULL, lines INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO docs (url, agent, session, lines) VALUES ('u', 'codex', 's', 12);"
+    )
+    old.commit()
+    old.close()
+    data = (FIXTURES / CODEX.relpath).read_bytes()
+    with searchindex.connection(path) as conn:
+        assert conn is not None
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
+        assert {"offset", "source"} <= columns
+        searchindex.index_session(
+            conn,
+            url="u",
+            agent=CODEX.agent,
+            session="s",
+            source=io.BytesIO(data),
+            size=len(data),
+            links=[searchindex.Link("/repo", "a" * 40, 1, _lines(CODEX))],
+            source_id="copy",
+        )
+        lines = [row[0] for row in conn.execute("SELECT line FROM turns ORDER BY line")]
+        assert lines[0] == 6 and lines[-1] == 24  # from the first prompt, not from line 13
+        assert conn.execute("SELECT lines, offset, source FROM docs").fetchall() == [(25, len(data), "copy")]
