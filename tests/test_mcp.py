@@ -173,14 +173,13 @@ def test_a_teammate_asks_with_the_bucket_as_the_only_copy(env: Env) -> None:
     assert "edit: apply_patch (create) text.py" in text_of(why_ok)
     assert "trace: " in text_of(why_ok)
     assert "· from the store · verified" in text_of(show_ok)
-    assert show_denied.is_error
-    denied = text_of(show_denied)
-    assert "\n" not in denied and "alice/agent-traces does not exist, or this token cannot read it" in denied, denied
-    # why stops at a store it cannot read (as `tracekeeper why` does), rather than answering without it.
-    assert why_denied.is_error
-    assert "cannot read the traces: the bucket alice/agent-traces does not exist, or this token cannot read it" in (
-        text_of(why_denied)
-    )
+    # A store this user cannot read is said once, with what to do (why.explain_session re-raises
+    # show.StoreUnreadable: no session of it can be read), not once per session.
+    for result in (show_denied, why_denied):
+        assert result.is_error
+        denied = text_of(result)
+        assert "\n" not in denied, denied
+        assert "alice/agent-traces does not exist, or this token cannot read it" in denied, denied
 
 
 def test_long_answers_come_in_pages(env: Env) -> None:
@@ -244,10 +243,16 @@ def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     store.write_text(original.replace("add a slugify(title) helper", json.dumps(hostile)[1:-1]))
     repo = make_repo(env)
     sha = commit(repo, "add slugify", {"text.py": SLUG_V1}, link(env, CODEX, 1, 14))
+    env.cli("-C", str(repo.path), "search", "--reindex")
     _, results = mcp_calls(
         env,
         repo.path,
-        [("why", {"path": "text.py", "start_line": 4}), ("show", {"commit": sha}), ("log", {"path": "text.py"})],
+        [
+            ("why", {"path": "text.py", "start_line": 4}),
+            ("show", {"commit": sha}),
+            ("log", {"path": "text.py"}),
+            ("search", {"query": "forged"}),
+        ],
     )
     for result in results:
         assert not result.is_error, text_of(result)
@@ -261,6 +266,13 @@ def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
             if "forged" in line:
                 assert line.lstrip().startswith(">"), line  # quoted, never a header of the answer
     assert "edit: apply_patch (create) text.py" in why_text
+    search_text = text_of(results[3])
+    assert f"commit {sha[:12]}" in search_text and "\\x1b" in search_text, search_text
+    for line in search_text.splitlines()[1:]:  # after the title, which repeats the agent's own query
+        if "forged" in line:
+            assert line.lstrip().startswith(">"), line  # a snippet is quoted like any transcript text
+    # The index's match marks (private-use characters) are shown as visible brackets, not passed on.
+    assert "\ue000" not in search_text and "\ue001" not in search_text and "«forged»" in search_text
 
 
 def test_root_names_the_repository_and_an_unexpanded_one_is_ignored(env: Env) -> None:

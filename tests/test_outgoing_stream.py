@@ -157,6 +157,31 @@ def test_a_restart_keeps_the_redacted_offset(snapshot: Path, tmp_path: Path) -> 
     )
 
 
+def test_a_crash_between_writing_the_copy_and_its_record_keeps_only_what_the_record_says(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    """The daemon died while extending: the copy and its findings ran past their record (whose
+    write is the extension's last step). A restart cuts both back to the record and redacts the
+    rest again, so neither half-written bytes nor their findings are uploaded or counted twice."""
+    planted = corpus(rounds=1)
+    half = len(planted.lines) // 2
+    snapshot.write_bytes(b"".join(planted.lines[:half]))
+    first = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())
+    with snapshot.open("ab") as fh:
+        fh.write(b"".join(planted.lines[half:]))
+    with first.file.open("ab") as fh:
+        fh.write(b'{"half": "written, then the crash')  # an extension's bytes, no record for them
+    with first.findings.open("ab") as fh:
+        fh.write(f"{half + 1}\tgithub-pat\n".encode())
+    redactor = Counting()
+    view = _view(RedactedCopies(tmp_path / "redacted"), snapshot, redactor)
+    full, report = Redactor().redact_bytes(snapshot.read_bytes())
+    assert redactor.seen == snapshot.stat().st_size - len(b"".join(planted.lines[:half]))
+    assert _uploaded(view) == full
+    assert view.counts(1, _lines(full)) == dict(sorted(report.counts.items()))
+    assert view.ident == first.ident  # the same bytes up to the record: the index may resume in them
+
+
 def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path: Path) -> None:
     snapshot.write_bytes(b'{"note": "acme_0123456789abcdef token"}\n' * 50)
     acme = Rule(id="acme-key", pattern=r"acme_[0-9a-f]{16}", keywords=("acme_",))
@@ -170,6 +195,27 @@ def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path
         assert strict.seen == snapshot.stat().st_size
         assert b"acme_0123456789abcdef" not in _uploaded(view)
         assert view.counts(1, 50) == {"acme-key": 50}
+
+
+def test_a_copy_keeps_its_ident_while_it_grows_and_a_new_one_is_other_files(snapshot: Path, tmp_path: Path) -> None:
+    """The search index resumes at an offset in the copy while its `ident` is unchanged: so the
+    ident must survive growth and restarts, change when the copy starts again from byte 0, and a
+    reader still holding the old copy open (the index thread) must keep reading the old bytes."""
+    snapshot.write_bytes(b'{"note": "acme_0123456789abcdef token"}\n' * 50)
+    first = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())
+    with snapshot.open("ab") as fh:
+        fh.write(b'{"note": "more"}\n')
+    grown = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())  # after a restart
+    assert grown.ident == first.ident
+    held = grown.file.open("rb")
+    with held:
+        before = held.read()
+        held.seek(0)
+        acme = Rule(id="acme-key", pattern=r"acme_[0-9a-f]{16}", keywords=("acme_",))
+        strict = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting(RedactionConfig(extra_rules=(acme,))))
+        assert strict.ident != grown.ident
+        assert held.read() == before  # still the old copy's bytes, not the new copy's
+    assert b"acme_0123456789abcdef" in before and b"acme_0123456789abcdef" not in _uploaded(strict)
 
 
 def test_a_rewritten_prefix_redacts_again_from_the_start(snapshot: Path, tmp_path: Path) -> None:

@@ -281,7 +281,9 @@ def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env)
                 source=io.BytesIO(data),
                 size=len(data),
                 links=[searchindex.Link(key, sha, trace.first_line, trace.last_line)],
+                source_id="the daemon's copy",  # one copy, grown: each call resumes at docs.offset
             )
+        assert conn.execute("SELECT lines, offset FROM docs").fetchall() == [(slices[-1][1], len(data))]
     clone_paths = paths_for(env)
     _reindex(env, repo, clone_paths)
     for query in ("slug", "text", "readme OR patch", "digits"):
@@ -346,3 +348,98 @@ def test_a_session_forgotten_here_is_not_returned_by_an_index_that_still_holds_i
         queue.close()
     assert {hit.agent for hit in search("farewell", repo=repo.path, paths=paths, limit=50)} == {"pi"}
     assert {hit.agent for hit in search("farewell", repo=None, all_repos=True, paths=paths, limit=50)} == {"pi"}
+
+
+def test_a_session_redacted_anew_under_the_same_url_is_indexed_anew(env: Env) -> None:
+    """The daemon's redacted copy is rewritten from byte 0 when the rules change or the session's
+    snapshot is a new one (same URL: the store path is per session). The index must then not resume
+    at the old copy's `docs.offset` (other bytes there: a line cut in two, indexed as a turn) nor
+    keep the old copy's text (under the new rules some of it is a secret)."""
+    import io
+
+    from tracekeeperd import searchindex
+
+    repo = make_repo(env)
+    key = search_mod.repo_key(repo.path)[1]
+    word = "zanzibarword"
+    acme = "acme_0123456789abcdef"
+    raw = (FIXTURES / CODEX.relpath).read_bytes()
+    lines = raw.splitlines(keepends=True)
+    # A secret only the new rules know in line 6 (the first prompt), a rare word in line 18 (the second).
+    lines[5] = lines[5].replace(b"add a slugify(title) helper", f"add a slugify(title) helper {acme}".encode(), 1)
+    lines[17] = lines[17].replace(b"move it to slug.py", f"move it to slug.py {word}".encode(), 1)
+    assert acme.encode() in lines[5] and word.encode() in lines[17]
+    data = b"".join(lines)
+    old = redact.from_settings(RedactionSettings()).redact_bytes(data)[0]
+    rule = redact.Rule(id="acme-key", pattern=r"acme_[0-9a-f]{16}", keywords=("acme_",))
+    new = redact.Redactor(redact.RedactionConfig(extra_rules=(rule,))).redact_bytes(data)[0]
+    assert len(old) != len(new) and acme.encode() not in new
+    url = "file:///store/codex/session.jsonl"
+    with searchindex.connection(env.root / "search.sqlite3") as conn:
+        assert conn is not None
+        for sha, source, ident, last in (("a" * 40, old, "copy-1", 10), ("b" * 40, new, "copy-2", len(lines))):
+            searchindex.index_session(
+                conn,
+                url=url,
+                agent=CODEX.agent,
+                session=CODEX.session,
+                source=io.BytesIO(source),
+                size=len(source),
+                links=[searchindex.Link(key, sha, 1, last)],
+                source_id=ident,
+            )
+        fresh = env.root / "fresh.sqlite3"
+        with searchindex.connection(fresh) as expected:
+            assert expected is not None
+            searchindex.index_session(
+                expected,
+                url=url,
+                agent=CODEX.agent,
+                session=CODEX.session,
+                source=io.BytesIO(new),
+                size=len(new),
+                links=[searchindex.Link(key, "b" * 40, 1, len(lines))],
+                source_id="copy-2",
+            )
+            rows = "SELECT t.line, t.kind, f.text FROM turns t JOIN turns_fts f ON f.rowid = t.id ORDER BY t.line"
+            assert conn.execute(rows).fetchall() == expected.execute(rows).fetchall()
+        assert conn.execute("SELECT COUNT(*) FROM turns_fts WHERE turns_fts MATCH ?", (f'"{acme}"',)).fetchone() == (0,)
+        hits = searchindex.query(conn, word, repos=[key], limit=10, offset=0)
+        assert [hit.line for hit in hits] == [18]
+
+
+def test_an_index_made_before_docs_had_offset_and_source_is_read_again_from_line_1(env: Env) -> None:
+    """An index file written before `docs.offset`/`docs.source` existed gets the columns, and its
+    sessions are indexed anew from line 1 (their rows name no offset to resume at)."""
+    import io
+    import sqlite3
+
+    from tracekeeperd import searchindex
+
+    path = env.root / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE docs (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE, agent TEXT NOT NULL,"
+        " session TEXT NOT NULL, lines INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO docs (url, agent, session, lines) VALUES ('u', 'codex', 's', 12);"
+    )
+    old.commit()
+    old.close()
+    data = (FIXTURES / CODEX.relpath).read_bytes()
+    with searchindex.connection(path) as conn:
+        assert conn is not None
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
+        assert {"offset", "source"} <= columns
+        searchindex.index_session(
+            conn,
+            url="u",
+            agent=CODEX.agent,
+            session="s",
+            source=io.BytesIO(data),
+            size=len(data),
+            links=[searchindex.Link("/repo", "a" * 40, 1, _lines(CODEX))],
+            source_id="copy",
+        )
+        lines = [row[0] for row in conn.execute("SELECT line FROM turns ORDER BY line")]
+        assert lines[0] == 6 and lines[-1] == 24  # from the first prompt, not from line 13
+        assert conn.execute("SELECT lines, offset, source FROM docs").fetchall() == [(25, len(data), "copy")]

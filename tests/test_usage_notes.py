@@ -273,3 +273,29 @@ def test_a_link_noted_before_and_after_usage_existed_reads_as_one_link_with_usag
     # Another slice of the same session (a later commit's range) stays its own link.
     later = TraceLink(**{**BASE.__dict__, "first_line": 13, "last_line": 20})
     assert notes.parse("\n".join([*BASE.lines(), *later.lines()])) == [BASE, later]
+
+
+def test_a_model_name_is_redacted_before_it_reaches_the_note(tmp_path: Path) -> None:
+    """Usage is read from the raw snapshot (ids must not be rewritten), but the note is pushed with
+    the commit: a model name is transcript text like any other, and a secret in it (a token pasted
+    into a model setting, a hostile transcript) must be redacted as in the uploaded copy."""
+    from tracekeeperd.protocol import JobState
+    from tracekeeperd.queue import Job
+    from tracekeeperd.redact import Redactor
+
+    secret = "ghp_" + "Q7x9Lm2Vb8Nc4Zr6Tw1Ky3Hp5Jd0Fs8Ga2Eu"
+    snapshot = tmp_path / "claude-edit.jsonl"
+    data = (FIXTURES / CLAUDE_EDIT).read_bytes().replace(b'"model":"claude-opus-4-8"', f'"model":"{secret}"'.encode())
+    assert secret.encode() in data
+    snapshot.write_bytes(data)
+    job = Job(
+        id=1, repo_key="r", repo_display="r", git_dir=str(tmp_path), work_tree=None, commit_sha="a" * 40,
+        agent="claude", session_id=CLAUDE_EDIT_ID, transcript=str(snapshot), snapshot=str(snapshot),
+        bytes=len(data), first_line=1, last_line=data.count(b"\n"), sha256=None, remote_path=None,
+        state=JobState.UPLOADING, attempts=0, next_attempt_at=None, last_error=None, url=None,
+        created_at=0.0, updated_at=0.0,
+    )  # fmt: skip
+    usage = tokens.job_usage(job, Redactor())
+    assert usage is not None and usage.total() == CLAUDE_EDIT_USAGE.total()
+    assert secret not in json.dumps(usage.to_json())
+    assert list(usage.by_model()) == ["[REDACTED:github-pat]"]

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 #: Running hash states kept per snapshot (a few hundred bytes each), newest last.
 LIVE_ENTRIES = 64
-_RECORD_VERSION = 1
+_RECORD_VERSION = 2  # 2: `ident`
 #: Suffixes of a copy's files: no MIME type is guessed from them, so an upload's content type
 #: comes from its remote path as it did when bytes were uploaded (huggingface_hub `_buckets.py`,
 #: `_BucketAddFile.__post_init__`: the source path first, then the destination).
@@ -71,6 +72,10 @@ class _Copy:
     out_hash: _Hash
     resume: Resume
     findings_bytes: int
+    ident: str
+    """Names this copy's bytes: new whenever the copy is started again from byte 0, kept while it
+    only grows (across restarts too), so a reader resuming at an offset (the search index) can
+    tell whether the offset is still in the same bytes."""
 
     def record(self) -> dict[str, Any]:
         return {
@@ -84,6 +89,7 @@ class _Copy:
             "lines": self.resume.lines,
             "in_pem": self.resume.in_pem,
             "findings_bytes": self.findings_bytes,
+            "ident": self.ident,
         }
 
 
@@ -97,6 +103,8 @@ class View:
     findings: Path
     prefixes: dict[int, tuple[int, str]]
     """Per line count asked for: (length, sha256) of the redacted prefix made of those lines."""
+    ident: str
+    """The copy's `_Copy.ident`: the same for every view of a copy that has only grown."""
 
     def prefix(self, lines: int) -> tuple[int, str]:
         """(length, sha256) of the redacted prefix made of the first `lines` lines."""
@@ -164,7 +172,7 @@ class RedactedCopies:
         if copy is not None and copy.raw_bytes > raw_bytes:
             self._keep(snapshot, copy)
             prefixes = _scan(redacted, wanted)
-            return View(redacted, prefixes[raw_lines][0] if raw_lines else 0, findings, prefixes)
+            return View(redacted, prefixes[raw_lines][0] if raw_lines else 0, findings, prefixes, copy.ident)
         if (
             copy is not None
             and copy.raw_bytes
@@ -184,7 +192,7 @@ class RedactedCopies:
         older = [n for n in wanted if n <= before]
         if older:
             prefixes.update(_scan(redacted, older))
-        return View(redacted, copy.out_bytes, findings, prefixes)
+        return View(redacted, copy.out_bytes, findings, prefixes, copy.ident)
 
     # --- the copy's state ---------------------------------------------------------------
 
@@ -223,6 +231,7 @@ class RedactedCopies:
                 return None
             raw_bytes, out_bytes = int(record["raw_bytes"]), int(record["out_bytes"])
             findings_bytes = int(record["findings_bytes"])
+            ident = str(record["ident"])
             if findings.stat().st_size < findings_bytes:
                 return None
             raw_hash = _hash_file(snapshot, raw_bytes)
@@ -236,7 +245,7 @@ class RedactedCopies:
             resume = Resume(lines=int(record["lines"]), in_pem=bool(record["in_pem"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return _Copy(str(snapshot), ruleset, raw_bytes, raw_hash, out_bytes, out_hash, resume, findings_bytes)
+        return _Copy(str(snapshot), ruleset, raw_bytes, raw_hash, out_bytes, out_hash, resume, findings_bytes, ident)
 
     def _verified(self, snapshot: Path, copy: _Copy) -> _Copy | None:
         raw_hash = _hash_file(snapshot, copy.raw_bytes)
@@ -248,9 +257,13 @@ class RedactedCopies:
         redacted, findings, state, _ = copy_files(self.root, snapshot)
         state.unlink(missing_ok=True)  # the record goes first: a crash now leaves no stale claim
         for path in (redacted, findings):
+            # New files, not the old ones cut to 0: a reader that still holds the old copy open (the
+            # search index's thread) goes on reading the bytes it was handed.
+            path.unlink(missing_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             os.close(fd)
-        return _Copy(str(snapshot), ruleset, 0, hashlib.sha256(), 0, hashlib.sha256(), Resume(), 0)
+        ident = secrets.token_hex(8)
+        return _Copy(str(snapshot), ruleset, 0, hashlib.sha256(), 0, hashlib.sha256(), Resume(), 0, ident)
 
     # --- the work -----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from .agents import TranscriptFormat
+    from .agents.reading import LineReader
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ CREATE TABLE IF NOT EXISTS docs (
     session TEXT NOT NULL,
     lines INTEGER NOT NULL DEFAULT 0,
     -- where line `lines + 1` starts in the redacted object: indexing resumes there
-    offset INTEGER NOT NULL DEFAULT 0
+    offset INTEGER NOT NULL DEFAULT 0,
+    -- which bytes `offset` is in (the daemon's redacted copy, `outgoing.View.ident`); NULL: unknown
+    source TEXT
 );
 CREATE INDEX IF NOT EXISTS docs_by_session ON docs (agent, session);
 CREATE TABLE IF NOT EXISTS links (
@@ -80,6 +83,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5(
     text, name, tokenize = 'porter unicode61 remove_diacritics 2'
 );
 """
+#: Columns of `docs` added after the first release of the index, with their declarations. A row
+#: that predates them has no `source`, so it is indexed anew from its first line.
+_ADDED_COLUMNS = {"offset": "INTEGER NOT NULL DEFAULT 0", "source": "TEXT"}
 
 
 class QuerySyntaxError(ValueError):
@@ -128,6 +134,10 @@ def open_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection | No
     # Deleted rows (a forgotten session) are overwritten on disk, not left in free pages.
     conn.execute("PRAGMA secure_delete = ON")
     conn.executescript(_SCHEMA)
+    have = {str(r[1]) for r in conn.execute("PRAGMA table_info(docs)")}
+    for column, declaration in _ADDED_COLUMNS.items():  # an index made before they existed
+        if column not in have:
+            conn.execute(f"ALTER TABLE docs ADD COLUMN {column} {declaration}")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
     conn.commit()
     return conn
@@ -141,18 +151,12 @@ def clean(text: str) -> str:
 # --- reading a session ---------------------------------------------------------------------------
 
 
-def _format(agent: str, session: str, head: Sequence[bytes]) -> TranscriptFormat | None:
-    """As `show.Trail.conversation` reads a trail: by content, else as its agent's format."""
-    from .agents import DETECT_LINES, detect, get_format
-
-    return detect(Path(f"{agent}-{session}.jsonl"), head[:DETECT_LINES]) or get_format(agent)
-
-
 def _head(source: BinaryIO, size: int) -> list[bytes]:
     """The first complete lines of a session, without reading all of it."""
     from .agents import DETECT_LINES
+    from .agents.reading import LineReader
 
-    reader = _Lines(source, 0, size, 1)
+    reader = LineReader(source, 0, size)
     head: list[bytes] = []
     while len(head) < DETECT_LINES and (item := reader.next()) is not None:
         head.append(item[1])
@@ -189,6 +193,7 @@ def index_session(
     source: BinaryIO,
     size: int,
     links: Sequence[Link],
+    source_id: str | None = None,
 ) -> int:
     """Record ``links`` and index the session's turns up to the end of its last linked slice.
 
@@ -196,13 +201,20 @@ def index_session(
     in its first ``size`` bytes: the daemon's redacted copy on disk, or a clone's download. It is
     read from where the previous call stopped (``docs.offset``), in pieces, so a long session
     costs only its new lines and memory does not grow with it. Returns how many turns were added.
+
+    ``source_id`` names those bytes: a caller passes the same one only while ``source`` grows by
+    appending (the daemon: its redacted copy's `outgoing.View.ident`). Any other source (None, or
+    a copy redacted anew under the same URL: new rules, a new snapshot) is read from its first
+    line, and the session's old turns are dropped first: the offset would fall elsewhere in the new
+    bytes, and under new rules some old text is now a secret.
     """
     # The transcript formats load only where sessions are indexed, not for a search.
-    from .agents import DETECT_LINES, detect
+    from .agents import DETECT_LINES, detect, format_for
     from .agents.gemini import legacy_json_lines
+    from .agents.reading import LineReader
 
     with conn:
-        row = conn.execute("SELECT id, lines, offset FROM docs WHERE url = ?", (url,)).fetchone()
+        row = conn.execute("SELECT id, lines, offset, source FROM docs WHERE url = ?", (url,)).fetchone()
         if row is None:
             doc = int(
                 conn.execute("INSERT INTO docs (url, agent, session) VALUES (?, ?, ?)", (url, agent, session)).lastrowid
@@ -211,6 +223,10 @@ def index_session(
             done, offset = 0, 0
         else:
             doc, done, offset = int(row[0]), int(row[1]), int(row[2])
+            if done and (source_id is None or row[3] != source_id):
+                _delete_turns(conn, doc)
+                done, offset = 0, 0
+                conn.execute("UPDATE docs SET lines = 0, offset = 0, source = NULL WHERE id = ?", (doc,))
         for link in links:
             conn.execute(
                 "INSERT OR REPLACE INTO links (repo_id, doc_id, commit_sha, first_line, last_line)"
@@ -228,7 +244,7 @@ def index_session(
         added = 0
         source.seek(0)
         head = _head(source, size)
-        fmt = _format(agent, session, head)
+        fmt = format_for(agent, session, head)
         if fmt is None:
             return 0
         source.seek(0)
@@ -239,21 +255,21 @@ def index_session(
             # One document, read whole: snapshot.py takes it whole too.
             source.seek(0)
             messages = legacy_json_lines(source.read(size))
-            fmt = _format(agent, session, messages)
+            fmt = format_for(agent, session, messages)
             assert fmt is not None
             numbered = list(enumerate(messages, start=1))
             for start, end in _chunks(done, ends, len(numbered)):
                 added += _insert(conn, doc, _turn_rows(fmt, numbered[start - 1 : end]))
                 done = end
         else:
-            lines = _lines_from(source, offset, size, done + 1)
+            lines = LineReader(source, offset, size, done + 1)
             for _, end in _chunks(done, ends, None):
                 for piece in _pieces(lines, end):
                     added += _insert(conn, doc, _turn_rows(fmt, piece))
                     done, offset = piece[-1][0], lines.offset
                 if done < end:  # the data ends before this slice does
                     break
-        conn.execute("UPDATE docs SET lines = ?, offset = ? WHERE id = ?", (done, offset, doc))
+        conn.execute("UPDATE docs SET lines = ?, offset = ?, source = ? WHERE id = ?", (done, offset, source_id, doc))
         return added
 
 
@@ -261,41 +277,9 @@ def index_session(
 #: end), so indexing a huge first slice holds one piece, not the slice. The cut falls at the same
 #: place for the daemon and for a clone's reindex (both start at the same slice ends).
 PIECE_BYTES = 8 * 1024 * 1024
-_READ = 1024 * 1024
 
 
-class _Lines:
-    """The complete lines of ``source`` from byte ``offset`` up to ``size``, numbered from
-    ``number``; ``offset`` is always where the next unread line starts."""
-
-    def __init__(self, source: BinaryIO, offset: int, size: int, number: int) -> None:
-        self.source, self.offset, self.size, self.number = source, offset, size, number
-        self._buffer = b""
-        self._read_to = offset
-        source.seek(offset)
-
-    def next(self) -> tuple[int, bytes] | None:
-        while True:
-            cut = self._buffer.find(b"\n")
-            if cut >= 0:
-                line, self._buffer = self._buffer[:cut], self._buffer[cut + 1 :]
-                self.offset += cut + 1
-                self.number += 1
-                return self.number - 1, line.removesuffix(b"\r")
-            if self._read_to >= self.size:
-                return None  # only an incomplete line (or nothing) is left
-            chunk = self.source.read(min(_READ, self.size - self._read_to))
-            if not chunk:
-                return None
-            self._read_to += len(chunk)
-            self._buffer += chunk
-
-
-def _lines_from(source: BinaryIO, offset: int, size: int, number: int) -> _Lines:
-    return _Lines(source, offset, size, number)
-
-
-def _pieces(lines: _Lines, end: int) -> Iterator[list[tuple[int, bytes]]]:
+def _pieces(lines: LineReader, end: int) -> Iterator[list[tuple[int, bytes]]]:
     """Lines up to number ``end``, in pieces of about PIECE_BYTES."""
     piece: list[tuple[int, bytes]] = []
     held = 0
@@ -343,10 +327,14 @@ def copy_links(conn: sqlite3.Connection, common_dir: str, source: str, target: s
         return cur.rowcount
 
 
+def _delete_turns(conn: sqlite3.Connection, doc: int) -> None:
+    conn.execute("DELETE FROM turns_fts WHERE rowid IN (SELECT id FROM turns WHERE doc_id = ?)", (doc,))
+    conn.execute("DELETE FROM turns WHERE doc_id = ?", (doc,))
+
+
 def _delete_docs(conn: sqlite3.Connection, docs: Sequence[int]) -> None:
     for doc in docs:
-        conn.execute("DELETE FROM turns_fts WHERE rowid IN (SELECT id FROM turns WHERE doc_id = ?)", (doc,))
-        conn.execute("DELETE FROM turns WHERE doc_id = ?", (doc,))
+        _delete_turns(conn, doc)
         conn.execute("DELETE FROM links WHERE doc_id = ?", (doc,))
         conn.execute("DELETE FROM docs WHERE id = ?", (doc,))
 
@@ -518,16 +506,24 @@ class Indexer:
         source: BinaryIO,
         size: int,
         links: Sequence[tuple[str, str, int, int]],
+        source_id: str,
     ) -> None:
-        """Index the first ``size`` bytes of ``source`` (redacted; only ever appended to) for
-        ``links``: (git dir, commit, first line, last line) each. Takes ``source`` over: it is
-        closed once read."""
+        """Index the first ``size`` bytes of ``source`` (redacted; only ever appended to while
+        ``source_id`` is the same) for ``links``: (git dir, commit, first line, last line) each.
+        Takes ``source`` over: it is closed once read."""
 
         def work() -> None:
             with source:
                 rows = [Link(self._repo(git_dir), commit, first, last) for git_dir, commit, first, last in links]
                 added = index_session(
-                    self._db(), url=url, agent=agent, session=session, source=source, size=size, links=rows
+                    self._db(),
+                    url=url,
+                    agent=agent,
+                    session=session,
+                    source=source,
+                    size=size,
+                    links=rows,
+                    source_id=source_id,
                 )
             log.debug("search index: %d turn(s) of %s/%s", added, agent, session)
 

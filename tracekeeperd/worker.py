@@ -421,7 +421,7 @@ class Worker:
             bytes=length,
             sha256=digest,
             redacted={"counts": counts, "ruleset": self.redactor.ruleset_id},
-            usage=tokens.job_usage(job),  # streamed from the snapshot; None (unknown) is left out
+            usage=tokens.job_usage(job, self.redactor),  # streamed from the snapshot; None (unknown) is left out
         )
 
     def _note_all(self, batch: list[tuple[Job, tuple[int, str, dict[str, int]]]]) -> None:
@@ -502,6 +502,7 @@ class Worker:
                 source=source,
                 size=view.size,
                 links=[(j.git_dir, j.commit_sha, link.first_line, link.last_line) for j, link in items],
+                source_id=view.ident,
             )
 
     def _store_renewed(self) -> bool:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from tracekeeperd.agents import Turn
     from tracekeeperd.paths import Paths
 
+    from .search import SearchHit
     from .show import Trail
     from .trail import Entry
     from .why import SessionWhy, Why
@@ -260,11 +261,18 @@ def log_blocks(entries: Sequence["Entry"]) -> list[str]:
 # --- search --------------------------------------------------------------------------------------
 
 
-def search_blocks(hits: Sequence[Any], offset: int) -> list[str]:
-    """`hits` are search.SearchHit: (commit, agent, session, turn, snippet, url)."""
+def _marked(snippet: str) -> str:
+    """The snippet with its matches between « and »: the index's marks are private-use
+    characters, invisible to a reader (`search.parts` splits on them)."""
+    from .search import parts
+
+    return "".join(f"«{text}»" if match else text for text, match in parts(snippet))
+
+
+def search_blocks(hits: "Sequence[SearchHit]", offset: int) -> list[str]:
     return [
-        f"{offset + index}. commit {str(hit.commit)[:12]} · {one_line(hit.agent)} session {one_line(hit.session)}"
-        f" · turn {int(hit.turn)}\n{quote(hit.snippet, TURN_CHARS)}\n  trace: {one_line(hit.url)}"
+        f"{offset + index}. commit {hit.commit[:12]} · {one_line(hit.agent)} session {one_line(hit.session)}"
+        f" · turn {hit.turn}\n{quote(_marked(hit.snippet), TURN_CHARS)}\n  trace: {one_line(hit.url)}"
         for index, hit in enumerate(hits, start=1)
     ]
 

@@ -50,6 +50,17 @@ def detect(path: Path, first_lines: Sequence[bytes]) -> TranscriptFormat | None:
     return next((fmt for fmt in FORMATS if fmt.matches(path, first_lines)), None)
 
 
+def format_for(
+    agent: str, session_id: str, first_lines: Sequence[bytes], suffix: str = ".jsonl"
+) -> TranscriptFormat | None:
+    """A stored session's format: by its first lines, else by the agent its note or job names.
+
+    For readers of a session under a name of tracekeeper's own (a snapshot, a redacted copy, a
+    download), where the agent's file name is gone and only content and agent name are left.
+    """
+    return detect(Path(f"{agent}-{session_id}{suffix}"), first_lines[:DETECT_LINES]) or get_format(agent)
+
+
 __all__ = [
     "DETECT_LINES",
     "FORMATS",
@@ -62,6 +73,7 @@ __all__ = [
     "agent_from_path",
     "cursor_project_slug",
     "detect",
+    "format_for",
     "gemini_project_hash",
     "get_format",
     "read_lines",
