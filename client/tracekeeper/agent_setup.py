@@ -281,17 +281,26 @@ def write(loaded: Loaded, doc: dict[str, Any]) -> Written:
     written whole and the result says the comments were lost (the backup has them)."""
     from . import jsonc
 
-    path = loaded.path
-    written = Written(backup(path) if loaded.exists else None)
     text = loaded.style.dump(doc)
+    comments = None
     if loaded.commented is not None:
         try:
             edited = jsonc.edit(loaded.commented, loaded.doc, doc, loaded.style.indent, loaded.style.separators)
-            text, written.comments = edited.text, ("lost" if edited.lost_comments else "kept")
+            text, comments = edited.text, ("lost" if edited.lost_comments else "kept")
         except (ValueError, json.JSONDecodeError):
-            written.comments = "lost"
+            comments = "lost"
+    return Written(replace_text(loaded.path, text, loaded.exists), comments)
+
+
+def replace_text(path: Path, text: str, existed: bool, new_mode: int = 0o644) -> Path | None:
+    """Back up (if the file existed), then replace it atomically keeping its mode; returns the backup.
+
+    One writer for every agent config we change (hooks here, MCP entries in mcp_setup.py), so they
+    are all backed up and replaced the same way; `new_mode` is for a file that did not exist (the
+    MCP configs may hold tokens, so mcp_setup.py asks for 0600)."""
+    saved = backup(path) if existed else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if loaded.exists else 0o644
+    mode = path.stat().st_mode & 0o7777 if existed else new_mode
     tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -299,7 +308,7 @@ def write(loaded: Loaded, doc: dict[str, Any]) -> Written:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return written
+    return saved
 
 
 # --- merging our entries ----------------------------------------------------------------------

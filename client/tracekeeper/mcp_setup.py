@@ -32,8 +32,9 @@ JSON files are edited in place (jsonc.edit), so the user's formatting outside ou
 it was; Codex's TOML is edited as text (our table appended, or cut out) and the result is parsed
 again and compared with what was meant before anything is written.
 
-This module imports nothing of agent_setup.py (whose click command calls it): the agents'
-directory variables are the same ones agent_setup.py and tracekeeperd/agents/roots.py read.
+The agents' directories, the backup naming and the atomic replace are agent_setup.py's own (one
+piece of code for hook and MCP configs alike); its directory variables are the ones
+tracekeeperd/agents/roots.py reads.
 """
 
 from __future__ import annotations
@@ -43,14 +44,13 @@ import json
 import os
 import re
 import shlex
-import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import jsonc
+from .agent_setup import _env_dir, _gemini_home, has_backup, replace_text
 from .errors import ClientError
 
 #: The name of our entry in every agent's config.
@@ -103,23 +103,12 @@ class McpAgent:
     toml: bool = False
 
 
-def _home() -> Path:
-    return Path(os.path.expanduser("~"))
-
-
-def _env_dir(variable: str, default: str) -> Path:
-    value = os.environ.get(variable)
-    return Path(value).expanduser() if value else _home() / default
-
-
 def _claude_config() -> Path:
     return _env_dir("CLAUDE_CONFIG_DIR", "") / ".claude.json"
 
 
 def _gemini_settings() -> Path:
-    # $GEMINI_CLI_HOME taken as it is (gemini-cli packages/core/src/utils/paths.ts homedir()).
-    configured = os.environ.get("GEMINI_CLI_HOME")
-    return (Path(configured) if configured else _home()) / ".gemini" / "settings.json"
+    return _gemini_home() / "settings.json"
 
 
 def _claude_entry(exe: str) -> dict[str, Any]:
@@ -159,8 +148,6 @@ TARGETS: dict[str, McpAgent] = {
 
 # --- files: read, back up, replace -----------------------------------------------------------------
 
-BACKUP_SUFFIX = ".tracekeeper-backup-"  # as agent_setup.py names them
-
 
 def _read(path: Path) -> tuple[Path, str | None]:
     """The real file (a symlinked dotfile is written through) and its text; None if missing."""
@@ -175,34 +162,18 @@ def _read(path: Path) -> tuple[Path, str | None]:
         ) from None
 
 
-def _backup(path: Path) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}-{n}")
-        n += 1
-    shutil.copy2(path, target)
-    return target
-
-
-def _has_backup(path: Path) -> bool:
-    return path.parent.is_dir() and any(path.parent.glob(f"{path.name}{BACKUP_SUFFIX}*"))
-
-
 def _write_text(path: Path, text: str, existed: bool) -> Path | None:
-    """Back up (if it existed), then replace atomically keeping the file's mode."""
-    saved = _backup(path) if existed else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if existed else 0o600  # these files may hold tokens
-    tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return saved
+    return replace_text(path, text, existed, new_mode=0o600)  # these files may hold tokens
+
+
+def _write_removal(real: Path, path: Path, emptied: bool, text: Callable[[], str]) -> str:
+    """Write the config without our entry; a file left empty that we created (no backup of it
+    exists) is removed instead, so uninstall leaves none behind."""
+    if emptied and not has_backup(real):
+        real.unlink()
+        return f"removed {path} (it held only tracekeeper's entry)"
+    saved = _write_text(real, text(), True)
+    return f"removed from {path} (backup: {saved})"
 
 
 # --- JSON (Claude Code, Gemini CLI, Cursor) -------------------------------------------------------
@@ -264,11 +235,7 @@ def _json_uninstall(target: McpAgent, path: Path) -> str:
     del new["mcpServers"][NAME]
     if not new["mcpServers"]:
         del new["mcpServers"]  # it held only ours
-    if not new and not _has_backup(real):
-        real.unlink()  # we created the file: leave none behind
-        return f"removed {path} (it held only tracekeeper's entry)"
-    saved = _write_text(real, _json_text(text, doc, new), True)
-    return f"removed from {path} (backup: {saved})"
+    return _write_removal(real, path, not new, lambda: _json_text(text, doc, new))
 
 
 # --- TOML (Codex) -----------------------------------------------------------------------------------
@@ -394,11 +361,7 @@ def _toml_uninstall(target: McpAgent, path: Path) -> str:
     if end == len(lines) and start > 0 and not lines[start - 1].strip():
         start -= 1  # the blank line install put before it
     new_text = "".join(lines[:start]) + "".join(lines[end:])
-    if not new_text.strip() and not _has_backup(real):
-        real.unlink()
-        return f"removed {path} (it held only tracekeeper's entry)"
-    saved = _write_text(real, _checked(new_text, expected, path), True)
-    return f"removed from {path} (backup: {saved})"
+    return _write_removal(real, path, not new_text.strip(), lambda: _checked(new_text, expected, path))
 
 
 # --- per agent ------------------------------------------------------------------------------------
