@@ -19,12 +19,12 @@ session's time span, and unknown record types produce no turns.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from .base import Edit, SessionMeta, TranscriptFormat, Turn, TurnKind
-from .edits import Converter, from_turns, notebook_edit, replace_tool, write_tool
+from .base import SessionMeta, TranscriptFormat, Turn, TurnKind
+from .edits import Converter, edit_reader, notebook_edit, replace_tool, write_tool
 from .paths import is_uuid_like, session_id_from_path, transcript_stem
 from .records import (
     Record,
@@ -35,7 +35,7 @@ from .records import (
     numbered_records,
     parse_record,
     parse_timestamp,
-    sniff,
+    sniffer,
     to_text,
     tool_call,
     tool_result,
@@ -56,9 +56,8 @@ def _looks_like(record: Record) -> bool:
     return any(key in record for key in _ID_KEYS)
 
 
-def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
-    """Claude records have a ``type`` plus ``sessionId``/``uuid``/``leafUuid``/``messageId``."""
-    return sniff(NAME, path, first_lines, _looks_like)
+#: Claude records have a ``type`` plus ``sessionId``/``uuid``/``leafUuid``/``messageId``.
+matches = sniffer(NAME, _looks_like)
 
 
 def line_timestamp(line: bytes) -> datetime | None:
@@ -213,9 +212,8 @@ EDIT_TOOLS: dict[str, Converter] = {
 }
 
 
-def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
-    """The session's Edit / MultiEdit / Write / NotebookEdit calls, with the prompts that led to them."""
-    return from_turns(turns(lines), EDIT_TOOLS)
+#: The session's Edit / MultiEdit / Write / NotebookEdit calls, with the prompts that led to them.
+edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # --- Token usage (agents/usage.py) --------------------------------------------------------------

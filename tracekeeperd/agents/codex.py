@@ -14,12 +14,12 @@ Mid-2025 builds wrote the payloads bare (no wrapper) after a header line
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from .base import Edit, SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, apply_patch, from_turns, shell_apply_patch
+from .base import SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, apply_patch, edit_reader, shell_apply_patch
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -31,7 +31,7 @@ from .records import (
     numbered_records,
     parse_timestamp,
     records_in,
-    sniff,
+    sniffer,
     to_text,
     tool_call,
     tool_result,
@@ -63,9 +63,8 @@ def _looks_like(record: Record) -> bool:
     return kind is None and get_str(record, "id") is not None and "instructions" in record
 
 
-def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
-    """A rollout has ``type``/``payload`` records (or the legacy header)."""
-    return sniff(NAME, path, first_lines, _looks_like)
+#: A rollout has ``type``/``payload`` records (or the legacy header).
+matches = sniffer(NAME, _looks_like)
 
 
 def _unwrap(record: Record) -> tuple[str, Record, bool] | None:
@@ -232,9 +231,8 @@ EDIT_TOOLS: dict[str, Converter] = {
 }
 
 
-def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
-    """The session's apply_patch calls (as a tool or a shell heredoc), with the prompts that led to them."""
-    return from_turns(turns(lines), EDIT_TOOLS)
+#: The session's apply_patch calls (as a tool or a shell heredoc), with the prompts that led to them.
+edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # --- Token usage (agents/usage.py) --------------------------------------------------------------

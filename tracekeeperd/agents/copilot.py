@@ -20,12 +20,12 @@ this format, without a real fixture: ``toolRequests`` entries are read as
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from .base import Edit, SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, from_turns, replace_tool, write_tool
+from .base import SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, edit_reader, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -37,7 +37,7 @@ from .records import (
     numbered_records,
     parse_timestamp,
     records_in,
-    sniff,
+    sniffer,
     to_text,
     tool_call,
     tool_result,
@@ -53,9 +53,8 @@ def _looks_like(record: Record) -> bool:
     return kind is not None and "." in kind and get_record(record, "data") is not None
 
 
-def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
-    """Dotted event types (``session.start``, ``user.message``) with a ``data`` object."""
-    return sniff(NAME, path, first_lines, _looks_like)
+#: Dotted event types (``session.start``, ``user.message``) with a ``data`` object.
+matches = sniffer(NAME, _looks_like)
 
 
 def line_timestamp(line: bytes) -> datetime | None:
@@ -151,13 +150,11 @@ EDIT_TOOLS: dict[str, Converter] = {
 }
 
 
-def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
-    """The session's edit / create calls, with the prompts that led to them.
-
-    The tool and argument names are the real CLI's (see agents/edits.py); how events.jsonl
-    records the calls is as unverified as the rest of this format (see the docstring above).
-    """
-    return from_turns(turns(lines), EDIT_TOOLS)
+#: The session's edit / create calls, with the prompts that led to them.
+#:
+#: The tool and argument names are the real CLI's (see agents/edits.py); how events.jsonl
+#: records the calls is as unverified as the rest of this format (see the docstring above).
+edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # No usage reader: github/copilot-sdk @ cc0438d6 nodejs/src/generated/session-events.ts says

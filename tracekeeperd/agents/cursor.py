@@ -20,12 +20,12 @@ Written from entireio/cli's ``agent/cursor/AGENT.md`` without a real fixture.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from .base import Edit, SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, from_turns, replace_tool, write_tool
+from .base import SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, edit_reader, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -35,7 +35,7 @@ from .records import (
     numbered_records,
     parse_record,
     parse_timestamp,
-    sniff,
+    sniffer,
     to_text,
     tool_call,
     tool_result,
@@ -55,9 +55,8 @@ def _looks_like(record: Record) -> bool:
     )
 
 
-def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
-    """Bare ``{role, message}`` records with no ``type``, ids or timestamps."""
-    return sniff(NAME, path, first_lines, _looks_like)
+#: Bare ``{role, message}`` records with no ``type``, ids or timestamps.
+matches = sniffer(NAME, _looks_like)
 
 
 def _split_prompt(text: str) -> tuple[str, datetime | None]:
@@ -150,9 +149,8 @@ EDIT_TOOLS: dict[str, Converter] = {
 }
 
 
-def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
-    """The session's StrReplace / Write calls, with the prompts that led to them."""
-    return from_turns(turns(lines), EDIT_TOOLS)
+#: The session's StrReplace / Write calls, with the prompts that led to them.
+edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # No usage reader: Cursor's transcript lines are bare ``{role, message}`` (docs/agents.md §4) with

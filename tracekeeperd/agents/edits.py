@@ -111,6 +111,18 @@ def from_turns(turns: Iterable[Turn], tools: Mapping[str, Converter]) -> Iterato
             )
 
 
+def edit_reader(
+    turns: Callable[[Iterable[tuple[int, bytes]]], Iterator[Turn]], tools: Mapping[str, Converter]
+) -> Callable[[Iterable[tuple[int, bytes]]], Iterator[Edit]]:
+    """A format's ``edits``: its turns read through ``from_turns`` with its own edit tools, the one
+    body every format's edit reader shares."""
+
+    def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+        return from_turns(turns(lines), tools)
+
+    return edits
+
+
 def _explanation(steps: Sequence[Turn], index: int, prompt_at: int) -> str:
     for turn in reversed(steps[prompt_at + 1 : index]):
         if turn.kind == "assistant":

@@ -24,13 +24,13 @@ to be matched with ``gemini_project_hash(candidate_root)``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .base import Edit, SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, from_turns, replace_tool, write_tool
+from .base import SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, edit_reader, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -40,7 +40,7 @@ from .records import (
     get_str,
     parse_record,
     parse_timestamp,
-    sniff,
+    sniffer,
     to_text,
     unreadable_turn,
 )
@@ -67,9 +67,8 @@ def _looks_like(record: Record) -> bool:
     )
 
 
-def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
-    """Metadata (sessionId + projectHash), ``$set``/``$rewindTo`` or Gemini message records."""
-    return sniff(NAME, path, first_lines, _looks_like)
+#: Metadata (sessionId + projectHash), ``$set``/``$rewindTo`` or Gemini message records.
+matches = sniffer(NAME, _looks_like)
 
 
 def legacy_json_lines(data: bytes) -> list[bytes]:
@@ -277,9 +276,8 @@ EDIT_TOOLS: dict[str, Converter] = {
 }
 
 
-def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
-    """The session's replace / write_file calls, with the prompts that led to them."""
-    return from_turns(turns(lines), EDIT_TOOLS)
+#: The session's replace / write_file calls, with the prompts that led to them.
+edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # --- Token usage (agents/usage.py) --------------------------------------------------------------

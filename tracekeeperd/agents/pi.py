@@ -12,12 +12,12 @@ Messages (``type: "message"``) hold an AI-library message: ``user``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from .base import Edit, SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, from_turns, replace_tool, write_tool
+from .base import SessionMeta, TranscriptFormat, Turn
+from .edits import Converter, edit_reader, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -28,7 +28,7 @@ from .records import (
     numbered_records,
     parse_timestamp,
     records_in,
-    sniff,
+    sniffer,
     to_text,
 )
 from .usage import Charge, CountKeys, first_sighting, model_name, usage_records
@@ -57,9 +57,8 @@ def _looks_like(record: Record) -> bool:
     return kind in _ENTRY_TYPES and "parentId" in record and "id" in record
 
 
-def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
-    """A ``session`` header with cwd, or id/parentId entries of pi's types."""
-    return sniff(NAME, path, first_lines, _looks_like)
+#: A ``session`` header with cwd, or id/parentId entries of pi's types.
+matches = sniffer(NAME, _looks_like)
 
 
 def line_timestamp(line: bytes) -> datetime | None:
@@ -169,9 +168,8 @@ EDIT_TOOLS: dict[str, Converter] = {
 }
 
 
-def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
-    """The session's edit / write calls, with the prompts that led to them."""
-    return from_turns(turns(lines), EDIT_TOOLS)
+#: The session's edit / write calls, with the prompts that led to them.
+edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # --- Token usage (agents/usage.py) --------------------------------------------------------------

@@ -184,3 +184,13 @@ def sniff(agent: str, path: Path, first_lines: Sequence[bytes], looks_like: Call
     if records:
         return any(looks_like(record) for record in records)
     return agent_from_path(path) == agent
+
+
+def sniffer(agent: str, looks_like: Callable[[Record], bool]) -> Callable[[Path, Sequence[bytes]], bool]:
+    """A format's ``matches``: ``sniff`` bound to its agent and its record test, so every format
+    decides content first, path second by the same code."""
+
+    def matches(path: Path, first_lines: Sequence[bytes]) -> bool:
+        return sniff(agent, path, first_lines, looks_like)
+
+    return matches
