@@ -39,22 +39,12 @@ from .transcripts import (
     GEMINI_JSONL,
     GEMINI_LEGACY,
     PI,
+    SESSIONS,
     load,
 )
 
-JSONL_FIXTURES = [
-    CODEX_EXEC,
-    CODEX_SHORT,
-    CODEX_TOOLS,
-    CLAUDE_SDK,
-    CLAUDE_SPOTTER,
-    CLAUDE_EDIT,
-    GEMINI_JSONL,
-    PI,
-    CURSOR,
-    COPILOT,
-]
-ALL_FIXTURES = [*JSONL_FIXTURES, GEMINI_LEGACY]
+JSONL_FIXTURES = [relpath for relpath in SESSIONS if relpath != GEMINI_LEGACY]
+ALL_FIXTURES = list(SESSIONS)
 
 
 def utc(text: str) -> datetime:

@@ -39,20 +39,12 @@ from .transcripts import (
     GEMINI_JSONL,
     GEMINI_LEGACY,
     PI,
+    SESSIONS,
     load,
 )
 
-WITH_USAGE = [
-    CODEX_EXEC,
-    CODEX_SHORT,
-    CODEX_TOOLS,
-    CLAUDE_SDK,
-    CLAUDE_SPOTTER,
-    CLAUDE_EDIT,
-    GEMINI_LEGACY,
-    GEMINI_JSONL,
-    PI,
-]
+# Cursor and Copilot keep no token counts on disk (agents/cursor.py, agents/copilot.py).
+WITH_USAGE = [relpath for relpath in SESSIONS if relpath not in (CURSOR, COPILOT)]
 
 
 def fmt_of(agent: str) -> TranscriptFormat:

@@ -28,6 +28,21 @@ PI_EDIT = "pi/pi-linear-edit-real-session.jsonl"
 CURSOR = "cursor/projects/home-dev-src-demo/agent-transcripts/3f2b6c1e-9a47-4d2b-8c1e-5b7d9e0a1c2f.jsonl"
 COPILOT = "copilot/session-state/b0ff98c0-8e01-4b73-bf92-9649b139931b/events.jsonl"
 
+#: One whole session of every format and shape, for the tests that run over all of them.
+SESSIONS = (
+    CODEX_EXEC,
+    CODEX_SHORT,
+    CODEX_TOOLS,
+    CLAUDE_SDK,
+    CLAUDE_SPOTTER,
+    CLAUDE_EDIT,
+    GEMINI_LEGACY,
+    GEMINI_JSONL,
+    PI,
+    CURSOR,
+    COPILOT,
+)
+
 
 def load(relpath: str) -> tuple[TranscriptFormat, Path, list[bytes]]:
     """A fixture's format (detected, as the daemon does), path and lines."""
