@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .hubstub import HubStub
 
 T = TypeVar("T")
 
@@ -295,3 +299,56 @@ def daemon_once(env: Env, overrides: dict[str, str] | None = None) -> subprocess
         timeout=30,
         check=False,
     )
+
+
+def cli_on_terminal(
+    env: Env, *args: str, columns: int = 80, cwd: Path | None = None, stderr_too: bool = True
+) -> tuple[int, str, str]:
+    """Run the real CLI with stdout (and stderr, if `stderr_too`) on one pseudo-terminal, as a user at a
+    terminal would: rich and click then style their output and strip nothing. Returns the exit code,
+    what the terminal got (the tty's CRLF folded back) and the piped stderr ("" when it went to the tty)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekeeper", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave if stderr_too else subprocess.PIPE,
+        env={**env.vars, "TERM": "xterm-256color", "COLUMNS": str(columns)},
+        cwd=cwd or env.root,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    code = proc.wait(timeout=60)
+    errors = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    return code, b"".join(chunks).decode().replace("\r\n", "\n"), errors
+
+
+@contextmanager
+def uploaded_elsewhere(env: Env) -> Iterator[tuple[HubStub, Path, str]]:
+    """(hub, repo, commit) on a teammate's machine: the commit's trace was uploaded by the real
+    daemon to the Hub stand-in, and the transcript, queue and snapshots are gone, so only the
+    bucket has it."""
+    from .hubstub import running_hub
+    from .transcripts import CODEX_SHORT, FIXTURES
+
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        repo = make_repo(env).install()
+        source = FIXTURES / CODEX_SHORT
+        transcript = env.transcript(source.name)
+        shutil.copy(source, transcript)
+        repo.activate(transcript)
+        with running_daemon(env):
+            sha = repo.commit_noted("x")
+        transcript.unlink()
+        shutil.rmtree(env.state)  # a teammate's machine: no queue, no snapshots
+        yield hub, repo.path, sha

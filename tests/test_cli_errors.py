@@ -9,13 +9,13 @@ the real daemon, then read back by `show` on a "teammate's machine" (no queue, n
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .harness import Env, make_repo, running_daemon, wait_for
-from .hubstub import HubStub, running_hub
+from . import harness
+from .harness import Env
+from .hubstub import HubStub
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CODEX = FIXTURES / "codex/sessions/2026/02/23/rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
@@ -26,19 +26,8 @@ INTERNALS = ("Request error", "Server error", "middleware", "Errno", "Retrying i
 @contextmanager
 def uploaded_elsewhere(env: Env) -> Iterator[tuple[HubStub, Path, str, str]]:
     """(hub, repo, commit, trace URL): a commit whose trace is only in the bucket now."""
-    with running_hub(env.root / "cas") as hub:
-        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
-        repo = make_repo(env).install()
-        transcript = env.transcript(CODEX.name)
-        shutil.copy(CODEX, transcript)
-        repo.activate(transcript)
-        with running_daemon(env):
-            sha = repo.commit("x")
-            wait_for(lambda: repo.note(sha), what="note")
-        transcript.unlink()
-        shutil.rmtree(env.state)  # a teammate's machine: no queue, no snapshots
-        url = _url(env, repo.path, sha)
-        yield hub, repo.path, sha, url
+    with harness.uploaded_elsewhere(env) as (hub, repo, sha):
+        yield hub, repo, sha, _url(env, repo, sha)
 
 
 def _url(env: Env, repo: Path, sha: str) -> str:

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import pty
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import pytest
 from tracekeeperd.notes import TraceLink, add_link
 from tracekeeperd.queue import NewJob, Queue
 
-from .harness import Env, Repo, append_lines, make_repo, running_daemon, wait_for
+from .harness import Env, Repo, append_lines, cli_on_terminal, make_repo, running_daemon, wait_for
 from .hubstub import running_hub
 
 SHA_DONE = "d" * 40
@@ -34,30 +31,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def on_terminal(env: Env, *args: str, columns: int = 80) -> str:
-    """Run the real CLI with stdout and stderr on one pseudo-terminal, as a user at a terminal
-    would; what the terminal got (CRLF folded back)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracekeeper", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env={**env.vars, "TERM": "xterm-256color", "COLUMNS": str(columns)},
-        cwd=env.root,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    proc.wait(timeout=60)
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    """Run the real CLI with stdout and stderr on one pseudo-terminal; what the terminal got."""
+    return cli_on_terminal(env, *args, columns=columns)[1]
 
 
 def seed_queue(env: Env) -> Path:

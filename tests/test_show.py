@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from .harness import Env, make_repo, note_links, running_daemon, session_repo, wait_for
-from .hubstub import running_hub
+from .harness import (
+    Env,
+    cli_on_terminal,
+    make_repo,
+    note_links,
+    running_daemon,
+    session_repo,
+    uploaded_elsewhere,
+    wait_for,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CODEX = FIXTURES / "codex/sessions/2026/02/23/rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
@@ -50,17 +54,8 @@ def test_show_prints_the_commits_part_of_a_real_codex_session(env: Env) -> None:
 
 
 def test_show_downloads_from_the_bucket_when_the_transcript_is_gone(env: Env) -> None:
-    with running_hub(env.root / "cas") as hub:
-        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
-        repo = make_repo(env).install()
-        transcript = env.transcript(CODEX.name)
-        shutil.copy(CODEX, transcript)
-        repo.activate(transcript)
-        with running_daemon(env):
-            sha = repo.commit_noted("x")
-        transcript.unlink()
-        shutil.rmtree(env.state)  # a teammate's machine: no queue, no snapshots
-        data = json.loads(env.cli("show", sha, "-C", str(repo.path), "--json").stdout)
+    with uploaded_elsewhere(env) as (_hub, repo, sha):
+        data = json.loads(env.cli("show", sha, "-C", str(repo), "--json").stdout)
     (session,) = data["sessions"]
     assert session["source"] == "store" and session["verified"] is True
     assert session["turns"]
@@ -121,30 +116,11 @@ HOSTILE_SHOWN = [
 
 
 def on_terminal(env: Env, *args: str, cwd: Path | None = None) -> str:
-    """Run the real CLI with its stdout on a pseudo-terminal, as a user at a terminal would:
-    rich and click then style their output and strip nothing. Returns what the terminal got."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracekeeper", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=subprocess.PIPE,
-        env={**env.vars, "TERM": "xterm-256color", "COLUMNS": "400"},
-        cwd=cwd or env.root,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
-    return b"".join(chunks).decode().replace("\r\n", "\n")  # the tty's ONLCR
+    """Run the real CLI with its stdout on a pseudo-terminal (wide, so nothing wraps); what the terminal
+    got, after asserting that the command succeeded."""
+    code, out, errors = cli_on_terminal(env, *args, columns=400, cwd=cwd, stderr_too=False)
+    assert code == 0, errors
+    return out
 
 
 def assert_nothing_reaches_the_terminal(out: str) -> None:
