@@ -244,6 +244,16 @@ class Repo:
         self.git("commit", "-q", "-m", message)
         return self.git("rev-parse", "HEAD")
 
+    def commit_files(self, files: dict[str, str], message: str) -> str:
+        """Commit `files` (path -> whole new content, parents created) as one commit; its sha."""
+        for name, content in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            self.git("add", name)
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
     def note(self, sha: str, ref: str = "refs/notes/hf-traces") -> str:
         return self.git("notes", f"--ref={ref}", "show", sha, check=False)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Env, Repo, make_env, make_repo, running_daemon, wait_for
+from .harness import Env, make_env, make_repo, running_daemon, wait_for
 from .hubstub import HubStub, running_hub
 from .test_why_lib import CLAUDE, FAREWELL, FIXTURES, GREET
 
@@ -32,16 +32,6 @@ BUCKET = "alice/agent-traces"
 def hub(tmp_path: Path) -> Iterator[HubStub]:
     with running_hub(tmp_path / "cas") as stub:
         yield stub
-
-
-def _write(repo: Repo, files: dict[str, str], message: str) -> str:
-    for name, content in files.items():
-        target = repo.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
-        repo.git("add", name)
-    repo.git("commit", "-q", "-m", message)
-    return repo.git("rev-parse", "HEAD")
 
 
 def _json(env: Env, repo: Path, *args: str) -> Any:
@@ -56,13 +46,13 @@ def machines(hub: HubStub, tmp_path: Path) -> Iterator[tuple[Env, Path, Env, Pat
     for env_a in make_env(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write", HF_TRACE_BUCKET=BUCKET):
         repo = make_repo(env_a).install()
         repo.git("remote", "add", "origin", str(origin))
-        _write(repo, {"src/app.py": GREET}, "greet")
+        repo.commit_files({"src/app.py": GREET}, "greet")
         transcript = env_a.home / ".claude" / "projects" / "-src-app" / f"{CLAUDE.session}.jsonl"
         transcript.parent.mkdir(parents=True)
         shutil.copyfile(FIXTURES / CLAUDE.relpath, transcript)
         repo.activate(transcript, session_id=CLAUDE.session, agent="claude")
         with running_daemon(env_a):
-            sha = _write(repo, {"src/app.py": FAREWELL}, "farewell")
+            sha = repo.commit_files({"src/app.py": FAREWELL}, "farewell")
             wait_for(lambda: repo.note(sha), timeout=60, what="machine A's note")  # noqa: B023
             wait_for(
                 lambda: env_a.cli("-C", str(repo.path), "search", "farewell", check=False).returncode == 0,  # noqa: B023

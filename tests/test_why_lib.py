@@ -114,13 +114,7 @@ def link(env: Env, transcript: Transcript, first: int, last: int) -> notes.Trace
 
 
 def commit(repo: Repo, message: str, files: dict[str, str], *links: notes.TraceLink) -> str:
-    for name, content in files.items():
-        target = repo.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
-        repo.git("add", name)
-    repo.git("commit", "-q", "-m", message)
-    sha = repo.git("rev-parse", "HEAD")
+    sha = repo.commit_files(files, message)
     if links:
         note = repo.path.parent / f"note-{sha}"
         note.write_text("".join(line + "\n" for item in links for line in item.lines()))
