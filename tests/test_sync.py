@@ -11,7 +11,7 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,7 +323,9 @@ def _shared_commit(world: World, message: str) -> str:
     return sha
 
 
-def test_concurrent_pushes_from_two_threads_converge(world: World) -> None:
+def _converge_after_concurrent_pushes(world: World, push_both: Callable[[Repo, Repo], None]) -> None:
+    """Three rounds of: a commit both clones have, a note on it from each, then `push_both` pushing
+    the two at once; after pulling, both clones hold every note of both."""
     a, b = world.a, world.b
     expected: dict[str, set[str]] = {}
     for round_ in range(3):
@@ -331,10 +333,18 @@ def test_concurrent_pushes_from_two_threads_converge(world: World) -> None:
         note(a, sha, f"a{round_}")
         note(b, sha, f"b{round_}")
         expected[sha] = lines(f"a{round_}", f"b{round_}")
+        push_both(a, b)
+    for repo in (a, b):
+        sync.pull_notes(repo.path, "origin")
+    assert_notes(expected, a, b)
+
+
+def test_concurrent_pushes_from_two_threads_converge(world: World) -> None:
+    def push_both(a: Repo, b: Repo) -> None:
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
-        def run(repo: Repo, barrier: threading.Barrier = barrier, errors: list[BaseException] = errors) -> None:
+        def run(repo: Repo) -> None:
             barrier.wait()
             try:
                 sync.push_notes(repo.path, "origin")
@@ -347,20 +357,13 @@ def test_concurrent_pushes_from_two_threads_converge(world: World) -> None:
         for thread in threads:
             thread.join(120)
         assert errors == []
-    for repo in (a, b):
-        sync.pull_notes(repo.path, "origin")
-    assert_notes(expected, a, b)
-    assert world.remote_notes() == a.git("rev-parse", REF) == b.git("rev-parse", REF)
+
+    _converge_after_concurrent_pushes(world, push_both)
+    assert world.remote_notes() == world.a.git("rev-parse", REF) == world.b.git("rev-parse", REF)
 
 
 def test_concurrent_pushes_from_two_processes_converge(world: World) -> None:
-    a, b = world.a, world.b
-    expected: dict[str, set[str]] = {}
-    for round_ in range(3):
-        sha = _shared_commit(world, f"round {round_}")
-        note(a, sha, f"a{round_}")
-        note(b, sha, f"b{round_}")
-        expected[sha] = lines(f"a{round_}", f"b{round_}")
+    def push_both(a: Repo, b: Repo) -> None:
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "tracekeeper.sync", "push", "-C", str(repo.path), "origin"],
@@ -375,9 +378,8 @@ def test_concurrent_pushes_from_two_processes_converge(world: World) -> None:
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err
             assert out.startswith("notes pushed to origin: ")
-    for repo in (a, b):
-        sync.pull_notes(repo.path, "origin")
-    assert_notes(expected, a, b)
+
+    _converge_after_concurrent_pushes(world, push_both)
 
 
 RACER = """
