@@ -166,6 +166,25 @@ def _write_text(path: Path, text: str, existed: bool) -> Path | None:
     return replace_text(path, text, existed, new_mode=0o600)  # these files may hold tokens
 
 
+def _nothing_to_remove(servers: Any, path: Path, entry: str) -> str | None:
+    """Why uninstall leaves the file alone (no entry of ours, or one named ours that runs something
+    else), or None when our entry is there to remove."""
+    if not isinstance(servers, dict) or NAME not in servers:
+        return f"not registered in {path}"
+    if not is_ours(servers[NAME]):
+        return f"{entry} in {path} does not run `tracekeeper mcp`; left as it is"
+    return None
+
+
+def _without_ours(doc: dict[str, Any], container: str) -> dict[str, Any]:
+    """`doc` without our entry, and without the servers table if it held only ours."""
+    new = copy.deepcopy(doc)
+    del new[container][NAME]
+    if not new[container]:
+        del new[container]
+    return new
+
+
 def _write_removal(real: Path, path: Path, emptied: bool, text: Callable[[], str]) -> str:
     """Write the config without our entry; a file left empty that we created (no backup of it
     exists) is removed instead, so uninstall leaves none behind."""
@@ -226,15 +245,12 @@ def _json_install(target: McpAgent, path: Path, exe: str) -> str:
 
 def _json_uninstall(target: McpAgent, path: Path) -> str:
     real, text, doc = _load_json(path)
-    servers = doc.get("mcpServers")
-    if text is None or not isinstance(servers, dict) or NAME not in servers:
+    if text is None:
         return f"not registered in {path}"
-    if not is_ours(servers[NAME]):
-        return f"the '{NAME}' entry in {path} does not run `tracekeeper mcp`; left as it is"
-    new = copy.deepcopy(doc)
-    del new["mcpServers"][NAME]
-    if not new["mcpServers"]:
-        del new["mcpServers"]  # it held only ours
+    refused = _nothing_to_remove(doc.get("mcpServers"), path, f"the '{NAME}' entry")
+    if refused is not None:
+        return refused
+    new = _without_ours(doc, "mcpServers")
     return _write_removal(real, path, not new, lambda: _json_text(text, doc, new))
 
 
@@ -344,15 +360,10 @@ def _toml_uninstall(target: McpAgent, path: Path) -> str:
     if text is None:
         return f"not registered in {path}"
     old = _parse_toml(text, path)
-    servers = _servers(old, path)
-    if NAME not in servers:
-        return f"not registered in {path}"
-    if not is_ours(servers[NAME]):
-        return f"[mcp_servers.{NAME}] in {path} does not run `tracekeeper mcp`; left as it is"
-    expected = copy.deepcopy(old)
-    del expected["mcp_servers"][NAME]
-    if not expected["mcp_servers"]:
-        del expected["mcp_servers"]
+    refused = _nothing_to_remove(_servers(old, path), path, f"[mcp_servers.{NAME}]")
+    if refused is not None:
+        return refused
+    expected = _without_ours(old, "mcp_servers")
     lines = text.splitlines(keepends=True)
     span = _our_span(lines)
     if span is None:
