@@ -25,9 +25,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -38,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.harness import Env, make_env, make_repo, note_links, running_daemon, wait_for  # noqa: E402
+from tests.harness import Env, make_env, make_repo, note_links, running_daemon, wait_for, web_server  # noqa: E402
 
 TARGET_S = 0.300
 SESSION = "019c8a70-dda7-7f33-98ea-f30553347322"
@@ -79,22 +77,10 @@ def session_bytes(size: int) -> bytes:
 
 @contextlib.contextmanager
 def viewer(env: Env, repo: Path):  # type: ignore[no-untyped-def]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracekeeper", "-C", str(repo), "web", "--no-browser"],
-        env=env.vars,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
+    with web_server(env, repo) as (url, _proc):
         base, token = url.split("/?token=")
         port = base.rsplit(":", 1)[1]
         yield base, f"tracekeeper-{port}={token}"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
 
 
 def timed(base: str, cookie: str, path: str, marker: bytes = b"conversation") -> float:

@@ -362,3 +362,30 @@ def uploaded_elsewhere(env: Env) -> Iterator[tuple[HubStub, Path, str]]:
         transcript.unlink()
         shutil.rmtree(env.state)  # a teammate's machine: no queue, no snapshots
         yield hub, repo.path, sha
+
+
+@contextmanager
+def web_server(env: Env, repo: Path, *extra: str, browser: bool = False) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """The real `tracekeeper web` (with --no-browser unless `browser`); yields the URL from its first
+    line of stdout and the process, and stops it with Ctrl-C (SIGINT) if it still runs."""
+    flags = () if browser else ("--no-browser",)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracekeeper", "-C", str(repo), "web", *flags, *extra],
+        env=env.vars,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), (url, proc.stderr.read() if proc.poll() is not None else "")
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -20,19 +20,16 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .harness import Env, Repo, make_env, make_repo, running_daemon, wait_for
+from .harness import Env, Repo, make_env, make_repo, running_daemon, wait_for, web_server
 from .test_why_lib import CLAUDE, FAREWELL, FIXTURES, GREET
 
 CODEX_FIXTURE = (
@@ -142,34 +139,9 @@ def world() -> Iterator[World]:
         environments.close()
 
 
-@contextmanager
-def serving(env: Env, repo: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """The real `tracekeeper web`; yields the URL from its first line of stdout."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracekeeper", "-C", str(repo), "web", "--no-browser", *extra],
-        env=env.vars,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), (url, proc.stderr.read() if proc.poll() is not None else "")
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[str]:
-    with serving(world.env, world.repo.path) as (url, _):
+    with web_server(world.env, world.repo.path) as (url, _):
         yield url
 
 
@@ -413,7 +385,7 @@ def test_unknown_pages_say_so_in_one_line(world: World, tab: Tab) -> None:
 
 
 def test_ctrl_c_stops_it_and_a_taken_port_is_one_line(world: World) -> None:
-    with serving(world.env, world.repo.path) as (url, proc):
+    with web_server(world.env, world.repo.path) as (url, proc):
         port = int(url.split(":")[2].split("/")[0])
         taken = world.env.cli("-C", str(world.repo.path), "web", "--no-browser", "--port", str(port), check=False)
         assert taken.returncode != 0 and taken.stdout == ""
@@ -433,7 +405,7 @@ def test_without_the_stores_copy_it_shows_the_redacted_transcript_checked_agains
     aside = stored.with_name(stored.name + ".aside")
     stored.rename(aside)
     try:
-        with serving(world.env, world.repo.path) as (url, _):
+        with web_server(world.env, world.repo.path) as (url, _):
             status, headers, _ = _get(url)
             cookie = headers["Set-Cookie"].split(";", 1)[0]
             status, _, body = _get(f"{url.split('/?')[0]}/commit/{world.farewell}", {"Cookie": cookie})
@@ -448,7 +420,7 @@ def test_the_timeline_pages_and_a_directory_outside_a_repository_is_one_line(wor
     repo = make_repo(world.env, "many")
     for n in range(35):
         repo.git("commit", "-q", "--allow-empty", "-m", f"commit {n}")
-    with serving(world.env, repo.path) as (url, _):
+    with web_server(world.env, repo.path) as (url, _):
         base = url.split("/?")[0]
         cookie = _get(url)[1]["Set-Cookie"].split(";", 1)[0]
         status, _, first = _get(base + "/", {"Cookie": cookie})
@@ -470,22 +442,12 @@ def test_it_opens_the_browser_with_the_url_unless_told_not_to(world: World) -> N
     browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> {opened}\n')
     browser.chmod(0o755)
     env = Env(world.env.root, {**world.env.vars, "BROWSER": str(browser)})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracekeeper", "-C", str(world.repo.path), "web"],
-        env=env.vars,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
+    with web_server(env, world.repo.path, browser=True) as (url, proc):
         assert wait_for(lambda: opened.exists() and opened.read_text().strip(), what="the browser") == url
-    finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     opened.unlink()
-    with serving(env, world.repo.path):  # --no-browser
+    with web_server(env, world.repo.path):  # --no-browser
         pass
     assert not opened.exists()
 
@@ -536,7 +498,7 @@ def test_a_hostile_note_links_nothing_and_runs_nothing(world: World, browser: An
     }
     note = f"hf-trace: {meta['url']}\nhf-trace-meta: {json.dumps(meta)}\n"
     repo.git("notes", "--ref=refs/notes/hf-traces", "add", "-m", note, sha)
-    with serving(world.env, repo.path) as (url, _):
+    with web_server(world.env, repo.path) as (url, _):
         context = browser.new_context()
         page = context.new_page()
         dialogs: list[str] = []
