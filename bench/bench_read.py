@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import os
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.harness import index_bytes  # noqa: E402
 from tracekeeper import search as search_mod  # noqa: E402
 from tracekeeper import why as why_mod  # noqa: E402
 from tracekeeperd import git, notes, redact  # noqa: E402
@@ -244,14 +244,13 @@ def incremental(root: Path, repo: Path, redactor: redact.Redactor) -> None:
         for link, sha in first:
             data = redactor.redact_bytes(raw[: link.bytes])[0]
             started = time.perf_counter()
-            searchindex.index_session(
+            index_bytes(
                 conn,
+                data,
+                searchindex.Link("repo", sha, link.first_line, link.last_line),
                 url=link.url,
                 agent=link.agent,
                 session=link.session_id,
-                source=io.BytesIO(data),
-                size=len(data),
-                links=[searchindex.Link("repo", sha, link.first_line, link.last_line)],
             )
             samples.append(time.perf_counter() - started)
             lines += link.last_line - link.first_line + 1

@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import sqlite3
+
+    from tracekeeperd.searchindex import Link
+
     from .hubstub import HubStub
 
 T = TypeVar("T")
@@ -389,3 +393,31 @@ def web_server(env: Env, repo: Path, *extra: str, browser: bool = False) -> Iter
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def index_bytes(
+    conn: sqlite3.Connection,
+    data: bytes,
+    link: Link,
+    *,
+    url: str,
+    agent: str,
+    session: str,
+    source_id: str | None = None,
+) -> int:
+    """Index a redacted session held in memory, as the daemon indexes its copy on disk: the whole of
+    `data` is the source, linked to one commit by `link`."""
+    import io
+
+    from tracekeeperd import searchindex
+
+    return searchindex.index_session(
+        conn,
+        url=url,
+        agent=agent,
+        session=session,
+        source=io.BytesIO(data),
+        size=len(data),
+        links=[link],
+        source_id=source_id,
+    )

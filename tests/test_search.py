@@ -21,7 +21,7 @@ from tracekeeperd import redact
 from tracekeeperd.config import RedactionSettings
 from tracekeeperd.paths import Paths
 
-from .harness import UUID_A, Env, Repo, make_repo, running_daemon, wait_for
+from .harness import UUID_A, Env, Repo, index_bytes, make_repo, running_daemon, wait_for
 from .test_why_lib import CLAUDE, CODEX, COPILOT, CURSOR, FIXTURES, GEMINI, PI, REF, Transcript, commit, link, paths_for
 
 #: (transcript, a word of its first prompt, the line of that prompt)
@@ -254,7 +254,6 @@ def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env)
     """The daemon indexes each commit's new lines from the redacted bytes it uploads (with their
     line offsets); a clone rebuilds from the store in one go. Both must hold the same rows, or
     the teammate's answers would differ from the committer's."""
-    import io
 
     from tracekeeperd import searchindex
 
@@ -273,14 +272,13 @@ def test_indexing_commit_by_commit_as_the_daemon_does_equals_a_reindex(env: Env)
         assert conn is not None
         for sha, trace in zip(shas, links, strict=True):
             data = redactor.redact_bytes(raw[: trace.bytes])[0]  # what the worker uploads
-            searchindex.index_session(
+            index_bytes(
                 conn,
+                data,
+                searchindex.Link(key, sha, trace.first_line, trace.last_line),
                 url=trace.url,
                 agent=CODEX.agent,
                 session=CODEX.session,
-                source=io.BytesIO(data),
-                size=len(data),
-                links=[searchindex.Link(key, sha, trace.first_line, trace.last_line)],
                 source_id="the daemon's copy",  # one copy, grown: each call resumes at docs.offset
             )
         assert conn.execute("SELECT lines, offset FROM docs").fetchall() == [(slices[-1][1], len(data))]
@@ -355,7 +353,6 @@ def test_a_session_redacted_anew_under_the_same_url_is_indexed_anew(env: Env) ->
     snapshot is a new one (same URL: the store path is per session). The index must then not resume
     at the old copy's `docs.offset` (other bytes there: a line cut in two, indexed as a turn) nor
     keep the old copy's text (under the new rules some of it is a secret)."""
-    import io
 
     from tracekeeperd import searchindex
 
@@ -378,27 +375,25 @@ def test_a_session_redacted_anew_under_the_same_url_is_indexed_anew(env: Env) ->
     with searchindex.connection(env.root / "search.sqlite3") as conn:
         assert conn is not None
         for sha, source, ident, last in (("a" * 40, old, "copy-1", 10), ("b" * 40, new, "copy-2", len(lines))):
-            searchindex.index_session(
+            index_bytes(
                 conn,
+                source,
+                searchindex.Link(key, sha, 1, last),
                 url=url,
                 agent=CODEX.agent,
                 session=CODEX.session,
-                source=io.BytesIO(source),
-                size=len(source),
-                links=[searchindex.Link(key, sha, 1, last)],
                 source_id=ident,
             )
         fresh = env.root / "fresh.sqlite3"
         with searchindex.connection(fresh) as expected:
             assert expected is not None
-            searchindex.index_session(
+            index_bytes(
                 expected,
+                new,
+                searchindex.Link(key, "b" * 40, 1, len(lines)),
                 url=url,
                 agent=CODEX.agent,
                 session=CODEX.session,
-                source=io.BytesIO(new),
-                size=len(new),
-                links=[searchindex.Link(key, "b" * 40, 1, len(lines))],
                 source_id="copy-2",
             )
             rows = "SELECT t.line, t.kind, f.text FROM turns t JOIN turns_fts f ON f.rowid = t.id ORDER BY t.line"
@@ -411,7 +406,6 @@ def test_a_session_redacted_anew_under_the_same_url_is_indexed_anew(env: Env) ->
 def test_an_index_made_before_docs_had_offset_and_source_is_read_again_from_line_1(env: Env) -> None:
     """An index file written before `docs.offset`/`docs.source` existed gets the columns, and its
     sessions are indexed anew from line 1 (their rows name no offset to resume at)."""
-    import io
     import sqlite3
 
     from tracekeeperd import searchindex
@@ -430,14 +424,13 @@ def test_an_index_made_before_docs_had_offset_and_source_is_read_again_from_line
         assert conn is not None
         columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
         assert {"offset", "source"} <= columns
-        searchindex.index_session(
+        index_bytes(
             conn,
+            data,
+            searchindex.Link("/repo", "a" * 40, 1, _lines(CODEX)),
             url="u",
             agent=CODEX.agent,
             session="s",
-            source=io.BytesIO(data),
-            size=len(data),
-            links=[searchindex.Link("/repo", "a" * 40, 1, _lines(CODEX))],
             source_id="copy",
         )
         lines = [row[0] for row in conn.execute("SELECT line FROM turns ORDER BY line")]
