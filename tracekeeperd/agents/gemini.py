@@ -44,7 +44,7 @@ from .records import (
     to_text,
     unreadable_turn,
 )
-from .usage import Charge, CountKeys, first_sighting, model_name, usage_records
+from .usage import Charge, CountKeys, charge_once, usage_records
 
 NAME = "gemini"
 
@@ -314,10 +314,8 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
             if get_str(message, "type") != "gemini":
                 continue
             usage = _COUNTS.read(get_record(message, "tokens"))
-            if usage is None:
-                continue
-            fresh = first_sighting(charged, get_str(message, "id"))
-            yield number, model_name(get_str(message, "model")), usage if fresh else None
+            if usage is not None:
+                yield charge_once(charged, number, get_str(message, "id"), get_str(message, "model"), usage)
 
 
 FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)

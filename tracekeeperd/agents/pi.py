@@ -31,7 +31,7 @@ from .records import (
     sniffer,
     to_text,
 )
-from .usage import Charge, CountKeys, first_sighting, model_name, usage_records
+from .usage import Charge, CountKeys, charge_once, usage_records
 
 NAME = "pi"
 
@@ -194,10 +194,8 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
         if get_str(record, "type") != "message" or get_str(message, "role") != "assistant":
             continue
         usage = _COUNTS.read(get_record(message, "usage"))
-        if usage is None:
-            continue
-        fresh = first_sighting(charged, get_str(record, "id"))
-        yield number, model_name(get_str(message, "model")), usage if fresh else None
+        if usage is not None:
+            yield charge_once(charged, number, get_str(record, "id"), get_str(message, "model"), usage)
 
 
 FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)

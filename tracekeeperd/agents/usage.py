@@ -253,14 +253,13 @@ class CountKeys:
         return ModelUsage(input_tokens, output_tokens, cached, write, reasoning)
 
 
-def first_sighting(seen: set[str], key: str | None) -> bool:
-    """Whether a record keyed ``key`` is charged: the first time its key is seen, or always without one."""
-    if key is None:
-        return True
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
+def charge_once(seen: set[str], number: int, key: str | None, model: str | None, usage: ModelUsage) -> Charge:
+    """The charge of a record keyed ``key`` that is written again whenever it changes (Gemini, pi):
+    its usage the first time the key is seen (always without a key), nothing new after that."""
+    fresh = key is None or key not in seen
+    if key is not None:
+        seen.add(key)
+    return number, model_name(model), usage if fresh else None
 
 
 def usage_records(lines: Iterable[tuple[int, bytes]], *needles: bytes) -> Iterator[tuple[int, Record]]:
