@@ -326,15 +326,20 @@ def lefthook(repo: Repo, binary: str, *args: str) -> None:
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
+def lefthook_marking(env: Env, repo: Repo, tool: Callable[[Env], str], hook: str) -> str:
+    """`tool`'s lefthook installed with a lefthook.yml whose `hook` command appends a line to
+    lefthook.ran (counted by `ran`); the lefthook binary."""
+    binary = tool(env)
+    (repo.path / "lefthook.yml").write_text(f"{hook}:\n  commands:\n    marker:\n      run: echo ran >> lefthook.ran\n")
+    lefthook(repo, binary, "install")
+    return binary
+
+
 @pytest.mark.parametrize("tool", [lefthook_replica, lefthook_real], ids=["replica", "real"])
 def test_lefthook_gets_a_local_command_that_survives_lefthook_install(
     env: Env, repo: Repo, tool: Callable[[Env], str]
 ) -> None:
-    binary = tool(env)
-    (repo.path / "lefthook.yml").write_text(
-        "post-commit:\n  commands:\n    marker:\n      run: echo ran >> lefthook.ran\n"
-    )
-    lefthook(repo, binary, "install")
+    binary = lefthook_marking(env, repo, tool, "post-commit")
     before = snapshot(repo.path, ".git/hooks", ".git/info/exclude", "lefthook.yml")
     out = tk(env, "install", "-C", str(repo.path)).stdout
     assert f"installed {repo.path}/lefthook-local.yml" in out
@@ -382,12 +387,8 @@ def test_lefthook_without_a_post_commit_hook_yet_runs_us_exactly_once_before_and
 
 
 def test_lefthook_local_file_with_its_own_post_commit_falls_back_to_chaining(env: Env, repo: Repo) -> None:
-    binary = lefthook_replica(env)
-    (repo.path / "lefthook.yml").write_text(
-        "post-commit:\n  commands:\n    marker:\n      run: echo ran >> lefthook.ran\n"
-    )
     (repo.path / "lefthook-local.yml").write_text("post-commit:\n  commands:\n    mine:\n      run: 'true'\n")
-    lefthook(repo, binary, "install")
+    lefthook_marking(env, repo, lefthook_replica, "post-commit")
     out = tk(env, "install", "-C", str(repo.path)).stdout
     assert "chaining the previous hook" in out
     committed(repo, "one")
@@ -398,11 +399,7 @@ def test_lefthook_local_file_with_its_own_post_commit_falls_back_to_chaining(env
 def test_other_hooks_placed_through_lefthook_get_their_arguments_and_stdin(
     env: Env, repo: Repo, tool: Callable[[Env], str]
 ) -> None:
-    binary = tool(env)
-    (repo.path / "lefthook.yml").write_text(
-        "post-rewrite:\n  commands:\n    marker:\n      run: echo ran >> lefthook.ran\n"
-    )
-    lefthook(repo, binary, "install")
+    lefthook_marking(env, repo, tool, "post-rewrite")
     _place(env, repo, "post-rewrite")
     old = repo.git("rev-parse", "HEAD")
     repo.git("commit", "-q", "--amend", "-m", "one, amended")
