@@ -6,12 +6,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from .harness import (
     UUID_A,
     UUID_B,
     Daemon,
     Env,
+    Repo,
     append_lines,
     make_repo,
     note_links,
@@ -215,13 +217,28 @@ def test_malformed_active_file_fails_visibly_without_a_note(env: Env) -> None:
     assert "1 job(s) cannot be retried" in retried
 
 
+def _failed_commit(env: Env, repo: Repo) -> tuple[str, dict[str, Any]]:
+    """Commit under the real daemon with whatever the active file names; the commit and the one job
+    it queued, once the daemon has given up on it."""
+    with running_daemon(env):
+        sha = repo.commit("x")
+        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    return sha, job
+
+
+def _secret(env: Env, relpath: str, text: str) -> Path:
+    """A credential file in the test's home, as a user has them."""
+    secret = env.home / relpath
+    secret.parent.mkdir()
+    secret.write_text(text)
+    return secret
+
+
 def test_stale_active_file_pointing_at_a_missing_transcript_fails_visibly(env: Env) -> None:
     repo = make_repo(env).install()
     missing = env.transcript()  # never written: the session is long gone
     repo.activate(missing)
-    with running_daemon(env):
-        sha = repo.commit("x")
-        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    sha, job = _failed_commit(env, repo)
     assert job["state"] == "failed"
     assert job["last_error"] == f"transcript {missing} does not exist (stale hf-traces-active.json?)"
     assert job["agent"] == "codex" and job["session_id"] == UUID_A
@@ -230,15 +247,10 @@ def test_stale_active_file_pointing_at_a_missing_transcript_fails_visibly(env: E
 
 def test_active_file_naming_a_non_regular_file_is_refused(env: Env) -> None:
     repo = make_repo(env).install()
-    secret = env.home / ".ssh" / "id_ed25519"
-    secret.parent.mkdir()
-    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     link = env.transcript()
-    link.symlink_to(secret)
+    link.symlink_to(_secret(env, ".ssh/id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\n"))
     repo.activate(link)
-    with running_daemon(env):
-        repo.commit("x")
-        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    _sha, job = _failed_commit(env, repo)
     assert job["last_error"] == f"transcript {link} is a symlink; refusing to follow it"
     assert not any(env.local_store.rglob("*.jsonl"))
 
@@ -273,15 +285,13 @@ def test_session_ids_that_clean_to_the_same_name_keep_their_own_remote_files(env
 def test_a_hard_link_inside_a_transcript_root_is_refused(env: Env) -> None:
     """`ln ~/.aws/credentials ~/.codex/sessions/.../rollout-x.jsonl`: under a root, regular, and not a transcript."""
     repo = make_repo(env).install()
-    secret = env.home / ".aws" / "credentials"
-    secret.parent.mkdir()
-    secret.write_text('{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n')
     link = env.transcript()
-    os.link(secret, link)
+    os.link(
+        _secret(env, ".aws/credentials", '{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n'),
+        link,
+    )
     repo.activate(link)
-    with running_daemon(env):
-        sha = repo.commit("x")
-        (job,) = wait_for(lambda: env.status()["jobs"], what="the failed job")
+    sha, job = _failed_commit(env, repo)
     assert job["state"] == "failed"
     assert job["last_error"] == (f"transcript {link} has 2 hard links; refusing to read it (a transcript has one name)")
     assert not any(env.local_store.rglob("*.jsonl"))
@@ -349,9 +359,9 @@ def test_two_agents_in_one_worktree_are_both_linked_until_one_session_ends(env: 
 
 def test_hostile_active_file_pointing_outside_transcript_roots_sends_nothing(env: Env) -> None:
     repo = make_repo(env).install()
-    secret = env.home / ".ssh" / "id_ed25519"
-    secret.parent.mkdir()
-    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n-----END OPENSSH PRIVATE KEY-----\n")
+    secret = _secret(
+        env, ".ssh/id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
     sneaky = env.home / ".codex" / "sessions" / ".." / ".." / ".ssh" / "id_ed25519"  # climbs out
     for target in (secret, sneaky):
         repo.activate(target)
