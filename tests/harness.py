@@ -96,6 +96,17 @@ class Env:
         data: dict[str, Any] = json.loads(self.cli("status", "--json", *extra).stdout)
         return data
 
+    def stored(self, url: str) -> Path:
+        """The local store's file behind a trace URL (file://.../traces/<path>)."""
+        return self.local_store / url.split("/traces/", 1)[1]
+
+    def write_config(self, text: str) -> Path:
+        """Write the user's tracekeeper config file (config.toml under XDG_CONFIG_HOME's default)."""
+        path = self.home / ".config" / "tracekeeper" / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
     def transcript(self, name: str = f"rollout-2026-11-25T09-00-00-{UUID_A}.jsonl") -> Path:
         path = self.home / ".codex" / "sessions" / "2026" / "11" / "25" / name
         path.parent.mkdir(parents=True, exist_ok=True)

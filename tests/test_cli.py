@@ -112,9 +112,7 @@ def test_daemon_stops_cleanly_on_sigterm_and_removes_its_socket(env: Env) -> Non
 
 
 def test_bad_configuration_is_one_line(env: Env) -> None:
-    config = env.home / ".config" / "tracekeeper" / "config.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text('store = "s3://nope"\n')
+    config = env.write_config('store = "s3://nope"\n')
     proc = daemon_once(env)
     assert proc.returncode == 1
     assert proc.stderr == (
@@ -167,9 +165,7 @@ def test_status_shows_notes_not_yet_pushed_per_repository(env: Env) -> None:
 def test_bad_configuration_is_reported_alike_by_the_daemon_the_cli_and_doctor(env: Env) -> None:
     """One validator: every problem, one line each, wherever the configuration is read."""
     repo = make_repo(env)
-    config = env.home / ".config" / "tracekeeper" / "config.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text('bukcet = "alice/traces"\nlog_level = "loud"\n')
+    config = env.write_config('bukcet = "alice/traces"\nlog_level = "loud"\n')
     env.vars["HF_TRACE_NOTES_REF"] = "refs/heads/main"
     expected = [
         f"{config}: unknown key 'bukcet' (did you mean 'bucket'?)",

@@ -31,7 +31,7 @@ def test_commit_gets_a_note_pointing_at_an_exact_copy_of_the_transcript(env: Env
     lines = note.splitlines()
     assert lines[0].startswith("hf-trace: file://")
     (meta,) = note_links(note)
-    expected_path = env.local_store / meta["url"].split("/traces/", 1)[1]
+    expected_path = env.stored(meta["url"])
     assert lines[0] == f"hf-trace: {expected_path.as_uri()}"
     assert expected_path.name == f"codex-{UUID_A}.jsonl"
     assert expected_path.parent.name == "sessions"
@@ -79,7 +79,7 @@ def test_each_commit_records_its_own_slice_of_a_growing_session(env: Env) -> Non
     assert m1["lines"] == [1, 3]
     assert m2["lines"] == [4, 7]
     assert m3["lines"] == [4, 7]
-    stored = env.local_store / m2["url"].split("/traces/", 1)[1]
+    stored = env.stored(m2["url"])
     # The remote copy is the whole session; each note keeps the bytes its commit saw.
     assert stored.read_bytes() == transcript.read_bytes()
     assert hashlib.sha256(stored.read_bytes()[: m1["bytes"]]).hexdigest() == m1["sha256"]
@@ -381,7 +381,7 @@ def test_the_remote_copy_follows_the_session_after_the_commit(env: Env) -> None:
         sha = repo.commit("x")
         note = wait_for(lambda: repo.note(sha), what="the note")
         (meta,) = note_links(note)
-        stored = env.local_store / meta["url"].split("/traces/", 1)[1]
+        stored = env.stored(meta["url"])
         append_lines(transcript, 4, start=4)  # the agent keeps working after the commit
         wait_for(lambda: stored.read_bytes() == transcript.read_bytes(), what="the copy to catch up")
         wait_for(lambda: "refreshed codex/" in daemon.output(), what="the refresh to be logged")

@@ -47,7 +47,7 @@ def test_a_session_found_in_claudes_directory_is_linked_without_any_hook(env: En
         assert "noted" in daemon.output()
     (meta,) = note_links(note)
     assert (meta["agent"], meta["session"], meta["lines"]) == ("claude", SESSION, [1, 3])
-    stored = env.local_store / meta["url"].split("/traces/", 1)[1]
+    stored = env.stored(meta["url"])
     assert stored.read_bytes() == transcript.read_bytes()
 
 

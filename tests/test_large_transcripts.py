@@ -50,7 +50,7 @@ def test_a_200_mb_transcript_is_redacted_and_uploaded_in_bounded_memory(env: Env
     print(f"daemon peak RSS: {peak / MiB:.0f} MiB")
     assert peak < PEAK_BOUND, f"daemon peak RSS {peak / MiB:.0f} MiB for a 200 MB transcript"
     (meta,) = note_links(note)
-    stored = env.local_store / meta["url"].split("/traces/", 1)[1]
+    stored = env.stored(meta["url"])
     assert (meta["bytes"], meta["sha256"]) == _sha256_file(stored)
     assert meta["lines"] == [1, lines]
     assert sum(meta["redacted"]["counts"].values()) >= secrets
@@ -76,7 +76,7 @@ def test_a_private_key_written_across_two_commits_is_removed_from_the_upload(env
         second = repo.commit("second")
         note = wait_for(lambda: repo.note(second), what="the second note")
     (meta,) = note_links(note)
-    stored = (env.local_store / meta["url"].split("/traces/", 1)[1]).read_text()
+    stored = env.stored(meta["url"]).read_text()
     for line in body:
         assert line not in stored
     assert stored.count("\n") == transcript.read_text().count("\n")
@@ -103,7 +103,7 @@ def test_a_restarted_daemon_redacts_only_what_the_session_added(env: Env) -> Non
     redacted = [int(m) for m in re.findall(r"redacted (\d+) new bytes of ", log)]
     assert redacted == [transcript.stat().st_size - before], log[-3000:]
     (meta,) = note_links(note)
-    stored = env.local_store / meta["url"].split("/traces/", 1)[1]
+    stored = env.stored(meta["url"])
     assert (meta["bytes"], meta["sha256"]) == _sha256_file(stored)
     data = stored.read_bytes()
     for secret in planted.planted:

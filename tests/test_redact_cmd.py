@@ -84,13 +84,6 @@ def _one_error_line(proc: subprocess.CompletedProcess[str], *fragments: str) -> 
     return proc.stderr
 
 
-def _write_config(env: Env, text: str) -> Path:
-    path = env.home / ".config" / "tracekeeper" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -289,8 +282,7 @@ def test_user_rule_and_allow_list_take_effect(env: Env, planted: Corpus, transcr
     token = "acme_dk_" + random.Random(1).randbytes(16).hex()
     with transcript.open("ab") as fh:
         fh.write(json.dumps({"type": "user", "message": f"deploy with {token} now"}).encode() + b"\n")
-    _write_config(
-        env,
+    env.write_config(
         "[redaction]\n"
         f"allow = [{json.dumps(allowed.secret)}]\n\n"
         "[[redaction.rules]]\n"
@@ -325,7 +317,7 @@ def test_user_rule_and_allow_list_take_effect(env: Env, planted: Corpus, transcr
 
 
 def test_bad_user_regex_is_one_line(env: Env, transcript: Path) -> None:
-    config = _write_config(env, '[[redaction.rules]]\nid = "broken"\npattern = "(unclosed"\nkeywords = ["x"]\n')
+    config = env.write_config('[[redaction.rules]]\nid = "broken"\npattern = "(unclosed"\nkeywords = ["x"]\n')
     proc = env.cli("redact", str(transcript), check=False)
     _one_error_line(proc, str(config), "'broken'", "invalid pattern")
 
@@ -336,7 +328,7 @@ def test_bad_user_regex_is_one_line(env: Env, transcript: Path) -> None:
     ids=["toml", "allow", "rule"],
 )
 def test_broken_config_is_one_line(env: Env, transcript: Path, text: str) -> None:
-    config = _write_config(env, text)
+    config = env.write_config(text)
     _one_error_line(env.cli("redact", str(transcript), check=False), str(config))
 
 
@@ -370,7 +362,7 @@ def test_scrub_home_applies_as_in_the_daemon(env: Env) -> None:
     user = pwd.getpwuid(os.getuid()).pw_name  # the CLI's getpass.getuser(): the harness sets no USER
     path = env.root / "home.jsonl"
     path.write_text(json.dumps({"cwd": f"{env.home}/src/app", "text": f"{user}@laptop"}) + "\n")
-    _write_config(env, "[redaction]\nscrub_home = true\n")
+    env.write_config("[redaction]\nscrub_home = true\n")
     out = env.root / "out.jsonl"
     env.cli("redact", str(path), "-o", str(out))
     expected, _ = from_settings(RedactionSettings(scrub_home=True), home=str(env.home), user=user).redact_bytes(

@@ -5,14 +5,24 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tracekeeperd import outgoing
 from tracekeeperd.redact import RedactionError, Redactor, Resume
 
-from .harness import Env, daemon_once, make_repo, note_links, running_daemon, wait_for
+from .harness import Env, Repo, daemon_once, make_repo, note_links, running_daemon, wait_for
 from .secretgen import corpus
+
+
+def _uploaded(env: Env, repo: Repo, transcript: Path) -> tuple[dict[str, Any], bytes]:
+    """Commit with `transcript` active under the real daemon; the note's link and the copy it points at."""
+    repo.activate(transcript)
+    with running_daemon(env):
+        sha = repo.commit_noted("x")
+    (meta,) = note_links(repo.note(sha))
+    return meta, env.stored(meta["url"]).read_bytes()
 
 
 def test_planted_secrets_are_removed_before_upload_and_counted_in_the_note(env: Env) -> None:
@@ -26,7 +36,7 @@ def test_planted_secrets_are_removed_before_upload_and_counted_in_the_note(env: 
         note = wait_for(lambda: repo.note(sha), what="the note")
         (job,) = env.status("--all")["jobs"]
     (meta,) = note_links(note)
-    stored = (env.local_store / meta["url"].split("/traces/", 1)[1]).read_bytes()
+    stored = env.stored(meta["url"]).read_bytes()
     for secret in planted.planted:
         assert secret.secret.encode() not in stored, secret.kind
     for before, after in zip(transcript.read_bytes().splitlines(), stored.splitlines(), strict=True):
@@ -68,12 +78,7 @@ def test_a_token_on_its_own_line_in_codex_tool_output_is_removed_and_counted(env
     transcript = env.transcript()
     transcript.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
     assert b"\\n" + token.encode() in transcript.read_bytes()  # the bytes the old word boundary missed
-    repo.activate(transcript)
-    with running_daemon(env):
-        sha = repo.commit("x")
-        note = wait_for(lambda: repo.note(sha), what="the note")
-    (meta,) = note_links(note)
-    stored = (env.local_store / meta["url"].split("/traces/", 1)[1]).read_bytes()
+    meta, stored = _uploaded(env, repo, transcript)
     assert token[3:].encode() not in stored
     assert json.loads(stored.splitlines()[2])["payload"]["output"] == "token\n[REDACTED:hf-token]\n"
     assert meta["redacted"]["counts"] == {"hf-token": 1}
@@ -97,9 +102,7 @@ def test_show_verifies_a_redacted_commit_from_the_local_transcript(env: Env) -> 
 
 
 def test_a_broken_user_rule_stops_the_daemon_with_one_line(env: Env) -> None:
-    config = env.home / ".config" / "tracekeeper" / "config.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text('[[redaction.rules]]\nid = "mine"\npattern = "("\nkeywords = ["x"]\n')
+    config = env.write_config('[[redaction.rules]]\nid = "mine"\npattern = "("\nkeywords = ["x"]\n')
     proc = daemon_once(env)
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"tracekeeperd: error: {config}: redaction: ")
@@ -107,9 +110,7 @@ def test_a_broken_user_rule_stops_the_daemon_with_one_line(env: Env) -> None:
 
 
 def test_user_rules_and_allow_list_apply_to_uploads(env: Env) -> None:
-    config = env.home / ".config" / "tracekeeper" / "config.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text(
+    env.write_config(
         '[redaction]\nallow = ["hf_PublicSampleTokenForDocsOnly000000"]\n'
         '[[redaction.rules]]\nid = "acme-key"\npattern = "acme_[a-z0-9]{16}"\nkeywords = ["acme_"]\n'
     )
@@ -118,12 +119,8 @@ def test_user_rules_and_allow_list_apply_to_uploads(env: Env) -> None:
     transcript.write_text(
         json.dumps({"type": "x", "text": "key acme_0123456789abcdef and hf_PublicSampleTokenForDocsOnly000000"}) + "\n"
     )
-    repo.activate(transcript)
-    with running_daemon(env):
-        sha = repo.commit("x")
-        note = wait_for(lambda: repo.note(sha), what="the note")
-    (meta,) = note_links(note)
-    stored = (env.local_store / meta["url"].split("/traces/", 1)[1]).read_text()
+    meta, data = _uploaded(env, repo, transcript)
+    stored = data.decode()
     assert "acme_0123456789abcdef" not in stored and "[REDACTED:acme-key]" in stored
     assert "hf_PublicSampleTokenForDocsOnly000000" in stored
     assert meta["redacted"]["counts"] == {"acme-key": 1}
