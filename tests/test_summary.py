@@ -244,15 +244,10 @@ def test_totals_count_a_slice_shared_by_back_to_back_commits_once() -> None:
 def test_commits_of_one_session_read_it_once_and_a_slice_without_a_prompt_shows_the_one_it_answers(
     env: Env,
 ) -> None:
-    from .test_usage_notes import CASES, _commit_along
+    from .test_usage_notes import codex_commits_in_the_hub
 
-    codex = CASES[0]  # CODEX_TOOLS, commits after line 19 and at the end (line 63)
-    with running_hub(env.root / "cas") as hub:
-        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
-        with running_daemon(env):
-            _commit_along(env, codex, 0)
-        repo = Repo(env, env.root / "src" / "app0")
-        first, _last = repo.git("rev-list", "--reverse", "HEAD").split()
+    # CODEX_TOOLS, commits after line 19 and at the end (line 63)
+    with codex_commits_in_the_hub(env) as (hub, repo, (first, _last)):
         shutil.rmtree(env.home / ".codex")
         shutil.rmtree(env.state)  # a teammate's machine: everything comes from the store
         name = f"codex-{CODEX_TOOLS_ID}.jsonl"

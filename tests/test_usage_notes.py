@@ -8,6 +8,8 @@ the same commit is a no-op; a slice that holds usage records but spent nothing i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from tracekeeperd.agents.usage import ModelUsage, Usage
 from tracekeeperd.notes import META_PREFIX, TraceLink
 
 from .harness import Env, Repo, make_repo, note_links, running_daemon, wait_for
-from .hubstub import running_hub
+from .hubstub import HubStub, running_hub
 from .test_usage import (
     CLAUDE_EDIT_FIRST_MESSAGE,
     CLAUDE_EDIT_USAGE,
@@ -145,6 +147,18 @@ def _commit_along(env: Env, case: Case, index: int) -> list[str]:
     return [repo.note(sha) for sha in shas]
 
 
+@contextmanager
+def codex_commits_in_the_hub(env: Env) -> Iterator[tuple[HubStub, Repo, list[str]]]:
+    """The Hub stand-in holding CASES[0]'s session (Codex), uploaded by the real daemon for two
+    commits made along it; the hub, the repo and the commits, oldest first."""
+    with running_hub(env.root / "cas") as hub:
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
+        with running_daemon(env):
+            _commit_along(env, CASES[0], 0)
+        repo = Repo(env, env.root / "src" / "app0")
+        yield hub, repo, repo.git("rev-list", "--reverse", "HEAD").split()
+
+
 def test_the_daemon_notes_each_slices_tokens_for_every_agent_that_records_them(env: Env) -> None:
     with running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
@@ -201,13 +215,7 @@ def _cli_json(env: Env, *args: str) -> Any:
 
 
 def test_log_and_show_give_tokens_per_model_and_total_and_unknown_for_an_old_note(env: Env) -> None:
-    codex = CASES[0]
-    with running_hub(env.root / "cas") as hub:
-        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_alice_write")
-        with running_daemon(env):
-            _commit_along(env, codex, 0)
-        repo = Repo(env, env.root / "src" / "app0")
-        first, last = repo.git("rev-list", "--reverse", "HEAD").split()
+    with codex_commits_in_the_hub(env) as (_hub, repo, (first, last)):
         # A commit noted before usage existed: the same link, its meta line without the key.
         old = repo.commit("noted by an older tracekeeper", file="old.txt")
         link, meta = repo.note(last).splitlines()
