@@ -711,31 +711,32 @@ def test_a_global_install_record_from_before_the_one_config_record_is_migrated(e
     assert gitconfig.read_bytes() == before
 
 
+def _global_install_chains(env: Env, marker: str, hooks_dir: str) -> None:
+    """After `install --global`, a repo's first commit runs the user's own `marker` hook (from
+    ~/`hooks_dir`) and ours; `uninstall --global` then leaves that directory and ~/.gitconfig as
+    they were."""
+    before = snapshot(env.home, hooks_dir, ".gitconfig")
+    tk(env, "install", "--global")
+    fresh = _fresh(env, "fresh")
+    fresh.git("commit", "-q", "--allow-empty", "-m", "first")
+    assert ran(fresh, marker) == 1 and spooled(env, fresh.git("rev-parse", "HEAD"))
+    tk(env, "uninstall", "--global")
+    assert snapshot(env.home, hooks_dir, ".gitconfig") == before
+
+
 def test_global_install_chains_into_the_users_own_template_dir(env: Env) -> None:
     template = env.home / "my-template"
     write(template / "hooks" / "post-commit", marker_hook("template"))
     with (env.home / ".gitconfig").open("a") as fh:
         fh.write(f"[init]\n\ttemplateDir = {template}\n")
-    before = snapshot(env.home, "my-template", ".gitconfig")
-    tk(env, "install", "--global")
-    fresh = _fresh(env, "fresh")
-    fresh.git("commit", "-q", "--allow-empty", "-m", "first")
-    assert ran(fresh, "template") == 1 and spooled(env, fresh.git("rev-parse", "HEAD"))
-    tk(env, "uninstall", "--global")
-    assert snapshot(env.home, "my-template", ".gitconfig") == before
+    _global_install_chains(env, "template", "my-template")
 
 
 def test_global_install_with_a_global_hooks_path_chains_there(env: Env) -> None:
     shared = env.home / "githooks"
     write(shared / "post-commit", marker_hook("shared"))
     subprocess.run(["git", "config", "--global", "core.hooksPath", str(shared)], env=env.vars, check=True)
-    before = snapshot(env.home, "githooks", ".gitconfig")
-    tk(env, "install", "--global")
-    existing = _fresh(env, "existing")
-    existing.git("commit", "-q", "--allow-empty", "-m", "first")
-    assert ran(existing, "shared") == 1 and spooled(env, existing.git("rev-parse", "HEAD"))
-    tk(env, "uninstall", "--global")
-    assert snapshot(env.home, "githooks", ".gitconfig") == before
+    _global_install_chains(env, "shared", "githooks")
 
 
 # --- config-based hooks (git >= 2.54) ------------------------------------------------------------
