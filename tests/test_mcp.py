@@ -1,7 +1,7 @@
 """`tracekeeper mcp` end to end: the official SDK's own stdio client (`mcp.client.stdio.stdio_client`
 and `ClientSession`, as an agent uses them) spawns the real command against a real repository,
-whose notes the real daemon wrote for a real (fixture) Codex session, or whose notes point at a
-`file://` store (a teammate's machine). Nothing is mocked."""
+whose notes the real daemon wrote for a real (fixture) Codex session, or whose notes point at the
+`file://` store this machine is configured for (a teammate's machine). Nothing is mocked."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent, Tool
@@ -181,6 +182,7 @@ def test_a_teammate_asks_with_the_bucket_as_the_only_copy(env: Env) -> None:
     )
 
 
+@pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 def test_long_answers_come_in_pages(env: Env) -> None:
     """A whole session in pages of at most --page-chars: every turn on exactly one page, in order,
     each page but the last saying how to get the next."""
@@ -228,6 +230,7 @@ def test_why_pages_a_long_history_by_commits(env: Env) -> None:
     assert three.is_error and "only 2 page(s)" in text_of(three)
 
 
+@pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     """Terminal escapes, bidi overrides, invisible separators, a NUL and a line that poses as the
     answer's own structure, in the prompt of a teammate's session: the agent gets them spelled
@@ -261,6 +264,7 @@ def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     assert "edit: apply_patch (create) text.py" in why_text
 
 
+@pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 def test_root_names_the_repository_and_an_unexpanded_one_is_ignored(env: Env) -> None:
     """Cursor starts servers wherever it likes and passes `--root ${workspaceFolder}`, expanded;
     an agent that does not expand it passes the literal text, and the start directory counts."""

@@ -3,7 +3,7 @@ and kept by the daemon as it notes commits.
 
 Real git repositories with trace notes in the documented format whose URLs are `file://` copies
 of the fixture transcripts (as in tests/test_why_lib.py: a teammate's machine that reads the
-store), the real CLI as a process, and the real daemon with its local store. Nothing is mocked.
+store it is configured for), the real CLI as a process, and the real daemon with its local store. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from tracekeeperd.paths import Paths
 
 from .harness import UUID_A, Env, Repo, make_repo, running_daemon, wait_for
 from .test_why_lib import CLAUDE, CODEX, COPILOT, CURSOR, FIXTURES, GEMINI, PI, REF, Transcript, commit, link, paths_for
+
+pytestmark = pytest.mark.usefixtures("configured_store")  # the notes' file:// store is this machine's
 
 #: (transcript, a word of its first prompt, the line of that prompt)
 PROMPT_WORDS = [

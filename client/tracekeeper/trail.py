@@ -248,14 +248,14 @@ def plan_forget(repo: Path, notes_ref: str, what: str, paths: Paths) -> ForgetPl
 
 def delete_url(url: str) -> None:
     """Delete the object behind a note's URL from its store, with this user's credentials (only on
-    the Hub this machine uses: a note's URL is the pusher's word)."""
+    the Hub this machine uses, inside its configured local store: a note's URL is the pusher's word)."""
     from tracekeeperd.config import load
-    from tracekeeperd.stores import NotAStoreURL, locate
+    from tracekeeperd.stores import NotAStoreURL, locate_configured
 
     try:
-        store, path = locate(url, endpoint=load().hf_endpoint)
+        store, path = locate_configured(url, load())
     except NotAStoreURL as exc:
-        raise TrailError(str(exc) if exc.bucket else f"don't know how to delete {url}") from None
+        raise TrailError(str(exc) if exc.explains else f"don't know how to delete {url}") from None
     store.delete(path)
 
 
