@@ -24,6 +24,7 @@ from tracekeeperd import notes
 from .harness import Env, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
 from .test_cli_shell import _imported
+from .test_search import _quiet_search, _secret
 from .test_why_lib import CODEX, FIXTURES, SLUG_V1, SLUG_V2, commit, link
 
 CODEX_FILE = FIXTURES / CODEX.relpath
@@ -310,3 +311,64 @@ def test_a_note_pointing_at_another_hub_gets_no_token(env: Env) -> None:
         assert other.requests == []
     assert show.is_error and "not the Hub this machine uses" in text_of(show), text_of(show)
     assert "not the Hub this machine uses" in text_of(why)
+
+
+def test_an_agent_searches_past_sessions_in_pages_and_never_gets_a_secret(env: Env) -> None:
+    """The daemon records a Codex session whose prompt holds a token (a well-formed, random one)
+    and indexes what it uploaded; the agent's `search` finds the prompt's word, one result a page
+    with the next page named, and nothing it asks brings the token back."""
+    secret = _secret()
+    repo = make_repo(env).install()
+    source = CODEX_FILE.read_text()
+    assert "add a slugify(title) helper" in source
+    transcript = env.transcript(CODEX_FILE.name)
+    transcript.write_text(source.replace("add a slugify(title) helper", f"add a slugify(title) helper {secret}", 1))
+    repo.activate(transcript, session_id=CODEX.session)
+    with running_daemon(env):
+        sha = _commit_files(repo, "add slugify", {"text.py": SLUG_V1})
+        wait_for(lambda: repo.note(sha), what="the note")
+        indexed = wait_for(lambda: _quiet_search(env, repo, "slugify"), what="the daemon to index the session")
+    assert len(indexed) >= 2, indexed  # enough results for two pages of one
+    queries = [f'"{secret}"', f'"{secret[4:]}"', f"{secret[4:10]}*", "slugify", "helper"]
+    other = make_repo(env, "other")
+    _, results = mcp_calls(
+        env,
+        repo.path,
+        [
+            ("search", {"query": "slugify", "limit": 1}),
+            ("search", {"query": "slugify", "limit": 1, "page": 2}),
+            ("search", {"query": "slugify", "limit": 100}),
+            *[("search", {"query": query, "limit": 100}) for query in queries],
+            ("search", {"query": "slugify", "all_repos": True}),
+            ("search", {"query": '"unbalanced'}),
+            ("search", {"query": "slugify", "repo": str(other.path)}),
+            ("search", {"query": "slugify", "limit": 1, "page": len(indexed) + 1}),
+        ],
+    )
+    first, second, everything, *by_query, across, malformed, unindexed, beyond = results
+    assert not any(r.is_error for r in (first, second, everything, *by_query, across)), [text_of(r) for r in results]
+    page_1, page_2 = text_of(first), text_of(second)
+    assert page_1.startswith("results for 'slugify', best first (1-1)"), page_1
+    assert page_1.endswith("[more: call again with page=2]")
+    assert page_2.startswith("results for 'slugify', best first (2-2)"), page_2
+    assert f"1. commit {sha[:12]} · codex session {CODEX.session} · turn " in page_1
+    assert f"2. commit {sha[:12]} · codex session {CODEX.session} · turn " in page_2
+    turn = re.compile(r"· turn (\d+)\n")
+    assert turn.findall(page_1) != turn.findall(page_2)  # the next page is the next result
+    whole = text_of(everything)
+    assert "[more" not in whole and len(turn.findall(whole)) == len(indexed)
+    assert "trace: " in whole
+    for result in results:  # what came back, after the first line (which repeats the query)
+        text = text_of(result).partition("\n")[2]
+        assert secret not in text and secret[4:] not in text and secret[4:].lower() not in text.lower(), text
+        assert UNSAFE.search(text) is None
+        assert not re.search("[\ue000-\uf8ff]", text), repr(text)  # the index's match marks are not text
+    assert [text_of(r).startswith("no results") for r in by_query] == [True, True, True, False, False]
+    assert sha[:12] in text_of(across)
+    assert "    > add a slugify(title) helper" in whole, whole  # the prompt's turn, quoted
+    # Past the last page, as `log` says it: the index is not counted for a total.
+    assert not beyond.is_error and text_of(beyond) == f"no results for 'slugify' on page {len(indexed) + 1}"
+    for failed in (malformed, unindexed):
+        assert failed.is_error and "\n" not in text_of(failed) and "Traceback" not in text_of(failed), text_of(failed)
+    assert "bad search query" in text_of(malformed)
+    assert "nothing is indexed for this repository yet" in text_of(unindexed), text_of(unindexed)

@@ -260,10 +260,14 @@ def log_blocks(entries: Sequence["Entry"]) -> list[str]:
 
 
 def search_blocks(hits: Sequence[Any], offset: int) -> list[str]:
-    """`hits` are search.SearchHit: (commit, agent, session, turn, snippet, url)."""
+    """`hits` are search.SearchHit: (commit, agent, session, turn, snippet, url). A snippet's match
+    marks are the index's private-use characters: invisible to a model, so they are left out (as in
+    `search --json`); the agent knows the words it asked for."""
+    from .search import plain
+
     return [
         f"{offset + index}. commit {str(hit.commit)[:12]} · {one_line(hit.agent)} session {one_line(hit.session)}"
-        f" · turn {int(hit.turn)}\n{quote(hit.snippet, TURN_CHARS)}\n  trace: {one_line(hit.url)}"
+        f" · turn {int(hit.turn)}\n{quote(plain(hit.snippet), TURN_CHARS)}\n  trace: {one_line(hit.url)}"
         for index, hit in enumerate(hits, start=1)
     ]
 
