@@ -374,3 +374,33 @@ def test_an_agent_searches_past_sessions_in_pages_and_never_gets_a_secret(env: E
         assert failed.is_error and "\n" not in text_of(failed) and "Traceback" not in text_of(failed), text_of(failed)
     assert "bad search query" in text_of(malformed)
     assert "nothing is indexed for this repository yet" in text_of(unindexed), text_of(unindexed)
+
+
+def test_a_bad_argument_is_one_line_naming_the_argument(env: Env) -> None:
+    """The SDK checks arguments against each tool's schema and, left alone, answers with pydantic's
+    multi-line report (a count, the model's name, a link to pydantic's site). An agent gets what the
+    command line gives for a bad option: one line saying which argument and what is wrong."""
+    repo = make_repo(env)
+    _, results = mcp_calls(
+        env,
+        repo.path,
+        [
+            ("why", {"path": "a.py", "start_line": "four"}),
+            ("why", {"path": "a.py", "start_line": 0}),
+            ("log", {"path": ["a.py"], "limit": "many"}),
+            ("search", {}),
+            ("show", {"full": "very"}),
+        ],
+    )
+    texts = [text_of(result) for result in results]
+    assert all(result.is_error for result in results), texts
+    for text in texts:
+        assert "\n" not in text and "pydantic" not in text and "validation error" not in text, text
+        assert "Arguments" not in text, text  # the SDK's model name for the arguments
+    bad_type, too_small, two_bad, missing, bad_bool = texts
+    assert bad_type.startswith("why: invalid argument start_line: Input should be a valid integer"), bad_type
+    assert too_small == "why: invalid argument start_line: Input should be greater than or equal to 1", too_small
+    assert "invalid argument path: Input should be a valid string" in two_bad, two_bad
+    assert "invalid argument limit: Input should be a valid integer" in two_bad, two_bad
+    assert missing == "search: invalid argument query: Field required", missing
+    assert bad_bool.startswith("show: invalid argument full: Input should be a valid boolean"), bad_bool
