@@ -29,6 +29,9 @@ from typing import Any
 import click
 
 from .errors import ClientError
+from .mcp_setup import TARGETS as MCP_TARGETS
+from .mcp_setup import McpStatus
+from .mcp_setup import status as mcp_status
 from .output import info
 
 #: How our handlers are recognised: the command runs `tracekeeper hook` (quoted or not).
@@ -579,6 +582,8 @@ class AgentState:
     error: str | None = None
     trust: dict[str, CodexTrust] | None = None
     note: str | None = None
+    #: Our MCP server in the agent's MCP config; None for an agent mcp_setup cannot register with.
+    mcp: McpStatus | None = None
 
     def view(self) -> dict[str, Any]:
         trust = self.trust
@@ -595,6 +600,7 @@ class AgentState:
             "codex_trusted": None if trust is None else {e: trust.get(e) is CodexTrust.TRUSTED for e in self.events},
             "codex_trust": None if trust is None else {e: str(trust.get(e, CodexTrust.UNTRUSTED)) for e in self.events},
             "note": self.note,
+            "mcp": None if self.mcp is None else self.mcp.view(),
         }
 
 
@@ -611,6 +617,7 @@ def inspect(spec: AgentSpec) -> AgentState:
             break
     path = spec.config_path()
     state = AgentState(spec, bool(reasons), ", ".join(reasons), path, [])
+    state.mcp = mcp_status(spec.name) if spec.name in MCP_TARGETS else None
     try:
         loaded = load(path, spec.skeleton, comments=spec.comments)
     except ConfigError as exc:
@@ -661,6 +668,19 @@ def _describe(state: AgentState) -> str:
     return text
 
 
+def _describe_mcp(state: AgentState) -> str:
+    mcp = state.mcp
+    if mcp is None:
+        return "not supported for this agent yet"
+    if mcp.registered is None:
+        return f"cannot tell: {mcp.error}"
+    if mcp.registered:
+        return f"registered in {mcp.config}"
+    if mcp.other_entry:
+        return f"not registered: the entry 'tracekeeper' in {mcp.config} does not run `tracekeeper mcp`"
+    return f"not registered (tracekeeper agents install --mcp --agent {state.spec.name})"
+
+
 @click.group(invoke_without_command=True, short_help="Coding-agent hooks: list, install, uninstall.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per agent, in a list.")
 @click.pass_context
@@ -690,6 +710,7 @@ def agents(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{state.spec.name:<{width}}  {state.spec.label}: {presence}")
         click.echo(f"{'':<{width}}  hooks   {_describe(state)}")
         click.echo(f"{'':<{width}}  config  {state.config}")
+        click.echo(f"{'':<{width}}  mcp     {_describe_mcp(state)}")
         if state.note:
             click.echo(f"{'':<{width}}  note    {state.note}")
 
