@@ -3,7 +3,7 @@
 `log` is `git log --notes=hf-traces` made readable: one entry per commit, with agent, session,
 line range, prompt count and URL of each linked session, and commits without a link marked. It
 never downloads: prompt counts come from what this machine already has (the daemon's transcript
-and snapshot, a `file://` store), else they are shown as "-".
+and snapshot, the configured `file://` store), else they are shown as "-".
 
 `forget` deletes a session's uploaded trace from the store its URL points at and replaces every
 link to it, in every note of the ref, by a tombstone line saying who removed it and when (see
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import click
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, detect, split_lines
-from tracekeeperd.config import normalize_notes_ref
+from tracekeeperd.config import Config, normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.notes import Tombstone, all_notes, bury, parse_tombstones, trace_lines
 from tracekeeperd.paths import Paths
@@ -346,6 +346,7 @@ class PromptCounter:
         self._turns: dict[tuple[Path, int], list[int]] = {}
         self._queue: Queue | None = None
         self._queue_tried = False
+        self._config: Config | None = None
 
     def close(self) -> None:
         if self._queue is not None:
@@ -367,6 +368,23 @@ class PromptCounter:
                 if value:
                     seen.setdefault(str(value))
         return [Path(p) for p in seen]
+
+    def _in_local_store(self, url: str) -> Path | None:
+        """The file a note's `file://` URL names, if it lies in the configured local store: the
+        URL is the pusher's word (any path: a private key, a FIFO that would block `log`), so it
+        is read only where `show` would read it (stores.locate_configured)."""
+        if urlparse(url).scheme != "file":
+            return None
+        from tracekeeperd.config import load
+        from tracekeeperd.stores import LocalStore, NotAStoreURL, locate_configured
+
+        if self._config is None:
+            self._config = load()
+        try:
+            store, path = locate_configured(url, self._config)
+        except NotAStoreURL:
+            return None
+        return store.root / path if isinstance(store, LocalStore) else None
 
     def _read(self, path: Path) -> bytes | None:
         if path not in self._data:
@@ -391,9 +409,9 @@ class PromptCounter:
         if key not in self._sources:
             self._sources[key] = self._query(*key)
         candidates = list(self._sources[key])
-        parsed = urlparse(link.url)
-        if parsed.scheme == "file":
-            candidates.insert(0, Path(unquote(parsed.path)))
+        stored = self._in_local_store(link.url)
+        if stored is not None:
+            candidates.insert(0, stored)
         redacted = getattr(link, "redacted", None) is not None
         for path in candidates:
             data = self._read(path)
