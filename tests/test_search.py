@@ -11,18 +11,34 @@ from __future__ import annotations
 import json
 import random
 import string
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tracekeeper import search as search_mod
 from tracekeeper.search import NotIndexed, ReindexIncomplete, SearchQueryError, reindex, search
+from tracekeeper.why import why
 from tracekeeperd import redact
 from tracekeeperd.config import RedactionSettings
 from tracekeeperd.paths import Paths
 
 from .harness import UUID_A, Env, Repo, make_repo, running_daemon, wait_for
-from .test_why_lib import CLAUDE, CODEX, COPILOT, CURSOR, FIXTURES, GEMINI, PI, REF, Transcript, commit, link, paths_for
+from .test_why_lib import (
+    CLAUDE,
+    CODEX,
+    COPILOT,
+    CURSOR,
+    FAREWELL,
+    FIXTURES,
+    GEMINI,
+    PI,
+    REF,
+    Transcript,
+    commit,
+    link,
+    paths_for,
+)
 
 pytestmark = pytest.mark.usefixtures("configured_store")  # the notes' file:// store is this machine's
 
@@ -347,3 +363,25 @@ def test_a_session_forgotten_here_is_not_returned_by_an_index_that_still_holds_i
         queue.close()
     assert {hit.agent for hit in search("farewell", repo=repo.path, paths=paths, limit=50)} == {"pi"}
     assert {hit.agent for hit in search("farewell", repo=None, all_repos=True, paths=paths, limit=50)} == {"pi"}
+
+
+def test_a_note_naming_a_file_outside_the_configured_store_is_neither_indexed_nor_explained(env: Env) -> None:
+    """A teammate's note whose URL names a transcript-shaped file elsewhere on this machine
+    (matching the note's sha256): `search --reindex` and `why` say which URL and why in one
+    line, and nothing of that file reaches the index or the answer."""
+    repo = make_repo(env)
+    planted = link(env, CLAUDE, 1, _lines(CLAUDE))  # in the configured store; then moved out of it
+    private = env.home / "private" / Path(CLAUDE.relpath).name
+    private.parent.mkdir()
+    Path(planted.url.removeprefix("file://")).rename(private)
+    hostile = replace(planted, url=private.as_uri())
+    commit(repo, "farewell", {"src/app.py": FAREWELL}, hostile)
+    with pytest.raises(ReindexIncomplete) as info:
+        _reindex(env, repo)
+    message = str(info.value)
+    assert "\n" not in message and f"{private.as_uri()} is outside the configured local store" in message, message
+    assert search("farewell", repo=repo.path, paths=paths_for(env)) == []
+    answer = why(repo.path, "src/app.py", None, paths_for(env), REF)
+    (session,) = [s for c in answer.commits for s in c.sessions]
+    assert session.prompt is None and not session.edits and session.error is not None
+    assert f"{private.as_uri()} is outside the configured local store" in session.error
