@@ -233,6 +233,28 @@ def _two_sessions(env: Env, repo: Repo) -> tuple[list[str], str]:
     return [a1, a2], b1
 
 
+def test_forget_never_deletes_a_file_outside_the_configured_store(env: Env) -> None:
+    """`forget` deletes what a note's URL names: a teammate's note naming `~/.ssh/id_ed25519` (or
+    reaching it by `..`) must not make it unlink that file. It says so for that URL, and the
+    note keeps its link (nothing was deleted, so nothing is declared dead)."""
+    repo = make_repo(env)
+    store = env.root / "store"
+    store.mkdir()
+    env.vars["TRACEKEEPER_STORE"] = store.as_uri()
+    key = env.home / ".ssh" / "id_ed25519"
+    key.parent.mkdir()
+    key.write_text("PRIVATE KEY\n")
+    lines = codex_lines(prompts=[2], count=3)
+    for index, url in enumerate([key.as_uri(), f"file://{store}/../h/.ssh/id_ed25519"]):
+        sha = repo.commit(f"c{index}", file=f"f{index}.py")
+        notes.add_link(repo.git_dir, REF, sha, link_for(url, f"s{index}", lines, 1, 3))
+        before = repo.note(sha)
+        proc = tk(env, "forget", sha, "--yes", cwd=repo.path)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{url} is outside the configured local store" in proc.stdout + proc.stderr, proc
+        assert key.read_text() == "PRIVATE KEY\n" and repo.note(sha) == before
+
+
 def test_forget_a_session_with_the_local_store(env: Env) -> None:
     repo = make_repo(env).install()
     with running_daemon(env):
