@@ -51,20 +51,20 @@ def _local(url: str, path_text: str, netloc: str, root: Path | None) -> tuple[St
     """
     if root is None:
         raise NotAStoreURL(
-            f"{url} is a local file, but this machine's store is not a local directory: not read"
+            f"{url} is a local file, but this machine's store is not a local directory: refused"
             " (set TRACEKEEPER_STORE to that directory if you trust it)",
             refused=True,
         )
     if netloc not in ("", "localhost"):
-        raise NotAStoreURL(f"{url} is a file on another host ({netloc}): not read", refused=True)
+        raise NotAStoreURL(f"{url} is a file on another host ({netloc}): refused", refused=True)
     try:
         base = root.expanduser().resolve()
         target = Path(path_text).resolve()
     except (OSError, ValueError) as exc:  # an embedded NUL, a symlink loop
-        raise NotAStoreURL(f"{url} is not a readable local path ({exc}): not read", refused=True) from None
+        raise NotAStoreURL(f"{url} is not a usable local path ({exc}): refused", refused=True) from None
     if target == base or not target.is_relative_to(base):
         raise NotAStoreURL(
-            f"{url} is outside the configured local store {base}: not read"
+            f"{url} is outside the configured local store {base}: refused"
             " (set TRACEKEEPER_STORE to that store if you trust it)",
             refused=True,
         )
