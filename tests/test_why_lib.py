@@ -2,8 +2,9 @@
 
 Real git repositories whose files hold exactly what an edit recorded in a fixture transcript
 wrote, with trace notes in the documented format (rendered by `notes.TraceLink`) whose URLs
-are `file://` copies of the transcript: a teammate's machine, where `show.load` finds no
-daemon queue and reads the store. No daemon is needed.
+are `file://` copies of the transcript in the store this machine is configured for: a
+teammate's machine, where `show.load` finds no daemon queue and reads the store. No daemon is
+needed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from tracekeeperd import notes
 from tracekeeperd.paths import Paths
 
 from .harness import Env, Repo, make_repo
+
+#: The notes' `file://` store is this machine's configured store (conftest.configured_store).
+pytestmark = pytest.mark.usefixtures("configured_store")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REF = "refs/notes/hf-traces"

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClientError
+from .mcp_setup import TARGETS as MCP_TARGETS
+from .mcp_setup import McpStatus
+from .mcp_setup import status as mcp_status
 
 #: How our handlers are recognised: the command runs `tracekeeper hook` (quoted or not).
 _OURS = re.compile(r"tracekeeper['\"]?\s+hook(\s|$)")
@@ -576,6 +579,8 @@ class AgentState:
     error: str | None = None
     trust: dict[str, CodexTrust] | None = None
     note: str | None = None
+    #: Our MCP server in the agent's MCP config; None for an agent mcp_setup cannot register with.
+    mcp: McpStatus | None = None
 
     def view(self) -> dict[str, Any]:
         trust = self.trust
@@ -592,6 +597,7 @@ class AgentState:
             "codex_trusted": None if trust is None else {e: trust.get(e) is CodexTrust.TRUSTED for e in self.events},
             "codex_trust": None if trust is None else {e: str(trust.get(e, CodexTrust.UNTRUSTED)) for e in self.events},
             "note": self.note,
+            "mcp": None if self.mcp is None else self.mcp.view(),
         }
 
 
@@ -608,6 +614,7 @@ def inspect(spec: AgentSpec) -> AgentState:
             break
     path = spec.config_path()
     state = AgentState(spec, bool(reasons), ", ".join(reasons), path, [])
+    state.mcp = mcp_status(spec.name) if spec.name in MCP_TARGETS else None
     try:
         loaded = load(path, spec.skeleton, comments=spec.comments)
     except ConfigError as exc:

@@ -415,6 +415,44 @@ def install(name: str, exe: str) -> str:
         raise ConfigError(f"{path}: {exc.strerror or exc}; nothing written") from None
 
 
+@dataclass(frozen=True)
+class McpStatus:
+    """Whether an agent's MCP config runs `tracekeeper mcp`: `registered` is None when the file
+    cannot be read (`error` says why); `other_entry` when a server named `tracekeeper` runs
+    something else (uninstall leaves it)."""
+
+    config: Path
+    registered: bool | None
+    other_entry: bool = False
+    error: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "config": str(self.config),
+            "registered": self.registered,
+            "other_entry": self.other_entry,
+            "error": self.error,
+        }
+
+
+def status(name: str) -> McpStatus:
+    """Read agent `name`'s user MCP config (never writing it) for our entry."""
+    target = TARGETS[name]
+    path = target.config()
+    try:
+        if target.toml:
+            _, text = _read(path)
+            servers = _servers(_parse_toml(text, path), path) if text is not None else {}
+        else:
+            servers = _load_json(path)[2].get("mcpServers") or {}
+    except ConfigError as exc:
+        # The readers' messages are an install's ("...; nothing written"): here nothing was to be.
+        return McpStatus(path, None, error=str(exc).removesuffix("; nothing written"))
+    entry = servers.get(NAME)
+    ours = is_ours(entry)
+    return McpStatus(path, ours, other_entry=entry is not None and not ours)
+
+
 def uninstall(name: str) -> str:
     """Remove our entry from agent `name`'s user MCP config, and nothing else; says what was done."""
     target = TARGETS[name]

@@ -117,14 +117,15 @@ def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tup
 
 
 def fetch_url(url: str) -> bytes:
-    """Bytes behind a note's URL, with this user's credentials: only from the Hub this machine uses."""
+    """Bytes behind a note's URL, with this user's credentials: only from the Hub this machine uses,
+    or from inside its configured local store (a note's `file://` URL is the pusher's word)."""
     from tracekeeperd.config import load
-    from tracekeeperd.stores import NotAStoreURL, locate
+    from tracekeeperd.stores import NotAStoreURL, locate_configured
 
     try:
-        store, path = locate(url, endpoint=load().hf_endpoint)
+        store, path = locate_configured(url, load())
     except NotAStoreURL as exc:
-        raise ShowError(str(exc) if exc.bucket else f"don't know how to fetch {url}") from None
+        raise ShowError(str(exc) if exc.explains else f"don't know how to fetch {url}") from None
     return store.fetch(path)
 
 
