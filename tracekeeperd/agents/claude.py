@@ -281,5 +281,7 @@ FORMAT = TranscriptFormat(
     turns=turns,
     line_timestamp=line_timestamp,
     edits=edits,
+    edit_tools=EDIT_TOOLS,
+    line_local=True,
     usage=usage_charges,
 )

@@ -182,4 +182,6 @@ FORMAT = TranscriptFormat(
     turns=turns,
     line_timestamp=line_timestamp,
     edits=edits,
+    edit_tools=EDIT_TOOLS,
+    line_local=True,
 )

@@ -329,5 +329,6 @@ FORMAT = TranscriptFormat(
     turns=turns,
     line_timestamp=line_timestamp,
     edits=edits,
+    edit_tools=EDIT_TOOLS,
     usage=usage_charges,
 )
