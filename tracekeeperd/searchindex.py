@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,9 +30,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import logging
+
     from .agents import TranscriptFormat
 
-log = logging.getLogger(__name__)
+
+def _log() -> logging.Logger:
+    """The daemon's logger, looked up when the index thread logs: `tracekeeper search` imports
+    this module on its start-up path and never logs, so it does not pay for importing logging."""
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 SCHEMA_VERSION = "1"
 #: Snippet highlight markers: private-use characters, removed from indexed text (`clean`), so a
@@ -445,7 +453,7 @@ class Indexer:
             try:
                 fn()
             except Exception:
-                log.exception("search index: %s failed; `tracekeeper search --reindex` rebuilds it", what)
+                _log().exception("search index: %s failed; `tracekeeper search --reindex` rebuilds it", what)
 
         with contextlib.suppress(RuntimeError):  # shut down: the daemon is stopping
             self.executor.submit(guarded)
@@ -468,7 +476,7 @@ class Indexer:
             added = index_session(
                 self._db(), url=url, agent=agent, session=session, data=data, links=rows, line_ends=line_ends
             )
-            log.debug("search index: %d turn(s) of %s/%s", added, agent, session)
+            _log().debug("search index: %d turn(s) of %s/%s", added, agent, session)
 
         self._run(f"indexing {agent}/{session}", work)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cmp_to_key
 from pathlib import Path
@@ -427,7 +427,7 @@ def explain_session(
     blamed: Blamed,
     link: notes.TraceLink,
     file_paths: Sequence[str],
-    redactor: Redactor | None = None,
+    redactor: Redactor | Callable[[], Redactor] | None = None,
 ) -> SessionWhy:
     """One session's part in ``blamed``: the edits of its slice that wrote those lines."""
     try:
@@ -474,7 +474,7 @@ def why(
     paths: Paths,
     notes_ref: str,
     *,
-    redactor: Redactor | None = None,
+    redactor: Redactor | Callable[[], Redactor] | None = None,
     offset: int = 0,
     limit: int | None = None,
 ) -> Why:
@@ -482,6 +482,7 @@ def why(
 
     A commit without a trace note is listed with no sessions (a human wrote those lines,
     or no session was recorded). Sessions whose slice has a matching edit come first.
+    ``redactor`` may be a function that builds one: only a local copy of a session needs it.
     ``offset``/``limit`` explain only those of the blamed commits (blame is cheap, reading
     sessions is not: the MCP server pages a long history this way); ``total`` counts them all.
     """
