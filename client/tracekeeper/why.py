@@ -396,7 +396,7 @@ def slice_conversation(trail: show.Trail) -> SliceConversation | None:
     link = trail.link
     head = trail.data[: link.bytes]
     if trail.verified and head.endswith(b"\n") and head.count(b"\n") == link.last_line >= link.first_line >= 1:
-        detected = detect(Path(f"{link.agent}-{link.session_id}.jsonl"), _first_lines(head, DETECT_LINES))
+        detected = detect(Path(f"{link.agent}-{link.session_id}.jsonl"), _first_lines(trail.data, DETECT_LINES))
         if detected is not None and detected.line_local:
             windowed = _windowed(detected, head, link)
             if windowed is not None:
@@ -413,6 +413,7 @@ def slice_conversation(trail: show.Trail) -> SliceConversation | None:
 
 
 def _first_lines(data: bytes, count: int) -> list[bytes]:
+    """The first ``count`` complete lines, as `Trail.conversation` hands them to `detect`."""
     position = -1
     for _ in range(count):
         found = data.find(b"\n", position + 1)
