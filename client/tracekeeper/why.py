@@ -364,8 +364,8 @@ def _windowed(fmt: TranscriptFormat, head: bytes, link: notes.TraceLink) -> Slic
     """The slice parsed with a look-back that doubles until a prompt leads it; None: read it all.
 
     ``head`` is the verified bytes up to the slice's end, holding exactly ``last_line`` lines.
-    Each attempt re-parses its window from its first line (parsers carry state forward), so
-    the work is at most twice the final window's.
+    Each attempt re-parses its window from its first line (parsers carry state forward): the
+    look-backs parsed add up to at most twice the last one, plus the slice once per attempt.
     """
     first, last = link.first_line, link.last_line
     back = LOOK_BACK
