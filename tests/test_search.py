@@ -483,3 +483,36 @@ def test_a_note_naming_a_file_outside_the_configured_store_is_neither_indexed_no
     (session,) = [s for c in answer.commits for s in c.sessions]
     assert session.prompt is None and not session.edits and session.error is not None
     assert f"{private.as_uri()} is outside the configured local store" in session.error
+
+
+def test_ranking_a_bounded_candidate_set_gives_the_exhaustive_ranking(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """searchindex.query ranks with FTS5's `ORDER BY rank LIMIT n` and joins only those n: with n
+    as small as the page (grown while too few survive the filters or the worst candidate's rank
+    ties with what was left out), every page equals ranking every match."""
+    from tracekeeperd import searchindex
+
+    repo = make_repo(env)
+    for index, (transcript, _, _) in enumerate(PROMPT_WORDS):
+        commit(repo, f"change {index}", {f"f{index}.txt": "x\n"}, link(env, transcript, 1, _lines(transcript)))
+    _reindex(env, repo)
+    with searchindex.connection(paths_for(env).search_db, readonly=True) as conn:
+        assert conn is not None
+        forgotten = [(CLAUDE.agent, CLAUDE.session), (CODEX.agent, CODEX.session)]
+
+        def pages(candidates: int, text: str, exclude: list[tuple[str, str]]) -> list[list[searchindex.Row]]:
+            monkeypatch.setattr(searchindex, "CANDIDATES", candidates)
+            monkeypatch.setattr(searchindex, "CANDIDATES_PER_RESULT", 1 if candidates == 1 else 4)
+            return [
+                searchindex.query(conn, text, repos=None, limit=limit, offset=offset, exclude=exclude)
+                for limit, offset in ((1, 0), (3, 2), (10, 0), (500, 0))
+            ]
+
+        for text in ("the", "file OR test", "add*"):
+            for exclude in ([], forgotten):
+                every = pages(10**9, text, exclude)
+                assert len(every[3]) > 5, text  # common enough that the pages are real cuts
+                assert every[1] == every[3][2:5] and every[0] == every[3][:1]
+                assert pages(1, text, exclude) == every, (text, exclude)
+        assert not {(row.agent, row.session) for row in pages(1, "the", forgotten)[3]} & set(forgotten)

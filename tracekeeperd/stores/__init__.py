@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from ..config import Config, parse_store
 from ..errors import TracekeeperError
 from .base import MissingTrace, Store, StoreDenied, StoreInfo, Upload
-from .hf import HfStore, configure_hub
 from .local import LocalStore
+
+if TYPE_CHECKING:
+    from .hf import HfStore
+
+
+def __getattr__(name: str) -> Any:
+    """`HfStore` on first use (PEP 562): the hf module brings tenacity and logging, which
+    `tracekeeper why`/`show` reading a `file://` store never need."""
+    if name == "HfStore":
+        from . import hf
+
+        return getattr(hf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HfStore",
@@ -99,6 +113,8 @@ def locate(url: str, *, endpoint: str | None = None, local_root: Path | None = N
                 " is not sent there (set HF_ENDPOINT to that Hub if you trust it)",
                 bucket=True,
             )
+        from .hf import HfStore
+
         return HfStore(f"{namespace}/{name}", where), unquote(remote)
     raise NotAStoreURL(f"no store holds {url}")
 
@@ -119,6 +135,8 @@ def configured_local_root(config: Config) -> Path | None:
 
 
 def _has_hf_token() -> bool:
+    from .hf import configure_hub
+
     configure_hub()  # this is the daemon's first import of huggingface_hub: its variables go first
     from huggingface_hub import get_token
 
@@ -131,6 +149,8 @@ def open_store(config: Config) -> Store:
     With neither set, a saved or exported HF token means `<you>/agent-traces`; no token at all
     means a local directory, so a fresh machine works with no account.
     """
+    from .hf import HfStore
+
     if config.store:
         spec = parse_store(config.store)
         if spec.bucket is not None:
