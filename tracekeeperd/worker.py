@@ -503,13 +503,13 @@ class Worker:
         """Delete snapshot files nothing needs any more (on the db thread: ingest appends there)."""
 
         def collect() -> int:
-            paths = self.queue.collectable_snapshots(self.clock(), SNAPSHOT_IDLE)
+            paths = self.queue.take_collectable(self.clock(), SNAPSHOT_IDLE)
             for path in paths:
                 self.snapshots.forget(Path(path))
                 self.queue.drop_snapshot(path)
-            referenced = self.queue.referenced_snapshots()
             root = self.snapshots.root
-            orphans = [p for p in root.iterdir() if str(p) not in referenced] if root.exists() else []
+            # One indexed read per file left in the directory (live sessions' snapshots).
+            orphans = [p for p in root.iterdir() if not self.queue.references(str(p))] if root.exists() else []
             for orphan in orphans:
                 self.snapshots.forget(orphan)
             return len(paths) + len(orphans)
