@@ -113,6 +113,7 @@ class Daemon:
             notes_ref=self.config.notes_ref,
             policy=self.config.retry,
             redactor=redactor,
+            keep_done=_days(self.config.keep_done_days),
         )
         self.listener = bind(self.paths.socket)
         self._spool_marker = self.listener.path.parent / "spool-watched"
@@ -175,6 +176,7 @@ class Daemon:
 
         def swap() -> None:  # on the I/O thread, so never in the middle of a batch
             worker.reconfigure(store, notes_ref=config.notes_ref, policy=config.retry, redactor=redactor)
+            worker.keep_done = _days(config.keep_done_days)
 
         await asyncio.get_running_loop().run_in_executor(self.io, swap)
         self.config, self.store = config, store
@@ -426,6 +428,10 @@ class Daemon:
 
         data: dict[str, Any] = await self._on_db(build)
         return data
+
+
+def _days(days: float | None) -> float | None:
+    return None if days is None else days * 86400.0
 
 
 def build_redactor(config: Config) -> Redactor:

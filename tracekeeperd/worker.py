@@ -118,8 +118,11 @@ class Worker:
         policy: RetryPolicy,
         redactor: Redactor,
         clock: Callable[[], float] = time.time,
+        keep_done: float | None = None,
     ) -> None:
         self.queue = queue
+        #: Seconds a done job's row outlives its snapshot (config `keep_done_days`); None: forever.
+        self.keep_done = keep_done
         self.db = db
         self.store = store
         self.snapshots = snapshots
@@ -500,7 +503,8 @@ class Worker:
         self.db.run(self.snapshots.forget, snapshot)
 
     def collect_snapshots(self) -> int:
-        """Delete snapshot files nothing needs any more (on the db thread: ingest appends there)."""
+        """Delete snapshot files nothing needs any more (on the db thread: ingest appends there),
+        then retire done jobs older than the retention (one indexed delete)."""
 
         def collect() -> int:
             paths = self.queue.take_collectable(self.clock(), SNAPSHOT_IDLE)
@@ -512,6 +516,8 @@ class Worker:
             orphans = [p for p in root.iterdir() if not self.queue.references(str(p))] if root.exists() else []
             for orphan in orphans:
                 self.snapshots.forget(orphan)
+            if self.keep_done is not None:  # after the drops above: rows they freed may go too
+                self.queue.retire_done(self.clock() - self.keep_done)
             return len(paths) + len(orphans)
 
         return self.db.run(collect)
