@@ -214,6 +214,8 @@ class Daemon:
 
     async def ingest(self, event: spool.CommitEvent) -> IngestResult:
         assert self.ingestor is not None
+        # git first, on a pool thread: the database thread serves every commit and `status`.
+        await asyncio.get_running_loop().run_in_executor(None, self.ingestor.prepare, event)
         result: IngestResult = await self._on_db(self.ingestor.ingest, event)
         self._after_ingest(result)
         return result
