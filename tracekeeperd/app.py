@@ -32,6 +32,7 @@ from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
 from .queue import Job, Queue
 from .redact import Redactor
+from .repostate import NotesStates
 from .snapshot import Snapshots
 from .stores import Store, open_store
 from .worker import DbThread, Worker
@@ -79,6 +80,8 @@ class Daemon:
         self.intake: SpoolIntake | None = None
         self._stopping = False
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
+        #: Every known repository's notes-sync state, for `status` (recomputed on ref changes).
+        self.notes_states = NotesStates(config.notes_ref)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -128,6 +131,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         # Learn early whether the bucket is reachable and private, so `status` can say so.
         loop.run_in_executor(self.io, self._check_store)
+        # And each known repository's notes-sync state, so the first `status` finds it computed.
+        known = await self._on_db(self.queue.repositories)
+        loop.run_in_executor(None, self.notes_states.view, known)
         self._tasks = [
             loop.create_task(self._work(), name="worker"),
             loop.create_task(self.intake.rescan()),
@@ -179,6 +185,8 @@ class Daemon:
             worker.keep_done = _days(config.keep_done_days)
 
         await asyncio.get_running_loop().run_in_executor(self.io, swap)
+        if config.notes_ref != self.config.notes_ref:
+            self.notes_states = NotesStates(config.notes_ref)
         self.config, self.store = config, store
         logging.getLogger().setLevel(config.log_level.upper())
         log.info("configuration reloaded: store %s, notes %s", store.ident(), config.notes_ref)
@@ -429,6 +437,10 @@ class Daemon:
             return status_view.build(queue, self.paths.spool, include_done=include_done, daemon=facts)
 
         data: dict[str, Any] = await self._on_db(build)
+        # From memory: git runs only for repositories whose refs changed since (repostate.py),
+        # on a pool thread, never on the database thread.
+        known = await self._on_db(queue.repositories)
+        data["repos"] = await asyncio.get_running_loop().run_in_executor(None, self.notes_states.view, known)
         return data
 
 

@@ -151,8 +151,7 @@ def _notes_per_repo() -> list[dict[str, Any]]:
     from tracekeeperd.config import load
     from tracekeeperd.errors import TracekeeperError
     from tracekeeperd.queue import Queue
-
-    from .. import sync
+    from tracekeeperd.repostate import NotesStates
 
     paths = resolve()
     if not paths.db.exists():
@@ -168,17 +167,7 @@ def _notes_per_repo() -> list[dict[str, Any]]:
         return []
     except TracekeeperError as exc:
         return [{"repo": None, "remotes": [], "error": str(exc)}]
-    repos: list[dict[str, Any]] = []
-    for common_dir, display in known:
-        if not Path(common_dir).is_dir():
-            continue
-        try:
-            remotes = [status.view() for status in sync.notes_status(Path(display), ref)]
-        except (TracekeeperError, OSError) as exc:  # a broken repository must not break `status`
-            repos.append({"repo": display, "remotes": [], "error": str(exc)})
-            continue
-        repos.append({"repo": display, "remotes": remotes})
-    return repos
+    return NotesStates(ref).view(known)
 
 
 def _print_status(data: dict[str, Any]) -> None:
@@ -303,7 +292,8 @@ def status(as_json: bool, include_done: bool) -> None:
         data["daemon"].update(running=True, responding=True)
         data["error"] = f"the daemon answered {exc.status}: {exc}"
     data.setdefault("error", None)
-    data["repos"] = _notes_per_repo()
+    if "repos" not in data:  # a daemon's answer has them, kept current; without one, read them here
+        data["repos"] = _notes_per_repo()
     if as_json:
         emit_json(data)
     else:
