@@ -518,6 +518,8 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench_visibility.py", (), ("--rounds", "10")),
     ("bench_notes.py", (), ()),
     ("bench_discovery.py", ("--quick",), ("--quick",)),
+    ("bench_history.py", (), ("--quick",)),
+    ("bench_fleet.py", (), ("--quick",)),
 )
 
 

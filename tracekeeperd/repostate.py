@@ -28,16 +28,19 @@ from .errors import TracekeeperError
 Stamp = tuple[tuple[str, int, int, int] | None, ...]
 
 
-def _stamp(common: Path, notes_ref: str, remotes: Iterable[str]) -> Stamp:
-    ref = normalize_notes_ref(notes_ref)
-    paths = [
-        common / "config",
-        common / "packed-refs",
-        common / "reftable" / "tables.list",
-        common / notesync.STATE_FILE,
-        common / ref,
-        *(common / notesync.tracking_ref(remote, ref) for remote in remotes),
-    ]
+def _watched(common: str, ref: str, remotes: Iterable[str]) -> tuple[str, ...]:
+    """The files whose change can change the state (strings: a stat per file is the whole cost)."""
+    return (
+        os.path.join(common, "config"),
+        os.path.join(common, "packed-refs"),
+        os.path.join(common, "reftable", "tables.list"),
+        os.path.join(common, notesync.STATE_FILE),
+        os.path.join(common, ref),
+        *(os.path.join(common, notesync.tracking_ref(remote, ref)) for remote in remotes),
+    )
+
+
+def _stamp(paths: tuple[str, ...]) -> Stamp:
     out: list[tuple[str, int, int, int] | None] = []
     for path in paths:
         try:
@@ -45,42 +48,42 @@ def _stamp(common: Path, notes_ref: str, remotes: Iterable[str]) -> Stamp:
         except OSError:
             out.append(None)
             continue
-        out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+        out.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(out)
 
 
 class NotesStates:
-    """Per repository (by common git dir): the stamp its state was computed at, and the state."""
+    """Per repository (by common git dir): the files watched, the stamp its state was computed
+    at, and the state."""
 
     def __init__(self, notes_ref: str) -> None:
-        self.notes_ref = notes_ref
+        self.notes_ref = normalize_notes_ref(notes_ref)
         self._lock = threading.Lock()
-        self._known: dict[str, tuple[Stamp, dict[str, Any]]] = {}
+        self._known: dict[str, tuple[tuple[str, ...], Stamp, dict[str, Any]]] = {}
 
-    def _compute(self, common: str, display: str) -> tuple[Stamp, dict[str, Any]]:
+    def _compute(self, common: str, display: str) -> tuple[tuple[str, ...], Stamp, dict[str, Any]]:
         # The stamp is taken before the git reads: a change during them shows as a new stamp
         # next time, so it is never hidden behind an answer computed before it.
         before = self._known.get(common)
-        remotes = [r["remote"] for r in before[1]["remotes"]] if before else []
-        stamp = _stamp(Path(common), self.notes_ref, remotes)
+        watched = before[0] if before else _watched(common, self.notes_ref, ())
+        stamp = _stamp(watched)
         try:
             states = notesync.notes_status(Path(display), self.notes_ref)
         except (TracekeeperError, OSError) as exc:  # a broken repository must not break `status`
-            return stamp, {"repo": display, "remotes": [], "error": str(exc)}
-        names = [state.remote for state in states]
-        if names != remotes:  # now with the tracking refs of the remotes it has
-            stamp = _stamp(Path(common), self.notes_ref, names)
-        return stamp, {"repo": display, "remotes": [state.view() for state in states]}
+            return watched, stamp, {"repo": display, "remotes": [], "error": str(exc)}
+        now_watched = _watched(common, self.notes_ref, [state.remote for state in states])
+        if now_watched != watched:  # now with the tracking refs of the remotes it has
+            watched, stamp = now_watched, _stamp(now_watched)
+        return watched, stamp, {"repo": display, "remotes": [state.view() for state in states]}
 
     def view(self, repositories: list[tuple[str, str]], *, threads: int = 4) -> list[dict[str, Any]]:
         """The state of each (common git dir, working tree) that still exists, in that order;
         git runs only for repositories whose stamp changed (several at once)."""
-        live = [(common, display) for common, display in repositories if Path(common).is_dir()]
+        live = [(common, display) for common, display in repositories if os.path.isdir(common)]
         stale = []
         for common, display in live:
             entry = self._known.get(common)
-            remotes = [r["remote"] for r in entry[1]["remotes"]] if entry else []
-            if entry is None or entry[0] != _stamp(Path(common), self.notes_ref, remotes):
+            if entry is None or entry[1] != _stamp(entry[0]):
                 stale.append((common, display))
         if stale:
             with ThreadPoolExecutor(max_workers=min(threads, len(stale))) as pool:
@@ -88,4 +91,4 @@ class NotesStates:
             with self._lock:
                 for (common, _), computed in zip(stale, fresh, strict=True):
                     self._known[common] = computed
-        return [self._known[common][1] for common, _ in live if common in self._known]
+        return [self._known[common][2] for common, _ in live if common in self._known]
