@@ -25,12 +25,13 @@ from tracekeeperd.spool import CommitEvent
 
 T0 = 1_800_000_000.0
 
-#: Logs its arguments, one line per run; with TK_GIT_GATE set, a `rev-parse --git-common-dir`
-#: (asked only by the daemon's ingest) waits until that file exists, after saying so.
+#: Logs its arguments, one line per run; with TK_GIT_GATE set, a run with the argument
+#: TK_GIT_GATE_ARG (default `--git-common-dir`, asked only by the daemon's ingest) waits until
+#: that file exists, after saying so.
 WRAPPER = """#!/bin/sh
 printf '%s\\n' "$*" >> "$TK_GIT_LOG"
 case " $* " in
-  *" --git-common-dir "*)
+  *" ${TK_GIT_GATE_ARG:---git-common-dir} "*)
     if [ -n "$TK_GIT_GATE" ]; then
       : > "$TK_GIT_GATE.waiting"
       n=0

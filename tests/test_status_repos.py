@@ -98,3 +98,20 @@ def test_repositories_unchanged_since_are_not_asked_again(
     assert runs > 0
     assert states.view(known) == first
     assert len(_calls(log)) == runs, "no git for repositories whose refs did not move"
+
+
+def test_a_slow_repository_does_not_hold_the_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon answers `status` within its wait even while git is slow for a repository; the
+    repository is `pending` until its state is known, then shown as computed."""
+    work = tmp_path / "app"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    gate = tmp_path / "gate"
+    env = {**_wrapper(tmp_path / "bin", tmp_path / "git.log"), "TK_GIT_GATE": str(gate), "TK_GIT_GATE_ARG": "remote"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    known = [(str(work / ".git"), str(work))]
+    states = NotesStates(REF)
+    assert states.view(known, wait=0.2) == [{"repo": str(work), "remotes": [], "pending": True}]
+    gate.touch()
+    assert states.view(known) == [{"repo": str(work), "remotes": []}]

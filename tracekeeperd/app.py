@@ -44,6 +44,9 @@ T = TypeVar("T")
 FOLLOW_INTERVAL = 5.0
 #: After a wake-up, wait this long for more commits before claiming work.
 COALESCE = 0.1
+#: The longest `status` waits for repositories' notes-sync state being computed (the CLI gives up
+#: on the daemon after 5 s); those not ready yet are shown as before, or `pending`.
+STATUS_REPOS_WAIT = 2.0
 #: How often the queue's file is checked to still be the one the daemon writes (a stat).
 QUEUE_CHECK = 2.0
 
@@ -440,7 +443,9 @@ class Daemon:
         # From memory: git runs only for repositories whose refs changed since (repostate.py),
         # on a pool thread, never on the database thread.
         known = await self._on_db(queue.repositories)
-        data["repos"] = await asyncio.get_running_loop().run_in_executor(None, self.notes_states.view, known)
+        data["repos"] = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.notes_states.view(known, wait=STATUS_REPOS_WAIT)
+        )
         return data
 
 

@@ -13,6 +13,7 @@ The daemon keeps one `NotesStates` for its life; the CLI without a daemon makes 
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import threading
 from collections.abc import Iterable
@@ -60,6 +61,8 @@ class NotesStates:
         self.notes_ref = normalize_notes_ref(notes_ref)
         self._lock = threading.Lock()
         self._known: dict[str, tuple[tuple[str, ...], Stamp, dict[str, Any]]] = {}
+        self._running: dict[str, concurrent.futures.Future[None]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracekeeper-notes-state")
 
     def _compute(self, common: str, display: str) -> tuple[tuple[str, ...], Stamp, dict[str, Any]]:
         # The stamp is taken before the git reads: a change during them shows as a new stamp
@@ -76,19 +79,40 @@ class NotesStates:
             watched, stamp = now_watched, _stamp(now_watched)
         return watched, stamp, {"repo": display, "remotes": [state.view() for state in states]}
 
-    def view(self, repositories: list[tuple[str, str]], *, threads: int = 4) -> list[dict[str, Any]]:
-        """The state of each (common git dir, working tree) that still exists, in that order;
-        git runs only for repositories whose stamp changed (several at once)."""
+    def _refresh(self, common: str, display: str) -> None:
+        try:
+            computed = self._compute(common, display)
+            with self._lock:
+                self._known[common] = computed
+        finally:
+            with self._lock:
+                self._running.pop(common, None)
+
+    def view(self, repositories: list[tuple[str, str]], *, wait: float | None = None) -> list[dict[str, Any]]:
+        """The state of each (common git dir, working tree) that still exists, in that order.
+
+        git runs only for repositories whose stamp changed, several at once, each at most once
+        at a time however many callers ask. With `wait`, answers after that many seconds at
+        most: a repository still being computed is shown as it was, or as `pending` the first
+        time (a daemon that just started with 1,000 repositories must still answer `status`
+        within the CLI's timeout).
+        """
         live = [(common, display) for common, display in repositories if os.path.isdir(common)]
-        stale = []
+        futures = []
         for common, display in live:
             entry = self._known.get(common)
-            if entry is None or entry[1] != _stamp(entry[0]):
-                stale.append((common, display))
-        if stale:
-            with ThreadPoolExecutor(max_workers=min(threads, len(stale))) as pool:
-                fresh = list(pool.map(lambda pair: self._compute(*pair), stale))
+            if entry is not None and entry[1] == _stamp(entry[0]):
+                continue
             with self._lock:
-                for (common, _), computed in zip(stale, fresh, strict=True):
-                    self._known[common] = computed
-        return [self._known[common][2] for common, _ in live if common in self._known]
+                future = self._running.get(common)
+                if future is None:
+                    future = self._pool.submit(self._refresh, common, display)
+                    self._running[common] = future
+            futures.append(future)
+        if futures:
+            concurrent.futures.wait(futures, timeout=wait)
+        out = []
+        for common, display in live:
+            entry = self._known.get(common)
+            out.append(entry[2] if entry is not None else {"repo": display, "remotes": [], "pending": True})
+        return out
