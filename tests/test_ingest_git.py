@@ -141,3 +141,39 @@ def test_status_answers_while_an_ingest_waits_for_git(env: Env, tmp_path: Path) 
         assert data["daemon"]["responding"] is True and data["error"] is None
         gate.touch()
         wait_for(lambda: "hf-trace:" in repo.note(sha), what="the note once git answers")
+
+
+def test_a_commit_whose_active_file_is_read_live_asks_git_nothing_for_discovery(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook may leave the active file for the daemon to read (`active_live`): then no
+    session needs discovery, and preparing must not ask git for the parent commit's time."""
+    log = tmp_path / "git.log"
+    for key, value in _wrapper(tmp_path / "bin", log).items():
+        monkeypatch.setenv(key, value)
+    queue = Queue(tmp_path / "state" / "queue.sqlite3")
+    asked: list[Path] = []
+    ingestor = Ingestor(
+        queue,
+        Snapshots(tmp_path / "state" / "snapshots"),
+        roots=(tmp_path.resolve(),),
+        discover=lambda work_tree, since: asked.append(work_tree) or [],
+    )
+    transcript = tmp_path / "t.jsonl"
+    append_lines(transcript, 3)
+    (repo / "hf-traces-active.json").write_text(
+        json.dumps({"session_id": "s1", "agent": "codex", "transcript_path": str(transcript)})
+    )
+    try:
+        for n in range(3):
+            spool_file = tmp_path / f"{n}.commit"
+            event = CommitEvent(
+                f"{n:040x}", repo, repo.parent, ingestor.started_at + n, None, spool_file=spool_file, active_live=True
+            )
+            for _ in range(3):  # the watcher, the hook's poke and a rescan may all prepare one entry
+                ingestor.prepare(event)
+            assert len(ingestor.ingest(event, now=T0 + n).job_ids) == 1
+    finally:
+        queue.close()
+    assert not [call for call in _calls(log) if call.split()[1:2] == ["log"]], _calls(log)
+    assert asked == []

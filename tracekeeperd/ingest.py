@@ -133,10 +133,12 @@ class Ingestor:
         wait on it. Failures are left for `ingest`, which reports them with the event."""
         try:
             self._repo_facts(event.git_dir)
-            if isinstance(event, CommitEvent) and self._may_discover(event):
-                if len(self._parent_time) > 1024:  # prepared, then ingested from a live active file
-                    self._parent_time.clear()
-                self._parent_time[(event.git_dir, event.sha)] = self._parent_commit_time(event)
+            if isinstance(event, CommitEvent):
+                key = (event.git_dir, event.sha)
+                if key not in self._parent_time and self._may_discover(event):
+                    if len(self._parent_time) > 1024:  # prepared, never ingested (a duplicate)
+                        self._parent_time.clear()
+                    self._parent_time[key] = self._parent_commit_time(event)
         except GitError:
             pass
 
@@ -161,8 +163,17 @@ class Ingestor:
         return facts
 
     def _may_discover(self, event: CommitEvent) -> bool:
-        """Whether ingest may look for sessions by discovery: no active file captured with it."""
-        return self.discover is not None and event.work_tree is not None and event.active is None
+        """Whether ingest will look for sessions by discovery: `_active` will find no active
+        file (read from the event, or from the repository when the hook left it there)."""
+        if self.discover is None or event.work_tree is None:
+            return False
+        if event.active_live and event.committed_at < self.started_at - LIVE_GRACE:
+            return True
+        if event.active is not None:
+            return False
+        if event.spool_file is not None and not event.active_live:
+            return True
+        return not (event.git_dir / active_mod.ACTIVE_FILE).exists()
 
     def _parent_commit_time(self, event: CommitEvent) -> float | None:
         proc = git.run(event.git_dir, ["log", "-1", "--format=%ct", f"{event.sha}^"], check=False)
