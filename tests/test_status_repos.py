@@ -8,6 +8,7 @@ its own log, so what it ran is told apart from what the daemon ran.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,6 +99,8 @@ def test_repositories_unchanged_since_are_not_asked_again(
     assert runs > 0
     assert states.view(known) == first
     assert len(_calls(log)) == runs, "no git for repositories whose refs did not move"
+    shutil.rmtree(known[1][0].removesuffix("/.git"))
+    assert [r["repo"] for r in states.view(known)] == [known[0][1], known[2][1]], "a deleted one is left out"
 
 
 def test_a_slow_repository_does_not_hold_the_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

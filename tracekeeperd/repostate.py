@@ -30,15 +30,20 @@ Stamp = tuple[tuple[str, int, int, int] | None, ...]
 
 
 def _watched(common: str, ref: str, remotes: Iterable[str]) -> tuple[str, ...]:
-    """The files whose change can change the state (strings: a stat per file is the whole cost)."""
-    return (
-        os.path.join(common, "config"),
-        os.path.join(common, "packed-refs"),
-        os.path.join(common, "reftable", "tables.list"),
-        os.path.join(common, notesync.STATE_FILE),
-        os.path.join(common, ref),
-        *(os.path.join(common, notesync.tracking_ref(remote, ref)) for remote in remotes),
-    )
+    """The files whose change can change the state (strings: a stat per file is the whole cost).
+
+    `config` comes first: a repository deleted since shows as its stamp's first entry gone. A
+    repository with reftable keeps every ref in it; one without has loose refs and
+    `packed-refs` (switching backends rewrites `config`, which is watched either way)."""
+    if os.path.isdir(os.path.join(common, "reftable")):
+        refs: tuple[str, ...] = (os.path.join(common, "reftable", "tables.list"),)
+    else:
+        refs = (
+            os.path.join(common, "packed-refs"),
+            os.path.join(common, ref),
+            *(os.path.join(common, notesync.tracking_ref(remote, ref)) for remote in remotes),
+        )
+    return (os.path.join(common, "config"), os.path.join(common, notesync.STATE_FILE), *refs)
 
 
 def _stamp(paths: tuple[str, ...]) -> Stamp:
@@ -97,11 +102,17 @@ class NotesStates:
         time (a daemon that just started with 1,000 repositories must still answer `status`
         within the CLI's timeout).
         """
-        live = [(common, display) for common, display in repositories if os.path.isdir(common)]
+        live = []
         futures = []
-        for common, display in live:
+        for common, display in repositories:
             entry = self._known.get(common)
-            if entry is not None and entry[1] == _stamp(entry[0]):
+            stamp = _stamp(entry[0]) if entry is not None else None
+            if stamp is not None and stamp[0] is None and not os.path.isdir(common):
+                continue  # no `config` any more: the repository is gone, and not shown
+            if stamp is None and not os.path.isdir(common):
+                continue
+            live.append((common, display))
+            if entry is not None and entry[1] == stamp:
                 continue
             with self._lock:
                 future = self._running.get(common)
