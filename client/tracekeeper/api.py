@@ -173,7 +173,8 @@ def collect_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
         data["daemon"].update(running=True, responding=True)
         data["error"] = f"the daemon answered {exc.status}: {exc}"
     data.setdefault("error", None)
-    from .sync import notes_per_repo
+    if "repos" not in data:  # a daemon's answer has them, kept current; without one, read them here
+        from .sync import notes_per_repo
 
-    data["repos"] = notes_per_repo(paths)
+        data["repos"] = notes_per_repo(paths)
     return data
