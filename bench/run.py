@@ -521,6 +521,8 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("bench_web.py", (), ("--quick",)),
     ("bench_read.py", (), ("--quick",)),
     ("bench_large.py", (), ("--quick",)),
+    ("bench_history.py", (), ("--quick",)),
+    ("bench_fleet.py", (), ("--quick",)),
 )
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 
 from .harness import Env, make_repo
 
@@ -158,3 +159,27 @@ def test_the_pre_push_entry_shares_the_error_table(env: Env) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr == f"Error: {env.root} is not in a git repository\n"
+
+
+#: Modules `why` and `search` must not import on a clone (no daemon state, sessions in the store):
+#: the socket client's http.client (email, ssl), the queue, the redactor and the notes writer's
+#: retry library are for other commands, or for a machine with local copies to redact.
+READ_PATH_NEEDLESS = ("http.client", "ssl", "tenacity", "tracekeeperd.queue", "tracekeeperd.redact", "logging")
+
+
+@pytest.mark.usefixtures("configured_store")  # the notes' file:// store (tests/test_why_lib.py's links)
+def test_why_and_search_import_only_what_they_need(env: Env) -> None:
+    from .test_search import _cli_repo
+
+    repo, sha = _cli_repo(env)
+    env.cli("-C", str(repo.path), "search", "--reindex")
+    env.vars["PYTHONPROFILEIMPORTTIME"] = "1"
+    found = env.cli("-C", str(repo.path), "search", "farewell")
+    assert sha[:12] in found.stdout  # the measured run did the whole search
+    explained = env.cli("-C", str(repo.path), "why", "src/app.py:1")
+    assert "farewell" in explained.stdout and "file://" in explained.stdout  # read the session
+    for name, proc in (("search", found), ("why", explained)):
+        modules = _imported(proc.stderr)
+        assert "tracekeeper.cli" in modules  # the measurement works
+        loaded = sorted(set(READ_PATH_NEEDLESS) & modules)
+        assert not loaded, f"{name} imported {loaded}"

@@ -370,3 +370,27 @@ def test_a_broken_user_redaction_rule_is_a_configuration_problem(home: Path) -> 
     path = _config_file(home, '[[redaction.rules]]\nid = "mine"\npattern = "(unclosed"\nkeywords = ["x"]\n')
     (problem,) = _problems(home)
     assert problem.startswith(f"{path}: redaction: redaction rule 'mine': invalid pattern")
+
+
+# --- retention of done jobs ----------------------------------------------------------------
+
+
+def test_done_jobs_are_kept_thirty_days_unless_configured(home: Path) -> None:
+    assert load(_env(home)).keep_done_days == 30.0
+    _config_file(home, "keep_done_days = 7.5\n")
+    assert load(_env(home)).keep_done_days == 7.5
+    assert load(_env(home, TRACEKEEPER_KEEP_DONE_DAYS="forever")).keep_done_days is None
+    _config_file(home, 'keep_done_days = "forever"\n')
+    assert load(_env(home)).keep_done_days is None
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "nan", "inf"])
+def test_a_bad_retention_is_refused(home: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^TRACEKEEPER_KEEP_DONE_DAYS: must be"):
+        load(_env(home, TRACEKEEPER_KEEP_DONE_DAYS=value))
+
+
+def test_a_bad_retention_in_the_file_names_the_key(home: Path) -> None:
+    _config_file(home, "keep_done_days = true\n")
+    with pytest.raises(ConfigError, match=r"keep_done_days: must be"):
+        load(_env(home))

@@ -14,6 +14,7 @@ import pytest
 from tracekeeperd.agents import Edit, get_format
 from tracekeeperd.agents.edits import (
     PatchHunk,
+    from_turns,
     match_edits,
     parse_patch,
     patch_changes,
@@ -53,6 +54,17 @@ def record_edits(agent: str, *records: object) -> list[Edit]:
 
 
 # --- each agent's edit tools, on fixtures ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("relpath", [CLAUDE_EDIT, PI_EDIT, CODEX_PATCH, GEMINI_EDIT, CURSOR, COPILOT])
+def test_edits_are_the_turns_read_through_the_formats_edit_tools(relpath: str) -> None:
+    # `why` parses a slice once and takes the edits from those turns with `edit_tools`: that must
+    # be exactly what the format's own `edits` reads.
+    fmt, _path, lines = load(relpath)
+    numbered = list(enumerate(lines, start=1))
+    assert fmt.edit_tools
+    from_turns_ = list(from_turns(fmt.turns(numbered), fmt.edit_tools))
+    assert from_turns_ == list(fmt.edits(numbered)) != []
 
 
 def test_claude_edit_in_a_real_session() -> None:

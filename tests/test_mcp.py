@@ -1,7 +1,7 @@
 """`tracekeeper mcp` end to end: the official SDK's own stdio client (`mcp.client.stdio.stdio_client`
 and `ClientSession`, as an agent uses them) spawns the real command against a real repository,
-whose notes the real daemon wrote for a real (fixture) Codex session, or whose notes point at a
-`file://` store (a teammate's machine). Nothing is mocked."""
+whose notes the real daemon wrote for a real (fixture) Codex session, or whose notes point at the
+`file://` store this machine is configured for (a teammate's machine). Nothing is mocked."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent, Tool
@@ -23,6 +24,7 @@ from tracekeeperd import notes
 from .harness import Env, make_repo, note_links, running_daemon, wait_for
 from .hubstub import running_hub
 from .test_cli_shell import _imported
+from .test_search import _quiet_search, _secret
 from .test_why_lib import CODEX, FIXTURES, SLUG_V1, SLUG_V2, commit, link
 
 CODEX_FILE = FIXTURES / CODEX.relpath
@@ -173,15 +175,17 @@ def test_a_teammate_asks_with_the_bucket_as_the_only_copy(env: Env) -> None:
     assert "edit: apply_patch (create) text.py" in text_of(why_ok)
     assert "trace: " in text_of(why_ok)
     assert "· from the store · verified" in text_of(show_ok)
-    # A store this user cannot read is said once, with what to do (why.explain_session re-raises
-    # show.StoreUnreadable: no session of it can be read), not once per session.
+    # A store this user cannot read is the whole answer's problem, not one session's (show.StoreUnreadable):
+    # both tools say so once, in one line, with what to do.
     for result in (show_denied, why_denied):
         assert result.is_error
         denied = text_of(result)
         assert "\n" not in denied, denied
         assert "alice/agent-traces does not exist, or this token cannot read it" in denied, denied
+        assert "hf auth login" in denied, denied
 
 
+@pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 def test_long_answers_come_in_pages(env: Env) -> None:
     """A whole session in pages of at most --page-chars: every turn on exactly one page, in order,
     each page but the last saying how to get the next."""
@@ -229,6 +233,7 @@ def test_why_pages_a_long_history_by_commits(env: Env) -> None:
     assert three.is_error and "only 2 page(s)" in text_of(three)
 
 
+@pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     """Terminal escapes, bidi overrides, invisible separators, a NUL and a line that poses as the
     answer's own structure, in the prompt of a teammate's session: the agent gets them spelled
@@ -275,6 +280,7 @@ def test_a_hostile_transcript_comes_back_clean(env: Env) -> None:
     assert "\ue000" not in search_text and "\ue001" not in search_text and "«forged»" in search_text
 
 
+@pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 def test_root_names_the_repository_and_an_unexpanded_one_is_ignored(env: Env) -> None:
     """Cursor starts servers wherever it likes and passes `--root ${workspaceFolder}`, expanded;
     an agent that does not expand it passes the literal text, and the start directory counts."""
@@ -320,3 +326,94 @@ def test_a_note_pointing_at_another_hub_gets_no_token(env: Env) -> None:
         assert other.requests == []
     assert show.is_error and "not the Hub this machine uses" in text_of(show), text_of(show)
     assert "not the Hub this machine uses" in text_of(why)
+
+
+def test_an_agent_searches_past_sessions_in_pages_and_never_gets_a_secret(env: Env) -> None:
+    """The daemon records a Codex session whose prompt holds a token (a well-formed, random one)
+    and indexes what it uploaded; the agent's `search` finds the prompt's word, one result a page
+    with the next page named, and nothing it asks brings the token back."""
+    secret = _secret()
+    repo = make_repo(env).install()
+    source = CODEX_FILE.read_text()
+    assert "add a slugify(title) helper" in source
+    transcript = env.transcript(CODEX_FILE.name)
+    transcript.write_text(source.replace("add a slugify(title) helper", f"add a slugify(title) helper {secret}", 1))
+    repo.activate(transcript, session_id=CODEX.session)
+    with running_daemon(env):
+        sha = _commit_files(repo, "add slugify", {"text.py": SLUG_V1})
+        wait_for(lambda: repo.note(sha), what="the note")
+        indexed = wait_for(lambda: _quiet_search(env, repo, "slugify"), what="the daemon to index the session")
+    assert len(indexed) >= 2, indexed  # enough results for two pages of one
+    queries = [f'"{secret}"', f'"{secret[4:]}"', f"{secret[4:10]}*", "slugify", "helper"]
+    other = make_repo(env, "other")
+    _, results = mcp_calls(
+        env,
+        repo.path,
+        [
+            ("search", {"query": "slugify", "limit": 1}),
+            ("search", {"query": "slugify", "limit": 1, "page": 2}),
+            ("search", {"query": "slugify", "limit": 100}),
+            *[("search", {"query": query, "limit": 100}) for query in queries],
+            ("search", {"query": "slugify", "all_repos": True}),
+            ("search", {"query": '"unbalanced'}),
+            ("search", {"query": "slugify", "repo": str(other.path)}),
+            ("search", {"query": "slugify", "limit": 1, "page": len(indexed) + 1}),
+        ],
+    )
+    first, second, everything, *by_query, across, malformed, unindexed, beyond = results
+    assert not any(r.is_error for r in (first, second, everything, *by_query, across)), [text_of(r) for r in results]
+    page_1, page_2 = text_of(first), text_of(second)
+    assert page_1.startswith("results for 'slugify', best first (1-1)"), page_1
+    assert page_1.endswith("[more: call again with page=2]")
+    assert page_2.startswith("results for 'slugify', best first (2-2)"), page_2
+    assert f"1. commit {sha[:12]} · codex session {CODEX.session} · turn " in page_1
+    assert f"2. commit {sha[:12]} · codex session {CODEX.session} · turn " in page_2
+    turn = re.compile(r"· turn (\d+)\n")
+    assert turn.findall(page_1) != turn.findall(page_2)  # the next page is the next result
+    whole = text_of(everything)
+    assert "[more" not in whole and len(turn.findall(whole)) == len(indexed)
+    assert "trace: " in whole
+    for result in results:  # what came back, after the first line (which repeats the query)
+        text = text_of(result).partition("\n")[2]
+        assert secret not in text and secret[4:] not in text and secret[4:].lower() not in text.lower(), text
+        assert UNSAFE.search(text) is None
+        assert not re.search("[\ue000-\uf8ff]", text), repr(text)  # the index's match marks are not text
+    assert [text_of(r).startswith("no results") for r in by_query] == [True, True, True, False, False]
+    assert sha[:12] in text_of(across)
+    assert "    > add a «slugify»(title) helper" in whole, whole  # the prompt's turn, quoted, its match marked
+    # Past the last page, as `log` says it: the index is not counted for a total.
+    assert not beyond.is_error and text_of(beyond) == f"no results for 'slugify' on page {len(indexed) + 1}"
+    for failed in (malformed, unindexed):
+        assert failed.is_error and "\n" not in text_of(failed) and "Traceback" not in text_of(failed), text_of(failed)
+    assert "bad search query" in text_of(malformed)
+    assert "nothing is indexed for this repository yet" in text_of(unindexed), text_of(unindexed)
+
+
+def test_a_bad_argument_is_one_line_naming_the_argument(env: Env) -> None:
+    """The SDK checks arguments against each tool's schema and, left alone, answers with pydantic's
+    multi-line report (a count, the model's name, a link to pydantic's site). An agent gets what the
+    command line gives for a bad option: one line saying which argument and what is wrong."""
+    repo = make_repo(env)
+    _, results = mcp_calls(
+        env,
+        repo.path,
+        [
+            ("why", {"path": "a.py", "start_line": "four"}),
+            ("why", {"path": "a.py", "start_line": 0}),
+            ("log", {"path": ["a.py"], "limit": "many"}),
+            ("search", {}),
+            ("show", {"full": "very"}),
+        ],
+    )
+    texts = [text_of(result) for result in results]
+    assert all(result.is_error for result in results), texts
+    for text in texts:
+        assert "\n" not in text and "pydantic" not in text and "validation error" not in text, text
+        assert "Arguments" not in text, text  # the SDK's model name for the arguments
+    bad_type, too_small, two_bad, missing, bad_bool = texts
+    assert bad_type.startswith("why: invalid argument start_line: Input should be a valid integer"), bad_type
+    assert too_small == "why: invalid argument start_line: Input should be greater than or equal to 1", too_small
+    assert "invalid argument path: Input should be a valid string" in two_bad, two_bad
+    assert "invalid argument limit: Input should be a valid integer" in two_bad, two_bad
+    assert missing == "search: invalid argument query: Field required", missing
+    assert bad_bool.startswith("show: invalid argument full: Input should be a valid boolean"), bad_bool

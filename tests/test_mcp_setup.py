@@ -224,3 +224,47 @@ def test_an_older_codex_entry_is_updated_in_place(env: Env) -> None:
     assert ours["command"] == str(Path(sys.executable).parent / "tracekeeper")
     env.cli("agents", "uninstall", "--mcp", "--agent", "codex")
     assert toml.read_text() == before + after.lstrip("\n")
+
+
+def test_the_agents_listing_says_where_the_mcp_server_is_registered(env: Env) -> None:
+    """`tracekeeper agents` (and `--json`) says per agent whether its MCP config runs `tracekeeper
+    mcp`: registered (by install), not registered, a `tracekeeper` entry that runs something else,
+    a config it cannot read (one line why), or an agent it cannot register with."""
+    env.cli("agents", "install", "--mcp", "--agent", "codex", "--agent", "cursor")
+    (env.home / ".claude.json").write_text(
+        '{"mcpServers": {"tracekeeper": {"type": "stdio", "command": "/opt/my-own-tool", "args": []}}}\n'
+    )
+    gemini = env.home / ".gemini" / "settings.json"
+    gemini.parent.mkdir()
+    gemini.write_text('{"mcpServers": [')
+    listing = env.cli("agents").stdout
+    mcp_lines = {
+        agent: line.split("mcp", 1)[1].strip()
+        for agent, line in zip(
+            [line.split()[0] for line in listing.splitlines() if not line.startswith(" ")],
+            [line for line in listing.splitlines() if line.strip().startswith("mcp ")],
+            strict=True,
+        )
+    }
+    codex_config = env.home / ".codex" / "config.toml"
+    cursor_config = env.home / ".cursor" / "mcp.json"
+    assert mcp_lines["codex"] == f"registered in {codex_config}", listing
+    assert mcp_lines["cursor"] == f"registered in {cursor_config}", listing
+    assert mcp_lines["claude"] == (
+        f"not registered: the entry 'tracekeeper' in {env.home / '.claude.json'} does not run `tracekeeper mcp`"
+    ), listing
+    assert mcp_lines["gemini"].startswith(f"cannot tell: {gemini}: not valid JSON"), listing
+    assert "nothing written" not in mcp_lines["gemini"], listing
+    assert mcp_lines["copilot"] == "not supported for this agent yet", listing
+
+    views = {view["agent"]: view["mcp"] for view in json.loads(env.cli("agents", "--json").stdout)}
+    assert views["codex"] == {"config": str(codex_config), "registered": True, "other_entry": False, "error": None}
+    assert views["claude"]["registered"] is False and views["claude"]["other_entry"] is True
+    assert views["gemini"]["registered"] is None and "not valid JSON" in views["gemini"]["error"]
+    assert views["copilot"] is None
+
+    env.cli("agents", "uninstall", "--mcp", "--agent", "cursor")
+    after = json.loads(env.cli("agents", "--json").stdout)
+    (cursor,) = [view["mcp"] for view in after if view["agent"] == "cursor"]
+    assert cursor == {"config": str(cursor_config), "registered": False, "other_entry": False, "error": None}
+    assert "not registered (tracekeeper agents install --mcp --agent cursor)" in env.cli("agents").stdout

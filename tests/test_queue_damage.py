@@ -114,7 +114,8 @@ def test_a_queue_replaced_under_the_running_daemon_is_kept_aside_and_the_live_on
         conn.close()
         other.replace(db)  # someone put another copy in its place
         (aside,) = wait_for(lambda: list(db.parent.glob("queue.sqlite3.replaced-*")), what="the other copy aside")
-        assert "was replaced" in daemon.output()
+        # The file is set aside before the daemon logs why: wait for the line, not just the file.
+        wait_for(lambda: "was replaced" in daemon.output(), what="the daemon saying the queue was replaced")
         data = env.status("--all")
     assert {job["commit"] for job in data["jobs"] if job["state"] == "done"} == {sha}
     with sqlite3.connect(aside) as conn:

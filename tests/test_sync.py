@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from tracekeeper import install, sync
 from tracekeeper.cli import sync as sync_cli
 from tracekeeper.sync import MergeOutcome, PushOutcome
+from tracekeeperd import notesync
 from tracekeeperd.notes import TraceLink, add_link
 
 from .harness import Env, Repo, make_repo, wait_for
@@ -620,7 +621,7 @@ def test_bootstrap_gives_a_fresh_clone_the_existing_notes(world: World) -> None:
     sync.push_notes(a.path, "origin")
     fresh.git("pull", "-q")
     assert fresh.git("rev-parse", TRACKING) == world.remote_notes()
-    assert sync.unpushed(fresh.path, REF, "origin") == 0
+    assert notesync.unpushed(fresh.path, REF, "origin") == 0
     answer = CliRunner().invoke(sync_cli.pull, ["-C", str(fresh.path), "--json"])
     assert answer.exit_code == 0, answer.output
     assert [(r["remote"], r["outcome"]) for r in json.loads(answer.output)] == [("origin", "fast-forward")]
@@ -633,34 +634,34 @@ def test_bootstrap_gives_a_fresh_clone_the_existing_notes(world: World) -> None:
 
 def test_unpushed_counts_notes_the_remote_lacks(world: World) -> None:
     a, b = world.a, world.b
-    assert sync.unpushed(a.path, REF, "origin") is None  # never fetched
+    assert notesync.unpushed(a.path, REF, "origin") is None  # never fetched
     sync.pull_notes(a.path, "origin")
-    assert sync.unpushed(a.path, REF, "origin") == 0  # fetched; the remote has no notes, nor do we
+    assert notesync.unpushed(a.path, REF, "origin") == 0  # fetched; the remote has no notes, nor do we
     second = a.commit("second")
     note(a, world.base, "a1")
     note(a, second, "a2")
-    assert sync.unpushed(a.path, REF, "origin") == 2
+    assert notesync.unpushed(a.path, REF, "origin") == 2
     sync.push_notes(a.path, "origin")
-    assert sync.unpushed(a.path, REF, "origin") == 0
+    assert notesync.unpushed(a.path, REF, "origin") == 0
     note(a, world.base, "a3")  # a changed note counts too
     third = a.commit("third")
     note(a, third, "a4")
-    assert sync.unpushed(a.path, REF, "origin") == 2
+    assert notesync.unpushed(a.path, REF, "origin") == 2
 
     mirror = world.env.root / "mirror.git"
     subprocess.run(["git", "init", "-q", "--bare", str(mirror)], env=world.env.vars, check=True)
     a.git("remote", "add", "mirror", str(mirror))
-    status = {s.remote: s for s in sync.notes_status(a.path)}
+    status = {s.remote: s for s in notesync.notes_status(a.path)}
     assert status["origin"].unpushed == 2 and status["origin"].last_push is not None
     assert status["origin"].fetch_configured is False
     assert status["mirror"].unpushed is None and status["mirror"].last_fetch is None
     sync.pull_notes(a.path, "mirror")
-    assert sync.unpushed(a.path, REF, "mirror") == 3
+    assert notesync.unpushed(a.path, REF, "mirror") == 3
     assert sync.default_remote(a.path) == "origin"
 
     # b is behind (a pushed) but has nothing of its own: nothing unpushed.
     sync.pull_notes(b.path, "origin")
-    assert sync.unpushed(b.path, REF, "origin") == 0
+    assert notesync.unpushed(b.path, REF, "origin") == 0
     assert_notes({world.base: lines("a1"), second: lines("a2")}, b)
     assert_notes({world.base: lines("a1", "a3"), second: lines("a2"), third: lines("a4")}, a)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ def stones(repo: Repo, sha: str) -> list[dict[str, Any]]:
 
 def test_log_lists_commits_for_paths_with_prompts_and_never_downloads(env: Env) -> None:
     repo = make_repo(env)
+    env.vars["TRACEKEEPER_STORE"] = (env.root / "store").as_uri()  # the notes' file:// store is this machine's
     store = env.root / "store" / "app-1234abcd" / "sessions"
     store.mkdir(parents=True)
     lines = codex_lines(prompts=[2, 4, 6], count=8)
@@ -152,6 +154,31 @@ def test_log_renders_control_sequences_from_commits_and_notes_visibly(env: Env) 
     assert data["commits"][1]["subject"] == subject and data["commits"][1]["author"] == author
 
 
+def test_log_reads_a_notes_file_url_only_inside_the_configured_store(env: Env) -> None:
+    """A teammate's note may name any local file: `log` counts prompts from it only inside the
+    store this machine is configured for (as `show` reads it), else "-", never reading the file
+    (a FIFO or /dev/zero named there would block or fill memory)."""
+    repo = make_repo(env)
+    store = env.root / "store"
+    env.vars["TRACEKEEPER_STORE"] = store.as_uri()
+    lines = codex_lines(prompts=[2, 4], count=5)
+    inside = store / "app" / f"codex-{UUID_A}.jsonl"
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(b"".join(lines))
+    outside = env.home / "private" / f"codex-{UUID_B}.jsonl"
+    outside.parent.mkdir()
+    outside.write_bytes(b"".join(lines))
+    fifo = env.home / "private" / "pipe.jsonl"
+    os.mkfifo(fifo)
+    urls = [inside.as_uri(), outside.as_uri(), f"file://{store}/../h/private/codex-{UUID_B}.jsonl", fifo.as_uri()]
+    for index, url in enumerate(urls):
+        sha = repo.commit(f"c{index}", file=f"f{index}.py")
+        notes.add_link(repo.git_dir, REF, sha, link_for(url, UUID_A, lines, 1, 5))
+    commits = json.loads(tk(env, "log", "--json", cwd=repo.path).stdout)["commits"]
+    assert [c["sessions"][0]["url"] for c in commits] == urls[::-1]
+    assert [c["sessions"][0]["prompts"] for c in commits] == [None, None, None, 2]
+
+
 def test_log_counts_prompts_from_the_daemons_copy_of_the_transcript(env: Env) -> None:
     repo = make_repo(env).install()
     transcript = env.transcript(CODEX.name)
@@ -203,6 +230,28 @@ def _two_sessions(env: Env, repo: Repo) -> tuple[list[str], str]:
     b1 = repo.commit("only of B", file="b.txt")
     wait_for(lambda: repo.note(b1), what="note b1")
     return [a1, a2], b1
+
+
+def test_forget_never_deletes_a_file_outside_the_configured_store(env: Env) -> None:
+    """`forget` deletes what a note's URL names: a teammate's note naming `~/.ssh/id_ed25519` (or
+    reaching it by `..`) must not make it unlink that file. It says so for that URL, and the
+    note keeps its link (nothing was deleted, so nothing is declared dead)."""
+    repo = make_repo(env)
+    store = env.root / "store"
+    store.mkdir()
+    env.vars["TRACEKEEPER_STORE"] = store.as_uri()
+    key = env.home / ".ssh" / "id_ed25519"
+    key.parent.mkdir()
+    key.write_text("PRIVATE KEY\n")
+    lines = codex_lines(prompts=[2], count=3)
+    for index, url in enumerate([key.as_uri(), f"file://{store}/../h/.ssh/id_ed25519"]):
+        sha = repo.commit(f"c{index}", file=f"f{index}.py")
+        notes.add_link(repo.git_dir, REF, sha, link_for(url, f"s{index}", lines, 1, 3))
+        before = repo.note(sha)
+        proc = tk(env, "forget", sha, "--yes", cwd=repo.path)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{url} is outside the configured local store" in proc.stdout + proc.stderr, proc
+        assert key.read_text() == "PRIVATE KEY\n" and repo.note(sha) == before
 
 
 def test_forget_a_session_with_the_local_store(env: Env) -> None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .harness import Env, make_repo
 from .test_why_lib import CLAUDE, FAREWELL, FIXTURES, GREET, commit, link
+
+pytestmark = pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 
 
 def _repo(env: Env):  # type: ignore[no-untyped-def]

@@ -2,25 +2,31 @@
 
 Real git repositories whose files hold exactly what an edit recorded in a fixture transcript
 wrote, with trace notes in the documented format (rendered by `notes.TraceLink`) whose URLs
-are `file://` copies of the transcript: a teammate's machine, where `show.load` finds no
-daemon queue and reads the store. No daemon is needed.
+are `file://` copies of the transcript in the store this machine is configured for: a
+teammate's machine, where `show.load` finds no daemon queue and reads the store. No daemon is
+needed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tracekeeper import show
 from tracekeeper import why as why_mod
 from tracekeeper.why import WhyError, blame, why
 from tracekeeperd import notes
 from tracekeeperd.paths import Paths
 
 from .harness import Env, Repo, make_repo
+
+#: The notes' `file://` store is this machine's configured store (conftest.configured_store).
+pytestmark = pytest.mark.usefixtures("configured_store")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REF = "refs/notes/hf-traces"
@@ -338,3 +344,110 @@ def test_a_repository_whose_directory_name_ends_in_a_space(env: Env) -> None:
     answer = explain(env, repo, "src/app.py", (5, 6))
     assert answer.path == "src/app.py"
     assert [c.commit for c in answer.commits] == [sha]
+
+
+# --- reading only the slice (and a look-back for its prompt) ---------------------------------------
+
+
+def _claude_lines() -> list[bytes]:
+    return (FIXTURES / CLAUDE.relpath).read_bytes().splitlines()
+
+
+def _busywork(count: int, tag: str) -> list[bytes]:
+    """``count`` Bash calls and their results in Claude Code's record shapes, with no prompt between."""
+    lines: list[bytes] = []
+    for n in range(count):
+        call = f"toolu_{tag}{n:05d}"
+        use = {"type": "tool_use", "id": call, "name": "Bash", "input": {"command": f"pytest -k case{n}"}}
+        result = {"type": "tool_result", "tool_use_id": call, "content": f"{n} passed"}
+        for kind, message in (
+            ("assistant", {"id": f"msg_{tag}{n:05d}", "role": "assistant", "content": [use]}),
+            ("user", {"role": "user", "content": [result]}),
+        ):
+            record = {
+                "type": kind,
+                "message": message,
+                "sessionId": CLAUDE.session,
+                "timestamp": "2026-06-05T05:00:00Z",
+            }
+            lines.append(json.dumps(record).encode())
+    return lines
+
+
+def _claude_link(env: Env, name: str, lines: list[bytes], first: int, last: int) -> notes.TraceLink:
+    """A note link for lines first..last of a made-up Claude Code session ``lines`` in the store."""
+    store = env.root / "store" / "claude" / name
+    store.parent.mkdir(parents=True, exist_ok=True)
+    data = b"".join(line + b"\n" for line in lines)
+    store.write_bytes(data)
+    size = sum(len(line) + 1 for line in lines[:last])
+    return notes.TraceLink(
+        url=store.as_uri(),
+        agent="claude",
+        session_id=CLAUDE.session,
+        first_line=first,
+        last_line=last,
+        bytes=size,
+        sha256=hashlib.sha256(data[:size]).hexdigest(),
+    )
+
+
+def test_a_prompt_far_before_the_slice_is_still_the_edits_prompt(env: Env) -> None:
+    # The fixture's prompt (line 1) and Read, then 1,200 tool lines with no prompt, then its Edit:
+    # the slice starts at the Edit, far beyond the first look-back, which must keep widening.
+    lines = _claude_lines()
+    session = lines[:6] + _busywork(600, "far") + lines[6:]
+    edit_line = 6 + 1200 + 1
+    repo = make_repo(env)
+    commit(repo, "greet", {"src/app.py": GREET})
+    commit(repo, "farewell", {"src/app.py": FAREWELL}, _claude_link(env, "far.jsonl", session, edit_line, len(session)))
+    (found,) = explain(env, repo, "src/app.py", (5, 6)).commits
+    (answer,) = found.sessions
+    assert answer.edits and answer.edits[0].tool == "Edit" and answer.edits[0].line == edit_line
+    assert answer.prompt is not None and answer.prompt.startswith("In this repo, add a farewell(name: str) helper")
+    assert answer.excerpt == answer.edits[0].explanation != ""
+    # The same answer as a slice holding the prompt itself gives.
+    whole = _claude_link(env, "whole.jsonl", session, 1, len(session))
+    repo2 = make_repo(env, "second")
+    commit(repo2, "greet", {"src/app.py": GREET})
+    commit(repo2, "farewell", {"src/app.py": FAREWELL}, whole)
+    (again,) = explain(env, repo2, "src/app.py", (5, 6)).commits
+    assert (again.sessions[0].prompt, again.sessions[0].excerpt) == (answer.prompt, answer.excerpt)
+
+
+def test_a_slice_that_starts_with_its_prompt_is_read_without_the_session_before_it(env: Env) -> None:
+    # 4,000 lines of an earlier task, then the fixture's prompt and Edit as the commit's slice.
+    earlier = _busywork(2000, "old")
+    session = earlier + _claude_lines()
+    first = len(earlier) + 1
+    link_ = _claude_link(env, "long.jsonl", session, first, len(session))
+    repo = make_repo(env)
+    commit(repo, "greet", {"src/app.py": GREET})
+    sha = commit(repo, "farewell", {"src/app.py": FAREWELL}, link_)
+    trail = show.load(paths_for(env), sha, link_)
+    conversation = why_mod.slice_conversation(trail)
+    assert conversation is not None
+    assert first - why_mod.LOOK_BACK <= conversation.start <= first  # not line 1
+    assert [edit.tool for edit in conversation.edits] == ["Edit"]
+    assert conversation.edits[0].prompt.startswith("In this repo, add a farewell(name: str) helper")
+    (found,) = explain(env, repo, "src/app.py", (5, 6)).commits
+    assert found.sessions[0].prompt == conversation.edits[0].prompt
+
+
+def test_an_edit_block_repeated_from_before_the_window_is_not_the_slices_edit(env: Env) -> None:
+    # Claude Code's parser drops a block repeated under the same message id (claude.py): a copy of
+    # the fixture's Edit record in a later slice (which starts with its own prompt, so the window
+    # needs no look-back) is no edit of that slice, though a reading that starts at the window
+    # would take it for a new one.
+    lines = _claude_lines()
+    again = {"type": "user", "message": {"role": "user", "content": "run the tests again"}, "sessionId": CLAUDE.session}
+    later = [json.dumps(again).encode(), *_busywork(5, "late"), lines[6]]
+    session = lines + _busywork(200, "mid") + later
+    link_ = _claude_link(env, "repeat.jsonl", session, len(session) - len(later) + 1, len(session))
+    repo = make_repo(env)
+    commit(repo, "greet", {"src/app.py": GREET})
+    commit(repo, "farewell", {"src/app.py": FAREWELL}, link_)
+    (found,) = explain(env, repo, "src/app.py", (5, 6)).commits
+    (answer,) = found.sessions
+    assert answer.edits == ()
+    assert answer.prompt == "run the tests again"

@@ -32,6 +32,7 @@ from .listener import BoundSocket, InstanceLock, bind
 from .protocol import JobState
 from .queue import Job, Queue
 from .redact import Redactor
+from .repostate import NotesStates
 from .searchindex import Indexer
 from .snapshot import Snapshots
 from .stores import Store, open_store
@@ -42,6 +43,9 @@ T = TypeVar("T")
 
 #: How often linked sessions are checked for growth (their upload waits for the debounce).
 FOLLOW_INTERVAL = 5.0
+#: The longest `status` waits for repositories' notes-sync state being computed (the CLI gives up
+#: on the daemon after 5 s); those not ready yet are shown as before, or `pending`.
+STATUS_REPOS_WAIT = 2.0
 #: How often the queue's file is checked to still be the one the daemon writes (a stat).
 QUEUE_CHECK = 2.0
 
@@ -79,6 +83,8 @@ class Daemon:
         self.intake: SpoolIntake | None = None
         self._stopping = False
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
+        #: Every known repository's notes-sync state, for `status` (recomputed on ref changes).
+        self.notes_states = NotesStates(config.notes_ref)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -115,6 +121,7 @@ class Daemon:
             policy=self.config.retry,
             redactor=redactor,
             indexer=self.search,
+            keep_done=_days(self.config.keep_done_days),
         )
         self.listener = bind(self.paths.socket)
         self._spool_marker = self.listener.path.parent / "spool-watched"
@@ -129,6 +136,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         # Learn early whether the bucket is reachable and private, so `status` can say so.
         loop.run_in_executor(self.io, self._check_store)
+        # And each known repository's notes-sync state, so the first `status` finds it computed.
+        known = await self._on_db(self.queue.repositories)
+        loop.run_in_executor(None, self.notes_states.view, known)
         self._tasks = [
             loop.create_task(self._work(), name="worker"),
             loop.create_task(self.intake.rescan()),
@@ -177,8 +187,11 @@ class Daemon:
 
         def swap() -> None:  # on the I/O thread, so never in the middle of a batch
             worker.reconfigure(store, notes_ref=config.notes_ref, policy=config.retry, redactor=redactor)
+            worker.keep_done = _days(config.keep_done_days)
 
         await asyncio.get_running_loop().run_in_executor(self.io, swap)
+        if config.notes_ref != self.config.notes_ref:
+            self.notes_states = NotesStates(config.notes_ref)
         self.config, self.store = config, store
         logging.getLogger().setLevel(config.log_level.upper())
         log.info("configuration reloaded: store %s, notes %s", store.ident(), config.notes_ref)
@@ -216,6 +229,8 @@ class Daemon:
 
     async def ingest(self, event: spool.CommitEvent) -> IngestResult:
         assert self.ingestor is not None
+        # git first, on a pool thread: the database thread serves every commit and `status`.
+        await asyncio.get_running_loop().run_in_executor(None, self.ingestor.prepare, event)
         result: IngestResult = await self._on_db(self.ingestor.ingest, event)
         self._after_ingest(result)
         return result
@@ -433,7 +448,17 @@ class Daemon:
             return status_view.build(queue, self.paths.spool, include_done=include_done, daemon=facts)
 
         data: dict[str, Any] = await self._on_db(build)
+        # From memory: git runs only for repositories whose refs changed since (repostate.py),
+        # on a pool thread, never on the database thread.
+        known = await self._on_db(queue.repositories)
+        data["repos"] = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.notes_states.view(known, wait=STATUS_REPOS_WAIT)
+        )
         return data
+
+
+def _days(days: float | None) -> float | None:
+    return None if days is None else days * 86400.0
 
 
 def build_redactor(config: Config) -> Redactor:

@@ -27,10 +27,20 @@ from .paths import Paths, resolve
 DEFAULT_NOTES_REF = "refs/notes/hf-traces"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_KEEP_DONE_DAYS = 30.0
 
 #: Every key config.toml may hold; anything else is a typo that would silently do nothing.
 _KEYS = {
-    "": ("store", "bucket", "notes_ref", "hf_endpoint", "log_level", "follow_debounce", "transcript_roots"),
+    "": (
+        "store",
+        "bucket",
+        "notes_ref",
+        "hf_endpoint",
+        "log_level",
+        "follow_debounce",
+        "transcript_roots",
+        "keep_done_days",
+    ),
     "retry": ("base", "cap", "jitter", "attempt_timeout"),
     "redaction": ("allow", "rules", "scrub_home"),
     "redaction.rules[]": ("id", "pattern", "keywords", "entropy"),
@@ -75,6 +85,8 @@ class Config:
     transcript_roots: tuple[Path, ...] = ()
     #: A linked session's remote copy is refreshed once its transcript has been quiet this long.
     follow_debounce: float = 10.0
+    #: Days a finished job's row is kept after its snapshot file is gone; None keeps them forever.
+    keep_done_days: float | None = DEFAULT_KEEP_DONE_DAYS
 
 
 class ConfigProblems(ConfigError):
@@ -112,6 +124,23 @@ def _float(raw: object) -> float:
         raise ConfigError(f"must be a finite number of seconds, got {raw!r}")
     if value < 0:
         raise ConfigError(f"must not be negative, got {raw!r}")
+    return value
+
+
+def _keep_days(raw: object) -> float | None:
+    """A positive number of days, or "forever". Zero is refused rather than read as "delete at
+    once" or "never": both readings are plausible, and a wrong guess loses rows or keeps them."""
+    if raw == "forever":
+        return None
+    problem = f'must be a positive number of days or "forever", got {raw!r}'
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ConfigError(problem)
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ConfigError(problem) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(problem)
     return value
 
 
@@ -390,6 +419,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     redaction = _redaction(reader)
     follow_debounce = reader.get("TRACEKEEPER_FOLLOW_DEBOUNCE", "follow_debounce", _float, 10.0)
     transcript_roots = _roots(reader)
+    keep_done_days = reader.get("TRACEKEEPER_KEEP_DONE_DAYS", "keep_done_days", _keep_days, DEFAULT_KEEP_DONE_DAYS)
     if reader.problems:
         raise ConfigProblems(reader.problems)
     return Config(
@@ -403,4 +433,5 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         redaction=redaction,
         follow_debounce=follow_debounce,
         transcript_roots=transcript_roots,
+        keep_done_days=keep_done_days,
     )

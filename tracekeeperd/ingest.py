@@ -94,7 +94,20 @@ LIVE_GRACE = 2.0
 ROOT_COMMIT_WINDOW = 6 * 3600.0
 
 
+@dataclass(frozen=True)
+class RepoFacts:
+    """What ingest needs from git about a repository; it does not change while the daemon runs."""
+
+    common: Path
+    #: `remote.origin.url`: the identity a new repository's key is made from.
+    identity: str | None
+
+
 class Ingestor:
+    """Commit events -> jobs. `prepare` runs an event's git ahead of time, off the database
+    thread (its answers are cached per repository); `ingest` then runs on the database thread
+    and only falls back to git for what was not prepared."""
+
     def __init__(
         self,
         queue: Queue,
@@ -107,23 +120,83 @@ class Ingestor:
         self.snapshots = snapshots
         self.roots = allowed_roots() if roots is None else roots
         self.discover = discover
+        #: Per git dir (a linked worktree has its own); read by several threads, set atomically.
+        self._facts: dict[Path, RepoFacts] = {}
+        #: Commit time of a commit's parent, per (git dir, sha), for discovery; taken once used.
+        self._parent_time: dict[tuple[Path, str], float | None] = {}
+
+    # --- git, ahead of the database thread ---------------------------------------------------
+
+    def prepare(self, event: CommitEvent | RewriteEvent) -> None:
+        """Ask git now what ingesting `event` will need, so the database thread does not wait on
+        a git process (a busy repository, a slow disk) while every other commit and `status`
+        wait on it. Failures are left for `ingest`, which reports them with the event."""
+        try:
+            self._repo_facts(event.git_dir)
+            if isinstance(event, CommitEvent):
+                key = (event.git_dir, event.sha)
+                if key not in self._parent_time and self._may_discover(event):
+                    if len(self._parent_time) > 1024:  # prepared, never ingested (a duplicate)
+                        self._parent_time.clear()
+                    self._parent_time[key] = self._parent_commit_time(event)
+        except GitError:
+            pass
+
+    def prepare_file(self, path: Path) -> None:
+        """`prepare` for a spool file (read again by the ingest proper; it is small)."""
+        from . import spool
+
+        try:
+            event = spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
+        except (spool.SpoolError, OSError):
+            return  # ingest reads it again, and says what is wrong with it
+        self.prepare(event)
+
+    def _repo_facts(self, git_dir: Path) -> RepoFacts:
+        facts = self._facts.get(git_dir)
+        if facts is not None and git_dir.is_dir():
+            return facts
+        self._facts.pop(git_dir, None)  # gone: git says how, below
+        common = git.common_dir(git_dir)
+        facts = RepoFacts(common=common, identity=git.remote_url(common))
+        self._facts[git_dir] = facts
+        return facts
+
+    def _may_discover(self, event: CommitEvent) -> bool:
+        """Whether ingest will look for sessions by discovery: `_active` will find no active
+        file (read from the event, or from the repository when the hook left it there)."""
+        if self.discover is None or event.work_tree is None:
+            return False
+        if event.active_live and event.committed_at < self.started_at - LIVE_GRACE:
+            return True
+        if event.active is not None:
+            return False
+        if event.spool_file is not None and not event.active_live:
+            return True
+        return not (event.git_dir / active_mod.ACTIVE_FILE).exists()
+
+    def _parent_commit_time(self, event: CommitEvent) -> float | None:
+        proc = git.run(event.git_dir, ["log", "-1", "--format=%ct", f"{event.sha}^"], check=False)
+        parent = proc.stdout.decode().strip()
+        return float(parent) if proc.returncode == 0 and parent.isdigit() else None
 
     def _discovered(self, event: CommitEvent) -> list[active_mod.ActiveSession]:
         """Sessions that worked in this worktree since the previous commit, found without hooks."""
         if self.discover is None or event.work_tree is None:
             return []
-        proc = git.run(event.git_dir, ["log", "-1", "--format=%ct", f"{event.sha}^"], check=False)
-        parent = proc.stdout.decode().strip()
-        since = float(parent) if proc.returncode == 0 and parent.isdigit() else event.committed_at - ROOT_COMMIT_WINDOW
+        key = (event.git_dir, event.sha)
+        parent = self._parent_time.pop(key) if key in self._parent_time else self._parent_commit_time(event)
+        since = parent if parent is not None else event.committed_at - ROOT_COMMIT_WINDOW
         return self.discover(event.work_tree, since)
 
     def _repo(self, event: CommitEvent) -> tuple[int, str]:
-        common = git.common_dir(event.git_dir)
+        facts = self._repo_facts(event.git_dir)
+        common = facts.common
         known = self.queue.repo(str(common))
         if known:
             return known
         display = event.work_tree or (common.parent if common.name == ".git" else common)
-        identity = git.remote_url(common)
+        identity = facts.identity
         key = repo_key(display, normalize_remote(identity) if identity else str(common))
         return self.queue.add_repo(str(common), key, str(display))
 
@@ -285,7 +358,7 @@ class Ingestor:
         """A picked commit carries the original's links: its note now, its queued jobs too."""
         result.copies.append((event.git_dir, source, event.sha))
         try:
-            known = self.queue.repo(str(git.common_dir(event.git_dir)))
+            known = self.queue.repo(str(self._repo_facts(event.git_dir).common))
         except GitError as exc:
             raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
         if known is not None:
@@ -298,7 +371,7 @@ class Ingestor:
         now = time.time() if now is None else now
         result = IngestResult()
         try:
-            known = self.queue.repo(str(git.common_dir(event.git_dir)))
+            known = self.queue.repo(str(self._repo_facts(event.git_dir).common))
         except GitError as exc:
             raise PermanentError(f"{event.git_dir} is not a usable git repository: {exc}") from exc
         if known is None:

@@ -119,6 +119,9 @@ class SpoolIntake:
         self._tries.pop(name, None)
 
     async def ingest_file(self, path: Path) -> IngestResult:
+        # The entry's git questions first, on a pool thread (Ingestor.prepare): the database
+        # thread then finds the answers cached instead of waiting on git.
+        await asyncio.get_running_loop().run_in_executor(None, self.ingestor.prepare_file, path)
         result: IngestResult = await self.on_db(self.ingest_sync, path)
         self.after(result)
         return result

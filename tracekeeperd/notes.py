@@ -36,8 +36,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from . import git
 from .agents.usage import Usage
 from .errors import GitError, TransientError
@@ -815,6 +813,9 @@ def write(
     for sha in edits:
         if len(sha) not in (40, 64) or not _HEX.fullmatch(sha):
             raise GitError(f"not a full object id: {sha!r}", -1, "")
+    # Here, not at the top: every reader of notes (`why`, `show`, `log`) imports this module.
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
     races = 0
     try:
         for attempt in Retrying(

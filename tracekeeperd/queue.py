@@ -12,6 +12,7 @@ thread): SQLite then needs no locking of ours, and the event loop never blocks o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -102,6 +103,103 @@ MIGRATIONS: list[tuple[str, str]] = [
             forgotten_at REAL NOT NULL,
             PRIMARY KEY (agent, session_id)
         )
+        """,
+    ),
+    (
+        # Per-session state where one indexed read finds it: ingest asked "the newest snapshot",
+        # "the furthest extent" and "the last link" by scanning every job of the session on each
+        # commit, and the follower rescanned the jobs table every few seconds. The row is kept
+        # up to date by triggers, so every writer of `jobs` (add, rewrite copies, forget) keeps
+        # it right without knowing of it; it also outlives the retention of old done jobs.
+        # `snapshot_review` lists snapshot files whose jobs changed: only those (and sessions
+        # idle past the snapshot's keep time) are looked at by the collector after a batch.
+        "0005_sessions",
+        """
+        CREATE TABLE sessions (
+            repo_id INTEGER NOT NULL REFERENCES repos(id),
+            agent TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            session_raw TEXT,
+            transcript TEXT,
+            remote_path TEXT,
+            snapshot TEXT,
+            job_id INTEGER,
+            first_line INTEGER,
+            last_line INTEGER,
+            bytes INTEGER,
+            last_link_at REAL NOT NULL,
+            last_done_at REAL,
+            PRIMARY KEY (repo_id, agent, session_id)
+        );
+        CREATE INDEX sessions_by_id ON sessions (agent, session_id);
+        CREATE INDEX sessions_by_snapshot ON sessions (snapshot) WHERE snapshot IS NOT NULL;
+        CREATE INDEX sessions_holding_by_link ON sessions (last_link_at) WHERE snapshot IS NOT NULL;
+        CREATE INDEX sessions_by_done ON sessions (last_done_at) WHERE last_done_at IS NOT NULL;
+        CREATE TABLE snapshot_review (path TEXT PRIMARY KEY) WITHOUT ROWID;
+        CREATE TABLE retired (done INTEGER NOT NULL);
+        INSERT INTO retired VALUES (0);
+        DROP INDEX jobs_by_session;
+        CREATE INDEX jobs_by_session ON jobs (agent, session_id, repo_id, last_line);
+        CREATE INDEX jobs_by_snapshot ON jobs (snapshot, bytes) WHERE snapshot IS NOT NULL;
+        CREATE INDEX jobs_by_snapshot_state ON jobs (snapshot, state) WHERE snapshot IS NOT NULL;
+        CREATE INDEX jobs_retirable ON jobs (updated_at) WHERE state = 'done' AND snapshot IS NULL;
+        INSERT INTO sessions (repo_id, agent, session_id, last_link_at)
+            SELECT repo_id, agent, session_id, MAX(created_at) FROM jobs GROUP BY repo_id, agent, session_id;
+        UPDATE sessions SET
+            session_raw = (SELECT session_raw FROM jobs j WHERE (j.repo_id, j.agent, j.session_id)
+                = (sessions.repo_id, sessions.agent, sessions.session_id) AND session_raw IS NOT NULL
+                ORDER BY id DESC LIMIT 1),
+            transcript = (SELECT transcript FROM jobs j WHERE (j.repo_id, j.agent, j.session_id)
+                = (sessions.repo_id, sessions.agent, sessions.session_id) AND transcript IS NOT NULL
+                ORDER BY id DESC LIMIT 1),
+            remote_path = (SELECT remote_path FROM jobs j WHERE (j.repo_id, j.agent, j.session_id)
+                = (sessions.repo_id, sessions.agent, sessions.session_id) AND remote_path IS NOT NULL
+                ORDER BY id DESC LIMIT 1),
+            job_id = (SELECT id FROM jobs j WHERE (j.repo_id, j.agent, j.session_id)
+                = (sessions.repo_id, sessions.agent, sessions.session_id) AND snapshot IS NOT NULL
+                AND transcript IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1),
+            last_done_at = (SELECT MAX(updated_at) FROM jobs j WHERE (j.repo_id, j.agent, j.session_id)
+                = (sessions.repo_id, sessions.agent, sessions.session_id) AND state = 'done');
+        UPDATE sessions SET snapshot = (SELECT snapshot FROM jobs WHERE id = sessions.job_id);
+        UPDATE sessions SET (first_line, last_line, bytes) = (SELECT first_line, last_line, bytes FROM jobs j
+            WHERE j.repo_id = sessions.repo_id AND j.agent = sessions.agent AND j.session_id = sessions.session_id
+            AND last_line IS NOT NULL AND bytes IS NOT NULL ORDER BY bytes DESC, first_line LIMIT 1);
+        INSERT OR IGNORE INTO snapshot_review SELECT DISTINCT snapshot FROM jobs WHERE snapshot IS NOT NULL;
+        CREATE TRIGGER jobs_to_session AFTER INSERT ON jobs BEGIN
+            INSERT OR IGNORE INTO snapshot_review SELECT snapshot FROM sessions WHERE repo_id = new.repo_id
+                AND agent = new.agent AND session_id = new.session_id AND new.snapshot IS NOT NULL
+                AND snapshot IS NOT NULL AND snapshot != new.snapshot;
+            INSERT INTO sessions (repo_id, agent, session_id, session_raw, transcript, remote_path, snapshot, job_id,
+                first_line, last_line, bytes, last_link_at, last_done_at)
+            VALUES (new.repo_id, new.agent, new.session_id, new.session_raw, new.transcript, new.remote_path,
+                new.snapshot, CASE WHEN new.snapshot IS NOT NULL AND new.transcript IS NOT NULL THEN new.id END,
+                CASE WHEN new.bytes IS NOT NULL THEN new.first_line END,
+                CASE WHEN new.bytes IS NOT NULL THEN new.last_line END,
+                CASE WHEN new.last_line IS NOT NULL THEN new.bytes END,
+                new.created_at, CASE WHEN new.state = 'done' THEN new.updated_at END)
+            ON CONFLICT (repo_id, agent, session_id) DO UPDATE SET
+                session_raw = COALESCE(excluded.session_raw, session_raw),
+                transcript = COALESCE(excluded.transcript, transcript),
+                remote_path = COALESCE(excluded.remote_path, remote_path),
+                snapshot = COALESCE(excluded.snapshot, snapshot),
+                job_id = COALESCE(excluded.job_id, job_id),
+                first_line = CASE WHEN excluded.bytes > COALESCE(bytes, -1) THEN excluded.first_line
+                    WHEN excluded.bytes = bytes THEN COALESCE(MIN(first_line, excluded.first_line), first_line)
+                    ELSE first_line END,
+                last_line = CASE WHEN excluded.bytes > COALESCE(bytes, -1) THEN excluded.last_line ELSE last_line END,
+                bytes = CASE WHEN excluded.bytes > COALESCE(bytes, -1) THEN excluded.bytes ELSE bytes END,
+                last_link_at = MAX(last_link_at, excluded.last_link_at),
+                last_done_at = COALESCE(MAX(last_done_at, excluded.last_done_at), last_done_at, excluded.last_done_at);
+        END;
+        CREATE TRIGGER jobs_settled AFTER UPDATE OF state ON jobs WHEN new.state IN ('done', 'failed') BEGIN
+            INSERT OR IGNORE INTO snapshot_review SELECT new.snapshot WHERE new.snapshot IS NOT NULL;
+            UPDATE sessions SET last_done_at = COALESCE(MAX(last_done_at, new.updated_at), new.updated_at)
+                WHERE new.state = 'done' AND repo_id = new.repo_id AND agent = new.agent
+                AND session_id = new.session_id;
+        END;
+        CREATE TRIGGER jobs_gone AFTER DELETE ON jobs WHEN old.snapshot IS NOT NULL BEGIN
+            INSERT OR IGNORE INTO snapshot_review VALUES (old.snapshot);
+        END
         """,
     ),
 ]
@@ -245,6 +343,21 @@ def _copy_to(
     return [int(row[0]) for row in rows]
 
 
+def _statements(sql: str) -> Iterator[str]:
+    """The statements of a migration script, cut where SQLite itself says one is complete (a
+    trigger's body holds `;` of its own). Not `executescript`: it commits first, and a migration
+    must be one transaction with its record."""
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
+
+
 def damaged(path: Path, exc: BaseException) -> str:
     """The one line that says a queue database is damaged, and what to do."""
     reason = " ".join(str(exc).split())  # quick_check reports over several lines
@@ -364,9 +477,8 @@ class Queue:
             if name in done:
                 continue
             with self._tx() as db:
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in _statements(sql):
+                    db.execute(statement)
                 db.execute("INSERT INTO migrations VALUES (?, strftime('%s','now'))", (name,))
 
     # --- repositories -------------------------------------------------------------------
@@ -398,41 +510,65 @@ class Queue:
         """(last line, bytes) of the furthest point of this session already linked to a commit.
 
         With `snapshot`, only that generation counts: byte and line counts of a rewritten
-        transcript's older generation say nothing about the current one.
+        transcript's older generation say nothing about the current one. Either way one indexed
+        read: the sessions row, or the top of the snapshot's jobs by size (a snapshot file is
+        named after its session, so its jobs are that session's).
         """
-        row = self.db.execute(
-            "SELECT last_line, bytes FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?"
-            " AND last_line IS NOT NULL AND (? IS NULL OR snapshot = ?) ORDER BY bytes DESC LIMIT 1",
-            (repo_id, agent, session_id, snapshot, snapshot),
-        ).fetchone()
+        if snapshot is None:
+            row = self.db.execute(
+                "SELECT last_line, bytes FROM sessions WHERE repo_id = ? AND agent = ? AND session_id = ?"
+                " AND last_line IS NOT NULL",
+                (repo_id, agent, session_id),
+            ).fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT last_line, bytes FROM jobs INDEXED BY jobs_by_snapshot WHERE snapshot = ?"
+                " AND last_line IS NOT NULL AND bytes IS NOT NULL ORDER BY bytes DESC LIMIT 1",
+                (snapshot,),
+            ).fetchone()
         return (int(row[0]), int(row[1])) if row else None
 
     def latest_snapshot(self, repo_id: int, agent: str, session_id: str) -> tuple[str, int, int, str] | None:
-        """(snapshot path, bytes, lines, sha256) of the session's newest job that has a snapshot."""
-        # The newest snapshot file, and the furthest extent any job records in it: copies made
-        # for rewrites and cherry-picks are newer rows with older, shorter extents.
+        """(snapshot path, bytes, lines, sha256) of the session's newest snapshot, at the furthest
+        extent any job records in it: copies made for rewrites and cherry-picks are newer rows
+        with older, shorter extents. Two indexed reads, whatever the session's length."""
         row = self.db.execute(
-            "SELECT snapshot, bytes, last_line, sha256 FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?"
-            " AND snapshot = (SELECT snapshot FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?"
-            " AND snapshot IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1) ORDER BY bytes DESC LIMIT 1",
-            (repo_id, agent, session_id, repo_id, agent, session_id),
+            "SELECT snapshot FROM sessions WHERE repo_id = ? AND agent = ? AND session_id = ? AND snapshot IS NOT NULL",
+            (repo_id, agent, session_id),
         ).fetchone()
-        return (str(row[0]), int(row[1]), int(row[2]), str(row[3])) if row else None
+        if row is None:
+            return None
+        best = self.db.execute(
+            "SELECT snapshot, bytes, last_line, sha256 FROM jobs INDEXED BY jobs_by_snapshot WHERE snapshot = ?"
+            " AND bytes IS NOT NULL AND last_line IS NOT NULL ORDER BY bytes DESC LIMIT 1",
+            (row[0],),
+        ).fetchone()
+        return (str(best[0]), int(best[1]), int(best[2]), str(best[3])) if best else None
 
     def first_line_ending_at(
         self, repo_id: int, agent: str, session_id: str, last_line: int, *, snapshot: str | None = None
     ) -> int | None:
+        """Where the links that end at `last_line` start (index: session, then last line). The
+        sessions row remembers it for the furthest link after retention removed its jobs."""
         row = self.db.execute(
-            "SELECT MIN(first_line) FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ? AND last_line = ?"
+            "SELECT MIN(first_line) FROM jobs WHERE agent = ? AND session_id = ? AND repo_id = ? AND last_line = ?"
             " AND (? IS NULL OR snapshot = ?)",
-            (repo_id, agent, session_id, last_line, snapshot, snapshot),
+            (agent, session_id, repo_id, last_line, snapshot, snapshot),
         ).fetchone()
-        return int(row[0]) if row and row[0] is not None else None
+        if row and row[0] is not None:
+            return int(row[0])
+        if snapshot is not None:
+            return None
+        kept = self.db.execute(
+            "SELECT first_line FROM sessions WHERE repo_id = ? AND agent = ? AND session_id = ? AND last_line = ?",
+            (repo_id, agent, session_id, last_line),
+        ).fetchone()
+        return int(kept[0]) if kept and kept[0] is not None else None
 
     def last_link_time(self, repo_id: int, agent: str, session_id: str) -> float | None:
         """When a commit of this repository was last linked to the session (ingest time)."""
         row = self.db.execute(
-            "SELECT MAX(created_at) FROM jobs WHERE repo_id = ? AND agent = ? AND session_id = ?",
+            "SELECT last_link_at FROM sessions WHERE repo_id = ? AND agent = ? AND session_id = ?",
             (repo_id, agent, session_id),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
@@ -617,38 +753,89 @@ class Queue:
             )
 
     def collectable_snapshots(self, now: float, idle: float) -> list[str]:
-        """Snapshot files no unfinished job needs, except a live session's newest (appended to next)."""
-        rows = self.db.execute(
-            "SELECT snapshot, MAX(id), MAX(updated_at), SUM(state != 'done') FROM jobs"
-            " WHERE snapshot IS NOT NULL GROUP BY snapshot"
-        ).fetchall()
-        newest = {
+        """Snapshot files no unfinished job needs, except a live session's newest (appended to next).
+
+        Only the files whose jobs changed since the last collection (`snapshot_review`, kept by
+        triggers) and the newest snapshots of sessions idle for `idle` seconds are looked at,
+        each with indexed reads: the cost follows the batch, not the size of the queue.
+        """
+        cutoff = now - idle
+        candidates = [str(row[0]) for row in self.db.execute("SELECT path FROM snapshot_review")]
+        candidates += [
             str(row[0])
             for row in self.db.execute(
-                "SELECT snapshot FROM jobs WHERE id IN (SELECT MAX(id) FROM jobs WHERE snapshot IS NOT NULL"
-                " GROUP BY repo_id, agent, session_id)"
+                "SELECT snapshot FROM sessions INDEXED BY sessions_holding_by_link"
+                " WHERE snapshot IS NOT NULL AND last_link_at < ?",
+                (cutoff,),
             )
-        }
-        return [
-            str(path)
-            for path, _, updated, unfinished in rows
-            if not unfinished and (str(path) not in newest or updated < now - idle)
         ]
+        out = []
+        for path in dict.fromkeys(candidates):
+            unfinished = self.db.execute(
+                "SELECT 1 FROM jobs INDEXED BY jobs_by_snapshot_state WHERE snapshot = ?"
+                " AND state IN ('pending', 'uploading', 'failed') LIMIT 1",
+                (path,),
+            ).fetchone()
+            if unfinished:
+                continue
+            live = self.db.execute(
+                "SELECT 1 FROM sessions WHERE snapshot = ? AND MAX(last_link_at, COALESCE(last_done_at, 0)) >= ?",
+                (path, cutoff),
+            ).fetchone()
+            if live is None:
+                out.append(path)
+        return out
+
+    def take_collectable(self, now: float, idle: float) -> list[str]:
+        """`collectable_snapshots`, and the review list emptied: what was kept is looked at again
+        when one of its jobs changes (or its session idles)."""
+        paths = self.collectable_snapshots(now, idle)
+        with self._tx() as db:
+            db.execute("DELETE FROM snapshot_review")
+        return paths
 
     def drop_snapshot(self, snapshot: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE jobs SET snapshot = NULL WHERE snapshot = ? AND state = 'done'", (snapshot,))
+            held = db.execute("SELECT 1 FROM jobs WHERE snapshot = ? LIMIT 1", (snapshot,)).fetchone()
+            if held is None:  # no session appends to (or follows) a collected file
+                db.execute("UPDATE sessions SET snapshot = NULL, job_id = NULL WHERE snapshot = ?", (snapshot,))
+
+    def references(self, snapshot: str) -> bool:
+        """Whether any job still names this snapshot file (one indexed read)."""
+        return self.db.execute("SELECT 1 FROM jobs WHERE snapshot = ? LIMIT 1", (snapshot,)).fetchone() is not None
+
+    def retire_done(self, before: float) -> int:
+        """Delete done jobs last changed before `before` whose snapshot is already collected.
+
+        What `status`, `show` and `forget` still need of them lives elsewhere: the sessions
+        row (extent, last link, transcript, remote path, raw id), the notes in git, and the
+        `retired` count that `counts` adds to `done`. A job that still names a snapshot may be
+        copied to a rewritten commit and is kept.
+        """
+        with self._tx() as db:
+            gone = db.execute(
+                "DELETE FROM jobs WHERE state = 'done' AND snapshot IS NULL AND updated_at < ?", (before,)
+            ).rowcount
+            if gone:
+                db.execute("UPDATE retired SET done = done + ?", (gone,))
+        return int(gone)
 
     # --- reading ------------------------------------------------------------------------
 
     def followed(self, since: float) -> list[Job]:
-        """The newest done job of every session linked since `since`: sessions whose copy we follow."""
+        """The newest done job of every session linked since `since`: sessions whose copy we follow.
+
+        A range of the sessions index on the last job done: an idle queue reads nothing.
+        """
         rows = self.db.execute(
-            f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE jobs.id IN ("  # noqa: S608
-            " SELECT MAX(id) FROM jobs WHERE snapshot IS NOT NULL AND transcript IS NOT NULL"
-            " GROUP BY repo_id, agent, session_id) AND jobs.state = 'done' AND jobs.updated_at >= ?"
-            " AND NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.agent = jobs.agent AND f.session_id = jobs.session_id)",
-            (since,),
+            f"SELECT {_JOB_COLUMNS} FROM sessions s INDEXED BY sessions_by_done"  # noqa: S608
+            " JOIN jobs ON jobs.id = s.job_id JOIN repos ON repos.id = jobs.repo_id"
+            " WHERE s.last_done_at >= ? AND s.snapshot IS NOT NULL AND jobs.snapshot IS NOT NULL"
+            " AND jobs.transcript IS NOT NULL AND jobs.state = 'done' AND jobs.updated_at >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.agent = jobs.agent AND f.session_id = jobs.session_id)"
+            " ORDER BY jobs.id",
+            (since, since),
         ).fetchall()
         return [_job(row) for row in rows]
 
@@ -666,7 +853,8 @@ class Queue:
         """
         with self._tx() as db:
             raw = db.execute(
-                "SELECT session_raw FROM jobs WHERE agent = ? AND session_id = ? AND session_raw IS NOT NULL LIMIT 1",
+                "SELECT session_raw FROM sessions WHERE agent = ? AND session_id = ? AND session_raw IS NOT NULL"
+                " LIMIT 1",
                 (agent, session_id),
             ).fetchone()
             db.execute(
@@ -688,8 +876,10 @@ class Queue:
             db.execute(
                 "DELETE FROM uploads WHERE remote_path IN"
                 " (SELECT remote_path FROM jobs WHERE agent = ? AND session_id = ? AND remote_path IS NOT NULL)"
+                " OR remote_path IN"
+                " (SELECT remote_path FROM sessions WHERE agent = ? AND session_id = ? AND remote_path IS NOT NULL)"
                 " OR job_id IN (SELECT id FROM jobs WHERE agent = ? AND session_id = ?)",
-                (agent, session_id, agent, session_id),
+                (agent, session_id, agent, session_id, agent, session_id),
             )
             cancelled = db.execute(
                 "UPDATE jobs SET state = 'failed', last_error = ?, next_attempt_at = NULL, leased_until = NULL,"
@@ -697,6 +887,10 @@ class Queue:
                 (forgotten_reason(session_id, since), now, agent, session_id),
             ).rowcount
             db.execute("UPDATE jobs SET snapshot = NULL WHERE agent = ? AND session_id = ?", (agent, session_id))
+            db.execute(
+                "UPDATE sessions SET snapshot = NULL, job_id = NULL WHERE agent = ? AND session_id = ?",
+                (agent, session_id),
+            )
         return since, snapshots, cancelled
 
     def forget_sessions(
@@ -793,6 +987,17 @@ class Queue:
             " AND (? IS NULL OR commit_sha = ?) ORDER BY id DESC",
             (agent, session_id, commit, commit),
         ).fetchall()
+        if not rows:
+            # Retention removed the commit's job (or the daemon never had one): the session's own
+            # row still knows its transcript, and callers check the bytes against the note's hash.
+            try:
+                rows = self.db.execute(
+                    "SELECT COALESCE(transcript, ''), COALESCE(snapshot, '') FROM sessions"
+                    " WHERE agent = ? AND session_id = ? AND transcript IS NOT NULL ORDER BY last_link_at DESC",
+                    (agent, session_id),
+                ).fetchall()
+            except sqlite3.OperationalError:  # a queue from before migration 0005, read by the CLI
+                rows = []
         return [(str(r[0]), str(r[1])) for r in rows]
 
     def unfinished(self, agent: str, session_id: str) -> int:
@@ -824,6 +1029,10 @@ class Queue:
         counts = {state.value: 0 for state in JobState}
         for state, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
             counts[str(state)] = int(n)
+        # Done jobs whose rows retention removed are still done (absent from a queue written
+        # before migration 0005, which the CLI may read).
+        with contextlib.suppress(sqlite3.OperationalError, TypeError):
+            counts[JobState.DONE.value] += int(self.db.execute("SELECT done FROM retired").fetchone()[0])
         return counts
 
     def jobs(self, *, states: tuple[JobState, ...] | None = None, limit: int = 200) -> list[Job]:
@@ -849,4 +1058,5 @@ class Queue:
         return _job(rows[0]) if rows else None
 
     def referenced_snapshots(self) -> set[str]:
+        """Every snapshot file a job names (a scan of the snapshot index: for tests and tools)."""
         return {str(row[0]) for row in self.db.execute("SELECT DISTINCT snapshot FROM jobs WHERE snapshot IS NOT NULL")}

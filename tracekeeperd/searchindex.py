@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,10 +30,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
+    import logging
+
     from .agents import TranscriptFormat
     from .agents.reading import LineReader
 
-log = logging.getLogger(__name__)
+
+def _log() -> logging.Logger:
+    """The daemon's logger, looked up when the index thread logs: `tracekeeper search` imports
+    this module on its start-up path and never logs, so it does not pay for importing logging."""
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 SCHEMA_VERSION = "1"
 #: Snippet highlight markers: private-use characters, removed from indexed text (`clean`), so a
@@ -401,6 +409,23 @@ def repo_known(conn: sqlite3.Connection, common_dir: str) -> bool:
     return conn.execute("SELECT 1 FROM repos WHERE common_dir = ?", (common_dir,)).fetchone() is not None
 
 
+#: How many matches FTS5 ranks into a page's candidates at least, and per result wanted: enough
+#: that a page is almost always found in one round even when filters drop most of them.
+CANDIDATES = 200
+CANDIDATES_PER_RESULT = 4
+
+# The candidates' commits: each (turn id, rank) joined to the slices that hold the turn, filtered.
+_PLACE_SQL = (
+    "SELECT l.commit_sha, d.agent, d.session, t.line, d.url, t.id, c.value ->> 1"
+    " FROM json_each(?) c JOIN turns t ON t.id = c.value ->> 0 JOIN docs d ON d.id = t.doc_id"
+    " JOIN links l ON l.doc_id = t.doc_id AND t.line BETWEEN l.first_line AND l.last_line"
+    " JOIN repos r ON r.id = l.repo_id"
+    " WHERE (? IS NULL OR r.common_dir IN (SELECT value FROM json_each(?)))"
+    " AND d.id NOT IN (SELECT value FROM json_each(?))"
+    " ORDER BY c.value ->> 1, d.url, t.line, l.commit_sha"
+)
+
+
 def query(
     conn: sqlite3.Connection,
     text: str,
@@ -414,6 +439,14 @@ def query(
 
     ``repos`` are common git dirs (None: every repository). ``exclude`` are (agent, session)
     pairs not to return (sessions forgotten on this machine that a stale index still holds).
+
+    Ranked in two steps so that a common word costs what bm25 costs and no more: FTS5 ranks
+    the matches itself and keeps the best ``n`` (``ORDER BY rank LIMIT``, sorted inside the
+    virtual table), and only those are joined to their commits, filtered and given snippets
+    (joined first, every match's row would be built and its snippet cut before the sort). The
+    page is exact, the same as ranking every match with the joins: a row is kept only if its
+    rank is strictly better than the worst candidate's (no match left out can tie or beat it);
+    when fewer than a page survive that (filters dropped many), ``n`` grows and it runs again.
     """
     if repos is not None and not repos:
         return []
@@ -426,20 +459,33 @@ def query(
             for row in conn.execute("SELECT id FROM docs WHERE agent = ? AND session = ?", (agent, session))
         ]
     )
-    params = (MARK_START, MARK_END, SNIPPET_TOKENS, text, wanted, wanted, skip, limit, offset)
-    sql = (
-        "SELECT l.commit_sha, d.agent, d.session, t.line, snippet(turns_fts, -1, ?, ?, '…', ?), d.url"
-        " FROM turns_fts f JOIN turns t ON t.id = f.rowid JOIN docs d ON d.id = t.doc_id"
-        " JOIN links l ON l.doc_id = t.doc_id AND t.line BETWEEN l.first_line AND l.last_line"
-        " JOIN repos r ON r.id = l.repo_id"
-        " WHERE turns_fts MATCH ?"
-        " AND (? IS NULL OR r.common_dir IN (SELECT value FROM json_each(?)))"
-        " AND d.id NOT IN (SELECT value FROM json_each(?))"
-        " ORDER BY f.rank, d.url, t.line, l.commit_sha LIMIT ? OFFSET ?"
-    )
     check_query(text)
-    rows = conn.execute(sql, params).fetchall()
-    return [Row(str(c), str(a), str(s), int(n), str(snip), str(u)) for c, a, s, n, snip, u in rows]
+    want = limit + offset
+    n = max(CANDIDATES, CANDIDATES_PER_RESULT * want)
+    while True:
+        candidates = conn.execute(
+            "SELECT rowid, rank FROM turns_fts WHERE turns_fts MATCH ? ORDER BY rank LIMIT ?", (text, n)
+        ).fetchall()
+        placed = conn.execute(_PLACE_SQL, (json.dumps(candidates), wanted, wanted, skip)).fetchall()
+        if len(candidates) < n:  # every match was a candidate
+            break
+        worst = candidates[-1][1]
+        sure = [row for row in placed if row[6] < worst]
+        if len(sure) >= want:
+            placed = sure
+            break
+        n *= 4  # grows fast: each round ranks every match again
+    page = placed[offset : offset + limit]
+    snippets = {
+        turn: str(
+            conn.execute(
+                "SELECT snippet(turns_fts, -1, ?, ?, '…', ?) FROM turns_fts WHERE turns_fts MATCH ? AND rowid = ?",
+                (MARK_START, MARK_END, SNIPPET_TOKENS, text, turn),
+            ).fetchone()[0]
+        )
+        for turn in {int(row[5]) for row in page}
+    }
+    return [Row(str(c), str(a), str(s), int(n), snippets[int(t)], str(u)) for c, a, s, n, u, t, _ in page]
 
 
 @contextlib.contextmanager
@@ -492,7 +538,7 @@ class Indexer:
             try:
                 fn()
             except Exception:
-                log.exception("search index: %s failed; `tracekeeper search --reindex` rebuilds it", what)
+                _log().exception("search index: %s failed; `tracekeeper search --reindex` rebuilds it", what)
 
         with contextlib.suppress(RuntimeError):  # shut down: the daemon is stopping
             self.executor.submit(guarded)
@@ -525,7 +571,7 @@ class Indexer:
                     links=rows,
                     source_id=source_id,
                 )
-            log.debug("search index: %d turn(s) of %s/%s", added, agent, session)
+            _log().debug("search index: %d turn(s) of %s/%s", added, agent, session)
 
         self._run(f"indexing {agent}/{session}", work)
 

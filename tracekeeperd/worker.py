@@ -174,9 +174,12 @@ class Worker:
         redactor: Redactor,
         clock: Callable[[], float] = time.time,
         indexer: Indexer | None = None,
+        keep_done: float | None = None,
     ) -> None:
         self.queue, self.db, self.store, self.snapshots = queue, db, store, snapshots
         self.notes_ref, self.policy, self.clock = notes_ref, policy, clock
+        #: Seconds a done job's row outlives its snapshot (config `keep_done_days`); None: forever.
+        self.keep_done = keep_done
         self.gate = Gate()
         self.store_id = store.ident()
         #: Repositories whose notes we wrote, and when: watched for a while by `repair_notes`.
@@ -643,18 +646,21 @@ class Worker:
         self.db.run(self.snapshots.forget, snapshot)
 
     def collect_snapshots(self) -> int:
-        """Delete snapshot files nothing needs any more (on the db thread: ingest appends there)."""
+        """Delete snapshot files nothing needs any more (on the db thread: ingest appends there),
+        then retire done jobs older than the retention (one indexed delete)."""
 
         def collect() -> int:
-            paths = self.queue.collectable_snapshots(self.now(), SNAPSHOT_IDLE)
+            paths = self.queue.take_collectable(self.now(), SNAPSHOT_IDLE)
             for path in paths:
                 self.snapshots.forget(Path(path))
                 self.queue.drop_snapshot(path)
-            referenced = self.queue.referenced_snapshots()
             root = self.snapshots.root
-            orphans = [p for p in root.iterdir() if str(p) not in referenced] if root.exists() else []
+            # One indexed read per file left in the directory (live sessions' snapshots).
+            orphans = [p for p in root.iterdir() if not self.queue.references(str(p))] if root.exists() else []
             for orphan in orphans:
                 self.snapshots.forget(orphan)
+            if self.keep_done is not None:  # after the drops above: rows they freed may go too
+                self.queue.retire_done(self.now() - self.keep_done)
             return len(paths) + len(orphans) + self.snapshots.collect_copies()
 
         return self.db.run(collect)

@@ -19,38 +19,27 @@ import re
 import shlex
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+# BACKUP_SUFFIX and has_backup are re-exported: cli/agents.py and the tests take them from here.
+from .configfiles import BACKUP_SUFFIX as BACKUP_SUFFIX  # noqa: PLC0414
+from .configfiles import env_dir, gemini_home, replace_text
+from .configfiles import has_backup as has_backup  # noqa: PLC0414
 from .errors import ClientError
+from .mcp_setup import TARGETS as MCP_TARGETS
+from .mcp_setup import McpStatus
+from .mcp_setup import status as mcp_status
 
 #: How our handlers are recognised: the command runs `tracekeeper hook` (quoted or not).
 _OURS = re.compile(r"tracekeeper['\"]?\s+hook(\s|$)")
-BACKUP_SUFFIX = ".tracekeeper-backup-"
 
 
 class ConfigError(ClientError):
     """A config file we must not touch (unreadable, not JSON, unexpected shape)."""
-
-
-def _home() -> Path:
-    return Path(os.path.expanduser("~"))
-
-
-def _gemini_home() -> Path:
-    """Gemini CLI's user directory: `$GEMINI_CLI_HOME/.gemini`, else `~/.gemini`, the value taken
-    as it is (google-gemini/gemini-cli packages/core/src/utils/paths.ts homedir() and
-    packages/core/src/config/storage.ts getGlobalGeminiDir())."""
-    return (Path(os.environ["GEMINI_CLI_HOME"]) if os.environ.get("GEMINI_CLI_HOME") else _home()) / ".gemini"
-
-
-def _env_dir(var: str, default: str) -> Path:
-    value = os.environ.get(var)
-    return Path(value).expanduser() if value else _home() / default
 
 
 @dataclass(frozen=True)
@@ -97,7 +86,7 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "codex",
             "OpenAI Codex CLI",
-            lambda: _env_dir("CODEX_HOME", ".codex"),
+            lambda: env_dir("CODEX_HOME", ".codex"),
             lambda home: home / "hooks.json",
             ("codex",),
             ("SessionStart", "UserPromptSubmit", "Stop"),
@@ -106,7 +95,7 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "claude",
             "Claude Code",
-            lambda: _env_dir("CLAUDE_CONFIG_DIR", ".claude"),
+            lambda: env_dir("CLAUDE_CONFIG_DIR", ".claude"),
             lambda home: home / "settings.json",
             ("claude",),
             ("SessionStart", "UserPromptSubmit", "Stop", "SessionEnd"),
@@ -115,7 +104,7 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "gemini",
             "Gemini CLI",
-            _gemini_home,
+            gemini_home,
             lambda home: home / "settings.json",
             ("gemini",),
             ("SessionStart", "BeforeAgent", "AfterAgent", "SessionEnd"),
@@ -125,7 +114,7 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "cursor",
             "Cursor (IDE and agent CLI)",
-            lambda: _env_dir("CURSOR_CONFIG_DIR", ".cursor"),
+            lambda: env_dir("CURSOR_CONFIG_DIR", ".cursor"),
             lambda home: home / "hooks.json",
             ("cursor-agent", "cursor"),
             # Headless `agent -p` fires only sessionStart and sessionEnd: without the end, a
@@ -137,7 +126,7 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "copilot",
             "GitHub Copilot CLI",
-            lambda: _env_dir("COPILOT_HOME", ".copilot"),
+            lambda: env_dir("COPILOT_HOME", ".copilot"),
             lambda home: home / "hooks" / "tracekeeper.json",
             ("copilot",),
             ("sessionStart", "userPromptSubmitted", "agentStop", "sessionEnd"),
@@ -245,22 +234,6 @@ def load(path: Path, skeleton: tuple[tuple[str, Any], ...] = (), *, comments: bo
     return Loaded(real, True, doc, style, text if plain != text else None)
 
 
-def backup(path: Path) -> Path:
-    """Copy the file aside before we change it: `<file>.tracekeeper-backup-<timestamp>`."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}-{n}")
-        n += 1
-    shutil.copy2(path, target)
-    return target
-
-
-def has_backup(path: Path) -> bool:
-    return any(path.parent.glob(f"{path.name}{BACKUP_SUFFIX}*")) if path.parent.is_dir() else False
-
-
 @dataclass
 class Written:
     backup: Path | None
@@ -290,25 +263,6 @@ def write(loaded: Loaded, doc: dict[str, Any]) -> Written:
         except (ValueError, json.JSONDecodeError):
             comments = "lost"
     return Written(replace_text(loaded.path, text, loaded.exists), comments)
-
-
-def replace_text(path: Path, text: str, existed: bool, new_mode: int = 0o644) -> Path | None:
-    """Back up (if the file existed), then replace it atomically keeping its mode; returns the backup.
-
-    One writer for every agent config we change (hooks here, MCP entries in mcp_setup.py), so they
-    are all backed up and replaced the same way; `new_mode` is for a file that did not exist (the
-    MCP configs may hold tokens, so mcp_setup.py asks for 0600)."""
-    saved = backup(path) if existed else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if existed else new_mode
-    tmp = path.with_name(f".{path.name}.tracekeeper-{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return saved
 
 
 # --- merging our entries ----------------------------------------------------------------------
@@ -585,6 +539,8 @@ class AgentState:
     error: str | None = None
     trust: dict[str, CodexTrust] | None = None
     note: str | None = None
+    #: Our MCP server in the agent's MCP config; None for an agent mcp_setup cannot register with.
+    mcp: McpStatus | None = None
 
     def view(self) -> dict[str, Any]:
         trust = self.trust
@@ -601,6 +557,7 @@ class AgentState:
             "codex_trusted": None if trust is None else {e: trust.get(e) is CodexTrust.TRUSTED for e in self.events},
             "codex_trust": None if trust is None else {e: str(trust.get(e, CodexTrust.UNTRUSTED)) for e in self.events},
             "note": self.note,
+            "mcp": None if self.mcp is None else self.mcp.view(),
         }
 
 
@@ -617,6 +574,7 @@ def inspect(spec: AgentSpec) -> AgentState:
             break
     path = spec.config_path()
     state = AgentState(spec, bool(reasons), ", ".join(reasons), path, [])
+    state.mcp = mcp_status(spec.name) if spec.name in MCP_TARGETS else None
     try:
         loaded = load(path, spec.skeleton, comments=spec.comments)
     except ConfigError as exc:

@@ -1,12 +1,17 @@
-"""Talk to tracekeeperd over its Unix socket (stdlib http.client: cheap to import)."""
+"""Talk to tracekeeperd over its Unix socket (stdlib http.client, imported on the first request).
+
+Every command imports this module through the CLI group; http.client pulls in email and ssl
+(about a third of `tracekeeper --version`'s imports), which only commands that talk to the
+daemon need, so the connection class is made on first use.
+"""
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekeeperd.paths import Paths
 from tracekeeperd.protocol import API_PREFIX
@@ -33,20 +38,31 @@ class DaemonError(ClientError):
         self.status = status
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("tracekeeperd", timeout=timeout)
-        self.socket_path = path
+if TYPE_CHECKING:
+    import http.client
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self.socket_path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+
+@cache
+def _connection_class() -> Callable[[Path, float], http.client.HTTPConnection]:
+    import http.client
+    import socket
+
+    class _UnixConnection(http.client.HTTPConnection):
+        def __init__(self, path: Path, timeout: float) -> None:
+            super().__init__("tracekeeperd", timeout=timeout)
+            self.socket_path = path
+
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(str(self.socket_path))
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return _UnixConnection
 
 
 class Client:
@@ -55,7 +71,7 @@ class Client:
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        conn = _UnixConnection(self.socket_path, self.timeout)
+        conn = _connection_class()(self.socket_path, self.timeout)
         try:
             payload = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if payload is not None else {}
@@ -157,7 +173,8 @@ def collect_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
         data["daemon"].update(running=True, responding=True)
         data["error"] = f"the daemon answered {exc.status}: {exc}"
     data.setdefault("error", None)
-    from .sync import notes_per_repo
+    if "repos" not in data:  # a daemon's answer has them, kept current; without one, read them here
+        from .sync import notes_per_repo
 
-    data["repos"] = notes_per_repo(paths)
+        data["repos"] = notes_per_repo(paths)
     return data

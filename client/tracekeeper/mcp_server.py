@@ -400,6 +400,16 @@ def error_text(exc: BaseException) -> str | None:
     return one_line(message) + (f" ({one_line(hint)})" if hint else "")
 
 
+def argument_errors(tool: str, errors: Sequence[Any]) -> str:
+    """Pydantic's errors for a tool's arguments as one line: `TOOL: invalid argument NAME: what`,
+    joined by `; `. The rejected values are left out (the caller has them, and they may be long)."""
+    said = [
+        f"invalid argument {'.'.join(str(part) for part in error.get('loc', ())) or '?'}: {error.get('msg', 'invalid')}"
+        for error in errors
+    ]
+    return one_line(f"{tool}: {'; '.join(said) or 'invalid arguments'}")
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 
@@ -410,11 +420,30 @@ def build_server(head: Trailhead) -> "MCPServer[Any]":
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp_types import ToolAnnotations
-    from pydantic import Field
+    from pydantic import Field, ValidationError
 
     from tracekeeperd import __version__
 
-    server: MCPServer[Any] = MCPServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    class Server(MCPServer[Any]):
+        """MCPServer whose argument errors read like the CLI's: one line per call.
+
+        `Tool.run` (mcp/server/mcpserver/tools/base.py) raises a schema mismatch as ToolError("Error
+        executing tool NAME: " + str(ValidationError)): pydantic's report, several lines with the
+        arguments model's name and a link. `call_tool` is the documented public step that raises it
+        (`_handle_call_tool` turns the ToolError into the is_error result); the cause is kept, so the
+        SDK still logs the rejected fields.
+        """
+
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            try:
+                return await super().call_tool(name, arguments, context)
+            except ToolError as exc:
+                cause = exc.__cause__
+                if not isinstance(cause, ValidationError):
+                    raise
+                raise ToolError(argument_errors(name, cause.errors())) from cause
+
+    server: MCPServer[Any] = Server(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     read_only = ToolAnnotations(
         read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
     )

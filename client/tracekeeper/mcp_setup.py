@@ -32,9 +32,9 @@ JSON files are edited in place (jsonc.edit), so the user's formatting outside ou
 it was; Codex's TOML is edited as text (our table appended, or cut out) and the result is parsed
 again and compared with what was meant before anything is written.
 
-The agents' directories, the backup naming and the atomic replace are agent_setup.py's own (one
-piece of code for hook and MCP configs alike); its directory variables are the ones
-tracekeeperd/agents/roots.py reads.
+The agents' directories, the backup naming and the atomic replace are configfiles.py's, shared with
+agent_setup.py (one piece of code for hook and MCP configs alike); the directory variables are the
+ones tracekeeperd/agents/roots.py reads.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from . import jsonc
-from .agent_setup import _env_dir, _gemini_home, has_backup, replace_text
+from .configfiles import env_dir, gemini_home, has_backup, replace_text
 from .errors import ClientError
 
 #: The name of our entry in every agent's config.
@@ -104,11 +104,11 @@ class McpAgent:
 
 
 def _claude_config() -> Path:
-    return _env_dir("CLAUDE_CONFIG_DIR", "") / ".claude.json"
+    return env_dir("CLAUDE_CONFIG_DIR", "") / ".claude.json"
 
 
 def _gemini_settings() -> Path:
-    return _gemini_home() / "settings.json"
+    return gemini_home() / "settings.json"
 
 
 def _claude_entry(exe: str) -> dict[str, Any]:
@@ -137,12 +137,10 @@ def _cursor_entry(exe: str) -> dict[str, Any]:
 TARGETS: dict[str, McpAgent] = {
     "claude": McpAgent("claude", "Claude Code", _claude_config, _claude_entry),
     "codex": McpAgent(
-        "codex", "OpenAI Codex CLI", lambda: _env_dir("CODEX_HOME", ".codex") / "config.toml", _codex_entry, toml=True
+        "codex", "OpenAI Codex CLI", lambda: env_dir("CODEX_HOME", ".codex") / "config.toml", _codex_entry, toml=True
     ),
     "gemini": McpAgent("gemini", "Gemini CLI", _gemini_settings, _gemini_entry),
-    "cursor": McpAgent(
-        "cursor", "Cursor", lambda: _env_dir("CURSOR_CONFIG_DIR", ".cursor") / "mcp.json", _cursor_entry
-    ),
+    "cursor": McpAgent("cursor", "Cursor", lambda: env_dir("CURSOR_CONFIG_DIR", ".cursor") / "mcp.json", _cursor_entry),
 }
 
 
@@ -387,6 +385,44 @@ def install(name: str, exe: str) -> str:
         return _toml_install(target, path, exe) if target.toml else _json_install(target, path, exe)
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}; nothing written") from None
+
+
+@dataclass(frozen=True)
+class McpStatus:
+    """Whether an agent's MCP config runs `tracekeeper mcp`: `registered` is None when the file
+    cannot be read (`error` says why); `other_entry` when a server named `tracekeeper` runs
+    something else (uninstall leaves it)."""
+
+    config: Path
+    registered: bool | None
+    other_entry: bool = False
+    error: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "config": str(self.config),
+            "registered": self.registered,
+            "other_entry": self.other_entry,
+            "error": self.error,
+        }
+
+
+def status(name: str) -> McpStatus:
+    """Read agent `name`'s user MCP config (never writing it) for our entry."""
+    target = TARGETS[name]
+    path = target.config()
+    try:
+        if target.toml:
+            _, text = _read(path)
+            servers = _servers(_parse_toml(text, path), path) if text is not None else {}
+        else:
+            servers = _load_json(path)[2].get("mcpServers") or {}
+    except ConfigError as exc:
+        # The readers' messages are an install's ("...; nothing written"): here nothing was to be.
+        return McpStatus(path, None, error=str(exc).removesuffix("; nothing written"))
+    entry = servers.get(NAME)
+    ours = is_ours(entry)
+    return McpStatus(path, ours, other_entry=entry is not None and not ours)
 
 
 def uninstall(name: str) -> str:

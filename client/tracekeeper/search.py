@@ -126,6 +126,8 @@ def repo_key(repo: Path) -> tuple[Path, str]:
 
 def _forgotten(paths: Paths) -> list[tuple[str, str]]:
     """Sessions forgotten on this machine: never returned, even by an index that predates that."""
+    if not paths.db.exists():  # a clone, or no daemon yet: spare importing the queue
+        return []
     from tracekeeperd.queue import Queue
 
     queue = Queue.peek(paths.db)
@@ -205,6 +207,7 @@ def _linked_sessions(git_dir: Path, notes_ref: str) -> dict[str, _Session]:
 def _verified(data: bytes, links: list[tuple[str, notes.TraceLink]]) -> tuple[list[tuple[str, notes.TraceLink]], int]:
     """The links whose prefix of ``data`` has the note's sha256 (one pass, shortest first)."""
     good: list[tuple[str, notes.TraceLink]] = []
+
     digest = hashlib.sha256()
     done = 0
     by_size = sorted(links, key=lambda item: item[1].bytes)

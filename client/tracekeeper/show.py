@@ -11,22 +11,26 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, TranscriptFormat, Turn, detect, split_lines
 from tracekeeperd.agents.gemini import legacy_json_lines
 from tracekeeperd.errors import TracekeeperError
-from tracekeeperd.paths import Paths
-from tracekeeperd.queue import Queue
-from tracekeeperd.redact import RedactionError, Redactor
-from tracekeeperd.stores.base import MissingTrace, StoreDenied
 
 from .errors import ClientError
 from .usage_view import usage_json
 
+if TYPE_CHECKING:
+    from tracekeeperd.paths import Paths
+    from tracekeeperd.redact import Redactor
+
+# The queue, the redactor and the stores are imported where they are used: `why` and `search`
+# import this module on their start-up path, and a clone (no queue, nothing local) or a machine
+# whose copies need no redaction never uses the first two.
 RESULT_LINES = 8
 RESULT_CHARS = 600
 
@@ -102,6 +106,10 @@ def matches(data: bytes, link: notes.TraceLink) -> bool:
 
 def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tuple[str, Path]]:
     """The transcript and snapshot this machine's daemon recorded for the commit, if any."""
+    if not paths.db.exists():  # a clone, or no daemon yet: spare importing the queue
+        return []
+    from tracekeeperd.queue import Queue
+
     queue = Queue.peek(paths.db)
     if queue is None:
         return []
@@ -117,28 +125,39 @@ def _local_candidates(paths: Paths, sha: str, link: notes.TraceLink) -> list[tup
 
 
 def fetch_url(url: str) -> bytes:
-    """Bytes behind a note's URL, with this user's credentials: only from the Hub this machine uses."""
+    """Bytes behind a note's URL, with this user's credentials: only from the Hub this machine uses,
+    or from inside its configured local store (a note's `file://` URL is the pusher's word)."""
     from tracekeeperd.config import load
-    from tracekeeperd.stores import NotAStoreURL, locate
+    from tracekeeperd.stores import NotAStoreURL, locate_configured
 
     try:
-        store, path = locate(url, endpoint=load().hf_endpoint)
+        store, path = locate_configured(url, load())
     except NotAStoreURL as exc:
-        raise ShowError(str(exc) if exc.bucket else f"don't know how to fetch {url}") from None
+        raise ShowError(str(exc) if exc.explains else f"don't know how to fetch {url}") from None
     return store.fetch(path)
 
 
-def _redacted(data: bytes, link: notes.TraceLink, redactor: Redactor | None) -> bytes:
+def _redacted(data: bytes, link: notes.TraceLink, redactor: Redactor | Callable[[], Redactor] | None) -> bytes:
     """Local bytes as the daemon uploaded them: redacted, if the note says redaction ran."""
     if link.redacted is None or redactor is None:
         return data
+    from tracekeeperd.redact import RedactionError
+
+    if callable(redactor):
+        redactor = redactor()
     try:
         return redactor.redact_bytes(data)[0]
     except RedactionError:
         return b""
 
 
-def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | None = None) -> Trail:
+def load(
+    paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Callable[[], Redactor] | None = None
+) -> Trail:
+    """The slice's session as the commit saw it: local copies first, then the store.
+
+    ``redactor`` may be a function that builds one: it is called only if a local copy needs it.
+    """
     for source, path in _local_candidates(paths, sha, link):
         try:
             data = path.read_bytes()
@@ -147,6 +166,8 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
         data = _redacted(data[: data.rfind(b"\n") + 1], link, redactor)
         if matches(data, link):
             return Trail(link, data, source, True)
+    from tracekeeperd.stores.base import MissingTrace, StoreDenied
+
     try:
         data = fetch_url(link.url)
     except StoreDenied as exc:
@@ -164,7 +185,7 @@ def load(paths: Paths, sha: str, link: notes.TraceLink, redactor: Redactor | Non
 
 
 def trails(
-    repo: Path, rev: str, paths: Paths, notes_ref: str, redactor: Redactor | None = None
+    repo: Path, rev: str, paths: Paths, notes_ref: str, redactor: Redactor | Callable[[], Redactor] | None = None
 ) -> tuple[str, list[Trail]]:
     git_dir, sha = resolve_commit(repo, rev)
     text = notes.read(git_dir, notes_ref, sha)

@@ -3,7 +3,7 @@
 `log` is `git log --notes=hf-traces` made readable: one entry per commit, with agent, session,
 line range, prompt count and URL of each linked session, and commits without a link marked. It
 never downloads: prompt counts come from what this machine already has (the daemon's transcript
-and snapshot, a `file://` store), else they are shown as "-".
+and snapshot, the configured `file://` store), else they are shown as "-".
 
 `forget` deletes a session's uploaded trace from the store its URL points at and replaces every
 link to it, in every note of the ref, by a tombstone line saying who removed it and when (see
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, detect, split_lines
-from tracekeeperd.config import normalize_notes_ref
+from tracekeeperd.config import Config, normalize_notes_ref
 from tracekeeperd.errors import GitError, TracekeeperError
 from tracekeeperd.notes import Tombstone, all_notes, bury, parse_tombstones, trace_lines
 from tracekeeperd.paths import Paths
@@ -251,14 +251,14 @@ def plan_forget(repo: Path, notes_ref: str, what: str, paths: Paths) -> ForgetPl
 
 def delete_url(url: str) -> None:
     """Delete the object behind a note's URL from its store, with this user's credentials (only on
-    the Hub this machine uses: a note's URL is the pusher's word)."""
+    the Hub this machine uses, inside its configured local store: a note's URL is the pusher's word)."""
     from tracekeeperd.config import load
-    from tracekeeperd.stores import NotAStoreURL, locate
+    from tracekeeperd.stores import NotAStoreURL, locate_configured
 
     try:
-        store, path = locate(url, endpoint=load().hf_endpoint)
+        store, path = locate_configured(url, load())
     except NotAStoreURL as exc:
-        raise TrailError(str(exc) if exc.bucket else f"don't know how to delete {url}") from None
+        raise TrailError(str(exc) if exc.explains else f"don't know how to delete {url}") from None
     store.delete(path)
 
 
@@ -354,6 +354,7 @@ class PromptCounter:
         self._turns: dict[tuple[Path, int], list[int]] = {}
         self._queue: Queue | None = None
         self._queue_tried = False
+        self._config: Config | None = None
 
     def close(self) -> None:
         if self._queue is not None:
@@ -375,6 +376,23 @@ class PromptCounter:
                 if value:
                     seen.setdefault(str(value))
         return [Path(p) for p in seen]
+
+    def _in_local_store(self, url: str) -> Path | None:
+        """The file a note's `file://` URL names, if it lies in the configured local store: the
+        URL is the pusher's word (any path: a private key, a FIFO that would block `log`), so it
+        is read only where `show` would read it (stores.locate_configured)."""
+        if urlparse(url).scheme != "file":
+            return None
+        from tracekeeperd.config import load
+        from tracekeeperd.stores import LocalStore, NotAStoreURL, locate_configured
+
+        if self._config is None:
+            self._config = load()
+        try:
+            store, path = locate_configured(url, self._config)
+        except NotAStoreURL:
+            return None
+        return store.root / path if isinstance(store, LocalStore) else None
 
     def _read(self, path: Path) -> bytes | None:
         if path not in self._data:
@@ -399,9 +417,9 @@ class PromptCounter:
         if key not in self._sources:
             self._sources[key] = self._query(*key)
         candidates = list(self._sources[key])
-        parsed = urlparse(link.url)
-        if parsed.scheme == "file":
-            candidates.insert(0, Path(unquote(parsed.path)))
+        stored = self._in_local_store(link.url)
+        if stored is not None:
+            candidates.insert(0, stored)
         redacted = getattr(link, "redacted", None) is not None
         for path in candidates:
             data = self._read(path)

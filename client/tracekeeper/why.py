@@ -15,16 +15,17 @@ escape it for their medium.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cmp_to_key
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracekeeperd import git, notes
-from tracekeeperd.agents import Edit, Turn, get_format
-from tracekeeperd.agents.edits import match_edits
+from tracekeeperd.agents import DETECT_LINES, Edit, TranscriptFormat, Turn, detect, get_format
+from tracekeeperd.agents.edits import from_turns, match_edits
 from tracekeeperd.errors import GitError, TracekeeperError
 
 from . import show
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 IGNORE_REVS_FILE = ".git-blame-ignore-revs"
 #: Blaming a long-lived file walks its whole history; git's usual 30 s is not enough for that.
 BLAME_TIMEOUT = 300.0
+#: Lines read before a slice at first, to find the prompt that led to it; doubled until one is found.
+LOOK_BACK = 64
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -311,12 +314,121 @@ def _last(turns: Sequence[Turn], kind: str, first_line: int = 0) -> str | None:
     return next((turn.text for turn in reversed(turns) if turn.kind == kind and turn.line >= first_line), None)
 
 
+@dataclass(frozen=True)
+class SliceConversation:
+    """What `why` reads of one session: its turns from line ``start`` to the slice's last line.
+
+    ``start`` is 1 when the whole session up to the slice was parsed (a replayed format, an
+    unverified or oddly cut copy, or a prompt that lies far back); otherwise a line before the
+    slice far enough back that a user prompt precedes the slice's first edit call, so every
+    edit's prompt and explanation are what a reading from line 1 gives.
+    """
+
+    fmt: TranscriptFormat
+    turns: tuple[Turn, ...]
+    edits: tuple[Edit, ...]  # those in the slice
+    start: int
+
+
+def _edits(fmt: TranscriptFormat, turns: Sequence[Turn], numbered: Sequence[tuple[int, bytes]]) -> list[Edit]:
+    # The format's edits are from_turns(turns, edit_tools): take them from the turns already read.
+    return list(from_turns(turns, fmt.edit_tools) if fmt.edit_tools else fmt.edits(numbered))
+
+
+def _prompt_leads(turns: Sequence[Turn], fmt: TranscriptFormat, first_line: int) -> bool:
+    """Whether a user turn comes before the slice's first edit call (or, with none, at all)."""
+    for turn in turns:
+        if turn.kind == "user":
+            return True
+        if turn.kind == "tool_call" and turn.line >= first_line and (turn.name or "") in fmt.edit_tools:
+            return False
+    return False
+
+
+def _line_start(data: bytes, end: int, count: int) -> int:
+    """The offset of the line ``count`` lines before the one ending at ``end`` (its newline)."""
+    position = end
+    for _ in range(count):
+        position = data.rfind(b"\n", 0, position)
+        if position < 0:
+            return 0
+    return position + 1
+
+
+def _seen_before(data: bytes, end: int, call_id: str) -> bool:
+    forms = {call_id.encode(), json.dumps(call_id)[1:-1].encode()}
+    return any(data.find(form, 0, end) >= 0 for form in forms)
+
+
+def _windowed(fmt: TranscriptFormat, head: bytes, link: notes.TraceLink) -> SliceConversation | None:
+    """The slice parsed with a look-back that doubles until a prompt leads it; None: read it all.
+
+    ``head`` is the verified bytes up to the slice's end, holding exactly ``last_line`` lines.
+    Each attempt re-parses its window from its first line (parsers carry state forward): the
+    look-backs parsed add up to at most twice the last one, plus the slice once per attempt.
+    """
+    first, last = link.first_line, link.last_line
+    back = LOOK_BACK
+    start, offset = last + 1, len(head)
+    while True:
+        target = max(1, first - back)
+        offset = _line_start(head, offset - 1, start - target) if start > target else offset
+        start = target
+        lines = head[offset:-1].split(b"\n")
+        numbered = [(n, line.removesuffix(b"\r")) for n, line in enumerate(lines, start=start)]
+        turns = list(fmt.turns(numbered))
+        if start == 1 or _prompt_leads(turns, fmt, first):
+            break
+        back *= 2
+    in_slice = [edit for edit in _edits(fmt, turns, numbered) if first <= edit.line <= last]
+    if start > 1 and any(edit.call_id and _seen_before(head, offset, edit.call_id) for edit in in_slice):
+        return None  # a call repeated from before the window (a de-duplicated block): read it all
+    return SliceConversation(fmt, tuple(turns), tuple(in_slice), start)
+
+
+def slice_conversation(trail: show.Trail) -> SliceConversation | None:
+    """The turns `why` needs of a trail, and the slice's edits; None for an unknown format.
+
+    A line-local format with a verified copy is parsed from just before the slice (see
+    ``_windowed``); anything else (Gemini's replayed log or legacy `.json`, a copy that does
+    not match the note) from line 1 to the slice's end, once.
+    """
+    link = trail.link
+    head = trail.data[: link.bytes]
+    if trail.verified and head.endswith(b"\n") and head.count(b"\n") == link.last_line >= link.first_line >= 1:
+        detected = detect(Path(f"{link.agent}-{link.session_id}.jsonl"), _first_lines(trail.data, DETECT_LINES))
+        if detected is not None and detected.line_local:
+            windowed = _windowed(detected, head, link)
+            if windowed is not None:
+                return windowed
+    fmt, numbered, _ = trail.conversation()
+    # Up to what the commit saw; a transcript too short to detect is read as its agent's format.
+    numbered = numbered[: link.last_line]
+    fmt = fmt or get_format(link.agent)
+    if fmt is None:
+        return None
+    turns = list(fmt.turns(numbered))
+    in_slice = [edit for edit in _edits(fmt, turns, numbered) if link.first_line <= edit.line <= link.last_line]
+    return SliceConversation(fmt, tuple(turns), tuple(in_slice), 1)
+
+
+def _first_lines(data: bytes, count: int) -> list[bytes]:
+    """The first ``count`` complete lines, as `Trail.conversation` hands them to `detect`."""
+    position = -1
+    for _ in range(count):
+        found = data.find(b"\n", position + 1)
+        if found < 0:
+            break
+        position = found
+    return [line.removesuffix(b"\r") for line in data[: position + 1].split(b"\n")[:-1]] if position >= 0 else []
+
+
 def explain_session(
     paths: Paths,
     blamed: Blamed,
     link: notes.TraceLink,
     file_paths: Sequence[str],
-    redactor: Redactor | None = None,
+    redactor: Redactor | Callable[[], Redactor] | None = None,
 ) -> SessionWhy:
     """One session's part in ``blamed``: the edits of its slice that wrote those lines."""
     try:
@@ -325,16 +437,12 @@ def explain_session(
         raise  # no session of this store can be read: say so once, with what to do
     except show.ShowError as exc:
         return SessionWhy(link.agent, link.session_id, link.url, None, (), "", error=str(exc))
-    fmt, numbered, _ = trail.conversation()
-    # Up to what the commit saw; a transcript too short to detect is read as its agent's format.
-    numbered = numbered[: link.last_line]
-    fmt = fmt or get_format(link.agent)
-    if fmt is None:
+    conversation = slice_conversation(trail)
+    if conversation is None:
         return SessionWhy(
             link.agent, link.session_id, link.url, None, (), "", trail.source, trail.verified, "unknown format"
         )
-    in_slice = [edit for edit in fmt.edits(numbered) if link.first_line <= edit.line <= link.last_line]
-    matched = match_edits(in_slice, blamed.text, file_paths)
+    matched = match_edits(conversation.edits, blamed.text, file_paths)
     if matched:
         latest = matched[0]
         return SessionWhy(
@@ -347,7 +455,7 @@ def explain_session(
             trail.source,
             trail.verified,
         )
-    turns = list(fmt.turns(numbered))
+    turns = conversation.turns
     return SessionWhy(
         link.agent,
         link.session_id,
@@ -367,7 +475,7 @@ def why(
     paths: Paths,
     notes_ref: str,
     *,
-    redactor: Redactor | None = None,
+    redactor: Redactor | Callable[[], Redactor] | None = None,
     offset: int = 0,
     limit: int | None = None,
 ) -> Why:
@@ -375,6 +483,7 @@ def why(
 
     A commit without a trace note is listed with no sessions (a human wrote those lines,
     or no session was recorded). Sessions whose slice has a matching edit come first.
+    ``redactor`` may be a function that builds one: only a local copy of a session needs it.
     ``offset``/``limit`` explain only those of the blamed commits (blame is cheap, reading
     sessions is not: the MCP server pages a long history this way); ``total`` counts them all.
     """

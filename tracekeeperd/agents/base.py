@@ -8,13 +8,14 @@ keeps the parsers trivially testable and free of I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from .edits import Converter
     from .usage import UsageReader
 
 TurnKind = Literal["user", "assistant", "tool_call", "tool_result", "system"]
@@ -109,3 +110,12 @@ class TranscriptFormat:
     edits: Callable[[Iterable[tuple[int, bytes]]], Iterator[Edit]] = no_edits
     #: Every token-usage record in the lines (agents/usage.py); None where the agent records none.
     usage: UsageReader | None = None
+    #: The tool table ``edits`` is ``from_turns(turns(lines), edit_tools)`` over: a reader that
+    #: already holds the turns (``tracekeeper why``) takes the edits from them, parsing once.
+    edit_tools: Mapping[str, Converter] = field(default_factory=dict)
+    #: Whether ``turns`` of lines n..m are the turns the whole file yields for those lines, so a
+    #: reader may parse a slice (with a look-back) instead of the session from line 1. State a
+    #: parser carries across lines may only name tool results, or drop a tool call (or block)
+    #: repeated under an id seen earlier: the reader rechecks edit call ids against the bytes
+    #: before its window (why.py). Gemini's log is replayed (rewinds, ``$set``): not line-local.
+    line_local: bool = False

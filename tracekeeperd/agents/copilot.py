@@ -162,4 +162,13 @@ edits = edit_reader(turns, EDIT_TOOLS)
 # to the session event log on disk". What events.jsonl keeps is ``assistant.message.outputTokens``
 # (output only) and, at ``session.shutdown``, ``modelMetrics`` totals for the whole process run,
 # which cannot be cut per commit; so every slice's usage is unknown.
-FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits)
+FORMAT = TranscriptFormat(
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
+    edit_tools=EDIT_TOOLS,
+    line_local=True,
+)

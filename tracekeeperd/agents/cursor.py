@@ -155,4 +155,13 @@ edits = edit_reader(turns, EDIT_TOOLS)
 
 # No usage reader: Cursor's transcript lines are bare ``{role, message}`` (docs/agents.md §4) with
 # no token counts, so every slice's usage is unknown.
-FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits)
+FORMAT = TranscriptFormat(
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
+    edit_tools=EDIT_TOOLS,
+    line_local=True,
+)

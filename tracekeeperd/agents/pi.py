@@ -198,4 +198,14 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
             yield charge_once(charged, number, get_str(record, "id"), get_str(message, "model"), usage)
 
 
-FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edits, usage_charges)
+FORMAT = TranscriptFormat(
+    name=NAME,
+    matches=matches,
+    session_meta=session_meta,
+    turns=turns,
+    line_timestamp=line_timestamp,
+    edits=edits,
+    edit_tools=EDIT_TOOLS,
+    line_local=True,
+    usage=usage_charges,
+)

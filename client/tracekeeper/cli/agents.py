@@ -51,6 +51,19 @@ def _describe(state: AgentState) -> str:
     return text
 
 
+def _describe_mcp(state: AgentState) -> str:
+    mcp = state.mcp
+    if mcp is None:
+        return "not supported for this agent yet"
+    if mcp.registered is None:
+        return f"cannot tell: {mcp.error}"
+    if mcp.registered:
+        return f"registered in {mcp.config}"
+    if mcp.other_entry:
+        return f"not registered: the entry 'tracekeeper' in {mcp.config} does not run `tracekeeper mcp`"
+    return f"not registered (tracekeeper agents install --mcp --agent {state.spec.name})"
+
+
 @click.group(invoke_without_command=True, short_help="Coding-agent hooks: list, install, uninstall.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per agent, in a list.")
 @click.pass_context
@@ -78,6 +91,7 @@ def agents(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{state.spec.name:<{width}}  {state.spec.label}: {presence}")
         click.echo(f"{'':<{width}}  hooks   {_describe(state)}")
         click.echo(f"{'':<{width}}  config  {state.config}")
+        click.echo(f"{'':<{width}}  mcp     {_describe_mcp(state)}")
         if state.note:
             click.echo(f"{'':<{width}}  note    {state.note}")
 

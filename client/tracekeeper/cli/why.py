@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..why import CommitWhy, SessionWhy, Why, WhyError
+
+if TYPE_CHECKING:
+    from tracekeeperd.redact import Redactor
 
 #: How much of a prompt, an edit and an excerpt a person sees; `--json` has everything.
 PROMPT_CHARS = 400
@@ -104,7 +108,8 @@ def why_command(target: str, as_json: bool) -> None:
       $ tracekeeper why src/app.py            # every session behind the file, newest first
       $ tracekeeper why src/app.py:7 --json | jq '.commits[0].sessions[0].prompt'
     """
-    from tracekeeperd import redact
+    from functools import cache
+
     from tracekeeperd.config import load
     from tracekeeperd.paths import resolve
 
@@ -113,7 +118,14 @@ def why_command(target: str, as_json: bool) -> None:
 
     path, lines = parse_target(target)
     config = load()
-    answer = why(Path("."), path, lines, resolve(), config.notes_ref, redactor=redact.from_settings(config.redaction))
+
+    @cache
+    def redactor() -> Redactor:  # built only if a session is read from a local copy
+        from tracekeeperd import redact
+
+        return redact.from_settings(config.redaction)
+
+    answer = why(Path("."), path, lines, resolve(), config.notes_ref, redactor=redactor)
     if as_json:
         emit_json(answer.to_json())
     else:

@@ -1,0 +1,186 @@
+"""A repository's notes-sync state, read without the network: per remote, the notes not pushed
+yet (against the remote-tracking notes ref as last fetched), whether a plain `git fetch` brings
+the remote's notes, and when `tracekeeper pull`/`push` last ran.
+
+The one reading of it: `tracekeeper status` without a daemon, the daemon's cached view of every
+known repository (repostate.py), and the sync commands (client/tracekeeper/sync.py, which
+also writes what is read here) all use these functions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import git
+from .config import DEFAULT_NOTES_REF, normalize_notes_ref
+
+if TYPE_CHECKING:
+    import subprocess
+
+#: Where tracking refs live. Under refs/notes/ so `git log --notes=remotes/origin/hf-traces`
+#: and `git notes --ref=...` can read them (git only displays notes refs under refs/notes/).
+TRACKING_PREFIX = "refs/notes/remotes/"
+#: Per notes ref and remote: when this machine last fetched and pushed, in the common git dir.
+STATE_FILE = "tracekeeper-notes-sync.json"
+
+
+@dataclass(frozen=True)
+class RemoteNotesStatus:
+    remote: str
+    #: Notes present here that the remote (as last fetched) lacks or has an older version of;
+    #: None when this remote was never fetched.
+    unpushed: int | None
+    #: Whether `configure` set up plain `git fetch` to bring this remote's notes.
+    fetch_configured: bool
+    last_fetch: float | None
+    last_push: float | None
+
+    def view(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A repository as git commands need it: its git dir, and the directory to run git in.
+
+    The directory matters: a remote given as a relative path (`git remote add origin
+    ../shared.git`) is resolved by git against its working directory, which for a plain
+    `git fetch` is the top of the work tree (the git dir, when bare).
+    """
+
+    git_dir: Path
+    cwd: Path
+
+
+Repository = Path | str | Where
+
+
+def _where(repo: Repository) -> Where:
+    if isinstance(repo, Where):
+        return repo
+    path = Path(repo).resolve()
+    git_dir = git.find_git_dir(path)
+    proc = git.run(None, ["rev-parse", "--show-toplevel"], cwd=path, check=False)
+    top = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+    return Where(git_dir, Path(top) if top else git_dir)
+
+
+def _run(
+    where: Where,
+    args: list[str],
+    *,
+    timeout: float = git.DEFAULT_TIMEOUT,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """`tracekeeperd.git.run`, from the repository's directory (see `Where`)."""
+    return git.run(where.git_dir, args, cwd=where.cwd, timeout=timeout, check=check)
+
+
+def _out(where: Where, args: list[str], **kwargs: Any) -> str:
+    return _run(where, args, **kwargs).stdout.decode(errors="replace").strip()
+
+
+def _rev(where: Where, ref: str) -> str | None:
+    proc = _run(where, ["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().strip() or None
+
+
+def _is_ancestor(where: Where, older: str, newer: str) -> bool:
+    return _run(where, ["merge-base", "--is-ancestor", older, newer], check=False).returncode == 0
+
+
+def _config_all(where: Where, key: str, *, local: bool = False) -> list[str]:
+    scope = ["--local"] if local else []
+    proc = _run(where, ["config", *scope, "--get-all", key], check=False)
+    return proc.stdout.decode(errors="replace").splitlines() if proc.returncode == 0 else []
+
+
+def remotes(repo: Repository) -> list[str]:
+    return _out(_where(repo), ["remote"]).splitlines()
+
+
+def notes_name(notes_ref: str) -> str:
+    """`refs/notes/hf-traces` -> `hf-traces`: the `<name>` of `notes.<name>.mergeStrategy`."""
+    return normalize_notes_ref(notes_ref).removeprefix("refs/notes/")
+
+
+def tracking_ref(remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> str:
+    return f"{TRACKING_PREFIX}{remote}/{notes_name(notes_ref)}"
+
+
+def fetch_refspec(remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> str:
+    """The refspec that brings the remote's notes into the tracking ref.
+
+    Forced, because it writes only the tracking ref, a mirror of the remote like
+    `refs/remotes/origin/*`: if someone rewinds the remote's notes, a non-forced refspec
+    would make every plain `git fetch` (and so `git pull`) fail with "rejected"; local notes
+    are in the live ref, which only a merge ever moves. A glob (`<ref>*`) rather than the
+    exact ref, because git dies with "couldn't find remote ref" on a configured exact refspec
+    the remote does not have, which would break `git fetch` on every remote without notes yet.
+    """
+    ref = normalize_notes_ref(notes_ref)
+    return f"+{ref}*:{tracking_ref(remote, ref)}*"
+
+
+def _read_state(where: Where) -> dict[str, Any]:
+    try:
+        data = json.loads((git.common_dir(where.git_dir) / STATE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _note_pairs(where: Where, ref: str) -> dict[str, str]:
+    """commit -> note blob, for every note under `ref`."""
+    proc = _run(where, ["notes", f"--ref={ref}", "list"], check=False)
+    pairs = {}
+    for line in proc.stdout.decode().splitlines():
+        blob, _, commit = line.partition(" ")
+        pairs[commit] = blob
+    return pairs
+
+
+def unpushed(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF, remote: str = "origin") -> int | None:
+    """Commits whose note here differs from (or is missing in) the remote, as last fetched.
+
+    None when the remote was never fetched (nothing to compare with). Offline: no network.
+    """
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    local = _rev(where, ref)
+    theirs_ref = tracking_ref(remote, ref)
+    theirs = _rev(where, theirs_ref)
+    if theirs is None:
+        entry = _read_state(where).get(ref, {}).get(remote)
+        if not entry or entry.get("remote_oid"):
+            return None  # never fetched (or the tracking ref was deleted by hand)
+        return len(_note_pairs(where, ref)) if local else 0  # the remote has no notes at all
+    if local is None or local == theirs or _is_ancestor(where, local, theirs):
+        return 0
+    remote_pairs = _note_pairs(where, theirs_ref)
+    return sum(1 for commit, blob in _note_pairs(where, ref).items() if remote_pairs.get(commit) != blob)
+
+
+def notes_status(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[RemoteNotesStatus]:
+    """Per remote: notes not pushed yet, whether `git fetch` brings notes, last sync times."""
+    where = _where(repo)
+    ref = normalize_notes_ref(notes_ref)
+    state = _read_state(where).get(ref, {})
+    result = []
+    for remote in remotes(where):
+        entry = state.get(remote, {})
+        result.append(
+            RemoteNotesStatus(
+                remote=remote,
+                unpushed=unpushed(where, ref, remote),
+                fetch_configured=fetch_refspec(remote, ref) in _config_all(where, f"remote.{remote}.fetch"),
+                last_fetch=entry.get("fetched_at"),
+                last_push=entry.get("pushed_at"),
+            )
+        )
+    return result

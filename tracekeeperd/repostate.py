@@ -1,0 +1,129 @@
+"""Every known repository's notes-sync state, kept so `status` answers from memory.
+
+Computing one repository's state (notesync.notes_status) takes a handful of git processes;
+`status` once did that for every repository on every call (440 processes, 1.09 s for 110
+repositories). Here it is computed once, and again only for a repository whose state can have
+changed: one of the files git rewrites when a notes ref, a tracking ref, the remotes or the
+sync record change has a new inode, size or mtime (git's Documentation/gitrepository-layout.txt:
+loose refs, `packed-refs`, `reftable/tables.list`, `config`; sync.py writes the record). Looking
+costs a few `stat`s per repository and no git.
+
+The daemon keeps one `NotesStates` for its life; the CLI without a daemon makes one per call.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from . import notesync
+from .config import normalize_notes_ref
+from .errors import TracekeeperError
+
+#: (path, inode, size, mtime in ns) per watched file, None where there is none.
+Stamp = tuple[tuple[str, int, int, int] | None, ...]
+
+
+def _watched(common: str, ref: str, remotes: Iterable[str]) -> tuple[str, ...]:
+    """The files whose change can change the state (strings: a stat per file is the whole cost).
+
+    `config` comes first: a repository deleted since shows as its stamp's first entry gone. A
+    repository with reftable keeps every ref in it; one without has loose refs and
+    `packed-refs` (switching backends rewrites `config`, which is watched either way)."""
+    if os.path.isdir(os.path.join(common, "reftable")):
+        refs: tuple[str, ...] = (os.path.join(common, "reftable", "tables.list"),)
+    else:
+        refs = (
+            os.path.join(common, "packed-refs"),
+            os.path.join(common, ref),
+            *(os.path.join(common, notesync.tracking_ref(remote, ref)) for remote in remotes),
+        )
+    return (os.path.join(common, "config"), os.path.join(common, notesync.STATE_FILE), *refs)
+
+
+def _stamp(paths: tuple[str, ...]) -> Stamp:
+    out: list[tuple[str, int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+class NotesStates:
+    """Per repository (by common git dir): the files watched, the stamp its state was computed
+    at, and the state."""
+
+    def __init__(self, notes_ref: str) -> None:
+        self.notes_ref = normalize_notes_ref(notes_ref)
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[tuple[str, ...], Stamp, dict[str, Any]]] = {}
+        self._running: dict[str, concurrent.futures.Future[None]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracekeeper-notes-state")
+
+    def _compute(self, common: str, display: str) -> tuple[tuple[str, ...], Stamp, dict[str, Any]]:
+        # The stamp is taken before the git reads: a change during them shows as a new stamp
+        # next time, so it is never hidden behind an answer computed before it.
+        before = self._known.get(common)
+        watched = before[0] if before else _watched(common, self.notes_ref, ())
+        stamp = _stamp(watched)
+        try:
+            states = notesync.notes_status(Path(display), self.notes_ref)
+        except (TracekeeperError, OSError) as exc:  # a broken repository must not break `status`
+            return watched, stamp, {"repo": display, "remotes": [], "error": str(exc)}
+        now_watched = _watched(common, self.notes_ref, [state.remote for state in states])
+        if now_watched != watched:  # now with the tracking refs of the remotes it has
+            watched, stamp = now_watched, _stamp(now_watched)
+        return watched, stamp, {"repo": display, "remotes": [state.view() for state in states]}
+
+    def _refresh(self, common: str, display: str) -> None:
+        try:
+            computed = self._compute(common, display)
+            with self._lock:
+                self._known[common] = computed
+        finally:
+            with self._lock:
+                self._running.pop(common, None)
+
+    def view(self, repositories: list[tuple[str, str]], *, wait: float | None = None) -> list[dict[str, Any]]:
+        """The state of each (common git dir, working tree) that still exists, in that order.
+
+        git runs only for repositories whose stamp changed, several at once, each at most once
+        at a time however many callers ask. With `wait`, answers after that many seconds at
+        most: a repository still being computed is shown as it was, or as `pending` the first
+        time (a daemon that just started with 1,000 repositories must still answer `status`
+        within the CLI's timeout).
+        """
+        live = []
+        futures = []
+        for common, display in repositories:
+            entry = self._known.get(common)
+            stamp = _stamp(entry[0]) if entry is not None else None
+            if stamp is not None and stamp[0] is None and not os.path.isdir(common):
+                continue  # no `config` any more: the repository is gone, and not shown
+            if stamp is None and not os.path.isdir(common):
+                continue
+            live.append((common, display))
+            if entry is not None and entry[1] == stamp:
+                continue
+            with self._lock:
+                future = self._running.get(common)
+                if future is None:
+                    future = self._pool.submit(self._refresh, common, display)
+                    self._running[common] = future
+            futures.append(future)
+        if futures:
+            concurrent.futures.wait(futures, timeout=wait)
+        out = []
+        for common, display in live:
+            entry = self._known.get(common)
+            out.append(entry[2] if entry is not None else {"repo": display, "remotes": [], "pending": True})
+        return out
