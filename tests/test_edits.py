@@ -12,9 +12,9 @@ import json
 import pytest
 
 from tracekeeperd.agents import Edit, get_format
+from tracekeeperd.agents.base import from_turns
 from tracekeeperd.agents.edits import (
     PatchHunk,
-    from_turns,
     match_edits,
     parse_patch,
     patch_changes,

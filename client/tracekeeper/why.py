@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from tracekeeperd import git, notes
 from tracekeeperd.agents import DETECT_LINES, Edit, TranscriptFormat, Turn, detect, get_format
-from tracekeeperd.agents.edits import from_turns, match_edits
+from tracekeeperd.agents.base import from_turns
+from tracekeeperd.agents.edits import match_edits
 from tracekeeperd.errors import GitError, TracekeeperError
 
 from . import show

@@ -119,3 +119,68 @@ class TranscriptFormat:
     #: repeated under an id seen earlier: the reader rechecks edit call ids against the bytes
     #: before its window (why.py). Gemini's log is replayed (rewinds, ``$set``): not line-local.
     line_local: bool = False
+
+    def __post_init__(self) -> None:
+        if self.edit_tools and self.edits is no_edits:
+            # Derived, not written per format: the turns read through the edit tools, so `show`,
+            # `why` and the edit list never disagree about what a session wrote.
+            object.__setattr__(self, "edits", self._edits_from_turns)
+
+    def _edits_from_turns(self, lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
+        return from_turns(self.turns(lines), self.edit_tools)
+
+
+# Converters read hostile, drifting JSON; anything a malformed value can raise is caught here.
+BAD_VALUE = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError)
+
+
+def from_turns(turns: Iterable[Turn], tools: Mapping[str, Converter]) -> Iterator[Edit]:
+    """The edits among ``turns``, each with its prompt and the assistant text around it.
+
+    The prompt is the last user turn before the call. The explanation is the assistant
+    text closest before the call within that prompt's turn (what the agent said it was
+    about to do); without one, the first assistant text after it before the next prompt
+    (what it said it had done).
+    """
+    steps = list(turns)
+    prompt_at = -1
+    for index, turn in enumerate(steps):
+        if turn.kind == "user":
+            prompt_at = index
+            continue
+        converter = tools.get(turn.name or "") if turn.kind == "tool_call" else None
+        if converter is None:
+            continue
+        try:
+            changes = converter(turn.text)
+        except BAD_VALUE:
+            continue
+        if not changes:
+            continue
+        prompt = steps[prompt_at].text if prompt_at >= 0 else ""
+        explanation = _explanation(steps, index, prompt_at)
+        for change in changes:
+            yield Edit(
+                path=change.path,
+                kind=change.kind,
+                old_text=change.old_text,
+                new_text=change.new_text,
+                line=turn.line,
+                call_id=turn.call_id,
+                tool=turn.name or "",
+                prompt=prompt,
+                explanation=explanation,
+                from_path=change.from_path,
+            )
+
+
+def _explanation(steps: Sequence[Turn], index: int, prompt_at: int) -> str:
+    for turn in reversed(steps[prompt_at + 1 : index]):
+        if turn.kind == "assistant":
+            return turn.text
+    for turn in steps[index + 1 :]:
+        if turn.kind == "user":
+            break
+        if turn.kind == "assistant":
+            return turn.text
+    return ""

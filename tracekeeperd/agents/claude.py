@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .base import SessionMeta, TranscriptFormat, Turn, TurnKind
-from .edits import Converter, edit_reader, notebook_edit, replace_tool, write_tool
+from .edits import Converter, notebook_edit, replace_tool, write_tool
 from .paths import is_uuid_like, session_id_from_path, transcript_stem
 from .records import (
     Record,
@@ -213,7 +213,6 @@ EDIT_TOOLS: dict[str, Converter] = {
 
 
 #: The session's Edit / MultiEdit / Write / NotebookEdit calls, with the prompts that led to them.
-edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # --- Token usage (agents/usage.py) --------------------------------------------------------------
@@ -262,13 +261,5 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
 
 
 FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    edit_tools=EDIT_TOOLS,
-    line_local=True,
-    usage=usage_charges,
+    NAME, matches, session_meta, turns, line_timestamp, edit_tools=EDIT_TOOLS, line_local=True, usage=usage_charges
 )

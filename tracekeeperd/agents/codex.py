@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .base import SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, apply_patch, edit_reader, shell_apply_patch
+from .edits import Converter, apply_patch, shell_apply_patch
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -232,7 +232,6 @@ EDIT_TOOLS: dict[str, Converter] = {
 
 
 #: The session's apply_patch calls (as a tool or a shell heredoc), with the prompts that led to them.
-edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # --- Token usage (agents/usage.py) --------------------------------------------------------------
@@ -286,13 +285,5 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
 
 
 FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    edit_tools=EDIT_TOOLS,
-    line_local=True,
-    usage=usage_charges,
+    NAME, matches, session_meta, turns, line_timestamp, edit_tools=EDIT_TOOLS, line_local=True, usage=usage_charges
 )

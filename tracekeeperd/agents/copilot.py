@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .base import SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, edit_reader, replace_tool, write_tool
+from .edits import Converter, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -154,7 +154,6 @@ EDIT_TOOLS: dict[str, Converter] = {
 #:
 #: The tool and argument names are the real CLI's (see agents/edits.py); how events.jsonl
 #: records the calls is as unverified as the rest of this format (see the docstring above).
-edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # No usage reader: github/copilot-sdk @ cc0438d6 nodejs/src/generated/session-events.ts says
@@ -162,13 +161,4 @@ edits = edit_reader(turns, EDIT_TOOLS)
 # to the session event log on disk". What events.jsonl keeps is ``assistant.message.outputTokens``
 # (output only) and, at ``session.shutdown``, ``modelMetrics`` totals for the whole process run,
 # which cannot be cut per commit; so every slice's usage is unknown.
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    edit_tools=EDIT_TOOLS,
-    line_local=True,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edit_tools=EDIT_TOOLS, line_local=True)

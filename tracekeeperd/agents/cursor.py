@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .base import SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, edit_reader, replace_tool, write_tool
+from .edits import Converter, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -150,18 +150,8 @@ EDIT_TOOLS: dict[str, Converter] = {
 
 
 #: The session's StrReplace / Write calls, with the prompts that led to them.
-edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # No usage reader: Cursor's transcript lines are bare ``{role, message}`` (docs/agents.md §4) with
 # no token counts, so every slice's usage is unknown.
-FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    edit_tools=EDIT_TOOLS,
-    line_local=True,
-)
+FORMAT = TranscriptFormat(NAME, matches, session_meta, turns, line_timestamp, edit_tools=EDIT_TOOLS, line_local=True)

@@ -1,10 +1,11 @@
 """File-writing tool calls in one shape for every agent, and which of them wrote given lines.
 
-Each format's ``edits(numbered_lines)`` is ``from_turns(turns(lines), TOOLS)``: the
-conversation the format already reads, with every tool call whose name is in the agent's
-table turned into ``Edit`` records by a small converter of that tool's arguments. Going
-through ``turns`` (rather than re-reading records) keeps one parser per format, so the
-edits see exactly the calls ``tracekeeper show`` shows, including Gemini's replayed log
+Each format's ``edits(numbered_lines)`` is ``base.from_turns(turns(lines), EDIT_TOOLS)``
+(``TranscriptFormat`` derives it from its ``edit_tools``): the conversation the format already
+reads, with every tool call whose name is in the agent's table turned into ``Edit`` records by
+a small converter of that tool's arguments. Going through ``turns`` (rather than re-reading
+records) keeps one parser per format, so the edits see exactly the calls ``tracekeeper show``
+shows, including Gemini's replayed log
 and Claude's de-duplicated message blocks.
 
 Tool arguments were checked against the agents' own sources:
@@ -45,11 +46,11 @@ import math
 import ntpath
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import Edit, EditKind, Turn
+from .base import Edit, EditKind
 from .records import Record, as_record, get_list, get_str
 
 
@@ -66,73 +67,6 @@ class Change:
 
 #: Reads one tool call's text (its arguments as ``Turn.text`` holds them) into changes.
 Converter = Callable[[str], list[Change]]
-
-# Converters read hostile, drifting JSON; anything a malformed value can raise is caught here.
-_BAD_VALUE = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError)
-
-
-def from_turns(turns: Iterable[Turn], tools: Mapping[str, Converter]) -> Iterator[Edit]:
-    """The edits among ``turns``, each with its prompt and the assistant text around it.
-
-    The prompt is the last user turn before the call. The explanation is the assistant
-    text closest before the call within that prompt's turn (what the agent said it was
-    about to do); without one, the first assistant text after it before the next prompt
-    (what it said it had done).
-    """
-    steps = list(turns)
-    prompt_at = -1
-    for index, turn in enumerate(steps):
-        if turn.kind == "user":
-            prompt_at = index
-            continue
-        converter = tools.get(turn.name or "") if turn.kind == "tool_call" else None
-        if converter is None:
-            continue
-        try:
-            changes = converter(turn.text)
-        except _BAD_VALUE:
-            continue
-        if not changes:
-            continue
-        prompt = steps[prompt_at].text if prompt_at >= 0 else ""
-        explanation = _explanation(steps, index, prompt_at)
-        for change in changes:
-            yield Edit(
-                path=change.path,
-                kind=change.kind,
-                old_text=change.old_text,
-                new_text=change.new_text,
-                line=turn.line,
-                call_id=turn.call_id,
-                tool=turn.name or "",
-                prompt=prompt,
-                explanation=explanation,
-                from_path=change.from_path,
-            )
-
-
-def edit_reader(
-    turns: Callable[[Iterable[tuple[int, bytes]]], Iterator[Turn]], tools: Mapping[str, Converter]
-) -> Callable[[Iterable[tuple[int, bytes]]], Iterator[Edit]]:
-    """A format's ``edits``: its turns read through ``from_turns`` with its own edit tools, the one
-    body every format's edit reader shares."""
-
-    def edits(lines: Iterable[tuple[int, bytes]]) -> Iterator[Edit]:
-        return from_turns(turns(lines), tools)
-
-    return edits
-
-
-def _explanation(steps: Sequence[Turn], index: int, prompt_at: int) -> str:
-    for turn in reversed(steps[prompt_at + 1 : index]):
-        if turn.kind == "assistant":
-            return turn.text
-    for turn in steps[index + 1 :]:
-        if turn.kind == "user":
-            break
-        if turn.kind == "assistant":
-            return turn.text
-    return ""
 
 
 def arguments(text: str) -> Record | None:

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .base import SessionMeta, TranscriptFormat, Turn
-from .edits import Converter, edit_reader, replace_tool, write_tool
+from .edits import Converter, replace_tool, write_tool
 from .paths import session_id_from_path
 from .records import (
     Record,
@@ -277,7 +277,6 @@ EDIT_TOOLS: dict[str, Converter] = {
 
 
 #: The session's replace / write_file calls, with the prompts that led to them.
-edits = edit_reader(turns, EDIT_TOOLS)
 
 
 # --- Token usage (agents/usage.py) --------------------------------------------------------------
@@ -319,12 +318,5 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
 
 
 FORMAT = TranscriptFormat(
-    name=NAME,
-    matches=matches,
-    session_meta=session_meta,
-    turns=turns,
-    line_timestamp=line_timestamp,
-    edits=edits,
-    edit_tools=EDIT_TOOLS,
-    usage=usage_charges,
+    NAME, matches, session_meta, turns, line_timestamp, edit_tools=EDIT_TOOLS, usage=usage_charges
 )
