@@ -13,8 +13,9 @@ from .hubstub import running_hub
 def test_status_json_has_the_documented_shape(env: Env) -> None:
     repo, _ = session_repo(env, 2)
     with running_daemon(env) as daemon:
+        assert env.status()["repos_quiet"] == 0  # the daemon keeps its list of repositories...
         sha = repo.commit_noted("x")
-        data = env.status("--all")
+        data = env.status("--all")  # ...and reads it again after a commit registered a new one
     assert set(data) == {
         "daemon",
         "queue",

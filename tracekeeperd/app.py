@@ -89,6 +89,18 @@ class Daemon:
         self._spool_marker = self.paths.runtime_dir / "spool-watched"
         #: Every known repository's notes-sync state, for `status` (recomputed on ref changes).
         self.notes_states = NotesStates(config.notes_ref)
+        #: The known repositories as the database last listed them: read again only after an
+        #: ingest (the one way a repository becomes known) or by the sweep, not per `status`.
+        self._known_repos: list[tuple[str, str]] | None = None
+        self._repos_generation = 0  # +1 per ingest: a list read across one is not kept
+
+    async def _repositories(self) -> list[tuple[str, str]]:
+        assert self.queue is not None
+        generation = self._repos_generation
+        known: list[tuple[str, str]] = await self._on_db(self.queue.repositories)
+        if generation == self._repos_generation:
+            self._known_repos = known
+        return known
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -243,6 +255,8 @@ class Daemon:
         return result
 
     def _after_ingest(self, result: IngestResult) -> None:
+        self._known_repos = None  # it may have registered a repository
+        self._repos_generation += 1
         for git_dir, source, target in result.copies:
             self.io.submit(self._copy_note, git_dir, source, target)
         if result.job_ids:
@@ -289,7 +303,7 @@ class Daemon:
         while not self._stopping:
             await asyncio.sleep(REPO_SWEEP_INTERVAL)
             try:
-                known = await self._on_db(self.queue.repositories)
+                known = await self._repositories()
                 await loop.run_in_executor(None, self.notes_states.sweep, known)
             except Exception:  # the next pass tries again
                 log.exception("checking the known repositories failed")
@@ -470,7 +484,9 @@ class Daemon:
         data: dict[str, Any] = await self._on_db(build)
         # From memory, kept current by the sweep and the worker (repostate.py): no `stat`, no
         # git per known repository; only one never seen before is computed, on a pool thread.
-        known = await self._on_db(queue.repositories)
+        known = self._known_repos
+        if known is None:
+            known = await self._repositories()
         entries = await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.notes_states.answer(known, wait=STATUS_REPOS_WAIT)
         )
