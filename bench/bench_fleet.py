@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import random
 import shutil
 import statistics
@@ -172,6 +173,22 @@ def bench_status(counts: list[int], rounds: int) -> None:
                 random.shuffle(order)
                 for count, form in order:
                     samples[(count, form)].append(status_cli(envs[count], *FORMS[form]))
+            # The daemon's part alone: one socket round trip, without the CLI's start-up (~150 ms
+            # of interpreter and imports that dominate, and blur, the figures above).
+            trips: dict[int, list[float]] = {count: [] for count in counts}
+            for _ in range(rounds * 10):
+                for count in random.sample(counts, len(counts)):
+                    client = Client(envs[count].socket, timeout=60)
+                    started = time.perf_counter()
+                    client.status()
+                    trips[count].append(time.perf_counter() - started)
+            for count in counts:
+                size = len(json.dumps(Client(envs[count].socket, timeout=60).status()))
+                median = ms(statistics.median(trips[count]))
+                print(f"{count:>5,} repositories: answer {size:,} bytes, socket round trip median {median}")
+            base_trip = statistics.median(trips[counts[0]])
+            trip = statistics.median(trips[max(counts)]) / base_trip
+            print(f"socket round trip with {max(counts):,} repositories vs 1: {trip:.2f}x")
     for form in FORMS:
         base = statistics.median(samples[(counts[0], form)])
         print(f"| known repositories | `{form}` median | ratio to 1 |")

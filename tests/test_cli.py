@@ -13,11 +13,21 @@ from .hubstub import running_hub
 def test_status_json_has_the_documented_shape(env: Env) -> None:
     repo, _ = session_repo(env, 2)
     with running_daemon(env) as daemon:
+        assert env.status()["repos_quiet"] == 0  # the daemon keeps its list of repositories...
         sha = repo.commit_noted("x")
-        data = env.status("--all")
-    assert set(data) == {"daemon", "queue", "jobs", "oldest_pending", "repos", "jobs_not_shown", "error"}
+        data = env.status("--all")  # ...and reads it again after a commit registered a new one
+    assert set(data) == {
+        "daemon",
+        "queue",
+        "jobs",
+        "oldest_pending",
+        "repos",
+        "repos_quiet",
+        "jobs_not_shown",
+        "error",
+    }
     assert data["jobs_not_shown"] == 0 and data["error"] is None
-    assert data["repos"] == [{"repo": str(repo.path), "remotes": []}]  # no remote: nothing to push
+    assert data["repos"] == [] and data["repos_quiet"] == 1  # no remote: nothing to push, counted
     assert data["daemon"]["running"] is True
     assert data["daemon"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]
     assert data["daemon"]["socket"] == str(env.socket)
@@ -157,6 +167,7 @@ def test_status_shows_notes_not_yet_pushed_per_repository(env: Env) -> None:
         data = env.status()
         text = env.cli("status").stdout
     (entry,) = data["repos"]
+    assert data["repos_quiet"] == 0
     (origin,) = entry["remotes"]
     assert origin["remote"] == "origin" and origin["unpushed"] == 1
     assert f"notes   1 not pushed to origin from {repo.path}" in text

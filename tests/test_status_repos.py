@@ -1,5 +1,7 @@
 """`tracekeeper status` in one round trip (issue #10): with a daemon, the notes-sync state of
-every known repository comes from the daemon's memory, and the CLI runs no git at all.
+every known repository comes from the daemon's memory, kept current off the request path (its
+own writes, a background pass over the refs), and the CLI runs no git at all. Only repositories
+with something to say are listed; the rest is a count.
 
 A `git` wrapper first on PATH logs each run into the file `TK_GIT_LOG` names; the CLI gets
 its own log, so what it ran is told apart from what the daemon ran.
@@ -17,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Env, Repo, make_env, make_repo, running_daemon
+from tests.harness import Env, Repo, make_env, make_repo, running_daemon, wait_for
 from tests.test_ingest_git import _calls, _wrapper
+from tracekeeperd import repostate
 from tracekeeperd.queue import Queue
-from tracekeeperd.repostate import NotesStates
+from tracekeeperd.repostate import NotesStates, summarise
 
 REF = "refs/notes/hf-traces"
 
@@ -72,18 +75,108 @@ def test_status_with_many_repositories_runs_no_git_in_the_cli(env: Env, tmp_path
         data = _status(env, cli_log)
         assert data["daemon"]["running"] is True
         assert _calls(cli_log) == [], "the CLI ran git although the daemon answered"
-        assert [r["repo"] for r in data["repos"]] == [display for _, display in known]
+        # Nothing to say for any of them (the first has pushed all its notes): a count, no list.
+        assert data["repos"] == [] and data["repos_quiet"] == 12
         offline = NotesStates(REF).view(known)  # what the CLI computes when no daemon runs
-        assert data["repos"] == offline
-        [origin] = data["repos"][0]["remotes"]
+        assert summarise(offline) == ([], 12)
+        [origin] = offline[0]["remotes"]
         assert origin["remote"] == "origin" and origin["unpushed"] == 0
 
-        # A note written in the repository moves the ref: the next answer knows.
+        # A note written by hand in the repository moves the ref: the daemon's background pass
+        # finds it (no request looks), and from then on the repository is listed.
         sha = first.commit("two")
         first.git("notes", f"--ref={REF}", "add", "-m", "hf-trace: file:///y", sha)
-        data = _status(env, cli_log)
-        assert data["repos"][0]["remotes"][0]["unpushed"] == 1
+        data = wait_for(lambda: (d := _status(env, cli_log))["repos"] and d, what="the sweep to see the note")
+        [entry] = data["repos"]
+        assert entry["repo"] == str(first.path) and entry["remotes"][0]["unpushed"] == 1
+        assert data["repos_quiet"] == 11
+        assert data["repos"] == summarise(NotesStates(REF).view(known))[0], "the same fields as without a daemon"
         assert _calls(cli_log) == []
+        text = subprocess.run(
+            [sys.executable, "-m", "tracekeeper", "status"],
+            env=env.vars,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            cwd=env.root,
+        ).stdout
+        assert f"notes   1 not pushed to origin from {first.path}" in text
+        assert "repos   11 other repositories with nothing to push" in text
+
+
+def _counting_stats(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the files `repostate` stats (its one way of looking at a repository)."""
+    looked = [0]
+    real = repostate._stamp
+
+    def counted(paths: tuple[str, ...]) -> repostate.Stamp:
+        looked[0] += len(paths)
+        return real(paths)
+
+    monkeypatch.setattr(repostate, "_stamp", counted)
+    return looked
+
+
+def _in_process_git(env: Env, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {**env.vars, "TK_GIT_LOG": str(log)}.items():
+        monkeypatch.setenv(key, value)  # this process's git goes through the wrapper too
+
+
+def test_an_answer_looks_at_no_repository_and_the_sweep_finds_changes(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's `status` answers from memory: no `stat`, no git per known repository; a
+    change made outside the daemon is found by the background pass (`sweep`), not by a request."""
+    known, first = _known(env, 3)
+    log = tmp_path / "in-process-git.log"
+    _in_process_git(env, log, monkeypatch)
+    states = NotesStates(REF)
+    before = states.view(known)  # as the daemon does when it starts
+    looked, runs = _counting_stats(monkeypatch), len(_calls(log))
+    assert states.answer(known) == before
+    assert looked[0] == 0 and len(_calls(log)) == runs, "a request looked at the repositories"
+
+    sha = first.commit("two")
+    first.git("notes", f"--ref={REF}", "add", "-m", "hf-trace: file:///y", sha)
+    assert states.answer(known) == before, "a request does not look, so it does not see it yet"
+    assert states.sweep(known) == 1, "the sweep recomputes the one repository that changed"
+    assert looked[0] > 0
+    after = states.answer(known)  # waits for the recomputation in flight
+    assert after[0]["remotes"][0]["unpushed"] == 1 and after[1:] == before[1:]
+    assert summarise(after) == ([after[0]], 2)
+    runs = len(_calls(log))
+    assert states.sweep(known) == 0 and len(_calls(log)) == runs, "nothing changed: no git"
+
+    shutil.rmtree(known[1][0].removesuffix("/.git"))
+    states.sweep(known)
+    assert [r["repo"] for r in states.answer(known)] == [known[0][1], known[2][1]], "a deleted one is left out"
+
+
+def test_the_daemons_own_write_is_taken_in_at_once(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker tells the states of each repository it wrote notes in (`touch`, given the
+    git dir as jobs carry it, a linked worktree's too): the next answer has it, no sweep needed."""
+    known, first = _known(env, 2)
+    _in_process_git(env, tmp_path / "git.log", monkeypatch)
+    states = NotesStates(REF)
+    before = states.view(known)
+    worktree = tmp_path / "linked"
+    first.git("worktree", "add", "-q", str(worktree))
+    linked_git_dir = subprocess.run(
+        ["git", "rev-parse", "--absolute-git-dir"],
+        check=True,
+        cwd=worktree,
+        env=env.vars,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    sha = first.commit("two")
+    first.git("notes", f"--ref={REF}", "add", "-m", "hf-trace: file:///y", sha)
+    looked = _counting_stats(monkeypatch)
+    states.touch(linked_git_dir)
+    after = states.answer(known)
+    assert after[0]["remotes"][0]["unpushed"] == 1 and after[1] == before[1]
+    assert looked[0] == len(repostate._watched(known[0][0], REF, ["origin"])), "only the written one looked at"
 
 
 def test_repositories_unchanged_since_are_not_asked_again(
@@ -91,8 +184,7 @@ def test_repositories_unchanged_since_are_not_asked_again(
 ) -> None:
     known, _ = _known(env, 3)
     log = tmp_path / "in-process-git.log"
-    for key, value in {**env.vars, "TK_GIT_LOG": str(log)}.items():
-        monkeypatch.setenv(key, value)  # this process's git goes through the wrapper too
+    _in_process_git(env, log, monkeypatch)
     states = NotesStates(REF)
     first = states.view(known)
     runs = len(_calls(log))

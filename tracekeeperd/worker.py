@@ -184,6 +184,9 @@ class Worker:
         self.store_id = store.ident()
         #: Repositories whose notes we wrote, and when: watched for a while by `repair_notes`.
         self._noted_in: dict[Path, float] = {}
+        #: Told of each repository whose notes this worker wrote (the daemon's repository
+        #: states recompute it at once rather than at their next sweep).
+        self.on_noted: Callable[[Path], None] | None = None
         #: Per watched repository, how its notes ref looked before our last write or repair there.
         self._ref_seen: dict[Path, RefStamp] = {}
         #: The store's `generation` when we last looked (a store starts at 0, having created nothing).
@@ -470,6 +473,11 @@ class Worker:
         except GitError as exc:
             self._defer_all([job for job, _ in live], TransientError(str(exc)))
             return
+        if self.on_noted is not None:
+            try:
+                self.on_noted(git_dir)
+            except Exception:  # only a hint to a cache (its sweep finds the write anyway)
+                log.exception("could not pass on the notes written in %s", git_dir)
         noted: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
         for job, link in live:
             if not self.db.run(self.queue.complete, job.id, link.url, self.now(), link.redacted, job.commit_sha):

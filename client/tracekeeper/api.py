@@ -177,4 +177,8 @@ def collect_status(paths: Paths, include_done: bool = False) -> dict[str, Any]:
         from .sync import notes_per_repo
 
         data["repos"] = notes_per_repo(paths)
+    if "repos_quiet" not in data:  # the same shape either way: only repositories with something to say
+        from tracekeeperd.repostate import summarise
+
+        data["repos"], data["repos_quiet"] = summarise(data["repos"])
     return data

@@ -120,6 +120,14 @@ def _print_status(data: dict[str, Any]) -> None:
                     f"  notes   {remote['unpushed']} not pushed to {markup(remote['remote'])}"
                     f" from {markup(repo['repo'])}"
                 )
+    listed = data.get("repos") or []
+    checking = sum(1 for repo in listed if repo.get("pending"))
+    if checking:
+        out.print(f"  repos   {checking} not checked yet")
+    if data.get("repos_quiet"):  # listed only when they have something to say
+        quiet = data["repos_quiet"]
+        other = "other " if len(listed) > checking else ""
+        out.print(f"  repos   {quiet} {other}repositor{'y' if quiet == 1 else 'ies'} with nothing to push")
     oldest = data.get("oldest_pending")
     if oldest:
         out.print(
