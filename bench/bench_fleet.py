@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -100,6 +101,10 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0) -> None:
                     break
                 time.sleep(0.02)
             cpu = cpu_seconds(daemon.proc.pid) - cpu_start
+            batches = [
+                (int(m.group(1)), int(m.group(2)))
+                for m in re.finditer(r"claimed (\d+) job\(s\) in (\d+) repositories", daemon.output())
+            ]
         spent = committed - began
         print(
             f"committing took {spent:.1f} s ({total / spent:.0f} commits/s), git commit median"
@@ -112,6 +117,13 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0) -> None:
         else:
             after = drained - committed
             print(f"all noted {after:.2f} s after the last commit (target <= 2 s: {verdict(after <= 2.0)})")
+        if batches:
+            per_repo = [jobs / repos_in for jobs, repos_in in batches]
+            print(
+                f"batches: {len(batches)}, jobs per batch median {statistics.median(j for j, _ in batches):.0f}"
+                f" max {max(j for j, _ in batches)}; jobs per repository per batch (= per notes commit)"
+                f" median {statistics.median(per_repo):.1f}, mean over jobs {total / sum(r for _, r in batches):.1f}"
+            )
         per_commit = cpu / total * 1000
         print(
             f"daemon CPU incl. its git children {cpu:.1f} s = {per_commit:.1f} ms/commit"

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -649,6 +649,40 @@ class Queue:
                 ),
             )
             return cur.rowcount == 1
+
+    def complete_all(self, done: Sequence[tuple[int, str, dict[str, object] | None, str]], now: float) -> set[int]:
+        """`complete` for each (job id, url, redactions, commit), in one transaction: a batch
+        of a burst costs one commit (one fsync) of the queue, not one per job. Returns the ids
+        marked done (a job a rewrite moved to another commit meanwhile is not)."""
+        marked: set[int] = set()
+        with self._tx() as db:
+            for job_id, url, redactions, commit in done:
+                cur = db.execute(
+                    "UPDATE jobs SET state = 'done', url = ?, attempts = attempts + 1, last_error = NULL,"
+                    " next_attempt_at = NULL, leased_until = NULL, updated_at = ?, redactions = ?"
+                    " WHERE id = ? AND commit_sha = ?",
+                    (
+                        url,
+                        now,
+                        json.dumps(redactions, sort_keys=True) if redactions is not None else None,
+                        job_id,
+                        commit,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    marked.add(job_id)
+        return marked
+
+    def commits_of(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """`commit_of` for many jobs in one read; a job that no longer exists is left out."""
+        out: dict[int, str] = {}
+        ids = list(job_ids)
+        for start in range(0, len(ids), 500):  # below SQLite's limit on bound parameters
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT id, commit_sha FROM jobs WHERE id IN ({marks})", chunk):  # noqa: S608
+                out[int(row[0])] = str(row[1])
+        return out
 
     def defer(self, job_id: int, error: str, next_attempt_at: float, now: float) -> None:
         """A transient failure: back to pending, due again at `next_attempt_at`."""

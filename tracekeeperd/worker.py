@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from . import git, notes, outgoing, tokens
+from . import notes, outgoing, tokens
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
@@ -39,14 +39,22 @@ T = TypeVar("T")
 REPAIR_WINDOW = 3600.0
 #: Newest snapshot of a session that saw no commit for this long is deleted once uploaded.
 SNAPSHOT_IDLE = 24 * 3600.0
-BATCH_LIMIT = 200
+#: At most this many jobs per batch. A burst over many repositories (a script committing in 100
+#: of them round-robin) gives each repository only a few of them, and a batch costs one upload
+#: per session and one notes commit per repository: the limit must be far above one job per
+#: repository, or each commit pays those alone (bench/bench_fleet.py measured 1.0 job per
+#: repository per batch at 0.5 s holds).
+BATCH_LIMIT = 5000
 #: Sessions linked to a commit within this window have their remote copy kept current.
 FOLLOW_WINDOW = 24 * 3600.0
 #: A commit that arrives within this long of the one before is part of a burst: claiming waits
 #: until the burst has been quiet this long, so the rest of it shares one upload.
 COALESCE = 0.1
 #: A burst that never goes quiet (a script committing in a loop) is claimed this long after it began.
-COALESCE_MOST = 0.5
+#: Long enough that a burst spread over many repositories gives each of them several commits per
+#: batch (whose cost is per repository and per session, not per commit); only a burst's commits
+#: wait this long, and the rest of it is claimed as soon as it is quiet for COALESCE.
+COALESCE_MOST = 5.0
 
 
 class DbThread:
@@ -265,6 +273,8 @@ class Worker:
         jobs = self.db.run(self.queue.claim_due, now, BATCH_LIMIT, self.policy.attempt_timeout * 2)
         if not jobs:
             return 0
+        # Read by bench/bench_fleet.py: how well a burst is batched (jobs per notes commit).
+        log.debug("claimed %d job(s) in %d repositories", len(jobs), len({job.git_dir for job in jobs}))
         try:
             self.process(jobs)
         except Exception as exc:
@@ -433,8 +443,10 @@ class Worker:
     def _note_all(self, batch: list[tuple[Job, tuple[int, str, dict[str, int]]]]) -> None:
         """Every uploaded job's link, in one notes commit per repository (notes.add)."""
         by_repo: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
+        # One read for the whole batch: the database thread also serves every commit of the burst.
+        commits = self.db.run(self.queue.commits_of, [claimed.id for claimed, _ in batch]) if batch else {}
         for claimed, view in batch:
-            current = self.db.run(self.queue.commit_of, claimed.id)
+            current = commits.get(claimed.id)
             if current is None:
                 continue  # dropped: a rewrite replaced the commit, whose own job carries the link
             job = dataclasses.replace(claimed, commit_sha=current)
@@ -447,25 +459,15 @@ class Worker:
             for job, _ in items:
                 self._fail(job, f"repository {job.git_dir} no longer exists")
             return
-        try:
-            present = git.existing_commits(git_dir, [job.commit_sha for job, _ in items])
-        except GitError as exc:
-            self._defer_all([job for job, _ in items], TransientError(str(exc)))
-            return
         live: list[tuple[Job, notes.TraceLink]] = []
         lines: dict[str, list[str]] = {}
         for job, link in items:
-            if job.commit_sha not in present:
-                # A note on a missing object is accepted by git; nobody would ever see it.
-                self._fail(job, f"commit {job.commit_sha[:12]} no longer exists in {job.repo_display}")
-                continue
             live.append((job, link))
             lines.setdefault(job.commit_sha, []).extend(link.lines())
-        if not live:
-            return
         try:
             seen = ref_stamp(git_dir, self.notes_ref)
-            notes.add(git_dir, self.notes_ref, lines)
+            # commits_only: the writer's own cat-file tells which commits still exist (no extra git).
+            written = notes.add(git_dir, self.notes_ref, lines, commits_only=True)
             self._noted_in[git_dir], self._ref_seen[git_dir] = self.now(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
@@ -473,14 +475,25 @@ class Worker:
         except GitError as exc:
             self._defer_all([job for job, _ in live], TransientError(str(exc)))
             return
+        absent = set(written.absent)
+        for job, _ in live:
+            if job.commit_sha in absent:
+                # A note on a missing object is accepted by git; nobody would ever see it.
+                self._fail(job, f"commit {job.commit_sha[:12]} no longer exists in {job.repo_display}")
+        live = [(job, link) for job, link in live if job.commit_sha not in absent]
         if self.on_noted is not None:
             try:
                 self.on_noted(git_dir)
             except Exception:  # only a hint to a cache (its sweep finds the write anyway)
                 log.exception("could not pass on the notes written in %s", git_dir)
         noted: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
+        marked = self.db.run(
+            self.queue.complete_all,
+            [(job.id, link.url, link.redacted, job.commit_sha) for job, link in live],
+            self.now(),
+        )
         for job, link in live:
-            if not self.db.run(self.queue.complete, job.id, link.url, self.now(), link.redacted, job.commit_sha):
+            if job.id not in marked:
                 # A rewrite moved the job to another commit while we wrote this note: note that one too.
                 self.db.run(
                     self.queue.defer, job.id, "moved to a rewritten commit; noting it next", self.now(), self.now()

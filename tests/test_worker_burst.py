@@ -1,0 +1,119 @@
+"""A burst of commits is claimed in large batches, and a batch costs the same whatever its size.
+
+Issue #10: commits spread round-robin over many repositories, each repository saw about one
+commit per claimed batch (bench/bench_fleet.py: 53 batches of median 17 jobs over 100
+repositories, 1.0 job per repository per batch), so every commit paid a notes commit of its own
+and a SQLite commit of its own. Real parts: the SQLite queue, snapshot files, the local store,
+git repositories; the worker is driven turn by turn with injected time (tests/workerkit.py).
+The git wrapper on PATH and the transaction counter are spies: every call still happens.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from tracekeeperd import git, notes
+from tracekeeperd.queue import JobState, Queue
+from tracekeeperd.worker import COALESCE, COALESCE_MOST
+
+from .workerkit import NOW, REF, WorkerKit, worker_kit
+
+
+@pytest.fixture(autouse=True)
+def _no_user_git_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def _notes_commits(kit: WorkerKit, repo: str) -> int:
+    return int(git.output(kit.repos[repo][0], ["rev-list", "--count", REF]))
+
+
+def test_a_burst_round_robin_over_repositories_is_claimed_in_large_batches(tmp_path: Path) -> None:
+    repos = ["a", "b", "c", "d"]
+    per_repo = 15
+    assert per_repo * len(repos) * 0.05 < COALESCE_MOST
+    with worker_kit(tmp_path) as kit:
+        shas = {name: kit.repo(name, per_repo)[1] for name in repos}
+        claims: list[int] = []
+        at = NOW
+        for i in range(per_repo):  # a script committing every 50 ms, round-robin, for 3 s
+            for name in repos:
+                snapshot = kit.snapshot(f"{name}-{i}.jsonl", i + 1)
+                kit.add(name, shas[name][i], snapshot, session=f"s-{name}", at=at)
+                kit.worker.arrivals.arrived(at)
+                if claimed := kit.worker.loop(now=at).claimed:
+                    claims.append(claimed)
+                at += 0.05
+        last = at - 0.05
+        while claimed := kit.worker.loop(now=last + COALESCE).claimed:
+            claims.append(claimed)
+        assert [job.state for job in kit.queue.jobs()] == [JobState.DONE] * (len(repos) * per_repo)
+        assert sum(claims) == len(repos) * per_repo
+        # The lone first commit cannot know a burst follows; the rest, 3 s of commits without a
+        # quiet moment (within COALESCE_MOST), is one batch: one notes commit per repository.
+        assert claims == [1, len(repos) * per_repo - 1]
+        assert {name: _notes_commits(kit, name) for name in repos} == {"a": 2, "b": 1, "c": 1, "d": 1}
+        for name in repos:
+            for i, sha in enumerate(shas[name]):
+                (link,) = notes.parse(notes.read(kit.repos[name][0], REF, sha))
+                assert link.last_line == i + 1
+
+
+def _git_spy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `git` first on PATH that logs its subcommand, then runs the real git."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "spy-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "git-calls.log"
+    wrapper = bin_dir / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def _count_transactions(queue: Queue, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    count = [0]
+    real = queue._tx
+
+    def counted() -> AbstractContextManager[object]:
+        count[0] += 1
+        return real()
+
+    monkeypatch.setattr(queue, "_tx", counted)
+    return count
+
+
+def _batch_costs(root: Path, monkeypatch: pytest.MonkeyPatch, commits: int) -> tuple[list[str], int]:
+    """(git runs, queue transactions) of one batch of `commits` commits in one repository."""
+    with worker_kit(root) as kit, monkeypatch.context() as patch:
+        _, shas = kit.repo("app", commits)
+        snapshot = kit.snapshot("s.jsonl", 5)  # one session's snapshot, as ingest keeps it
+        for sha in shas:
+            kit.add("app", sha, snapshot)
+        log = _git_spy(root, patch)
+        transactions = _count_transactions(kit.queue, patch)
+        assert kit.worker.run_once() == commits
+        calls = [" ".join(line.split()[1:2]) for line in log.read_text().splitlines()]
+        assert [job.state for job in kit.queue.jobs()] == [JobState.DONE] * commits
+        assert _notes_commits(kit, "app") == 1
+        return calls, transactions[0]
+
+
+def test_a_batch_in_one_repository_costs_the_same_git_runs_and_queue_commits_for_any_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = _batch_costs(tmp_path / "small", monkeypatch, 2)
+    large = _batch_costs(tmp_path / "large", monkeypatch, 24)
+    assert large == small, "nothing per commit: 24 commits cost what 2 do"
+    # The notes writer alone: its cat-file (which also tells which commits exist), mktree,
+    # hash-object, commit-tree, update-ref.
+    assert sorted(large[0]) == ["cat-file", "commit-tree", "hash-object", "mktree", "update-ref"]
