@@ -63,7 +63,7 @@ def log_command(pathspecs: tuple[str, ...], repo: Path, rev: str, limit: int | N
     """List commits (those touching PATHs, like `git log -- PATH`) with the agent, session, line
     range, prompt count and trace URL of each linked session; commits without a link say so.
 
-    Prompt counts need the transcript on this machine (the daemon's copy or a file:// store);
+    Prompt counts need the transcript on this machine (the daemon's copy, or the configured local store);
     `log` never downloads, so elsewhere they show as "-" (`tracekeeper show` fetches).
 
     \b
