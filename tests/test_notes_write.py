@@ -248,6 +248,34 @@ def test_the_record_of_our_last_write_is_private_and_moves_with_the_notes_ref(re
     assert "tracekeeper" not in repo.git("for-each-ref", "refs/notes/")
 
 
+def test_a_notes_ref_deleted_whole_stays_deleted_though_our_record_remembers_it(repo: Repo) -> None:
+    """`git update-ref -d` of the notes ref is no stale write (git notes never deletes it): the
+    record of our last write must not bring the deleted notes back."""
+    old, new = repo.commits(2)
+    notes.add(repo.git_dir, REF, {old: [link_line("a1")]})
+    repo.git("update-ref", "-d", REF)
+    done = notes.add(repo.git_dir, REF, {new: [link_line("a2")]})
+    assert done.restored == {}
+    assert repo.note(old) == ""
+    assert repo.git("rev-parse", notes.written_ref(REF)).strip() == repo.git("rev-parse", REF).strip()
+
+
+def test_a_swap_loses_when_another_tracekeeper_writer_moved_our_record(repo: Repo) -> None:
+    """The record moves under the same compare-and-swap as the notes ref, in one transaction:
+    if either moved since we read them, neither moves."""
+    (sha,) = repo.commits(1)
+    notes.add(repo.git_dir, REF, {sha: [link_line("a1")]})
+    tip = repo.git("rev-parse", REF).strip()
+    record = notes.written_ref(REF)
+    tree = repo.git("rev-parse", f"{tip}^{{tree}}").strip()
+    elsewhere = repo.git("commit-tree", tree, "-p", tip, "-m", notes.COMMIT_MESSAGE).strip()
+    repo.git("update-ref", record, elsewhere)
+    with pytest.raises(notes._Race):
+        notes._swap(repo.git_dir, REF, elsewhere, tip, tip)
+    assert repo.git("rev-parse", REF).strip() == tip, "the notes ref did not move either"
+    assert repo.git("rev-parse", record).strip() == elsewhere
+
+
 def test_the_ref_moving_between_our_read_and_our_swap_costs_nobody_a_line(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:

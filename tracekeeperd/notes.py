@@ -29,7 +29,7 @@ Finding "our newest one" cannot rely on the tip's history alone: that stale appe
 its parent from the ref (notes-utils.c `create_notes_commit`), and if it read the ref before our
 commit landed its commit does not contain ours at all: a root commit when the ref did not exist
 yet, or one on an older commit of ours. So every swap also moves a private ref,
-`refs/tracekeeper/notes-written/<ref>` (`written_ref`), to the same commit in the same
+`refs/tracekeeper/notes-written/<ref without refs/>` (`written_ref`), to the same commit in the same
 transaction; when that commit is not in the tip's history, the lines it had are compared with
 what the oldest commit since then kept, and the ones of ours it dropped come back.
 """
