@@ -164,6 +164,118 @@ def test_a_line_lost_to_a_stale_git_notes_append_comes_back_with_the_next_write(
     assert repo.note(other) == link_line("next job") + "\n"
 
 
+def _stale_user_write(repo: Repo, tree_of: str | None, sha: str, text: str, parent: str | None) -> None:
+    """What a `git notes append` whose read went stale leaves behind, made with the plumbing git
+    itself uses (git/git builtin/notes.c `append_edit`, notes-utils.c `create_notes_commit` and
+    `commit_notes`): the notes tree it read when it started (`tree_of`; None = the ref did not
+    exist yet) plus its own note, committed on `parent` (the ref's value when it re-read it just
+    before committing; None = still missing, so git makes a root commit), and moved there with
+    `update-ref` without an old value: whatever the ref pointed at by then is overwritten."""
+    entries = repo.git("ls-tree", tree_of) if tree_of else ""
+    blob = repo.git("hash-object", "-w", "--stdin", input=text).strip()
+    kept = [line for line in entries.splitlines() if not line.endswith("\t" + sha)]
+    tree = repo.git("mktree", input="".join(f"{line}\n" for line in [*kept, f"100644 blob {blob}\t{sha}"])).strip()
+    commit = repo.git(
+        "commit-tree", tree, *(["-p", parent] if parent else []), "-m", "Notes added by 'git notes append'"
+    )
+    repo.git("update-ref", REF, commit.strip())
+
+
+def test_our_first_line_overwritten_by_a_users_root_notes_commit_comes_back(repo: Repo) -> None:
+    """CI's loss: the user's append read the ref before our first write made it, and looked for
+    its parent before that write landed too, so it made a root commit over ours. The tip's
+    history holds no commit of ours, but the line is ours and must come back."""
+    noted, theirs, later = repo.commits(3)
+    notes.add(repo.git_dir, REF, {noted: [link_line("a1")]})
+    _stale_user_write(repo, None, theirs, "user-1\n", parent=None)
+    assert repo.note(noted) == "", "git's lost update"
+
+    done = notes.add(repo.git_dir, REF, {later: [link_line("a2")]})
+
+    assert done.restored == {noted: [link_line("a1")]}
+    assert repo.note(noted) == link_line("a1") + "\n"
+    assert repo.note(theirs) == "user-1\n", "and the user's note is kept"
+    assert repo.note(later) == link_line("a2") + "\n"
+
+
+def test_a_stale_append_on_an_older_commit_of_ours_does_not_hide_our_newest_one(repo: Repo) -> None:
+    """The same loss with an existing ref: the user's git read the tree and its parent while our
+    older commit was the tip, and landed after our newer one. Walking back from its tip finds a
+    commit of ours, but not the newest: what only the newest added must still come back."""
+    first, second, theirs, later = repo.commits(4)
+    notes.add(repo.git_dir, REF, {first: [link_line("a1")]})
+    older = repo.git("rev-parse", REF).strip()
+    notes.add(repo.git_dir, REF, {second: [link_line("a2")]})
+    _stale_user_write(repo, older, theirs, "user-1\n", parent=older)
+    assert repo.note(second) == "", "git's lost update"
+
+    done = notes.add(repo.git_dir, REF, {later: [link_line("a3")]})
+
+    assert done.restored == {second: [link_line("a2")]}
+    assert repo.note(first) == link_line("a1") + "\n"
+    assert repo.note(second) == link_line("a2") + "\n"
+    assert repo.note(theirs) == "user-1\n"
+
+
+def test_a_line_dropped_further_back_than_the_look_back_depth_still_comes_back(repo: Repo) -> None:
+    """A stale write, then more notes commits by others than `REPAIR_DEPTH` before our next
+    write: the commit of ours is out of reach of the walk back from the tip."""
+    noted, theirs, later = repo.commits(3)
+    notes.add(repo.git_dir, REF, {noted: [link_line("a1")]})
+    _stale_user_write(repo, None, theirs, "user-0\n", parent=repo.git("rev-parse", REF).strip())
+    for i in range(1, notes.REPAIR_DEPTH + 2):
+        tip = repo.git("rev-parse", REF).strip()
+        _stale_user_write(repo, tip, theirs, f"user-{i}\n", parent=tip)
+    assert repo.note(noted) == ""
+
+    done = notes.add(repo.git_dir, REF, {later: [link_line("a2")]})
+
+    assert done.restored == {noted: [link_line("a1")]}
+    assert repo.note(noted) == link_line("a1") + "\n"
+    assert repo.note(theirs) == f"user-{notes.REPAIR_DEPTH + 1}\n"
+
+
+def test_the_record_of_our_last_write_is_private_and_moves_with_the_notes_ref(repo: Repo) -> None:
+    """Where the writer keeps its newest commit: a ref outside refs/notes/ (so `git notes` and
+    `tracekeeper push`, which pushes only the notes ref, never see it), always equal to the notes
+    ref right after our write."""
+    (sha,) = repo.commits(1)
+    notes.add(repo.git_dir, REF, {sha: [link_line("a1")]})
+    private = notes.written_ref(REF)
+    assert not private.startswith("refs/notes/")
+    assert repo.git("rev-parse", private).strip() == repo.git("rev-parse", REF).strip()
+    assert repo.git("notes", f"--ref={REF}", "list").split() != []
+    assert "tracekeeper" not in repo.git("for-each-ref", "refs/notes/")
+
+
+def test_a_notes_ref_deleted_whole_stays_deleted_though_our_record_remembers_it(repo: Repo) -> None:
+    """`git update-ref -d` of the notes ref is no stale write (git notes never deletes it): the
+    record of our last write must not bring the deleted notes back."""
+    old, new = repo.commits(2)
+    notes.add(repo.git_dir, REF, {old: [link_line("a1")]})
+    repo.git("update-ref", "-d", REF)
+    done = notes.add(repo.git_dir, REF, {new: [link_line("a2")]})
+    assert done.restored == {}
+    assert repo.note(old) == ""
+    assert repo.git("rev-parse", notes.written_ref(REF)).strip() == repo.git("rev-parse", REF).strip()
+
+
+def test_a_swap_loses_when_another_tracekeeper_writer_moved_our_record(repo: Repo) -> None:
+    """The record moves under the same compare-and-swap as the notes ref, in one transaction:
+    if either moved since we read them, neither moves."""
+    (sha,) = repo.commits(1)
+    notes.add(repo.git_dir, REF, {sha: [link_line("a1")]})
+    tip = repo.git("rev-parse", REF).strip()
+    record = notes.written_ref(REF)
+    tree = repo.git("rev-parse", f"{tip}^{{tree}}").strip()
+    elsewhere = repo.git("commit-tree", tree, "-p", tip, "-m", notes.COMMIT_MESSAGE).strip()
+    repo.git("update-ref", record, elsewhere)
+    with pytest.raises(notes._Race):
+        notes._swap(repo.git_dir, REF, elsewhere, tip, tip)
+    assert repo.git("rev-parse", REF).strip() == tip, "the notes ref did not move either"
+    assert repo.git("rev-parse", record).strip() == elsewhere
+
+
 def test_the_ref_moving_between_our_read_and_our_swap_costs_nobody_a_line(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -173,11 +285,11 @@ def test_the_ref_moving_between_our_read_and_our_swap_costs_nobody_a_line(
     real_swap = notes._swap
     calls: list[str | None] = []
 
-    def swap_after_the_user(git_dir: Path, ref: str, new: str, old: str | None) -> None:
+    def swap_after_the_user(git_dir: Path, ref: str, new: str, old: str | None, written: str | None) -> None:
         if not calls:
             repo.git("notes", f"--ref={REF}", "append", "-m", "theirs", sha)
         calls.append(old)
-        real_swap(git_dir, ref, new, old)
+        real_swap(git_dir, ref, new, old, written)
 
     monkeypatch.setattr(notes, "_swap", swap_after_the_user)
     done = notes.add(repo.git_dir, REF, {sha: [link_line("two")]})

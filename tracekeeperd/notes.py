@@ -24,6 +24,14 @@ the notes commits made since our newest one and puts back any line of ours (link
 tombstones) that one of them dropped; our lines are only ever removed by tracekeeper itself
 (`tracekeeper forget` turns them into tombstones), or with the whole note by `git notes
 remove`/`prune`.
+
+Finding "our newest one" cannot rely on the tip's history alone: that stale append also takes
+its parent from the ref (notes-utils.c `create_notes_commit`), and if it read the ref before our
+commit landed its commit does not contain ours at all: a root commit when the ref did not exist
+yet, or one on an older commit of ours. So every swap also moves a private ref,
+`refs/tracekeeper/notes-written/<ref without refs/>` (`written_ref`), to the same commit in the same
+transaction; when that commit is not in the tip's history, the lines it had are compared with
+what the oldest commit since then kept, and the ones of ours it dropped come back.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ COMMIT_MESSAGE = "Notes added by tracekeeper"
 REPAIR_DEPTH = 64
 #: How far back from a removal commit `write` looks for the notes tree its author had read.
 REMOVAL_BASE_DEPTH = 16
+#: Where `write` keeps the notes commit it made last, per notes ref: outside refs/notes/, so no
+#: `git notes` command and no notes push (sync.py pushes only `<oid>:<notes ref>`) ever sees it.
+WRITTEN_PREFIX = "refs/tracekeeper/notes-written/"
 
 #: How `write` waits between attempts; a test replaces it to see the waits without spending them.
 _sleep: Callable[[float], None] = time.sleep
@@ -598,29 +609,83 @@ def _commit_of(session: _Session, name: str) -> _Commit | None:
     return _Commit(oid, tree, parent, message.split("\n", 1)[0])
 
 
-def _history(session: _Session, ref: str) -> tuple[_Commit | None, list[_Commit]]:
-    """The ref's tip, and the notes commits made since our newest one, newest first (first
-    parents only). Read through the session's cat-file, so a tip of ours costs no process."""
+def written_ref(ref: str) -> str:
+    """The private ref that holds our last notes commit on `ref` (a full ref name)."""
+    return WRITTEN_PREFIX + ref.removeprefix("refs/")
+
+
+@dataclass(frozen=True)
+class _History:
+    tip: _Commit | None
+    #: Notes commits made since our newest one, newest first (first parents only).
+    foreign: list[_Commit]
+    #: Our last notes commit on this ref, as the private ref records it (None: never, or made
+    #: by a tracekeeper from before that ref): the old value of its compare-and-swap.
+    written: str | None
+    #: When the tip's history does not contain `written` (someone moved the ref over it without
+    #: compare-and-swap), the oldest of `foreign` is compared with it instead of its parent.
+    base: str | None = None
+
+
+def _is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
+    proc = git.run(git_dir, ["merge-base", "--is-ancestor", ancestor, descendant], check=False)
+    if proc.returncode not in (0, 1):
+        raise GitError("git merge-base --is-ancestor failed", proc.returncode, proc.stderr.decode(errors="replace"))
+    return proc.returncode == 0
+
+
+def _history(session: _Session, ref: str) -> _History:
+    """The ref's tip and the notes commits made since our newest one. Read through the session's
+    cat-file, so a tip of ours costs no process.
+
+    Our newest commit is the one the private ref records. Usually the walk back from the tip
+    meets it. When the walk meets an older commit of ours, a root commit, or its depth first,
+    git tells whether ours is in the tip's history at all (one process, only then): if not, a
+    writer without compare-and-swap replaced it, and what it had is the base to compare with.
+    """
     tip = _commit_of(session, ref)
+    mark = _commit_of(session, written_ref(ref))
+    written = mark.oid if mark else None
     foreign: list[_Commit] = []
     commit = tip
-    while commit is not None and len(foreign) < REPAIR_DEPTH:
-        if commit.subject.startswith(COMMIT_MESSAGE):
-            return tip, foreign
+    while commit is not None:
+        if commit.oid == written:
+            return _History(tip, foreign, written)
+        if commit.subject.startswith(COMMIT_MESSAGE) or len(foreign) >= REPAIR_DEPTH:
+            break
         foreign.append(commit)
         commit = _commit_of(session, commit.parent) if commit.parent else None
-    return tip, []  # none of ours in reach: nothing we wrote to look after
+    ours = commit is not None and commit.subject.startswith(COMMIT_MESSAGE)
+    if tip is None or written is None:
+        # No record (or a notes ref deleted on purpose, which stays deleted): a walk that met
+        # no commit of ours has nothing we wrote to look after.
+        return _History(tip, foreign if ours else [], written)
+    if _is_ancestor(session.git_dir, written, tip.oid):
+        if ours or commit is None:
+            return _History(tip, foreign if ours else [], written)
+        # Ours is in the history, deeper than the walk: every first-parent commit since it.
+        names = git.output(session.git_dir, ["rev-list", "--first-parent", tip.oid, f"^{written}"]).split()
+        foreign = []
+        for name in names:
+            found = _commit_of(session, name)
+            if found is None or found.subject.startswith(COMMIT_MESSAGE):
+                break
+            foreign.append(found)
+        return _History(tip, foreign, written)
+    # Overwritten by a writer without compare-and-swap: compare with what ours had.
+    return _History(tip, foreign or [tip], written, base=written)
 
 
-def _changes(git_dir: Path, commits: list[_Commit]) -> dict[str, list[str]]:
-    """{commit: raw diff lines against its first parent}, for all of them in one git process."""
-    pairs = [c for c in commits if c.parent]
+def _changes(git_dir: Path, pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """{commit: raw diff lines against the commit paired with it (its first parent, or the
+    base a `_History` names)}, for all of them in one git process (builtin/diff-tree.c
+    `stdin_diff_commit` takes the ids after the first on a line as its parents)."""
     if not pairs:
         return {}
     proc = git.run(
         git_dir,
         ["diff-tree", "--stdin", "-r", "--raw", "--no-abbrev", "--no-renames"],
-        input="".join(f"{c.oid} {c.parent}\n" for c in pairs).encode(),
+        input="".join(f"{oid} {against}\n" for oid, against in pairs).encode(),
     )
     out: dict[str, list[str]] = {}
     current: list[str] = []
@@ -686,8 +751,10 @@ def _removed_on_purpose(session: _Session, commit: _Commit, vanished: set[str], 
     removals wins: a note put back by mistake can be removed again (the next removal is read
     against our commit), a link given up by mistake is gone.
     """
+    if commit.parent is None:
+        return set()  # a root commit: its author read no notes at all, so removed none
     bases: list[_Commit] = []
-    name = commit.parent
+    name: str | None = commit.parent
     while name and len(bases) < REMOVAL_BASE_DEPTH and (base := _commit_of(session, name)) is not None:
         bases.append(base)
         name = base.parent
@@ -701,15 +768,20 @@ def _removed_on_purpose(session: _Session, commit: _Commit, vanished: set[str], 
     return chosen & vanished
 
 
-def _lost(session: _Session, foreign: list[_Commit], hexlen: int) -> dict[str, list[str]]:
+def _lost(session: _Session, history: _History, hexlen: int) -> dict[str, list[str]]:
     """Lines of ours that commits made since our newest one dropped, per object.
 
-    Each commit is compared with its first parent, the tip it replaced. A note that a commit
+    Each commit is compared with its first parent, the tip it replaced; the oldest with our
+    overwritten commit instead when the history says so (`_History.base`). A note that a commit
     saying so ("Notes removed by 'git notes remove'", `prune`, an emptied `edit`) removed on
     purpose stays removed (`_removed_on_purpose`).
     """
     lost: dict[str, list[str]] = {}
-    changes = _changes(session.git_dir, foreign)
+    foreign = history.foreign
+    against: list[str | None] = [c.parent for c in foreign]
+    if history.base is not None:
+        against[-1] = history.base
+    changes = _changes(session.git_dir, [(c.oid, a) for c, a in zip(foreign, against, strict=True) if a])
     for commit in reversed(foreign):  # oldest first, so `lost` keeps note order
         before, after = _by_object(changes.get(commit.oid, []), hexlen)
         vanished = {obj for obj in before if obj not in after}
@@ -734,9 +806,19 @@ def _commit(git_dir: Path, tree: str, parent: str | None) -> str:
     return git.run_committing(git_dir, args).stdout.decode().strip()
 
 
-def _swap(git_dir: Path, ref: str, new: str, old: str | None) -> None:
-    """Move `ref` to `new` only if it still is `old` ("" = must not exist yet)."""
-    proc = git.run(git_dir, ["update-ref", "-m", COMMIT_MESSAGE, ref, new, old or ""], check=False, env=git.IN_ENGLISH)
+def _swap(git_dir: Path, ref: str, new: str, old: str | None, written: str | None) -> None:
+    """Move `ref` to `new` only if it still is `old` (None = must not exist yet), and our private
+    record of it (`written_ref`) from `written` to `new` likewise, in one transaction: both move
+    or neither does (git/git builtin/update-ref.c `--stdin`; a zero id = must not exist)."""
+    zero = "0" * len(new)
+    commands = f"update {ref} {new} {old or zero}\nupdate {written_ref(ref)} {new} {written or zero}\n"
+    proc = git.run(
+        git_dir,
+        ["update-ref", "-m", COMMIT_MESSAGE, "--stdin"],
+        input=commands.encode(),
+        check=False,
+        env=git.IN_ENGLISH,
+    )
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace").strip()
         if "cannot lock ref" in stderr:
@@ -772,13 +854,14 @@ def _attempt(git_dir: Path, ref: str, edits: Mapping[str, Edit], timeout: float,
         if commits_only:  # through the same cat-file: no extra git process per batch
             absent = [sha for sha in edits if (found := session.object(sha)) is None or found[1] != "commit"]
             edits = {sha: edit for sha, edit in edits.items() if sha not in absent}
-        head, foreign = _history(session, ref)
+        history = _history(session, ref)
+        head = history.tip
         tip = head.oid if head else None
         tree = _Tree(session, head.tree if head else None)
         hexlen = len(tip) if tip else len(next(iter(edits), "")) or 40
         if any(len(sha) != hexlen for sha in edits):
             raise GitError(f"object ids of the wrong length for this repository ({hexlen} hex digits)", -1, "")
-        lost = _lost(session, foreign, hexlen) if foreign else {}
+        lost = _lost(session, history, hexlen) if history.foreign else {}
         done = Written(absent=absent)
         texts: dict[str, str] = {}
         for sha in [*lost, *(s for s in edits if s not in lost)]:
@@ -801,7 +884,7 @@ def _attempt(git_dir: Path, ref: str, edits: Mapping[str, Edit], timeout: float,
     finally:
         session.close()
     done.commit = _commit(git_dir, new_tree, tip)
-    _swap(git_dir, ref, done.commit, tip)
+    _swap(git_dir, ref, done.commit, tip, history.written)
     return done
 
 
