@@ -41,8 +41,13 @@ $(TOOLS)/.done: tests/tools/install.sh
 	sh tests/tools/install.sh $(abspath $(TOOLS)) $(PYTHON)
 	@touch $@
 
+# Four workers (pytest-xdist): most tests wait on real processes (git, the daemon, a browser),
+# so two cores keep four busy; every test has its own HOME, socket and ports. On this 2-core
+# machine: 1,453 tests in 256 s with -n 4 against 442 s in one process.
+TEST_WORKERS ?= 4
+
 test: venv $(TOOLS)/.done
-	TRACEKEEPER_TEST_TOOLS=$(abspath $(TOOLS)) $(BIN)/python -m pytest
+	TRACEKEEPER_TEST_TOOLS=$(abspath $(TOOLS)) $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: venv
 	$(BIN)/ruff check .
