@@ -270,7 +270,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tk-bench-read-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
-        repo, _, size = build(root, commits, sessions, total_mb)
+        repo, store, size = build(root, commits, sessions, total_mb)
+        # The notes' file:// URLs are read only inside the configured local store (stores.locate):
+        # this one, for the library calls here and the commands below.
+        os.environ["TRACEKEEPER_STORE"] = store.as_uri()
         print(f"# read path: {commits} noted commits, {sessions} sessions, {size / 1e6:.0f} MB of transcript")
         print(f"built the repository and the store in {time.perf_counter() - started:.1f} s")
         home = root / "home"

@@ -10,8 +10,8 @@ Everything is real, as in tests/: the installed POSIX sh hook, real git, the dae
 process, and for the Hub the real huggingface_hub + hf_xet against tests/hubstub.py with a
 `local://` CAS. From the repository root:
 
-    .venv/bin/python bench/run.py                    # about 1 minute on 2 cores
-    .venv/bin/python bench/run.py --quick            # smaller counts, under 30 s
+    .venv/bin/python bench/run.py                    # full size: tens of minutes (500 MB and 1 GB sessions)
+    .venv/bin/python bench/run.py --quick            # smaller counts: about 5 minutes on 2 cores
     .venv/bin/python bench/run.py --hook FILE        # also measure a candidate post-commit hook
 """
 
