@@ -19,7 +19,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -54,6 +54,7 @@ HEADERS = {
 SEARCH_PAGE = 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -199,31 +200,24 @@ async def _index(site: Site) -> views.SessionIndex:
     return site.index
 
 
-async def session(request: web.Request) -> web.Response:
+async def _in_session(
+    request: web.Request, build: Callable[[Loader, views.SessionIndex, str, str, int], _T], number: int
+) -> _T:
+    """``build(loader, index, agent, session, number)`` on a worker thread: the session page and
+    one line's full text find the session the same way."""
     site = _site(request)
     index = await _index(site)
-    data = await asyncio.to_thread(
-        views.session_view,
-        site.loader,
-        index,
-        request.match_info["agent"],
-        request.match_info["session"],
-        _int(request, "from", 1),
-    )
-    return site.render("session.html", s=data)
+    agent, session_id = request.match_info["agent"], request.match_info["session"]
+    return await asyncio.to_thread(build, site.loader, index, agent, session_id, number)
+
+
+async def session(request: web.Request) -> web.Response:
+    data = await _in_session(request, views.session_view, _int(request, "from", 1))
+    return _site(request).render("session.html", s=data)
 
 
 async def session_text(request: web.Request) -> web.Response:
-    site = _site(request)
-    index = await _index(site)
-    text = await asyncio.to_thread(
-        views.line_text,
-        site.loader,
-        index,
-        request.match_info["agent"],
-        request.match_info["session"],
-        int(request.match_info["line"]),
-    )
+    text = await _in_session(request, views.line_text, int(request.match_info["line"]))
     # Plain text with nosniff: the browser shows it and never reads it as markup.
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
