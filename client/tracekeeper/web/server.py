@@ -241,18 +241,20 @@ async def search(request: web.Request) -> web.Response:
     more = False
     error = ""
     if query:
-        from .. import search as search_lib
-
         try:
-            found = await asyncio.to_thread(
-                search_lib.search, query, repo=site.repo, limit=SEARCH_PAGE + 1, offset=page * SEARCH_PAGE
-            )
+            hits, more = await asyncio.to_thread(_search_page, site.repo, query, page)
         except ClientError as exc:  # a query FTS5 cannot read, nothing indexed yet: said in one line
             error = visible(str(exc))
-        else:
-            more = len(found) > SEARCH_PAGE
-            hits = [views.hit(found_hit, search_lib.parts) for found_hit in found[:SEARCH_PAGE]]
     return site.render("search.html", q=query, hits=hits, error=error, page=page, more=more)
+
+
+def _search_page(repo: Path, query: str, page: int) -> tuple[list[views.Hit], bool]:
+    """One page of hits and whether more follow; on a worker thread, with the first import of the
+    search library (it reads modules from disk) and the escaping of every snippet."""
+    from .. import search as search_lib
+
+    found = search_lib.search(query, repo=repo, limit=SEARCH_PAGE + 1, offset=page * SEARCH_PAGE)
+    return [views.hit(one, search_lib.parts) for one in found[:SEARCH_PAGE]], len(found) > SEARCH_PAGE
 
 
 async def no_icon(_request: web.Request) -> web.Response:
