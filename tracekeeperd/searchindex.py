@@ -533,15 +533,20 @@ class Indexer:
             self._common[git_dir] = str(git.common_dir(Path(git_dir)).resolve())
         return self._common[git_dir]
 
-    def _run(self, what: str, fn: Callable[[], object]) -> None:
+    def _run(self, what: str, fn: Callable[[], object]) -> bool:
+        """False when the executor is shut down (the daemon is stopping) and ``fn`` will never run."""
+
         def guarded() -> None:
             try:
                 fn()
             except Exception:
                 _log().exception("search index: %s failed; `tracekeeper search --reindex` rebuilds it", what)
 
-        with contextlib.suppress(RuntimeError):  # shut down: the daemon is stopping
+        try:
             self.executor.submit(guarded)
+        except RuntimeError:  # shut down: the daemon is stopping
+            return False
+        return True
 
     def add(
         self,
@@ -573,7 +578,8 @@ class Indexer:
                 )
             _log().debug("search index: %d turn(s) of %s/%s", added, agent, session)
 
-        self._run(f"indexing {agent}/{session}", work)
+        if not self._run(f"indexing {agent}/{session}", work):
+            source.close()  # taken over, but `work` will never run to close it
 
     def copy(self, git_dir: Path, source: str, target: str) -> None:
         self._run("copying links", lambda: copy_links(self._db(), self._repo(str(git_dir)), source, target))
