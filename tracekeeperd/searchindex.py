@@ -186,6 +186,14 @@ def _repo_id(conn: sqlite3.Connection, common_dir: str) -> int:
     return int(row[0])
 
 
+def repo_key(git_dir: Path) -> str:
+    """The key a repository is filed under: its common git dir, resolved, the same for every
+    worktree. The daemon (from a commit's git dir) and `search` (from the cwd) both call this."""
+    from . import git
+
+    return str(git.common_dir(git_dir).resolve())
+
+
 def register_repo(conn: sqlite3.Connection, common_dir: str) -> None:
     """Known to the index even with no linked session yet: `search` then finds nothing, quietly."""
     with conn:
@@ -526,11 +534,9 @@ class Indexer:
         return self._conn
 
     def _repo(self, git_dir: str) -> str:
-        """The key a repository is filed under: its common git dir, as `search` computes it."""
+        """`repo_key`, once per git dir: it runs `git rev-parse`."""
         if git_dir not in self._common:
-            from . import git
-
-            self._common[git_dir] = str(git.common_dir(Path(git_dir)).resolve())
+            self._common[git_dir] = repo_key(Path(git_dir))
         return self._common[git_dir]
 
     def _run(self, what: str, fn: Callable[[], object]) -> bool:
