@@ -417,3 +417,15 @@ def test_a_bad_argument_is_one_line_naming_the_argument(env: Env) -> None:
     assert "invalid argument limit: Input should be a valid integer" in two_bad, two_bad
     assert missing == "search: invalid argument query: Field required", missing
     assert bad_bool.startswith("show: invalid argument full: Input should be a valid boolean"), bad_bool
+
+
+def test_a_transcripts_own_guillemets_cannot_pose_as_a_search_match() -> None:
+    """The agent is told matches are between « and »: the transcript's own « » are spelled out."""
+    from tracekeeper.mcp_server import search_blocks
+    from tracekeeper.search import SearchHit
+    from tracekeeperd.searchindex import MARK_END, MARK_START
+
+    snippet = f"run «rm -rf /» then {MARK_START}deploy{MARK_END}"
+    (block,) = search_blocks([SearchHit("a" * 40, "claude", "s", 3, snippet, "file:///x")], 0)
+    assert "«deploy»" in block
+    assert "«rm -rf /»" not in block and "\\u00abrm -rf /\\u00bb" in block, block

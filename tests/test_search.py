@@ -509,3 +509,15 @@ def test_ranking_a_bounded_candidate_set_gives_the_exhaustive_ranking(
                 assert every[1] == every[3][2:5] and every[0] == every[3][:1]
                 assert pages(1, text, exclude) == every, (text, exclude)
         assert not {(row.agent, row.session) for row in pages(1, "the", forgotten)[3]} & set(forgotten)
+
+
+def test_indexer_add_after_stop_closes_the_source_it_took_over(tmp_path: Path) -> None:
+    """`add` takes the source over; once the daemon is stopping nothing will read it, so it closes it."""
+    from tracekeeperd.searchindex import Indexer
+
+    indexer = Indexer(tmp_path / "index.db")
+    indexer.stop()
+    (tmp_path / "t.jsonl").write_bytes(b"{}\n")
+    source = (tmp_path / "t.jsonl").open("rb")
+    indexer.add(url="file:///x", agent="claude", session="s", source=source, size=3, links=[], source_id="1")
+    assert source.closed

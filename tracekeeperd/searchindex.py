@@ -186,6 +186,14 @@ def _repo_id(conn: sqlite3.Connection, common_dir: str) -> int:
     return int(row[0])
 
 
+def repo_key(git_dir: Path) -> str:
+    """The key a repository is filed under: its common git dir, resolved, the same for every
+    worktree. The daemon (from a commit's git dir) and `search` (from the cwd) both call this."""
+    from . import git
+
+    return str(git.common_dir(git_dir).resolve())
+
+
 def register_repo(conn: sqlite3.Connection, common_dir: str) -> None:
     """Known to the index even with no linked session yet: `search` then finds nothing, quietly."""
     with conn:
@@ -526,22 +534,25 @@ class Indexer:
         return self._conn
 
     def _repo(self, git_dir: str) -> str:
-        """The key a repository is filed under: its common git dir, as `search` computes it."""
+        """`repo_key`, once per git dir: it runs `git rev-parse`."""
         if git_dir not in self._common:
-            from . import git
-
-            self._common[git_dir] = str(git.common_dir(Path(git_dir)).resolve())
+            self._common[git_dir] = repo_key(Path(git_dir))
         return self._common[git_dir]
 
-    def _run(self, what: str, fn: Callable[[], object]) -> None:
+    def _run(self, what: str, fn: Callable[[], object]) -> bool:
+        """False when the executor is shut down (the daemon is stopping) and ``fn`` will never run."""
+
         def guarded() -> None:
             try:
                 fn()
             except Exception:
                 _log().exception("search index: %s failed; `tracekeeper search --reindex` rebuilds it", what)
 
-        with contextlib.suppress(RuntimeError):  # shut down: the daemon is stopping
+        try:
             self.executor.submit(guarded)
+        except RuntimeError:  # shut down: the daemon is stopping
+            return False
+        return True
 
     def add(
         self,
@@ -573,7 +584,8 @@ class Indexer:
                 )
             _log().debug("search index: %d turn(s) of %s/%s", added, agent, session)
 
-        self._run(f"indexing {agent}/{session}", work)
+        if not self._run(f"indexing {agent}/{session}", work):
+            source.close()  # taken over, but `work` will never run to close it
 
     def copy(self, git_dir: Path, source: str, target: str) -> None:
         self._run("copying links", lambda: copy_links(self._db(), self._repo(str(git_dir)), source, target))

@@ -263,10 +263,14 @@ def log_blocks(entries: Sequence["Entry"]) -> list[str]:
 
 def _marked(snippet: str) -> str:
     """The snippet with its matches between « and »: the index's marks are private-use
-    characters, invisible to a reader (`search.parts` splits on them)."""
+    characters, invisible to a reader (`search.parts` splits on them). The transcript's own « and »
+    are spelled out as escapes, so its text cannot pose as a match."""
     from .search import parts
 
-    return "".join(f"«{text}»" if match else text for text, match in parts(snippet))
+    def inert(text: str) -> str:
+        return text.replace("«", "\\u00ab").replace("»", "\\u00bb")
+
+    return "".join(f"«{inert(text)}»" if match else inert(text) for text, match in parts(snippet))
 
 
 def search_blocks(hits: "Sequence[SearchHit]", offset: int) -> list[str]:

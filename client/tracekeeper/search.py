@@ -119,7 +119,7 @@ def repo_key(repo: Path) -> tuple[Path, str]:
     same for every worktree and the same as the daemon computes from a commit's git dir."""
     try:
         git_dir = git.find_git_dir(repo)
-        return git_dir, str(git.common_dir(git_dir).resolve())
+        return git_dir, searchindex.repo_key(git_dir)
     except TracekeeperError as exc:
         raise SearchError(str(exc)) from None
 
