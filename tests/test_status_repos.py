@@ -210,3 +210,22 @@ def test_a_slow_repository_does_not_hold_the_answer(tmp_path: Path, monkeypatch:
     assert states.view(known, wait=0.2) == [{"repo": str(work), "remotes": [], "pending": True}]
     gate.touch()
     assert states.view(known) == [{"repo": str(work), "remotes": []}]
+
+
+def test_closing_waits_for_running_git_and_refuses_new_work(env: Env, tmp_path: Path) -> None:
+    """The daemon's stop closes the states: no git still running on the pool after the daemon
+    says it stopped (and released its lock), and a late `touch` or `sweep` starts nothing."""
+    import threading
+
+    known, first = _known(env, 2)
+    states = NotesStates(REF)
+    states.view(known)
+    for common, _display in known:
+        states.touch(common)  # two computations in flight
+    states.close()
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("tracekeeper-notes-state")]
+    assert alive == [], f"pool threads outlive close: {alive}"
+    first.git("notes", f"--ref={REF}", "add", "-m", "hf-trace: file:///y", first.commit("two"))
+    assert states.sweep(known) == 0, "a closed NotesStates starts no computation"
+    states.touch(known[1][0])  # the worker's last write, after stop: no error
+    assert [r["repo"] for r in states.answer(known)] == [known[0][1], known[1][1]]

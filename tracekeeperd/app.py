@@ -153,7 +153,7 @@ class Daemon:
         # Learn early whether the bucket is reachable and private, so `status` can say so.
         loop.run_in_executor(self.io, self._check_store)
         # And each known repository's notes-sync state, so the first `status` finds it computed.
-        known = await self._on_db(self.queue.repositories)
+        known = await self._repositories()  # kept: the first `status` need not read it again
         loop.run_in_executor(None, self.notes_states.view, known)
         # The daemon's own notes writes change a repository's state: recompute it at once.
         self.worker.on_noted = lambda git_dir: self.notes_states.touch(str(git_dir))
@@ -235,6 +235,8 @@ class Daemon:
         if self.listener is not None:
             self.listener.close()
         self.io.shutdown(wait=True)
+        # After the worker (its last notes write may touch a state), before the lock is released.
+        await asyncio.get_running_loop().run_in_executor(None, self.notes_states.close)
         if self.search is not None:  # after the worker: it may have handed over a last session
             await asyncio.get_running_loop().run_in_executor(None, self.search.stop)
         if self.queue is not None:

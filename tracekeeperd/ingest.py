@@ -167,12 +167,10 @@ class Ingestor:
         file (read from the event, or from the repository when the hook left it there)."""
         if self.discover is None or event.work_tree is None:
             return False
-        if event.active_live and event.committed_at < self.started_at - LIVE_GRACE:
+        if self._stale(event):
             return True
-        if event.active is not None:
-            return False
-        if event.spool_file is not None and not event.active_live:
-            return True
+        if self._captured(event):
+            return event.active is None
         return not (event.git_dir / active_mod.ACTIVE_FILE).exists()
 
     def _parent_commit_time(self, event: CommitEvent) -> float | None:
@@ -201,15 +199,25 @@ class Ingestor:
         return self.queue.add_repo(str(common), key, str(display))
 
     def _active(self, event: CommitEvent) -> bytes | None:
-        if event.active_live and event.committed_at < self.started_at - LIVE_GRACE:
-            # The hook left the active file to a daemon that then died before reading it: what
-            # the file says now may name a later session, so it is not this commit's.
+        if self._stale(event):
             log.warning("commit %s: its active sessions were not captured; using discovery", event.sha[:12])
             return None
-        if event.active is not None or (event.spool_file is not None and not event.active_live):
-            # The hook captured the file (or its absence) at commit time: trust that.
+        if self._captured(event):
             return event.active
         return active_mod.read(event.git_dir / active_mod.ACTIVE_FILE)
+
+    # The two tests `_active` and `_may_discover` (its forecast, for `prepare`) share, so the
+    # forecast cannot drift from the decision.
+
+    def _stale(self, event: CommitEvent) -> bool:
+        """The hook left the active file to a daemon that then died before reading it: what
+        the file says now may name a later session, so it is not this commit's."""
+        return event.active_live and event.committed_at < self.started_at - LIVE_GRACE
+
+    @staticmethod
+    def _captured(event: CommitEvent) -> bool:
+        """The hook captured the file (or its absence) at commit time: trust that."""
+        return event.active is not None or (event.spool_file is not None and not event.active_live)
 
     def ingest(self, event: CommitEvent, now: float | None = None) -> IngestResult:
         now = time.time() if now is None else now

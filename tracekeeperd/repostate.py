@@ -104,6 +104,8 @@ class NotesStates:
         #: Touched while being computed: computed once more when that run ends.
         self._again: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracekeeper-notes-state")
+        #: Set by `close` (the daemon's stop): nothing new is started after it.
+        self._closed = False
 
     def _compute(self, common: str, display: str) -> tuple[tuple[str, ...], Stamp, dict[str, Any]]:
         # The stamp is taken before the git reads: a change during them shows as a new stamp
@@ -127,15 +129,17 @@ class NotesStates:
                 self._known[common] = computed
         finally:
             with self._lock:  # once more if touched meanwhile, never seen as not running between
-                if common in self._again:
+                if common in self._again and not self._closed:
                     self._again.discard(common)
                     self._running[common] = self._pool.submit(self._refresh, common, display)
                 else:
                     self._running.pop(common, None)
 
-    def _submit(self, common: str, display: str) -> concurrent.futures.Future[None]:
-        """Compute (common, display) on the pool unless that already runs."""
+    def _submit(self, common: str, display: str) -> concurrent.futures.Future[None] | None:
+        """Compute (common, display) on the pool unless that already runs (None once closed)."""
         with self._lock:
+            if self._closed:
+                return None
             future = self._running.get(common)
             if future is None:
                 future = self._pool.submit(self._refresh, common, display)
@@ -155,6 +159,16 @@ class NotesStates:
             return  # never computed: the next `answer` or sweep does
         self._submit(common, entry[2]["repo"])
 
+    def close(self) -> None:
+        """The daemon's stop: let the computations in flight end (git processes, bounded) and
+        start none after, so no git runs on behalf of a daemon that said it stopped."""
+        with self._lock:
+            self._closed = True
+            self._again.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._running.clear()  # a cancelled one never ran its `finally`
+
     def _look(self, repositories: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[Any]]:
         """Stat every repository; start computing those whose stamp changed. (the ones that
         exist, the computations started)."""
@@ -170,7 +184,9 @@ class NotesStates:
             live.append((common, display))
             if entry is not None and entry[1] == stamp:
                 continue
-            futures.append(self._submit(common, display))
+            future = self._submit(common, display)
+            if future is not None:
+                futures.append(future)
         return live, futures
 
     def sweep(self, repositories: list[tuple[str, str]]) -> int:
@@ -192,7 +208,9 @@ class NotesStates:
             if not os.path.isdir(common):
                 self._gone.add(common)
                 continue
-            futures.append(self._submit(common, display))
+            future = self._submit(common, display)
+            if future is not None:
+                futures.append(future)
         if futures:
             concurrent.futures.wait(futures, timeout=wait)
         return self._entries(repositories)
