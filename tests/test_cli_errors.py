@@ -115,3 +115,22 @@ def test_describe_reads_the_status_and_hides_the_transports_words() -> None:
     message, hint = describe(middleware, access="read")
     assert message == "the transfer failed (RuntimeError)" and "middleware" not in message
     assert hint and "--traceback" in hint
+
+
+def test_the_error_table_words_hub_failures_as_hub_errors_does() -> None:
+    """A Hub error that reaches the error table (any command but `show`/`forget`) gets the same
+    status-specific next step as hub_errors.describe, its one owner: a refused token says to log
+    in, not to check the network."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from tracekeeper import errors_table
+
+    request = httpx2.Request("GET", "https://huggingface.co/api/buckets/a/b")
+    refused = HfHubHTTPError("401 Client Error", response=httpx2.Response(401, request=request))
+    message, hint, code = errors_table.lookup(refused) or ("", None, 0)
+    assert (message, code) == ("the Hub refused the token (401)", 1)
+    assert hint is not None and "hf auth login" in hint and "network" not in hint
+    unreachable = errors_table.lookup(ConnectionError("Request middleware error: error sending request"))
+    assert unreachable is not None and unreachable[0] == "the Hub cannot be reached", unreachable
+    assert "middleware" not in unreachable[0]

@@ -144,8 +144,8 @@ def test_the_error_table_maps_types_to_documented_codes() -> None:
     # hf_xet reports a failed transfer as ConnectionError with reqwest's internals in the text.
     leaky = ConnectionError("Request middleware error: error sending request for url (https://cas/...)")
     message, hint, code = errors_table.lookup(leaky) or ("", None, 0)
-    assert (message, code) == ("the connection failed (ConnectionError)", 1)
-    assert "middleware" not in message and hint and "tracekeeper doctor" in hint
+    assert (message, code) == ("the Hub cannot be reached", 1)  # hub_errors.describe's words
+    assert "middleware" not in message and hint and "HF_ENDPOINT" in hint
 
 
 def test_the_pre_push_entry_shares_the_error_table(env: Env) -> None:

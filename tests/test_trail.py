@@ -8,6 +8,7 @@ of every note that linked the session.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -532,3 +533,20 @@ def test_forget_json_without_yes_is_a_usage_error(env: Env) -> None:
     sha = repo.commit("x")
     scripted = tk(env, "forget", sha, "--json", cwd=repo.path)
     assert scripted.returncode == 2 and "--json needs --yes" in scripted.stderr
+
+
+def test_forget_renders_a_teammates_note_visibly(env: Env) -> None:
+    """`forget` lists what it would delete from the notes (a teammate's, hostile input like
+    `log`'s): agent, session id and URL must not reach the terminal as control sequences."""
+    repo = make_repo(env)
+    sha = repo.commit("c", file="f.py")
+    url = "file:///store/x\x1b]8;;https://evil.example\x07.jsonl"
+    lines = codex_lines(prompts=[2], count=3)
+    link = link_for(url, "s\x1b]0;pwned\x07", lines, 1, 3)
+    notes.add_link(repo.git_dir, REF, sha, dataclasses.replace(link, agent="codex\x9b2J"))
+    dry = tk(env, "forget", sha, "--dry-run", cwd=repo.path)
+    assert dry.returncode == 0, dry.stderr
+    assert_nothing_reaches_the_terminal(dry.stdout)
+    assert "codex\\x9b2J session s\\x1b]0;pwned\\x07: file:///store/x\\x1b]8;;https://evil.example\\x07.jsonl" in (
+        dry.stdout
+    ), dry.stdout

@@ -43,19 +43,20 @@ def _os_message(exc: BaseException) -> str:
     return f"{where}{exc.strerror or _first_line(exc)}"
 
 
-_NETWORK_HINT = "check the network and the token (hf auth whoami), then: tracekeeper doctor; --traceback shows details"
-
-
 def _hub_message(exc: BaseException) -> str:
-    """The Hub's own message (huggingface_hub's `server_message`), not the request dump."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", "?")
+    """hub_errors' words for the failure (its one owner), then the Hub's own message
+    (huggingface_hub's `server_message`) when it sent one, never the request dump."""
+    from .hub_errors import describe
+
     server = (getattr(exc, "server_message", None) or "").strip()
-    return f"the Hub answered {status}" + (f": {_first_line(Exception(server))}" if server else "")
+    return describe(exc, access="use")[0] + (f": {_first_line(Exception(server))}" if server else "")
 
 
-def _transport_message(exc: BaseException) -> str:
-    return f"the connection failed ({type(exc).__name__})"
+def _hub_hint(exc: BaseException) -> str:
+    """The next step for that status (log in, wait, check HF_ENDPOINT...), from hub_errors."""
+    from .hub_errors import describe
+
+    return describe(exc, access="use")[1] or "tracekeeper doctor checks the store; --traceback shows details"
 
 
 def _attr_hint(exc: BaseException) -> str | None:
@@ -135,11 +136,12 @@ TABLE: tuple[Row, ...] = (
     Row("sqlite3:DatabaseError", lambda e: f"the queue database: {_first_line(e)}", _no_hint, _const(ExitStatus.ERROR)),
     # Transport failures: the library's text names its internals ("Request middleware error",
     # a temp file); the line says what failed, the stack (--traceback) keeps the details.
-    Row("huggingface_hub.errors:HfHubHTTPError", _hub_message, lambda _e: _NETWORK_HINT, _const(ExitStatus.ERROR)),
-    Row("httpx2:TransportError", _transport_message, lambda _e: _NETWORK_HINT, _const(ExitStatus.ERROR)),
-    Row("httpx:TransportError", _transport_message, lambda _e: _NETWORK_HINT, _const(ExitStatus.ERROR)),
-    Row("ConnectionError", _transport_message, lambda _e: _NETWORK_HINT, _const(ExitStatus.ERROR)),
-    Row("TimeoutError", _transport_message, lambda _e: _NETWORK_HINT, _const(ExitStatus.ERROR)),
+    # hub_errors.describe owns the wording (the same as `show` and `forget` give).
+    Row("huggingface_hub.errors:HfHubHTTPError", _hub_message, _hub_hint, _const(ExitStatus.ERROR)),
+    Row("httpx2:TransportError", _hub_message, _hub_hint, _const(ExitStatus.ERROR)),
+    Row("httpx:TransportError", _hub_message, _hub_hint, _const(ExitStatus.ERROR)),
+    Row("ConnectionError", _hub_message, _hub_hint, _const(ExitStatus.ERROR)),
+    Row("TimeoutError", _hub_message, _hub_hint, _const(ExitStatus.ERROR)),
     Row("OSError", _os_message, _no_hint, _const(ExitStatus.ERROR)),
 )
 

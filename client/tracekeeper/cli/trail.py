@@ -155,6 +155,8 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
     """
     from tracekeeperd.paths import resolve
 
+    from ..safetext import visible  # notes (a teammate's) and the argument are hostile text
+
     if undo:
         if dry_run or force:
             raise click.UsageError("--undo takes neither --dry-run nor --force")
@@ -176,12 +178,13 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
             emit_json(_plan_json(result, dry_run))
         else:
             when = ", ".join(sorted({t.at for t in plan.already}))
-            click.echo(f"nothing to forget for {plan.what}" + (f" (forgotten on {when})" if when else ""))
+            click.echo(f"nothing to forget for {visible(plan.what)}" + (f" (forgotten on {when})" if when else ""))
         return
-    for t in plan.targets:
-        who = f"{t.agent} session {t.session_id}" if t.session_id else "a trace"
+    for t in plan.targets:  # agent, session and URL come from notes (a teammate's): hostile text
+        session = t.session_id
+        who = f"{visible(str(t.agent))} session {visible(session)}" if session else "a trace"
         shas = ", ".join(c[:12] for c in t.commits)
-        click.echo(f"{who}: {t.url}\n    linked from {len(t.commits)} commit(s): {shas}", file=out)
+        click.echo(f"{who}: {visible(t.url)}\n    linked from {len(t.commits)} commit(s): {shas}", file=out)
     if plan.active:
         click.echo(
             "warning: this session is still active here: commits made while it goes on will not be linked to it",
@@ -211,7 +214,7 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         emit_json(_plan_json(result, dry_run))
     else:
         for url in result.deleted:
-            click.echo(f"deleted {url}")
+            click.echo(f"deleted {visible(url)}")
         click.echo(f"tombstoned the links in {len(result.tombstoned)} note(s)")
         _say_held_back(result, out)
     if result.errors:
