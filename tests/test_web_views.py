@@ -185,3 +185,23 @@ def test_turns_of_one_line_share_one_anchor_and_results_fold_under_their_calls()
     ]
     assert items[1].output is not None and items[1].output.head == "file.txt"
     assert items[2].output is not None and items[2].output.head == "/work"
+
+
+def test_session_links_are_built_from_the_raw_ids_not_their_shown_form(tmp_path: Path) -> None:
+    """A pushed note is hostile: its agent and session id are shown escaped (`\\x1b`), but the link
+    must name the session the note really names, or it leads nowhere (the search page did this
+    right; the timeline and commit pages built it from the shown form)."""
+    raw_session = "s\x1b[2Jx/y"
+    link = notes.TraceLink(
+        url="file:///nowhere/claude-s.jsonl",
+        agent="claude",
+        session_id=raw_session,
+        first_line=1,
+        last_line=2,
+        bytes=10,
+        sha256="0" * 64,
+    )
+    viewer = Loader(Paths(tmp_path, tmp_path, tmp_path, tmp_path), Redactor())
+    row = views._session_row(viewer, "a" * 40, link)
+    assert "\x1b" not in row.session  # shown escaped
+    assert row.href == views.session_href("claude", raw_session) == "/session/claude/s%1B%5B2Jx%2Fy"

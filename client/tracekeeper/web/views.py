@@ -256,6 +256,8 @@ class SessionRow:
     url: str
     error: str = ""
     tokens: str = ""
+    #: The session page, built from the raw ids: `agent`/`session` are their shown (escaped) forms.
+    href: str = ""
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,7 @@ def _session_row(loader: Loader, sha: str, link: notes.TraceLink) -> SessionRow:
         visible(link.url),
         error,
         tokens(link),
+        session_href(link.agent, link.session_id),
     )
 
 
@@ -361,6 +364,8 @@ class SessionPart:
     items: list[Item]
     error: str = ""
     tokens: str = ""
+    #: The session page, built from the raw ids: `agent`/`session` are their shown (escaped) forms.
+    href: str = ""
 
 
 @dataclass(frozen=True)
@@ -413,6 +418,7 @@ def commit_view(
             None,
             [],
             tokens=tokens(link),
+            href=session_href(link.agent, link.session_id),
         )
         if only is not None and index != only:
             parts.append(base)
