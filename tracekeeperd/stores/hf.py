@@ -45,7 +45,27 @@ HUB_ENVIRONMENT = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    # hf_xet's memory during an upload: see XET_MEMORY_BOUNDS.
+    "HF_XET_CLIENT_AC_MAX_UPLOAD_CONCURRENCY": "2",
+    "TOKIO_WORKER_THREADS": "2",
 }
+#: What bounds hf_xet's buffers in the daemon (huggingface/xet-core; both are read in this process
+#: when huggingface_hub creates its one XetSession, on the first transfer: hf_xet/src/py_xet_session.rs
+#: `XetConfig::new` reads HF_XET_*, and the session's runtime reads TOKIO_WORKER_THREADS).
+#: - Xorbs in flight (up to 64 MiB raw each, ~35 MiB compressed for JSONL): a serialized xorb waits
+#:   for an upload permit before its upload task is spawned (xet_data/src/processing/
+#:   file_upload_session.rs `register_new_xorb`), and the adaptive controller raises the permits from
+#:   2 up to `ac_max_upload_concurrency`, 64 by default (xet_runtime/src/config/groups/client.rs,
+#:   xet_client/src/cas_client/adaptive_concurrency/controller.rs `new_upload`): on a link faster than
+#:   its first guess, memory grows with the transcript. 2 is hf_xet's own starting value, so a
+#:   transcript-sized upload is sent as a default upload sends it.
+#: - Runtime workers: one per core up to 32 (xet_runtime/src/core/runtime/native.rs
+#:   `get_num_tokio_worker_threads`, whose own floor is 2); chunking and compression run on its
+#:   blocking threads whatever the count.
+#: Not bounded by any setting: the xorb being built (`MAX_XORB_BYTES`, 64 MiB, in
+#: xet_core_structures/src/xorb_object/constants.rs is read from HF_XET_MAX_XORB_BYTES only in debug
+#: builds) and its serialized copy. Measured in docs/benchmarks.md ("Large sessions").
+XET_MEMORY_BOUNDS = ("HF_XET_CLIENT_AC_MAX_UPLOAD_CONCURRENCY", "TOKIO_WORKER_THREADS")
 #: The statuses huggingface_hub's `http_backoff` retries by itself (`_DEFAULT_RETRY_ON_STATUS_CODES`
 #: in huggingface_hub/utils/_http.py), sleeping `Retry-After` or a rate-limit window each time.
 LIBRARY_RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
