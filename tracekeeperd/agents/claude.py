@@ -40,7 +40,7 @@ from .records import (
     tool_call,
     tool_result,
 )
-from .usage import Charge, CountKeys, ModelUsage, model_name, usage_records
+from .usage import Charge, CountKeys, ModelUsage, UsageState, model_name, usage_records
 
 NAME = "claude"
 
@@ -237,8 +237,10 @@ _COUNTS = CountKeys(
 )
 
 
-def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
-    """Each API response's tokens, charged at its first line with the largest counts it shows."""
+def usage_charges(lines: Iterable[tuple[int, bytes]], state: UsageState) -> Iterator[Charge]:
+    """Each API response's tokens, charged at its first line with the largest counts it shows
+    among the lines read. ``state.seen`` holds the responses charged by earlier reads: their
+    later lines add nothing."""
     responses: dict[str, tuple[int, str, ModelUsage]] = {}
     for number, record in usage_records(lines, b'"usage"'):
         if get_str(record, "type") != "assistant":
@@ -255,6 +257,8 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
             first, first_model, known = responses[key]
             responses[key] = (first, first_model, known.largest(usage))
             yield number, model, None
+        elif not state.seen.add(key):
+            yield number, model, None  # charged by an earlier read
         else:
             responses[key] = (number, model, usage)
     yield from responses.values()
