@@ -274,10 +274,6 @@ class SeenKeys:
             self._sorted = array("Q", sorted([*self._sorted, *self._recent]))
             self._recent = set()
 
-    def copy(self) -> SeenKeys:
-        self._merge()
-        return SeenKeys(array("Q", self._sorted))
-
     def to_text(self) -> str:
         """The digests as base64 of native-order uint64s, sorted (read back on the same machine)."""
         self._merge()
@@ -314,9 +310,6 @@ class UsageState:
     model: str = UNKNOWN_MODEL
     total: tuple[int | None, ...] | None = None
     seen: SeenKeys = field(default_factory=SeenKeys)
-
-    def copy(self) -> UsageState:
-        return UsageState(self.model, self.total, self.seen.copy())
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "total": self.total, "seen": self.seen.to_text()}
