@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from tracekeeperd import tokens
 from tracekeeperd.agents import get_format
-from tracekeeperd.agents.usage import ModelUsage, Usage, UsageState, slice_usage
+from tracekeeperd.agents.usage import ModelUsage, Usage, UsageState, slice_usage, sum_usages
 
 from .harness import Env, make_repo, note_links, running_daemon, wait_for
 from .test_usage import WITH_USAGE, lines_of
@@ -60,6 +61,31 @@ def test_reading_on_from_a_state_answers_as_reading_from_line_1(relpath: str, da
         reached = last
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    ids=st.lists(st.integers(min_value=0, max_value=150), min_size=1, max_size=300),
+    outputs=st.lists(st.integers(min_value=0, max_value=9), min_size=300, max_size=300),
+    data=st.data(),
+)
+def test_claude_responses_closed_on_the_way_are_charged_alike_whatever_the_cuts(
+    ids: list[int], outputs: list[int], data: st.DataObject
+) -> None:
+    """Lines of a response that recur after more than 64 others began (so it was closed): resumed
+    reads answer as reads from line 1, and the slices add up to the whole."""
+    fmt = get_format("claude")
+    assert fmt is not None
+    lines = [_claude_line(f"msg_{key}", outputs[i]) for i, key in enumerate(ids)]
+    cuts = sorted(data.draw(st.sets(st.integers(min_value=1, max_value=max(1, len(lines) - 1)), max_size=5)))
+    bounds = [(a, b) for a, b in zip([1, *[c + 1 for c in cuts]], [*cuts, len(lines)], strict=True) if a <= b]
+    state, parts = UsageState(), []
+    for first, last in bounds:
+        state = _round_trip(state)
+        part = slice_usage(fmt, enumerate(lines[first - 1 : last], start=first), start=first, end=last, state=state)
+        assert part == slice_usage(fmt, enumerate(lines[:last], start=1), start=first, end=last)
+        parts.append(part)
+    assert sum_usages(parts) == slice_usage(fmt, enumerate(lines, start=1))
+
+
 def _pi_entry(entry: str, tokens_in: int) -> bytes:
     message = {"role": "assistant", "model": "m", "usage": {"input": tokens_in, "output": 1}}
     return json.dumps({"type": "message", "id": entry, "message": message}).encode()
@@ -82,6 +108,33 @@ def test_the_state_of_a_session_with_100k_responses_is_small_and_still_exact() -
     again = [_pi_entry("entry-0", 5), _pi_entry("entry-99999", 5), _pi_entry("new", 7)]
     later = slice_usage(fmt, enumerate(again, start=count + 1), start=count + 1, state=state)
     assert later == Usage.of({"m": ModelUsage(input=7, output=1, cache_write=0)})
+
+
+def _claude_line(message_id: str, output: int) -> bytes:
+    usage = {"input_tokens": 1, "output_tokens": output, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    message = {"id": message_id, "model": "m", "usage": usage}
+    return json.dumps({"type": "assistant", "message": message}).encode()
+
+
+def test_reading_a_long_claude_session_holds_only_a_few_responses_open() -> None:
+    """A Claude response's lines carry its counts as known when each was written, so it is charged
+    with the largest; but keeping every response open until the read ends held all of them (one
+    entry each, ~350 bytes). A response is closed once 64 others have begun since (Claude
+    Code writes a response's lines together); its later lines then add nothing."""
+    fmt = get_format("claude")
+    assert fmt is not None
+    count = 25_000  # tracemalloc slows parsing tenfold; held all open: 7.3 MiB (100k: 34 MiB)
+    lines = [line for i in range(count) for line in (_claude_line(f"msg_{i}", 1), _claude_line(f"msg_{i}", 2))]
+    tracemalloc.start()
+    try:
+        usage = slice_usage(fmt, enumerate(lines, start=1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert usage == Usage.of({"m": ModelUsage(input=count, output=2 * count, cache_write=0)})
+    assert peak < 3 * 1024 * 1024, f"{peak / 2**20:.1f} MiB"  # 200 kB of digests, 64 open, a merge
+    late = [_claude_line("msg_0", 1), *(_claude_line(f"other_{i}", 0) for i in range(64)), _claude_line("msg_0", 5)]
+    assert slice_usage(fmt, enumerate(late, start=1)) == Usage.of({"m": ModelUsage(input=65, output=1, cache_write=0)})
 
 
 def test_a_damaged_state_is_refused() -> None:

@@ -226,6 +226,11 @@ EDIT_TOOLS: dict[str, Converter] = {
 # later line can hold the final output count). Lines without ``message.id`` fall back to
 # ``requestId``; with neither, each line counts. ``<synthetic>`` messages (errors Claude Code writes
 # itself) carry zero usage and so add nothing.
+#
+# A response stays open for larger counts until ``OPEN_RESPONSES`` other responses have begun since
+# it (or the read ends): Claude Code writes a response's lines together, and keeping every response
+# open held one entry per response of the session. Closing depends only on the responses begun
+# between two lines, not on where a read started, so a read resumed from a state closes the same ones.
 
 
 _COUNTS = CountKeys(
@@ -237,11 +242,15 @@ _COUNTS = CountKeys(
 )
 
 
+#: Responses begun since one that close it (see above).
+OPEN_RESPONSES = 64
+
+
 def usage_charges(lines: Iterable[tuple[int, bytes]], state: UsageState) -> Iterator[Charge]:
-    """Each API response's tokens, charged at its first line with the largest counts it shows
-    among the lines read. ``state.seen`` holds the responses charged by earlier reads: their
-    later lines add nothing."""
-    responses: dict[str, tuple[int, str, ModelUsage]] = {}
+    """Each API response's tokens, charged at its first line with the largest counts its lines show
+    while it is open. ``state.seen`` holds the responses begun earlier: their later lines add nothing."""
+    # Open responses, oldest first: (first line, model, largest counts, responses seen when it began).
+    responses: dict[str, tuple[int, str, ModelUsage, int]] = {}
     for number, record in usage_records(lines, b'"usage"'):
         if get_str(record, "type") != "assistant":
             continue
@@ -254,14 +263,18 @@ def usage_charges(lines: Iterable[tuple[int, bytes]], state: UsageState) -> Iter
         if key is None:
             yield number, model, usage
         elif key in responses:
-            first, first_model, known = responses[key]
-            responses[key] = (first, first_model, known.largest(usage))
+            first, first_model, known, begun = responses[key]
+            responses[key] = (first, first_model, known.largest(usage), begun)
             yield number, model, None
         elif not state.seen.add(key):
-            yield number, model, None  # charged by an earlier read
+            yield number, model, None  # charged already (closed, or by an earlier read)
         else:
-            responses[key] = (number, model, usage)
-    yield from responses.values()
+            responses[key] = (number, model, usage, len(state.seen))
+            while len(state.seen) - next(iter(responses.values()))[3] >= OPEN_RESPONSES:
+                first, first_model, known, _ = responses.pop(next(iter(responses)))
+                yield first, first_model, known
+    for first, first_model, known, _ in responses.values():
+        yield first, first_model, known
 
 
 FORMAT = TranscriptFormat(
