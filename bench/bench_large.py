@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_large.py            # 50 MB and 500 MB sessions, 1 GB for memory
     .venv/bin/python bench/bench_large.py --quick    # 20 MB and 50 MB, 100 MB for memory
+    .venv/bin/python bench/bench_large.py --quick --only ratio   # the commit -> note ratio alone
 
 Everything real, as in tests/: the installed hook, real git, the daemon as its own process, the
 real huggingface_hub + hf_xet against the Hub stand-in (tests/hubstub.py, `local://` CAS).
@@ -188,6 +189,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20 MB and 50 MB sessions, 100 MB for memory")
     parser.add_argument("--rounds", type=int, help="grown commits per size (default 5, --quick 2)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only", choices=("ratio", "memory"), help="run only the commit -> note ratios or only the local-store memory"
+    )
     args = parser.parse_args()
     random.seed(args.seed)
     sizes = (20 * MB, 50 * MB) if args.quick else (50 * MB, 500 * MB)
@@ -201,13 +205,14 @@ def main() -> int:
         f" {'daemon peak':>11s} {'raw hf peak':>11s}"
     )
     results: dict[int, dict[str, float]] = {}
-    for size in sizes:
+    for size in sizes if args.only != "memory" else ():
         r = results[size] = bench_size(size, rounds)
         print(
             f"{size / MB:7.0f}MB {ms(r['first']):>11s} {ms(r['noted']):>13s} {ms(r['raw']):>11s}"
             f" {r['noted'] / r['raw']:5.2f}x {r['peak'] / MiB:8.0f}MiB {r['raw_peak'] / MiB:8.0f}MiB"
         )
-    local: dict[int, tuple[float, float]] = {size: peak_only(size) for size in (*sizes, memory_size)}
+    memory_sizes = (*sizes, memory_size) if args.only != "ratio" else ()
+    local: dict[int, tuple[float, float]] = {size: peak_only(size) for size in memory_sizes}
     print()
     print("local store (no hf_xet in the daemon): the daemon's own memory")
     print(f"{'session':>9s} {'first note':>11s} {'daemon peak':>11s}")

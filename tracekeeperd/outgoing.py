@@ -52,7 +52,7 @@ _RECORD_VERSION = 2  # 2: `ident`
 #: Suffixes of a copy's files: no MIME type is guessed from them, so an upload's content type
 #: comes from its remote path as it did when bytes were uploaded (huggingface_hub `_buckets.py`,
 #: `_BucketAddFile.__post_init__`: the source path first, then the destination).
-COPY_SUFFIXES = (".redacted", ".findings", ".state", ".upload")
+COPY_SUFFIXES = (".redacted", ".findings", ".state", ".upload", ".usage")  # .usage: tokens.Checkpoint
 
 
 def copy_files(redacted_root: Path, snapshot: Path) -> list[Path]:
@@ -164,7 +164,7 @@ class RedactedCopies:
         gone), OSError or PermanentError (the snapshot is shorter than asked: being extended).
         """
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        redacted, findings, state, _ = copy_files(self.root, snapshot)
+        redacted, findings, state, *_ = copy_files(self.root, snapshot)
         wanted = sorted({n for n in lines if n > 0} | ({raw_lines} if raw_lines > 0 else set()))
         copy = self._current(snapshot, redactor.ruleset_id)
         if copy is not None and copy.raw_bytes > raw_bytes:
@@ -205,7 +205,7 @@ class RedactedCopies:
 
     def _current(self, snapshot: Path, ruleset: str) -> _Copy | None:
         """The copy to continue: the running one if its files are intact, else the one on disk."""
-        redacted, findings, _, _ = copy_files(self.root, snapshot)
+        redacted, findings, _, *_ = copy_files(self.root, snapshot)
         copy = self._live.pop(str(snapshot), None)
         if copy is not None and copy.ruleset == ruleset:
             try:
@@ -219,7 +219,7 @@ class RedactedCopies:
 
     def _load(self, snapshot: Path, ruleset: str) -> _Copy | None:
         """The copy a previous run left, once both sides hash to what its record says."""
-        redacted, findings, state, _ = copy_files(self.root, snapshot)
+        redacted, findings, state, *_ = copy_files(self.root, snapshot)
         try:
             record = json.loads(state.read_bytes())
             if (
@@ -254,7 +254,7 @@ class RedactedCopies:
         return copy
 
     def _fresh(self, snapshot: Path, ruleset: str) -> _Copy:
-        redacted, findings, state, _ = copy_files(self.root, snapshot)
+        redacted, findings, state, *_ = copy_files(self.root, snapshot)
         state.unlink(missing_ok=True)  # the record goes first: a crash now leaves no stale claim
         for path in (redacted, findings):
             # New files, not the old ones cut to 0: a reader that still holds the old copy open (the
@@ -275,7 +275,7 @@ class RedactedCopies:
         On any failure the copy's files are cut back to where they were and `copy` is
         unchanged: a half-done extension is never kept or uploaded.
         """
-        redacted, findings, _, _ = copy_files(self.root, snapshot)
+        redacted, findings, _, *_ = copy_files(self.root, snapshot)
         raw_hash, out_hash = copy.raw_hash.copy(), copy.out_hash.copy()
         resume, raw_at, out_at, findings_at = copy.resume, copy.raw_bytes, copy.out_bytes, copy.findings_bytes
         prefixes: dict[int, tuple[int, str]] = {}

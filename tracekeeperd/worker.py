@@ -437,7 +437,8 @@ class Worker:
             bytes=length,
             sha256=digest,
             redacted={"counts": counts, "ruleset": self.redactor.ruleset_id},
-            usage=tokens.job_usage(job, self.redactor),  # streamed from the snapshot; None (unknown) is left out
+            # streamed from the snapshot, from where the last commit of the session left off; None is left out
+            usage=tokens.job_usage(job, self.redactor, self.copies.root),
         )
 
     def _note_all(self, batch: list[tuple[Job, tuple[int, str, dict[str, int]]]]) -> None:

@@ -40,7 +40,7 @@ from .records import (
     tool_call,
     tool_result,
 )
-from .usage import Charge, CountKeys, ModelUsage, model_name, usage_records
+from .usage import Charge, CountKeys, ModelUsage, UsageState, model_name, usage_records
 
 NAME = "claude"
 
@@ -226,6 +226,11 @@ EDIT_TOOLS: dict[str, Converter] = {
 # later line can hold the final output count). Lines without ``message.id`` fall back to
 # ``requestId``; with neither, each line counts. ``<synthetic>`` messages (errors Claude Code writes
 # itself) carry zero usage and so add nothing.
+#
+# A response stays open for larger counts until ``OPEN_RESPONSES`` other responses have begun since
+# it (or the read ends): Claude Code writes a response's lines together, and keeping every response
+# open held one entry per response of the session. Closing depends only on the responses begun
+# between two lines, not on where a read started, so a read resumed from a state closes the same ones.
 
 
 _COUNTS = CountKeys(
@@ -237,9 +242,15 @@ _COUNTS = CountKeys(
 )
 
 
-def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
-    """Each API response's tokens, charged at its first line with the largest counts it shows."""
-    responses: dict[str, tuple[int, str, ModelUsage]] = {}
+#: Responses begun since one that close it (see above).
+OPEN_RESPONSES = 64
+
+
+def usage_charges(lines: Iterable[tuple[int, bytes]], state: UsageState) -> Iterator[Charge]:
+    """Each API response's tokens, charged at its first line with the largest counts its lines show
+    while it is open. ``state.seen`` holds the responses begun earlier: their later lines add nothing."""
+    # Open responses, oldest first: (first line, model, largest counts, responses seen when it began).
+    responses: dict[str, tuple[int, str, ModelUsage, int]] = {}
     for number, record in usage_records(lines, b'"usage"'):
         if get_str(record, "type") != "assistant":
             continue
@@ -252,12 +263,18 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
         if key is None:
             yield number, model, usage
         elif key in responses:
-            first, first_model, known = responses[key]
-            responses[key] = (first, first_model, known.largest(usage))
+            first, first_model, known, begun = responses[key]
+            responses[key] = (first, first_model, known.largest(usage), begun)
             yield number, model, None
+        elif not state.seen.add(key):
+            yield number, model, None  # charged already (closed, or by an earlier read)
         else:
-            responses[key] = (number, model, usage)
-    yield from responses.values()
+            responses[key] = (number, model, usage, len(state.seen))
+            while len(state.seen) - next(iter(responses.values()))[3] >= OPEN_RESPONSES:
+                first, first_model, known, _ = responses.pop(next(iter(responses)))
+                yield first, first_model, known
+    for first, first_model, known, _ in responses.values():
+        yield first, first_model, known
 
 
 FORMAT = TranscriptFormat(

@@ -36,7 +36,7 @@ from .records import (
     tool_call,
     tool_result,
 )
-from .usage import UNKNOWN_MODEL, Charge, CountKeys, count, model_name, usage_records
+from .usage import Charge, CountKeys, UsageState, count, model_name, usage_records
 
 NAME = "codex"
 
@@ -260,16 +260,15 @@ _COUNTS = CountKeys(
 )
 
 
-def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
-    """Each response's tokens, charged at the token_count that first shows it."""
-    model = UNKNOWN_MODEL
-    previous_total: tuple[int | None, ...] | None = None
+def usage_charges(lines: Iterable[tuple[int, bytes]], state: UsageState) -> Iterator[Charge]:
+    """Each response's tokens, charged at the token_count that first shows it. ``state`` carries
+    the model in effect and the previous running total."""
     for number, record in usage_records(lines, b'"turn_context"', b'"token_count"'):
         payload = get_record(record, "payload")
         kind = get_str(record, "type")
         if kind == "turn_context":
             if get_str(payload, "model") is not None:
-                model = model_name(get_str(payload, "model"))
+                state.model = model_name(get_str(payload, "model"))
             continue
         if kind != "event_msg" or get_str(payload, "type") != "token_count":
             continue
@@ -279,9 +278,9 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
         if total is None or usage is None:
             continue  # info null (rate limits only) or damaged: not a usage record
         total_key = tuple(count(total.get(name)) for name in _TOTAL_FIELDS)
-        fresh = total_key != previous_total
-        previous_total = total_key
-        yield number, model, usage if fresh else None
+        fresh = total_key != state.total
+        state.total = total_key
+        yield number, state.model, usage if fresh else None
 
 
 FORMAT = TranscriptFormat(

@@ -44,7 +44,7 @@ from .records import (
     to_text,
     unreadable_turn,
 )
-from .usage import Charge, CountKeys, charge_once, usage_records
+from .usage import Charge, CountKeys, UsageState, charge_once, usage_records
 
 NAME = "gemini"
 
@@ -302,9 +302,8 @@ _COUNTS = CountKeys(
 )
 
 
-def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
+def usage_charges(lines: Iterable[tuple[int, bytes]], state: UsageState) -> Iterator[Charge]:
     """Each message's tokens, charged at the first line that shows them."""
-    charged: set[str] = set()
     for number, record in usage_records(lines, b'"tokens"'):
         updates = get_record(record, "$set")
         messages = get_list(updates, "messages") if updates is not None else [record]
@@ -314,7 +313,7 @@ def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
                 continue
             usage = _COUNTS.read(get_record(message, "tokens"))
             if usage is not None:
-                yield charge_once(charged, number, get_str(message, "id"), get_str(message, "model"), usage)
+                yield charge_once(state.seen, number, get_str(message, "id"), get_str(message, "model"), usage)
 
 
 FORMAT = TranscriptFormat(

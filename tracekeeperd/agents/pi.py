@@ -31,7 +31,7 @@ from .records import (
     sniffer,
     to_text,
 )
-from .usage import Charge, CountKeys, charge_once, usage_records
+from .usage import Charge, CountKeys, UsageState, charge_once, usage_records
 
 NAME = "pi"
 
@@ -185,16 +185,15 @@ _COUNTS = CountKeys(
 )
 
 
-def usage_charges(lines: Iterable[tuple[int, bytes]]) -> Iterator[Charge]:
+def usage_charges(lines: Iterable[tuple[int, bytes]], state: UsageState) -> Iterator[Charge]:
     """Each assistant entry's tokens, charged once per entry id."""
-    charged: set[str] = set()
     for number, record in usage_records(lines, b'"usage"'):
         message = get_record(record, "message")
         if get_str(record, "type") != "message" or get_str(message, "role") != "assistant":
             continue
         usage = _COUNTS.read(get_record(message, "usage"))
         if usage is not None:
-            yield charge_once(charged, number, get_str(record, "id"), get_str(message, "model"), usage)
+            yield charge_once(state.seen, number, get_str(record, "id"), get_str(message, "model"), usage)
 
 
 FORMAT = TranscriptFormat(

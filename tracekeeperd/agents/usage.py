@@ -24,6 +24,18 @@ one holding the line where it is first recorded (``tests/test_usage.py`` checks 
 up to the whole). A slice that holds usage records but no new response (a Codex rate-limit
 refresh, the tail of a Claude message) is known to have spent nothing: an empty ``Usage``.
 
+**Resuming.** A reader's context is explicit: a ``UsageState`` (the model in effect, Codex's
+last running total, the keys of responses already charged) that the reader updates line by line.
+``slice_usage`` given the state left by lines ``1..k`` and the lines after ``k`` answers exactly
+what it answers given lines ``1..`` (``tests/test_usage.py`` checks it for every fixture and any
+cut), so a caller that keeps the state at the end of one commit's slice reads only the next
+commit's new lines (``tracekeeperd/tokens.py``). The keys charged are all a reader needs of the
+past, and all of them are needed: Gemini's ``$set.messages`` lists the whole conversation again,
+so a message charged 10,000 lines ago must still be known. They are kept as 64-bit digests in a
+sorted array (``SeenKeys``): 8 bytes per response in memory and on disk, so a session with 100k
+responses carries 800 kB, and two keys colliding (about 1 in 10**9 at that size) would only
+leave one response uncharged.
+
 **Where the agent facts live.** Which records hold usage, which keys hold which count and how
 a response written more than once is charged are facts about one agent's transcripts, so each
 format module owns them, as ``TranscriptFormat.usage`` (a ``UsageReader``, beside ``edits``); a
@@ -33,9 +45,14 @@ convention above, ``CountKeys`` (an agent's table of count keys), and the slicin
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import itertools
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 from .records import Record, as_record, parse_record
 
@@ -209,8 +226,114 @@ def sum_usages(usages: Iterable[Usage | None]) -> Usage | None:
 #: A usage record found on a line: (line, model, what it adds). ``None`` as the amount marks a
 #: record that adds nothing new (already charged to an earlier line), so the slice still counts as known.
 Charge = tuple[int, str, ModelUsage | None]
-#: ``TranscriptFormat.usage``: every usage record in the numbered lines; never raises on bad lines.
-UsageReader = Callable[[Iterable[tuple[int, bytes]]], Iterator[Charge]]
+
+
+class SeenKeys:
+    """The keys (message or entry ids) of responses already charged, as 64-bit digests.
+
+    A sorted ``array`` of digests plus a small set of recent ones merged into it now and then:
+    8 bytes a key, where a ``set[str]`` of uuids costs over 100. Only membership is ever asked,
+    so the keys themselves (transcript text) are not kept.
+    """
+
+    #: Recent digests kept apart before they are merged into the sorted array.
+    MERGE_EVERY = 4096
+
+    def __init__(self, digests: array[int] | None = None) -> None:
+        self._sorted: array[int] = digests if digests is not None else array("Q")
+        self._recent: set[int] = set()
+
+    @staticmethod
+    def _digest(key: str) -> int:
+        data = key.encode("utf-8", "surrogatepass")
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+    def _in_sorted(self, digest: int) -> bool:
+        at = bisect_left(self._sorted, digest)
+        return at < len(self._sorted) and self._sorted[at] == digest
+
+    def __contains__(self, key: str) -> bool:
+        digest = self._digest(key)
+        return digest in self._recent or self._in_sorted(digest)
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def add(self, key: str) -> bool:
+        """Remember ``key``; whether it was new."""
+        digest = self._digest(key)
+        if digest in self._recent or self._in_sorted(digest):
+            return False
+        self._recent.add(digest)
+        if len(self._recent) >= self.MERGE_EVERY:
+            self._merge()
+        return True
+
+    def _merge(self) -> None:
+        if self._recent:
+            self._sorted = array("Q", sorted([*self._sorted, *self._recent]))
+            self._recent = set()
+
+    def to_text(self) -> str:
+        """The digests as base64 of native-order uint64s, sorted (read back on the same machine)."""
+        self._merge()
+        return base64.b64encode(self._sorted.tobytes()).decode("ascii")
+
+    @classmethod
+    def from_text(cls, text: object) -> SeenKeys | None:
+        """``to_text``'s form; None when it is not (a damaged record is read again from line 1)."""
+        if not isinstance(text, str):
+            return None
+        try:
+            data = base64.b64decode(text.encode("ascii"), validate=True)
+        except ValueError:
+            return None
+        digests = array("Q")
+        if digests.itemsize != 8 or len(data) % 8:
+            return None
+        digests.frombytes(data)
+        if any(digests[i] >= digests[i + 1] for i in range(len(digests) - 1)):
+            return None
+        return cls(digests)
+
+
+@dataclass
+class UsageState:
+    """What a usage reader carries from one line to the next, so reading can stop and resume.
+
+    One shape for every format; each reader uses the fields its agent needs: Codex ``model`` (the
+    latest ``turn_context``) and ``total`` (the last running total, to tell a re-sent one), Claude,
+    Gemini and pi ``seen`` (responses already charged). A reader updates it as it reads; lines
+    read with it after ``k`` lines are charged as if read from line 1.
+    """
+
+    model: str = UNKNOWN_MODEL
+    total: tuple[int | None, ...] | None = None
+    seen: SeenKeys = field(default_factory=SeenKeys)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "total": self.total, "seen": self.seen.to_text()}
+
+    @classmethod
+    def from_json(cls, value: object) -> UsageState | None:
+        """``to_json``'s form, or None for anything else (then the caller starts from line 1)."""
+        record = as_record(value)
+        if record is None or not isinstance(record.get("model"), str):
+            return None
+        total = record.get("total")
+        if total is not None and not (
+            isinstance(total, list) and all(item is None or count(item) is not None for item in total)
+        ):
+            return None
+        seen = SeenKeys.from_text(record.get("seen"))
+        if seen is None:
+            return None
+        return cls(str(record["model"]), None if total is None else tuple(total), seen)
+
+
+#: ``TranscriptFormat.usage``: every usage record in the numbered lines, read with (and updating)
+#: the state the earlier lines left; never raises on bad lines.
+UsageReader = Callable[[Iterable[tuple[int, bytes]], UsageState], Iterator[Charge]]
 
 
 @dataclass(frozen=True)
@@ -253,12 +376,10 @@ class CountKeys:
         return ModelUsage(input_tokens, output_tokens, cached, write, reasoning)
 
 
-def charge_once(seen: set[str], number: int, key: str | None, model: str | None, usage: ModelUsage) -> Charge:
+def charge_once(seen: SeenKeys, number: int, key: str | None, model: str | None, usage: ModelUsage) -> Charge:
     """The charge of a record keyed ``key`` that is written again whenever it changes (Gemini, pi):
     its usage the first time the key is seen (always without a key), nothing new after that."""
-    fresh = key is None or key not in seen
-    if key is not None:
-        seen.add(key)
+    fresh = key is None or seen.add(key)
     return number, model_name(model), usage if fresh else None
 
 
@@ -282,20 +403,23 @@ def slice_usage(
     *,
     start: int = 1,
     end: int | None = None,
+    state: UsageState | None = None,
 ) -> Usage | None:
     """Tokens per model spent in lines ``start..end`` (1-based, inclusive) of a transcript.
 
     ``lines`` are ``(line number, raw line)`` pairs from the start of the transcript, like
     ``enumerate(read_lines(path), start=1)``: lines before ``start`` are context (already charged
-    responses, the model in effect), lines after ``end`` are ignored. Returns None when the slice
-    holds no usage record or the agent records none; never raises on bad lines.
+    responses, the model in effect), lines after ``end`` are ignored (and not read past). Or,
+    with ``state`` left by reading lines ``1..k``, the lines after ``k``: the answer is the same.
+    ``state`` is updated to what the lines read leave. Returns None when the slice holds no usage
+    record or the agent records none; never raises on bad lines.
     """
     if fmt.usage is None:
         return None
-    bounded = lines if end is None else ((number, line) for number, line in lines if number <= end)
+    bounded = lines if end is None else itertools.takewhile(lambda item: item[0] <= end, lines)
     seen = False
     per_model: dict[str, ModelUsage] = {}
-    for number, model, usage in fmt.usage(bounded):
+    for number, model, usage in fmt.usage(bounded, UsageState() if state is None else state):
         if number < start:
             continue
         seen = True
