@@ -189,6 +189,15 @@ def parse_tombstones(text: str) -> list[Tombstone]:
     return out
 
 
+def live_links(text: str, dead: Iterable[str] = ()) -> list[TraceLink]:
+    """The links of a note that still stand: every link but those a tombstone in the note (or
+    `dead`: URLs tombstoned in other notes) declares forgotten. Notes merge line by line, so a
+    merge can bring a live line back next to its tombstone; the tombstone always wins. The one
+    answer to "what does this commit link": show, log, why, summary, search and the web ask it."""
+    gone = {stone.url for stone in parse_tombstones(text)}.union(dead)
+    return [link for link in parse(text) if link.url not in gone]
+
+
 def _tombstone_url(line: str) -> str | None:
     try:
         value = json.loads(line[len(TOMBSTONE_PREFIX) :])
