@@ -623,6 +623,18 @@ def written_ref(ref: str) -> str:
     return WRITTEN_PREFIX + ref.removeprefix("refs/")
 
 
+def drop_written(git_dir: Path) -> list[str]:
+    """Delete every private `written_ref` (of any notes ref ever used), for `tracekeeper
+    uninstall`: they are tracekeeper's alone, while the notes refs they point into are the
+    user's and stay. Losing one is harmless (the next write walks from the tip alone), so no
+    compare-and-swap: a daemon writing meanwhile just makes a new one."""
+    listed = git.run(git_dir, ["for-each-ref", "--format=%(refname)", WRITTEN_PREFIX]).stdout.decode()
+    refs = listed.split()
+    if refs:
+        git.run(git_dir, ["update-ref", "--stdin"], input="".join(f"delete {ref}\n" for ref in refs).encode())
+    return refs
+
+
 @dataclass(frozen=True)
 class _History:
     tip: _Commit | None
