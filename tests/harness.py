@@ -136,6 +136,9 @@ def make_env(**overrides: str) -> Iterator[Env]:
         "TRACEKEEPER_RETRY_BASE": "0.2",
         "TRACEKEEPER_RETRY_CAP": "1.0",
         "TRACEKEEPER_RETRY_JITTER": "0.1",
+        # Retries within one attempt (stores/hf.py): their schedule is asserted in
+        # test_stores_unit with an injected sleep; daemons under test need not spend it.
+        "TRACEKEEPER_RETRY_BURST": "0.02",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_XET_TELEMETRY_ENABLED": "false",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",

@@ -412,6 +412,8 @@ class HubStub:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._online = False
+        #: Requests under these path prefixes wait, unanswered, until the event is set (`hold`).
+        self._hold: tuple[tuple[str, ...], asyncio.Event] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -552,6 +554,24 @@ class HubStub:
         with self._lock:
             self._fail_rules.append(rule)
 
+    def hold(self, paths: Iterable[str]) -> None:
+        """Keep every request under these URL-path prefixes waiting, unanswered, until `release`:
+        an upload stays in flight exactly as long as a test needs, with nothing timed."""
+        self._call(self._async_hold(tuple(paths)))
+
+    def release(self) -> None:
+        """Let held requests (and later ones) through; safe to call when nothing is held."""
+        self._call(self._async_release())
+
+    async def _async_hold(self, paths: tuple[str, ...]) -> None:
+        await self._async_release()
+        self._hold = (paths, asyncio.Event())
+
+    async def _async_release(self) -> None:
+        if self._hold is not None:
+            self._hold[1].set()
+            self._hold = None
+
     def clear_failures(self) -> None:
         with self._lock:
             self._fail_rules.clear()
@@ -668,6 +688,7 @@ class HubStub:
                 connection.force_close()
 
     async def _async_stop(self) -> None:
+        await self._async_release()  # a held request must not keep the shutdown waiting
         self._online = False
         if self._runner is not None:
             await self._runner.cleanup()
@@ -684,6 +705,9 @@ class HubStub:
             except _HubError as err:
                 return err.response()
         service = request.headers.get("Authorization", "") == f"Bearer {self._service_token}"
+        held = self._hold
+        if held is not None and not service and path.startswith(held[0]):
+            await held[1].wait()
         rule = None if service else self._take_failure(request.method, path)
         limit = None if service else self._count_request(request, path)
         if rule is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -730,3 +731,44 @@ def test_one_agents_broken_config_is_one_error_line_and_the_others_are_still_don
         assert proc.stderr == f"Error: {broken}: expected a JSON object, found a list; nothing written\n"
         assert "claude: " in proc.stdout
     assert broken.read_text() == "[1]"
+
+
+#: What a terminal would act on (C0 but newline, DEL, C1, bidi controls): none may reach it raw.
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: A directory name a config path can pass through: OSC 0 (window title), CSI 2J, a bidi override.
+HOSTILE = "cfg\x1b]0;owned\x07\x1b[2J\u202e"
+
+
+def test_hostile_text_in_config_paths_and_errors_is_spelled_out(env: Env) -> None:
+    """Config files and their locations are outside text (a symlinked dotfile's target, an
+    env-given config dir): the listing, install's notes and the errors spell their control
+    characters out (safetext.visible) rather than let the terminal act on them."""
+    claude_dir = env.root / HOSTILE
+    claude_dir.mkdir()
+    (claude_dir / "settings.json").write_text('{"hooks": {"Stop": [\x1b[31m')
+    dotfiles = env.root / f"dot{HOSTILE}"
+    write_config(dotfiles / "hooks.json", CODEX_HOOKS)
+    (env.home / ".codex").mkdir()
+    (env.home / ".codex" / "hooks.json").symlink_to(dotfiles / "hooks.json")
+    extra = {"CLAUDE_CONFIG_DIR": str(claude_dir)}
+    spelled = "cfg\\x1b]0;owned\\x07\\x1b[2J\\u202e"
+
+    listing = agents_cli(env, extra_env=extra)
+    assert listing.returncode == 0, listing.stderr
+    assert not RAW_CONTROL.search(listing.stdout + listing.stderr), listing.stdout
+    cannot = [line for line in listing.stdout.splitlines() if "cannot tell" in line]
+    assert len(cannot) == 1 and spelled in cannot[0] and "not valid JSON" in cannot[0]
+
+    proc = agents_cli(env, "install", "--agent", "codex", "--agent", "claude", extra_env=extra)
+    assert proc.returncode == 1
+    assert not RAW_CONTROL.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("Error: ") and spelled in errors[0]
+    assert "Traceback" not in proc.stderr
+    backup_line = next(line for line in proc.stdout.splitlines() if line.startswith("codex: updated"))
+    assert f"dot{spelled}" in backup_line  # the backup sits next to the symlink's target
+
+    mcp = agents_cli(env, "install", "--mcp", "--agent", "claude", extra_env=extra)
+    assert mcp.returncode == 0, mcp.stderr
+    assert not RAW_CONTROL.search(mcp.stdout + mcp.stderr), mcp.stdout
+    assert spelled in mcp.stdout

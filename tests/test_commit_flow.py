@@ -408,3 +408,20 @@ def test_a_daemon_killed_without_cleanup_does_not_make_commits_lose_their_sessio
         note = wait_for(lambda: repo.note(sha), what="the note")
     (meta,) = note_links(note)
     assert meta["session"] == UUID_A and meta["lines"] == [1, 2]
+
+
+def test_uninstall_removes_the_private_ref_and_keeps_the_notes(env: Env) -> None:
+    """Every notes write also moves `refs/tracekeeper/notes-written/<ref>` (tracekeeperd/notes.py):
+    tracekeeper's alone, so uninstall takes it away; the notes are the user's and stay."""
+    repo, _ = session_repo(env, 3)
+    with running_daemon(env):
+        sha = repo.commit("first")
+        note = wait_for(lambda: repo.note(sha), what="the note")
+    ours = repo.git("for-each-ref", "--format=%(refname)", "refs/tracekeeper/")
+    assert ours == "refs/tracekeeper/notes-written/notes/hf-traces"
+    notes_tip = repo.git("rev-parse", "refs/notes/hf-traces")
+
+    env.cli("uninstall", "-C", str(repo.path))
+    assert repo.git("for-each-ref", "refs/tracekeeper/") == ""
+    assert repo.git("rev-parse", "refs/notes/hf-traces") == notes_tip and repo.note(sha) == note
+    assert not (repo.git_dir / "hooks" / "post-commit").exists()

@@ -45,6 +45,7 @@ base = 1.5
 cap = 60
 jitter = "0.5"
 attempt_timeout = 30
+burst = 0.25
 """
 
 
@@ -69,7 +70,7 @@ def test_config_file_over_defaults(home: Path) -> None:
     assert config.notes_ref == "refs/notes/file-notes"
     assert config.hf_endpoint == "https://hub.example", "a trailing slash would double up in note URLs"
     assert config.log_level == "debug"
-    assert config.retry == RetryPolicy(base=1.5, cap=60.0, jitter=0.5, attempt_timeout=30.0)
+    assert config.retry == RetryPolicy(base=1.5, cap=60.0, jitter=0.5, attempt_timeout=30.0, burst=0.25)
 
 
 def test_environment_over_config_file(home: Path) -> None:
@@ -86,6 +87,7 @@ def test_environment_over_config_file(home: Path) -> None:
             TRACEKEEPER_RETRY_CAP="1",
             TRACEKEEPER_RETRY_JITTER="0",
             TRACEKEEPER_ATTEMPT_TIMEOUT="7.5",
+            TRACEKEEPER_RETRY_BURST="0.05",
         )
     )
     assert config.store == "hf://buckets/ns/from-env"
@@ -93,7 +95,7 @@ def test_environment_over_config_file(home: Path) -> None:
     assert config.notes_ref == "refs/notes/env-notes"
     assert config.hf_endpoint == "http://127.0.0.1:9999"
     assert config.log_level == "warning"
-    assert config.retry == RetryPolicy(base=0.2, cap=1.0, jitter=0.0, attempt_timeout=7.5)
+    assert config.retry == RetryPolicy(base=0.2, cap=1.0, jitter=0.0, attempt_timeout=7.5, burst=0.05)
 
 
 def test_an_empty_environment_variable_falls_back_to_the_file(home: Path) -> None:

@@ -152,8 +152,7 @@ def test_hub_offline_then_back_backlog_drains_by_itself(env: Env, hub: HubStub) 
 
 def test_daemon_killed_while_uploading_then_restarted_notes_exactly_once(env: Env, hub: HubStub) -> None:
     hub.create_bucket(BUCKET)
-    # The client's own backoff (1 s, 2 s) keeps the batch in flight long enough to kill it there.
-    hub.fail_next(2, status=503, paths=[f"/api/buckets/{BUCKET}/batch"])
+    hub.hold([f"/api/buckets/{BUCKET}/batch"])  # the batch stays in flight until released
     repo = _repo_with_session(env)
     daemon = Daemon(env).start()
     try:
@@ -163,7 +162,7 @@ def test_daemon_killed_while_uploading_then_restarted_notes_exactly_once(env: En
     finally:
         daemon.stop()
     assert env.status()["queue"]["uploading"] >= 1  # what the dead daemon left behind
-    hub.clear_failures()
+    hub.release()
     with running_daemon(env):
         env.cli("flush", "--timeout", "30")
         notes = [repo.note(sha) for sha in shas]
@@ -217,14 +216,19 @@ def test_token_saved_under_hf_home_selects_the_hub_store(env: Env, hub: HubStub)
 
 def test_sigterm_during_an_upload_finishes_or_hands_back_the_batch(env: Env, hub: HubStub) -> None:
     hub.create_bucket(BUCKET)
-    hub.fail_next(1, status=503, paths=[f"/api/buckets/{BUCKET}/batch"])  # keeps the batch in flight ~1 s
+    hub.hold([f"/api/buckets/{BUCKET}/batch"])  # the batch stays in flight until released
     repo = _repo_with_session(env)
     daemon = Daemon(env).start()
     try:
         sha = repo.commit("x")
         wait_for(lambda: env.status()["queue"]["uploading"] == 1, what="an upload in flight")
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping: finishing the batch in flight" in daemon.output(), what="the daemon to stop")
+        hub.release()  # SIGTERM arrived mid-upload; now the upload may end
         assert daemon.stop(signal.SIGTERM) == 0
     finally:
+        hub.release()
         daemon.stop()
     after = env.status("--all")
     assert after["queue"]["uploading"] == 0  # nothing left mid-flight

@@ -242,8 +242,15 @@ def test_migration_backfills_sessions_from_existing_jobs(tmp_path: Path) -> None
             (job_id, sha * 40, snap, size, first, last, f"{job_id:064x}", state, created, updated),
         )
     db.close()
+    counts = {"pending": 2, "uploading": 0, "done": 2, "failed": 0}
+    old = Queue(path, readonly=True)  # the CLI, with no daemon to migrate it: counted by reading
+    try:
+        assert old.counts() == counts
+    finally:
+        old.close()
     q = Queue(path)
     try:
+        assert q.counts() == counts, "job_counts backfilled from the jobs there"
         assert q.last_link_time(1, "codex", "s1") == T0 + 30
         assert q.latest_snapshot(1, "codex", "s1") == ("/snap/g2", 300, 30, f"{3:064x}")
         assert q.previous_extent(1, "codex", "s1") == (80, 800)
@@ -252,3 +259,51 @@ def test_migration_backfills_sessions_from_existing_jobs(tmp_path: Path) -> None
         assert q.take_collectable(T0 + 40, 3600) == ["/snap/g1"], "existing files are looked at once"
     finally:
         q.close()
+
+
+def _counted(q: Queue) -> dict[str, int]:
+    """What `counts` must say: the jobs table grouped by state, plus the retired done jobs."""
+    truth = {state: 0 for state in ("pending", "uploading", "done", "failed")}
+    truth.update({str(s): int(n) for s, n in q.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")})
+    truth["done"] += int(q.db.execute("SELECT done FROM retired").fetchone()[0])
+    return truth
+
+
+def test_counting_jobs_by_state_costs_the_same_for_any_history(tmp_path: Path) -> None:
+    """The daemon publishes the counts after every batch it claims (app._publish_status, for
+    systemd's STATUS=) and for every `status`: a count that reads every job costs each commit
+    more as the queue grows (100,000 jobs: a scan of them all per batch)."""
+    costs = {}
+    for jobs in (20, 1000):
+        q = _open(tmp_path / f"q{jobs}.sqlite3")
+        _history(q, jobs)
+        q.counts()  # statements prepared: both runs count the same kind of steps
+        costs[jobs] = _steps(q, q.counts)
+        for sql, plan in _plans(q, q.counts):
+            assert "jobs" not in plan and "TEMP B-TREE" not in plan, f"{sql}\n  -> {plan}"
+        assert q.counts() == _counted(q) == {"pending": 0, "uploading": 0, "done": jobs, "failed": 0}
+        q.close()
+    assert costs[1000] == costs[20], costs
+
+
+def test_the_counts_follow_every_writer_of_the_jobs_table(queue: Queue) -> None:
+    repo_id = _history(queue, 6, done=False)
+    assert queue.counts() == _counted(queue) == {"pending": 6, "uploading": 0, "done": 0, "failed": 0}
+    claimed = queue.claim_due(T0 + 1e6, 4, 60)
+    assert queue.counts() == _counted(queue) == {"pending": 2, "uploading": 4, "done": 0, "failed": 0}
+    queue.complete(claimed[0].id, "file:///s/p", T0 + 1e6)
+    queue.complete_all([(claimed[1].id, "file:///s/p", None, claimed[1].commit_sha)], T0 + 1e6)
+    queue.fail(claimed[2].id, "bucket is public", T0 + 1e6)
+    queue.defer(claimed[3].id, "503", T0 + 2e6, T0 + 1e6)
+    assert queue.counts() == _counted(queue) == {"pending": 3, "uploading": 0, "done": 2, "failed": 1}
+    assert queue.retry_failed(T0 + 1e6) == (1, 0)
+    assert queue.counts() == _counted(queue) == {"pending": 4, "uploading": 0, "done": 2, "failed": 0}
+    queue.fail(claimed[2].id, "again", T0 + 1e6)
+    assert queue.drop_failed() == 1
+    queue.copy_jobs(repo_id, claimed[0].commit_sha, "e" * 40, T0 + 1e6)
+    assert queue.counts() == _counted(queue)
+    queue.db.execute("UPDATE jobs SET snapshot = NULL WHERE state = 'done'")  # collected: retirable
+    assert queue.retire_done(T0 + 3e6) == 2
+    assert queue.counts() == _counted(queue) and queue.counts()["done"] == 2  # retired, still done
+    queue.forget_sessions([("codex", "s1")], T0 + 3e6, lambda paths: None)
+    assert queue.counts() == _counted(queue)

@@ -13,10 +13,12 @@ import pytest
 from huggingface_hub import hf_raise_for_status
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-from tracekeeperd.config import StoreSpec, parse_store
+from tracekeeperd.config import RetryPolicy, StoreSpec, parse_store
 from tracekeeperd.errors import ConfigError, PermanentError, TransientError
 from tracekeeperd.stores import LocalStore, MissingTrace, Upload
 from tracekeeperd.stores.hf import BucketMissing, RateLimited, classify
+
+from .hubstub import running_hub
 
 BATCH_URL = "https://huggingface.co/api/buckets/ns/name/batch"
 
@@ -418,3 +420,41 @@ def test_a_file_url_is_located_only_inside_the_configured_local_store(tmp_path: 
     with pytest.raises(NotAStoreURL) as info:
         locate(inside.as_uri())
     assert inside.as_uri() in str(info.value) and info.value.explains
+
+
+# --- the in-attempt retries: their schedule, asserted, not waited out ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "first", "second"),
+    [
+        # The daemon's default policy: 0.5 s then 1 s, each plus up to 0.5 s of jitter.
+        (RetryPolicy(), (0.5, 1.0), (1.0, 1.5)),
+        # TRACEKEEPER_RETRY_BURST=0.02 (the test harness's): the same schedule, 25 times shorter.
+        (RetryPolicy(burst=0.02), (0.02, 0.04), (0.04, 0.06)),
+    ],
+)
+def test_transient_answers_are_retried_twice_within_the_attempt_on_the_policys_schedule(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: RetryPolicy,
+    first: tuple[float, float],
+    second: tuple[float, float],
+) -> None:
+    """Three tries against the Hub stand-in answering 503; the sleeps between them are handed to
+    an injected `sleep` that records them, so the schedule is asserted rather than spent. The
+    daemon builds its store with its configured policy (stores.open_store)."""
+    from tracekeeperd.stores.hf import HfStore
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    waits: list[float] = []
+    with running_hub(tmp_path / "cas") as hub:
+        hub.fail_next(3, status=503, paths=["/api/whoami-v2"])
+        store = HfStore(None, hub.endpoint, "hf_alice_write", retry=policy, sleep=waits.append)
+        with pytest.raises(TransientError, match="503"):
+            store.bucket_id()
+        assert hub.count(path_suffix="/whoami-v2") == 3
+        assert len(waits) == 2
+        assert first[0] <= waits[0] <= first[1] and second[0] <= waits[1] <= second[1], waits
+        assert store.bucket_id() == "alice/agent-traces"  # the stand-in answers again: no wait
+        assert len(waits) == 2

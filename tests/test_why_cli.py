@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .harness import Env, make_repo
-from .test_why_lib import CLAUDE, FAREWELL, FIXTURES, GREET, commit, link
+from .test_why_lib import CLAUDE, FAREWELL, FIXTURES, GREET, PI, commit, link
 
 pytestmark = pytest.mark.usefixtures("configured_store")  # the notes' file:// store
 
@@ -76,3 +76,35 @@ def test_why_shows_a_transcripts_control_sequences_markup_and_emoji_codes_litera
     out = env.cli("-C", str(repo.path), "why", "src/app.py:5-6").stdout
     assert "\x1b" not in out and "\u202e" not in out, out
     assert "In this repo \\x1b]0;pwned\\x07 [red]not red[/red] :warning: \\u202egnp" in out, out
+
+
+def test_why_leaves_out_a_forgotten_session_even_when_a_notes_merge_brings_its_line_back(env: Env) -> None:
+    """`forget` replaces the link by a tombstone; a teammate who had not fetched that, and whose
+    daemon linked another session to the same commit, still holds the live line. Notes merge
+    line by line (cat_sort_uniq), so it comes back next to its tombstone. The tombstone wins:
+    `why` no longer points at the forgotten session, and still at the teammate's."""
+    repo, sha = _repo(env)
+    repo.git("update-ref", "refs/notes/teammate", "refs/notes/hf-traces")
+    theirs = link(env, PI, 1, 5)
+    held = repo.path.parent / "teammates-note"
+    held.write_text(repo.note(sha) + "\n" + "".join(line + "\n" for line in theirs.lines()))
+    repo.git("notes", "--ref=refs/notes/teammate", "add", "-f", "-F", str(held), sha)
+    forgotten = env.cli("-C", str(repo.path), "forget", CLAUDE.session, "--yes")
+    assert "tombstoned the links in 1 note(s)" in forgotten.stdout
+    repo.git("notes", "--ref=refs/notes/hf-traces", "merge", "-s", "cat_sort_uniq", "refs/notes/teammate")
+    note = repo.note(sha)
+    assert f'"session":"{CLAUDE.session}"' in note.split("hf-trace-meta: ", 1)[1]  # live line is back
+    assert "hf-trace-forgotten: " in note
+
+    data = json.loads(env.cli("-C", str(repo.path), "why", "src/app.py:5-6", "--json").stdout)
+    (entry,) = data["commits"]
+    assert entry["commit"] == sha
+    assert [session["session"] for session in entry["sessions"]] == [PI.session]
+    (stone,) = entry["forgotten"]
+    assert stone["agent"] == "claude" and stone["session_id"] == CLAUDE.session
+    assert stone["by"] == "test@example.com" and stone["at"].endswith("Z")
+    out = env.cli("-C", str(repo.path), "why", "src/app.py:5-6").stdout
+    assert "farewell" in out and "/store/claude/" not in out  # the forgotten trace's URL is not offered
+    assert [line for line in out.splitlines() if CLAUDE.session in line] == [
+        f"  forgotten claude session {CLAUDE.session} on {stone['at']} by test@example.com"
+    ]

@@ -275,7 +275,8 @@ def test_to_json_has_the_issues_shape(env: Env) -> None:
     assert set(data) == {"path", "lines", "commits"}
     assert (data["path"], data["lines"]) == ("text.py", [4, 6])
     (entry,) = data["commits"]
-    assert set(entry) == {"commit", "summary", "sessions"}
+    assert set(entry) == {"commit", "summary", "sessions", "forgotten"}
+    assert entry["forgotten"] == []  # tombstones of `tracekeeper forget`: none here
     assert (entry["commit"], entry["summary"]) == (sha, "add slugify")
     (session,) = entry["sessions"]
     assert set(session) == {"agent", "session", "url", "prompt", "edits", "excerpt"}

@@ -41,7 +41,7 @@ _KEYS = {
         "transcript_roots",
         "keep_done_days",
     ),
-    "retry": ("base", "cap", "jitter", "attempt_timeout"),
+    "retry": ("base", "cap", "jitter", "attempt_timeout", "burst"),
     "redaction": ("allow", "rules", "scrub_home"),
     "redaction.rules[]": ("id", "pattern", "keywords", "entropy"),
 }
@@ -57,6 +57,9 @@ class RetryPolicy:
     jitter: float = 3.0
     #: Bound on one upload attempt, so a hung transfer never holds the queue for minutes.
     attempt_timeout: float = 120.0
+    #: Within one attempt, the first wait before a quick retry of a transient Hub error (then
+    #: twice that, each plus up to as much jitter; stores/hf.py `burst_wait`).
+    burst: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -415,6 +418,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         cap=seconds("TRACEKEEPER_RETRY_CAP", "cap", defaults.cap),
         jitter=seconds("TRACEKEEPER_RETRY_JITTER", "jitter", defaults.jitter),
         attempt_timeout=seconds("TRACEKEEPER_ATTEMPT_TIMEOUT", "attempt_timeout", defaults.attempt_timeout),
+        burst=seconds("TRACEKEEPER_RETRY_BURST", "burst", defaults.burst),
     )
     redaction = _redaction(reader)
     follow_debounce = reader.get("TRACEKEEPER_FOLLOW_DEBOUNCE", "follow_debounce", _float, 10.0)

@@ -189,6 +189,15 @@ def parse_tombstones(text: str) -> list[Tombstone]:
     return out
 
 
+def live_links(text: str, dead: Iterable[str] = ()) -> list[TraceLink]:
+    """The links of a note that still stand: every link but those a tombstone in the note (or
+    `dead`: URLs tombstoned in other notes) declares forgotten. Notes merge line by line, so a
+    merge can bring a live line back next to its tombstone; the tombstone always wins. The one
+    answer to "what does this commit link": show, log, why, summary, search and the web ask it."""
+    gone = {stone.url for stone in parse_tombstones(text)}.union(dead)
+    return [link for link in parse(text) if link.url not in gone]
+
+
 def _tombstone_url(line: str) -> str | None:
     try:
         value = json.loads(line[len(TOMBSTONE_PREFIX) :])
@@ -612,6 +621,18 @@ def _commit_of(session: _Session, name: str) -> _Commit | None:
 def written_ref(ref: str) -> str:
     """The private ref that holds our last notes commit on `ref` (a full ref name)."""
     return WRITTEN_PREFIX + ref.removeprefix("refs/")
+
+
+def drop_written(git_dir: Path) -> list[str]:
+    """Delete every private `written_ref` (of any notes ref ever used), for `tracekeeper
+    uninstall`: they are tracekeeper's alone, while the notes refs they point into are the
+    user's and stay. Losing one is harmless (the next write walks from the tip alone), so no
+    compare-and-swap: a daemon writing meanwhile just makes a new one."""
+    listed = git.run(git_dir, ["for-each-ref", "--format=%(refname)", WRITTEN_PREFIX]).stdout.decode()
+    refs = listed.split()
+    if refs:
+        git.run(git_dir, ["update-ref", "--stdin"], input="".join(f"delete {ref}\n" for ref in refs).encode())
+    return refs
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,13 @@ def why_blocks(answer: "Why") -> list[str]:
     for commit in answer.commits:
         renamed = f"; then named {one_line(commit.path)}" if commit.path and commit.path != answer.path else ""
         head = f"commit {commit.commit[:12]} {one_line(commit.summary)} (lines {_ranges(commit.lines)}{renamed})"
-        if not commit.sessions:
+        for stone in commit.forgotten:
+            blocks.append(
+                f"{head}\n  forgotten: the trace of {one_line(stone.agent or '?')} session"
+                f" {one_line(stone.session_id or '?')} was removed on {one_line(stone.at or '?')}"
+                f" by {one_line(stone.by or '?')}"
+            )
+        if not commit.sessions and not commit.forgotten:
             blocks.append(f"{head}\n  no trace note: no agent session was recorded for this commit")
             continue
         for session in commit.sessions:

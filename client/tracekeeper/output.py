@@ -32,14 +32,24 @@ def set_quiet(quiet: bool) -> None:
 
 
 def info(message: str) -> None:
-    """A note for a person at the terminal (what was done, what to do next), not data."""
+    """A note for a person at the terminal (what was done, what to do next), not data.
+
+    Notes quote paths, config files and remotes: outside text. Spelled out here, once
+    (safetext.visible, one line), as `errors_table.report` does for errors, so no caller can
+    let a control sequence in such a name act on the terminal."""
     if not _QUIET[0]:
-        sys.stdout.write(message + "\n")
+        sys.stdout.write(_inert(message) + "\n")
 
 
 def warn(message: str) -> None:
     """Something that did not stop the command but may need the user (stderr, even with -q)."""
-    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.write(f"warning: {_inert(message)}\n")
+
+
+def _inert(message: str) -> str:
+    from .safetext import visible
+
+    return visible(message)
 
 
 def emit_json(data: Any) -> None:

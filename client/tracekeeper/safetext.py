@@ -5,7 +5,8 @@ whoever pushed it: both are hostile input. Printed as they are, their control ch
 the terminal: `ESC ] 52 ; c ; …` writes the clipboard (OSC 52), `ESC ] 0 ; …` sets the window
 title, `ESC [ 2 J` clears the screen, a lone CR overwrites what came before, and the bidi
 overrides reorder what the reader sees (Trojan Source). So every renderer that shows such text
-(`show`, `log`) passes it through `visible`, which spells those characters out instead; `--raw`
+(`show`, `log`, and every note and error line: `output.info`, `output.warn`, `errors_table.report`)
+passes it through `visible`, which spells those characters out instead; `--raw`
 and `--json` do not need it (bytes for a program; JSON escapes them).
 """
 

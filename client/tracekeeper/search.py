@@ -196,9 +196,7 @@ def _linked_sessions(git_dir: Path, notes_ref: str) -> dict[str, _Session]:
     dead = {stone.url for text in book.values() for stone in notes.parse_tombstones(text)}
     sessions: dict[str, _Session] = {}
     for sha, text in sorted(book.items()):
-        for link in notes.parse(text):
-            if link.url in dead:
-                continue
+        for link in notes.live_links(text, dead):
             entry = sessions.setdefault(link.url, _Session(link.agent, link.session_id, []))
             entry.links.append((sha, link))
     return sessions

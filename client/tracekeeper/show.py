@@ -190,8 +190,7 @@ def trails(
     git_dir, sha = resolve_commit(repo, rev)
     text = notes.read(git_dir, notes_ref, sha)
     stones = notes.parse_tombstones(text)
-    dead = {stone.url for stone in stones}  # a merge can bring back a live line next to its tombstone
-    links = [link for link in notes.parse(text) if link.url not in dead]
+    links = notes.live_links(text)
     if stones and not links:
         forgotten = "; ".join(
             f"its trace ({stone.agent or '?'} session {stone.session_id or '?'}) was forgotten on"

@@ -229,9 +229,9 @@ def build(
     for sha in shas:
         author, subject = headers.get(sha, ("", ""))
         text = book.get(sha, "")
-        dead = {stone.url for stone in notes.parse_tombstones(text)}
-        links = [link for link in notes.parse(text) if link.url not in dead]
-        commit = CommitSummary(sha, author, subject, files.get(sha, []), forgotten=len(dead))
+        links = notes.live_links(text)
+        forgotten = {stone.url for stone in notes.parse_tombstones(text)}
+        commit = CommitSummary(sha, author, subject, files.get(sha, []), forgotten=len(forgotten))
         commit.sessions = [conversations.session(sha, link) for link in links]
         commits.append(commit)
     return Summary(rev_range, commits)

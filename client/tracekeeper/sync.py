@@ -239,6 +239,9 @@ def unconfigure(
             # The fetch refspec is a glob (`<tracking>*`), so everything it can have created.
             if ref.startswith((*ours, SCRATCH_PREFIX)):
                 _run(where, ["update-ref", "-d", ref], check=False)
+        from tracekeeperd.notes import drop_written
+
+        drop_written(where.git_dir)  # the daemon's private record of its last notes write
         common = git.common_dir(where.git_dir)
         for leftover in (STATE_FILE, STATE_FILE + ".lock", LOCK_FILE):
             (common / leftover).unlink(missing_ok=True)

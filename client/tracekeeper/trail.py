@@ -476,8 +476,7 @@ def log_entries(
         for record in proc.stdout.decode(errors="replace").split("\x1e")[1:]:
             sha, author, date, subject, note = [*record.split("\x1f", 4), "", "", "", ""][:5]
             stones = parse_tombstones(note)
-            dead = {t.url for t in stones}  # a merge can bring back a live line next to its tombstone
-            links = [link for link in notes.parse(note) if link.url not in dead]
+            links = notes.live_links(note)
             sessions = [Session(link, counter.count(link) if counter else None) for link in links]
             other = bool(trace_lines(note)) and not links and not stones
             entries.append(Entry(sha.strip(), author, date, subject, sessions, stones, other))

@@ -94,6 +94,8 @@ class CommitWhy:
     path: str
     lines: tuple[tuple[int, int], ...]
     sessions: tuple[SessionWhy, ...]
+    #: Sessions `tracekeeper forget` removed from this commit's note (their tombstones).
+    forgotten: tuple[notes.Tombstone, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class Why:
     total: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """The `--json` object: {"path", "lines", "commits": [{"commit", "summary", "sessions": [...]}]}."""
+        """The `--json` object: {"path", "lines", "commits": [{"commit", "summary", "sessions": [...],
+        "forgotten": [...]}]}."""
         return {
             "path": self.path,
             "lines": list(self.lines) if self.lines else None,
@@ -125,6 +128,10 @@ class Why:
                             "excerpt": session.excerpt,
                         }
                         for session in commit.sessions
+                    ],
+                    "forgotten": [
+                        {"agent": t.agent, "session_id": t.session_id, "url": t.url, "at": t.at, "by": t.by}
+                        for t in commit.forgotten
                     ],
                 }
                 for commit in self.commits
@@ -493,9 +500,10 @@ def why(
     commits: list[CommitWhy] = []
     every = _blame(where, lines)
     for blamed in every[offset : None if limit is None else offset + limit]:
-        links = notes.parse(notes.read(where.git_dir, notes_ref, blamed.commit))
+        text = notes.read(where.git_dir, notes_ref, blamed.commit)
         file_paths = sorted({blamed.path, where.relative})
-        sessions = [explain_session(paths, blamed, link, file_paths, redactor) for link in links]
+        sessions = [explain_session(paths, blamed, link, file_paths, redactor) for link in notes.live_links(text)]
         sessions.sort(key=lambda session: not session.edits)
-        commits.append(CommitWhy(blamed.commit, blamed.summary, blamed.path, blamed.lines, tuple(sessions)))
+        stones = tuple(notes.parse_tombstones(text))
+        commits.append(CommitWhy(blamed.commit, blamed.summary, blamed.path, blamed.lines, tuple(sessions), stones))
     return Why(where.relative, lines, tuple(commits), len(every))

@@ -154,11 +154,11 @@ def open_store(config: Config) -> Store:
     if config.store:
         spec = parse_store(config.store)
         if spec.bucket is not None:
-            return HfStore(spec.bucket, config.hf_endpoint)
+            return HfStore(spec.bucket, config.hf_endpoint, retry=config.retry)
         assert spec.directory is not None
         return LocalStore(spec.directory)
     if config.bucket:  # HF_TRACE_BUCKET: checked by config.check_bucket_id
-        return HfStore(config.bucket, config.hf_endpoint)
+        return HfStore(config.bucket, config.hf_endpoint, retry=config.retry)
     if _has_hf_token():
-        return HfStore(None, config.hf_endpoint)
+        return HfStore(None, config.hf_endpoint, retry=config.retry)
     return LocalStore(config.paths.default_local_store)

@@ -30,6 +30,8 @@ from .base import MissingTrace, StoreDenied, StoreInfo, Upload
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
+    from ..config import RetryPolicy
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -225,8 +227,30 @@ def _retry_after(headers: Any) -> float | None:
     return delay
 
 
+def burst_wait(policy: RetryPolicy) -> wait_exponential_jitter:
+    """The waits between in-attempt retries: `policy.burst` (0.5 s), doubling up to 8 times it,
+    each plus up to `burst` of jitter. A setting, like the queue's own backoff, so that a daemon
+    under test spends milliseconds where a real one gives the Hub a second to recover."""
+    step = policy.burst
+    return wait_exponential_jitter(multiplier=step, max=8 * step, jitter=step)
+
+
 class HfStore:
-    def __init__(self, bucket: str | None, endpoint: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str | None,
+        endpoint: str,
+        token: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """`retry`: the daemon's backoff policy, which sets the in-attempt waits (`burst_wait`);
+        `sleep`: how those waits are spent (a test passes one that records them instead)."""
+        from ..config import RetryPolicy
+
+        self._wait = burst_wait(retry or RetryPolicy())
+        self._sleep = sleep
         self._bucket = bucket
         self.endpoint = endpoint.rstrip("/")
         self._token = token
@@ -261,7 +285,8 @@ class HfStore:
                 retry=retry_if_exception(
                     lambda e: isinstance(e, TransientError) and e.retry_after is None and not isinstance(e, RateLimited)
                 ),
-                wait=wait_exponential_jitter(multiplier=0.5, max=4, jitter=0.5),
+                wait=self._wait,
+                sleep=self._sleep,
                 stop=stop_after_attempt(retries + 1),
                 reraise=True,
             ):

@@ -85,15 +85,19 @@ def agents(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json([state.view() for state in states])
         return
+    from ..safetext import visible
+
     width = max(len(s.spec.name) for s in states)
     for state in states:
         presence = f"present ({state.why})" if state.present else "not found"
-        click.echo(f"{state.spec.name:<{width}}  {state.spec.label}: {presence}")
-        click.echo(f"{'':<{width}}  hooks   {_describe(state)}")
-        click.echo(f"{'':<{width}}  config  {state.config}")
-        click.echo(f"{'':<{width}}  mcp     {_describe_mcp(state)}")
+        # Paths and config errors are outside text (an env-given dir, a dotfile's target):
+        # spelled out, one line each.
+        click.echo(visible(f"{state.spec.name:<{width}}  {state.spec.label}: {presence}"))
+        click.echo(visible(f"{'':<{width}}  hooks   {_describe(state)}"))
+        click.echo(visible(f"{'':<{width}}  config  {state.config}"))
+        click.echo(visible(f"{'':<{width}}  mcp     {_describe_mcp(state)}"))
         if state.note:
-            click.echo(f"{'':<{width}}  note    {state.note}")
+            click.echo(visible(f"{'':<{width}}  note    {state.note}"))
 
 
 _MCP_OPTION = click.option(

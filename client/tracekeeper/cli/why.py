@@ -73,9 +73,14 @@ def _commit_lines(commit: CommitWhy, current: str) -> list[str]:
     ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in commit.lines)
     renamed = f"; then named {markup(commit.path)}" if commit.path and commit.path != current else ""
     head = f"[yellow]{commit.commit[:12]}[/] {markup(commit.summary)}  [dim](lines {ranges}{renamed})[/]"
-    if not commit.sessions:
+    forgotten = [
+        f"  [red]forgotten[/] {markup(t.agent or '?')} session {markup(t.session_id or '?')}"
+        f" on {markup(t.at or '?')} by {markup(t.by or '?')}"
+        for t in commit.forgotten
+    ]
+    if not commit.sessions and not forgotten:
         return [head, "  no trace note: no agent session was recorded for this commit"]
-    return [head, *(line for session in commit.sessions for line in _session_lines(session))]
+    return [head, *(line for session in commit.sessions for line in _session_lines(session)), *forgotten]
 
 
 def render(answer: Why) -> None:

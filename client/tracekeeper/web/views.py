@@ -339,8 +339,7 @@ def timeline(
         sha, name, date, subject, note = [*record.split("\x1f", 4), "", "", "", ""][:5]
         sha = sha.strip()
         stones = notes.parse_tombstones(note)
-        dead = {stone.url for stone in stones}
-        links = [link for link in notes.parse(note) if link.url not in dead]
+        links = notes.live_links(note)
         if agent and not any(link.agent == agent for link in links):
             continue  # the agent's name was in the commit message, not in a link
         sessions = tuple(_session_row(loader, sha, link) for link in links)
@@ -403,8 +402,7 @@ def commit_view(
     head, _, stat = proc.stdout.decode(errors="replace").partition("\x1e")
     sha, subject, author, date, note = [*head.split("\x1f", 4), "", "", "", "", ""][:5]
     stones = notes.parse_tombstones(note)
-    dead = {stone.url for stone in stones}
-    links = [link for link in notes.parse(note) if link.url not in dead]
+    links = notes.live_links(note)
     parts: list[SessionPart] = []
     for index, link in enumerate(links):
         base = SessionPart(
@@ -466,10 +464,8 @@ def session_index(git_dir: Path, notes_ref: str, cached: SessionIndex | None) ->
         return cached
     index = SessionIndex(oid)
     for sha, text in notes.all_notes(git_dir, ref).items():
-        dead = {stone.url for stone in notes.parse_tombstones(text)}
-        for link in notes.parse(text):
-            if link.url not in dead:
-                index.sessions.setdefault((link.agent, link.session_id), []).append((sha, link))
+        for link in notes.live_links(text):
+            index.sessions.setdefault((link.agent, link.session_id), []).append((sha, link))
     for links in index.sessions.values():
         links.sort(key=lambda pair: (pair[1].last_line, pair[1].bytes))
     return index
