@@ -185,8 +185,17 @@ _ESC_CHAR = r"\\u00(?:2[13-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abd-fABD-F]|6[1-9a-fA
 _ESC = _ESC_CHAR + r"|\\/"
 # Inside a JSON string a key spans "\n" escapes; `(?:[^"\\\n]|\\.)` walks a
 # JSON string without ever leaving it.  Without an END line (a truncated key)
-# the body is taken as far as it looks like base64.
-_PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+/=:, -]|\\[nrt/]|" + _ESC_CHAR + r")*)"
+# the body is taken as far as it looks like base64, through escapes at any
+# nesting depth: in JSON inside JSON (Codex's function_call_output) a line
+# break is written `\\n`, and one backslash would stop after the first line.
+_PEM = (
+    _PEM_BEGIN
+    + r"(?:(?:[^\"\\\n]|\\[^\n])*?"
+    + _PEM_END
+    + r"|(?:[A-Za-z0-9+/=:, -]|\\+[nrt/]|\\+"
+    + _ESC_CHAR.removeprefix("\\\\")
+    + r")*)"
+)
 
 # Assignment context: `NAME = value`, `"name": "value"`, `name: value`,
 # with the JSON-escaped quotes of a transcript (`\"name\": \"value\"`).
