@@ -197,6 +197,50 @@ def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path
         assert view.counts(1, 50) == {"acme-key": 50}
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "gone"),
+    [
+        # `scrub_home` turned on: the whole session goes up again, so its old lines must lose the path too
+        (
+            RedactionConfig(),
+            RedactionConfig(scrub_home=True, home="/home/zoe-q", user="zoe-q"),
+            b"/home/zoe-q",
+        ),
+        # a string that was allowed is a secret after all
+        (
+            RedactionConfig(
+                allow=("hf_Zq8Rw3Lx0Vb5Nc7Tp1Yk4Mj9Hg2Fd6Sa",),
+            ),
+            RedactionConfig(),
+            b"hf_Zq8Rw3Lx0Vb5",
+        ),
+        # a user rule given one more keyword: it now matches where it did not
+        (
+            RedactionConfig(extra_rules=(Rule("acme-key", r"k[0-9a-f]{16}", ("acme:",)),)),
+            RedactionConfig(extra_rules=(Rule("acme-key", r"k[0-9a-f]{16}", ("acme:", "key")),)),
+            b"k0123456789abcdef",
+        ),
+    ],
+)
+def test_a_copy_is_redacted_again_when_anything_that_changes_its_bytes_changes(
+    snapshot: Path, tmp_path: Path, before: RedactionConfig, after: RedactionConfig, gone: bytes
+) -> None:
+    """The copy on disk is continued only if the redactor would write the same bytes: not only
+    its rules' patterns but their keywords, the allow list and the home scrub (a SIGHUP or a
+    restart with a new config), or the next upload carries the old lines as they were."""
+    snapshot.write_bytes(
+        b'{"cwd": "/home/zoe-q/src", "t": "hf_Zq8Rw3Lx0Vb5Nc7Tp1Yk4Mj9Hg2Fd6Sa", "k": "key k0123456789abcdef"}\n' * 3
+    )
+    first = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Redactor(before))
+    assert gone in _uploaded(first)
+    for restarted in (False, True):
+        copies = RedactedCopies(tmp_path / "redacted")
+        _view(copies, snapshot, Redactor(before))
+        if restarted:
+            copies = RedactedCopies(tmp_path / "redacted")
+        assert gone not in _uploaded(_view(copies, snapshot, Redactor(after)))
+
+
 def test_a_copy_keeps_its_ident_while_it_grows_and_a_new_one_is_other_files(snapshot: Path, tmp_path: Path) -> None:
     """The search index resumes at an offset in the copy while its `ident` is unchanged: so the
     ident must survive growth and restarts, change when the copy starts again from byte 0, and a

@@ -11,10 +11,11 @@ to it, grown piece by piece (`Redactor.redact_piece`, whole lines, about `CHUNK`
 time), and uploaded from its path. Beside it a small JSON record says how far it got: raw bytes
 and lines consumed, the redactor's resume state, sha256 of both sides, the rule set. So only
 bytes appended since the last upload are ever redacted, across daemon restarts too. The copy
-is thrown away (and redacted again from the start) when the rule set changes or the snapshot
-no longer starts with the bytes it was made from: after a restart the record's raw sha256 is
-checked against the snapshot, and while running every extension is checked against the sha256
-ingest recorded for the job's whole prefix (our running hash of what we read must equal it).
+is thrown away (and redacted again from the start) when the redactor would write other bytes
+(`Redactor.output_id`: rules, allow list, home scrub) or the snapshot no longer starts with
+the bytes it was made from: after a restart the record's raw sha256 is checked against the
+snapshot, and while running every extension is checked against the sha256 ingest recorded
+for the job's whole prefix (our running hash of what we read must equal it).
 
 Per commit the cost is the new bytes (redacted, hashed, appended) plus the upload of the file;
 the running sha256 states live in memory, so a note's prefix hash needs no re-read. Only a
@@ -166,7 +167,7 @@ class RedactedCopies:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         redacted, findings, state, _ = copy_files(self.root, snapshot)
         wanted = sorted({n for n in lines if n > 0} | ({raw_lines} if raw_lines > 0 else set()))
-        copy = self._current(snapshot, redactor.ruleset_id)
+        copy = self._current(snapshot, redactor.output_id)
         if copy is not None and copy.raw_bytes > raw_bytes:
             copy = self._verified(snapshot, copy)  # rare: make sure the longer copy is still right
         if copy is not None and copy.raw_bytes > raw_bytes:
@@ -181,7 +182,7 @@ class RedactedCopies:
         ):
             copy = None  # the snapshot no longer starts with what the copy was made from
         if copy is None:
-            copy = self._fresh(snapshot, redactor.ruleset_id)
+            copy = self._fresh(snapshot, redactor.output_id)
         before, start = copy.resume.lines, copy.raw_bytes
         try:
             prefixes = self._extend(snapshot, copy, raw_bytes, [n for n in wanted if n > before], redactor)

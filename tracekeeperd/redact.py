@@ -653,9 +653,18 @@ class Redactor:
         self._scrub = _scrubber(config)
         digest = hashlib.sha256(_ALGORITHM)
         for rule in self._rules:
-            digest.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0".encode())
+            words = ",".join(k.decode() for k in rule.keywords)
+            digest.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0{words}\0{rule.group}\0".encode())
+        digest.update(b"scrub-home\0" if config.scrub_home else b"")
         self.ruleset_id = digest.hexdigest()[:12]
         """Names the rules that ran, for the git note; changes when any rule changes."""
+        private = digest.copy()
+        for value in (*sorted(self._allow), (config.home or "").encode(), (config.user or "").encode()):
+            private.update(len(value).to_bytes(8, "big") + value)
+        self.output_id = private.hexdigest()
+        """Changes whenever the same input could redact to other bytes: `ruleset_id` plus what it
+        must not publish in a note (the allow list's strings, the home directory and user name a
+        scrub replaces). A redacted copy on disk is continued only under the same `output_id`."""
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
