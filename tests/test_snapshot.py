@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -348,3 +351,40 @@ def test_a_pathologically_nested_record_does_not_break_the_cut(snaps: Snapshots,
     _write(transcript, data, mtime=COMMIT + 3600)
     _, extent = _take(snaps, transcript)
     assert extent.lines == 2
+
+
+_SHORT_WRITE_CHILD = """
+import hashlib, json, resource, signal, sys
+from pathlib import Path
+from tracekeeperd.snapshot import Snapshots
+
+transcript, root, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+snaps = Snapshots(root)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit is cut short, then EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    path, extent = snaps.take(transcript, committed_at=0.0, previous=None, new_name="s.jsonl")
+except OSError as exc:
+    print(json.dumps({"error": exc.errno}))
+else:
+    data = path.read_bytes()[: extent.bytes]
+    same = hashlib.sha256(data).hexdigest() == extent.sha256
+    print(json.dumps({"bytes": extent.bytes, "kept": len(data), "same": same}))
+"""
+
+
+def test_a_short_write_never_gives_an_extent_beyond_the_bytes_kept(tmp_path: Path) -> None:
+    """A full disk (here a file size limit, which the kernel enforces the same way: the write
+    that crosses it is cut short, the next one fails) must not leave an extent that claims
+    bytes the snapshot does not have: its job would point past the file's end forever."""
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(b"".join(_record(n) for n in range(400)))  # ~12 KB: one read, one write
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITE_CHILD, str(transcript), str(tmp_path / "snapshots"), "4096"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    result = json.loads(proc.stdout)
+    # Either the failure surfaces (the spool file stays for a retry), or the extent is true.
+    assert result == {"error": errno.EFBIG} or (result["kept"] == result["bytes"] and result["same"]), result

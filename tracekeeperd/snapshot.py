@@ -175,9 +175,7 @@ class Snapshots:
         snapshot = self.root / new_name
         fd = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -228,7 +226,7 @@ class Snapshots:
                 if cut_after is not None:
                     complete, stop = _cut(complete, cut_after)
                 if complete:
-                    os.write(fd, complete)
+                    _write_all(fd, complete)
                     hasher.update(complete)
                     total += len(complete)
                     lines += complete.count(b"\n")
@@ -266,6 +264,14 @@ class Snapshots:
                 self.forget(path)
                 deleted += 1
         return deleted
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte or raise: `os.write` may write fewer (a disk filling up, a size limit),
+    and an extent counts what we meant to write, so a short write must end in an error."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_document(transcript: Path) -> bytes:
