@@ -406,3 +406,65 @@ def test_the_hub_store_uploads_a_file_path_through_hf_xet(tmp_path: Path, monkey
         store.preflight()
         assert store.put([Upload("app-1/sessions/codex-s1.jsonl", source)]) == {}
         assert hub.read_file("alice/agent-traces", "app-1/sessions/codex-s1.jsonl") == source.read_bytes()
+
+
+_GROWN = corpus(rounds=1)
+#: A session whose plain-text key (CRLF, as a Windows tool prints it) sits between corpus lines.
+_PEM_AT = len(b"".join(_GROWN.lines[:60]))
+_GROWN_DATA = (
+    b"".join(_GROWN.lines[:60])
+    + PEM_HEAD.replace(b"\n", b"\r\n")
+    + b"".join(line.replace(b"\n", b"\r\n") for line in PEM_BODY)
+    + PEM_TAIL.replace(b"\n", b"\r\n")
+    + b"".join(_GROWN.lines[60:120])
+)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    cuts=st.lists(
+        st.one_of(
+            st.integers(min_value=0, max_value=len(_GROWN_DATA)),
+            st.integers(min_value=_PEM_AT, max_value=_PEM_AT + 600),  # inside the key, often
+        ),
+        max_size=8,
+    ),
+    restarts=st.lists(st.booleans(), min_size=9, max_size=9),
+)
+def test_a_session_committed_at_any_byte_and_restarted_anywhere_never_uploads_a_secret(
+    cuts: list[int], restarts: list[bool]
+) -> None:
+    """The whole path: the agent has written up to any byte (mid-line too) at each commit;
+    each commit's snapshot (snapshot.py) is redacted on disk (a new daemon process between
+    any two): what goes up is always the one-pass redaction of the snapshot, with no secret."""
+    import tempfile
+
+    redactor = Redactor()
+    needles = [n.encode() for p in _GROWN.planted if p.line < 120 for n in p.needles]
+    needles += [body.strip() for body in PEM_BODY]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        transcript = root / "t.jsonl"
+        snaps = Snapshots(root / "snapshots")
+        copies = RedactedCopies(root / "redacted")
+        previous = None
+        for cut, restart in zip([*sorted(set(cuts)), len(_GROWN_DATA)], restarts, strict=False):
+            transcript.write_bytes(_GROWN_DATA[:cut])
+            previous = snaps.take(transcript, committed_at=2e9, previous=previous, new_name="s.jsonl")
+            path, extent = previous
+            if restart:
+                copies = RedactedCopies(root / "redacted")
+            if not extent.lines:
+                continue
+            view = copies.view(
+                path,
+                raw_bytes=extent.bytes,
+                raw_lines=extent.lines,
+                raw_sha256=extent.sha256,
+                lines=[extent.lines],
+                redactor=redactor,
+            )
+            uploaded = _uploaded(view)
+            assert uploaded == redactor.redact_bytes(path.read_bytes()[: extent.bytes])[0]
+            assert not [n for n in needles if n in uploaded]
+        assert extent.bytes == len(_GROWN_DATA)
