@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -233,7 +234,7 @@ class RedactedCopies:
             raw_bytes, out_bytes = int(record["raw_bytes"]), int(record["out_bytes"])
             findings_bytes = int(record["findings_bytes"])
             ident = str(record["ident"])
-            if findings.stat().st_size < findings_bytes:
+            if findings.stat().st_size < findings_bytes or not _findings_intact(findings, findings_bytes):
                 return None
             raw_hash = _hash_file(snapshot, raw_bytes)
             out_hash = _hash_file(redacted, out_bytes)
@@ -398,6 +399,24 @@ def _hash_file(path: Path, size: int) -> _Hash | None:
             hasher.update(chunk)
             remaining -= len(chunk)
     return hasher
+
+
+_FINDING = re.compile(rb"[0-9]+\t[a-z0-9]+(?:-[a-z0-9]+)*\n")
+
+
+def _findings_intact(path: Path, size: int) -> bool:
+    """Whether the first `size` bytes are whole findings lines. The record names no hash of
+    them, and a power cut can leave blocks appended just before it zero-filled (the record's
+    rename landed, the data did not); `View.counts` would then fail on every batch."""
+    seen = 0
+    with path.open("rb") as fh:
+        for line in fh:  # streamed: a session may hold many secrets
+            if seen >= size:
+                break
+            if not _FINDING.fullmatch(line):
+                return False
+            seen += len(line)
+    return seen == size
 
 
 def _truncate(path: Path, size: int) -> None:
