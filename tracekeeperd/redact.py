@@ -655,15 +655,15 @@ class Redactor:
         for rule in self._rules:
             words = ",".join(k.decode() for k in rule.keywords)
             digest.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0{words}\0{rule.group}\0".encode())
-        digest.update(b"scrub-home\0" if config.scrub_home else b"")
         self.ruleset_id = digest.hexdigest()[:12]
         """Names the rules that ran, for the git note; changes when any rule changes."""
         private = digest.copy()
-        for value in (*sorted(self._allow), (config.home or "").encode(), (config.user or "").encode()):
+        scrub = (b"scrub", (config.home or "").encode(), (config.user or "").encode()) if config.scrub_home else ()
+        for value in (*sorted(self._allow), b"\0", *scrub):
             private.update(len(value).to_bytes(8, "big") + value)
         self.output_id = private.hexdigest()
-        """Changes whenever the same input could redact to other bytes: `ruleset_id` plus what it
-        must not publish in a note (the allow list's strings, the home directory and user name a
+        """Changes whenever the same input could redact to other bytes: the rules, and what a
+        note must not publish (the allow list's strings; the home directory and user name a
         scrub replaces). A redacted copy on disk is continued only under the same `output_id`."""
 
     @property
