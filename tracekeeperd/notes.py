@@ -672,8 +672,21 @@ def _history(session: _Session, ref: str) -> _History:
                 break
             foreign.append(found)
         return _History(tip, foreign, written)
+    if _deleted_since(session.git_dir, ref, written):
+        return _History(tip, foreign if ours else [], written)  # deleted on purpose, as above
     # Overwritten by a writer without compare-and-swap: compare with what ours had.
     return _History(tip, foreign or [tip], written, base=written)
+
+
+def _deleted_since(git_dir: Path, ref: str, written: str) -> bool:
+    """Whether `ref` was deleted, and made again by someone else, since our commit `written`
+    landed on it. The new ref's first commit is a root commit, as a stale append's can be; what
+    tells them apart is the ref's reflog (git keeps one for refs/notes/ where there is a work
+    tree, core.logAllRefUpdates): our swaps are in it, and a delete takes it along. Without one
+    (a bare repository) nobody can tell, and the lost update is assumed, as before."""
+    proc = git.run(git_dir, ["log", "--walk-reflogs", "--format=%H", ref, "--"], check=False)
+    logged = proc.stdout.decode().split() if proc.returncode == 0 else []
+    return bool(logged) and written not in logged
 
 
 def _changes(git_dir: Path, pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
