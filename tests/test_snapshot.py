@@ -267,6 +267,18 @@ def test_late_ingest_cut_applies_to_the_appended_part(snaps: Snapshots, transcri
     assert previous[0].read_bytes() == first + _record(2, "2026-11-25T08:59:59Z")
 
 
+def test_a_late_cut_ends_at_a_line_end_even_after_a_bare_carriage_return(snaps: Snapshots, transcript: Path) -> None:
+    """A record stamped after the commit that follows a bare CR on its line (a tool's progress
+    output, pasted raw): lines are what newlines end, and that line is no record (it does not
+    parse), so nothing is cut. Cut at the CR, the snapshot would end mid-line, and every later
+    piece of its redaction would start mid-line, numbering lines (and notes' prefixes) one off."""
+    data = _record(1, "2026-11-25T08:59:00Z") + b"downloading 10%\r" + _record(2, "2026-11-25T09:30:00Z") + _record(3)
+    _write(transcript, data, mtime=COMMIT + 3600)
+    path, extent = _take(snaps, transcript)
+    assert path.read_bytes() == data
+    assert extent == Extent(len(data), 3, _sha(data))
+
+
 def test_a_transcript_not_modified_since_the_commit_is_not_cut(snaps: Snapshots, transcript: Path) -> None:
     """Within the grace period the file is what the commit saw, whatever its records claim."""
     data = _record(1, "2026-11-25T09:00:00Z") + _record(2, "2030-01-01T00:00:00Z")

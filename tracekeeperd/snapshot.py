@@ -299,11 +299,11 @@ def _read_document(transcript: Path) -> bytes:
 def _cut(block: bytes, cut_after: float) -> tuple[bytes, bool]:
     """Complete lines up to the first record stamped after `cut_after`; True if cut there."""
     offset = 0
-    for line in block.splitlines(keepends=True):
+    for line in block.split(b"\n")[:-1]:  # `splitlines` would also end a line at a bare CR
         ts = _timestamp(line)
         if ts is not None and ts > cut_after:
             return block[:offset], True
-        offset += len(line)
+        offset += len(line) + 1
     return block, False
 
 
