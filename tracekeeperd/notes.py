@@ -135,8 +135,8 @@ def parse(text: str) -> list[TraceLink]:
                     usage=Usage.from_json(meta.get("usage")),
                 )
             )
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+            continue  # RecursionError: nested deeper than json.loads goes (a hostile pulled note)
         link = links[-1]
         key = (link.url, link.first_line, link.last_line, link.bytes, link.sha256)
         if key in seen:
@@ -184,7 +184,7 @@ def parse_tombstones(text: str) -> list[Tombstone]:
                     by=str(body.get("by", "")),
                 )
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
     return out
 
@@ -192,7 +192,7 @@ def parse_tombstones(text: str) -> list[Tombstone]:
 def _tombstone_url(line: str) -> str | None:
     try:
         value = json.loads(line[len(TOMBSTONE_PREFIX) :])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     url = value.get("url") if isinstance(value, dict) else None
     return url if isinstance(url, str) else None
