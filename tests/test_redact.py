@@ -221,6 +221,17 @@ def test_a_truncated_key_is_redacted_whole_at_every_json_depth(engine: redact.En
     json.loads(out)
 
 
+def test_a_line_nested_deeper_than_json_loads_goes_is_redacted_as_text() -> None:
+    """A record nested past json.loads' recursion limit (a tool call's arguments built by a
+    prompt-injected agent): redacted as text, which runs every rule, rather than failing the
+    redaction of the whole session, and with it every later upload of it, for good."""
+    token = "hf_Zq8Rw3Lx0Vb5Nc7Tp1Yk4Mj9Hg2Fd6Sa"
+    line = ('{"input":' + "[" * 3000 + f'"{token}"' + "]" * 3000 + "}\n").encode()
+    out, report = Redactor().redact_bytes(line + b'{"next": "line"}\n')
+    assert token.encode() not in out and report.counts == {"hf-token": 1}
+    assert out.endswith(b'{"next": "line"}\n')
+
+
 def test_mutated_json_lines_stay_valid(planted: Corpus) -> None:
     """Quotes, backslashes, control and non-ASCII characters dropped next to secrets never break a line."""
     rng = random.Random(5)
