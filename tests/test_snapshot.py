@@ -210,6 +210,27 @@ def test_a_shrunk_transcript_starts_a_new_generation(snaps: Snapshots, transcrip
     assert old_path.read_bytes() == original
 
 
+def test_a_new_generation_never_takes_over_an_existing_snapshot_file(
+    snaps: Snapshots, transcript: Path, tmp_path: Path
+) -> None:
+    """Ingest names a generation after the millisecond it starts in: a transcript rewritten
+    within the same one (or a clock stepped back onto it) gives the name of a file that earlier
+    commits' jobs still read. The new generation must go elsewhere, not truncate theirs."""
+    original = _record(1) + _record(2) + _record(3)
+    _write(transcript, original)
+    old_path, old = _take(snaps, transcript, name="same-ms.jsonl")
+    _write(transcript, _record(7))
+    new_path, new = _take(snaps, transcript, previous=(old_path, old), name="same-ms.jsonl")
+    assert old_path.read_bytes() == original, "what earlier commits saw"
+    assert new_path != old_path and new_path.parent == snaps.root
+    assert new_path.read_bytes() == _record(7) and new == Extent(len(_record(7)), 1, _sha(_record(7)))
+    document = tmp_path / "session-2026-11-25T09-00-abc.json"
+    document.write_bytes(b'{"messages": []}')
+    doc_path, _ = snaps.take(document, committed_at=COMMIT, previous=None, new_name="same-ms.jsonl")
+    assert doc_path not in (old_path, new_path)
+    assert old_path.read_bytes() == original and new_path.read_bytes() == _record(7)
+
+
 def test_a_missing_previous_snapshot_starts_a_new_generation(snaps: Snapshots, transcript: Path) -> None:
     _write(transcript, _record(1))
     old_path, old = _take(snaps, transcript)

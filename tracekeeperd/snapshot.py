@@ -21,6 +21,7 @@ and its range is the whole document.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -151,7 +152,7 @@ class Snapshots:
             if previous and self._continues(src, st.st_size, *previous):
                 snapshot, base = previous
             else:
-                snapshot, base = self.root / new_name, Extent(0, 0, hashlib.sha256().hexdigest())
+                snapshot, base = self._new_generation(new_name), Extent(0, 0, hashlib.sha256().hexdigest())
             return self._extend(src, st.st_size, snapshot, base, committed_at if late else None)
 
     def _take_document(
@@ -171,9 +172,8 @@ class Snapshots:
                     return previous
             except (OSError, PermanentError):
                 pass  # collected or damaged: keep this version as a new generation
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        snapshot = self.root / new_name
-        fd = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        snapshot = self._new_generation(new_name)
+        fd = os.open(snapshot, os.O_WRONLY | os.O_CLOEXEC)
         try:
             _write_all(fd, data)
             os.fsync(fd)
@@ -181,6 +181,23 @@ class Snapshots:
             os.close(fd)
         self._hashers.pop(snapshot, None)
         return snapshot, extent
+
+    def _new_generation(self, name: str) -> Path:
+        """A new, empty snapshot file called `name`, or a variant of it: never a file that exists,
+        which earlier commits' jobs may still read. Ingest names a generation after the
+        millisecond it starts in, so a rewrite within that millisecond (or a clock stepped back
+        onto it) repeats a name, and opening it to write would truncate the older generation."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stem, suffix = Path(name).stem, Path(name).suffix
+        for attempt in itertools.count():
+            path = self.root / (name if attempt == 0 else f"{stem}.{attempt}{suffix}")
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                continue
+            self._hashers.pop(path, None)
+            return path
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _continues(self, src: BinaryIO, size: int, snapshot: Path, extent: Extent) -> bool:
         """True if the transcript still starts with the snapshot's prefix (probed, not re-read)."""
