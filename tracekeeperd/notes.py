@@ -31,7 +31,9 @@ commit landed its commit does not contain ours at all: a root commit when the re
 yet, or one on an older commit of ours. So every swap also moves a private ref,
 `refs/tracekeeper/notes-written/<ref without refs/>` (`written_ref`), to the same commit in the same
 transaction; when that commit is not in the tip's history, the lines it had are compared with
-what the oldest commit since then kept, and the ones of ours it dropped come back.
+what the oldest commit since then kept, and the ones of ours it dropped come back. Unless the
+ref was deleted since (its reflog, which a delete takes along, no longer names our commit): a
+notes ref deleted whole stays deleted, whoever writes it first afterwards.
 """
 
 from __future__ import annotations
