@@ -60,6 +60,20 @@ def test_parse_ignores_damaged_and_foreign_lines() -> None:
     assert parse(text) == [LINK]
 
 
+#: A teammate's note line nested deeper than json.loads can recurse: a few KB, fetched with `pull`.
+NESTED = "[" * 5000 + "]" * 5000
+
+
+def test_lines_nested_too_deep_for_json_are_damaged_lines_not_a_crash() -> None:
+    from tracekeeperd import notes
+
+    text = "\n".join([META_PREFIX + NESTED, notes.TOMBSTONE_PREFIX + NESTED, *LINK.lines()]) + "\n"
+    assert parse(text) == [LINK]
+    assert notes.parse_tombstones(text) == []
+    assert notes.trace_lines(text) == LINK.lines()
+    assert notes.merge_lines(text, OTHER.lines()) == text + "\n".join(OTHER.lines()) + "\n"
+
+
 def test_parse_survives_cat_sort_uniq() -> None:
     """`git notes merge -s cat_sort_uniq` sorts and dedupes lines; every meta line names its own URL."""
     text = "\n".join(LINK.lines() + OTHER.lines() + LINK.lines() + ["foreign line"])

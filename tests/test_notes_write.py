@@ -260,6 +260,36 @@ def test_a_notes_ref_deleted_whole_stays_deleted_though_our_record_remembers_it(
     assert repo.git("rev-parse", notes.written_ref(REF)).strip() == repo.git("rev-parse", REF).strip()
 
 
+def test_a_notes_ref_deleted_whole_then_written_by_the_user_first_stays_deleted(repo: Repo) -> None:
+    """As above, but the user (or `git pull` fetching notes, `tracekeeper pull`) writes the new
+    ref before the daemon does: its first commit is a root commit, like a stale append's. The
+    deleted notes must not come back with the daemon's next write all the same."""
+    old, theirs, new = repo.commits(3)
+    notes.add(repo.git_dir, REF, {old: [link_line("a1")]})
+    repo.git("update-ref", "-d", REF)
+    repo.git("notes", f"--ref={REF}", "add", "-m", "fresh start", theirs)
+    done = notes.add(repo.git_dir, REF, {new: [link_line("a2")]})
+    assert done.restored == {}
+    assert repo.note(old) == ""
+    assert repo.note(theirs) == "fresh start\n"
+
+
+def test_a_pulled_note_nested_too_deep_for_json_does_not_stop_every_later_write(repo: Repo) -> None:
+    """A teammate's note (fetched by `pull`) holds a line `json.loads` cannot recurse through.
+    When a later commit not ours changes that note again (the next pull), the writer reads the
+    old note to see what it dropped: that read must not raise, or no note is written in this
+    repository again (the commit the writer would compare with never moves past it)."""
+    theirs, new = repo.commits(2)
+    notes.add(repo.git_dir, REF, {new: [link_line("a1")]})
+    hostile = notes.META_PREFIX + "[" * 5000 + "]" * 5000
+    repo.git("notes", f"--ref={REF}", "add", "-m", hostile, theirs)  # what the first pull brought
+    notes.add(repo.git_dir, REF, {new: [link_line("a2")]})
+    repo.git("notes", f"--ref={REF}", "append", "-m", "teammate's second line", theirs)  # the next pull
+    done = notes.add(repo.git_dir, REF, {new: [link_line("a3")]})
+    assert done.changed == [new]
+    assert repo.note(new).splitlines() == [link_line("a1"), link_line("a2"), link_line("a3")]
+
+
 def test_a_swap_loses_when_another_tracekeeper_writer_moved_our_record(repo: Repo) -> None:
     """The record moves under the same compare-and-swap as the notes ref, in one transaction:
     if either moved since we read them, neither moves."""

@@ -182,6 +182,25 @@ def test_a_crash_between_writing_the_copy_and_its_record_keeps_only_what_the_rec
     assert view.ident == first.ident  # the same bytes up to the record: the index may resume in them
 
 
+def test_findings_lost_in_a_power_cut_are_found_again_not_a_crash_at_every_batch(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    """After a power cut a file extended just before it can come back with its new blocks
+    zero-filled (XFS, ext4 without data=ordered): the record was renamed into place but the
+    findings it counts never reached the disk. The copy and its record check out by their
+    hashes; its findings must too, or `counts` raises on every batch that holds the session."""
+    planted = corpus(rounds=1)
+    snapshot.write_bytes(b"".join(planted.lines))
+    first = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())
+    size = first.findings.stat().st_size
+    assert size > 0
+    first.findings.write_bytes(b"\0" * size)
+    view = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Counting())
+    full, report = Redactor().redact_bytes(snapshot.read_bytes())
+    assert view.counts(1, _lines(full)) == dict(sorted(report.counts.items()))
+    assert _uploaded(view) == full
+
+
 def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path: Path) -> None:
     snapshot.write_bytes(b'{"note": "acme_0123456789abcdef token"}\n' * 50)
     acme = Rule(id="acme-key", pattern=r"acme_[0-9a-f]{16}", keywords=("acme_",))
@@ -195,6 +214,50 @@ def test_a_changed_ruleset_redacts_again_from_the_start(snapshot: Path, tmp_path
         assert strict.seen == snapshot.stat().st_size
         assert b"acme_0123456789abcdef" not in _uploaded(view)
         assert view.counts(1, 50) == {"acme-key": 50}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "gone"),
+    [
+        # `scrub_home` turned on: the whole session goes up again, so its old lines must lose the path too
+        (
+            RedactionConfig(),
+            RedactionConfig(scrub_home=True, home="/home/zoe-q", user="zoe-q"),
+            b"/home/zoe-q",
+        ),
+        # a string that was allowed is a secret after all
+        (
+            RedactionConfig(
+                allow=("hf_Zq8Rw3Lx0Vb5Nc7Tp1Yk4Mj9Hg2Fd6Sa",),
+            ),
+            RedactionConfig(),
+            b"hf_Zq8Rw3Lx0Vb5",
+        ),
+        # a user rule given one more keyword: it now matches where it did not
+        (
+            RedactionConfig(extra_rules=(Rule("acme-key", r"k[0-9a-f]{16}", ("acme:",)),)),
+            RedactionConfig(extra_rules=(Rule("acme-key", r"k[0-9a-f]{16}", ("acme:", "key")),)),
+            b"k0123456789abcdef",
+        ),
+    ],
+)
+def test_a_copy_is_redacted_again_when_anything_that_changes_its_bytes_changes(
+    snapshot: Path, tmp_path: Path, before: RedactionConfig, after: RedactionConfig, gone: bytes
+) -> None:
+    """The copy on disk is continued only if the redactor would write the same bytes: not only
+    its rules' patterns but their keywords, the allow list and the home scrub (a SIGHUP or a
+    restart with a new config), or the next upload carries the old lines as they were."""
+    snapshot.write_bytes(
+        b'{"cwd": "/home/zoe-q/src", "t": "hf_Zq8Rw3Lx0Vb5Nc7Tp1Yk4Mj9Hg2Fd6Sa", "k": "key k0123456789abcdef"}\n' * 3
+    )
+    first = _view(RedactedCopies(tmp_path / "redacted"), snapshot, Redactor(before))
+    assert gone in _uploaded(first)
+    for restarted in (False, True):
+        copies = RedactedCopies(tmp_path / "redacted")
+        _view(copies, snapshot, Redactor(before))
+        if restarted:
+            copies = RedactedCopies(tmp_path / "redacted")
+        assert gone not in _uploaded(_view(copies, snapshot, Redactor(after)))
 
 
 def test_a_copy_keeps_its_ident_while_it_grows_and_a_new_one_is_other_files(snapshot: Path, tmp_path: Path) -> None:
@@ -362,3 +425,65 @@ def test_the_hub_store_uploads_a_file_path_through_hf_xet(tmp_path: Path, monkey
         store.preflight()
         assert store.put([Upload("app-1/sessions/codex-s1.jsonl", source)]) == {}
         assert hub.read_file("alice/agent-traces", "app-1/sessions/codex-s1.jsonl") == source.read_bytes()
+
+
+_GROWN = corpus(rounds=1)
+#: A session whose plain-text key (CRLF, as a Windows tool prints it) sits between corpus lines.
+_PEM_AT = len(b"".join(_GROWN.lines[:60]))
+_GROWN_DATA = (
+    b"".join(_GROWN.lines[:60])
+    + PEM_HEAD.replace(b"\n", b"\r\n")
+    + b"".join(line.replace(b"\n", b"\r\n") for line in PEM_BODY)
+    + PEM_TAIL.replace(b"\n", b"\r\n")
+    + b"".join(_GROWN.lines[60:120])
+)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    cuts=st.lists(
+        st.one_of(
+            st.integers(min_value=0, max_value=len(_GROWN_DATA)),
+            st.integers(min_value=_PEM_AT, max_value=_PEM_AT + 600),  # inside the key, often
+        ),
+        max_size=8,
+    ),
+    restarts=st.lists(st.booleans(), min_size=9, max_size=9),
+)
+def test_a_session_committed_at_any_byte_and_restarted_anywhere_never_uploads_a_secret(
+    cuts: list[int], restarts: list[bool]
+) -> None:
+    """The whole path: the agent has written up to any byte (mid-line too) at each commit;
+    each commit's snapshot (snapshot.py) is redacted on disk (a new daemon process between
+    any two): what goes up is always the one-pass redaction of the snapshot, with no secret."""
+    import tempfile
+
+    redactor = Redactor()
+    needles = [n.encode() for p in _GROWN.planted if p.line < 120 for n in p.needles]
+    needles += [body.strip() for body in PEM_BODY]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        transcript = root / "t.jsonl"
+        snaps = Snapshots(root / "snapshots")
+        copies = RedactedCopies(root / "redacted")
+        previous = None
+        for cut, restart in zip([*sorted(set(cuts)), len(_GROWN_DATA)], restarts, strict=False):
+            transcript.write_bytes(_GROWN_DATA[:cut])
+            previous = snaps.take(transcript, committed_at=2e9, previous=previous, new_name="s.jsonl")
+            path, extent = previous
+            if restart:
+                copies = RedactedCopies(root / "redacted")
+            if not extent.lines:
+                continue
+            view = copies.view(
+                path,
+                raw_bytes=extent.bytes,
+                raw_lines=extent.lines,
+                raw_sha256=extent.sha256,
+                lines=[extent.lines],
+                redactor=redactor,
+            )
+            uploaded = _uploaded(view)
+            assert uploaded == redactor.redact_bytes(path.read_bytes()[: extent.bytes])[0]
+            assert not [n for n in needles if n in uploaded]
+        assert extent.bytes == len(_GROWN_DATA)

@@ -201,6 +201,37 @@ def test_secrets_inside_json_escapes(line: bytes, gone: bytes) -> None:
     json.loads(out)
 
 
+@pytest.mark.parametrize("engine", ["re2", "re"])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_a_truncated_key_is_redacted_whole_at_every_json_depth(engine: redact.Engine, depth: int) -> None:
+    """A key cut before its END line (`head -5 id_rsa`, an agent's truncated tool output) held
+    in JSON inside JSON (Codex's `function_call_output` is a JSON document in a string): its
+    line breaks are written `\\\\n` there (two backslashes), and every body line must still be replaced."""
+    body = [
+        "MIIEpAIBAAKCAQEA1x2y3z4w5v6u7t8s9r0q1p2o3n4m5l6k7j8i9h0g1f2e3d4c5b6a7Z8Y9X0W1V2U3T4S5R6",
+        "Q7P8O9N0M1L2K3J4I5H6G7F8E9D0C1B2A3z4y5x6w7v6u5t4s3r2q1p0o9n8m7l6k5j4i3h2g1f0e9d8c7b6a5Z4Y3",
+    ]
+    value: object = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(body) + "\n"
+    for _ in range(depth - 1):
+        value = json.dumps({"output": value, "metadata": {"exit_code": 0}})
+    line = json.dumps({"type": "function_call_output", "output": value}).encode() + b"\n"
+    out, report = Redactor(engine=engine).redact_bytes(line)
+    assert not any(part[:24].encode() in out for part in body), out
+    assert report.counts == {"private-key": 1}
+    json.loads(out)
+
+
+def test_a_line_nested_deeper_than_json_loads_goes_is_redacted_as_text() -> None:
+    """A record nested past json.loads' recursion limit (a tool call's arguments built by a
+    prompt-injected agent): redacted as text, which runs every rule, rather than failing the
+    redaction of the whole session, and with it every later upload of it, for good."""
+    token = "hf_Zq8Rw3Lx0Vb5Nc7Tp1Yk4Mj9Hg2Fd6Sa"
+    line = ('{"input":' + "[" * 3000 + f'"{token}"' + "]" * 3000 + "}\n").encode()
+    out, report = Redactor().redact_bytes(line + b'{"next": "line"}\n')
+    assert token.encode() not in out and report.counts == {"hf-token": 1}
+    assert out.endswith(b'{"next": "line"}\n')
+
+
 def test_mutated_json_lines_stay_valid(planted: Corpus) -> None:
     """Quotes, backslashes, control and non-ASCII characters dropped next to secrets never break a line."""
     rng = random.Random(5)

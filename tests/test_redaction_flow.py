@@ -172,3 +172,22 @@ def test_outgoing_fails_closed(tmp_path: Path) -> None:
 
     with pytest.raises(RedactionError, match="changed the number of lines"):
         _outgoing_view(copies, tmp_path / "s.jsonl", b'{"a": 1}\n{"b": 2}\n', Joiner())
+
+
+def test_a_string_taken_off_the_allow_list_leaves_with_the_next_upload_of_its_session(env: Env) -> None:
+    """The real daemon, restarted with a new config between two commits of one session: the
+    second upload (the whole session so far) must be redacted under the new settings, old lines
+    too, not continue the copy the old settings made (its record matched on the rules alone)."""
+    token = "hf_Zq8Rw3Lx0Vb5Nc7Tp1Yk4Mj9Hg2Fd6Sa"
+    env.write_config(f'[redaction]\nallow = ["{token}"]\n')
+    repo = make_repo(env).install()
+    transcript = env.transcript()
+    transcript.write_text(json.dumps({"type": "x", "text": f"sample {token}"}) + "\n")
+    first, data = _uploaded(env, repo, transcript)
+    assert token.encode() in data  # allowed, so kept
+    env.write_config("[redaction]\nallow = []\n")
+    with transcript.open("a") as fh:
+        fh.write(json.dumps({"type": "x", "text": "more"}) + "\n")
+    second, data = _uploaded(env, repo, transcript)
+    assert second["url"] == first["url"]  # the same session, uploaded again whole
+    assert token.encode() not in data and b"[REDACTED:hf-token]" in data

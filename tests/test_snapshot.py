@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -207,6 +210,27 @@ def test_a_shrunk_transcript_starts_a_new_generation(snaps: Snapshots, transcrip
     assert old_path.read_bytes() == original
 
 
+def test_a_new_generation_never_takes_over_an_existing_snapshot_file(
+    snaps: Snapshots, transcript: Path, tmp_path: Path
+) -> None:
+    """Ingest names a generation after the millisecond it starts in: a transcript rewritten
+    within the same one (or a clock stepped back onto it) gives the name of a file that earlier
+    commits' jobs still read. The new generation must go elsewhere, not truncate theirs."""
+    original = _record(1) + _record(2) + _record(3)
+    _write(transcript, original)
+    old_path, old = _take(snaps, transcript, name="same-ms.jsonl")
+    _write(transcript, _record(7))
+    new_path, new = _take(snaps, transcript, previous=(old_path, old), name="same-ms.jsonl")
+    assert old_path.read_bytes() == original, "what earlier commits saw"
+    assert new_path != old_path and new_path.parent == snaps.root
+    assert new_path.read_bytes() == _record(7) and new == Extent(len(_record(7)), 1, _sha(_record(7)))
+    document = tmp_path / "session-2026-11-25T09-00-abc.json"
+    document.write_bytes(b'{"messages": []}')
+    doc_path, _ = snaps.take(document, committed_at=COMMIT, previous=None, new_name="same-ms.jsonl")
+    assert doc_path not in (old_path, new_path)
+    assert old_path.read_bytes() == original and new_path.read_bytes() == _record(7)
+
+
 def test_a_missing_previous_snapshot_starts_a_new_generation(snaps: Snapshots, transcript: Path) -> None:
     _write(transcript, _record(1))
     old_path, old = _take(snaps, transcript)
@@ -262,6 +286,18 @@ def test_late_ingest_cut_applies_to_the_appended_part(snaps: Snapshots, transcri
     _, extent = _take(snaps, transcript, previous=previous)
     assert extent.lines == 2
     assert previous[0].read_bytes() == first + _record(2, "2026-11-25T08:59:59Z")
+
+
+def test_a_late_cut_ends_at_a_line_end_even_after_a_bare_carriage_return(snaps: Snapshots, transcript: Path) -> None:
+    """A record stamped after the commit that follows a bare CR on its line (a tool's progress
+    output, pasted raw): lines are what newlines end, and that line is no record (it does not
+    parse), so nothing is cut. Cut at the CR, the snapshot would end mid-line, and every later
+    piece of its redaction would start mid-line, numbering lines (and notes' prefixes) one off."""
+    data = _record(1, "2026-11-25T08:59:00Z") + b"downloading 10%\r" + _record(2, "2026-11-25T09:30:00Z") + _record(3)
+    _write(transcript, data, mtime=COMMIT + 3600)
+    path, extent = _take(snaps, transcript)
+    assert path.read_bytes() == data
+    assert extent == Extent(len(data), 3, _sha(data))
 
 
 def test_a_transcript_not_modified_since_the_commit_is_not_cut(snaps: Snapshots, transcript: Path) -> None:
@@ -348,3 +384,40 @@ def test_a_pathologically_nested_record_does_not_break_the_cut(snaps: Snapshots,
     _write(transcript, data, mtime=COMMIT + 3600)
     _, extent = _take(snaps, transcript)
     assert extent.lines == 2
+
+
+_SHORT_WRITE_CHILD = """
+import hashlib, json, resource, signal, sys
+from pathlib import Path
+from tracekeeperd.snapshot import Snapshots
+
+transcript, root, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+snaps = Snapshots(root)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit is cut short, then EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    path, extent = snaps.take(transcript, committed_at=0.0, previous=None, new_name="s.jsonl")
+except OSError as exc:
+    print(json.dumps({"error": exc.errno}))
+else:
+    data = path.read_bytes()[: extent.bytes]
+    same = hashlib.sha256(data).hexdigest() == extent.sha256
+    print(json.dumps({"bytes": extent.bytes, "kept": len(data), "same": same}))
+"""
+
+
+def test_a_short_write_never_gives_an_extent_beyond_the_bytes_kept(tmp_path: Path) -> None:
+    """A full disk (here a file size limit, which the kernel enforces the same way: the write
+    that crosses it is cut short, the next one fails) must not leave an extent that claims
+    bytes the snapshot does not have: its job would point past the file's end forever."""
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(b"".join(_record(n) for n in range(400)))  # ~12 KB: one read, one write
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITE_CHILD, str(transcript), str(tmp_path / "snapshots"), "4096"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    result = json.loads(proc.stdout)
+    # Either the failure surfaces (the spool file stays for a retry), or the extent is true.
+    assert result == {"error": errno.EFBIG} or (result["kept"] == result["bytes"] and result["same"]), result

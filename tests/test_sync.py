@@ -697,3 +697,24 @@ def test_forced_notes_refspecs_are_flagged(world: World) -> None:
     note(b, world.base, "b1")
     b.git("fetch", "-q", "origin")
     assert_notes({world.base: lines("a1")}, a, b)
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        {REF: ["origin"]},
+        {REF: {"origin": "yesterday"}},
+        {REF: {"origin": {"fetched_at": "yesterday", "pushed_at": [1], "remote_oid": 7}}},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_damaged_sync_state_file_is_read_as_unknown_and_rewritten(world: World, damaged: object) -> None:
+    """The state file is ours but lives in the user's .git (an editor, a half-restored backup):
+    a damaged entry must read as "never synced", not stop `status` or `pull` with a traceback."""
+    a = world.a
+    (a.git_dir / notesync.STATE_FILE).write_text(json.dumps(damaged))
+    status = {s.remote: s for s in notesync.notes_status(a.path)}
+    assert status["origin"].last_fetch is None and status["origin"].last_push is None
+    sync.pull_notes(a.path, "origin")
+    after = {s.remote: s for s in notesync.notes_status(a.path)}
+    assert isinstance(after["origin"].last_fetch, float)

@@ -31,7 +31,9 @@ commit landed its commit does not contain ours at all: a root commit when the re
 yet, or one on an older commit of ours. So every swap also moves a private ref,
 `refs/tracekeeper/notes-written/<ref without refs/>` (`written_ref`), to the same commit in the same
 transaction; when that commit is not in the tip's history, the lines it had are compared with
-what the oldest commit since then kept, and the ones of ours it dropped come back.
+what the oldest commit since then kept, and the ones of ours it dropped come back. Unless the
+ref was deleted since (its reflog, which a delete takes along, no longer names our commit): a
+notes ref deleted whole stays deleted, whoever writes it first afterwards.
 """
 
 from __future__ import annotations
@@ -135,8 +137,8 @@ def parse(text: str) -> list[TraceLink]:
                     usage=Usage.from_json(meta.get("usage")),
                 )
             )
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+            continue  # RecursionError: nested deeper than json.loads goes (a hostile pulled note)
         link = links[-1]
         key = (link.url, link.first_line, link.last_line, link.bytes, link.sha256)
         if key in seen:
@@ -184,7 +186,7 @@ def parse_tombstones(text: str) -> list[Tombstone]:
                     by=str(body.get("by", "")),
                 )
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
     return out
 
@@ -201,7 +203,7 @@ def live_links(text: str, dead: Iterable[str] = ()) -> list[TraceLink]:
 def _tombstone_url(line: str) -> str | None:
     try:
         value = json.loads(line[len(TOMBSTONE_PREFIX) :])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     url = value.get("url") if isinstance(value, dict) else None
     return url if isinstance(url, str) else None
@@ -693,8 +695,21 @@ def _history(session: _Session, ref: str) -> _History:
                 break
             foreign.append(found)
         return _History(tip, foreign, written)
+    if _deleted_since(session.git_dir, ref, written):
+        return _History(tip, foreign if ours else [], written)  # deleted on purpose, as above
     # Overwritten by a writer without compare-and-swap: compare with what ours had.
     return _History(tip, foreign or [tip], written, base=written)
+
+
+def _deleted_since(git_dir: Path, ref: str, written: str) -> bool:
+    """Whether `ref` was deleted, and made again by someone else, since our commit `written`
+    landed on it. The new ref's first commit is a root commit, as a stale append's can be; what
+    tells them apart is the ref's reflog (git keeps one for refs/notes/ where there is a work
+    tree, core.logAllRefUpdates): our swaps are in it, and a delete takes it along. Without one
+    (a bare repository) nobody can tell, and the lost update is assumed, as before."""
+    proc = git.run(git_dir, ["log", "--walk-reflogs", "--format=%H", ref, "--"], check=False)
+    logged = proc.stdout.decode().split() if proc.returncode == 0 else []
+    return bool(logged) and written not in logged
 
 
 def _changes(git_dir: Path, pairs: list[tuple[str, str]]) -> dict[str, list[str]]:

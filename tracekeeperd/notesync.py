@@ -127,12 +127,33 @@ def fetch_refspec(remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> str:
     return f"+{ref}*:{tracking_ref(remote, ref)}*"
 
 
-def _read_state(where: Where) -> dict[str, Any]:
+#: The values an entry of the state file may hold, and their types (`_read_state`).
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "fetched_at": (int, float),
+    "pushed_at": (int, float),
+    "remote_oid": (str,),
+}
+
+
+def _read_state(where: Where) -> dict[str, dict[str, dict[str, Any]]]:
+    """{notes ref: {remote: entry}} as `sync._remember` wrote it. The file sits in the user's
+    .git, so anything else in it (a damaged or hand-edited entry) reads as "never synced",
+    and the next write leaves it out, rather than stopping `status` or `pull` with a traceback."""
     try:
         data = json.loads((git.common_dir(where.git_dir) / STATE_FILE).read_text())
     except (FileNotFoundError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        ref: {
+            remote: {k: v for k, v in entry.items() if isinstance(v, _STATE_TYPES.get(k, ()))}
+            for remote, entry in remotes.items()
+            if isinstance(entry, dict)
+        }
+        for ref, remotes in data.items()
+        if isinstance(remotes, dict)
+    }
 
 
 def _note_pairs(where: Where, ref: str) -> dict[str, str]:

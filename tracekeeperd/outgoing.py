@@ -11,10 +11,11 @@ to it, grown piece by piece (`Redactor.redact_piece`, whole lines, about `CHUNK`
 time), and uploaded from its path. Beside it a small JSON record says how far it got: raw bytes
 and lines consumed, the redactor's resume state, sha256 of both sides, the rule set. So only
 bytes appended since the last upload are ever redacted, across daemon restarts too. The copy
-is thrown away (and redacted again from the start) when the rule set changes or the snapshot
-no longer starts with the bytes it was made from: after a restart the record's raw sha256 is
-checked against the snapshot, and while running every extension is checked against the sha256
-ingest recorded for the job's whole prefix (our running hash of what we read must equal it).
+is thrown away (and redacted again from the start) when the redactor would write other bytes
+(`Redactor.output_id`: rules, allow list, home scrub) or the snapshot no longer starts with
+the bytes it was made from: after a restart the record's raw sha256 is checked against the
+snapshot, and while running every extension is checked against the sha256 ingest recorded
+for the job's whole prefix (our running hash of what we read must equal it).
 
 Per commit the cost is the new bytes (redacted, hashed, appended) plus the upload of the file;
 the running sha256 states live in memory, so a note's prefix hash needs no re-read. Only a
@@ -29,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
@@ -166,7 +168,7 @@ class RedactedCopies:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         redacted, findings, state, *_ = copy_files(self.root, snapshot)
         wanted = sorted({n for n in lines if n > 0} | ({raw_lines} if raw_lines > 0 else set()))
-        copy = self._current(snapshot, redactor.ruleset_id)
+        copy = self._current(snapshot, redactor.output_id)
         if copy is not None and copy.raw_bytes > raw_bytes:
             copy = self._verified(snapshot, copy)  # rare: make sure the longer copy is still right
         if copy is not None and copy.raw_bytes > raw_bytes:
@@ -181,7 +183,7 @@ class RedactedCopies:
         ):
             copy = None  # the snapshot no longer starts with what the copy was made from
         if copy is None:
-            copy = self._fresh(snapshot, redactor.ruleset_id)
+            copy = self._fresh(snapshot, redactor.output_id)
         before, start = copy.resume.lines, copy.raw_bytes
         try:
             prefixes = self._extend(snapshot, copy, raw_bytes, [n for n in wanted if n > before], redactor)
@@ -232,7 +234,7 @@ class RedactedCopies:
             raw_bytes, out_bytes = int(record["raw_bytes"]), int(record["out_bytes"])
             findings_bytes = int(record["findings_bytes"])
             ident = str(record["ident"])
-            if findings.stat().st_size < findings_bytes:
+            if findings.stat().st_size < findings_bytes or not _findings_intact(findings, findings_bytes):
                 return None
             raw_hash = _hash_file(snapshot, raw_bytes)
             out_hash = _hash_file(redacted, out_bytes)
@@ -397,6 +399,24 @@ def _hash_file(path: Path, size: int) -> _Hash | None:
             hasher.update(chunk)
             remaining -= len(chunk)
     return hasher
+
+
+_FINDING = re.compile(rb"[0-9]+\t[a-z0-9]+(?:-[a-z0-9]+)*\n")
+
+
+def _findings_intact(path: Path, size: int) -> bool:
+    """Whether the first `size` bytes are whole findings lines. The record names no hash of
+    them, and a power cut can leave blocks appended just before it zero-filled (the record's
+    rename landed, the data did not); `View.counts` would then fail on every batch."""
+    seen = 0
+    with path.open("rb") as fh:
+        for line in fh:  # streamed: a session may hold many secrets
+            if seen >= size:
+                break
+            if not _FINDING.fullmatch(line):
+                return False
+            seen += len(line)
+    return seen == size
 
 
 def _truncate(path: Path, size: int) -> None:

@@ -185,8 +185,17 @@ _ESC_CHAR = r"\\u00(?:2[13-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abd-fABD-F]|6[1-9a-fA
 _ESC = _ESC_CHAR + r"|\\/"
 # Inside a JSON string a key spans "\n" escapes; `(?:[^"\\\n]|\\.)` walks a
 # JSON string without ever leaving it.  Without an END line (a truncated key)
-# the body is taken as far as it looks like base64.
-_PEM = _PEM_BEGIN + r"(?:(?:[^\"\\\n]|\\[^\n])*?" + _PEM_END + r"|(?:[A-Za-z0-9+/=:, -]|\\[nrt/]|" + _ESC_CHAR + r")*)"
+# the body is taken as far as it looks like base64, through escapes at any
+# nesting depth: in JSON inside JSON (Codex's function_call_output) a line
+# break is written `\\n`, and one backslash would stop after the first line.
+_PEM = (
+    _PEM_BEGIN
+    + r"(?:(?:[^\"\\\n]|\\[^\n])*?"
+    + _PEM_END
+    + r"|(?:[A-Za-z0-9+/=:, -]|\\+[nrt/]|\\+"
+    + _ESC_CHAR.removeprefix("\\\\")
+    + r")*)"
+)
 
 # Assignment context: `NAME = value`, `"name": "value"`, `name: value`,
 # with the JSON-escaped quotes of a transcript (`\"name\": \"value\"`).
@@ -644,9 +653,18 @@ class Redactor:
         self._scrub = _scrubber(config)
         digest = hashlib.sha256(_ALGORITHM)
         for rule in self._rules:
-            digest.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0".encode())
+            words = ",".join(k.decode() for k in rule.keywords)
+            digest.update(f"{rule.id}\0{rule.pattern}\0{rule.entropy}\0{words}\0{rule.group}\0".encode())
         self.ruleset_id = digest.hexdigest()[:12]
         """Names the rules that ran, for the git note; changes when any rule changes."""
+        private = digest.copy()
+        scrub = (b"scrub", (config.home or "").encode(), (config.user or "").encode()) if config.scrub_home else ()
+        for value in (*sorted(self._allow), b"\0", *scrub):
+            private.update(len(value).to_bytes(8, "big") + value)
+        self.output_id = private.hexdigest()
+        """Changes whenever the same input could redact to other bytes: the rules, and what a
+        note must not publish (the allow list's strings; the home directory and user name a
+        scrub replaces). A redacted copy on disk is continued only under the same `output_id`."""
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
@@ -1397,7 +1415,7 @@ def _is_json(line: bytes) -> bool:
         return False
     try:
         json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past json.loads' limit: redacted as text (every rule runs)
         return False
     return True
 

@@ -21,6 +21,7 @@ and its range is the whole document.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -151,7 +152,7 @@ class Snapshots:
             if previous and self._continues(src, st.st_size, *previous):
                 snapshot, base = previous
             else:
-                snapshot, base = self.root / new_name, Extent(0, 0, hashlib.sha256().hexdigest())
+                snapshot, base = self._new_generation(new_name), Extent(0, 0, hashlib.sha256().hexdigest())
             return self._extend(src, st.st_size, snapshot, base, committed_at if late else None)
 
     def _take_document(
@@ -171,18 +172,32 @@ class Snapshots:
                     return previous
             except (OSError, PermanentError):
                 pass  # collected or damaged: keep this version as a new generation
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        snapshot = self.root / new_name
-        fd = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        snapshot = self._new_generation(new_name)
+        fd = os.open(snapshot, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         self._hashers.pop(snapshot, None)
         return snapshot, extent
+
+    def _new_generation(self, name: str) -> Path:
+        """A new, empty snapshot file called `name`, or a variant of it: never a file that exists,
+        which earlier commits' jobs may still read. Ingest names a generation after the
+        millisecond it starts in, so a rewrite within that millisecond (or a clock stepped back
+        onto it) repeats a name, and opening it to write would truncate the older generation."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stem, suffix = Path(name).stem, Path(name).suffix
+        for attempt in itertools.count():
+            path = self.root / (name if attempt == 0 else f"{stem}.{attempt}{suffix}")
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                continue
+            self._hashers.pop(path, None)
+            return path
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _continues(self, src: BinaryIO, size: int, snapshot: Path, extent: Extent) -> bool:
         """True if the transcript still starts with the snapshot's prefix (probed, not re-read)."""
@@ -228,7 +243,7 @@ class Snapshots:
                 if cut_after is not None:
                     complete, stop = _cut(complete, cut_after)
                 if complete:
-                    os.write(fd, complete)
+                    _write_all(fd, complete)
                     hasher.update(complete)
                     total += len(complete)
                     lines += complete.count(b"\n")
@@ -268,6 +283,14 @@ class Snapshots:
         return deleted
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte or raise: `os.write` may write fewer (a disk filling up, a size limit),
+    and an extent counts what we meant to write, so a short write must end in an error."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _read_document(transcript: Path) -> bytes:
     """The document's bytes once they parse as JSON, re-read for a moment while they do not.
 
@@ -293,11 +316,11 @@ def _read_document(transcript: Path) -> bytes:
 def _cut(block: bytes, cut_after: float) -> tuple[bytes, bool]:
     """Complete lines up to the first record stamped after `cut_after`; True if cut there."""
     offset = 0
-    for line in block.splitlines(keepends=True):
+    for line in block.split(b"\n")[:-1]:  # `splitlines` would also end a line at a bare CR
         ts = _timestamp(line)
         if ts is not None and ts > cut_after:
             return block[:offset], True
-        offset += len(line)
+        offset += len(line) + 1
     return block, False
 
 
