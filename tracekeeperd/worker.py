@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from . import notes, outgoing, tokens
+from . import notes, outgoing, plumbing, tokens
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
@@ -209,6 +209,9 @@ class Worker:
         #: This batch's redacted session per remote path (what was, or already is, in the store).
         self._planned: dict[str, outgoing.View] = {}
         self.arrivals = Arrivals()
+        #: Long-lived git processes per repository written to lately: a burst's notes commits
+        #: start none per batch; closed after plumbing.IDLE unused (`follow`) and by `close`.
+        self.plumbing = plumbing.Pool(clock=self.now)
         #: The time of the turn in progress (`loop(now=...)`); None: ask the clock.
         self._now: float | None = None
 
@@ -236,7 +239,13 @@ class Worker:
     def follow(self, debounce: float, now: float | None = None) -> int:
         """One turn of the housekeeping between batches: refresh followed sessions, repair notes."""
         with self._at(now):
-            return self.refresh_sessions(debounce) + self.repair_notes()
+            done = self.refresh_sessions(debounce) + self.repair_notes()
+            self.plumbing.close_idle()
+            return done
+
+    def close(self) -> None:
+        """The daemon's stop, after the last batch: the kept git processes end with it."""
+        self.plumbing.close()
 
     # --- scheduling -------------------------------------------------------------------
 
@@ -467,7 +476,8 @@ class Worker:
         try:
             seen = ref_stamp(git_dir, self.notes_ref)
             # commits_only: the writer's own cat-file tells which commits still exist (no extra git).
-            written = notes.add(git_dir, self.notes_ref, lines, commits_only=True)
+            with self.plumbing.lease(git_dir) as kept:
+                written = notes.add(git_dir, self.notes_ref, lines, commits_only=True, plumbing=kept)
             self._noted_in[git_dir], self._ref_seen[git_dir] = self.now(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
@@ -594,7 +604,9 @@ class Worker:
                 continue
             try:
                 self._ref_seen[git_dir] = seen
-                if notes.repair(git_dir, self.notes_ref).restored:
+                with self.plumbing.lease(git_dir) as kept:
+                    restored = notes.repair(git_dir, self.notes_ref, plumbing=kept).restored
+                if restored:
                     repaired += 1
                     log.warning("put back trace lines another notes writer dropped in %s", git_dir)
             except (TransientError, GitError) as exc:
