@@ -53,6 +53,8 @@ class Where:
 
     git_dir: Path
     cwd: Path
+    #: The common git dir, when the caller knows it (the daemon's record): no git to find it.
+    common: Path | None = None
 
 
 Repository = Path | str | Where
@@ -129,7 +131,7 @@ def fetch_refspec(remote: str, notes_ref: str = DEFAULT_NOTES_REF) -> str:
 
 def _read_state(where: Where) -> dict[str, Any]:
     try:
-        data = json.loads((git.common_dir(where.git_dir) / STATE_FILE).read_text())
+        data = json.loads(((where.common or git.common_dir(where.git_dir)) / STATE_FILE).read_text())
     except (FileNotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
