@@ -177,3 +177,32 @@ def test_a_failed_write_does_not_leave_a_half_read_process_for_the_next(repo: Re
         assert repo.note(sha).splitlines() == [link_line("a1"), link_line("a2")]
     finally:
         pool.close()
+
+
+def test_note_texts_go_to_git_through_one_kept_scratch_directory(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hash-object --stdin-paths` reads each new note from a file: a kept repository's writes
+    reuse one private directory for them (no directory made and removed per write), which goes
+    with the repository's processes."""
+    import tempfile
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    shas = repo.commits(6)
+    pool = plumbing.Pool()
+    try:
+        seen: set[str] = set()
+        for i in range(3):
+            with pool.lease(repo.git_dir) as pipes:
+                notes.add(repo.git_dir, REF, {sha: [link_line(f"{i}-{sha[:6]}")] for sha in shas[i:]}, plumbing=pipes)
+            seen |= {p.name for p in scratch_root.iterdir()}
+        assert len(seen) == 1, "one scratch directory for all three writes"
+        (kept,) = scratch_root.iterdir()
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+    finally:
+        pool.close()
+    assert list(scratch_root.iterdir()) == [], "removed with the processes"
+    for i, sha in enumerate(shas):
+        assert repo.note(sha).splitlines() == [link_line(f"{j}-{sha[:6]}") for j in range(min(i, 2) + 1)]

@@ -36,6 +36,7 @@ what the oldest commit since then kept, and the ones of ours it dropped come bac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -357,7 +358,7 @@ class _Session:
 
     def __init__(self, git_dir: Path, timeout: float, kept: Plumbing | None = None) -> None:
         self.git_dir = git_dir
-        self._own = kept is None
+        self.own = kept is None
         self.plumbing = kept if kept is not None else Plumbing(git_dir)
         self.timer = threading.Timer(timeout, self.plumbing.kill)
         self.timer.daemon = True
@@ -365,7 +366,7 @@ class _Session:
 
     def close(self) -> None:
         self.timer.cancel()
-        if self._own:
+        if self.own:
             self.plumbing.close()
 
     def object(self, name: str) -> tuple[str, str, bytes] | None:
@@ -814,7 +815,10 @@ def _swap(
     Through `plumbing`'s kept `update-ref --stdin` when given: `start`, the two updates,
     `prepare` (which takes the locks and checks the old values, or dies) and `commit`, each
     acknowledged by git (builtin/update-ref.c `report_ok`), so one process serves every swap
-    of a busy repository; a refused one exits, and the next swap starts another."""
+    of a busy repository; a refused one exits, and the next swap starts another. The whole
+    transaction goes in one write, far below PIPE_BUF, so git reads all of it or none; and a
+    daemon killed before `commit` leaves git at end of input inside a started transaction,
+    which it aborts (builtin/update-ref.c `update_refs_stdin`): the refs move whole or not."""
     zero = "0" * len(new)
     commands = f"update {ref} {new} {old or zero}\nupdate {written_ref(ref)} {new} {written or zero}\n"
     args = ["update-ref", "-m", COMMIT_MESSAGE, "--stdin"]
@@ -840,16 +844,21 @@ def _swap(
     raise error
 
 
-def _hash_blobs(git_dir: Path, texts: Sequence[str]) -> list[str]:
-    """Write blobs for `texts` in one git process."""
+def _hash_blobs(git_dir: Path, texts: Sequence[str], scratch: Plumbing | None = None) -> list[str]:
+    """Write blobs for `texts` in one git process, from files in `scratch`'s kept directory
+    (overwritten by the next write to the repository) or in one made for this write."""
     import tempfile
 
     if not texts:
         return []
-    with tempfile.TemporaryDirectory(prefix="tracekeeper-notes-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if scratch is not None:
+            tmp = scratch.scratch()
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tracekeeper-notes-")))
         paths = []
         for i, text in enumerate(texts):
-            path = Path(tmp) / str(i)
+            path = tmp / str(i)
             path.write_bytes(text.encode(**_ENCODING))
             paths.append(str(path))
         out = git.output(
@@ -900,7 +909,8 @@ def _attempt(
         done.restored = {sha: lines for sha, lines in done.restored.items() if lines}
         if not texts:
             return done
-        for sha, blob in zip(texts, _hash_blobs(git_dir, list(texts.values())), strict=True):
+        blobs = _hash_blobs(git_dir, list(texts.values()), None if session.own else session.plumbing)
+        for sha, blob in zip(texts, blobs, strict=True):
             tree.put(sha, blob)
         new_tree = tree.write()
         done.commit = _commit(git_dir, new_tree, tip)

@@ -18,6 +18,7 @@ its next use.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,16 @@ class Plumbing:
     def __init__(self, git_dir: Path) -> None:
         self.git_dir = git_dir
         self._pipes: dict[str, git.Pipe] = {}
+        self._scratch: Path | None = None
+
+    def scratch(self) -> Path:
+        """A private directory (0700) for files git reads by path (`hash-object --stdin-paths`),
+        kept with the processes: no directory made and removed per write."""
+        if self._scratch is None or not self._scratch.is_dir():
+            import tempfile
+
+            self._scratch = Path(tempfile.mkdtemp(prefix="tracekeeper-notes-"))
+        return self._scratch
 
     def pipe(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> git.Pipe:
         """The running process called `name`, started with `args` unless it still runs."""
@@ -60,6 +71,9 @@ class Plumbing:
         for pipe in self._pipes.values():
             pipe.close()
         self._pipes.clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 class Pool:
