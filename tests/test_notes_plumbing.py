@@ -206,3 +206,31 @@ def test_note_texts_go_to_git_through_one_kept_scratch_directory(
     assert list(scratch_root.iterdir()) == [], "removed with the processes"
     for i, sha in enumerate(shas):
         assert repo.note(sha).splitlines() == [link_line(f"{j}-{sha[:6]}") for j in range(min(i, 2) + 1)]
+
+
+def test_the_pool_keeps_no_more_repositories_than_it_has_room_for(repo: Repo, tmp_path: Path) -> None:
+    """Each kept repository holds 3 processes and 9 file descriptors: past `max_kept` (by
+    default what the descriptor limit leaves room for), a repository's processes are closed
+    after its write instead of kept, and the ones kept stay kept (no churn in a round-robin)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert plumbing.Pool().max_kept == max(plumbing.MIN_KEPT, (soft - plumbing.FD_RESERVE) // plumbing.FDS_PER_REPO)
+    other = _new_repo(tmp_path / "other")
+    (sha,), (sha2,) = repo.commits(1), other.commits(1)
+    pool = plumbing.Pool(max_kept=1)
+    try:
+        for round_ in range(2):
+            for r, s in ((repo, sha), (other, sha2)):
+                with pool.lease(r.git_dir) as pipes:
+                    notes.add(r.git_dir, REF, {s: [link_line(f"x{round_}")]}, plumbing=pipes)
+                    pids = pipes.pids()
+                if r is other:
+                    assert not any(_alive(pid) for pid in pids), "no room: closed after its write"
+            kept = pool.pids(repo.git_dir)
+            assert len(kept) == 3 and all(_alive(pid) for pid in kept)
+            assert pool.pids(other.git_dir) == []
+    finally:
+        pool.close()
+    assert repo.note(sha).splitlines() == [link_line("x0"), link_line("x1")]
+    assert other.note(sha2).splitlines() == [link_line("x0"), link_line("x1")]

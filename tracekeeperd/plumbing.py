@@ -30,6 +30,23 @@ from .errors import GitError
 #: Seconds a repository's processes outlive its last write: longer than the daemon's longest
 #: hold of a burst (worker.COALESCE_MOST), so a burst keeps them from batch to batch.
 IDLE = 30.0
+#: File descriptors a kept repository holds: stdin, stdout and a stderr file for each of 3 gits.
+FDS_PER_REPO = 9
+#: Descriptors left for everything else (queue, sockets, watches, uploads, short-lived gits).
+FD_RESERVE = 256
+#: Kept repositories even under a tight limit (macOS gives a process 256 by default).
+MIN_KEPT = 4
+
+
+def room() -> int:
+    """How many repositories to keep: what the descriptor limit leaves (a systemd service's
+    default soft limit is 1,024: about 85)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 16
+    return max(MIN_KEPT, (soft - FD_RESERVE) // FDS_PER_REPO)
 
 
 class Plumbing:
@@ -80,8 +97,14 @@ class Pool:
     """Plumbing per git dir, each lent to one write at a time (the worker writes one at a time;
     the lock is for the daemon's stop and idle closing from another thread)."""
 
-    def __init__(self, idle: float = IDLE, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, idle: float = IDLE, clock: Callable[[], float] = time.monotonic, max_kept: int | None = None
+    ) -> None:
         self.idle, self.clock = idle, clock
+        #: Past this many, a repository's processes are closed after its write, not kept; the
+        #: kept ones stay (evicting them would make a round-robin over more repositories than
+        #: this start every process anew, each time).
+        self.max_kept = room() if max_kept is None else max_kept
         self._lock = threading.Lock()
         self._held: dict[Path, tuple[Plumbing, float]] = {}  # git dir -> (plumbing, last used)
         self._closed = False
@@ -101,10 +124,11 @@ class Pool:
             if not clean:
                 plumbing.close()
             with self._lock:
-                if self._closed:
-                    plumbing.close()
-                else:
+                keep = not self._closed and (held is not None or len(self._held) < self.max_kept)
+                if keep:
                     self._held[git_dir] = (plumbing, self.clock())
+            if not keep:
+                plumbing.close()
 
     def pids(self, git_dir: Path) -> list[int]:
         with self._lock:
