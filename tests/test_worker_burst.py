@@ -117,3 +117,30 @@ def test_a_batch_in_one_repository_costs_the_same_git_runs_and_queue_commits_for
     # The notes writer alone: its cat-file (which also tells which commits exist), mktree,
     # hash-object, commit-tree, update-ref.
     assert sorted(large[0]) == ["cat-file", "commit-tree", "hash-object", "mktree", "update-ref"]
+
+
+def _transactions_for(root: Path, monkeypatch: pytest.MonkeyPatch, repos: int) -> int:
+    """Queue transactions of one batch of 2 commits in each of `repos` repositories."""
+    with worker_kit(root) as kit, monkeypatch.context() as patch:
+        snapshot = kit.snapshot("s.jsonl", 5)
+        for n in range(repos):
+            _, shas = kit.repo(f"r{n}", 2)
+            for sha in shas:
+                kit.add(f"r{n}", sha, snapshot, session=f"s{n}")
+        transactions = _count_transactions(kit.queue, patch)
+        assert kit.worker.run_once() == 2 * repos
+        assert [job.state for job in kit.queue.jobs()] == [JobState.DONE] * (2 * repos)
+        assert all(_notes_commits(kit, f"r{n}") == 1 for n in range(repos))
+        return transactions[0]
+
+
+def test_a_batch_over_many_repositories_completes_its_jobs_in_one_queue_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last batch of a burst over 100 repositories paid one queue commit (an fsync) per
+    repository after its notes commit, one after the other: most of the time from the last
+    commit to the last note. Its jobs are marked done together once every repository's notes
+    are written (a kill in between re-notes them: the lines are there, nothing changes)."""
+    one = _transactions_for(tmp_path / "one", monkeypatch, 1)
+    six = _transactions_for(tmp_path / "six", monkeypatch, 6)
+    assert six == one, f"{six} queue commits for 6 repositories, {one} for 1"

@@ -337,10 +337,9 @@ class Worker:
             for path, error in failed.items():
                 for job in groups.pop(path, []):
                     self._fail(job, f"the store rejected {path}: {error}")
+            sent = [(path, job) for path, job in chosen.items() if path in groups]
+            self.db.run(self.queue.record_uploads, self.store_id, sent, self.now())  # one transaction
             now = self.now()
-            for path, job in chosen.items():
-                if path in groups:
-                    self.db.run(self.queue.record_upload, self.store_id, path, job, now)
             if renewed:
                 for path in [p for p in groups if p not in chosen]:
                     for job in groups.pop(path):  # planned again at once, now with nothing recorded
@@ -460,14 +459,17 @@ class Worker:
                 continue  # dropped: a rewrite replaced the commit, whose own job carries the link
             job = dataclasses.replace(claimed, commit_sha=current)
             by_repo[job.git_dir].append((job, self._link(job, view)))
+        written: list[tuple[Job, notes.TraceLink]] = []
         for git_dir_name, items in by_repo.items():
-            self._note_repo(Path(git_dir_name), items)
+            written += self._note_repo(Path(git_dir_name), items)
+        self._complete(written)
 
-    def _note_repo(self, git_dir: Path, items: list[tuple[Job, notes.TraceLink]]) -> None:
+    def _note_repo(self, git_dir: Path, items: list[tuple[Job, notes.TraceLink]]) -> list[tuple[Job, notes.TraceLink]]:
+        """One repository's notes commit; returns the jobs whose links it holds."""
         if not git_dir.exists():
             for job, _ in items:
                 self._fail(job, f"repository {job.git_dir} no longer exists")
-            return
+            return []
         live: list[tuple[Job, notes.TraceLink]] = []
         lines: dict[str, list[str]] = {}
         for job, link in items:
@@ -481,10 +483,10 @@ class Worker:
             self._noted_in[git_dir], self._ref_seen[git_dir] = self.now(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
-            return
+            return []
         except GitError as exc:
             self._defer_all([job for job, _ in live], TransientError(str(exc)))
-            return
+            return []
         absent = set(written.absent)
         for job, _ in live:
             if job.commit_sha in absent:
@@ -496,13 +498,22 @@ class Worker:
                 self.on_noted(git_dir)
             except Exception:  # only a hint to a cache (its sweep finds the write anyway)
                 log.exception("could not pass on the notes written in %s", git_dir)
+        return live
+
+    def _complete(self, written: list[tuple[Job, notes.TraceLink]]) -> None:
+        """Every noted job of the batch done, in one queue transaction (one fsync): paid per
+        repository, one after the other, those were most of the time from a burst's last commit
+        to its last note. A kill before it leaves the jobs to be noted again, which changes
+        nothing: their lines are in the notes already."""
+        if not written:
+            return
         noted: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
         marked = self.db.run(
             self.queue.complete_all,
-            [(job.id, link.url, link.redacted, job.commit_sha) for job, link in live],
+            [(job.id, link.url, link.redacted, job.commit_sha) for job, link in written],
             self.now(),
         )
-        for job, link in live:
+        for job, link in written:
             if job.id not in marked:
                 # A rewrite moved the job to another commit while we wrote this note: note that one too.
                 self.db.run(
