@@ -7,6 +7,12 @@
    git children is taken from /proc over the whole burst. Targets: all noted <= 2 s after the
    last commit; <= 5 ms of daemon CPU per commit. Then every commit is checked for exactly one
    `hf-trace:` line.
+   The same burst's worker side alone (`--only batch`): the worker driven in-process (as
+   tests/workerkit.py does) over 100 repositories, 4 batches of 2 jobs per repository, with the
+   local store; CPU of this process and of its git children per repository per batch (one
+   notes commit, its repair look, one session's redacted copy and upload), the first batch
+   left out (it starts the repositories' kept git processes). No commits and no arrival timing:
+   a figure the machine's load does not reshape by changing how many batches a burst makes.
 2. `status`. Daemons that have seen 1 (the baseline), 10, 100 and 1,000 repositories (each with
    a remote and a note), `tracekeeper status --json` run against each in turn (random order per
    round) once the daemon's first answer is in. Target: 1,000 repositories within 1.2x of 1.
@@ -131,6 +137,42 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0) -> None:
         )
 
 
+def bench_batch(repos_n: int = 100, batches: int = 4, per_batch: int = 2) -> None:
+    import os
+    import resource
+    import tempfile
+
+    from tests.workerkit import NOW, worker_kit
+
+    print(f"\n## batch: the worker alone, {repos_n} repositories x {batches} batches x {per_batch} jobs")
+
+    def cpu() -> tuple[float, float]:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+    os.environ.update(GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+    with tempfile.TemporaryDirectory() as tmp, worker_kit(Path(tmp)) as kit:
+        names = [f"r{n:03d}" for n in range(repos_n)]
+        shas = {name: kit.repo(name, batches * per_batch)[1] for name in names}
+        snapshots = {name: kit.snapshot(f"{name}.jsonl", 5) for name in names}
+        own_total = kids_total = 0.0
+        for b in range(batches):
+            for name in names:
+                for j in range(per_batch):
+                    kit.add(name, shas[name][b * per_batch + j], snapshots[name], session=name, at=NOW + b)
+            own0, kids0 = cpu()
+            kit.worker.loop(now=NOW + b + 0.5)
+            kit.worker.follow(86400, now=NOW + b + 0.6)
+            own1, kids1 = cpu()
+            if b:
+                own_total, kids_total = own_total + own1 - own0, kids_total + kids1 - kids0
+        count = (batches - 1) * repos_n
+        print(
+            f"per repository per batch: {(own_total + kids_total) / count * 1000:.1f} ms CPU"
+            f" ({own_total / count * 1000:.1f} ms the worker, {kids_total / count * 1000:.1f} ms its git children)"
+        )
+
+
 def fleet(env: Env, count: int, template: Path) -> None:
     """`count` repositories the daemon has seen: copies of `template`, registered in its queue."""
     root = env.root / "fleet"
@@ -220,7 +262,7 @@ def bench_status(counts: list[int], rounds: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10 commits per repository, fewer status rounds")
-    parser.add_argument("--only", choices=["burst", "status"], action="append")
+    parser.add_argument("--only", choices=["burst", "batch", "status"], action="append")
     args = parser.parse_args(argv)
     only = set(args.only or ["burst", "status"])
     print(f"# bench_fleet{' --quick' if args.quick else ''}: {machine()}")
@@ -229,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_status([1, 1000] if args.quick else [1, 10, 100, 1000], rounds=5 if args.quick else 15)
     if "burst" in only:
         bench_burst(100, 10 if args.quick else 50)
+    if "batch" in only:
+        bench_batch()
     return 0
 
 

@@ -315,11 +315,13 @@ def test_the_ref_moving_between_our_read_and_our_swap_costs_nobody_a_line(
     real_swap = notes._swap
     calls: list[str | None] = []
 
-    def swap_after_the_user(git_dir: Path, ref: str, new: str, old: str | None, written: str | None) -> None:
+    def swap_after_the_user(
+        git_dir: Path, ref: str, new: str, old: str | None, written: str | None, **kwargs: notes.Plumbing | None
+    ) -> None:
         if not calls:
             repo.git("notes", f"--ref={REF}", "append", "-m", "theirs", sha)
         calls.append(old)
-        real_swap(git_dir, ref, new, old, written)
+        real_swap(git_dir, ref, new, old, written, **kwargs)
 
     monkeypatch.setattr(notes, "_swap", swap_after_the_user)
     done = notes.add(repo.git_dir, REF, {sha: [link_line("two")]})
@@ -340,9 +342,9 @@ def _count_git(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         started.append(next(a for a in args if not a.startswith("-") and "=" not in a))
         return real_run(git_dir, args, **kwargs)  # type: ignore[arg-type]
 
-    def pipe(self: git.Pipe, git_dir: Path | str, args: list[str]) -> None:
+    def pipe(self: git.Pipe, git_dir: Path | str, args: list[str], env: dict[str, str] | None = None) -> None:
         started.append(args[0])
-        real_pipe(self, git_dir, args)
+        real_pipe(self, git_dir, args, env)
 
     monkeypatch.setattr(git, "run", run)
     monkeypatch.setattr(git.Pipe, "__init__", pipe)

@@ -229,3 +229,29 @@ def test_closing_waits_for_running_git_and_refuses_new_work(env: Env, tmp_path: 
     assert states.sweep(known) == 0, "a closed NotesStates starts no computation"
     states.touch(known[1][0])  # the worker's last write, after stop: no error
     assert [r["repo"] for r in states.answer(known)] == [known[0][1], known[1][1]]
+
+
+def test_recomputing_a_known_repository_does_not_look_for_it_again(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon recomputes a repository's state after each notes write (a burst: once per
+    repository per batch). Its git dir and directory are known (the queue's record), so git is
+    not asked to find them again: only the reads of the state itself run."""
+    known, _ = _known(env, 2)
+    log = tmp_path / "in-process-git.log"
+    _in_process_git(env, log, monkeypatch)
+    states = NotesStates(REF)
+    try:
+        before = states.view(known)
+        log.write_text("")
+        for common, _ in known:
+            states.touch(common)
+        assert wait_for(lambda: len(states._running) == 0, timeout=30)
+        after = states.view(known)
+    finally:
+        states.close()
+    assert after == before
+    asked = _calls(log)
+    assert asked, "the touched repositories were computed again"
+    finding = [c for c in asked if "--show-toplevel" in c or "--absolute-git-dir" in c or "--git-common-dir" in c]
+    assert finding == [], finding

@@ -75,9 +75,9 @@ def test_notes_repair_runs_git_only_when_the_notes_ref_moved(tmp_path: Path, mon
     repairs: list[Path] = []
     real_repair = notes.repair
 
-    def counting_repair(where: Path, ref: str) -> notes.Written:
+    def counting_repair(where: Path, ref: str, **kwargs: notes.Plumbing | None) -> notes.Written:
         repairs.append(where)
-        return real_repair(where, ref)
+        return real_repair(where, ref, **kwargs)
 
     monkeypatch.setattr(notes, "repair", counting_repair)  # a spy: the real repair still runs
     with worker_kit(tmp_path) as kit:
@@ -105,3 +105,42 @@ def test_notes_repair_runs_git_only_when_the_notes_ref_moved(tmp_path: Path, mon
             assert worker.repair_notes() == 0
         assert len(repairs) <= before + 2
     assert "reviewed-by: bob" in back and all(line in back for line in ours.splitlines())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(tmp_path: Path) -> None:
+    """A burst's batches in one repository share one set of long-lived git processes
+    (tracekeeperd/plumbing.py); the housekeeping turn closes them once the repository has been
+    idle for plumbing.IDLE, the worker's close (the daemon's stop) closes the rest."""
+    from tracekeeperd import plumbing
+
+    with worker_kit(tmp_path) as kit:
+        worker = kit.worker
+        repos = {name: kit.repo(name, 2) for name in ("app", "lib")}
+        snapshot = kit.snapshot("s.jsonl", 1)
+        for name, (_, shas) in repos.items():
+            kit.add(name, shas[0], snapshot)
+        assert worker.loop(now=NOW).claimed == 2
+        kept = {name: worker.plumbing.pids(git_dir) for name, (git_dir, _) in repos.items()}
+        assert all(len(pids) == 3 and all(map(_alive, pids)) for pids in kept.values()), kept
+        worker.follow(debounce=86400, now=NOW + 1)  # the repair look after a write uses them too
+        kit.add("app", repos["app"][1][1], snapshot, at=NOW + 10)
+        assert worker.loop(now=NOW + 10).claimed == 1
+        assert worker.plumbing.pids(repos["app"][0]) == kept["app"], "the second batch started none of them again"
+        worker.follow(debounce=86400, now=NOW + 11)
+        worker.follow(debounce=86400, now=NOW + plumbing.IDLE)
+        assert all(map(_alive, kept["app"] + kept["lib"])), "lib unused for less than plumbing.IDLE: kept"
+        worker.follow(debounce=86400, now=NOW + 1 + plumbing.IDLE)
+        assert not any(map(_alive, kept["lib"])), "lib idle since the first batch: closed"
+        assert all(map(_alive, kept["app"]))
+        worker.close()
+        assert not any(map(_alive, kept["app"])), "the worker's close ends the rest"
+    for name, (git_dir, shas) in repos.items():
+        count = 2 if name == "app" else 1
+        assert [bool(notes.read(git_dir, REF, sha)) for sha in shas] == [True, count == 2]

@@ -122,7 +122,10 @@ def worker_kit(root: Path, store: Store | None = None, policy: RetryPolicy | Non
             redactor=Redactor(),
             clock=lambda: NOW,
         )
-        yield WorkerKit(root, queue, worker)
+        try:
+            yield WorkerKit(root, queue, worker)
+        finally:
+            worker.close()  # the daemon's stop: no git process outlives the test
     finally:
         db.shutdown()
         queue.close()

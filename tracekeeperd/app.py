@@ -235,6 +235,8 @@ class Daemon:
         if self.listener is not None:
             self.listener.close()
         self.io.shutdown(wait=True)
+        if self.worker is not None:  # after its last batch: its kept git processes end now
+            self.worker.close()
         # After the worker (its last notes write may touch a state), before the lock is released.
         await asyncio.get_running_loop().run_in_executor(None, self.notes_states.close)
         if self.search is not None:  # after the worker: it may have handed over a last session

@@ -166,7 +166,7 @@ class Pipe:
     never block on it; `error()` reads it after a failure.
     """
 
-    def __init__(self, git_dir: Path | str, args: Sequence[str]) -> None:
+    def __init__(self, git_dir: Path | str, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         import tempfile
 
         self.args = list(args)
@@ -177,7 +177,7 @@ class Pipe:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
-                env=clean_env(),
+                env={**clean_env(), **(env or {})},
             )
         except FileNotFoundError as exc:
             self._stderr.close()

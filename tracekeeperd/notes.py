@@ -38,6 +38,7 @@ notes ref deleted whole stays deleted, whoever writes it first afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -49,6 +50,7 @@ from pathlib import Path
 from . import git
 from .agents.usage import Usage
 from .errors import GitError, TransientError
+from .plumbing import Plumbing
 
 LINK_PREFIX = "hf-trace: "
 META_PREFIX = "hf-trace-meta: "
@@ -358,30 +360,25 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 
 class _Session:
-    """One write's long-lived git processes: `cat-file --batch` to read objects one at a time
-    (git flushes each answer, so it can be used interactively) and `mktree -z --batch` to make
-    trees, whatever the number of notes. Killed after `timeout` so a hung git cannot hang us."""
+    """One write's git processes: `cat-file --batch` to read objects one at a time (git flushes
+    each answer, so it can be used interactively), `mktree -z --batch` to make trees, whatever
+    the number of notes, and `update-ref --stdin` for the swap. They come from the caller's
+    `Plumbing` (the daemon keeps one per busy repository: a burst starts them once),
+    or from one of the session's own, closed with it. Killed after `timeout` so a hung git
+    cannot hang us."""
 
-    def __init__(self, git_dir: Path, timeout: float) -> None:
+    def __init__(self, git_dir: Path, timeout: float, kept: Plumbing | None = None) -> None:
         self.git_dir = git_dir
-        self._cat: git.Pipe | None = None
-        self._mktree: git.Pipe | None = None
-        self.timer = threading.Timer(timeout, self._kill)
+        self.own = kept is None
+        self.plumbing = kept if kept is not None else Plumbing(git_dir)
+        self.timer = threading.Timer(timeout, self.plumbing.kill)
         self.timer.daemon = True
         self.timer.start()
 
-    def _pipes(self) -> list[git.Pipe]:
-        return [pipe for pipe in (self._cat, self._mktree) if pipe is not None]
-
-    def _kill(self) -> None:
-        for pipe in self._pipes():
-            pipe.kill()
-
     def close(self) -> None:
         self.timer.cancel()
-        for pipe in self._pipes():
-            pipe.close()
-        self._cat = self._mktree = None
+        if self.own:
+            self.plumbing.close()
 
     def object(self, name: str) -> tuple[str, str, bytes] | None:
         """(oid, type, content) of `name`, or None if there is no such object.
@@ -389,9 +386,7 @@ class _Session:
         Not cached across writes: a write reads the tip it builds on and the trees on the paths
         it writes, all of which the write before it replaced (a cache by oid, measured with
         bench/bench_notes.py, never hit)."""
-        if self._cat is None:
-            self._cat = git.Pipe(self.git_dir, ["cat-file", "--batch"])
-        cat = self._cat
+        cat = self.plumbing.pipe("cat-file", ["cat-file", "--batch"])
         try:
             cat.stdin.write(name.encode() + b"\n")
             cat.stdin.flush()
@@ -430,10 +425,8 @@ class _Session:
         return found[2].decode(**_ENCODING) if found and found[1] == "blob" else ""
 
     def mktree(self, entries: Mapping[str, _Entry]) -> str:
-        if self._mktree is None:
-            # --missing: a subtree made earlier by this same process need not be looked up again.
-            self._mktree = git.Pipe(self.git_dir, ["mktree", "-z", "--missing", "--batch"])
-        mk = self._mktree
+        # --missing: a subtree made earlier by this same process need not be looked up again.
+        mk = self.plumbing.pipe("mktree", ["mktree", "-z", "--missing", "--batch"])
         body = b"".join(
             f"{e.mode.rjust(6, '0')} {e.kind} {e.oid}\t".encode() + name.encode(**_ENCODING) + b"\0"
             for name, e in entries.items()
@@ -842,36 +835,66 @@ def _commit(git_dir: Path, tree: str, parent: str | None) -> str:
     return git.run_committing(git_dir, args).stdout.decode().strip()
 
 
-def _swap(git_dir: Path, ref: str, new: str, old: str | None, written: str | None) -> None:
+def _swap(
+    git_dir: Path,
+    ref: str,
+    new: str,
+    old: str | None,
+    written: str | None,
+    *,
+    plumbing: Plumbing | None = None,
+) -> None:
     """Move `ref` to `new` only if it still is `old` (None = must not exist yet), and our private
     record of it (`written_ref`) from `written` to `new` likewise, in one transaction: both move
-    or neither does (git/git builtin/update-ref.c `--stdin`; a zero id = must not exist)."""
+    or neither does (git/git builtin/update-ref.c `--stdin`; a zero id = must not exist).
+
+    Through `plumbing`'s kept `update-ref --stdin` when given: `start`, the two updates,
+    `prepare` (which takes the locks and checks the old values, or dies) and `commit`, each
+    acknowledged by git (builtin/update-ref.c `report_ok`), so one process serves every swap
+    of a busy repository; a refused one exits, and the next swap starts another. The whole
+    transaction goes in one write, far below PIPE_BUF, so git reads all of it or none; and a
+    daemon killed before `commit` leaves git at end of input inside a started transaction,
+    which it aborts (builtin/update-ref.c `update_refs_stdin`): the refs move whole or not."""
     zero = "0" * len(new)
     commands = f"update {ref} {new} {old or zero}\nupdate {written_ref(ref)} {new} {written or zero}\n"
-    proc = git.run(
-        git_dir,
-        ["update-ref", "-m", COMMIT_MESSAGE, "--stdin"],
-        input=commands.encode(),
-        check=False,
-        env=git.IN_ENGLISH,
-    )
-    if proc.returncode != 0:
+    args = ["update-ref", "-m", COMMIT_MESSAGE, "--stdin"]
+    if plumbing is None:
+        proc = git.run(git_dir, args, input=commands.encode(), check=False, env=git.IN_ENGLISH)
+        if proc.returncode == 0:
+            return
         stderr = proc.stderr.decode(errors="replace").strip()
-        if "cannot lock ref" in stderr:
-            raise _Race(stderr)
-        raise GitError(f"git update-ref failed: {(stderr.splitlines() or ['?'])[-1]}", proc.returncode, stderr)
+        error = GitError(f"git update-ref failed: {(stderr.splitlines() or ['?'])[-1]}", proc.returncode, stderr)
+    else:
+        pipe = plumbing.pipe("update-ref", args, env=git.IN_ENGLISH)
+        try:
+            pipe.stdin.write(f"start\n{commands}prepare\ncommit\n".encode())
+            pipe.stdin.flush()
+            answers = [pipe.stdout.readline() for _ in range(3)]
+        except OSError:
+            answers = []
+        if answers == [b"start: ok\n", b"prepare: ok\n", b"commit: ok\n"]:
+            return
+        error = pipe.error()
+    if "cannot lock ref" in error.stderr:
+        raise _Race(error.stderr)
+    raise error
 
 
-def _hash_blobs(git_dir: Path, texts: Sequence[str]) -> list[str]:
-    """Write blobs for `texts` in one git process."""
+def _hash_blobs(git_dir: Path, texts: Sequence[str], scratch: Plumbing | None = None) -> list[str]:
+    """Write blobs for `texts` in one git process, from files in `scratch`'s kept directory
+    (overwritten by the next write to the repository) or in one made for this write."""
     import tempfile
 
     if not texts:
         return []
-    with tempfile.TemporaryDirectory(prefix="tracekeeper-notes-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if scratch is not None:
+            tmp = scratch.scratch()
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tracekeeper-notes-")))
         paths = []
         for i, text in enumerate(texts):
-            path = Path(tmp) / str(i)
+            path = tmp / str(i)
             path.write_bytes(text.encode(**_ENCODING))
             paths.append(str(path))
         out = git.output(
@@ -883,8 +906,16 @@ def _hash_blobs(git_dir: Path, texts: Sequence[str]) -> list[str]:
     return oids
 
 
-def _attempt(git_dir: Path, ref: str, edits: Mapping[str, Edit], timeout: float, commits_only: bool) -> Written:
-    session = _Session(git_dir, timeout)
+def _attempt(
+    git_dir: Path,
+    ref: str,
+    edits: Mapping[str, Edit],
+    timeout: float,
+    commits_only: bool,
+    *,
+    kept: Plumbing | None,
+) -> Written:
+    session = _Session(git_dir, timeout, kept)
     try:
         absent: list[str] = []
         if commits_only:  # through the same cat-file: no extra git process per batch
@@ -914,14 +945,15 @@ def _attempt(git_dir: Path, ref: str, edits: Mapping[str, Edit], timeout: float,
         done.restored = {sha: lines for sha, lines in done.restored.items() if lines}
         if not texts:
             return done
-        for sha, blob in zip(texts, _hash_blobs(git_dir, list(texts.values())), strict=True):
+        blobs = _hash_blobs(git_dir, list(texts.values()), None if session.own else session.plumbing)
+        for sha, blob in zip(texts, blobs, strict=True):
             tree.put(sha, blob)
         new_tree = tree.write()
+        done.commit = _commit(git_dir, new_tree, tip)
+        _swap(git_dir, ref, done.commit, tip, history.written, plumbing=session.plumbing)
+        return done
     finally:
         session.close()
-    done.commit = _commit(git_dir, new_tree, tip)
-    _swap(git_dir, ref, done.commit, tip, history.written)
-    return done
 
 
 def write(
@@ -932,6 +964,7 @@ def write(
     attempts: int = 6,
     timeout: float = git.DEFAULT_TIMEOUT,
     commits_only: bool = False,
+    plumbing: Plumbing | None = None,
 ) -> Written:
     """Apply `edits` ({object id: edit}) to the notes of `ref` in one notes commit.
 
@@ -941,7 +974,8 @@ def write(
     without compare-and-swap dropped since our last commit are put back in the same commit.
     Raises TransientError when the ref never held still, GitError for anything else. With
     `commits_only`, an object that is not a commit here gets no note (git would accept one on
-    any object; nobody would ever see it) and is listed in `Written.absent`.
+    any object; nobody would ever see it) and is listed in `Written.absent`. `plumbing`: the
+    caller's kept git processes for this repository (plumbing.Pool), else started per write.
     """
     for sha in edits:
         if len(sha) not in (40, 64) or not _HEX.fullmatch(sha):
@@ -960,7 +994,7 @@ def write(
         ):
             with attempt:
                 try:
-                    done = _attempt(git_dir, ref, edits, timeout, commits_only)
+                    done = _attempt(git_dir, ref, edits, timeout, commits_only, kept=plumbing)
                 except _Race:
                     races += 1
                     raise
@@ -978,9 +1012,17 @@ def _with(merger: Callable[[str, Iterable[str]], str | None], lines: Iterable[st
     return lambda text: merger(text, wanted)
 
 
-def add(git_dir: Path, ref: str, lines: Mapping[str, Iterable[str]], *, commits_only: bool = False) -> Written:
+def add(
+    git_dir: Path,
+    ref: str,
+    lines: Mapping[str, Iterable[str]],
+    *,
+    commits_only: bool = False,
+    plumbing: Plumbing | None = None,
+) -> Written:
     """Give each object's note the lines of `lines` it lacks (one notes commit for all)."""
-    return write(git_dir, ref, {sha: _with(add_missing, new) for sha, new in lines.items()}, commits_only=commits_only)
+    edits = {sha: _with(add_missing, new) for sha, new in lines.items()}
+    return write(git_dir, ref, edits, commits_only=commits_only, plumbing=plumbing)
 
 
 def merge(git_dir: Path, ref: str, lines: Mapping[str, Iterable[str]]) -> Written:
@@ -988,9 +1030,9 @@ def merge(git_dir: Path, ref: str, lines: Mapping[str, Iterable[str]]) -> Writte
     return write(git_dir, ref, {sha: _with(merge_lines, new) for sha, new in lines.items()})
 
 
-def repair(git_dir: Path, ref: str) -> Written:
+def repair(git_dir: Path, ref: str, *, plumbing: Plumbing | None = None) -> Written:
     """Put back lines of ours that another writer dropped since our last write; nothing else."""
-    return write(git_dir, ref, {})
+    return write(git_dir, ref, {}, plumbing=plumbing)
 
 
 def add_lines(git_dir: Path, ref: str, sha: str, lines: list[str]) -> bool:

@@ -53,6 +53,8 @@ class Where:
 
     git_dir: Path
     cwd: Path
+    #: The common git dir, when the caller knows it (the daemon's record): no git to find it.
+    common: Path | None = None
 
 
 Repository = Path | str | Where
@@ -140,7 +142,7 @@ def _read_state(where: Where) -> dict[str, dict[str, dict[str, Any]]]:
     .git, so anything else in it (a damaged or hand-edited entry) reads as "never synced",
     and the next write leaves it out, rather than stopping `status` or `pull` with a traceback."""
     try:
-        data = json.loads((git.common_dir(where.git_dir) / STATE_FILE).read_text())
+        data = json.loads(((where.common or git.common_dir(where.git_dir)) / STATE_FILE).read_text())
     except (FileNotFoundError, ValueError):
         return {}
     if not isinstance(data, dict):

@@ -799,12 +799,18 @@ class Queue:
             return int(db.execute("DELETE FROM uploads WHERE store = ?", (store,)).rowcount)
 
     def record_upload(self, store: str, remote_path: str, job: Job, now: float) -> None:
+        self.record_uploads(store, [(remote_path, job)], now)
+
+    def record_uploads(self, store: str, sent: Sequence[tuple[str, Job]], now: float) -> None:
+        """`record_upload` for each (remote path, job) a batch sent, in one transaction."""
+        if not sent:
+            return
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, remote_path) DO UPDATE SET"
                 " bytes = excluded.bytes, sha256 = excluded.sha256, snapshot = excluded.snapshot,"
                 " job_id = excluded.job_id, uploaded_at = excluded.uploaded_at",
-                (store, remote_path, job.bytes, job.sha256, job.snapshot, job.id, now),
+                [(store, path, job.bytes, job.sha256, job.snapshot, job.id, now) for path, job in sent],
             )
 
     def collectable_snapshots(self, now: float, idle: float) -> list[str]:

@@ -114,7 +114,10 @@ class NotesStates:
         watched = before[0] if before else _watched(common, self.notes_ref, ())
         stamp = _stamp(watched)
         try:
-            states = notesync.notes_status(Path(display), self.notes_ref)
+            # Where it is, from the queue's record: a recompute after each notes write (once per
+            # repository per batch in a burst) runs no git to find the repository again.
+            where = notesync.Where(Path(common), Path(display), common=Path(common))
+            states = notesync.notes_status(where if where.cwd.is_dir() else where.cwd, self.notes_ref)
         except (TracekeeperError, OSError) as exc:  # a broken repository must not break `status`
             return watched, stamp, {"repo": display, "remotes": [], "error": str(exc)}
         now_watched = _watched(common, self.notes_ref, [state.remote for state in states])

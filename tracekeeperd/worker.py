@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from . import notes, outgoing, tokens
+from . import notes, outgoing, plumbing, tokens
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
@@ -55,6 +55,10 @@ COALESCE = 0.1
 #: batch (whose cost is per repository and per session, not per commit); only a burst's commits
 #: wait this long, and the rest of it is claimed as soon as it is quiet for COALESCE.
 COALESCE_MOST = 5.0
+#: Repositories whose notes commits a batch writes at once. Each is mostly git (two processes,
+#: three kept pipes), so on 2 cores the last batch of a burst over 100 repositories ends in
+#: about half the time with a few side by side; more only queue up behind the cores.
+NOTE_THREADS = 4
 
 
 class DbThread:
@@ -209,6 +213,11 @@ class Worker:
         #: This batch's redacted session per remote path (what was, or already is, in the store).
         self._planned: dict[str, outgoing.View] = {}
         self.arrivals = Arrivals()
+        #: Long-lived git processes per repository written to lately: a burst's notes commits
+        #: start none per batch; closed after plumbing.IDLE unused (`follow`) and by `close`.
+        self.plumbing = plumbing.Pool(clock=self.now)
+        #: Writes the notes commits of one batch's repositories side by side (`_note_all`).
+        self._noting = ThreadPoolExecutor(max_workers=NOTE_THREADS, thread_name_prefix="tracekeeper-notes")
         #: The time of the turn in progress (`loop(now=...)`); None: ask the clock.
         self._now: float | None = None
 
@@ -236,7 +245,14 @@ class Worker:
     def follow(self, debounce: float, now: float | None = None) -> int:
         """One turn of the housekeeping between batches: refresh followed sessions, repair notes."""
         with self._at(now):
-            return self.refresh_sessions(debounce) + self.repair_notes()
+            done = self.refresh_sessions(debounce) + self.repair_notes()
+            self.plumbing.close_idle()
+            return done
+
+    def close(self) -> None:
+        """The daemon's stop, after the last batch: the kept git processes end with it."""
+        self._noting.shutdown(wait=True)
+        self.plumbing.close()
 
     # --- scheduling -------------------------------------------------------------------
 
@@ -328,10 +344,9 @@ class Worker:
             for path, error in failed.items():
                 for job in groups.pop(path, []):
                     self._fail(job, f"the store rejected {path}: {error}")
+            sent = [(path, job) for path, job in chosen.items() if path in groups]
+            self.db.run(self.queue.record_uploads, self.store_id, sent, self.now())  # one transaction
             now = self.now()
-            for path, job in chosen.items():
-                if path in groups:
-                    self.db.run(self.queue.record_upload, self.store_id, path, job, now)
             if renewed:
                 for path in [p for p in groups if p not in chosen]:
                     for job in groups.pop(path):  # planned again at once, now with nothing recorded
@@ -452,14 +467,19 @@ class Worker:
                 continue  # dropped: a rewrite replaced the commit, whose own job carries the link
             job = dataclasses.replace(claimed, commit_sha=current)
             by_repo[job.git_dir].append((job, self._link(job, view)))
-        for git_dir_name, items in by_repo.items():
-            self._note_repo(Path(git_dir_name), items)
+        # Repositories are independent (each its own notes ref, kept processes and lock); what
+        # they share is thread-safe (the database thread, the pool, `on_noted`).
+        written: list[tuple[Job, notes.TraceLink]] = []
+        for done in self._noting.map(lambda repo: self._note_repo(Path(repo[0]), repo[1]), by_repo.items()):
+            written += done
+        self._complete(written)
 
-    def _note_repo(self, git_dir: Path, items: list[tuple[Job, notes.TraceLink]]) -> None:
+    def _note_repo(self, git_dir: Path, items: list[tuple[Job, notes.TraceLink]]) -> list[tuple[Job, notes.TraceLink]]:
+        """One repository's notes commit; returns the jobs whose links it holds."""
         if not git_dir.exists():
             for job, _ in items:
                 self._fail(job, f"repository {job.git_dir} no longer exists")
-            return
+            return []
         live: list[tuple[Job, notes.TraceLink]] = []
         lines: dict[str, list[str]] = {}
         for job, link in items:
@@ -468,14 +488,15 @@ class Worker:
         try:
             seen = ref_stamp(git_dir, self.notes_ref)
             # commits_only: the writer's own cat-file tells which commits still exist (no extra git).
-            written = notes.add(git_dir, self.notes_ref, lines, commits_only=True)
+            with self.plumbing.lease(git_dir) as kept:
+                written = notes.add(git_dir, self.notes_ref, lines, commits_only=True, plumbing=kept)
             self._noted_in[git_dir], self._ref_seen[git_dir] = self.now(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
-            return
+            return []
         except GitError as exc:
             self._defer_all([job for job, _ in live], TransientError(str(exc)))
-            return
+            return []
         absent = set(written.absent)
         for job, _ in live:
             if job.commit_sha in absent:
@@ -487,13 +508,22 @@ class Worker:
                 self.on_noted(git_dir)
             except Exception:  # only a hint to a cache (its sweep finds the write anyway)
                 log.exception("could not pass on the notes written in %s", git_dir)
+        return live
+
+    def _complete(self, written: list[tuple[Job, notes.TraceLink]]) -> None:
+        """Every noted job of the batch done, in one queue transaction (one fsync): paid per
+        repository, one after the other, those were most of the time from a burst's last commit
+        to its last note. A kill before it leaves the jobs to be noted again, which changes
+        nothing: their lines are in the notes already."""
+        if not written:
+            return
         noted: dict[str, list[tuple[Job, notes.TraceLink]]] = defaultdict(list)
         marked = self.db.run(
             self.queue.complete_all,
-            [(job.id, link.url, link.redacted, job.commit_sha) for job, link in live],
+            [(job.id, link.url, link.redacted, job.commit_sha) for job, link in written],
             self.now(),
         )
-        for job, link in live:
+        for job, link in written:
             if job.id not in marked:
                 # A rewrite moved the job to another commit while we wrote this note: note that one too.
                 self.db.run(
@@ -595,7 +625,9 @@ class Worker:
                 continue
             try:
                 self._ref_seen[git_dir] = seen
-                if notes.repair(git_dir, self.notes_ref).restored:
+                with self.plumbing.lease(git_dir) as kept:
+                    restored = notes.repair(git_dir, self.notes_ref, plumbing=kept).restored
+                if restored:
                     repaired += 1
                     log.warning("put back trace lines another notes writer dropped in %s", git_dir)
             except (TransientError, GitError) as exc:

@@ -1,0 +1,236 @@
+"""Long-lived git plumbing per repository (tracekeeperd/plumbing.py) under the notes writer.
+
+A burst writes one notes commit per repository per batch; with a `plumbing.Pool`, the
+processes that read objects (`cat-file --batch`), make trees (`mktree --batch`) and swap the
+refs (`update-ref --stdin`) are started once per busy repository, not once per write. These
+tests count git process starts with a wrapper `git` first on PATH (the real one does the work),
+and hold the writes to the same compare-and-swap as without the pool.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from tracekeeperd import notes, plumbing
+from tracekeeperd.errors import GitError
+
+from .test_notes_write import REF, Repo, link_line
+
+
+def _new_repo(work: Path) -> Repo:
+    work.mkdir()
+    r = Repo(work)
+    r.git("init", "-q")
+    r.git("config", "user.name", "Test")
+    r.git("config", "user.email", "test@example.com")
+    return r
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    return _new_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A log with one line per git process started through PATH: its subcommand."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "git-starts.log"
+    log.write_text("")
+    wrapper = bin_dir / "git"
+    # The first argument that is not an option is the subcommand (`git --git-dir=X cat-file`).
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$a" in -c) ;; -*) ;; *=*) ;; *) echo "$a" >> "$TK_GIT_LOG"; break;; esac; done\n'
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TK_GIT_LOG", str(log))
+    return log
+
+
+def _take(log: Path) -> list[str]:
+    lines = log.read_text().split()
+    log.write_text("")
+    return lines
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a zombie is a process nobody reaped: a leak too, but visible)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_burst_of_writes_in_one_repository_starts_its_plumbing_once(repo: Repo, started: Path) -> None:
+    shas = repo.commits(30)
+    pool = plumbing.Pool()
+    try:
+        for i, sha in enumerate(shas):
+            with pool.lease(repo.git_dir) as pipes:
+                notes.add(repo.git_dir, REF, {sha: [link_line(f"n{i}")]}, plumbing=pipes)
+            if i == 0:
+                assert _take(started) == ["cat-file", "hash-object", "mktree", "commit-tree", "update-ref"]
+        # Only what git has no batch mode for is started per write: the blobs and the commit.
+        assert sorted(_take(started)) == sorted(["hash-object", "commit-tree"] * (len(shas) - 1))
+        with pool.lease(repo.git_dir) as pipes:
+            assert notes.repair(repo.git_dir, REF, plumbing=pipes).commit is None
+        assert _take(started) == [], "a look with nothing to repair starts no process at all"
+    finally:
+        pool.close()
+    for i, sha in enumerate(shas):
+        assert repo.note(sha) == link_line(f"n{i}") + "\n"
+    assert repo.git("rev-list", "--count", REF).strip() == str(len(shas))
+    assert repo.git("rev-parse", notes.written_ref(REF)).strip() == repo.git("rev-parse", REF).strip()
+
+
+def test_the_kept_update_ref_still_refuses_a_moved_ref_and_the_next_swap_works(repo: Repo) -> None:
+    """The long-lived `update-ref --stdin` is as strict as one per swap: a ref (or our record)
+    moved since we read it refuses the whole transaction; git then exits, and the next swap
+    starts a new one."""
+    (sha,) = repo.commits(1)
+    pool = plumbing.Pool()
+    try:
+        with pool.lease(repo.git_dir) as pipes:
+            notes.add(repo.git_dir, REF, {sha: [link_line("a1")]}, plumbing=pipes)
+        tip = repo.git("rev-parse", REF).strip()
+        record = notes.written_ref(REF)
+        tree = repo.git("rev-parse", f"{tip}^{{tree}}").strip()
+        elsewhere = repo.git("commit-tree", tree, "-p", tip, "-m", notes.COMMIT_MESSAGE).strip()
+        repo.git("update-ref", record, elsewhere)
+        with pool.lease(repo.git_dir) as pipes, pytest.raises(notes._Race):
+            notes._swap(repo.git_dir, REF, elsewhere, tip, tip, plumbing=pipes)
+        assert repo.git("rev-parse", REF).strip() == tip, "the notes ref did not move"
+        assert repo.git("rev-parse", record).strip() == elsewhere
+        repo.git("update-ref", record, tip)
+        # A user's write lands between our read and our swap: the swap fails, the redo wins.
+        repo.git("notes", f"--ref={REF}", "append", "-m", "theirs", sha)
+        with pool.lease(repo.git_dir) as pipes:
+            with pytest.raises(notes._Race):
+                notes._swap(repo.git_dir, REF, elsewhere, tip, tip, plumbing=pipes)
+            done = notes.add(repo.git_dir, REF, {sha: [link_line("a2")]}, plumbing=pipes)
+        assert done.commit == repo.git("rev-parse", REF).strip() == repo.git("rev-parse", record).strip()
+        assert repo.note(sha).splitlines() == [link_line("a1"), "", "theirs", link_line("a2")]
+    finally:
+        pool.close()
+
+
+def test_kept_processes_are_closed_when_the_repository_goes_idle_and_when_the_pool_closes(
+    repo: Repo, tmp_path: Path
+) -> None:
+    (sha,) = repo.commits(1)
+    clock = [100.0]
+    pool = plumbing.Pool(idle=30.0, clock=lambda: clock[0])
+    with pool.lease(repo.git_dir) as pipes:
+        notes.add(repo.git_dir, REF, {sha: [link_line("a1")]}, plumbing=pipes)
+        first = pipes.pids()
+    assert len(first) == 3 and all(_alive(pid) for pid in first)
+    clock[0] += 29.0
+    assert pool.close_idle() == 0, "used 29 s ago: kept"
+    assert all(_alive(pid) for pid in first)
+    clock[0] += 2.0
+    assert pool.close_idle() == 1
+    assert not any(_alive(pid) for pid in first), "idle for longer than 30 s: closed and reaped"
+    other = _new_repo(tmp_path / "other")
+    (sha2,) = other.commits(1)
+    for r, s in ((repo, sha), (other, sha2)):
+        with pool.lease(r.git_dir) as pipes:
+            notes.add(r.git_dir, REF, {s: [link_line("a2")]}, plumbing=pipes)
+    held = [pid for r in (repo, other) for pid in pool.pids(r.git_dir)]
+    assert len(held) == 6 and all(_alive(pid) for pid in held)
+    pool.close()
+    assert not any(_alive(pid) for pid in held), "the pool's close (the daemon's stop) ends them all"
+    with pytest.raises(GitError), pool.lease(repo.git_dir):
+        pass  # closed: nothing new is started after the stop
+
+
+def test_a_failed_write_does_not_leave_a_half_read_process_for_the_next(repo: Repo) -> None:
+    """Whatever went wrong inside a lease, its processes may be mid-answer: they are closed,
+    and the next write starts fresh ones rather than reading someone else's reply."""
+    (sha,) = repo.commits(1)
+    pool = plumbing.Pool()
+    try:
+        with pool.lease(repo.git_dir) as pipes:
+            notes.add(repo.git_dir, REF, {sha: [link_line("a1")]}, plumbing=pipes)
+            before = pipes.pids()
+        with pytest.raises(RuntimeError), pool.lease(repo.git_dir) as pipes:
+            cat = pipes.pipe("cat-file", ["cat-file", "--batch"])
+            cat.stdin.write(b"HEAD\n")
+            cat.stdin.flush()  # the answer is never read
+            raise RuntimeError("a bug between question and answer")
+        assert not any(_alive(pid) for pid in before)
+        with pool.lease(repo.git_dir) as pipes:
+            notes.add(repo.git_dir, REF, {sha: [link_line("a2")]}, plumbing=pipes)
+        assert repo.note(sha).splitlines() == [link_line("a1"), link_line("a2")]
+    finally:
+        pool.close()
+
+
+def test_note_texts_go_to_git_through_one_kept_scratch_directory(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hash-object --stdin-paths` reads each new note from a file: a kept repository's writes
+    reuse one private directory for them (no directory made and removed per write), which goes
+    with the repository's processes."""
+    import tempfile
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    shas = repo.commits(6)
+    pool = plumbing.Pool()
+    try:
+        seen: set[str] = set()
+        for i in range(3):
+            with pool.lease(repo.git_dir) as pipes:
+                notes.add(repo.git_dir, REF, {sha: [link_line(f"{i}-{sha[:6]}")] for sha in shas[i:]}, plumbing=pipes)
+            seen |= {p.name for p in scratch_root.iterdir()}
+        assert len(seen) == 1, "one scratch directory for all three writes"
+        (kept,) = scratch_root.iterdir()
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+    finally:
+        pool.close()
+    assert list(scratch_root.iterdir()) == [], "removed with the processes"
+    for i, sha in enumerate(shas):
+        assert repo.note(sha).splitlines() == [link_line(f"{j}-{sha[:6]}") for j in range(min(i, 2) + 1)]
+
+
+def test_the_pool_keeps_no_more_repositories_than_it_has_room_for(repo: Repo, tmp_path: Path) -> None:
+    """Each kept repository holds 3 processes and 9 file descriptors: past `max_kept` (by
+    default what the descriptor limit leaves room for), a repository's processes are closed
+    after its write instead of kept, and the ones kept stay kept (no churn in a round-robin)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert plumbing.Pool().max_kept == max(plumbing.MIN_KEPT, (soft - plumbing.FD_RESERVE) // plumbing.FDS_PER_REPO)
+    other = _new_repo(tmp_path / "other")
+    (sha,), (sha2,) = repo.commits(1), other.commits(1)
+    pool = plumbing.Pool(max_kept=1)
+    try:
+        for round_ in range(2):
+            for r, s in ((repo, sha), (other, sha2)):
+                with pool.lease(r.git_dir) as pipes:
+                    notes.add(r.git_dir, REF, {s: [link_line(f"x{round_}")]}, plumbing=pipes)
+                    pids = pipes.pids()
+                if r is other:
+                    assert not any(_alive(pid) for pid in pids), "no room: closed after its write"
+            kept = pool.pids(repo.git_dir)
+            assert len(kept) == 3 and all(_alive(pid) for pid in kept)
+            assert pool.pids(other.git_dir) == []
+    finally:
+        pool.close()
+    assert repo.note(sha).splitlines() == [link_line("x0"), link_line("x1")]
+    assert other.note(sha2).splitlines() == [link_line("x0"), link_line("x1")]

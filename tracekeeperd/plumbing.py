@@ -1,0 +1,155 @@
+"""Long-lived git plumbing per busy repository: a burst's notes writes start no process to read
+objects, make trees or swap refs.
+
+Each notes write needs `cat-file --batch`, `mktree --batch` and `update-ref --stdin`; started
+per write, a burst over 100 repositories paid three git start-ups per repository per batch
+(bench/bench_fleet.py). All three answer one request at a time and flush each answer
+(git/git builtin/cat-file.c `batch_objects` with `--batch`, builtin/mktree.c `--batch`,
+builtin/update-ref.c `report_ok` for start/prepare/commit), so one of each can serve every
+write to a repository while it is busy. A `Pool` keeps them per git dir, closes those of a
+repository idle for `idle` seconds, and all of them at the daemon's stop.
+
+A process is reused only after a lease that ended cleanly: anything raised inside a lease may
+have left one mid-answer, so the lease's processes are closed and the next one starts afresh.
+A process that exited (`update-ref` dies when a compare-and-swap is refused) is restarted on
+its next use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+from . import git
+from .errors import GitError
+
+#: Seconds a repository's processes outlive its last write: longer than the daemon's longest
+#: hold of a burst (worker.COALESCE_MOST), so a burst keeps them from batch to batch.
+IDLE = 30.0
+#: File descriptors a kept repository holds: stdin, stdout and a stderr file for each of 3 gits.
+FDS_PER_REPO = 9
+#: Descriptors left for everything else (queue, sockets, watches, uploads, short-lived gits).
+FD_RESERVE = 256
+#: Kept repositories even under a tight limit (macOS gives a process 256 by default).
+MIN_KEPT = 4
+
+
+def room() -> int:
+    """How many repositories to keep: what the descriptor limit leaves (a systemd service's
+    default soft limit is 1,024: about 85)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 16
+    return max(MIN_KEPT, (soft - FD_RESERVE) // FDS_PER_REPO)
+
+
+class Plumbing:
+    """One repository's long-lived git processes, by name, started on first use."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+        self._pipes: dict[str, git.Pipe] = {}
+        self._scratch: Path | None = None
+
+    def scratch(self) -> Path:
+        """A private directory (0700) for files git reads by path (`hash-object --stdin-paths`),
+        kept with the processes: no directory made and removed per write."""
+        if self._scratch is None or not self._scratch.is_dir():
+            import tempfile
+
+            self._scratch = Path(tempfile.mkdtemp(prefix="tracekeeper-notes-"))
+        return self._scratch
+
+    def pipe(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> git.Pipe:
+        """The running process called `name`, started with `args` unless it still runs."""
+        pipe = self._pipes.get(name)
+        if pipe is not None and pipe.proc.poll() is None:
+            return pipe
+        if pipe is not None:
+            pipe.close()
+        self._pipes[name] = pipe = git.Pipe(self.git_dir, args, env=env)
+        return pipe
+
+    def pids(self) -> list[int]:
+        return [pipe.proc.pid for pipe in self._pipes.values() if pipe.proc.poll() is None]
+
+    def kill(self) -> None:
+        """Stop them now (from another thread: a write's deadline); `close` still reaps them."""
+        for pipe in list(self._pipes.values()):
+            pipe.kill()
+
+    def close(self) -> None:
+        for pipe in self._pipes.values():
+            pipe.close()
+        self._pipes.clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+class Pool:
+    """Plumbing per git dir, each lent to one write at a time (the worker writes one at a time;
+    the lock is for the daemon's stop and idle closing from another thread)."""
+
+    def __init__(
+        self, idle: float = IDLE, clock: Callable[[], float] = time.monotonic, max_kept: int | None = None
+    ) -> None:
+        self.idle, self.clock = idle, clock
+        #: Past this many, a repository's processes are closed after its write, not kept; the
+        #: kept ones stay (evicting them would make a round-robin over more repositories than
+        #: this start every process anew, each time).
+        self.max_kept = room() if max_kept is None else max_kept
+        self._lock = threading.Lock()
+        self._held: dict[Path, tuple[Plumbing, float]] = {}  # git dir -> (plumbing, last used)
+        self._closed = False
+
+    @contextlib.contextmanager
+    def lease(self, git_dir: Path) -> Iterator[Plumbing]:
+        with self._lock:
+            if self._closed:
+                raise GitError("the daemon is stopping: no new git processes", -1, "")
+            held = self._held.pop(git_dir, None)  # out of the pool while in use: never closed under a write
+        plumbing = held[0] if held else Plumbing(git_dir)
+        clean = False
+        try:
+            yield plumbing
+            clean = True
+        finally:
+            if not clean:
+                plumbing.close()
+            with self._lock:
+                keep = not self._closed and (held is not None or len(self._held) < self.max_kept)
+                if keep:
+                    self._held[git_dir] = (plumbing, self.clock())
+            if not keep:
+                plumbing.close()
+
+    def pids(self, git_dir: Path) -> list[int]:
+        with self._lock:
+            held = self._held.get(git_dir)
+        return held[0].pids() if held else []
+
+    def close_idle(self) -> int:
+        """Close the processes of every repository unused for `idle` seconds; how many."""
+        now = self.clock()
+        with self._lock:
+            idle = [path for path, (_, used) in self._held.items() if now - used >= self.idle]
+            closing = [self._held.pop(path)[0] for path in idle]
+        for plumbing in closing:
+            plumbing.close()
+        return len(closing)
+
+    def close(self) -> None:
+        """The daemon's stop: every process ends (and is reaped) now, none starts after."""
+        with self._lock:
+            self._closed = True
+            closing = [plumbing for plumbing, _ in self._held.values()]
+            self._held.clear()
+        for plumbing in closing:
+            plumbing.close()
