@@ -212,3 +212,55 @@ def test_the_spool_scan_lists_the_directory_off_the_event_loop(tmp_path: Path, m
     finally:
         db.shutdown()
     assert listed_on and all(name.startswith("tracekeeper-db") for name in listed_on)
+
+
+def test_spool_watcher_hears_only_what_it_acts_on(tmp_path: Path) -> None:
+    """The spool watcher acts on close-after-write and on renames; every other event is work in
+    watchdog's threads (read, group, queue, dispatch) for nothing. A burst spools one file per
+    commit, and the daemon itself opens, reads and deletes each file twice over: those must not
+    come back to it as events. A real watchdog observer on a real directory; only `take` (the
+    ingest behind the watcher) records instead of ingesting."""
+    import asyncio
+
+    from tracekeeperd.intake import SpoolIntake
+
+    async def main() -> tuple[list[str], int]:
+        taken: list[str] = []
+        spool_dir = tmp_path / "spool"
+        spool_dir.mkdir()
+        intake = SpoolIntake(spool_dir, None, on_db=None, after=lambda _: None, marker=tmp_path / "m")  # type: ignore[arg-type]
+
+        async def take(path: Path) -> bool:
+            taken.append(path.name)
+            return True
+
+        intake.take = take  # type: ignore[method-assign]
+        intake.start_watcher()
+
+        async def until_taken(name: str) -> None:
+            for _ in range(500):
+                if name in taken:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"{name} was never taken: {taken}")
+
+        try:
+            first = spool_dir / f"a.1{SUFFIX}"
+            first.write_bytes(b"tracekeeper-spool 1\n")  # written in place, as the hook does
+            await until_taken(first.name)
+            for _ in range(2):  # what the daemon does with it: prepare, ingest, delete
+                first.read_bytes()
+            first.unlink()
+            (spool_dir / f"b.1{SUFFIX}").write_bytes(b"tracekeeper-spool 1\n")
+            await until_taken(f"b.1{SUFFIX}")
+            (spool_dir / "c.tmp").write_bytes(b"tracekeeper-spool 1\n")
+            (spool_dir / "c.tmp").rename(spool_dir / f"c.1{SUFFIX}")
+            await until_taken(f"c.1{SUFFIX}")
+        finally:
+            intake.stop()
+        return taken, intake.watch_events
+
+    taken, events = asyncio.run(main())
+    assert taken == [f"a.1{SUFFIX}", f"b.1{SUFFIX}", f"c.1{SUFFIX}"]
+    # a, b: one close-after-write each; c: its close as c.tmp, then the rename.
+    assert events == 4
