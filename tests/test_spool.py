@@ -264,3 +264,52 @@ def test_spool_watcher_hears_only_what_it_acts_on(tmp_path: Path) -> None:
     assert taken == [f"a.1{SUFFIX}", f"b.1{SUFFIX}", f"c.1{SUFFIX}"]
     # a, b: one close-after-write each; c: its close as c.tmp, then the rename.
     assert events == 4
+
+
+def test_a_spool_file_is_read_once_per_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool thread reads the entry to ask git ahead (`Ingestor.prepare`); the database
+    thread, the daemon's one serial lane, must not open and parse it a second time. Real
+    Ingestor, queue, snapshots and git repository; the read is counted, not replaced."""
+    import asyncio
+    from typing import Any
+
+    from tracekeeperd import git
+    from tracekeeperd.ingest import Ingestor
+    from tracekeeperd.intake import SpoolIntake
+    from tracekeeperd.queue import Queue
+    from tracekeeperd.snapshot import Snapshots
+    from tracekeeperd.worker import DbThread
+
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    work = tmp_path / "src" / "app"
+    work.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(work)], env=git.clean_env(), check=True)
+    reads: list[str] = []
+    real_load = spool._load
+
+    def counting_load(path: Path, *args: Any, **kwargs: Any) -> Any:
+        reads.append(path.name)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(spool, "_load", counting_load)
+    queue = Queue(tmp_path / "state" / "queue.sqlite3")
+    db = DbThread()
+    ingestor = Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"), roots=(tmp_path.resolve(),))
+
+    async def on_db(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(db.executor, fn, *args)
+
+    spool_dir = tmp_path / "spool"
+    results = []
+    intake = SpoolIntake(spool_dir, ingestor, on_db=on_db, after=results.append, marker=tmp_path / "m")
+    event = CommitEvent(sha="a" * 40, git_dir=work / ".git", work_tree=work, committed_at=time.time(), active=None)
+    path = write(spool_dir, event)
+    try:
+        result = asyncio.run(intake.ingest_file(path))
+    finally:
+        db.shutdown()
+        queue.close()
+    assert result.note == "no active agent session" and results == [result]
+    assert not path.exists(), "taken: deleted once persisted"
+    assert reads == [path.name]

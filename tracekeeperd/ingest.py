@@ -142,16 +142,6 @@ class Ingestor:
         except GitError:
             pass
 
-    def prepare_file(self, path: Path) -> None:
-        """`prepare` for a spool file (read again by the ingest proper; it is small)."""
-        from . import spool
-
-        try:
-            event = spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
-        except (spool.SpoolError, OSError):
-            return  # ingest reads it again, and says what is wrong with it
-        self.prepare(event)
-
     def _repo_facts(self, git_dir: Path) -> RepoFacts:
         facts = self._facts.get(git_dir)
         if facts is not None and git_dir.is_dir():

@@ -57,23 +57,28 @@ class SpoolIntake:
         #: Events the watcher was handed (watchdog's dispatch thread only): tests count them.
         self.watch_events = 0
 
-    def ingest_sync(self, path: Path) -> IngestResult:
-        """Read, persist, then delete: a crash in between only replays a duplicate.
+    def ingest_sync(self, path: Path, event: spool.CommitEvent | spool.RewriteEvent | None = None) -> IngestResult:
+        """Read (unless the pool thread already did: `read_ahead`), persist, then delete: a crash
+        in between only replays a duplicate.
 
         A commit file and a rewrite file (post-rewrite) take the same path; only the parser and
         the ingest step differ.
         """
-        event: spool.CommitEvent | spool.RewriteEvent
-        try:
-            event = spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
-        except FileNotFoundError:
+        if event is not None and not path.exists():
+            # Read ahead, then taken by another delivery (the scan and the watcher): the same
+            # answer as the read below would give. Deletes and moves happen on this thread only.
             return IngestResult(note="already taken")
-        except spool.SpoolIncomplete:
-            return IngestResult(note="still being written")
-        except (spool.SpoolError, OSError) as exc:
-            spool.quarantine(path, str(exc))
-            log.error("unreadable spool file %s moved aside: %s", path.name, exc)
-            return IngestResult(failed=[str(exc)])
+        if event is None:
+            try:
+                event = _read(path)
+            except FileNotFoundError:
+                return IngestResult(note="already taken")
+            except spool.SpoolIncomplete:
+                return IngestResult(note="still being written")
+            except (spool.SpoolError, OSError) as exc:
+                spool.quarantine(path, str(exc))
+                log.error("unreadable spool file %s moved aside: %s", path.name, exc)
+                return IngestResult(failed=[str(exc)])
         try:
             if isinstance(event, spool.RewriteEvent):
                 result = self.ingestor.rewrite(event)
@@ -120,11 +125,21 @@ class SpoolIntake:
         """A dead letter put back by `retry` starts again with all its tries."""
         self._tries.pop(name, None)
 
+    def read_ahead(self, path: Path) -> spool.CommitEvent | spool.RewriteEvent | None:
+        """On a pool thread: read the entry and ask git what its ingest will need
+        (Ingestor.prepare), so the database thread, the one serial lane, neither waits on git
+        nor reads the file again. None when it does not read cleanly: the database thread then
+        reads it itself and decides (quarantine, later, taken), as it always did."""
+        try:
+            event = _read(path)
+        except (spool.SpoolError, OSError):
+            return None
+        self.ingestor.prepare(event)
+        return event
+
     async def ingest_file(self, path: Path) -> IngestResult:
-        # The entry's git questions first, on a pool thread (Ingestor.prepare): the database
-        # thread then finds the answers cached instead of waiting on git.
-        await asyncio.get_running_loop().run_in_executor(None, self.ingestor.prepare_file, path)
-        result: IngestResult = await self.on_db(self.ingest_sync, path)
+        event = await asyncio.get_running_loop().run_in_executor(None, self.read_ahead, path)
+        result: IngestResult = await self.on_db(self.ingest_sync, path, event)
         self.after(result)
         return result
 
@@ -229,6 +244,10 @@ class SpoolIntake:
         except FileNotFoundError:
             pass
         self._marker_written = False
+
+
+def _read(path: Path) -> spool.CommitEvent | spool.RewriteEvent:
+    return spool.read_rewrite(path) if path.name.endswith(spool.REWRITE_SUFFIX) else spool.read(path)
 
 
 def _environmental(exc: BaseException) -> bool:
