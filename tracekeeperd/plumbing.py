@@ -30,8 +30,8 @@ from .errors import GitError
 #: Seconds a repository's processes outlive its last write: longer than the daemon's longest
 #: hold of a burst (worker.COALESCE_MOST), so a burst keeps them from batch to batch.
 IDLE = 30.0
-#: File descriptors a kept repository holds: stdin, stdout and a stderr file for each of 3 gits.
-FDS_PER_REPO = 9
+#: File descriptors a kept repository holds: stdin, stdout and a stderr file for each of 5 gits.
+FDS_PER_REPO = 15
 #: Descriptors left for everything else (queue, sockets, watches, uploads, short-lived gits).
 FD_RESERVE = 256
 #: Kept repositories even under a tight limit (macOS gives a process 256 by default).
@@ -40,7 +40,7 @@ MIN_KEPT = 4
 
 def room() -> int:
     """How many repositories to keep: what the descriptor limit leaves (a systemd service's
-    default soft limit is 1,024: about 85)."""
+    default soft limit is 1,024: about 51)."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -56,6 +56,9 @@ class Plumbing:
         self.git_dir = git_dir
         self._pipes: dict[str, git.Pipe] = {}
         self._scratch: Path | None = None
+        #: What notes commits look like here, learnt from the first one commit-tree made
+        #: (notes.py `_commit`): later ones go to a kept `hash-object -t commit`.
+        self.commit_like: tuple[bytes, bytes, bytes] | None = None
 
     def scratch(self) -> Path:
         """A private directory (0700) for files git reads by path (`hash-object --stdin-paths`),
@@ -88,6 +91,7 @@ class Plumbing:
         for pipe in self._pipes.values():
             pipe.close()
         self._pipes.clear()
+        self.commit_like = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
