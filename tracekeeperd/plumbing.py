@@ -6,8 +6,11 @@ per write, a burst over 100 repositories paid three git start-ups per repository
 (bench/bench_fleet.py). All three answer one request at a time and flush each answer
 (git/git builtin/cat-file.c `batch_objects` with `--batch`, builtin/mktree.c `--batch`,
 builtin/update-ref.c `report_ok` for start/prepare/commit), so one of each can serve every
-write to a repository while it is busy. A `Pool` keeps them per git dir, closes those of a
-repository idle for `idle` seconds, and all of them at the daemon's stop.
+write to a repository while it is busy. So can `hash-object -w --stdin-paths` (it flushes each
+answer to a pipe: write-or-die.c `maybe_flush_or_die`), for the note blobs and, with `-t
+commit`, the notes commits after a repository's first (notes.py `_commit`): up to five per
+repository, and no process start per write at all. A `Pool` keeps them per git dir, closes
+those of a repository idle for `idle` seconds, and all of them at the daemon's stop.
 
 A process is reused only after a lease that ended cleanly: anything raised inside a lease may
 have left one mid-answer, so the lease's processes are closed and the next one starts afresh.
