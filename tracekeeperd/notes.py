@@ -358,6 +358,11 @@ class _Entry:
 
 
 _HEX = re.compile(r"[0-9a-f]+")
+#: The start of an entry line for `mktree`, for the modes of nearly every notes tree entry.
+_MKTREE_HEAD = {"100644": b"100644 blob ", "40000": b"040000 tree "}
+#: Parsed trees a kept repository holds (plumbing.Plumbing.trees): a write touches the root and
+#: one fanout directory or two, so this holds those of hundreds of writes.
+TREES_KEPT = 1024
 
 
 class _Session:
@@ -406,6 +411,13 @@ class _Session:
         return oid, kind, data
 
     def tree(self, oid: str) -> dict[str, _Entry]:
+        """The entries of tree `oid`, to edit (a copy). A tree is named by its content, so the
+        ones a kept repository made or read before are taken from `Plumbing.trees`: a write
+        starts from the trees the one before it made, which otherwise were read back and parsed
+        whole (the notes root holds up to 256 fanout directories) on every write."""
+        cache = None if self.own else self.plumbing.trees
+        if cache is not None and (known := cache.get(oid)) is not None:
+            return dict(known)
         found = self.object(oid)
         if found is None or found[1] != "tree":
             raise GitError(f"notes tree {oid} is missing or not a tree", -1, "")
@@ -419,7 +431,16 @@ class _Session:
             name = data[space + 1 : nul].decode(**_ENCODING)
             entries[name] = _Entry(data[pos:space].decode(), data[nul + 1 : nul + 1 + rawsz].hex())
             pos = nul + 1 + rawsz
-        return entries
+        self._remember(oid, entries)
+        return dict(entries) if cache is not None else entries
+
+    def _remember(self, oid: str, entries: Mapping[str, _Entry]) -> None:
+        if self.own:
+            return
+        cache = self.plumbing.trees
+        if len(cache) >= TREES_KEPT:
+            cache.clear()  # bounded; the next writes fill it again with what they touch
+        cache[oid] = dict(entries)
 
     def text(self, oid: str) -> str:
         found = self.object(oid)
@@ -429,7 +450,11 @@ class _Session:
         # --missing: a subtree made earlier by this same process need not be looked up again.
         mk = self.plumbing.pipe("mktree", ["mktree", "-z", "--missing", "--batch"])
         body = b"".join(
-            f"{e.mode.rjust(6, '0')} {e.kind} {e.oid}\t".encode() + name.encode(**_ENCODING) + b"\0"
+            (_MKTREE_HEAD.get(e.mode) or f"{e.mode.rjust(6, '0')} {e.kind} ".encode())
+            + e.oid.encode()
+            + b"\t"
+            + name.encode(**_ENCODING)
+            + b"\0"
             for name, e in entries.items()
         )
         try:
@@ -440,6 +465,9 @@ class _Session:
             raise mk.error() from exc
         if not oid:
             raise mk.error()
+        # As git will read it back: mktree writes each mode in octal without leading zeros
+        # (builtin/mktree.c `write_tree`, "%o").
+        self._remember(oid, {name: _Entry(f"{int(e.mode, 8):o}", e.oid) for name, e in entries.items()})
         return oid
 
 

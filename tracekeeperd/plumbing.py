@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import git
 from .errors import GitError
@@ -62,6 +63,8 @@ class Plumbing:
         #: What notes commits look like here, learnt from the first one commit-tree made
         #: (notes.py `_commit`): later ones go to a kept `hash-object -t commit`.
         self.commit_like: tuple[bytes, bytes, bytes] | None = None
+        #: Notes trees by oid, parsed (notes.py `_Session.tree`): what an oid names never changes.
+        self.trees: dict[str, Any] = {}
 
     def scratch(self) -> Path:
         """A private directory (0700) for files git reads by path (`hash-object --stdin-paths`),
@@ -95,6 +98,7 @@ class Plumbing:
             pipe.close()
         self._pipes.clear()
         self.commit_like = None
+        self.trees.clear()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
