@@ -84,7 +84,8 @@ def test_a_burst_of_writes_in_one_repository_starts_its_plumbing_once(repo: Repo
             with pool.lease(repo.git_dir) as pipes:
                 notes.add(repo.git_dir, REF, {sha: [link_line(f"n{i}")]}, plumbing=pipes)
             if i == 0:
-                assert _take(started) == ["cat-file", "hash-object", "mktree", "commit-tree", "update-ref"]
+                # blobs, then trees (hash-object -t tree), each by a kept hash-object
+                assert _take(started) == ["cat-file", "hash-object", "hash-object", "commit-tree", "update-ref"]
         # The blobs go to the kept `hash-object --stdin-paths`; the commits, once the first one
         # (by commit-tree) showed what git writes, to a kept `hash-object -t commit`: started
         # once, by the second write, whatever the number of writes after it.
@@ -357,3 +358,35 @@ def test_a_kept_repository_reads_back_none_of_the_trees_it_wrote(
     assert any("/" in path for path in repo.note_paths()), "fanned out"
     repo.git("fsck", "--strict", "--no-dangling")
     assert repo.note(shas[5]).splitlines() == [link_line("t5"), link_line("u5"), link_line("v5")]
+
+
+def test_a_kept_repository_writes_its_trees_without_mktree_in_gits_own_order(repo: Repo, started: Path) -> None:
+    """`mktree` looks up the object of every entry it is given (builtin/mktree.c `mktree_line`,
+    even with --missing), so remaking a notes root of 256 fanout directories cost it most of a
+    write's CPU. A kept repository writes its trees with a kept `hash-object -t tree` instead,
+    from the tree's bytes as git lays them out: entries in git's order (a directory sorts as if
+    its name ended in "/": tree.c `base_name_compare`), modes in octal without leading zeros.
+    The trees are the ones `git mktree` makes of the same entries, and pass `git fsck --strict`."""
+    (sha,) = repo.commits(1)
+    blob = repo.git("hash-object", "-w", "--stdin", input="foreign\n").strip()
+    inner = repo.git("mktree", input=f"100644 blob {blob}\tx\n").strip()
+    foreign = "".join(f"100644 blob {blob}\t{name}\n" for name in ("a", "a.b", "a0", "ab0", "ab.c", "ab-"))
+    tree = repo.git("mktree", input=foreign + f"040000 tree {inner}\tab\n").strip()
+    commit = repo.git("commit-tree", tree, "-m", "foreign files").strip()
+    repo.git("update-ref", REF, commit)
+    _take(started)
+    pool = plumbing.Pool()
+    try:
+        for i in range(2):
+            with pool.lease(repo.git_dir) as pipes:
+                notes.add(repo.git_dir, REF, {sha: [link_line(f"k{i}")]}, plumbing=pipes)
+    finally:
+        pool.close()
+    assert "mktree" not in _take(started)
+    listed = repo.git("ls-tree", f"{REF}^{{tree}}")
+    assert repo.git("mktree", input=listed).strip() == repo.git("rev-parse", f"{REF}^{{tree}}").strip()
+    names = [line.split("\t", 1)[1] for line in listed.splitlines()]
+    assert sorted(names) == sorted(["a", "a.b", "a0", "ab-", "ab.c", "ab", "ab0", sha])
+    assert names.index("ab-") < names.index("ab.c") < names.index("ab") < names.index("ab0"), "ab as ab/"
+    repo.git("fsck", "--strict", "--no-dangling")
+    assert repo.note(sha).splitlines() == [link_line("k0"), link_line("k1")]

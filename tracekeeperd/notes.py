@@ -360,6 +360,7 @@ class _Entry:
 _HEX = re.compile(r"[0-9a-f]+")
 #: The start of an entry line for `mktree`, for the modes of nearly every notes tree entry.
 _MKTREE_HEAD = {"100644": b"100644 blob ", "40000": b"040000 tree "}
+_CANON_MODE = {"100644": "100644", "40000": "40000"}
 #: Parsed trees a kept repository holds (plumbing.Plumbing.trees): a write touches the root and
 #: one fanout directory or two, so this holds those of hundreds of writes.
 TREES_KEPT = 1024
@@ -447,6 +448,30 @@ class _Session:
         return found[2].decode(**_ENCODING) if found and found[1] == "blob" else ""
 
     def mktree(self, entries: Mapping[str, _Entry]) -> str:
+        """Write a tree of `entries`. A kept repository writes the tree's bytes through its kept
+        `hash-object -w -t tree --stdin-paths` (git checks a tree's format before it writes
+        it: object-file.c `index_mem`, HASH_FORMAT_CHECK): `mktree` looks up the object of
+        every entry it is given, even with --missing (builtin/mktree.c `mktree_line`), which
+        for a notes root of 256 fanout directories was most of a write's CPU."""
+        # As git writes and reads modes back: octal without leading zeros (mktree.c `write_tree`).
+        canon = {name: _Entry(_CANON_MODE.get(e.mode) or f"{int(e.mode, 8):o}", e.oid) for name, e in entries.items()}
+        if self.own:
+            oid = self._mktree(entries)
+        else:
+            # git's order: a directory sorts as if its name ended in "/" (tree.c `base_name_compare`).
+            named = sorted(
+                ((name.encode(**_ENCODING), e) for name, e in canon.items()),
+                key=lambda item: item[0] + b"/" if item[1].is_tree else item[0],
+            )
+            path = self.plumbing.scratch() / "tree"
+            path.write_bytes(
+                b"".join(e.mode.encode() + b" " + name + b"\0" + bytes.fromhex(e.oid) for name, e in named)
+            )
+            (oid,) = _kept_hash(self.plumbing, "hash-object-tree", ["-t", "tree"], [str(path)])
+        self._remember(oid, canon)
+        return oid
+
+    def _mktree(self, entries: Mapping[str, _Entry]) -> str:
         # --missing: a subtree made earlier by this same process need not be looked up again.
         mk = self.plumbing.pipe("mktree", ["mktree", "-z", "--missing", "--batch"])
         body = b"".join(
@@ -465,9 +490,6 @@ class _Session:
             raise mk.error() from exc
         if not oid:
             raise mk.error()
-        # As git will read it back: mktree writes each mode in octal without leading zeros
-        # (builtin/mktree.c `write_tree`, "%o").
-        self._remember(oid, {name: _Entry(f"{int(e.mode, 8):o}", e.oid) for name, e in entries.items()})
         return oid
 
 

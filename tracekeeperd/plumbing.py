@@ -7,10 +7,13 @@ per write, a burst over 100 repositories paid three git start-ups per repository
 (git/git builtin/cat-file.c `batch_objects` with `--batch`, builtin/mktree.c `--batch`,
 builtin/update-ref.c `report_ok` for start/prepare/commit), so one of each can serve every
 write to a repository while it is busy. So can `hash-object -w --stdin-paths` (it flushes each
-answer to a pipe: write-or-die.c `maybe_flush_or_die`), for the note blobs and, with `-t
-commit`, the notes commits after a repository's first (notes.py `_commit`): up to five per
-repository, and no process start per write at all. A `Pool` keeps them per git dir, closes
-those of a repository idle for `idle` seconds, and all of them at the daemon's stop.
+answer to a pipe: write-or-die.c `maybe_flush_or_die`): one for the note blobs, one with `-t
+tree` for the trees (in place of `mktree`, which looks up every entry's object on every
+write: notes.py `_Session.mktree`), one with `-t commit` for the notes commits after a
+repository's first (notes.py `_commit`). So a kept repository holds up to five (`cat-file`,
+three `hash-object`, `update-ref`), and a write starts no process at all. A `Pool` keeps them
+per git dir, closes those of a repository idle for `idle` seconds, and all of them at the
+daemon's stop.
 
 A process is reused only after a lease that ended cleanly: anything raised inside a lease may
 have left one mid-answer, so the lease's processes are closed and the next one starts afresh.
