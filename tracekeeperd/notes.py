@@ -454,7 +454,12 @@ class _Session:
         every entry it is given, even with --missing (builtin/mktree.c `mktree_line`), which
         for a notes root of 256 fanout directories was most of a write's CPU."""
         # As git writes and reads modes back: octal without leading zeros (mktree.c `write_tree`).
-        canon = {name: _Entry(_CANON_MODE.get(e.mode) or f"{int(e.mode, 8):o}", e.oid) for name, e in entries.items()}
+        try:
+            canon = {
+                name: _Entry(_CANON_MODE.get(e.mode) or f"{int(e.mode, 8):o}", e.oid) for name, e in entries.items()
+            }
+        except ValueError as exc:  # git reads only octal modes (tree-walk.c `get_mode`): a damaged tree
+            raise GitError(f"notes tree entry with a mode git cannot read: {exc}", -1, "") from exc
         if self.own:
             oid = self._mktree(entries)
         else:
