@@ -390,3 +390,25 @@ def test_a_kept_repository_writes_its_trees_without_mktree_in_gits_own_order(rep
     assert names.index("ab-") < names.index("ab.c") < names.index("ab") < names.index("ab0"), "ab as ab/"
     repo.git("fsck", "--strict", "--no-dangling")
     assert repo.note(sha).splitlines() == [link_line("k0"), link_line("k1")]
+
+
+def test_a_notes_tree_entry_with_a_mode_git_cannot_read_is_a_git_error_with_or_without_kept_processes(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A damaged (or hostile, pulled) notes tree whose entry mode is not octal: mktree refuses
+    it (a GitError the worker defers on); the kept tree writer, which lays trees out itself,
+    refuses it the same way rather than crashing on the mode."""
+    (sha,) = repo.commits(1)
+    blob = repo.git("hash-object", "-w", "--stdin", input="x\n").strip()
+    raw = tmp_path / "tree"
+    raw.write_bytes(b"1x0644 foreign\0" + bytes.fromhex(blob))
+    tree = repo.git("hash-object", "-w", "--literally", "-t", "tree", str(raw)).strip()
+    repo.git("update-ref", REF, repo.git("commit-tree", tree, "-m", "damaged").strip())
+    with pytest.raises(GitError):
+        notes.add(repo.git_dir, REF, {sha: [link_line("d")]})
+    pool = plumbing.Pool()
+    try:
+        with pytest.raises(GitError), pool.lease(repo.git_dir) as pipes:
+            notes.add(repo.git_dir, REF, {sha: [link_line("d")]}, plumbing=pipes)
+    finally:
+        pool.close()
