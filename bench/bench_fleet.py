@@ -4,13 +4,14 @@
    as git goes (50 commits each, 5,000 in all; --quick: 10 each), the daemon up, the Hub
    stand-in (real huggingface_hub + hf_xet against tests/hubstub.py). The queue file is read
    (read-only, in this process) until every job is done; the daemon's CPU time including its
-   git children is taken from /proc over the whole burst. Targets: all noted <= 2 s after the
-   last commit; <= 5 ms of daemon CPU per commit. Then every commit is checked for exactly one
-   `hf-trace:` line.
+   git children (the kept ones still running too) is taken from /proc over the whole burst.
+   Targets: all noted <= 2 s after the last commit; <= 5 ms of daemon CPU per commit. Then
+   every commit is checked for exactly one `hf-trace:` line.
    The same burst's worker side alone (`--only batch`): the worker driven in-process (as
    tests/workerkit.py does) over 100 repositories, 4 batches of 2 jobs per repository, with the
-   local store; CPU of this process and of its git children per repository per batch (one
-   notes commit, its repair look, one session's redacted copy and upload), the first batch
+   local store; CPU of this process and of its git children (the reaped ones and the kept
+   ones still running, from /proc) per repository per batch (one notes commit, its repair
+   look, one session's redacted copy and upload), the first batch
    left out (it starts the repositories' kept git processes). No commits and no arrival timing:
    a figure the machine's load does not reshape by changing how many batches a burst makes.
 2. `status`. Daemons that have seen 1 (the baseline), 10, 100 and 1,000 repositories (each with
@@ -41,7 +42,6 @@ if str(ROOT) not in sys.path:
 from bench.run import (  # noqa: E402
     TOKEN,
     Hook,
-    cpu_seconds,
     daemon_running,
     git_commit,
     grow,
@@ -50,6 +50,7 @@ from bench.run import (  # noqa: E402
     ms,
     session_uuid,
     temp_env,
+    tree_cpu_seconds,
     verdict,
     with_session,
 )
@@ -89,7 +90,7 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0) -> None:
             repos.append(with_session(hook.install(make_repo(env, f"r{n:03d}")), transcripts[n], sid))
         with daemon_running(env) as daemon:
             assert daemon.proc is not None
-            cpu_start = cpu_seconds(daemon.proc.pid)
+            cpu_start = tree_cpu_seconds(daemon.proc.pid)
             began = time.perf_counter()
             latencies = []
             for i in range(per_repo):
@@ -106,7 +107,7 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0) -> None:
                     drained = time.perf_counter()
                     break
                 time.sleep(0.02)
-            cpu = cpu_seconds(daemon.proc.pid) - cpu_start
+            cpu = tree_cpu_seconds(daemon.proc.pid) - cpu_start
             batches = [
                 (int(m.group(1)), int(m.group(2)))
                 for m in re.finditer(r"claimed (\d+) job\(s\) in (\d+) repositories", daemon.output())
@@ -146,9 +147,13 @@ def bench_batch(repos_n: int = 100, batches: int = 4, per_batch: int = 2) -> Non
 
     print(f"\n## batch: the worker alone, {repos_n} repositories x {batches} batches x {per_batch} jobs")
 
-    def cpu() -> tuple[float, float]:
-        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+    def cpu(start: bool) -> tuple[float, float]:
+        """(this process, its children: the reaped ones and the kept ones still running). The
+        children's reading (a walk over /proc) is kept out of the interval measured."""
+        kids = tree_cpu_seconds(os.getpid(), own=False) if start else 0.0
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = kids if start else tree_cpu_seconds(os.getpid(), own=False)
+        return own.ru_utime + own.ru_stime, kids
 
     os.environ.update(GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
     with tempfile.TemporaryDirectory() as tmp, worker_kit(Path(tmp)) as kit:
@@ -160,10 +165,10 @@ def bench_batch(repos_n: int = 100, batches: int = 4, per_batch: int = 2) -> Non
             for name in names:
                 for j in range(per_batch):
                     kit.add(name, shas[name][b * per_batch + j], snapshots[name], session=name, at=NOW + b)
-            own0, kids0 = cpu()
+            own0, kids0 = cpu(start=True)
             kit.worker.loop(now=NOW + b + 0.5)
             kit.worker.follow(86400, now=NOW + b + 0.6)
-            own1, kids1 = cpu()
+            own1, kids1 = cpu(start=False)
             if b:
                 own_total, kids_total = own_total + own1 - own0, kids_total + kids1 - kids0
         count = (batches - 1) * repos_n

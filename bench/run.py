@@ -202,6 +202,44 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int, *, own: bool = True) -> float:
+    """`cpu_seconds` plus the CPU its live descendants have used so far, from /proc (with
+    `own=False`: its children's alone, reaped and live).
+
+    Why: the daemon keeps git processes running per busy repository (tracekeeperd/plumbing.py)
+    and reaps them only when the repository goes idle, so during a burst their CPU is in no
+    `cutime` yet; the difference of two readings still counts a child reaped in between once.
+    """
+    clk = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, own CPU + reaped children's)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        reaped = sum(int(v) for v in fields[13:15]) / clk  # cutime, cstime
+        if int(entry.name) == pid:
+            used = sum(int(v) for v in fields[11:13]) / clk if own else 0.0  # utime, stime
+        else:
+            # A kept git uses a few ms over its life: in clock ticks (10 ms), that reads 0.
+            try:
+                used = int((entry / "schedstat").read_text().split()[0]) / 1e9
+            except (OSError, IndexError, ValueError):
+                used = sum(int(v) for v in fields[11:13]) / clk
+        stats[int(entry.name)] = (int(fields[1]), used + reaped)
+    kids: dict[int, list[int]] = {}
+    for child, (parent, _) in stats.items():
+        kids.setdefault(parent, []).append(child)
+    total, todo = stats.get(pid, (0, math.nan))[1], list(kids.get(pid, []))
+    while todo:
+        child = todo.pop()
+        total += stats[child][1]
+        todo.extend(kids.get(child, []))
+    return total
+
+
 def daemon_status(env: Env) -> dict[str, Any]:
     """The daemon's own view (queue counts, failures), in-process: no CLI start-up per call."""
     try:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 import time
@@ -357,6 +358,12 @@ class _Entry:
 
 
 _HEX = re.compile(r"[0-9a-f]+")
+#: The start of an entry line for `mktree`, for the modes of nearly every notes tree entry.
+_MKTREE_HEAD = {"100644": b"100644 blob ", "40000": b"040000 tree "}
+_CANON_MODE = {"100644": "100644", "40000": "40000"}
+#: Parsed trees a kept repository holds (plumbing.Plumbing.trees): a write touches the root and
+#: one fanout directory or two, so this holds those of hundreds of writes.
+TREES_KEPT = 1024
 
 
 class _Session:
@@ -405,6 +412,13 @@ class _Session:
         return oid, kind, data
 
     def tree(self, oid: str) -> dict[str, _Entry]:
+        """The entries of tree `oid`, to edit (a copy). A tree is named by its content, so the
+        ones a kept repository made or read before are taken from `Plumbing.trees`: a write
+        starts from the trees the one before it made, which otherwise were read back and parsed
+        whole (the notes root holds up to 256 fanout directories) on every write."""
+        cache = None if self.own else self.plumbing.trees
+        if cache is not None and (known := cache.get(oid)) is not None:
+            return dict(known)
         found = self.object(oid)
         if found is None or found[1] != "tree":
             raise GitError(f"notes tree {oid} is missing or not a tree", -1, "")
@@ -418,17 +432,59 @@ class _Session:
             name = data[space + 1 : nul].decode(**_ENCODING)
             entries[name] = _Entry(data[pos:space].decode(), data[nul + 1 : nul + 1 + rawsz].hex())
             pos = nul + 1 + rawsz
-        return entries
+        self._remember(oid, entries)
+        return dict(entries) if cache is not None else entries
+
+    def _remember(self, oid: str, entries: Mapping[str, _Entry]) -> None:
+        if self.own:
+            return
+        cache = self.plumbing.trees
+        if len(cache) >= TREES_KEPT:
+            cache.clear()  # bounded; the next writes fill it again with what they touch
+        cache[oid] = dict(entries)
 
     def text(self, oid: str) -> str:
         found = self.object(oid)
         return found[2].decode(**_ENCODING) if found and found[1] == "blob" else ""
 
     def mktree(self, entries: Mapping[str, _Entry]) -> str:
+        """Write a tree of `entries`. A kept repository writes the tree's bytes through its kept
+        `hash-object -w -t tree --stdin-paths` (git checks a tree's format before it writes
+        it: object-file.c `index_mem`, HASH_FORMAT_CHECK): `mktree` looks up the object of
+        every entry it is given, even with --missing (builtin/mktree.c `mktree_line`), which
+        for a notes root of 256 fanout directories was most of a write's CPU."""
+        # As git writes and reads modes back: octal without leading zeros (mktree.c `write_tree`).
+        try:
+            canon = {
+                name: _Entry(_CANON_MODE.get(e.mode) or f"{int(e.mode, 8):o}", e.oid) for name, e in entries.items()
+            }
+        except ValueError as exc:  # git reads only octal modes (tree-walk.c `get_mode`): a damaged tree
+            raise GitError(f"notes tree entry with a mode git cannot read: {exc}", -1, "") from exc
+        if self.own:
+            oid = self._mktree(entries)
+        else:
+            # git's order: a directory sorts as if its name ended in "/" (tree.c `base_name_compare`).
+            named = sorted(
+                ((name.encode(**_ENCODING), e) for name, e in canon.items()),
+                key=lambda item: item[0] + b"/" if item[1].is_tree else item[0],
+            )
+            path = self.plumbing.scratch() / "tree"
+            path.write_bytes(
+                b"".join(e.mode.encode() + b" " + name + b"\0" + bytes.fromhex(e.oid) for name, e in named)
+            )
+            (oid,) = _kept_hash(self.plumbing, "hash-object-tree", ["-t", "tree"], [str(path)])
+        self._remember(oid, canon)
+        return oid
+
+    def _mktree(self, entries: Mapping[str, _Entry]) -> str:
         # --missing: a subtree made earlier by this same process need not be looked up again.
         mk = self.plumbing.pipe("mktree", ["mktree", "-z", "--missing", "--batch"])
         body = b"".join(
-            f"{e.mode.rjust(6, '0')} {e.kind} {e.oid}\t".encode() + name.encode(**_ENCODING) + b"\0"
+            (_MKTREE_HEAD.get(e.mode) or f"{e.mode.rjust(6, '0')} {e.kind} ".encode())
+            + e.oid.encode()
+            + b"\t"
+            + name.encode(**_ENCODING)
+            + b"\0"
             for name, e in entries.items()
         )
         try:
@@ -830,9 +886,94 @@ def _lost(session: _Session, history: _History, hexlen: int) -> dict[str, list[s
     return {obj: lines for obj, lines in lost.items() if lines}
 
 
-def _commit(git_dir: Path, tree: str, parent: str | None) -> str:
+#: Environment that makes commit-tree write something other than "now" as its dates.
+_DATE_ENV = ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE")
+#: Chunk of paths written to a kept `hash-object --stdin-paths` before reading its answers:
+#: small enough that its answers (one line each) never fill the pipe back while it waits.
+_PATHS_AT_ONCE = 256
+
+
+def _commit(session: _Session, tree: str, parent: str | None) -> str:
+    """The notes commit of `tree` on `parent`.
+
+    Without kept processes, and for a kept repository's first commit: `git commit-tree`, one
+    process start. Its commit then shows the exact identity and message bytes git writes here;
+    when it has nothing beyond tree, parent, author and committer (no `encoding` from
+    i18n.commitEncoding, no signature from commit.gpgSign: commit.c `commit_tree_extended`
+    writes those fields in that order), the repository's later commits are the same bytes with
+    the current time, written by a kept `git hash-object -w -t commit --stdin-paths` (git checks
+    the commit's format before it writes it: object-file.c `index_mem`, HASH_FORMAT_CHECK; it
+    flushes each answer to a pipe: write-or-die.c `maybe_flush_or_die`). The identity is the
+    one git had when the processes started: a change of user.name or user.email reaches notes
+    commits when they are restarted (after `plumbing.IDLE` seconds without a write)."""
+    kept = None if session.own else session.plumbing
+    if kept is not None and kept.commit_like is not None:
+        return _hash_commit(kept, tree, parent, kept.commit_like)
     args = ["commit-tree", tree, "-m", COMMIT_MESSAGE, *(["-p", parent] if parent else [])]
-    return git.run_committing(git_dir, args).stdout.decode().strip()
+    oid = git.run_committing(session.git_dir, args).stdout.decode().strip()
+    if kept is not None and not any(key in os.environ for key in _DATE_ENV):
+        kept.commit_like = _commit_like(session, oid)
+    return oid
+
+
+def _commit_like(session: _Session, oid: str) -> tuple[bytes, bytes, bytes] | None:
+    """(author, committer without their dates, message) of commit-tree's commit `oid`, or None
+    when it holds anything else, which commits made without commit-tree would then lack."""
+    found = session.object(oid)
+    if found is None or found[1] != "commit":
+        return None
+    head, _, message = found[2].partition(b"\n\n")
+    fields = [line.split(b" ", 1) for line in head.split(b"\n")]
+    keys = [field[0] for field in fields]
+    if keys not in ([b"tree", b"author", b"committer"], [b"tree", b"parent", b"author", b"committer"]):
+        return None
+    if message != (COMMIT_MESSAGE + "\n").encode() or any(len(field) != 2 for field in fields):
+        return None
+    author, committer = (field[1].rsplit(b" ", 2) for field in fields[-2:])
+    if len(author) != 3 or len(committer) != 3:
+        return None
+    return author[0], committer[0], message
+
+
+def _hash_commit(kept: Plumbing, tree: str, parent: str | None, like: tuple[bytes, bytes, bytes]) -> str:
+    now = int(time.time())
+    offset = (time.localtime(now).tm_gmtoff or 0) // 60  # as git's date.c `local_tzoffset`
+    zone = f"{'-' if offset < 0 else '+'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+    stamp = f" {now} {zone}\n".encode()
+    author, committer, message = like
+    body = b"".join(
+        [
+            b"tree " + tree.encode() + b"\n",
+            b"parent " + parent.encode() + b"\n" if parent else b"",
+            b"author " + author + stamp,
+            b"committer " + committer + stamp,
+            b"\n",
+            message,
+        ]
+    )
+    path = kept.scratch() / "commit"
+    path.write_bytes(body)
+    (oid,) = _kept_hash(kept, "hash-object-commit", ["-t", "commit"], [str(path)])
+    return oid
+
+
+def _kept_hash(kept: Plumbing, name: str, options: list[str], paths: Sequence[str]) -> list[str]:
+    """Object ids of the files at `paths`, written by the repository's kept `hash-object`."""
+    pipe = kept.pipe(name, ["hash-object", "-w", *options, "--no-filters", "--stdin-paths"])
+    oids: list[str] = []
+    try:
+        for at in range(0, len(paths), _PATHS_AT_ONCE):
+            chunk = paths[at : at + _PATHS_AT_ONCE]
+            pipe.stdin.write("".join(f"{path}\n" for path in chunk).encode())
+            pipe.stdin.flush()
+            for _ in chunk:
+                oid = pipe.stdout.readline().decode().strip()
+                if not _HEX.fullmatch(oid) or len(oid) not in (40, 64):
+                    raise pipe.error()
+                oids.append(oid)
+    except (OSError, ValueError) as exc:
+        raise pipe.error() from exc
+    return oids
 
 
 def _swap(
@@ -881,8 +1022,10 @@ def _swap(
 
 
 def _hash_blobs(git_dir: Path, texts: Sequence[str], scratch: Plumbing | None = None) -> list[str]:
-    """Write blobs for `texts` in one git process, from files in `scratch`'s kept directory
-    (overwritten by the next write to the repository) or in one made for this write."""
+    """Write blobs for `texts` from files in `scratch`'s kept directory (overwritten by the
+    next write to the repository) through its kept `hash-object --stdin-paths`, which starts
+    nothing per write (git flushes each answer to a pipe: write-or-die.c `maybe_flush_or_die`);
+    else in one git process, from a directory made for this write."""
     import tempfile
 
     if not texts:
@@ -897,6 +1040,8 @@ def _hash_blobs(git_dir: Path, texts: Sequence[str], scratch: Plumbing | None = 
             path = tmp / str(i)
             path.write_bytes(text.encode(**_ENCODING))
             paths.append(str(path))
+        if scratch is not None:
+            return _kept_hash(scratch, "hash-object", [], paths)
         out = git.output(
             git_dir, ["hash-object", "-w", "--no-filters", "--stdin-paths"], input="\n".join(paths).encode()
         )
@@ -949,7 +1094,7 @@ def _attempt(
         for sha, blob in zip(texts, blobs, strict=True):
             tree.put(sha, blob)
         new_tree = tree.write()
-        done.commit = _commit(git_dir, new_tree, tip)
+        done.commit = _commit(session, new_tree, tip)
         _swap(git_dir, ref, done.commit, tip, history.written, plumbing=session.plumbing)
         return done
     finally:

@@ -6,8 +6,14 @@ per write, a burst over 100 repositories paid three git start-ups per repository
 (bench/bench_fleet.py). All three answer one request at a time and flush each answer
 (git/git builtin/cat-file.c `batch_objects` with `--batch`, builtin/mktree.c `--batch`,
 builtin/update-ref.c `report_ok` for start/prepare/commit), so one of each can serve every
-write to a repository while it is busy. A `Pool` keeps them per git dir, closes those of a
-repository idle for `idle` seconds, and all of them at the daemon's stop.
+write to a repository while it is busy. So can `hash-object -w --stdin-paths` (it flushes each
+answer to a pipe: write-or-die.c `maybe_flush_or_die`): one for the note blobs, one with `-t
+tree` for the trees (in place of `mktree`, which looks up every entry's object on every
+write: notes.py `_Session.mktree`), one with `-t commit` for the notes commits after a
+repository's first (notes.py `_commit`). So a kept repository holds up to five (`cat-file`,
+three `hash-object`, `update-ref`), and a write starts no process at all. A `Pool` keeps them
+per git dir, closes those of a repository idle for `idle` seconds, and all of them at the
+daemon's stop.
 
 A process is reused only after a lease that ended cleanly: anything raised inside a lease may
 have left one mid-answer, so the lease's processes are closed and the next one starts afresh.
@@ -23,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import git
 from .errors import GitError
@@ -30,8 +37,8 @@ from .errors import GitError
 #: Seconds a repository's processes outlive its last write: longer than the daemon's longest
 #: hold of a burst (worker.COALESCE_MOST), so a burst keeps them from batch to batch.
 IDLE = 30.0
-#: File descriptors a kept repository holds: stdin, stdout and a stderr file for each of 3 gits.
-FDS_PER_REPO = 9
+#: File descriptors a kept repository holds: stdin, stdout and a stderr file for each of 5 gits.
+FDS_PER_REPO = 15
 #: Descriptors left for everything else (queue, sockets, watches, uploads, short-lived gits).
 FD_RESERVE = 256
 #: Kept repositories even under a tight limit (macOS gives a process 256 by default).
@@ -40,7 +47,7 @@ MIN_KEPT = 4
 
 def room() -> int:
     """How many repositories to keep: what the descriptor limit leaves (a systemd service's
-    default soft limit is 1,024: about 85)."""
+    default soft limit is 1,024: about 51)."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -56,6 +63,11 @@ class Plumbing:
         self.git_dir = git_dir
         self._pipes: dict[str, git.Pipe] = {}
         self._scratch: Path | None = None
+        #: What notes commits look like here, learnt from the first one commit-tree made
+        #: (notes.py `_commit`): later ones go to a kept `hash-object -t commit`.
+        self.commit_like: tuple[bytes, bytes, bytes] | None = None
+        #: Notes trees by oid, parsed (notes.py `_Session.tree`): what an oid names never changes.
+        self.trees: dict[str, Any] = {}
 
     def scratch(self) -> Path:
         """A private directory (0700) for files git reads by path (`hash-object --stdin-paths`),
@@ -88,6 +100,8 @@ class Plumbing:
         for pipe in self._pipes.values():
             pipe.close()
         self._pipes.clear()
+        self.commit_like = None
+        self.trees.clear()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
