@@ -161,12 +161,14 @@ class Daemon:
     env: Env
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+    #: Put before the daemon's command line (`prlimit ... --`: a limit it should inherit, say).
+    prefix: list[str] = field(default_factory=list)
 
     def start(self, wait: bool = True) -> Daemon:
         self.log = self.env.root / f"daemon-{time.monotonic_ns()}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tracekeeperd", "--log-level", "debug"],
+                [*self.prefix, sys.executable, "-m", "tracekeeperd", "--log-level", "debug"],
                 env=self.env.vars,
                 stdout=out,
                 stderr=subprocess.STDOUT,

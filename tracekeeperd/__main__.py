@@ -36,6 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx2", "httpx", "huggingface_hub", "watchdog", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    from . import plumbing
+
+    # Before anything opens a descriptor or sizes the pool of kept git processes (plumbing.room).
+    before, after = plumbing.raise_fd_limit()
+    logging.getLogger("tracekeeperd").info(
+        "open files: soft limit %d (was %d): up to %d repositories keep their git processes",
+        after,
+        before,
+        plumbing.room(),
+    )
+
     from .app import serve
 
     try:

@@ -45,6 +45,32 @@ FD_RESERVE = 256
 MIN_KEPT = 4
 
 
+#: How far the daemon raises its own soft descriptor limit: room for ~530 kept repositories, and
+#: below macOS's OPEN_MAX (10,240, <sys/syslimits.h>), past which setrlimit fails with EINVAL
+#: even when the hard limit says unlimited (its setrlimit(2) man page, COMPATIBILITY).
+FD_WANTED = 8192
+
+
+def raise_fd_limit(wanted: int = FD_WANTED) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (never above the hard limit, never down);
+    (before, after).
+
+    Service managers start the daemon low for select()'s sake: systemd gives 1,024 and says a
+    program that does not use select() should raise its own soft limit to the hard one
+    (systemd.exec(5), LimitNOFILE=; so the unit sets none), launchd gives 256. The daemon waits
+    with epoll/kqueue/poll only, and its kept git processes take 15 descriptors a repository:
+    at 1,024 only ~51 repositories keep theirs. A refusal (a sandbox, a platform's own cap)
+    keeps the limit it had: fewer kept repositories, nothing broken."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def room() -> int:
     """How many repositories to keep: what the descriptor limit leaves (a systemd service's
     default soft limit is 1,024: about 51)."""
