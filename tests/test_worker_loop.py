@@ -244,3 +244,65 @@ def test_a_batch_that_crashes_hands_its_jobs_back_for_a_later_turn(
         assert kit.worker.loop(now=NOW + 60) == Tick(1, 0.0)
         assert _states(kit) == [JobState.DONE]
         assert git.output(kit.repos["app"][0], ["rev-list", "--count", REF]) == "1"
+
+
+def test_arrivals_within_a_hold_wake_the_sleeping_worker_once(tmp_path: Path) -> None:
+    """`arrived` answers whether the daemon should wake the worker (app.py `_after_ingest`): not
+    when it sleeps until a turn at or before the hold the arrival sets would end anyway."""
+    with worker_kit(tmp_path) as kit:
+        arrivals = kit.worker.arrivals
+        _, shas = kit.repo("app", 6)
+        assert kit.worker.loop(now=NOW - 60) == Tick(0, None), "idle: asleep with nothing due"
+        kit.add("app", shas[0], kit.snapshot("s1.jsonl", 1), at=NOW)
+        assert arrivals.arrived(NOW) is True, "a lone commit after idle wakes the worker at once"
+        assert kit.worker.loop(now=NOW).claimed == 1
+        assert kit.worker.loop(now=NOW) == Tick(0, None)
+        times = [NOW + 0.03 * i for i in range(1, 6)]  # a script committing every 30 ms
+        woken, turns = [], 0
+        due: float | None = None
+        for i, (sha, at) in enumerate(zip(shas[1:], times, strict=True), start=2):
+            kit.add("app", sha, kit.snapshot(f"s{i}.jsonl", i), at=at)
+            woke = arrivals.arrived(at)
+            woken.append(woke)
+            if woke:  # what the daemon's loop does when woken: a turn now, then sleep until due
+                turns += 1
+                tick = kit.worker.loop(now=at)
+                assert tick.claimed == 0 and tick.wait is not None
+                due = at + tick.wait
+        assert woken == [True, False, False, False, False], "the burst's first repeat wakes it, the rest do not"
+        assert turns == 1
+        assert due == pytest.approx(times[0] + COALESCE)
+        # Its own deadline comes: the hold has moved on, so it sleeps again until the burst is quiet.
+        tick = kit.worker.loop(now=due)
+        assert tick == Tick(0, pytest.approx(times[-1] + COALESCE - due))
+        assert kit.worker.loop(now=times[-1] + COALESCE).claimed == 5
+        assert _states(kit) == [JobState.DONE] * 6
+
+
+def test_an_arrival_while_the_worker_is_busy_or_owes_a_later_turn_still_wakes_it(tmp_path: Path, hub: HubStub) -> None:
+    """Busy: only a wake makes it look again after the batch. Asleep until a later turn (a
+    backoff): a lone commit must not wait for it."""
+    woken: list[bool] = []
+
+    class ArrivingStore(LocalStore):
+        def put(self, uploads: list[Upload]) -> dict[str, str]:
+            woken.append(kit.worker.arrivals.arrived(NOW + 0.01))  # a commit mid-batch
+            return super().put(uploads)
+
+    with worker_kit(tmp_path, ArrivingStore(tmp_path / "store"), policy=STEADY) as kit:
+        _, shas = kit.repo("app", 2)
+        kit.add("app", shas[0], kit.snapshot("s1.jsonl", 1), at=NOW)
+        kit.worker.arrivals.arrived(NOW)
+        assert kit.worker.loop(now=NOW).claimed == 1
+        assert woken == [True], "busy in a batch: woken, so it looks again after it"
+    hub.create_bucket(BUCKET)
+    hub.fail_next(1, status=503, retry_after=0, paths=[f"/api/buckets/{BUCKET}/batch"])
+    store = HfStore(BUCKET, hub.endpoint, "hf_alice_write")
+    with worker_kit(tmp_path / "hf", store, STEADY) as kit:
+        _, shas = kit.repo("app", 2)
+        kit.add("app", shas[0], kit.snapshot("s1.jsonl", 1), at=NOW)
+        kit.worker.arrivals.arrived(NOW)
+        assert kit.worker.loop(now=NOW) == Tick(1, 0.0)
+        assert kit.worker.loop(now=NOW + 1) == Tick(0, 59.0), "asleep until the backoff ends"
+        kit.add("app", shas[1], kit.snapshot("s2.jsonl", 2), at=NOW + 5)
+        assert kit.worker.arrivals.arrived(NOW + 5) is True, "a lone commit does not wait for a later turn"

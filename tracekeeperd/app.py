@@ -263,9 +263,9 @@ class Daemon:
         self._repos_generation += 1
         for git_dir, source, target in result.copies:
             self.io.submit(self._copy_note, git_dir, source, target)
-        if result.job_ids:
-            if self.worker is not None:
-                self.worker.arrivals.arrived(time.time())
+        # Not for a commit the sleeping worker turns in time for anyway (a burst's hold): its
+        # turn would only find the hold moved later (worker.Arrivals.arrived).
+        if result.job_ids and (self.worker is None or self.worker.arrivals.arrived(time.time())):
             self.wake.set()
         self._signal_progress()  # a rewrite may have moved or merged jobs a flush waits for
 

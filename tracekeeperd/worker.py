@@ -129,21 +129,46 @@ class Arrivals:
     commit that follows the previous one within `quiet` seconds shows a burst is going on; only
     then is claiming held until the burst has been quiet for `quiet` seconds (and at most `most`
     seconds after it began). Times come from the caller, so tests drive it with injected time.
+
+    It also knows whether the worker sleeps (`Worker.loop` reports each turn's start and end),
+    so an arrival wakes it only when that can change what it does: during a hold each commit
+    only moves the hold's end later, and a worker already due to turn by then would wake, find
+    the hold, and sleep again (one wasted turn on the I/O thread per commit of a burst).
     """
 
     def __init__(self, quiet: float = COALESCE, most: float = COALESCE_MOST) -> None:
         self.quiet, self.most = quiet, most
         self.last: float | None = None
         self.burst_since: float | None = None
+        #: The sleeping worker's next turn (None: nothing due), or busy: `_asleep` False.
+        self._asleep = False
+        self._due: float | None = None
         self._lock = threading.Lock()  # the event loop records, the I/O thread asks
 
-    def arrived(self, now: float) -> None:
+    def arrived(self, now: float) -> bool:
+        """Record a commit; whether to wake the worker for it. Yes when it is busy (only a wake
+        makes it look again after its batch), asleep with nothing due, or due only after the
+        moment this commit may be claimed (the end of the hold it sets, or now)."""
         with self._lock:
             if self.last is not None and now - self.last <= self.quiet:
                 self.burst_since = self.last if self.burst_since is None else self.burst_since
             else:
                 self.burst_since = None
             self.last = now
+            if not self._asleep or self._due is None:
+                return True
+            claimable = now if self.burst_since is None else min(now + self.quiet, self.burst_since + self.most)
+            return self._due > claimable
+
+    def turning(self) -> None:
+        """The worker's turn begins: every arrival wakes it until it sleeps again."""
+        with self._lock:
+            self._asleep = False
+
+    def sleeping(self, due: float | None) -> None:
+        """The worker's turn ended: it turns next at `due` unless woken (None: nothing due)."""
+        with self._lock:
+            self._asleep, self._due = True, due
 
     def hold(self, now: float) -> float:
         """Seconds to hold off claiming: 0 unless a burst is still arriving."""
@@ -235,12 +260,17 @@ class Worker:
 
     def loop(self, now: float | None = None) -> Tick:
         """One turn: hold for a burst still arriving, else claim and process one batch."""
+        self.arrivals.turning()
         with self._at(now):
             hold = self.arrivals.hold(self.now())
             if hold > 0:
-                return Tick(0, hold)
-            claimed = self.run_once()
-            return Tick(claimed, 0.0 if claimed else self.wait_time())
+                tick = Tick(0, hold)
+            else:
+                claimed = self.run_once()
+                tick = Tick(claimed, 0.0 if claimed else self.wait_time())
+            # A turn that raised stays "busy" above: every arrival wakes the daemon's loop.
+            self.arrivals.sleeping(None if tick.wait is None else self.now() + tick.wait)
+            return tick
 
     def follow(self, debounce: float, now: float | None = None) -> int:
         """One turn of the housekeeping between batches: refresh followed sessions, repair notes."""
