@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,67 @@ def test_a_notes_tree_entry_with_a_mode_git_cannot_read_is_a_git_error_with_or_w
             notes.add(repo.git_dir, REF, {sha: [link_line("d")]}, plumbing=pipes)
     finally:
         pool.close()
+
+
+def test_writes_with_kept_processes_start_no_thread_per_write(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write's deadline (a hung git is killed) is kept by one watchdog thread for all writes,
+    not a timer thread started per write: a burst writes thousands of notes commits."""
+    starts: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:  # a spy: every thread still starts
+        starts.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    # A fresh watchdog, so its own thread's one start is counted here whatever ran before.
+    monkeypatch.setattr(
+        plumbing, "WATCHDOG", plumbing.Watchdog() if hasattr(plumbing, "Watchdog") else None, raising=False
+    )
+    shas = repo.commits(20)
+    pool = plumbing.Pool()
+    try:
+        for i, sha in enumerate(shas):
+            with pool.lease(repo.git_dir) as pipes:
+                notes.add(repo.git_dir, REF, {sha: [link_line(f"n{i}")]}, plumbing=pipes)
+    finally:
+        pool.close()
+    assert len(starts) <= 1, f"{len(starts)} threads started for {len(shas)} writes"
+    for i, sha in enumerate(shas):
+        assert repo.note(sha) == link_line(f"n{i}") + "\n"
+
+
+def test_a_hung_kept_git_is_killed_at_the_writes_deadline(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outside system here is a git that never answers: a `git` first on PATH whose
+    `cat-file` sleeps instead (every other subcommand is the real git). The write must end
+    with a GitError when its deadline passes, and the next write start afresh."""
+    sha = repo.commits(1)[0]
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "hung-bin"
+    bin_dir.mkdir()
+    flag = tmp_path / "hang"
+    flag.write_text("")
+    wrapper = bin_dir / "git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'for a in "$@"; do if [ "$a" = cat-file ] && [ -e {flag} ]; then exec sleep 600; fi; done\n'
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    pool = plumbing.Pool()
+    try:
+        with pytest.raises(GitError), pool.lease(repo.git_dir) as pipes:
+            notes.write(
+                repo.git_dir, REF, {sha: notes._with(notes.add_missing, [link_line("a")])}, timeout=0.5, plumbing=pipes
+            )
+        assert pool.pids(repo.git_dir) == [], "a lease that failed keeps none of its processes"
+        flag.unlink()
+        with pool.lease(repo.git_dir) as pipes:
+            notes.add(repo.git_dir, REF, {sha: [link_line("a")]}, plumbing=pipes)
+    finally:
+        pool.close()
+    assert repo.note(sha) == link_line("a") + "\n"

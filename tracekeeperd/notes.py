@@ -42,13 +42,13 @@ import contextlib
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import git
+from . import plumbing as plumbing_mod
 from .agents.usage import Usage
 from .errors import GitError, TransientError
 from .plumbing import Plumbing
@@ -378,12 +378,11 @@ class _Session:
         self.git_dir = git_dir
         self.own = kept is None
         self.plumbing = kept if kept is not None else Plumbing(git_dir)
-        self.timer = threading.Timer(timeout, self.plumbing.kill)
-        self.timer.daemon = True
-        self.timer.start()
+        # One watchdog thread for every write's deadline, not a timer thread per write.
+        self.deadline = plumbing_mod.WATCHDOG.arm(timeout, self.plumbing.kill)
 
     def close(self) -> None:
-        self.timer.cancel()
+        plumbing_mod.WATCHDOG.disarm(self.deadline)
         if self.own:
             self.plumbing.close()
 

@@ -24,6 +24,8 @@ its next use.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import shutil
 import threading
 import time
@@ -80,6 +82,62 @@ def room() -> int:
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 16
     return max(MIN_KEPT, (soft - FD_RESERVE) // FDS_PER_REPO)
+
+
+class Watchdog:
+    """Every write's deadline on one thread, started on first use: a burst writes thousands of
+    notes commits, and a timer per write started (and ended) a thread for each.
+
+    `arm` returns a token for `disarm`; an action whose deadline passes first runs on the
+    watchdog's thread (`Plumbing.kill`: a read blocked on a hung git then ends in an error).
+    Disarmed deadlines stay in the heap until they would have passed or it is compacted."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, Callable[[], None]] = {}
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, action: Callable[[], None]) -> int:
+        with self._cond:
+            token = next(self._tokens)
+            self._armed[token] = action
+            heapq.heappush(self._heap, (self.clock() + seconds, token))
+            if len(self._heap) > 2 * len(self._armed) + 64:  # a burst of short writes: drop the disarmed
+                self._heap = [entry for entry in self._heap if entry[1] in self._armed]
+                heapq.heapify(self._heap)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tracekeeper-git-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token = self._heap[0]
+                left = deadline - self.clock()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+                action = self._armed.pop(token)
+            action()  # outside the lock: a kill may take a moment, and arm must not wait on it
+
+
+#: The daemon's one watchdog (notes.py `_Session`).
+WATCHDOG = Watchdog()
 
 
 class Plumbing:
