@@ -6,7 +6,9 @@
    (read-only, in this process) until every job is done; the daemon's CPU time including its
    git children (the kept ones still running too) is taken from /proc over the whole burst.
    Targets: all noted <= 2 s after the last commit; <= 5 ms of daemon CPU per commit. Then
-   every commit is checked for exactly one `hf-trace:` line.
+   every commit is checked for exactly one `hf-trace:` line. Run twice by default: as above,
+   then (`--only burst-remote`) with an `origin` in every repository, as a user's clone has,
+   so the daemon also keeps each one's notes-sync state after its notes writes.
    The same burst's worker side alone (`--only batch`): the worker driven in-process (as
    tests/workerkit.py does) over 100 repositories, 4 batches of 2 jobs per repository, with the
    local store; CPU of this process and of its git children (the reaped ones and the kept
@@ -77,9 +79,12 @@ def queue_counts(env: Env) -> dict[str, int]:
         queue.close()
 
 
-def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0) -> None:
+def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0, *, remote: bool = False) -> None:
+    """With `remote`, every repository has an `origin` (a bare repository on disk, never pushed
+    to), as a user's clone has: the daemon then also keeps that remote's notes-sync state."""
     total = repos_n * per_repo
-    print(f"\n## burst: {total:,} commits over {repos_n} repositories, daemon up, Hub stand-in")
+    with_remote = ", each with a remote" if remote else ""
+    print(f"\n## burst: {total:,} commits over {repos_n} repositories{with_remote}, daemon up, Hub stand-in")
     hook = Hook("tracekeeper hook")
     with temp_env(TRACEKEEPER_FOLLOW_DEBOUNCE="86400") as env, running_hub(env.root / "cas") as hub:
         env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN)
@@ -88,6 +93,10 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0) -> None:
             sid = session_uuid(1000 + n)
             transcripts.append(env.transcript(f"rollout-2026-11-25T09-00-00-{sid}.jsonl"))
             repos.append(with_session(hook.install(make_repo(env, f"r{n:03d}")), transcripts[n], sid))
+            if remote:
+                origin = env.root / "origins" / f"r{n:03d}.git"
+                subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+                subprocess.run(["git", "-C", str(repos[-1].path), "remote", "add", "origin", str(origin)], check=True)
         with daemon_running(env) as daemon:
             assert daemon.proc is not None
             cpu_start = tree_cpu_seconds(daemon.proc.pid)
@@ -267,15 +276,17 @@ def bench_status(counts: list[int], rounds: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10 commits per repository, fewer status rounds")
-    parser.add_argument("--only", choices=["burst", "batch", "status"], action="append")
+    parser.add_argument("--only", choices=["burst", "burst-remote", "batch", "status"], action="append")
     args = parser.parse_args(argv)
-    only = set(args.only or ["burst", "status"])
+    only = set(args.only or ["burst", "burst-remote", "status"])
     print(f"# bench_fleet{' --quick' if args.quick else ''}: {machine()}")
     random.seed(1)
     if "status" in only:
         bench_status([1, 1000] if args.quick else [1, 10, 100, 1000], rounds=5 if args.quick else 15)
     if "burst" in only:
         bench_burst(100, 10 if args.quick else 50)
+    if "burst-remote" in only:
+        bench_burst(100, 10 if args.quick else 50, remote=True)
     if "batch" in only:
         bench_batch()
     return 0
