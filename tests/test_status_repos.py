@@ -21,7 +21,7 @@ import pytest
 
 from tests.harness import Env, Repo, make_env, make_repo, running_daemon, wait_for
 from tests.test_ingest_git import _calls, _wrapper
-from tracekeeperd import repostate
+from tracekeeperd import notesync, repostate
 from tracekeeperd.queue import Queue
 from tracekeeperd.repostate import NotesStates, summarise
 
@@ -255,3 +255,52 @@ def test_recomputing_a_known_repository_does_not_look_for_it_again(
     assert asked, "the touched repositories were computed again"
     finding = [c for c in asked if "--show-toplevel" in c or "--absolute-git-dir" in c or "--git-common-dir" in c]
     assert finding == [], finding
+
+
+def test_a_burst_of_own_writes_computes_a_repositorys_state_once_per_settle_and_takes_in_the_last(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a burst the worker writes each repository's notes once per batch, seconds apart; with a
+    remote each computation is a handful of git processes. The first write is taken in at once,
+    later ones within `settle` are computed once when due (the sweep starts it), and the answer
+    then has every write. Time is injected."""
+    known, first = _known(env, 2)
+    _in_process_git(env, tmp_path / "git.log", monkeypatch)
+    computed: list[str] = []
+    real = notesync.notes_status
+
+    def counting(repo: object, notes_ref: str = REF) -> list[notesync.RemoteNotesStatus]:
+        computed.append(str(repo))
+        return real(repo, notes_ref)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(notesync, "notes_status", counting)
+    now = [100.0]
+    states = NotesStates(REF, settle=10.0, clock=lambda: now[0])
+    states.view(known)
+    assert len(computed) == 2
+
+    def write(n: int) -> None:  # what the worker's notes write leaves, then its `touch`
+        sha = first.commit(f"burst {n}")
+        first.git("notes", f"--ref={REF}", "add", "-m", f"hf-trace: file:///{n}", sha)
+        states.touch(known[0][0])
+
+    def unpushed() -> int:
+        return int(states.answer(known, wait=30)[0]["remotes"][0]["unpushed"])
+
+    now[0] = 101.0
+    write(1)
+    assert unpushed() == 1 and len(computed) == 3, "a lone write is taken in at once"
+    for n, at in ((2, 104.0), (3, 107.0), (4, 109.0)):
+        now[0] = at
+        write(n)
+    assert len(computed) == 3 and unpushed() == 1, "writes within the settle wait for one computation"
+    now[0] = 110.5
+    assert states.sweep(known) == 0, "the changed stamp alone does not start it before it is due"
+    now[0] = 111.0
+    assert states.sweep(known) == 1
+    assert unpushed() == 4 and len(computed) == 4, "the last write is taken in"
+    assert states.sweep(known) == 0
+    now[0] = 200.0
+    write(5)
+    assert unpushed() == 5 and len(computed) == 5, "after a quiet spell a write is taken in at once again"
+    states.close()

@@ -48,7 +48,8 @@ FOLLOW_INTERVAL = 5.0
 STATUS_REPOS_WAIT = 2.0
 #: Seconds between two background passes over the known repositories' refs (repostate.sweep):
 #: how late `status` may learn of a `git push`/`fetch` made outside the daemon. ~18 ms of
-#: `stat`s for 1,000 repositories per pass; the daemon's own notes writes are seen at once.
+#: `stat`s for 1,000 repositories per pass. The daemon's own notes write is taken in at once,
+#: a burst's at most once per `repostate.SETTLE` per repository (the pass starts the due ones).
 REPO_SWEEP_INTERVAL = 2.0
 #: How often the queue's file is checked to still be the one the daemon writes (a stat).
 QUEUE_CHECK = 2.0

@@ -25,7 +25,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ from typing import Any
 from . import notesync
 from .config import normalize_notes_ref
 from .errors import TracekeeperError
+
+#: After the daemon's own notes write, a repository's state is computed again at once unless a
+#: write of its own already did that less than this many seconds ago; then once, this long after
+#: that one (the sweep starts it). In a burst the worker writes each repository's notes once per
+#: batch, a few seconds apart, and with a remote each computation is ~5 git processes (~11 ms,
+#: `bench_fleet.py --only burst-remote`): a burst's state is then computed at most once per
+#: SETTLE per repository, and the last write is always taken in, at most SETTLE plus a sweep
+#: interval later. A lone commit is taken in at once, as before.
+SETTLE = 10.0
 
 #: (path, inode, size, mtime in ns) per watched file, None where there is none.
 Stamp = tuple[tuple[str, int, int, int] | None, ...]
@@ -94,8 +104,14 @@ class NotesStates:
     """Per repository (by common git dir): the files watched, the stamp its state was computed
     at, and the state."""
 
-    def __init__(self, notes_ref: str) -> None:
+    def __init__(self, notes_ref: str, *, settle: float = SETTLE, clock: Callable[[], float] = time.monotonic) -> None:
         self.notes_ref = normalize_notes_ref(notes_ref)
+        self.settle = settle
+        self._clock = clock
+        #: When a write of the daemon's own last made a repository's state be computed.
+        self._written_at: dict[str, float] = {}
+        #: Repositories written again within `settle`: when their one computation is due.
+        self._deferred: dict[str, float] = {}
         self._lock = threading.Lock()
         self._known: dict[str, tuple[tuple[str, ...], Stamp, dict[str, Any]]] = {}
         self._running: dict[str, concurrent.futures.Future[None]] = {}
@@ -160,7 +176,32 @@ class NotesStates:
         entry = self._known.get(common)
         if entry is None:
             return  # never computed: the next `answer` or sweep does
+        now = self._clock()
+        with self._lock:
+            if common in self._deferred:
+                return  # already due once, after this write
+            last = self._written_at.get(common)
+            if last is not None and now - last < self.settle:
+                self._deferred[common] = last + self.settle
+                return
+            self._written_at[common] = now
         self._submit(common, entry[2]["repo"])
+
+    def _due(self) -> list[concurrent.futures.Future[None]]:
+        """Start the deferred computations whose time has come (the sweep's timer drives it)."""
+        now = self._clock()
+        with self._lock:
+            due = [common for common, at in self._deferred.items() if at <= now]
+            for common in due:
+                del self._deferred[common]
+                self._written_at[common] = now
+        futures = []
+        for common in due:
+            entry = self._known.get(common)
+            future = self._submit(common, entry[2]["repo"]) if entry is not None else None
+            if future is not None:
+                futures.append(future)
+        return futures
 
     def close(self) -> None:
         """The daemon's stop: let the computations in flight end (git processes, bounded) and
@@ -168,6 +209,7 @@ class NotesStates:
         with self._lock:
             self._closed = True
             self._again.clear()
+            self._deferred.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             self._running.clear()  # a cancelled one never ran its `finally`
@@ -187,6 +229,8 @@ class NotesStates:
             live.append((common, display))
             if entry is not None and entry[1] == stamp:
                 continue
+            if common in self._deferred:
+                continue  # our own writes changed it: computed once when due (`_due`)
             future = self._submit(common, display)
             if future is not None:
                 futures.append(future)
@@ -194,8 +238,10 @@ class NotesStates:
 
     def sweep(self, repositories: list[tuple[str, str]]) -> int:
         """The background pass (the daemon's timer): a few `stat`s per repository, git only
-        for those whose refs, config or sync record changed. Returns how many it recomputes."""
-        return len(self._look(repositories)[1])
+        for those whose refs, config or sync record changed, and the computations deferred
+        after the daemon's own writes once they are due. Returns how many it recomputes."""
+        due = self._due()
+        return len({*due, *self._look(repositories)[1]})  # one started by both counts once
 
     def answer(self, repositories: list[tuple[str, str]], *, wait: float | None = None) -> list[dict[str, Any]]:
         """The state of each repository from memory, as the last sweep or write left it: no
