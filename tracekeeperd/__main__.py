@@ -39,13 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import plumbing
 
     # Before anything opens a descriptor or sizes the pool of kept git processes (plumbing.room).
-    before, after = plumbing.raise_fd_limit()
-    logging.getLogger("tracekeeperd").info(
-        "open files: soft limit %d (was %d): up to %d repositories keep their git processes",
-        after,
-        before,
-        plumbing.room(),
-    )
+    plumbing.raise_fd_limit()  # logged once started (app.py)
 
     from .app import serve
 

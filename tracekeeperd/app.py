@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from . import __version__, ipc, notes, redact, spool
+from . import __version__, ipc, notes, plumbing, redact, spool
 from . import status as status_view
 from .active import ActiveSession
 from .agents.roots import default_roots
@@ -172,6 +172,14 @@ class Daemon:
             self.store.ident(),
             self.config.notes_ref,
         )
+        if plumbing.FD_LIMIT is not None:
+            before, after = plumbing.FD_LIMIT
+            log.info(
+                "open files: soft limit %d (was %d): up to %d repositories keep their git processes",
+                after,
+                before,
+                plumbing.room(),
+            )
         sd_notify(f"READY=1\nSTATUS=listening on {self.listener.path}")
 
     def _discover(self, work_tree: Path, since: float | None) -> list[ActiveSession]:

@@ -53,6 +53,11 @@ MIN_KEPT = 4
 FD_WANTED = 8192
 
 
+#: (before, after) of the daemon's `raise_fd_limit`, logged once it has started (a daemon that
+#: refuses to start says only why, on one line).
+FD_LIMIT: tuple[int, int] | None = None
+
+
 def raise_fd_limit(wanted: int = FD_WANTED) -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE towards `wanted` (never above the hard limit, never down);
     (before, after).
@@ -70,7 +75,9 @@ def raise_fd_limit(wanted: int = FD_WANTED) -> tuple[int, int]:
     if soft != resource.RLIM_INFINITY and soft < target:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    global FD_LIMIT
+    FD_LIMIT = (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    return FD_LIMIT
 
 
 def room() -> int:
