@@ -360,3 +360,11 @@ def test_read_caps_what_it_reads_and_refuses_what_is_not_a_file(tmp_path: Path) 
         read(fifo)  # opening a FIFO for reading would block until a writer came
     with pytest.raises(ActiveFileError, match="not a regular file"):
         read(tmp_path)
+
+
+def test_ids_that_differ_only_past_the_kept_length_stay_apart() -> None:
+    """Found by Hypothesis in CI: raw ids were cut at 1,024 characters before their hash, so two
+    ids that differ only after that shared one session key (one queue row, one remote file)."""
+    long = "0" * 1100
+    assert _key(long) != _key(long + "x") != _key(long + "y")
+    assert len(_key(long + "x")) <= 128

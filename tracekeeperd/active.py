@@ -112,12 +112,23 @@ def _path_text(name: str, value: str) -> str:
     return value
 
 
+#: The longest raw id kept; a longer one is cut and ends with a hash of the whole.
+MAX_RAW_ID = 1024
+
+
 def _raw_id(value: object) -> str:
     """An id from a string or an integer only (str() of a nested value can recurse without end),
-    cut at 1,024 characters; `session_key`/`agent_key` make it safe and one to one."""
+    at most `MAX_RAW_ID` characters; `session_key`/`agent_key` make it safe and one to one.
+
+    A longer id keeps its start and ends with `--` and a hash of all of it: two ids that differ
+    only past the cut must not become one session, one queue key and one remote file."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return ""
-    return str(value)[:1024]
+    text = str(value)
+    if len(text) <= MAX_RAW_ID:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_ID_HASH]
+    return f"{text[: MAX_RAW_ID - _ID_HASH - 2]}--{digest}"
 
 
 def _session(payload: dict[str, Any], base: Path) -> ActiveSession | None:
