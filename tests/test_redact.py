@@ -675,3 +675,18 @@ def test_escaped_letters_in_a_line_that_is_not_json_are_seen_through() -> None:
     }
     assert second == b"log: [REDACTED:hf-token] https:\\/\\/app:[REDACTED:url-password]@db.internal\n"
     assert Redactor().redact_bytes(out) == (out, Report(lines=report.lines, bytes_in=len(out), bytes_out=len(out)))
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"args": "--password Xk9mP2vL8qR4zzA1 --host db"},  # the option opens a JSON string
+        {"args": "'--password' Xk9mP2vL8qR4zzA1"},  # a quoted shell word
+        {"input": json.dumps({"cmd": "--password=Xk9mP2vL8qR4zzA1"})},  # JSON inside JSON
+    ],
+)
+def test_a_cli_password_at_the_start_of_a_string_is_redacted(record: dict[str, str]) -> None:
+    """Found by the data-path review: an option that starts a JSON string (a tool's `args`) or a
+    quoted word follows a quote, not white space, and `cli-password` let it through."""
+    out, report = Redactor().redact_bytes(json.dumps(record).encode() + b"\n")
+    assert b"Xk9mP2vL8qR4zzA1" not in out and report.counts == {"cli-password": 1}, out

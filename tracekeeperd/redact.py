@@ -326,7 +326,7 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "cli-password",
-        r"-(?:u|-user|-password|-passwd)[ \t=]+(?:\\*[\"'])?"
+        r"-(?:u|-user|-password|-passwd)(?:\\*[\"'])?[ \t=]+(?:\\*[\"'])?"
         r"((?:[^\s\"'\\]|" + _ESC + r"){4,})",
         ("-u", "--user", "--pass"),
         secret_group=1,
@@ -409,7 +409,7 @@ def _reject_url_password(value: bytes, context: bytes, before: bytes) -> bool:
 
 def _reject_cli_password(value: bytes, context: bytes, before: bytes) -> bool:
     """``--password X`` is a secret; ``-u name:pass`` too, but not ``docker run -u 1000:1000``."""
-    if not _after_space(before) or _placeholder(value) or value.strip(b"*xX") == b"":
+    if not _word_start(before) or _placeholder(value) or value.strip(b"*xX") == b"":
         return True  # an option starts a word: not "x-user:" or "re-use"
     if b"--pass" in context:
         return False
@@ -487,6 +487,17 @@ def _starts_word(buf: bytes, pos: int, floor: int) -> bool:
             return False  # \u0061 is the letter a
         pos = tail.start()
     return False
+
+
+def _word_start(before: bytes) -> bool:
+    """Whether an option after ``before`` starts a word: after white space (``_after_space``),
+    or after a quote that itself opens a word or a (JSON) string, escaped to any depth:
+    ``{"args": "--password X"}``, ``'--password' X``."""
+    stripped = before.rstrip(b"\"'")
+    if stripped == before:
+        return _after_space(before)
+    stripped = stripped.rstrip(b"\\")
+    return _after_space(stripped) or stripped[-1:] in (b":", b",", b"[", b"{", b"=", b"(")
 
 
 def _after_space(before: bytes) -> bool:
