@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from tracekeeperd import outgoing
 from tracekeeperd.outgoing import RedactedCopies, View
+from tracekeeperd.paths import write_private
 from tracekeeperd.redact import RedactionConfig, RedactionError, Redactor, Resume, Rule
 from tracekeeperd.snapshot import Snapshots
 
@@ -487,3 +489,27 @@ def test_a_session_committed_at_any_byte_and_restarted_anywhere_never_uploads_a_
             assert uploaded == redactor.redact_bytes(path.read_bytes()[: extent.bytes])[0]
             assert not [n for n in needles if n in uploaded]
         assert extent.bytes == len(_GROWN_DATA)
+
+
+def test_files_beside_the_copies_are_private_whatever_the_umask(snapshot: Path, tmp_path: Path) -> None:
+    """Found by the data-path review: the copy's record and a temporary upload file took the
+    umask (0644 under 022), though they hold transcript-derived state like the 0600 snapshots."""
+    old = os.umask(0o022)
+    try:
+        lines = corpus(rounds=1).lines
+        snapshot.write_bytes(b"".join(lines[:20]))
+        copies = RedactedCopies(tmp_path / "redacted")
+        first = _view(copies, snapshot, Counting())
+        with snapshot.open("ab") as fh:
+            fh.writelines(lines[20:30])
+        _view(copies, snapshot, Counting())  # the copy now runs further than the first view
+        temporary, is_temporary = first.upload_file()
+        assert is_temporary
+        checkpoint = tmp_path / "redacted" / "s1.jsonl.usage"
+        write_private(checkpoint, b"{}")
+        files = [path for path in (tmp_path / "redacted").rglob("*") if path.is_file()]
+        assert temporary in files and checkpoint in files
+        modes = {path.name: oct(path.stat().st_mode & 0o777) for path in files}
+        assert set(modes.values()) == {"0o600"}, modes
+    finally:
+        os.umask(old)

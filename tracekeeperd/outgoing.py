@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PermanentError
+from .paths import open_private, write_private
 from .redact import MAX_LINE_BYTES, RedactionError, Redactor, Resume
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class View:
         if self.file.stat().st_size == self.size:
             return self.file, False
         temporary = self.file.with_name(self.file.name.removesuffix(".redacted") + ".upload")
-        with self.file.open("rb") as src, temporary.open("wb") as dst:
+        with self.file.open("rb") as src, open_private(temporary) as dst:
             _copy_range(src, dst, self.size)
         return temporary, True
 
@@ -436,9 +437,7 @@ def _copy_range(src: Any, dst: Any, size: int) -> None:
 
 def _write_record(state: Path, copy: _Copy) -> None:
     """Atomically (temp file, rename), so a crash leaves the old record or the new one."""
-    tmp = state.with_name(state.name + ".tmp")
-    tmp.write_bytes(json.dumps(copy.record()).encode())
-    os.replace(tmp, state)
+    write_private(state, json.dumps(copy.record()).encode())
 
 
 __all__ = ["CHUNK", "COPY_SUFFIXES", "RedactedCopies", "View", "copy_files"]

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 #: macOS limits sun_path to 104 bytes including the NUL; Linux allows 108.
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
@@ -95,3 +96,25 @@ def resolve(env: Mapping[str, str] | None = None) -> Paths:
         config_dir=_xdg(env, "XDG_CONFIG_HOME", home, ".config") / "tracekeeper",
         data_dir=_xdg(env, "XDG_DATA_HOME", home, ".local/share") / "tracekeeper",
     )
+
+
+def open_private(path: Path) -> BinaryIO:
+    """`path` opened for writing from empty, readable by the user alone whatever the umask (and
+    whatever mode a file left there had): what the daemon writes beside its snapshots is
+    transcript-derived, like the snapshots themselves (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """`data` into `path` atomically (a temp file, then rename: a crash leaves the old file or the
+    new one) and private (`open_private`)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open_private(tmp) as fh:
+        fh.write(data)
+    os.replace(tmp, path)

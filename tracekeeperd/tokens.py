@@ -35,7 +35,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ from .agents.gemini import legacy_json_lines
 from .agents.reading import READ_CHUNK, LineReader
 from .agents.usage import UNKNOWN_MODEL, ModelUsage, Usage, UsageState, slice_usage
 from .errors import PermanentError
+from .paths import write_private
 from .queue import Job
 from .redact import RedactionError, Redactor
 from .snapshot import is_document, read_prefix
@@ -173,11 +173,9 @@ class Checkpoints:
         if root is None:
             return
         target = root / (Path(point.snapshot).name + SUFFIX)
-        tmp = target.with_name(target.name + ".tmp")
         try:  # atomically, like outgoing's records: a crash leaves the old checkpoint or the new one
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp.write_bytes(json.dumps(point.record()).encode())
-            os.replace(tmp, target)
+            write_private(target, json.dumps(point.record()).encode())
         except OSError as exc:  # only speed is lost: the next read starts from line 1
             log.warning("usage checkpoint of %s not saved: %s", target.name, exc)
 
