@@ -263,8 +263,7 @@ class RedactedCopies:
             # New files, not the old ones cut to 0: a reader that still holds the old copy open (the
             # search index's thread) goes on reading the bytes it was handed.
             path.unlink(missing_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            os.close(fd)
+            open_private(path).close()
         ident = secrets.token_hex(8)
         return _Copy(str(snapshot), ruleset, 0, hashlib.sha256(), 0, hashlib.sha256(), Resume(), 0, ident)
 

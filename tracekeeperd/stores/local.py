@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import PermanentError
+from ..paths import open_private
 from .base import MissingTrace, StoreInfo, Upload
 
 _COPY_CHUNK = 1 << 20
@@ -60,7 +61,7 @@ class LocalStore:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                with tmp.open("wb") as fh:
+                with open_private(tmp) as fh:  # 0600 from the first byte, not chmod-ed after
                     if isinstance(upload.data, Path):
                         with upload.data.open("rb") as src:
                             shutil.copyfileobj(src, fh, _COPY_CHUNK)  # streamed: any size, flat memory
@@ -68,7 +69,6 @@ class LocalStore:
                         fh.write(upload.data)
                     fh.flush()
                     os.fsync(fh.fileno())
-                os.chmod(tmp, 0o600)
                 os.replace(tmp, target)
             except OSError as exc:
                 failed[upload.remote_path] = f"cannot write {target}: {exc.strerror}"
