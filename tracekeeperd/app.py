@@ -218,8 +218,9 @@ class Daemon:
             worker.keep_done = _days(config.keep_done_days)
 
         await asyncio.get_running_loop().run_in_executor(self.io, swap)
-        if config.notes_ref != self.config.notes_ref:
-            self.notes_states = NotesStates(config.notes_ref)
+        if config.notes_ref != self.config.notes_ref:  # the old one's threads and git end first
+            old, self.notes_states = self.notes_states, NotesStates(config.notes_ref)
+            await asyncio.get_running_loop().run_in_executor(None, old.close)
         self.config, self.store = config, store
         logging.getLogger().setLevel(config.log_level.upper())
         log.info("configuration reloaded: store %s, notes %s", store.ident(), config.notes_ref)
@@ -316,7 +317,8 @@ class Daemon:
         while not self._stopping:
             await asyncio.sleep(REPO_SWEEP_INTERVAL)
             try:
-                known = await self._repositories()
+                # Read again only after an ingest (which drops the list): not every 2 s.
+                known = self._known_repos if self._known_repos is not None else await self._repositories()
                 await loop.run_in_executor(None, self.notes_states.sweep, known)
             except Exception:  # the next pass tries again
                 log.exception("checking the known repositories failed")

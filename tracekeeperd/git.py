@@ -128,6 +128,16 @@ def output(git_dir: Path | str | None, args: Sequence[str], **kwargs: Any) -> st
     return run(git_dir, args, **kwargs).stdout.decode(errors="replace").strip()
 
 
+def is_ancestor(git_dir: Path | str | None, ancestor: str, descendant: str, *, cwd: Path | str | None = None) -> bool:
+    """Whether `ancestor` is in `descendant`'s history. git's exit status 1 is "no"; any other
+    failure (a missing object, a broken repository) raises GitError rather than passing for "no"
+    (builtin/merge-base.c, handle_is_ancestor: 0 yes, 1 no, 128 on errors)."""
+    proc = run(git_dir, ["merge-base", "--is-ancestor", ancestor, descendant], cwd=cwd, check=False)
+    if proc.returncode not in (0, 1):
+        raise GitError("git merge-base --is-ancestor failed", proc.returncode, proc.stderr.decode(errors="replace"))
+    return proc.returncode == 0
+
+
 def toplevel(path: Path | str) -> Path | None:
     """The root of the working tree `path` is in; None in a bare repository or outside one.
 

@@ -698,13 +698,6 @@ class _History:
     base: str | None = None
 
 
-def _is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
-    proc = git.run(git_dir, ["merge-base", "--is-ancestor", ancestor, descendant], check=False)
-    if proc.returncode not in (0, 1):
-        raise GitError("git merge-base --is-ancestor failed", proc.returncode, proc.stderr.decode(errors="replace"))
-    return proc.returncode == 0
-
-
 def _history(session: _Session, ref: str) -> _History:
     """The ref's tip and the notes commits made since our newest one. Read through the session's
     cat-file, so a tip of ours costs no process.
@@ -731,7 +724,7 @@ def _history(session: _Session, ref: str) -> _History:
         # No record (or a notes ref deleted on purpose, which stays deleted): a walk that met
         # no commit of ours has nothing we wrote to look after.
         return _History(tip, foreign if ours else [], written)
-    if _is_ancestor(session.git_dir, written, tip.oid):
+    if git.is_ancestor(session.git_dir, written, tip.oid):
         if ours or commit is None:
             return _History(tip, foreign if ours else [], written)
         # Ours is in the history, deeper than the walk: every first-parent commit since it.

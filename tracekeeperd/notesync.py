@@ -65,9 +65,7 @@ def _where(repo: Repository) -> Where:
         return repo
     path = Path(repo).resolve()
     git_dir = git.find_git_dir(path)
-    proc = git.run(None, ["rev-parse", "--show-toplevel"], cwd=path, check=False)
-    top = proc.stdout.decode().strip() if proc.returncode == 0 else ""
-    return Where(git_dir, Path(top) if top else git_dir)
+    return Where(git_dir, git.toplevel(path) or git_dir)
 
 
 def _run(
@@ -93,7 +91,7 @@ def _rev(where: Where, ref: str) -> str | None:
 
 
 def _is_ancestor(where: Where, older: str, newer: str) -> bool:
-    return _run(where, ["merge-base", "--is-ancestor", older, newer], check=False).returncode == 0
+    return git.is_ancestor(where.git_dir, older, newer, cwd=where.cwd)
 
 
 def _config_all(where: Where, key: str, *, local: bool = False) -> list[str]:
