@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tracekeeperd import notes, tokens
 from tracekeeperd.agents import split_lines
+from tracekeeperd.agents.reading import LineReader
 from tracekeeperd.agents.usage import ModelUsage, Usage
 from tracekeeperd.notes import META_PREFIX, TraceLink
 
@@ -204,7 +205,8 @@ def test_streamed_lines_are_numbered_like_split_lines(tmp_path_factory: Any, dat
     path.write_bytes(data + b"tail after the size")
     size = min(cut, len(data))
     expected = list(enumerate(split_lines(data[:size])[0], start=1))
-    assert list(tokens.numbered_lines(path, size, chunk=chunk)) == expected
+    with path.open("rb") as fh:
+        assert list(LineReader(fh, 0, size, 1, chunk)) == expected
 
 
 # --- log and show ------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 
 from .agents import DETECT_LINES, format_for, get_format
 from .agents.gemini import legacy_json_lines
-from .agents.reading import READ_CHUNK, LineReader
+from .agents.reading import LineReader
 from .agents.usage import UNKNOWN_MODEL, ModelUsage, Usage, UsageState, slice_usage
 from .errors import PermanentError
 from .paths import write_private
@@ -66,28 +66,13 @@ _HEAD_CHUNK = 1 << 16
 _RECORD_VERSION = 1
 
 
-def numbered_lines(path: Path, size: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes]]:
-    """The complete lines of the first `size` bytes of `path`, numbered from 1 like
-    `agents.split_lines`, so line `n` here is line `n` of the note's range."""
-    with path.open("rb") as fh:
-        yield from LineReader(fh, 0, size, 1, chunk)
-
-
 @lru_cache(maxsize=64)
-def _slice_usage(
-    snapshot: str, size: int, *, agent: str, session_id: str, document: bool, first: int, last: int
-) -> Usage | None:
-    path = Path(snapshot)
-    if document:
-        pseudo = legacy_json_lines(read_prefix(path, size))
-        fmt = format_for(agent, session_id, pseudo, ".json")
-        return None if fmt is None else slice_usage(fmt, enumerate(pseudo, start=1))
-    lines = numbered_lines(path, size)
-    head = list(itertools.islice(lines, DETECT_LINES))
-    fmt = format_for(agent, session_id, [line for _, line in head])
-    if fmt is None:
-        return None
-    return slice_usage(fmt, itertools.chain(head, lines), start=first, end=last)
+def _document_usage(snapshot: str, size: int, *, agent: str, session_id: str) -> Usage | None:
+    """A legacy Gemini `.json` version's usage: the whole document's (its range is the whole
+    document, snapshot.py), read as pseudo-lines; kept per (snapshot, size)."""
+    pseudo = legacy_json_lines(read_prefix(Path(snapshot), size))
+    fmt = format_for(agent, session_id, pseudo, ".json")
+    return None if fmt is None else slice_usage(fmt, enumerate(pseudo, start=1))
 
 
 @dataclass
@@ -266,29 +251,15 @@ def job_usage(job: Job, redactor: Redactor, checkpoints: Path | None = None) -> 
     if not job.snapshot or job.bytes is None:
         return None
     first, last = job.first_line or 1, job.last_line or 0
+    who = {"agent": job.agent, "session_id": job.session_id}
     try:
         if is_document(Path(job.transcript or "")):
-            usage = _slice_usage(
-                job.snapshot,
-                job.bytes,
-                agent=job.agent,
-                session_id=job.session_id,
-                document=True,
-                first=first,
-                last=last,
-            )
+            usage = _document_usage(job.snapshot, job.bytes, **who)
         elif last < max(first, 1):
             usage = None
         else:
-            usage = _cached_usage(
-                job.snapshot,
-                job.bytes,
-                agent=job.agent,
-                session_id=job.session_id,
-                first=first,
-                last=last,
-                root=None if checkpoints is None else str(checkpoints),
-            )
+            root = None if checkpoints is None else str(checkpoints)
+            usage = _cached_usage(job.snapshot, job.bytes, first=first, last=last, root=root, **who)
     except (OSError, PermanentError) as exc:  # not cached: lru_cache keeps only answers
         log.warning("token usage of %s/%s unknown: %s", job.agent, job.session_id, exc)
         return None
