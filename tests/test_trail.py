@@ -550,3 +550,20 @@ def test_forget_renders_a_teammates_note_visibly(env: Env) -> None:
     assert "codex\\x9b2J session s\\x1b]0;pwned\\x07: file:///store/x\\x1b]8;;https://evil.example\\x07.jsonl" in (
         dry.stdout
     ), dry.stdout
+
+
+def test_forget_and_its_undo_say_a_teammates_ids_visibly(env: Env) -> None:
+    """The lines `forget` prints after it ran (sessions held back from linking, `--undo`) and the
+    "already forgotten" dates take agent, session id and time from notes: hostile text too."""
+    repo = make_repo(env)
+    sha = repo.commit("c", file="f.py")
+    lines = codex_lines(prompts=[2], count=3)
+    link = link_for("file:///store/x.jsonl", "s\x1b]0;pwned\x07", lines, 1, 3)
+    notes.add_link(repo.git_dir, REF, sha, dataclasses.replace(link, agent="codex\x9b2J"))
+    done = tk(env, "forget", sha, "--yes", cwd=repo.path)
+    assert "session" in done.stdout + done.stderr, (done.stdout, done.stderr)
+    assert_nothing_reaches_the_terminal(done.stdout + done.stderr)
+    undo = tk(env, "forget", "--undo", "s\x1b]0;pwned\x07", cwd=repo.path)
+    assert_nothing_reaches_the_terminal(undo.stdout + undo.stderr)
+    again = tk(env, "forget", sha, "--yes", cwd=repo.path)
+    assert_nothing_reaches_the_terminal(again.stdout + again.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import click
 from tracekeeperd.config import normalize_notes_ref
 
 from ..output import emit_json
+from ..safetext import visible
 from ..trail import (
     Entry,
     ForgetResult,
@@ -110,11 +112,11 @@ def _plan_json(result: ForgetResult, dry_run: bool) -> dict[str, Any]:
 
 def _say_held_back(result: ForgetResult, out: Any) -> None:
     for held in result.held_back:
-        sid = held["session_id"]
+        sid = visible(str(held["session_id"]))  # from notes (a teammate's): hostile text
         cancelled = f"; {held['cancelled']} queued upload(s) cancelled" if held["cancelled"] else ""
         click.echo(
-            f"{held['agent']} session {sid} will not be linked or uploaded again{cancelled}"
-            f" (`tracekeeper forget --undo {sid}` allows it)",
+            f"{visible(str(held['agent']))} session {sid} will not be linked or uploaded again{cancelled}"
+            f" (`tracekeeper forget --undo {shlex.quote(sid)}` allows it)",
             file=out,
         )
 
@@ -128,7 +130,8 @@ def _undo(what: str, as_json: bool) -> None:
         return
     for agent, sid in pairs:
         click.echo(
-            f"{agent} session {sid} may be linked and uploaded again (links `forget` tombstoned stay tombstoned)"
+            f"{visible(agent)} session {visible(sid)} may be linked and uploaded again"
+            " (links `forget` tombstoned stay tombstoned)"
         )
 
 
@@ -155,8 +158,6 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
     """
     from tracekeeperd.paths import resolve
 
-    from ..safetext import visible  # notes (a teammate's) and the argument are hostile text
-
     if undo:
         if dry_run or force:
             raise click.UsageError("--undo takes neither --dry-run nor --force")
@@ -177,7 +178,7 @@ def forget_command(what: str, *, repo: Path, dry_run: bool, yes: bool, force: bo
         if as_json:
             emit_json(_plan_json(result, dry_run))
         else:
-            when = ", ".join(sorted({t.at for t in plan.already}))
+            when = ", ".join(sorted({visible(str(t.at)) for t in plan.already}))  # tombstones: notes text
             click.echo(f"nothing to forget for {visible(plan.what)}" + (f" (forgotten on {when})" if when else ""))
         return
     for t in plan.targets:  # agent, session and URL come from notes (a teammate's): hostile text
