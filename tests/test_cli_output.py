@@ -184,3 +184,12 @@ def test_push_on_a_terminal_shows_progress(env: Env, monkeypatch: pytest.MonkeyP
     out = ANSI.sub("", on_terminal(env, "-C", str(a.path), "push"))
     assert "pushing notes to origin" in out, out
     assert out.rstrip().endswith("notes pushed to origin: 1 new"), out
+
+
+def test_a_remote_name_that_reads_as_rich_markup_is_shown_as_text(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress line is drawn by rich, which reads `[...]` as markup: a remote named on the
+    command line as `[/]x` made rich raise MarkupError before git could refuse the name."""
+    a, _, _ = notes_world(env, monkeypatch)
+    out = ANSI.sub("", on_terminal(env, "-C", str(a.path), "push", "[/]x"))
+    assert "Traceback" not in out and "MarkupError" not in out and "closing tag" not in out, out
+    assert "Error:" in out, out

@@ -102,7 +102,9 @@ class Progress:
             columns.append(rp.TimeElapsedColumn())
             self._progress = rp.Progress(*columns, console=console(stderr=True), transient=True)
             self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total)
+            from .safetext import markup  # the description is plain text: a remote's `[/]` is not markup
+
+            self._task = self._progress.add_task(markup(self.description), total=self.total)
         return self
 
     def update(self, completed: int) -> None:

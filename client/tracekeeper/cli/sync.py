@@ -14,7 +14,6 @@ import click
 from tracekeeperd.errors import TracekeeperError
 
 from ..output import Progress, emit_json, info
-from ..safetext import visible
 from ..sync import PushResult, background_push, log, notes_ref, pull_notes, push_notes, targets
 from .options import REPO_OPTION
 
@@ -60,7 +59,7 @@ def push(
     ref = notes_ref()
     results = []
     for name in targets(repo, remote, all_remotes):
-        with Progress(f"pushing notes to {visible(name)}"):
+        with Progress(f"pushing notes to {name}"):
             result = push_notes(repo, name, ref)
         results.append(result)
         if not as_json:
@@ -78,7 +77,7 @@ def push_summary(result: PushResult) -> str:
     if result.attempts > 1:
         extra.append(f"after {result.attempts} attempts")
     tail = f" ({', '.join(extra)})" if extra else ""
-    return f"notes pushed to {visible(result.remote)}: {result.sent} new{tail}"
+    return f"notes pushed to {result.remote}: {result.sent} new{tail}"
 
 
 @click.command(short_help="Fetch trace notes from a remote and merge them in.")
@@ -99,11 +98,11 @@ def pull(*, remote: str | None, repo: Path, all_remotes: bool, as_json: bool) ->
     ref = notes_ref()
     results = []
     for name in targets(repo, remote, all_remotes):
-        with Progress(f"fetching notes from {visible(name)}"):
+        with Progress(f"fetching notes from {name}"):
             result = pull_notes(repo, name, ref)
         results.append(result)
         if not as_json:
-            info(f"notes pulled from {visible(result.remote)}: {result.received} new")
+            info(f"notes pulled from {result.remote}: {result.received} new")
     if as_json:
         emit_json([asdict(r) for r in results])
 
