@@ -56,7 +56,7 @@ from bench.run import (  # noqa: E402
     verdict,
     with_session,
 )
-from tests.harness import Env, make_repo  # noqa: E402
+from tests.harness import Env, make_repo, wait_for  # noqa: E402
 from tests.hubstub import running_hub  # noqa: E402
 from tracekeeper.api import Client  # noqa: E402
 from tracekeeperd.queue import Queue  # noqa: E402
@@ -232,8 +232,13 @@ def bench_status(counts: list[int], rounds: int) -> None:
                 stack.enter_context(daemon_running(env))
                 started = time.perf_counter()
                 # Until every repository's state is computed once (the daemon does that at start).
-                while any(r.get("pending") for r in Client(env.socket, timeout=60).status().get("repos", [])):
-                    time.sleep(0.2)
+                wait_for(
+                    lambda env=env: (
+                        not any(r.get("pending") for r in Client(env.socket, timeout=60).status().get("repos", []))
+                    ),
+                    timeout=600,
+                    what="every repository's state computed",
+                )
                 first = time.perf_counter() - started
                 print(f"{count:>5,} repositories: every state computed {first:.1f} s after the daemon answered")
             for _ in range(rounds):

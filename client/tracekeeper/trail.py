@@ -510,10 +510,3 @@ def entry_json(entry: Entry) -> dict[str, Any]:
             for t in entry.forgotten
         ],
     }
-
-
-def notes_ref() -> str:
-    """The configured notes ref (config.toml), read when a command needs it."""
-    from tracekeeperd.config import load
-
-    return load().notes_ref

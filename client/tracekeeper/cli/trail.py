@@ -13,6 +13,7 @@ from tracekeeperd.config import normalize_notes_ref
 
 from ..output import emit_json
 from ..safetext import visible
+from ..sync import notes_ref
 from ..trail import (
     Entry,
     ForgetResult,
@@ -22,7 +23,6 @@ from ..trail import (
     hold_back,
     let_go,
     log_entries,
-    notes_ref,
     plan_forget,
     plan_sessions,
 )
