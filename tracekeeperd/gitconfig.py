@@ -9,12 +9,21 @@ what was added and nothing the user chose: the one record of config changes `ins
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from . import git
+from .errors import GitError
+
+#: git takes `<config>.lock` for every config write and gives up at once when another writer
+#: holds it ("could not lock config file ... File exists", config.c git_config_set_multivar_in_file_gently:
+#: no timeout, unlike refs' core.filesRefLockTimeout). Two of our processes can write at once
+#: (a pre-push hook's background `push` and the user's own `tracekeeper push`), so a write
+#: waits for the other writer up to this long.
+CONFIG_LOCK_WAIT = 5.0
 
 Scope = Literal["local", "global"]
 #: "added"; "present" (already so: left alone); "kept" (the user chose another value: left
@@ -42,10 +51,21 @@ class Recorded:
     record_key: str
     scope: Scope = "local"
     git_dir: Path | None = None
+    #: How a write waits while another process holds the config's lock (injected in tests).
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
 
     def _config(self, *args: str, check: bool = True) -> tuple[int, str]:
-        proc = git.run(self.git_dir, ["config", *args], cwd=self.cwd, check=check)
-        return proc.returncode, proc.stdout.decode(errors="replace")
+        waited, delay = 0.0, 0.02
+        while True:
+            try:
+                proc = git.run(self.git_dir, ["config", *args], cwd=self.cwd, check=check)
+            except GitError as exc:
+                if "could not lock config file" not in exc.stderr or waited >= CONFIG_LOCK_WAIT:
+                    raise
+                self.sleep(delay)  # another writer holds `<config>.lock`: git's own write is short
+                waited, delay = waited + delay, min(delay * 2, 0.5)
+                continue
+            return proc.returncode, proc.stdout.decode(errors="replace")
 
     def values(self, key: str, *, any_scope: bool = False) -> list[str]:
         """Every value of `key` in this scope (every scope with `any_scope`); git exits 1 when none."""
