@@ -172,11 +172,19 @@ def test_the_daemons_own_write_is_taken_in_at_once(env: Env, tmp_path: Path, mon
     ).stdout.strip()
     sha = first.commit("two")
     first.git("notes", f"--ref={REF}", "add", "-m", "hf-trace: file:///y", sha)
-    looked = _counting_stats(monkeypatch)
+    looked: list[str] = []
+    real = repostate._stamp
+
+    def recorded(paths: tuple[str, ...]) -> repostate.Stamp:
+        looked.extend(paths)
+        return real(paths)
+
+    monkeypatch.setattr(repostate, "_stamp", recorded)
     states.touch(linked_git_dir)
     after = states.answer(known)
     assert after[0]["remotes"][0]["unpushed"] == 1 and after[1] == before[1]
-    assert looked[0] == len(repostate._watched(known[0][0], REF, ["origin"])), "only the written one looked at"
+    watched = set(repostate._watched(known[0][0], REF, ["origin"]))
+    assert looked and set(looked) == watched, "only the written one looked at"
 
 
 def test_repositories_unchanged_since_are_not_asked_again(
@@ -237,12 +245,13 @@ def test_recomputing_a_known_repository_does_not_look_for_it_again(
     """The daemon recomputes a repository's state after each notes write (a burst: once per
     repository per batch). Its git dir and directory are known (the queue's record), so git is
     not asked to find them again: only the reads of the state itself run."""
-    known, _ = _known(env, 2)
+    known, first = _known(env, 2)
     log = tmp_path / "in-process-git.log"
     _in_process_git(env, log, monkeypatch)
     states = NotesStates(REF)
     try:
         before = states.view(known)
+        first.git("notes", f"--ref={REF}", "add", "-m", "hf-trace: file:///y", first.commit("two"))
         log.write_text("")
         for common, _ in known:
             states.touch(common)
@@ -250,7 +259,8 @@ def test_recomputing_a_known_repository_does_not_look_for_it_again(
         after = states.view(known)
     finally:
         states.close()
-    assert after == before
+    assert after[0]["remotes"][0]["unpushed"] == before[0]["remotes"][0]["unpushed"] + 1
+    assert after[1] == before[1]
     asked = _calls(log)
     assert asked, "the touched repositories were computed again"
     finding = [c for c in asked if "--show-toplevel" in c or "--absolute-git-dir" in c or "--git-common-dir" in c]
@@ -304,3 +314,46 @@ def test_a_burst_of_own_writes_computes_a_repositorys_state_once_per_settle_and_
     write(5)
     assert unpushed() == 5 and len(computed) == 5, "after a quiet spell a write is taken in at once again"
     states.close()
+
+
+def test_a_notes_write_in_a_repository_without_a_remote_runs_no_git_for_its_state(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a remote, a repository's state (no remotes, nothing to push) has no ref among its
+    inputs: only `config` (a remote added) and the sync record can change it. So the daemon's
+    own notes writes (every commit of a burst) and the sweep after them start no git for it,
+    while a remote added later is still found. Before, each write recomputed it: `git remote`
+    and more, about once per SETTLE per repository through a whole burst."""
+    known, _first = _known(env, 2)
+    lone = known[1]  # no remote
+    repo = Repo(env, Path(lone[1]))
+    _in_process_git(env, tmp_path / "git.log", monkeypatch)
+    computed: list[str] = []
+    real = notesync.notes_status
+
+    def counting(where: object, notes_ref: str = REF) -> list[notesync.RemoteNotesStatus]:
+        computed.append(str(getattr(where, "cwd", where)))
+        return real(where, notes_ref)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(notesync, "notes_status", counting)
+    now = [100.0]
+    states = NotesStates(REF, settle=10.0, clock=lambda: now[0])
+    try:
+        states.view(known)
+        assert len(computed) == 2
+        for n in range(3):
+            now[0] += 20.0  # past the settle each time: every write would be computed at once
+            repo.git("notes", f"--ref={REF}", "add", "-m", f"hf-trace: file:///{n}", repo.commit(f"c{n}"))
+            states.touch(lone[0])
+            states.sweep(known)
+            assert states.answer(known, wait=30)[1] == {"repo": lone[1], "remotes": []}
+        assert computed == [known[0][1], lone[1]], "own notes writes recomputed a repository without a remote"
+
+        bare = env.root / "second.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(bare)], env=env.vars, check=True)
+        repo.git("remote", "add", "origin", str(bare))
+        assert states.sweep(known) == 1, "a remote added (config) is found"
+        after = states.answer(known, wait=30)[1]
+        assert [r["remote"] for r in after["remotes"]] == ["origin"]
+    finally:
+        states.close()

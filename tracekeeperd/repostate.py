@@ -53,9 +53,16 @@ def _watched(common: str, ref: str, remotes: Iterable[str]) -> tuple[str, ...]:
 
     `config` comes first: a repository deleted since shows as its stamp's first entry gone. A
     repository with reftable keeps every ref in it; one without has loose refs and
-    `packed-refs` (switching backends rewrites `config`, which is watched either way)."""
-    if os.path.isdir(os.path.join(common, "reftable")):
-        refs: tuple[str, ...] = (os.path.join(common, "reftable", "tables.list"),)
+    `packed-refs` (switching backends rewrites `config`, which is watched either way).
+
+    Without a remote no ref is an input (the state is "no remotes"; a remote added rewrites
+    `config`): the daemon's own notes writes, every commit of a burst, then change nothing
+    watched and run no git (`touch`)."""
+    remotes = tuple(remotes)
+    if not remotes:
+        refs: tuple[str, ...] = ()
+    elif os.path.isdir(os.path.join(common, "reftable")):
+        refs = (os.path.join(common, "reftable", "tables.list"),)
     else:
         refs = (
             os.path.join(common, "packed-refs"),
@@ -176,6 +183,8 @@ class NotesStates:
         entry = self._known.get(common)
         if entry is None:
             return  # never computed: the next `answer` or sweep does
+        if _stamp(entry[0]) == entry[1]:
+            return  # the write changed none of the state's inputs (a repository without a remote)
         now = self._clock()
         with self._lock:
             if common in self._deferred:
