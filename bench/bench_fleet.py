@@ -100,6 +100,7 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0, *, remote: 
         with daemon_running(env) as daemon:
             assert daemon.proc is not None
             cpu_start = tree_cpu_seconds(daemon.proc.pid)
+            kids_start = tree_cpu_seconds(daemon.proc.pid, own=False)
             began = time.perf_counter()
             latencies = []
             for i in range(per_repo):
@@ -117,6 +118,7 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0, *, remote: 
                     break
                 time.sleep(0.02)
             cpu = tree_cpu_seconds(daemon.proc.pid) - cpu_start
+            kids = tree_cpu_seconds(daemon.proc.pid, own=False) - kids_start
             batches = [
                 (int(m.group(1)), int(m.group(2)))
                 for m in re.finditer(r"claimed (\d+) job\(s\) in (\d+) repositories", daemon.output())
@@ -143,7 +145,8 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0, *, remote: 
         per_commit = cpu / total * 1000
         print(
             f"daemon CPU incl. its git children {cpu:.1f} s = {per_commit:.1f} ms/commit"
-            f" (target <= 5 ms: {verdict(per_commit <= 5.0)})"
+            f" (target <= 5 ms: {verdict(per_commit <= 5.0)}); of which its git children"
+            f" {kids / total * 1000:.1f} ms/commit"
         )
 
 

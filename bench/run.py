@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import platform
@@ -112,9 +113,23 @@ def set_hook(repo: Repo, text: str) -> None:
 
 
 def with_session(repo: Repo, transcript: Path, session_id: str, lines: int = 5) -> Repo:
-    """Give `repo` an active agent session, as the agent's SessionStart hook would."""
+    """Give `repo` an active agent session, as the agent's SessionStart hook would.
+
+    The transcript opens as every Codex rollout does: a `session_meta` line carrying the
+    session's id and cwd (openai/codex `codex-rs/core/src/rollout/recorder.rs` writes it
+    first; ../shared/docs/agents.md, "cwd / id / start"). Without it the daemon's discovery
+    never settles the file's identity and reads its head again on every growth: work no real
+    session causes, which the figures would then count.
+    """
     if not transcript.exists():
-        append_lines(transcript, lines)
+        transcript.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "timestamp": "2026-11-25T09:00:00.000Z",
+            "type": "session_meta",
+            "payload": {"id": session_id, "timestamp": "2026-11-25T09:00:00.000Z", "cwd": str(repo.path)},
+        }
+        transcript.write_text(json.dumps(meta) + "\n")
+        append_lines(transcript, lines - 1)
     repo.activate(transcript, session_id=session_id)
     return repo
 
