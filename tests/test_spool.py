@@ -188,7 +188,6 @@ def test_the_spool_scan_lists_the_directory_off_the_event_loop(tmp_path: Path, m
     them must happen on the database thread, never on the loop that serves the socket."""
     import asyncio
     import threading
-    from typing import Any
 
     from tracekeeperd.intake import SpoolIntake
     from tracekeeperd.worker import DbThread
@@ -202,11 +201,7 @@ def test_the_spool_scan_lists_the_directory_off_the_event_loop(tmp_path: Path, m
 
     monkeypatch.setattr(spool, "pending", recording_pending)
     db = DbThread()
-
-    async def on_db(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(db.executor, fn, *args)
-
-    intake = SpoolIntake(tmp_path, None, on_db=on_db, after=lambda _: None, marker=tmp_path / "m")  # type: ignore[arg-type]
+    intake = SpoolIntake(tmp_path, None, db=db.executor, after=lambda _: None, marker=tmp_path / "m")  # type: ignore[arg-type]
     try:
         assert asyncio.run(intake.drain()) == 0
     finally:
@@ -228,13 +223,12 @@ def test_spool_watcher_hears_only_what_it_acts_on(tmp_path: Path) -> None:
         taken: list[str] = []
         spool_dir = tmp_path / "spool"
         spool_dir.mkdir()
-        intake = SpoolIntake(spool_dir, None, on_db=None, after=lambda _: None, marker=tmp_path / "m")  # type: ignore[arg-type]
+        intake = SpoolIntake(spool_dir, None, db=None, after=lambda _: None, marker=tmp_path / "m")  # type: ignore[arg-type]
 
-        async def take(path: Path) -> bool:
+        def arrived(path: Path, _loop: object) -> None:
             taken.append(path.name)
-            return True
 
-        intake.take = take  # type: ignore[method-assign]
+        intake.arrived = arrived  # type: ignore[method-assign]
         intake.start_watcher()
 
         async def until_taken(name: str) -> None:
@@ -297,12 +291,9 @@ def test_a_spool_file_is_read_once_per_ingest(tmp_path: Path, monkeypatch: pytes
     db = DbThread()
     ingestor = Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"), roots=(tmp_path.resolve(),))
 
-    async def on_db(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(db.executor, fn, *args)
-
     spool_dir = tmp_path / "spool"
     results = []
-    intake = SpoolIntake(spool_dir, ingestor, on_db=on_db, after=results.append, marker=tmp_path / "m")
+    intake = SpoolIntake(spool_dir, ingestor, db=db.executor, after=results.append, marker=tmp_path / "m")
     event = CommitEvent(sha="a" * 40, git_dir=work / ".git", work_tree=work, committed_at=time.time(), active=None)
     path = write(spool_dir, event)
     try:
@@ -313,3 +304,81 @@ def test_a_spool_file_is_read_once_per_ingest(tmp_path: Path, monkeypatch: pytes
     assert result.note == "no active agent session" and results == [result]
     assert not path.exists(), "taken: deleted once persisted"
     assert reads == [path.name]
+
+
+def test_the_watcher_hands_a_spool_file_to_the_database_thread_without_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit of a burst used to cross the event loop three times (the watcher's task, the
+    pool thread's read and back, the database thread and back). The watcher's own thread is
+    already off the loop: it reads the entry, the database thread persists it, and the loop
+    only hears the result. A real watchdog observer, a real Ingestor, queue and repository;
+    where each step runs is recorded, nothing is replaced."""
+    import asyncio
+    import threading
+    from typing import Any
+
+    from tracekeeperd import git
+    from tracekeeperd.ingest import Ingestor, IngestResult
+    from tracekeeperd.intake import SpoolIntake
+    from tracekeeperd.queue import Queue
+    from tracekeeperd.snapshot import Snapshots
+    from tracekeeperd.worker import DbThread
+
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    work = tmp_path / "src" / "app"
+    work.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(work)], env=git.clean_env(), check=True)
+    where: dict[str, list[str]] = {"read": [], "ingest": [], "after": []}
+    real_load, real_ingest = spool._load, Ingestor.ingest
+
+    def load(path: Path, *args: Any, **kwargs: Any) -> Any:
+        where["read"].append(threading.current_thread().name)
+        return real_load(path, *args, **kwargs)
+
+    def ingest(self: Ingestor, *args: Any, **kwargs: Any) -> IngestResult:
+        where["ingest"].append(threading.current_thread().name)
+        return real_ingest(self, *args, **kwargs)
+
+    monkeypatch.setattr(spool, "_load", load)
+    monkeypatch.setattr(Ingestor, "ingest", ingest)
+    queue = Queue(tmp_path / "state" / "queue.sqlite3")
+    db = DbThread()
+    ingestor = Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"), roots=(tmp_path.resolve(),))
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    loop_thread: list[str] = []
+
+    async def main() -> list[IngestResult]:
+        loop_thread.append(threading.current_thread().name)
+        results: list[IngestResult] = []
+        done = asyncio.Event()
+
+        def after(result: IngestResult) -> None:
+            where["after"].append(threading.current_thread().name)
+            results.append(result)
+            done.set()
+
+        intake = SpoolIntake(spool_dir, ingestor, db=db.executor, after=after, marker=tmp_path / "m")
+        intake.start_watcher()
+        try:
+            now = time.time()
+            event = CommitEvent(sha="a" * 40, git_dir=work / ".git", work_tree=work, committed_at=now, active=None)
+            write(spool_dir, event)  # as the hook does: a temp file renamed into the spool
+            await asyncio.wait_for(done.wait(), timeout=30)
+        finally:
+            intake.stop()
+        return results
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        db.shutdown()
+        queue.close()
+    assert [r.note for r in results] == ["no active agent session"]
+    assert pending(spool_dir) == [], "taken: deleted once persisted"
+    assert len(where["read"]) == 1, where
+    assert not where["read"][0].startswith(("asyncio", loop_thread[0])), f"read on {where['read'][0]}"
+    assert where["ingest"] == [where["ingest"][0]] and where["ingest"][0].startswith("tracekeeper-db"), where
+    assert where["after"] == loop_thread, "the result comes back to the loop, once"

@@ -147,7 +147,7 @@ class Daemon:
         await self.runner.setup()
         await web.SockSite(self.runner, self.listener.sock).start()
         self.intake = SpoolIntake(
-            self.paths.spool, self.ingestor, on_db=self._on_db, after=self._after_ingest, marker=self._spool_marker
+            self.paths.spool, self.ingestor, db=self.db.executor, after=self._after_ingest, marker=self._spool_marker
         )
         self.intake.start_watcher()
         loop = asyncio.get_running_loop()

@@ -9,11 +9,13 @@ intake immediate; the scan at start and every SPOOL_RESCAN seconds is the safety
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import errno
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,10 @@ log = logging.getLogger(__name__)
 #: Safety net behind the spool watcher: a full spool scan this often.
 SPOOL_RESCAN = 60.0
 
-#: Runs a blocking function on the daemon's database thread.
-OnDb = Callable[..., Awaitable[Any]]
-
 
 class SpoolIntake:
-    """Spool files -> durable jobs. `after` hands each result back to the daemon (note copies
+    """Spool files -> durable jobs, persisted on `db` (the daemon's database thread, its one
+    serial lane). `after` hands each result back to the daemon on the event loop (note copies
     for the I/O thread, a wake-up for the worker)."""
 
     def __init__(
@@ -39,13 +39,13 @@ class SpoolIntake:
         spool_dir: Path,
         ingestor: Ingestor,
         *,
-        on_db: OnDb,
+        db: concurrent.futures.Executor,
         after: Callable[[IngestResult], None],
         marker: Path,
     ) -> None:
         self.spool_dir = spool_dir
         self.ingestor = ingestor
-        self.on_db = on_db
+        self.db = db
         self.after = after
         #: Present while an inotify watcher runs: tells the hook a rename here already wakes us.
         self.marker = marker
@@ -137,6 +137,9 @@ class SpoolIntake:
         self.ingestor.prepare(event)
         return event
 
+    async def on_db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
+
     async def ingest_file(self, path: Path) -> IngestResult:
         event = await asyncio.get_running_loop().run_in_executor(None, self.read_ahead, path)
         result: IngestResult = await self.on_db(self.ingest_sync, path, event)
@@ -144,16 +147,47 @@ class SpoolIntake:
         return result
 
     async def take(self, path: Path) -> bool:
-        """Ingest one spool file for the scan or the watcher, which have nobody to raise to."""
+        """Ingest one spool file for the scan, which has nobody to raise to."""
         try:
             result = await self.ingest_file(path)
-        except TracekeeperError as exc:  # e.g. the dead-letter folder cannot be made: try later
-            log.warning("spool file %s kept for later: %s", path.name, exc)
-            return False
-        except Exception:  # a bug outside the entry's own ingest: keep the file, keep serving
-            log.exception("spool file %s kept for later", path.name)
+        except Exception as exc:
+            _kept(path, exc)
             return False
         return result.note != "already taken" and not (result.note or "").startswith("kept for later")
+
+    def arrived(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        """A spool file the watcher saw, on watchdog's dispatch thread: already off the event
+        loop, so it reads the entry there (`read_ahead`) and hands it straight to the database
+        thread; only the result goes to the loop (`after`). Through the loop each commit cost
+        two more wake-ups of it and a hop to a pool thread and back, a commit's largest share
+        of the daemon's CPU after the ingest itself in a burst (`bench_fleet.py --only burst`).
+        Whatever goes wrong leaves the file in the spool for the scan, as `take` does."""
+        if self._stopping:
+            return
+        try:
+            event = self.read_ahead(path)
+        except Exception:  # a bug in the look-ahead: the database thread reads the entry itself
+            log.debug("read-ahead of %s failed", path.name, exc_info=True)
+            event = None
+        try:
+            future = self.db.submit(self.ingest_sync, path, event)
+        except RuntimeError:  # the database thread has stopped: the next start's scan takes it
+            return
+
+        def landed(done: concurrent.futures.Future[IngestResult]) -> None:
+            try:
+                result = done.result()
+            except Exception as exc:
+                _kept(path, exc)
+                return
+            self.after(result)
+
+        def back(done: concurrent.futures.Future[IngestResult]) -> None:
+            # RuntimeError: the loop has closed (the daemon stopped); the job is persisted.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(landed, done)
+
+        future.add_done_callback(back)
 
     async def drain(self) -> int:
         """Take every waiting entry; the listing (a stat per entry) runs on the database thread,
@@ -185,7 +219,7 @@ class SpoolIntake:
 
             def _take(self, path: str) -> None:
                 if path.endswith((spool.SUFFIX, spool.REWRITE_SUFFIX)):
-                    loop.call_soon_threadsafe(lambda: loop.create_task(intake.take(Path(path))))
+                    intake.arrived(Path(path), loop)
 
             def on_moved(self, event: FileSystemEvent) -> None:
                 self._take(os.fsdecode(event.dest_path))
@@ -244,6 +278,14 @@ class SpoolIntake:
         except FileNotFoundError:
             pass
         self._marker_written = False
+
+
+def _kept(path: Path, exc: BaseException) -> None:
+    """An ingest that failed outside the entry's own handling: the file stays for the scan."""
+    if isinstance(exc, TracekeeperError):  # e.g. the dead-letter folder cannot be made: try later
+        log.warning("spool file %s kept for later: %s", path.name, exc)
+    else:  # a bug outside the entry's own ingest: keep the file, keep serving
+        log.error("spool file %s kept for later", path.name, exc_info=exc)
 
 
 def _read(path: Path) -> spool.CommitEvent | spool.RewriteEvent:
