@@ -8,6 +8,7 @@ consumer (coleifer/huey, huey/consumer.py `loop(now=None)`), and so never waits 
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +85,8 @@ class WorkerKit:
     ) -> int:
         """Queue one commit x session job as ingest would, its snapshot taken whole."""
         git_dir, repo_id, key = self.repos[repo]
-        lines = snapshot.read_bytes().count(b"\n")
+        data = snapshot.read_bytes()
+        lines = data.count(b"\n")
         job = NewJob(
             repo_id=repo_id,
             git_dir=str(git_dir),
@@ -94,10 +96,12 @@ class WorkerKit:
             session_id=session,
             transcript=str(transcript or snapshot),
             snapshot=str(snapshot),
-            bytes=snapshot.stat().st_size,
+            bytes=len(data),
             first_line=1,
             last_line=lines,
-            sha256="ab" * 32,
+            # As ingest records it (snapshot.Extent.sha256): the worker checks a redacted copy
+            # continues the snapshot against it, and would otherwise start every copy afresh.
+            sha256=hashlib.sha256(data).hexdigest(),
             remote_path=f"{key}/sessions/codex-{session}.jsonl",
         )
         job_id = self.queue.add(job, at)

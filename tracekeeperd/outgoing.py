@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import records
 from .errors import PermanentError
-from .paths import open_private, write_private
+from .paths import open_private
 from .redact import MAX_LINE_BYTES, RedactionError, Redactor, Resume
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class RedactedCopies:
         """The copy a previous run left, once both sides hash to what its record says."""
         redacted, findings, state, *_ = copy_files(self.root, snapshot)
         try:
-            record = json.loads(state.read_bytes())
+            record = json.loads(records.RECORDS.pending(state) or state.read_bytes())
             if (
                 not isinstance(record, dict)
                 or record.get("version") != _RECORD_VERSION
@@ -258,6 +259,7 @@ class RedactedCopies:
 
     def _fresh(self, snapshot: Path, ruleset: str) -> _Copy:
         redacted, findings, state, *_ = copy_files(self.root, snapshot)
+        records.RECORDS.drop(state)  # nothing pending of the old copy is written after this
         state.unlink(missing_ok=True)  # the record goes first: a crash now leaves no stale claim
         for path in (redacted, findings):
             # New files, not the old ones cut to 0: a reader that still holds the old copy open (the
@@ -435,8 +437,10 @@ def _copy_range(src: Any, dst: Any, size: int) -> None:
 
 
 def _write_record(state: Path, copy: _Copy) -> None:
-    """Atomically (temp file, rename), so a crash leaves the old record or the new one."""
-    write_private(state, json.dumps(copy.record()).encode())
+    """Atomically (temp file, rename), so a crash leaves the old record or the new one; while
+    the copy keeps growing, at most once per records.EVERY (`_load` checks a record against
+    both files, so an older one only makes a restart redact more again)."""
+    records.RECORDS.write(state, json.dumps(copy.record()).encode(), needs=Path(copy.snapshot))
 
 
 __all__ = ["CHUNK", "COPY_SUFFIXES", "RedactedCopies", "View", "copy_files"]

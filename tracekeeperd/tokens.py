@@ -43,12 +43,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import records
 from .agents import DETECT_LINES, format_for, get_format
 from .agents.gemini import legacy_json_lines
 from .agents.reading import LineReader
 from .agents.usage import UNKNOWN_MODEL, ModelUsage, Usage, UsageState, slice_usage
 from .errors import PermanentError
-from .paths import write_private
 from .queue import Job
 from .redact import RedactionError, Redactor
 from .snapshot import is_document, read_prefix
@@ -140,8 +140,9 @@ class Checkpoints:
         point = self._live.get(str(snapshot))
         if point is not None or root is None:
             return point
+        target = root / (snapshot.name + SUFFIX)
         try:
-            return Checkpoint.from_record(json.loads((root / (snapshot.name + SUFFIX)).read_bytes()), snapshot)
+            return Checkpoint.from_record(json.loads(records.RECORDS.pending(target) or target.read_bytes()), snapshot)
         except (OSError, ValueError):
             return None
 
@@ -157,12 +158,11 @@ class Checkpoints:
             self._live.popitem(last=False)
         if root is None:
             return
+        # Atomically, like outgoing's records, and while the snapshot grows at most once per
+        # records.EVERY: an older checkpoint only makes a restart read more (`_resumed_usage`
+        # checks its probe), and a lost one reads from line 1.
         target = root / (Path(point.snapshot).name + SUFFIX)
-        try:  # atomically, like outgoing's records: a crash leaves the old checkpoint or the new one
-            root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_private(target, json.dumps(point.record()).encode())
-        except OSError as exc:  # only speed is lost: the next read starts from line 1
-            log.warning("usage checkpoint of %s not saved: %s", target.name, exc)
+        records.RECORDS.write(target, json.dumps(point.record()).encode(), needs=Path(point.snapshot))
 
 
 CHECKPOINTS = Checkpoints()

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from . import notes, outgoing, plumbing, tokens
+from . import notes, outgoing, plumbing, records, tokens
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
 from .queue import Job, Queue, forgotten_reason
@@ -277,12 +277,15 @@ class Worker:
         with self._at(now):
             done = self.refresh_sessions(debounce) + self.repair_notes()
             self.plumbing.close_idle()
+            records.RECORDS.flush()
             return done
 
     def close(self) -> None:
-        """The daemon's stop, after the last batch: the kept git processes end with it."""
+        """The daemon's stop, after the last batch: the kept git processes end with it, and the
+        resume records not written yet are."""
         self._noting.shutdown(wait=True)
         self.plumbing.close()
+        records.RECORDS.flush(everything=True)
 
     # --- scheduling -------------------------------------------------------------------
 
