@@ -131,16 +131,16 @@ def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(
         # cat-file, hash-object (blobs), mktree, update-ref; one more, the commits' hash-object,
         # from a repository's second notes commit on
         assert all(len(pids) == 4 and all(map(_alive, pids)) for pids in kept.values()), kept
-        worker.follow(debounce=86400, now=NOW + 1)  # the repair look after a write uses them too
+        worker.follow(debounce=86400, now=NOW + 1)  # our own write leaves the repair nothing to read
         kit.add("app", repos["app"][1][1], snapshot, at=NOW + 10)
         assert worker.loop(now=NOW + 10).claimed == 1
         again = worker.plumbing.pids(repos["app"][0])
         assert again[:4] == kept["app"] and len(again) == 5, "the second batch started none of them again"
         kept["app"] = again
         worker.follow(debounce=86400, now=NOW + 11)
-        worker.follow(debounce=86400, now=NOW + plumbing.IDLE)
+        worker.follow(debounce=86400, now=NOW + plumbing.IDLE - 0.5)
         assert all(map(_alive, kept["app"] + kept["lib"])), "lib unused for less than plumbing.IDLE: kept"
-        worker.follow(debounce=86400, now=NOW + 1 + plumbing.IDLE)
+        worker.follow(debounce=86400, now=NOW + plumbing.IDLE + 0.5)
         assert not any(map(_alive, kept["lib"])), "lib idle since the first batch: closed"
         assert all(map(_alive, kept["app"]))
         worker.close()
@@ -148,3 +148,40 @@ def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(
     for name, (git_dir, shas) in repos.items():
         count = 2 if name == "app" else 1
         assert [bool(notes.read(git_dir, REF, sha)) for sha in shas] == [True, count == 2]
+
+
+def test_the_workers_own_notes_writes_leave_nothing_for_the_repair_to_look_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a burst every batch writes each repository's notes, and the housekeeping turn ran the
+    repair (a notes read through git) after each of them, only because our own write had moved
+    the ref. Ours is known: once the ref is checked to still name our commit, only a later
+    writer makes the next turn look. A user's stale write after ours is still put right."""
+    repairs: list[Path] = []
+    real_repair = notes.repair
+
+    def counting_repair(where: Path, ref: str, **kwargs: notes.Plumbing | None) -> notes.Written:
+        repairs.append(where)
+        return real_repair(where, ref, **kwargs)
+
+    monkeypatch.setattr(notes, "repair", counting_repair)  # a spy: the real repair still runs
+    with worker_kit(tmp_path) as kit:
+        git_dir, shas = kit.repo("app", 4)
+        snapshot = kit.snapshot("s.jsonl", 1)
+        for n, sha in enumerate(shas[:3]):
+            kit.add("app", sha, snapshot, at=NOW + n)
+            assert kit.worker.loop(now=NOW + n + 0.5).claimed == 1
+            assert kit.worker.repair_notes() == 0
+        assert repairs == [], "our own writes made the housekeeping turn read the notes"
+        ours = notes.read(git_dir, REF, shas[2])
+        subprocess.run(
+            ["git", "notes", f"--ref={REF}", "add", "-f", "-m", "reviewed-by: bob", shas[2]],
+            cwd=git_dir.parent,
+            env=git.clean_env(),
+            check=True,
+            capture_output=True,
+        )
+        assert kit.worker.repair_notes() == 1
+        assert repairs == [git_dir]
+        back = notes.read(git_dir, REF, shas[2])
+    assert "reviewed-by: bob" in back and all(line in back for line in ours.splitlines())

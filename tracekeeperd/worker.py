@@ -112,6 +112,23 @@ def ref_stamp(git_dir: Path, ref: str) -> RefStamp:
     return tuple(stamps)
 
 
+def loose_ref(git_dir: Path, ref: str) -> str | None:
+    """The object id `ref`'s loose file names, read without running git (None when it has none:
+    packed, reftable, or a symbolic ref).
+
+    The stamp after our own notes write counts as seen only if the ref still names our commit
+    once the stamp is taken: a writer that moved it in between changed the file, so its stamp
+    is never taken for ours (git's files backend: refs/files-backend.c writes `<oid>\n`)."""
+    common = git_dir
+    with contextlib.suppress(OSError):
+        common = git_dir / (git_dir / "commondir").read_text().strip()
+    try:
+        text = (common / ref).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return text if text and not text.startswith("ref:") else None
+
+
 @dataclass
 class Gate:
     """Closed while the store is unreachable; the whole queue waits for one probe."""
@@ -523,6 +540,10 @@ class Worker:
             # commits_only: the writer's own cat-file tells which commits still exist (no extra git).
             with self.plumbing.lease(git_dir) as kept:
                 written = notes.add(git_dir, self.notes_ref, lines, commits_only=True, plumbing=kept)
+            if written.commit is not None:
+                after = ref_stamp(git_dir, self.notes_ref)
+                if loose_ref(git_dir, self.notes_ref) == written.commit:
+                    seen = after  # the move is ours: the repair has nothing to look at
             self._noted_in[git_dir], self._ref_seen[git_dir] = self.now(), seen
         except TransientError as exc:
             self._defer_all([job for job, _ in live], exc)
