@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import json
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -119,29 +118,22 @@ def bench_burst(repos_n: int, per_repo: int, timeout: float = 300.0, *, remote: 
                 time.sleep(0.02)
             cpu = tree_cpu_seconds(daemon.proc.pid) - cpu_start
             kids = tree_cpu_seconds(daemon.proc.pid, own=False) - kids_start
-            batches = [
-                (int(m.group(1)), int(m.group(2)))
-                for m in re.finditer(r"claimed (\d+) job\(s\) in (\d+) repositories", daemon.output())
-            ]
         spent = committed - began
         print(
             f"committing took {spent:.1f} s ({total / spent:.0f} commits/s), git commit median"
             f" {ms(statistics.median(latencies))}"
         )
         wrong = sum(1 for repo in repos for count in link_counts(repo).values() if count != 1)
+        # How well the burst was batched, from what it left: the notes commits in each repository.
+        notes_commits = sum(int(repo.git("rev-list", "--count", "refs/notes/hf-traces") or 0) for repo in repos)
         print(f"queue at the end: {counts}; commits without exactly one hf-trace line: {wrong}")
         if drained is None:
             print(f"NOT drained {timeout:.0f} s after the last commit (target <= 2 s: target missed)")
         else:
             after = drained - committed
             print(f"all noted {after:.2f} s after the last commit (target <= 2 s: {verdict(after <= 2.0)})")
-        if batches:
-            per_repo = [jobs / repos_in for jobs, repos_in in batches]
-            print(
-                f"batches: {len(batches)}, jobs per batch median {statistics.median(j for j, _ in batches):.0f}"
-                f" max {max(j for j, _ in batches)}; jobs per repository per batch (= per notes commit)"
-                f" median {statistics.median(per_repo):.1f}, mean over jobs {total / sum(r for _, r in batches):.1f}"
-            )
+        if notes_commits:
+            print(f"notes commits: {notes_commits:,}, {total / notes_commits:.1f} commits noted per notes commit")
         per_commit = cpu / total * 1000
         print(
             f"daemon CPU incl. its git children {cpu:.1f} s = {per_commit:.1f} ms/commit"

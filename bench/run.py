@@ -81,7 +81,8 @@ def temp_env(**overrides: str) -> contextlib.AbstractContextManager[Env]:
 
 @contextlib.contextmanager
 def daemon_running(env: Env) -> Iterator[Daemon]:
-    daemon = Daemon(env).start()
+    """The daemon as a user runs it: at its default log level (tests run it at debug)."""
+    daemon = Daemon(env, log_level=None).start()
     try:
         yield daemon
     finally:
