@@ -24,6 +24,7 @@ import os
 import platform
 import random
 import shlex
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,9 @@ if str(ROOT) not in sys.path:
 from tests.harness import Daemon, Env, Repo, append_lines, make_env, make_repo  # noqa: E402
 from tests.hubstub import running_hub  # noqa: E402
 from tracekeeper.api import Client  # noqa: E402
+from tracekeeperd import spool  # noqa: E402
 from tracekeeperd.paths import resolve  # noqa: E402
+from tracekeeperd.queue import Queue  # noqa: E402
 
 NOTES_REF = "refs/notes/hf-traces"
 TOKEN = "hf_alice_write"
@@ -238,6 +241,106 @@ def tree_cpu_seconds(pid: int, *, own: bool = True) -> float:
         total += stats[child][1]
         todo.extend(kids.get(child, []))
     return total
+
+
+#: Thread states that mean "working": running or runnable, or in uninterruptible (disk) sleep.
+BUSY_STATES = frozenset("RD")
+
+
+@dataclass(frozen=True)
+class TreeUse:
+    """One reading of a process and its live descendants (`tree_use`)."""
+
+    #: CPU used so far, in seconds: every thread's run time (ns, from schedstat) plus the
+    #: children each process has reaped (utime/stime, clock ticks); NaN when the process is gone.
+    seconds: float
+    #: Some thread of the tree was running, runnable, or waiting on the disk at the reading.
+    busy: bool
+
+
+def tree_use(pid: int) -> TreeUse:
+    """CPU of `pid` and its live descendants at nanosecond resolution, and whether any of them works.
+
+    Why not `cpu_seconds`: its 10 ms clock ticks read 0 for most single commits and for a
+    quiet daemon, and it misses the git processes the daemon keeps running per repository
+    (tracekeeperd/plumbing.py, reaped only after `plumbing.IDLE`). Why not `tree_cpu_seconds`:
+    that walks all of /proc; this follows /proc/<pid>/task/<tid>/children, cheap enough to poll.
+    A child reaped between two readings moves from "live" to its parent's reaped share, so the
+    difference of two readings still counts it once (to the clock tick).
+    """
+    clk = os.sysconf("SC_CLK_TCK")
+    total, busy, todo, seen = 0.0, False, [pid], 0
+    while todo:
+        proc = Path(f"/proc/{todo.pop()}")
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            tasks = list((proc / "task").iterdir())
+        except OSError:
+            continue  # ended between the parent's listing and now: its CPU is its parent's reaped share
+        seen += 1
+        total += sum(int(v) for v in fields[13:15]) / clk  # cutime, cstime
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[0]) / 1e9
+                busy |= (task / "stat").read_text().rsplit(")", 1)[1].split()[0] in BUSY_STATES
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that just ended
+    return TreeUse(total if seen else math.nan, busy)
+
+
+def wait_quiet(pid: int, timeout: float, *, step: float = 0.01, still: float = 0.0002) -> float | None:
+    """Seconds until `pid` and its descendants are done working; None if not within `timeout`.
+
+    Done: at two polls in a row `step` apart no thread of the tree works (`TreeUse.busy`) and
+    the tree's CPU moved less than `still` since the poll before. An idle daemon uses about
+    1 ms every 2 s (its timers), so a quiet reading is found within a few polls of the end of
+    the work, and a measurement taken then is neither early nor padded by a fixed sleep.
+    """
+    since = time.perf_counter()
+    last, still_polls = tree_use(pid), 0
+    while still_polls < 2:
+        if math.isnan(last.seconds) or time.perf_counter() - since > timeout:
+            return None
+        time.sleep(step)  # the poll interval
+        now = tree_use(pid)
+        moved = abs(now.seconds - last.seconds)
+        still_polls = still_polls + 1 if not (now.busy or last.busy) and moved < still else 0
+        last = now
+    return time.perf_counter() - since
+
+
+def queue_idle(env: Env) -> bool:
+    """Every spool file taken and no job pending or uploading, read without asking the daemon
+    (a request would cost it the CPU being measured): the queue file read-only, the spool listed."""
+    if spool.pending(env.spool):
+        return False
+    queue = Queue.peek(env.state / "queue.sqlite3")
+    if queue is None:
+        return True
+    try:
+        counts = queue.counts()
+    except sqlite3.Error:
+        return False  # mid-migration or locked: ask again at the next poll
+    finally:
+        queue.close()
+    return not counts.get("pending") and not counts.get("uploading")
+
+
+def wait_settled(env: Env, pid: int, timeout: float) -> float | None:
+    """Seconds until the daemon has taken every commit handed to it, finished every job and gone
+    quiet (`wait_quiet`: its housekeeping after the batch too); None if not within `timeout`.
+
+    Why the queue first: while a burst's commits are still arriving the daemon holds claiming
+    (tracekeeperd/worker.py, `Arrivals.hold`) and uses no CPU, which alone would read as done.
+    """
+    since = time.perf_counter()
+    while not queue_idle(env):
+        if time.perf_counter() - since > timeout:
+            return None
+        time.sleep(0.005)  # the poll interval
+    quiet = wait_quiet(pid, timeout - (time.perf_counter() - since))
+    return None if quiet is None else time.perf_counter() - since
 
 
 def daemon_status(env: Env) -> dict[str, Any]:
