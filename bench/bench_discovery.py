@@ -330,18 +330,34 @@ def child_writer(targets_file: Path, rate: float) -> None:
             written += 1
             owed -= 1
         next_tick += tick
-        time.sleep(max(0.0, next_tick - time.monotonic()))
+        time.sleep(max(0.0, next_tick - time.monotonic()))  # paces the load generator at `rate`: on purpose
     elapsed = time.monotonic() - began
     for handle in handles:
         handle.close()
     print("RESULT " + json.dumps({"lines": written, "seconds": elapsed}), flush=True)
 
 
+def wait_load(index: Any, timeout: float, batches: int = 3) -> float | None:
+    """Seconds until the index has taken `batches` batches of the background writer's lines
+    (events in each); None if not within `timeout`. The writer is a fresh Python process (its
+    start-up takes 0.1-1 s here), then writes at its rate from its first tick: once its lines
+    keep arriving, the load is on, and a window opened any earlier would be partly idle."""
+    since = time.perf_counter()
+    start = index.status()["counters"]
+    while True:
+        now = index.status()["counters"]
+        if now["events"] > start["events"] and now["batches"] - start["batches"] >= batches:
+            return time.perf_counter() - since
+        if time.perf_counter() - since > timeout:
+            return None
+        time.sleep(0.01)  # the poll interval
+
+
 def measure_load(index: Any, seconds: float) -> dict[str, Any]:
     """CPU of this process (the index alone: the writer is another process) under the background load."""
     before = index.status()["counters"]
     cpu0 = cpu_seconds()
-    time.sleep(seconds)
+    time.sleep(seconds)  # the measurement window itself: CPU under load is CPU over a stretch of time
     cpu = cpu_seconds() - cpu0
     after = index.status()["counters"]
     delta = {k: after[k] - before[k] for k in ("events", "batches", "head", "tail", "whole", "reconciles")}
@@ -370,12 +386,14 @@ def measure_appends(index: Any, targets: list[dict[str, str]]) -> dict[str, Any]
             if time.perf_counter() - written > 10:
                 misses += 1
                 break
-            time.sleep(0.0005)
+            time.sleep(0.0005)  # the poll interval of a poll with a deadline (10 s): the latency is read to 0.5 ms
         began = time.perf_counter()
         linked = index.sessions_for(Path(target["cwd"]), when.timestamp() - 0.001)
         query.append(time.perf_counter() - began)
         if not any(s.transcript == path for s in linked):
             misses += 1
+        # Paces the probes on purpose: each append is seen alone, as an agent's line, not in
+        # one batch with the probe before it.
         time.sleep(rng.uniform(0.02, 0.08))
     return {"latencies": latencies, "query": query, "misses": misses}
 
@@ -402,7 +420,7 @@ def child_build(home: Path, db: Path, targets_file: Path | None, rate: float, id
     }
     if idle > 0:
         cpu0 = cpu_seconds()
-        time.sleep(idle)
+        time.sleep(idle)  # the measurement window itself: idle CPU is CPU over a stretch of time
         result["idle_cpu_s"] = cpu_seconds() - cpu0
         result["idle_s"] = idle
     if targets_file is not None:
@@ -413,7 +431,7 @@ def child_build(home: Path, db: Path, targets_file: Path | None, rate: float, id
             stdout=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.0)  # let the background load reach its rate
+        result["load_on_s"] = wait_load(index, timeout=30.0)
         result["load"] = measure_load(index, seconds=2.0)
         result["appends"] = measure_appends(index, plan["probes"])
         out, _ = writer.communicate(timeout=30)  # closes its stdin: the writer's signal to stop
@@ -487,6 +505,12 @@ def report(
         f"under load   {bg_rate:.0f} background lines/s over {args.background} files, {load['seconds']:.0f} s window:"
         f" index CPU {load['cpu'] * 100:.1f}% of a core; {load['events']} events -> {load['batches']} batches,"
         f" {load['tail']} tail reads, {load['head']} head reads, {load['reconciles']} rescans"
+    )
+    on = cold.get("load_on_s")
+    print(
+        f"             the load was on {on:.2f} s after the writer started"
+        if on is not None
+        else "             the writer's lines did not reach the index within 30 s: the window may be partly idle"
     )
 
 

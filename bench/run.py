@@ -25,6 +25,7 @@ import os
 import platform
 import random
 import shlex
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,9 @@ if str(ROOT) not in sys.path:
 from tests.harness import Daemon, Env, Repo, append_lines, make_env, make_repo  # noqa: E402
 from tests.hubstub import running_hub  # noqa: E402
 from tracekeeper.api import Client  # noqa: E402
+from tracekeeperd import spool  # noqa: E402
 from tracekeeperd.paths import resolve  # noqa: E402
+from tracekeeperd.queue import Queue  # noqa: E402
 
 NOTES_REF = "refs/notes/hf-traces"
 TOKEN = "hf_alice_write"
@@ -52,9 +55,9 @@ NOOP_HOOK = "#!/bin/sh\nexit 0\n"
 FLOOR_HOOK = "#!/bin/sh\ngit rev-parse HEAD --absolute-git-dir --show-toplevel >/dev/null 2>&1\nexit 0\n"
 #: Every timed commit. No tree work, so the hook's share of the time is not diluted.
 COMMIT = ("commit", "-q", "--allow-empty", "-m")
-#: Pause after each timed commit in section 1: lets the previous commit's background work (the
-#: curl poke, the daemon's ingest and note) finish, as between an agent's real commits.
-SETTLE = 0.05
+#: Seconds the daemon may take to finish a commit's work (section 1) before the next commit is
+#: timed anyway (and a FINDING says so).
+SETTLE_TIMEOUT = 30.0
 
 
 # --- small helpers ----------------------------------------------------------------------------
@@ -173,7 +176,7 @@ def wait_note(repo: Repo, sha: str, since: float, timeout: float, poll: float = 
     while not note_ready(repo, sha):
         if time.perf_counter() - since > timeout:
             return None
-        time.sleep(poll)
+        time.sleep(poll)  # the poll interval: the latency is read to `poll`
     return time.perf_counter() - since
 
 
@@ -256,6 +259,106 @@ def tree_cpu_seconds(pid: int, *, own: bool = True) -> float:
     return total
 
 
+#: Thread states that mean "working": running or runnable, or in uninterruptible (disk) sleep.
+BUSY_STATES = frozenset("RD")
+
+
+@dataclass(frozen=True)
+class TreeUse:
+    """One reading of a process and its live descendants (`tree_use`)."""
+
+    #: CPU used so far, in seconds: every thread's run time (ns, from schedstat) plus the
+    #: children each process has reaped (utime/stime, clock ticks); NaN when the process is gone.
+    seconds: float
+    #: Some thread of the tree was running, runnable, or waiting on the disk at the reading.
+    busy: bool
+
+
+def tree_use(pid: int) -> TreeUse:
+    """CPU of `pid` and its live descendants at nanosecond resolution, and whether any of them works.
+
+    Why not `cpu_seconds`: its 10 ms clock ticks read 0 for most single commits and for a
+    quiet daemon, and it misses the git processes the daemon keeps running per repository
+    (tracekeeperd/plumbing.py, reaped only after `plumbing.IDLE`). Why not `tree_cpu_seconds`:
+    that walks all of /proc; this follows /proc/<pid>/task/<tid>/children, cheap enough to poll.
+    A child reaped between two readings moves from "live" to its parent's reaped share, so the
+    difference of two readings still counts it once (to the clock tick).
+    """
+    clk = os.sysconf("SC_CLK_TCK")
+    total, busy, todo, seen = 0.0, False, [pid], 0
+    while todo:
+        proc = Path(f"/proc/{todo.pop()}")
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            tasks = list((proc / "task").iterdir())
+        except OSError:
+            continue  # ended between the parent's listing and now: its CPU is its parent's reaped share
+        seen += 1
+        total += sum(int(v) for v in fields[13:15]) / clk  # cutime, cstime
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[0]) / 1e9
+                busy |= (task / "stat").read_text().rsplit(")", 1)[1].split()[0] in BUSY_STATES
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that just ended
+    return TreeUse(total if seen else math.nan, busy)
+
+
+def wait_quiet(pid: int, timeout: float, *, step: float = 0.01, still: float = 0.0002) -> float | None:
+    """Seconds until `pid` and its descendants are done working; None if not within `timeout`.
+
+    Done: at two polls in a row `step` apart no thread of the tree works (`TreeUse.busy`) and
+    the tree's CPU moved less than `still` since the poll before. An idle daemon uses about
+    1 ms every 2 s (its timers), so a quiet reading is found within a few polls of the end of
+    the work, and a measurement taken then is neither early nor padded by a fixed sleep.
+    """
+    since = time.perf_counter()
+    last, still_polls = tree_use(pid), 0
+    while still_polls < 2:
+        if math.isnan(last.seconds) or time.perf_counter() - since > timeout:
+            return None
+        time.sleep(step)  # the poll interval
+        now = tree_use(pid)
+        moved = abs(now.seconds - last.seconds)
+        still_polls = still_polls + 1 if not (now.busy or last.busy) and moved < still else 0
+        last = now
+    return time.perf_counter() - since
+
+
+def queue_idle(env: Env) -> bool:
+    """Every spool file taken and no job pending or uploading, read without asking the daemon
+    (a request would cost it the CPU being measured): the queue file read-only, the spool listed."""
+    if spool.pending(env.spool):
+        return False
+    queue = Queue.peek(env.state / "queue.sqlite3")
+    if queue is None:
+        return True
+    try:
+        counts = queue.counts()
+    except sqlite3.Error:
+        return False  # mid-migration or locked: ask again at the next poll
+    finally:
+        queue.close()
+    return not counts.get("pending") and not counts.get("uploading")
+
+
+def wait_settled(env: Env, pid: int, timeout: float) -> float | None:
+    """Seconds until the daemon has taken every commit handed to it, finished every job and gone
+    quiet (`wait_quiet`: its housekeeping after the batch too); None if not within `timeout`.
+
+    Why the queue first: while a burst's commits are still arriving the daemon holds claiming
+    (tracekeeperd/worker.py, `Arrivals.hold`) and uses no CPU, which alone would read as done.
+    """
+    since = time.perf_counter()
+    while not queue_idle(env):
+        if time.perf_counter() - since > timeout:
+            return None
+        time.sleep(0.005)  # the poll interval
+    quiet = wait_quiet(pid, timeout - (time.perf_counter() - since))
+    return None if quiet is None else time.perf_counter() - since
+
+
 def daemon_status(env: Env) -> dict[str, Any]:
     """The daemon's own view (queue counts, failures), in-process: no CLI start-up per call."""
     try:
@@ -304,18 +407,21 @@ def bench_commit_latency(report: Report, rounds: int, hooks: list[Hook]) -> None
         no_session = f"{hooks[0].label}, no session, up"
         variants[no_session] = hooks[0].install(make_repo(up_env, "nosession"))
         samples: dict[str, list[float]] = {name: [] for name in variants}
-        with daemon_running(up_env):
+        unsettled = 0
+        with daemon_running(up_env) as daemon:
+            assert daemon.proc is not None
             for repo in variants.values():  # warm-up: page cache, git's files, the daemon's imports
                 for i in range(3):
                     git_commit(repo, f"warm {i}")
-            time.sleep(0.5)
+            unsettled += wait_settled(up_env, daemon.proc.pid, SETTLE_TIMEOUT) is None
             for i in range(rounds):
                 order = list(variants)
                 random.shuffle(order)
                 for name in order:
                     samples[name].append(git_commit(variants[name], f"c{i}"))
-                    time.sleep(SETTLE)
-            time.sleep(0.5)  # let the daemon take the last spool files
+                    # The previous commit's background work (ingest, note) is over before the
+                    # next commit, as between an agent's commits: none of it is timed.
+                    unsettled += wait_settled(up_env, daemon.proc.pid, SETTLE_TIMEOUT) is None
             stray = sorted(p.name for env in (up_env, down_env) for p in env.spool.glob("*.tmp"))
         base = statistics.median(samples["no-op hook"])
         width = max(map(len, samples))
@@ -328,6 +434,11 @@ def bench_commit_latency(report: Report, rounds: int, hooks: list[Hook]) -> None
                 ratio = median / base
                 line += f"  median ratio {ratio:.2f}  (target <= 1.5: {verdict(ratio <= 1.5)})"
             report.add(line)
+        if unsettled:
+            report.finding(
+                f"commit latency: {unsettled} times the daemon was not idle {SETTLE_TIMEOUT:.0f} s after a commit,"
+                " so the commit after it was timed while the daemon worked"
+            )
         if stray:
             report.finding(
                 f"{len(stray)} spool files were left as *.commit.tmp (never renamed into place, never"
@@ -493,7 +604,7 @@ def bench_burst(report: Report, repos_n: int, per_repo: int, hook: Hook, *, back
                 if all(want <= noted_commits(repo) for want, repo in zip(wanted, repos, strict=True)):
                     noted_at = time.perf_counter()
                     break
-                time.sleep(0.05)
+                time.sleep(0.05)  # the poll interval of a poll with a deadline (`timeout`)
             status = daemon_status(env)
             assert daemon.proc is not None
             memory = memory_kib(daemon.proc.pid)
