@@ -3,9 +3,14 @@
     .venv/bin/python bench/bench_large.py            # 50 MB and 500 MB sessions, 1 GB for memory
     .venv/bin/python bench/bench_large.py --quick    # 20 MB and 50 MB, 100 MB for memory
     .venv/bin/python bench/bench_large.py --quick --only ratio   # the commit -> note ratio alone
+    .venv/bin/python bench/bench_large.py --only ratio --sizes 500 --rounds 2   # one size
+    .venv/bin/python bench/bench_large.py --quick --cas local    # hf_xet's local:// client (old figures)
 
 Everything real, as in tests/: the installed hook, real git, the daemon as its own process, the
-real huggingface_hub + hf_xet against the Hub stand-in (tests/hubstub.py, `local://` CAS).
+real huggingface_hub + hf_xet against the Hub stand-in (tests/hubstub.py), whose xet CAS is served
+over HTTP on 127.0.0.1, so hf_xet runs its RemoteClient as against the Hub (`--cas local`: hf_xet's
+`local://` simulation client instead, which copies each xorb again and writes synchronously: the
+daemon's peak with it is not the real client's).
 
 Per size: a transcript of that size (tests/secretgen.py: realistic lines, a secret line in 40)
 is linked by a first commit (its full upload is reported, not compared). Then, round after
@@ -62,7 +67,7 @@ from run import (  # noqa: E402
 )
 
 from tests.harness import Env, Repo, make_repo  # noqa: E402
-from tests.hubstub import HubStub, running_hub  # noqa: E402
+from tests.hubstub import CAS_MODE_ENV, HubStub, running_hub  # noqa: E402
 from tests.secretgen import write_transcript  # noqa: E402
 from tracekeeperd.stores.hf import HUB_ENVIRONMENT, XET_MEMORY_BOUNDS  # noqa: E402
 
@@ -189,16 +194,25 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20 MB and 50 MB sessions, 100 MB for memory")
     parser.add_argument("--rounds", type=int, help="grown commits per size (default 5, --quick 2)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sizes", help="session sizes in MB, comma-separated (instead of the defaults)")
+    parser.add_argument(
+        "--cas", choices=("http", "local"), default="http", help="the stand-in's xet CAS (tests/hubstub.py)"
+    )
     parser.add_argument(
         "--only", choices=("ratio", "memory"), help="run only the commit -> note ratios or only the local-store memory"
     )
     args = parser.parse_args()
     random.seed(args.seed)
-    sizes = (20 * MB, 50 * MB) if args.quick else (50 * MB, 500 * MB)
+    os.environ[CAS_MODE_ENV] = args.cas  # HubStub's default, here and in running_hub
+    sizes: tuple[int, ...] = (20 * MB, 50 * MB) if args.quick else (50 * MB, 500 * MB)
+    if args.sizes:
+        sizes = tuple(int(float(size) * MB) for size in args.sizes.split(","))
     memory_size = 100 * MB if args.quick else 1000 * MB
     rounds = args.rounds or (2 if args.quick else 5)
     print(f"sessions {', '.join(f'{s / MB:.0f} MB' for s in sizes)}, grown by {GROWTH // 1000} KB per commit,")
     print(f"{rounds} rounds each (medians); Hub stand-in and CAS on this machine (no network)")
+    client = "RemoteClient over HTTP" if args.cas == "http" else "local:// simulation client"
+    print(f"xet CAS: {args.cas} (hf_xet's {client})")
     print()
     print(
         f"{'session':>9s} {'first note':>11s} {'commit->note':>13s} {'raw upload':>11s} {'ratio':>6s}"
