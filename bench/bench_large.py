@@ -77,6 +77,8 @@ GROWTH = 100_000
 BUCKET = "alice/agent-traces"
 RATIO_TARGET = 1.5
 RSS_TARGET = 150 * MiB
+#: --xet-env KEY=VALUE: hf_xet settings for the daemon and the bare upload alike (to try one).
+XET_ENV: dict[str, str] = {}
 
 
 def raw_upload(hub: HubStub, path: Path, remote: str) -> float:
@@ -110,7 +112,7 @@ def raw_upload_peak(hub: HubStub, path: Path, remote: str) -> int:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", **bounds},
+        env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", **bounds, **XET_ENV},
     )
     return int(proc.stdout.split()[-1])
 
@@ -126,7 +128,7 @@ def append_fresh(transcript: Path, size: int, seed: int) -> None:
 
 def session(env: Env, hub: HubStub | None, size: int) -> tuple[Path, Repo]:
     if hub is not None:
-        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_TRACE_BUCKET=BUCKET)
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_TRACE_BUCKET=BUCKET, **XET_ENV)
     repo = make_repo(env, "app").install()
     transcript = env.transcript()
     write_transcript(transcript, size, seed=size % 9973)
@@ -194,6 +196,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20 MB and 50 MB sessions, 100 MB for memory")
     parser.add_argument("--rounds", type=int, help="grown commits per size (default 5, --quick 2)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--xet-env", action="append", default=[], metavar="KEY=VALUE", help="an hf_xet setting for both sides"
+    )
     parser.add_argument("--sizes", help="session sizes in MB, comma-separated (instead of the defaults)")
     parser.add_argument(
         "--cas", choices=("http", "local"), default="http", help="the stand-in's xet CAS (tests/hubstub.py)"
@@ -204,6 +209,7 @@ def main() -> int:
     args = parser.parse_args()
     random.seed(args.seed)
     os.environ[CAS_MODE_ENV] = args.cas  # HubStub's default, here and in running_hub
+    XET_ENV.update(setting.split("=", 1) for setting in args.xet_env)
     sizes: tuple[int, ...] = (20 * MB, 50 * MB) if args.quick else (50 * MB, 500 * MB)
     if args.sizes:
         sizes = tuple(int(float(size) * MB) for size in args.sizes.split(","))
@@ -212,7 +218,7 @@ def main() -> int:
     print(f"sessions {', '.join(f'{s / MB:.0f} MB' for s in sizes)}, grown by {GROWTH // 1000} KB per commit,")
     print(f"{rounds} rounds each (medians); Hub stand-in and CAS on this machine (no network)")
     client = "RemoteClient over HTTP" if args.cas == "http" else "local:// simulation client"
-    print(f"xet CAS: {args.cas} (hf_xet's {client})")
+    print(f"xet CAS: {args.cas} (hf_xet's {client})" + "".join(f"; {k}={v}" for k, v in XET_ENV.items()))
     print()
     print(
         f"{'session':>9s} {'first note':>11s} {'commit->note':>13s} {'raw upload':>11s} {'ratio':>6s}"
