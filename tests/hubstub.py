@@ -582,7 +582,7 @@ class XetCas:
         if parts[0] == "presigned" and len(parts) == 3 and parts[1] == "grants" and method == "PUT":
             return await self._grant_upload(request, parts[2]), False
         if parts[0] == "presigned" and len(parts) == 4 and parts[1] == "xorbs" and method == "GET":
-            return await self._serve_xorb(request, parts[2], parts[3]), False
+            return await self._serve_xorb(request, parts[2], parts[3])
         if parts[:2] == ["v1", "telemetry"] and method == "POST":
             self._auth(request, write=False)
             return web.Response(status=200), False
@@ -600,7 +600,8 @@ class XetCas:
             return await self._upload_shard(request, v2=parts[0] == "v2"), token.service
         if len(parts) == 3 and parts[1] == "reconstructions" and parts[0] in ("v1", "v2") and method == "GET":
             token = self._auth(request, write=False)
-            return self._reconstruction(request, _valid_hash(parts[2]), v2=parts[0] == "v2"), token.service
+            plan = self._reconstruction(request, _valid_hash(parts[2]), v2=parts[0] == "v2", service=token.service)
+            return plan, token.service
         if len(parts) == 4 and parts[:2] == ["v1", "chunks"] and method == "GET":
             # Global dedup: the stand-in tracks no chunk for it, and the CAS answers 404 for a chunk
             # it does not track (xet-core spec/api.md "Query Chunk Deduplication"; the client expects
@@ -811,7 +812,7 @@ class XetCas:
 
     # ---- downloads -------------------------------------------------------------------------------
 
-    def _reconstruction(self, request: web.Request, file_hash: str, *, v2: bool) -> web.Response:
+    def _reconstruction(self, request: web.Request, file_hash: str, *, v2: bool, service: bool) -> web.Response:
         """``GET /v{1,2}/reconstructions/{file_id}`` with an optional ``Range: bytes=a-b``.
 
         The client asks v2 first and falls back to v1 only on 404/501 (remote_client.rs
@@ -869,7 +870,7 @@ class XetCas:
                 merged = _merge_ranges(ranges)
                 xorbs[xorb] = [
                     {
-                        "url": self._presigned(base, xorb),
+                        "url": self._presigned(base, xorb, service),
                         "ranges": [
                             {
                                 "chunks": {"start": a, "end": b},
@@ -886,7 +887,7 @@ class XetCas:
             fetch_info[xorb] = [
                 {
                     "range": {"start": a, "end": b},
-                    "url": self._presigned(base, xorb),
+                    "url": self._presigned(base, xorb, service),
                     "url_range": {"start": chunks[a].start, "end": chunks[b - 1].end - 1},
                 }
                 for a, b in _merge_ranges(ranges)
@@ -895,16 +896,23 @@ class XetCas:
             {"offset_into_first_range": offset_into_first, "terms": terms, "fetch_info": fetch_info}
         )
 
-    def _presigned(self, base: str, xorb: str) -> str:
-        signature = hashlib.sha256(self._url_key + xorb.encode()).hexdigest()[:32]
-        return f"{base}/presigned/xorbs/{xorb}/{signature}"
+    def _presigned(self, base: str, xorb: str, service: bool) -> str:
+        """A fetch URL signed for this xorb; the signature also says whether the stand-in's own
+        reader asked for it, so its fetches stay out of the request log like its other requests."""
+        signed = self._url_key + xorb.encode() + (b"service" if service else b"user")
+        return f"{base}/presigned/xorbs/{xorb}/{hashlib.sha256(signed).hexdigest()[:32]}"
 
-    async def _serve_xorb(self, request: web.Request, xorb: str, signature: str) -> web.Response:
+    async def _serve_xorb(self, request: web.Request, xorb: str, signature: str) -> tuple[web.Response, bool]:
         """A fetch URL (S3/CloudFront in production): the stored xorb's bytes for the ``Range``
         header, one range as 206, several as ``multipart/byteranges`` (RFC 7233 4.1; the client
         parses both, remote_client.rs ``get_file_term_data``); 403 for a URL this server did not sign."""
-        if not _HASH_RE.fullmatch(xorb) or self._presigned("", xorb) != f"/presigned/xorbs/{xorb}/{signature}":
+        signed = {self._presigned("", xorb, service): service for service in (False, True)}
+        service = signed.get(f"/presigned/xorbs/{xorb}/{signature}")
+        if not _HASH_RE.fullmatch(xorb) or service is None:
             raise _CasError(403, "AccessDenied")
+        return await self._xorb_ranges(request, xorb), service
+
+    async def _xorb_ranges(self, request: web.Request, xorb: str) -> web.Response:
         path = self.xorb_path(XET_PREFIX, xorb)
         if not path.is_file():
             raise _CasError(404, "NoSuchKey")

@@ -352,10 +352,11 @@ def test_list_and_delete_buckets(hub: HubStub, api: HfApi, bucket: str) -> None:
 
 def test_requests_log_excludes_read_file_traffic(hub: HubStub, api: HfApi, bucket: str) -> None:
     api.batch_bucket_files(bucket, add=[(b"x\n", "x.jsonl")])
-    before = hub.requests
+    before, cas_before = hub.requests, hub.cas_requests
     hub.fail_next(1, status=500)  # read_file must not consume injected failures either
     assert hub.read_file(bucket, "x.jsonl") == b"x\n"
     assert hub.requests == before
+    assert hub.cas_requests == cas_before  # its reconstruction and xorb fetches neither
     assert hub.pending_failures() == 1
     assert before[-1] == RequestRecord("POST", BATCH_PATH, 200)
 
@@ -594,3 +595,24 @@ def test_the_opt_in_local_cas_still_round_trips(tmp_path: Path, monkeypatch: pyt
         HfApi(endpoint=hub.endpoint, token=ALICE).batch_bucket_files(BUCKET, add=[(data, "l.jsonl")])
         assert hub.cas_requests == [] and hub.files(BUCKET)["l.jsonl"]["size"] == len(data)
         assert hub.read_file(BUCKET, "l.jsonl") == data
+
+
+def test_a_xorb_already_stored_is_not_uploaded_again(hub: HubStub, api: HfApi, bucket: str, tmp_path: Path) -> None:
+    """Another machine (another HF_HOME: no shard cache) uploading the same bytes builds the same xorb;
+    its grant request answers 200, "the xorb already exists and nothing is uploaded" (xet-core
+    xet_client/README.md "Xorb uploads"), and the file is still stored."""
+    data = transcript(150_000, seed=16)
+    (tmp_path / "same.jsonl").write_bytes(data)
+    api.batch_bucket_files(bucket, add=[(data, "first.jsonl")])
+    hub.cas.clear_requests()
+    upload = (
+        "import sys; from huggingface_hub import HfApi;"
+        " HfApi().batch_bucket_files(sys.argv[1], add=[(sys.argv[2], 'second.jsonl')])"
+    )
+    env = client_env(hub.endpoint, ALICE, tmp_path / "other-machine")
+    subprocess.run(
+        [sys.executable, "-c", upload, bucket, str(tmp_path / "same.jsonl")], env=env, check=True, timeout=120
+    )
+    uploads = [request for request in cas_paths(hub) if request[1] != "/v1/chunks"]
+    assert uploads == [("POST", "/v1/xorb-grants", 200), ("POST", "/v2/shards", 200)]
+    assert hub.files(bucket)["second.jsonl"]["xet_hash"] == hub.files(bucket)["first.jsonl"]["xet_hash"]
