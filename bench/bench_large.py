@@ -79,6 +79,8 @@ RATIO_TARGET = 1.5
 RSS_TARGET = 150 * MiB
 #: --xet-env KEY=VALUE: hf_xet settings for the daemon and the bare upload alike (to try one).
 XET_ENV: dict[str, str] = {}
+#: --link MB/s: the stand-in's CAS reads xorb uploads at this speed (an uplink), None: unpaced.
+LINK: list[float | None] = [None]
 
 
 def raw_upload(hub: HubStub, path: Path, remote: str) -> float:
@@ -140,6 +142,8 @@ def bench_size(size: int, rounds: int) -> dict[str, float]:
     """One session of `size` bytes: first upload, then `rounds` grown commits against raw uploads."""
     with temp_env() as env, running_hub(env.root / "cas") as hub:
         hub.create_bucket(BUCKET, private=True)
+        if hub.cas_mode == "http" and LINK[0] is not None:
+            hub.cas.upload_bytes_per_second = LINK[0] * MB
         os.environ["HF_HOME"] = str(env.root / "bench-hf-home")  # the raw side's caches, not the user's
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         transcript, repo = session(env, hub, size)
@@ -199,6 +203,7 @@ def main() -> int:
     parser.add_argument(
         "--xet-env", action="append", default=[], metavar="KEY=VALUE", help="an hf_xet setting for both sides"
     )
+    parser.add_argument("--link", type=float, help="MB/s at which the stand-in's CAS reads uploads (--cas http)")
     parser.add_argument("--sizes", help="session sizes in MB, comma-separated (instead of the defaults)")
     parser.add_argument(
         "--cas", choices=("http", "local"), default="http", help="the stand-in's xet CAS (tests/hubstub.py)"
@@ -210,6 +215,7 @@ def main() -> int:
     random.seed(args.seed)
     os.environ[CAS_MODE_ENV] = args.cas  # HubStub's default, here and in running_hub
     XET_ENV.update(setting.split("=", 1) for setting in args.xet_env)
+    LINK[0] = args.link
     sizes: tuple[int, ...] = (20 * MB, 50 * MB) if args.quick else (50 * MB, 500 * MB)
     if args.sizes:
         sizes = tuple(int(float(size) * MB) for size in args.sizes.split(","))
@@ -218,7 +224,8 @@ def main() -> int:
     print(f"sessions {', '.join(f'{s / MB:.0f} MB' for s in sizes)}, grown by {GROWTH // 1000} KB per commit,")
     print(f"{rounds} rounds each (medians); Hub stand-in and CAS on this machine (no network)")
     client = "RemoteClient over HTTP" if args.cas == "http" else "local:// simulation client"
-    print(f"xet CAS: {args.cas} (hf_xet's {client})" + "".join(f"; {k}={v}" for k, v in XET_ENV.items()))
+    link = f", uploads read at {args.link:g} MB/s" if args.link else ""
+    print(f"xet CAS: {args.cas} (hf_xet's {client}{link})" + "".join(f"; {k}={v}" for k, v in XET_ENV.items()))
     print()
     print(
         f"{'session':>9s} {'first note':>11s} {'commit->note':>13s} {'raw upload':>11s} {'ratio':>6s}"

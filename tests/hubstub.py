@@ -468,6 +468,11 @@ class XetCas:
         #: Off: the grant endpoint answers 404, as a CAS without grants does; the client then uploads
         #: through ``POST /v1/xorbs`` (README "Xorb uploads").
         self.grants_enabled = True
+        #: Bytes per second at which xorb uploads are read, all of them together (None: as fast as the
+        #: machine goes). A benchmark knob, to see hf_xet behind an uplink of a given speed: how many
+        #: xorbs it holds while they wait for the link depends on it. Tests leave it off.
+        self.upload_bytes_per_second: float | None = None
+        self._link_free_at = 0.0
         self._lock = threading.Lock()
         self._tokens: dict[str, _XetToken] = {}
         self._grants: dict[str, _Grant] = {}
@@ -711,6 +716,12 @@ class XetCas:
         with incoming.open("wb") as out:
             async for block in request.content.iter_chunked(1 << 20):
                 out.write(block)
+                rate = self.upload_bytes_per_second
+                if rate:
+                    # One link shared by every upload in flight: each block takes its turn on it.
+                    now = time.monotonic()
+                    self._link_free_at = max(now, self._link_free_at) + len(block) / rate
+                    await asyncio.sleep(self._link_free_at - now)
         return incoming
 
     async def _store_xorb(self, prefix: str, xorb: str, incoming: Path) -> bool:
