@@ -506,10 +506,6 @@ class XetCas:
         with self._lock:
             self._requests.clear()
 
-    def grant_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._grants)
-
     def expire_grants(self) -> None:
         """Make every open grant expired, as if its presigned URL had outlived its lifetime."""
         with self._lock:
@@ -593,13 +589,13 @@ class XetCas:
             return web.Response(status=200), False
         if len(parts) == 4 and parts[:2] == ["v1", "xorb-grants"] and method == "POST":
             token = self._auth(request, write=True)
-            return await self._request_grant(request, parts[2], _valid_hash(parts[3])), token.service
+            return await self._request_grant(request, _valid_prefix(parts[2]), _valid_hash(parts[3])), token.service
         if len(parts) == 6 and parts[:2] == ["v1", "xorb-commits"] and parts[4] == "grant" and method == "POST":
             token = self._auth(request, write=True)
-            return await self._commit_grant(parts[2], _valid_hash(parts[3]), parts[5]), token.service
+            return await self._commit_grant(_valid_prefix(parts[2]), _valid_hash(parts[3]), parts[5]), token.service
         if len(parts) == 4 and parts[:2] == ["v1", "xorbs"] and method == "POST":
             token = self._auth(request, write=True)
-            return await self._upload_xorb(request, parts[2], _valid_hash(parts[3])), token.service
+            return await self._upload_xorb(request, _valid_prefix(parts[2]), _valid_hash(parts[3])), token.service
         if parts in (["v1", "shards"], ["v2", "shards"]) and method == "POST":
             token = self._auth(request, write=True)
             return await self._upload_shard(request, v2=parts[0] == "v2"), token.service
@@ -960,6 +956,14 @@ class XetCas:
         return web.Response(
             status=206, body=bytes(body), headers={"Content-Type": f"multipart/byteranges; boundary={boundary}"}
         )
+
+
+def _valid_prefix(text: str) -> str:
+    """The client only ever uses the default prefix (xet_runtime data.default_prefix); anything else
+    is refused rather than turned into a path."""
+    if text != XET_PREFIX:
+        raise _CasError(400, f"Invalid prefix {text!r}")
+    return text
 
 
 def _valid_hash(text: str) -> str:

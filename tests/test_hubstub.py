@@ -527,6 +527,9 @@ def test_the_cas_wants_a_xet_token_and_a_write_one_to_upload(hub: HubStub, bucke
     assert httpx2.post(grant_url, json=body).status_code == 401
     assert httpx2.post(grant_url, json=body, headers={"Authorization": "Bearer xet_forged"}).status_code == 401
     assert httpx2.post(grant_url, json=body, headers={"Authorization": f"Bearer {read_token}"}).status_code == 403
+    _, write_token = xet_token(hub, bucket)
+    elsewhere = f"{cas}/v1/xorb-grants/elsewhere/{'ef' * 32}"  # only the client's default prefix exists
+    assert httpx2.post(elsewhere, json=body, headers={"Authorization": f"Bearer {write_token}"}).status_code == 400
     file_hash = hub.files(bucket)["p.jsonl"]["xet_hash"]
     read = httpx2.get(f"{cas}/v2/reconstructions/{file_hash}", headers={"Authorization": f"Bearer {read_token}"})
     assert read.status_code == 200
