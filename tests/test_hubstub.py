@@ -619,3 +619,21 @@ def test_a_xorb_already_stored_is_not_uploaded_again(hub: HubStub, api: HfApi, b
     uploads = [request for request in cas_paths(hub) if request[1] != "/v1/chunks"]
     assert uploads == [("POST", "/v1/xorb-grants", 200), ("POST", "/v2/shards", 200)]
     assert hub.files(bucket)["second.jsonl"]["xet_hash"] == hub.files(bucket)["first.jsonl"]["xet_hash"]
+
+
+def test_hf_xet_asks_a_new_grant_when_its_grant_expired(hub: HubStub, api: HfApi, bucket: str) -> None:
+    """The grant URL's 403 is what makes the real client start a new grant (xet-core README "Xorb
+    uploads": "A 403 (e.g. an expired grant) starts a new grant")."""
+    hub.cas.expired_grants_ahead = 1
+    data = transcript(120_000, seed=17)
+    api.batch_bucket_files(bucket, add=[(data, "late.jsonl")])
+    uploads = [request for request in cas_paths(hub) if request[1] != "/v1/chunks"]
+    assert uploads == [
+        ("POST", "/v1/xorb-grants", 201),
+        ("PUT", "/presigned/grants", 403),
+        ("POST", "/v1/xorb-grants", 201),
+        ("PUT", "/presigned/grants", 200),
+        ("POST", "/v1/xorb-commits", 200),
+        ("POST", "/v2/shards", 200),
+    ]
+    assert hub.read_file(bucket, "late.jsonl") == data
