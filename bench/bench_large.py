@@ -3,9 +3,14 @@
     .venv/bin/python bench/bench_large.py            # 50 MB and 500 MB sessions, 1 GB for memory
     .venv/bin/python bench/bench_large.py --quick    # 20 MB and 50 MB, 100 MB for memory
     .venv/bin/python bench/bench_large.py --quick --only ratio   # the commit -> note ratio alone
+    .venv/bin/python bench/bench_large.py --only ratio --sizes 500 --rounds 2   # one size
+    .venv/bin/python bench/bench_large.py --quick --cas local    # hf_xet's local:// client (old figures)
 
 Everything real, as in tests/: the installed hook, real git, the daemon as its own process, the
-real huggingface_hub + hf_xet against the Hub stand-in (tests/hubstub.py, `local://` CAS).
+real huggingface_hub + hf_xet against the Hub stand-in (tests/hubstub.py), whose xet CAS is served
+over HTTP on 127.0.0.1, so hf_xet runs its RemoteClient as against the Hub (`--cas local`: hf_xet's
+`local://` simulation client instead, which copies each xorb again and writes synchronously: the
+daemon's peak with it is not the real client's).
 
 Per size: a transcript of that size (tests/secretgen.py: realistic lines, a secret line in 40)
 is linked by a first commit (its full upload is reported, not compared). Then, round after
@@ -62,7 +67,7 @@ from run import (  # noqa: E402
 )
 
 from tests.harness import Env, Repo, make_repo  # noqa: E402
-from tests.hubstub import HubStub, running_hub  # noqa: E402
+from tests.hubstub import CAS_MODE_ENV, HubStub, running_hub  # noqa: E402
 from tests.secretgen import write_transcript  # noqa: E402
 from tracekeeperd.stores.hf import HUB_ENVIRONMENT, XET_MEMORY_BOUNDS  # noqa: E402
 
@@ -72,6 +77,10 @@ GROWTH = 100_000
 BUCKET = "alice/agent-traces"
 RATIO_TARGET = 1.5
 RSS_TARGET = 150 * MiB
+#: --xet-env KEY=VALUE: hf_xet settings for the daemon and the bare upload alike (to try one).
+XET_ENV: dict[str, str] = {}
+#: --link MB/s: the stand-in's CAS reads xorb uploads at this speed (an uplink), None: unpaced.
+LINK: list[float | None] = [None]
 
 
 def raw_upload(hub: HubStub, path: Path, remote: str) -> float:
@@ -105,7 +114,7 @@ def raw_upload_peak(hub: HubStub, path: Path, remote: str) -> int:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", **bounds},
+        env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", **bounds, **XET_ENV},
     )
     return int(proc.stdout.split()[-1])
 
@@ -121,7 +130,7 @@ def append_fresh(transcript: Path, size: int, seed: int) -> None:
 
 def session(env: Env, hub: HubStub | None, size: int) -> tuple[Path, Repo]:
     if hub is not None:
-        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_TRACE_BUCKET=BUCKET)
+        env.vars.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_TRACE_BUCKET=BUCKET, **XET_ENV)
     repo = make_repo(env, "app").install()
     transcript = env.transcript()
     write_transcript(transcript, size, seed=size % 9973)
@@ -133,6 +142,8 @@ def bench_size(size: int, rounds: int) -> dict[str, float]:
     """One session of `size` bytes: first upload, then `rounds` grown commits against raw uploads."""
     with temp_env() as env, running_hub(env.root / "cas") as hub:
         hub.create_bucket(BUCKET, private=True)
+        if hub.cas_mode == "http" and LINK[0] is not None:
+            hub.cas.upload_bytes_per_second = LINK[0] * MB
         os.environ["HF_HOME"] = str(env.root / "bench-hf-home")  # the raw side's caches, not the user's
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         transcript, repo = session(env, hub, size)
@@ -143,6 +154,7 @@ def bench_size(size: int, rounds: int) -> dict[str, float]:
             git_commit(repo, "first")
             since = time.perf_counter()
             first = wait_note(repo, repo.git("rev-parse", "HEAD"), since, timeout=1800)
+            first_peak = memory_kib(daemon.proc.pid).get("VmHWM", 0) * 1024  # the first upload's share
             # The raw side's first upload, untimed, from a bare process: its peak RSS is the memory
             # baseline (a first upload of new content, as the daemon's first upload was).
             raw_peak = raw_upload_peak(hub, transcript, "raw/session.jsonl")
@@ -166,6 +178,7 @@ def bench_size(size: int, rounds: int) -> dict[str, float]:
         "noted": statistics.median(noted),
         "raw": statistics.median(raw),
         "peak": float(peak),
+        "first_peak": float(first_peak),
         "raw_peak": float(raw_peak),
     }
 
@@ -190,15 +203,31 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="grown commits per size (default 5, --quick 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--xet-env", action="append", default=[], metavar="KEY=VALUE", help="an hf_xet setting for both sides"
+    )
+    parser.add_argument("--link", type=float, help="MB/s at which the stand-in's CAS reads uploads (--cas http)")
+    parser.add_argument("--sizes", help="session sizes in MB, comma-separated (instead of the defaults)")
+    parser.add_argument(
+        "--cas", choices=("http", "local"), default="http", help="the stand-in's xet CAS (tests/hubstub.py)"
+    )
+    parser.add_argument(
         "--only", choices=("ratio", "memory"), help="run only the commit -> note ratios or only the local-store memory"
     )
     args = parser.parse_args()
     random.seed(args.seed)
-    sizes = (20 * MB, 50 * MB) if args.quick else (50 * MB, 500 * MB)
+    os.environ[CAS_MODE_ENV] = args.cas  # HubStub's default, here and in running_hub
+    XET_ENV.update(setting.split("=", 1) for setting in args.xet_env)
+    LINK[0] = args.link
+    sizes: tuple[int, ...] = (20 * MB, 50 * MB) if args.quick else (50 * MB, 500 * MB)
+    if args.sizes:
+        sizes = tuple(int(float(size) * MB) for size in args.sizes.split(","))
     memory_size = 100 * MB if args.quick else 1000 * MB
     rounds = args.rounds or (2 if args.quick else 5)
     print(f"sessions {', '.join(f'{s / MB:.0f} MB' for s in sizes)}, grown by {GROWTH // 1000} KB per commit,")
     print(f"{rounds} rounds each (medians); Hub stand-in and CAS on this machine (no network)")
+    client = "RemoteClient over HTTP" if args.cas == "http" else "local:// simulation client"
+    link = f", uploads read at {args.link:g} MB/s" if args.link else ""
+    print(f"xet CAS: {args.cas} (hf_xet's {client}{link})" + "".join(f"; {k}={v}" for k, v in XET_ENV.items()))
     print()
     print(
         f"{'session':>9s} {'first note':>11s} {'commit->note':>13s} {'raw upload':>11s} {'ratio':>6s}"
@@ -232,7 +261,8 @@ def main() -> int:
         )
     for size, r in results.items():
         print(
-            f"daemon peak RSS, {size / MB:.0f} MB session, Hub stand-in: {r['peak'] / MiB:.0f} MiB, a bare"
+            f"daemon peak RSS, {size / MB:.0f} MB session, Hub stand-in: {r['peak'] / MiB:.0f} MiB"
+            f" ({r['first_peak'] / MiB:.0f} MiB after the first note), a bare"
             f" huggingface_hub upload of the same file (same hf_xet bounds) {r['raw_peak'] / MiB:.0f} MiB"
             f" (target <= {RSS_TARGET // MiB} MiB: {verdict(r['peak'] <= RSS_TARGET)})"
         )

@@ -1,11 +1,21 @@
-"""A small, faithful stand-in for the Hugging Face Hub's Storage Bucket REST API.
+"""A small, faithful stand-in for the Hugging Face Hub's Storage Bucket REST API and its xet CAS.
 
 Why it exists: tracekeeper talks to the Hub only through the real ``huggingface_hub`` client and
 ``hf_xet``. Mocking those would test our guesses about them, not them. Instead this module serves the
 handful of REST endpoints the real client calls for buckets, and hands out xet tokens whose
-``casUrl`` is ``local://<cas_dir>``: hf_xet then chunks, deduplicates and stores the bytes in that
-directory with no network, and downloads read them back from there. Everything between
-tracekeeper and the filesystem is the genuine client code.
+``casUrl`` points at a second server in the same process (``XetCas``, 127.0.0.1, its own port) that
+speaks the xet CAS HTTP API. hf_xet then runs its ``RemoteClient``, exactly the code a user's upload
+runs against the Hub: it chunks, deduplicates and compresses, asks for an upload grant per xorb
+(hf_xet 1.8.0), PUTs the xorb to the grant's URL, commits it, uploads the shard through ``/v2/shards``;
+downloads ask ``/v2/reconstructions`` and fetch xorb byte ranges with HTTP Range. The CAS checks what
+a strict server checks (xet token, grant length and CRC-64/NVME checksum, grant expiry, xorb chunk
+structure, shards that name only stored xorbs); see ``XetCas`` for each behaviour and its source.
+
+``HubStub(cas="local")`` (or ``HUBSTUB_CAS=local`` in the environment) hands out ``local://<cas_dir>``
+instead, so hf_xet uses its simulation ``LocalClient`` and writes the directory itself. That client
+is not what users run (it rebuilds each xorb's footer in memory and writes synchronously: xet-core
+xet_client/src/cas_client/simulation/local_client.rs ``upload_xorb``), so its figures are not the
+real client's; it is kept to compare with earlier measurements.
 
 What is emulated (verified against huggingface_hub 2.4.0 / hf_xet 1.8.0):
 
@@ -14,6 +24,11 @@ What is emulated (verified against huggingface_hub 2.4.0 / hf_xet 1.8.0):
 * ``GET .../xet-write-token``, ``GET .../xet-read-token``
 * ``POST .../batch`` (NDJSON), ``POST .../paths-info``, ``GET .../tree[/{prefix}]`` (Link pagination)
 * ``HEAD /buckets/{ns}/{name}/resolve/{path}``
+* the xet CAS (``XetCas``): ``POST /v1/xorb-grants/{prefix}/{hash}``, the grant URL (``PUT``),
+  ``POST /v1/xorb-commits/{prefix}/{hash}/grant/{id}``, ``POST /v1/xorbs/{prefix}/{hash}``,
+  ``POST /v2/shards`` and ``/v1/shards``, ``GET /v2/reconstructions/{file}`` and ``/v1/...``, the
+  fetch URLs (``GET`` with ``Range``), ``GET /v1/chunks/{prefix}/{hash}`` (always 404: no global
+  dedup), ``POST /v1/telemetry``
 * auth like the Hub: an unknown token is rejected everywhere with 401 "Invalid credentials in
   Authorization header"; a private or missing bucket is 401 ``RepoNotFound`` for anonymous callers
   and 404 ``RepoNotFound`` for authenticated ones; a read-only token gets 403 on writes.
@@ -27,9 +42,10 @@ What is emulated (verified against huggingface_hub 2.4.0 / hf_xet 1.8.0):
   ``http_backoff``, ``hf_raise_for_status``) is what reads them. The quotas are the stand-in's own
   defaults (``RATE_LIMIT_QUOTAS``), not the Hub's, and can be set per test.
 
-File sizes: ``/batch`` carries only the xet hash. The stand-in reads the shard (``*.mdb``) files that
-hf_xet wrote into the local CAS directory, which record every uploaded file's hash and the byte
-length of each of its segments, so a size is only known if the bytes were really uploaded. An
+File sizes: ``/batch`` carries only the xet hash. The stand-in reads the shard (``*.mdb``) files
+stored in the CAS directory (uploaded through ``/v2/shards``, or written by the ``local://``
+client), which record every uploaded file's hash and the byte length of each of its segments, so a
+size is only known if the bytes were really uploaded. An
 ``addFile`` whose hash is in no shard is reported in ``failed`` (422 if nothing succeeded), as the
 Hub would for content it does not store.
 
@@ -40,16 +56,18 @@ Use it in-process (``HubStub``; it runs its own event loop in a background threa
 which prints the endpoint on one line once it is listening. Control endpoints for the standalone
 mode live under ``/__stub__/`` (see ``HubStub._control``).
 
-Caveat (hf_xet): the ``local://`` CAS keeps an exclusive lock while an upload commit or a download
-group is open, so only one process may transfer at a time. ``HubStub.read_file`` downloads in the
-calling process: call it when no upload is running in another process.
+Caveat (``local://`` only): hf_xet's local CAS keeps an exclusive lock while an upload commit or a
+download group is open, so only one process may transfer at a time; ``HubStub.read_file`` downloads
+in the calling process. Over HTTP there is no such lock.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -233,6 +251,742 @@ class ShardIndex:
 
 
 # --------------------------------------------------------------------------------------------------
+# The xet CAS over HTTP: what hf_xet's RemoteClient talks to
+# --------------------------------------------------------------------------------------------------
+#
+# Sources (huggingface/xet-core; the stored snapshot is hf_xet 1.6.0, the installed one 1.8.0):
+# * xet_client/src/cas_client/remote_client.rs: every request the RemoteClient sends and how it
+#   reads the answers (paths, status codes, fallbacks);
+# * xet_client/src/cas_types/mod.rs: the JSON bodies (QueryReconstructionResponse[V2],
+#   UploadXorbResponse, UploadShardResponse, ShardUploadEvent);
+# * xet_client/src/cas_client/simulation/local_server/handlers.rs: xet-core's own HTTP server for
+#   tests, which "matches production" for the /v2/shards NDJSON stream and S3's multi-range answers;
+# * 1.8.0's upload grants: xet-core xet_client/README.md ("Xorb uploads") and
+#   api_changes/update_261006 ("Xorb uploads go through upload grants"); field names checked with
+#   `strings` on the installed hf_xet.abi3.so (XorbUploadGrant: id, method, url, headers; the grant
+#   request: length, checksum{algo: crc64nvme, value}).
+
+XET_PREFIX = "default"  # xet_runtime config data.default_prefix: the only prefix the client uses
+CasMode = Literal["http", "local"]
+#: ``HUBSTUB_CAS=local`` selects hf_xet's own ``local://`` simulation client instead (see HubStub).
+CAS_MODE_ENV = "HUBSTUB_CAS"
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK_HEADER = 8  # xorb_chunk_format.rs XorbChunkHeader: version u8, compressed u24, scheme u8, raw u24
+_MAX_CHUNK_RAW = 128 * 1024  # xorb_object/constants.rs: TARGET_CHUNK_SIZE * MAXIMUM_CHUNK_MULTIPLIER
+_MAX_XORB_BYTES = 64 * 1024 * 1024  # xorb_object/constants.rs MAX_XORB_BYTES (raw bytes per xorb)
+_COMPRESSION_SCHEMES = (0, 1, 2)  # compression_scheme.rs: None, LZ4, ByteGrouping4LZ4
+GRANT_TTL_SECONDS = 900
+_CRC64_NVME_POLY = 0x9A6C9329AC4BC9B5  # CRC-64/NVME (0xAD93D23594C93659), bit-reflected
+
+
+def _crc64_tables() -> tuple[list[int], ...]:
+    base = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ _CRC64_NVME_POLY if crc & 1 else crc >> 1
+        base.append(crc)
+    tables = [base]
+    for _ in range(7):
+        prev = tables[-1]
+        tables.append([(prev[i] >> 8) ^ base[prev[i] & 0xFF] for i in range(256)])
+    return tuple(tables)
+
+
+_CRC64_TABLES = _crc64_tables()
+
+
+def crc64_nvme(data: bytes | memoryview, crc: int = 0) -> int:
+    """CRC-64/NVME, the checksum hf_xet 1.8.0 sends with a grant request (crate crc-fast), and that S3
+    checks on a PUT carrying ``x-amz-checksum-crc64nvme``. ``crc`` continues an earlier result.
+
+    Pure Python (slicing by 8, ~10 MB/s): no package that computes it is installed here.
+    """
+    t0, t1, t2, t3, t4, t5, t6, t7 = _CRC64_TABLES
+    crc ^= 0xFFFFFFFFFFFFFFFF
+    view = memoryview(data).cast("B")
+    whole = len(view) // 8 * 8
+    for (word,) in struct.iter_unpack("<Q", view[:whole]):
+        x = crc ^ word
+        crc = (
+            t7[x & 0xFF]
+            ^ t6[(x >> 8) & 0xFF]
+            ^ t5[(x >> 16) & 0xFF]
+            ^ t4[(x >> 24) & 0xFF]
+            ^ t3[(x >> 32) & 0xFF]
+            ^ t2[(x >> 40) & 0xFF]
+            ^ t1[(x >> 48) & 0xFF]
+            ^ t0[x >> 56]
+        )
+    for byte in view[whole:]:
+        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+class XorbChunk(NamedTuple):
+    """One chunk of a stored xorb: its serialized bytes ``[start, end)`` and its raw length."""
+
+    start: int
+    end: int
+    raw: int
+
+
+def parse_xorb_chunks(data: bytes | memoryview) -> list[XorbChunk]:
+    """Walk the chunk headers of a xorb as the client uploads it, and refuse a malformed one.
+
+    hf_xet sends xorbs without the footer (xet-core xet_data/src/processing/file_upload_session.rs:
+    ``SerializedXorbObject::from_xorb(xorb, false, ...)``, "XORBs are sent without footer - the
+    server/client reconstructs it from chunk data"): a sequence of 8-byte headers
+    (xorb_chunk_format.rs ``XorbChunkHeader``) each followed by its compressed bytes. The checks are
+    the header's own ``validate`` (version 0, a known scheme, lengths within bounds). The real CAS
+    also recomputes the xorb hash from the decompressed chunks (blake3 over LZ4/BG4 data); that
+    needs libraries not installed here, so a xorb whose content does not match its hash is not caught.
+    """
+    chunks: list[XorbChunk] = []
+    pos, size, raw_total = 0, len(data), 0
+    view = memoryview(data).cast("B")
+    while pos < size:
+        if pos + _CHUNK_HEADER > size:
+            raise ValueError(f"truncated chunk header at byte {pos}")
+        version, scheme = view[pos], view[pos + 4]
+        compressed = int.from_bytes(view[pos + 1 : pos + 4], "little")
+        raw = int.from_bytes(view[pos + 5 : pos + 8], "little")
+        if version != 0:
+            raise ValueError(f"chunk header version {version} at byte {pos}")
+        if scheme not in _COMPRESSION_SCHEMES:
+            raise ValueError(f"unknown compression scheme {scheme} at byte {pos}")
+        if raw > _MAX_CHUNK_RAW or compressed > 2 * _MAX_CHUNK_RAW or (scheme == 0 and compressed != raw):
+            raise ValueError(f"chunk lengths out of bounds at byte {pos}")
+        end = pos + _CHUNK_HEADER + compressed
+        if end > size:
+            raise ValueError(f"truncated chunk at byte {pos}")
+        chunks.append(XorbChunk(pos, end, raw))
+        raw_total += raw
+        pos = end
+    if not chunks or raw_total > _MAX_XORB_BYTES:
+        raise ValueError("a xorb holds 1 to MAX_XORB_BYTES raw bytes")
+    return chunks
+
+
+class FileSegment(NamedTuple):
+    """One term of a file in a shard: a chunk range ``[chunk_start, chunk_end)`` of a xorb."""
+
+    xorb: str
+    raw: int
+    chunk_start: int
+    chunk_end: int
+
+
+def parse_shard_files(data: bytes) -> dict[str, list[FileSegment]]:
+    """Map each file hash recorded in an xet shard (``.mdb``, version 2) to its segments.
+
+    Layout of the file-info section, right after the 48-byte header: per file a header entry
+    (hash[32], flags u32, segment count u32, pad[8]), then one entry per segment (xorb hash[32],
+    flags u32, unpacked bytes u32, chunk start u32, chunk end u32), then optional verification
+    and metadata entries as the flags say; a hash of all 0xFF bytes ends the section.
+    (xet-core xet_core_structures/src/metadata_shard/file_structs.rs, shard_format.rs.)
+    """
+    if len(data) < _SHARD_HEADER_SIZE or not data.startswith(_SHARD_TAG_PREFIX):
+        raise ValueError("not an xet shard")
+    (version,) = struct.unpack_from("<Q", data, 32)
+    if version != 2:
+        raise ValueError(f"unsupported xet shard version {version}")
+    files: dict[str, list[FileSegment]] = {}
+    pos = _SHARD_HEADER_SIZE
+    while True:
+        if pos + _SHARD_ENTRY_SIZE > len(data):
+            raise ValueError("truncated xet shard")
+        raw_hash = data[pos : pos + 32]
+        if raw_hash == _SHARD_BOOKEND:
+            return files
+        flags, n_segments = struct.unpack_from("<II", data, pos + 32)
+        pos += _SHARD_ENTRY_SIZE
+        end = pos + n_segments * _SHARD_ENTRY_SIZE
+        if end > len(data):
+            raise ValueError("truncated xet shard")
+        segments = []
+        for _ in range(n_segments):
+            raw, chunk_start, chunk_end = struct.unpack_from("<III", data, pos + 36)
+            segments.append(FileSegment(_merkle_hex(data[pos : pos + 32]), raw, chunk_start, chunk_end))
+            pos += _SHARD_ENTRY_SIZE
+        if flags & _FILE_FLAG_WITH_VERIFICATION:
+            pos += n_segments * _SHARD_ENTRY_SIZE
+        if flags & _FILE_FLAG_WITH_METADATA_EXT:
+            pos += _SHARD_ENTRY_SIZE
+        files[_merkle_hex(raw_hash)] = segments
+
+
+@dataclass
+class _XetToken:
+    write: bool
+    expires_at: float
+    service: bool
+
+
+@dataclass
+class _Grant:
+    """An upload grant (a presigned PUT in production): what it allows and what arrived for it."""
+
+    id: str
+    prefix: str
+    xorb: str
+    length: int
+    checksum: int
+    expires_at: float
+    headers: dict[str, str]
+    uploaded: Path | None = None
+
+
+class _CasError(Exception):
+    """A CAS answer other than success: plain text body, as the CAS and S3 send errors."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, text=self.message)
+
+
+class XetCas:
+    """The xet CAS HTTP API on its own port, in the stand-in's event loop.
+
+    Stores xorbs (``<cas_dir>/xet/xorbs/<prefix>/<hash>``, as uploaded: chunks without footer) and
+    shards (``<cas_dir>/xet/xorbs/shards/<hash>.mdb``, where ``ShardIndex`` reads file sizes);
+    serves reconstructions whose fetch URLs it serves itself, with HTTP Range, like S3 behind a
+    presigned URL. Every request is recorded (``requests``) unless it came with the stand-in's own
+    service token (``HubStub.read_file``).
+    """
+
+    def __init__(self, cas_dir: Path, host: str) -> None:
+        self.root = cas_dir / "xet" / "xorbs"
+        self.shard_dir = self.root / "shards"
+        self.host = host
+        self.port = 0
+        self.grant_ttl = float(GRANT_TTL_SECONDS)
+        #: Off: the grant endpoint answers 404, as a CAS without grants does; the client then uploads
+        #: through ``POST /v1/xorbs`` (README "Xorb uploads").
+        self.grants_enabled = True
+        #: This many of the next grants are handed out already expired (see ``expire_grants``).
+        self.expired_grants_ahead = 0
+        #: Bytes per second at which xorb uploads are read, all of them together (None: as fast as the
+        #: machine goes). A benchmark knob, to see hf_xet behind an uplink of a given speed: how many
+        #: xorbs it holds while they wait for the link depends on it. Tests leave it off.
+        self.upload_bytes_per_second: float | None = None
+        self._link_free_at = 0.0
+        self._lock = threading.Lock()
+        self._tokens: dict[str, _XetToken] = {}
+        self._grants: dict[str, _Grant] = {}
+        self._files: dict[str, list[FileSegment]] = {}
+        self._chunks: dict[str, list[XorbChunk]] = {}
+        self._requests: list[RequestRecord] = []
+        self._url_key = secrets.token_bytes(16)
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    # ---- control (any thread) -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def issue_token(self, *, write: bool, service: bool, ttl: float) -> tuple[str, float]:
+        """A fresh xet access token (what the Hub's xet-*-token endpoints hand out)."""
+        token = "xet_stub_" + secrets.token_hex(16)
+        expires_at = time.time() + ttl
+        with self._lock:
+            self._tokens[token] = _XetToken(write=write, expires_at=expires_at, service=service)
+        return token, expires_at
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def expire_grants(self) -> None:
+        """Make every open grant expired, as if its presigned URL had outlived its lifetime."""
+        with self._lock:
+            for grant in self._grants.values():
+                grant.expires_at = 0.0
+
+    def xorb_path(self, prefix: str, xorb: str) -> Path:
+        return self.root / prefix / xorb
+
+    # ---- lifecycle (event loop) -----------------------------------------------------------------
+
+    async def setup(self) -> None:
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        (self.root / "incoming").mkdir(parents=True, exist_ok=True)
+        app = web.Application(client_max_size=2 * _MAX_XORB_BYTES)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runner = runner
+
+    async def go_online(self) -> None:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self._site = site
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
+
+    async def go_offline(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        server = self._runner.server if self._runner is not None else None
+        if server is not None:
+            for connection in server.connections:
+                connection.force_close()
+
+    async def cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._site = None
+
+    # ---- requests --------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        service = False
+        try:
+            response, service = await self._route(request)
+        except _CasError as err:
+            response = err.response()
+        if not request.content.at_eof():
+            await request.read()  # drain, so the keep-alive connection stays usable
+        if not service:
+            with self._lock:
+                self._requests.append(RequestRecord(request.method, request.path, response.status))
+        return response
+
+    def _auth(self, request: web.Request, *, write: bool) -> _XetToken:
+        """``Authorization: Bearer <xet token>`` as the RemoteClient sends it (cas_client/auth.rs);
+        an unknown or expired token is 401 (the client then refreshes it through the Hub), a read
+        token on an upload 403."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        with self._lock:
+            found = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if found is None or found.expires_at < time.time():
+            raise _CasError(401, "Unauthorized")
+        if write and not found.write:
+            raise _CasError(403, "Forbidden: this token cannot upload")
+        return found
+
+    async def _route(self, request: web.Request) -> tuple[web.StreamResponse, bool]:
+        parts = request.path.strip("/").split("/")
+        method = request.method
+        if parts[0] == "presigned" and len(parts) == 3 and parts[1] == "grants" and method == "PUT":
+            return await self._grant_upload(request, parts[2]), False
+        if parts[0] == "presigned" and len(parts) == 4 and parts[1] == "xorbs" and method == "GET":
+            return await self._serve_xorb(request, parts[2], parts[3])
+        if parts[:2] == ["v1", "telemetry"] and method == "POST":
+            self._auth(request, write=False)
+            return web.Response(status=200), False
+        if len(parts) == 4 and parts[:2] == ["v1", "xorb-grants"] and method == "POST":
+            token = self._auth(request, write=True)
+            return await self._request_grant(request, _valid_prefix(parts[2]), _valid_hash(parts[3])), token.service
+        if len(parts) == 6 and parts[:2] == ["v1", "xorb-commits"] and parts[4] == "grant" and method == "POST":
+            token = self._auth(request, write=True)
+            return await self._commit_grant(_valid_prefix(parts[2]), _valid_hash(parts[3]), parts[5]), token.service
+        if len(parts) == 4 and parts[:2] == ["v1", "xorbs"] and method == "POST":
+            token = self._auth(request, write=True)
+            return await self._upload_xorb(request, _valid_prefix(parts[2]), _valid_hash(parts[3])), token.service
+        if parts in (["v1", "shards"], ["v2", "shards"]) and method == "POST":
+            token = self._auth(request, write=True)
+            return await self._upload_shard(request, v2=parts[0] == "v2"), token.service
+        if len(parts) == 3 and parts[1] == "reconstructions" and parts[0] in ("v1", "v2") and method == "GET":
+            token = self._auth(request, write=False)
+            plan = self._reconstruction(request, _valid_hash(parts[2]), v2=parts[0] == "v2", service=token.service)
+            return plan, token.service
+        if len(parts) == 4 and parts[:2] == ["v1", "chunks"] and method == "GET":
+            # Global dedup: the stand-in tracks no chunk for it, and the CAS answers 404 for a chunk
+            # it does not track (xet-core spec/api.md "Query Chunk Deduplication"; the client expects
+            # it: remote_client.rs query_dedup_api `with_expected_404`).
+            token = self._auth(request, write=False)
+            _valid_hash(parts[3])
+            return web.Response(status=404, text="Chunk not tracked by global deduplication"), token.service
+        raise _CasError(404, "Not Found")
+
+    # ---- xorb upload: grants (hf_xet 1.8.0) and the direct path ---------------------------------
+
+    async def _request_grant(self, request: web.Request, prefix: str, xorb: str) -> web.Response:
+        """``POST /v1/xorb-grants/{prefix}/{hash}`` ``{"length": N, "checksum": {"algo": "crc64nvme",
+        "value": "<decimal>"}}``: 201 with a grant, 200 when the xorb is already stored, 404 when
+        grants are off (the client then falls back to ``/v1/xorbs``)."""
+        if not self.grants_enabled:
+            raise _CasError(404, "Not Found")
+        try:
+            body = json.loads(await request.read())
+            length = body["length"]
+            checksum = body["checksum"]
+            if checksum["algo"] != "crc64nvme" or not isinstance(checksum["value"], str):
+                raise ValueError("checksum must be {'algo': 'crc64nvme', 'value': '<decimal>'}")
+            crc = int(checksum["value"])
+            if not isinstance(length, int) or not 0 < length <= 2 * _MAX_XORB_BYTES or not 0 <= crc < 1 << 64:
+                raise ValueError("length or checksum out of range")
+        except (ValueError, KeyError, TypeError) as err:
+            raise _CasError(400, f"Bad grant request: {err}") from err
+        if self.xorb_path(prefix, xorb).is_file():
+            return web.json_response({}, status=200)
+        grant_id = secrets.token_hex(16)
+        # The grant is a presigned S3 PUT: a conditional write (If-None-Match: * answers 412 when the
+        # object exists, which the client counts as uploaded: README "A 412 means an earlier attempt
+        # already uploaded it") whose checksum header S3 verifies against the body.
+        headers = {
+            "x-amz-checksum-crc64nvme": base64.b64encode(crc.to_bytes(8, "big")).decode(),
+            "If-None-Match": "*",
+            "Content-Type": "application/octet-stream",
+        }
+        with self._lock:
+            expired = self.expired_grants_ahead > 0
+            self.expired_grants_ahead -= expired
+            expires_at = 0.0 if expired else time.time() + self.grant_ttl
+            self._grants[grant_id] = _Grant(grant_id, prefix, xorb, length, crc, expires_at, headers)
+        return web.json_response(
+            {"id": grant_id, "method": "PUT", "url": f"{self.url}/presigned/grants/{grant_id}", "headers": headers},
+            status=201,
+        )
+
+    async def _grant_upload(self, request: web.Request, grant_id: str) -> web.Response:
+        """The grant URL (S3 in production): no CAS credentials, exactly the grant's headers, the
+        announced length and checksum; 403 for an unknown or expired grant (the client requests a
+        new one), 412 when this grant's object was already written."""
+        with self._lock:
+            grant = self._grants.get(grant_id)
+        if "Authorization" in request.headers:
+            # S3: a presigned URL plus an Authorization header is "Only one auth mechanism allowed".
+            raise _CasError(400, "InvalidArgument: Only one auth mechanism allowed")
+        if grant is None or grant.expires_at < time.time():
+            raise _CasError(403, "AccessDenied: Request has expired or the signature does not match")
+        for name, value in grant.headers.items():
+            if name.lower() == "if-none-match":
+                continue
+            if request.headers.get(name) != value:
+                raise _CasError(403, f"SignatureDoesNotMatch: header {name} differs from the grant's")
+        stored = grant.uploaded is not None or self.xorb_path(grant.prefix, grant.xorb).is_file()
+        if stored and request.headers.get("If-None-Match") == "*":
+            raise _CasError(412, "PreconditionFailed: At least one of the pre-conditions you specified did not hold")
+        if request.content_length != grant.length:
+            raise _CasError(400, f"Content-Length {request.content_length} is not the granted {grant.length}")
+        incoming = await self._receive(request)
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, incoming.read_bytes)
+            if len(data) != grant.length:
+                raise _CasError(400, "IncompleteBody: the body is shorter than Content-Length")
+            crc = await asyncio.get_running_loop().run_in_executor(None, crc64_nvme, data)
+            if crc != grant.checksum:
+                raise _CasError(400, "BadDigest: The CRC64NVME you specified did not match the calculated checksum")
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            grant.uploaded = incoming
+        return web.Response(status=200)
+
+    async def _commit_grant(self, prefix: str, xorb: str, grant_id: str) -> web.Response:
+        """``POST /v1/xorb-commits/{prefix}/{hash}/grant/{id}``: store what the grant's upload wrote,
+        after checking it is a well-formed xorb; 404 when nothing was uploaded for this grant."""
+        with self._lock:
+            grant = self._grants.get(grant_id)
+        if grant is None or (grant.prefix, grant.xorb) != (prefix, xorb) or grant.uploaded is None:
+            if self.xorb_path(prefix, xorb).is_file() and grant is not None:
+                return web.json_response({"was_inserted": False})
+            raise _CasError(404, "No data was uploaded for this grant")
+        inserted = await self._store_xorb(prefix, xorb, grant.uploaded)
+        with self._lock:
+            self._grants.pop(grant_id, None)
+        return web.json_response({"was_inserted": inserted})
+
+    async def _upload_xorb(self, request: web.Request, prefix: str, xorb: str) -> web.Response:
+        """``POST /v1/xorbs/{prefix}/{hash}``, the direct path (before 1.8.0, and the fallback):
+        answers ``UploadXorbResponse`` (cas_types ``{"was_inserted": bool}``)."""
+        incoming = await self._receive(request)
+        return web.json_response({"was_inserted": await self._store_xorb(prefix, xorb, incoming)})
+
+    async def _receive(self, request: web.Request) -> Path:
+        """Write the request body to a file under ``incoming/``, as it arrives."""
+        incoming = self.root / "incoming" / secrets.token_hex(8)
+        with incoming.open("wb") as out:
+            async for block in request.content.iter_chunked(1 << 20):
+                out.write(block)
+                rate = self.upload_bytes_per_second
+                if rate:
+                    # One link shared by every upload in flight: each block takes its turn on it.
+                    now = time.monotonic()
+                    self._link_free_at = max(now, self._link_free_at) + len(block) / rate
+                    await asyncio.sleep(self._link_free_at - now)
+        return incoming
+
+    async def _store_xorb(self, prefix: str, xorb: str, incoming: Path) -> bool:
+        target = self.xorb_path(prefix, xorb)
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, incoming.read_bytes)
+            try:
+                chunks = parse_xorb_chunks(data)
+            except ValueError as err:
+                raise _CasError(400, f"Invalid xorb: {err}") from err
+            if target.is_file():
+                return False
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(incoming, target)
+        finally:
+            incoming.unlink(missing_ok=True)
+        with self._lock:
+            self._chunks[xorb] = chunks
+        return True
+
+    def _xorb_chunks(self, xorb: str) -> list[XorbChunk] | None:
+        with self._lock:
+            chunks = self._chunks.get(xorb)
+        if chunks is None:
+            path = self.xorb_path(XET_PREFIX, xorb)
+            if not path.is_file():
+                return None
+            chunks = parse_xorb_chunks(path.read_bytes())
+            with self._lock:
+                self._chunks[xorb] = chunks
+        return chunks
+
+    # ---- shards ----------------------------------------------------------------------------------
+
+    async def _upload_shard(self, request: web.Request, *, v2: bool) -> web.Response:
+        """``POST /v2/shards`` (what 1.8.0 tries first; NDJSON progress frames ending in ``result``)
+        and ``POST /v1/shards`` (``UploadShardResponse``: result 0 exists, 1 sync performed).
+
+        Validation as the CAS does it ("Verifying the uploaded shard against xorb metadata",
+        cas_types ``ShardUploadEvent::Validating``): every segment must name a stored xorb and a
+        chunk range inside it. A failure after the stream started is a terminal ``error`` frame
+        with status 200 (the production contract, handlers.rs ``post_shard_v2``); v1 answers 400.
+        """
+        data = await request.read()
+        try:
+            files = parse_shard_files(data)
+        except ValueError as err:
+            raise _CasError(400, f"Invalid shard: {err}") from err
+        problem = None
+        for file_hash, segments in files.items():
+            for segment in segments:
+                chunks = self._xorb_chunks(segment.xorb)
+                if chunks is None:
+                    problem = f"file {file_hash} references xorb {segment.xorb}, which was never uploaded"
+                elif not (0 <= segment.chunk_start < segment.chunk_end <= len(chunks)) or segment.raw != sum(
+                    c.raw for c in chunks[segment.chunk_start : segment.chunk_end]
+                ):
+                    problem = f"file {file_hash}: chunks {segment.chunk_start}-{segment.chunk_end} of {segment.xorb}"
+        if problem is not None and not v2:
+            raise _CasError(400, f"Shard validation failed: {problem}")
+        existed = False
+        if problem is None:
+            name = hashlib.sha256(data).hexdigest() + ".mdb"
+            target = self.shard_dir / name
+            existed = target.is_file()
+            if not existed:
+                partial = self.shard_dir / (name + ".part")
+                partial.write_bytes(data)
+                os.replace(partial, target)
+            with self._lock:
+                self._files.update(files)
+        if not v2:
+            return web.json_response({"result": 0 if existed else 1})
+        frames: list[dict[str, Any]] = [{"type": "validating", "verified": 0, "total": 1}]
+        if problem is not None:
+            frames.append({"type": "error", "message": f"Shard validation failed: {problem}", "retryable": False})
+        else:
+            frames += [
+                {"type": "validating", "verified": 1, "total": 1},
+                {"type": "committing", "stage": "uploading"},
+                {"type": "committing", "stage": "syncing"},
+                {"type": "result"},
+            ]
+        body = "".join(json.dumps(frame) + "\n" for frame in frames)
+        return web.Response(status=200, body=body.encode(), content_type="application/x-ndjson")
+
+    def _file_segments(self, file_hash: str) -> list[FileSegment] | None:
+        with self._lock:
+            found = self._files.get(file_hash)
+        if found is not None:
+            return found
+        for shard in sorted(self.shard_dir.glob("*.mdb")):
+            with contextlib.suppress(OSError, ValueError):
+                parsed = parse_shard_files(shard.read_bytes())
+                with self._lock:
+                    self._files.update(parsed)
+        with self._lock:
+            return self._files.get(file_hash)
+
+    # ---- downloads -------------------------------------------------------------------------------
+
+    def _reconstruction(self, request: web.Request, file_hash: str, *, v2: bool, service: bool) -> web.Response:
+        """``GET /v{1,2}/reconstructions/{file_id}`` with an optional ``Range: bytes=a-b``.
+
+        The client asks v2 first and falls back to v1 only on 404/501 (remote_client.rs
+        ``get_reconstruction_with_version_override``); both are served. The terms cover the chunks
+        that hold the range, ``offset_into_first_range`` is where it starts in the first term, 416
+        when it starts past the end (spec/api.md "Get File Reconstruction").
+        """
+        segments = self._file_segments(file_hash)
+        if segments is None:
+            raise _CasError(404, "File not found")
+        size = sum(segment.raw for segment in segments)
+        start, end = 0, size
+        header = request.headers.get("Range")
+        if header is not None:
+            found = re.fullmatch(r"bytes=(\d+)-(\d*)", header.strip())
+            if found is None:
+                raise _CasError(416, "Invalid range")
+            start = int(found.group(1))
+            end = min(size, int(found.group(2)) + 1) if found.group(2) else size
+            if start >= size or start >= end:
+                raise _CasError(416, "Range not satisfiable")
+        terms: list[dict[str, Any]] = []
+        fetch: dict[str, list[tuple[int, int]]] = {}
+        offset_into_first = 0
+        position = 0
+        for segment in segments:
+            chunks = self._xorb_chunks(segment.xorb)
+            if chunks is None:
+                raise _CasError(500, f"xorb {segment.xorb} is missing")
+            first = last = None
+            for index in range(segment.chunk_start, segment.chunk_end):
+                chunk_end = position + chunks[index].raw
+                if chunk_end > start and position < end:
+                    if first is None:
+                        first = index
+                        if not terms:
+                            offset_into_first = start - position
+                    last = index
+                position = chunk_end
+            if first is None or last is None:
+                continue
+            terms.append(
+                {
+                    "hash": segment.xorb,
+                    "unpacked_length": sum(c.raw for c in chunks[first : last + 1]),
+                    "range": {"start": first, "end": last + 1},
+                }
+            )
+            fetch.setdefault(segment.xorb, []).append((first, last + 1))
+        base = self.url
+        if v2:
+            xorbs: dict[str, list[dict[str, Any]]] = {}
+            for xorb, ranges in fetch.items():
+                chunks = self._xorb_chunks(xorb) or []
+                merged = _merge_ranges(ranges)
+                xorbs[xorb] = [
+                    {
+                        "url": self._presigned(base, xorb, service),
+                        "ranges": [
+                            {
+                                "chunks": {"start": a, "end": b},
+                                "bytes": {"start": chunks[a].start, "end": chunks[b - 1].end - 1},
+                            }
+                            for a, b in merged
+                        ],
+                    }
+                ]
+            return web.json_response({"offset_into_first_range": offset_into_first, "terms": terms, "xorbs": xorbs})
+        fetch_info: dict[str, list[dict[str, Any]]] = {}
+        for xorb, ranges in fetch.items():
+            chunks = self._xorb_chunks(xorb) or []
+            fetch_info[xorb] = [
+                {
+                    "range": {"start": a, "end": b},
+                    "url": self._presigned(base, xorb, service),
+                    "url_range": {"start": chunks[a].start, "end": chunks[b - 1].end - 1},
+                }
+                for a, b in _merge_ranges(ranges)
+            ]
+        return web.json_response(
+            {"offset_into_first_range": offset_into_first, "terms": terms, "fetch_info": fetch_info}
+        )
+
+    def _presigned(self, base: str, xorb: str, service: bool) -> str:
+        """A fetch URL signed for this xorb; the signature also says whether the stand-in's own
+        reader asked for it, so its fetches stay out of the request log like its other requests."""
+        signed = self._url_key + xorb.encode() + (b"service" if service else b"user")
+        return f"{base}/presigned/xorbs/{xorb}/{hashlib.sha256(signed).hexdigest()[:32]}"
+
+    async def _serve_xorb(self, request: web.Request, xorb: str, signature: str) -> tuple[web.Response, bool]:
+        """A fetch URL (S3/CloudFront in production): the stored xorb's bytes for the ``Range``
+        header, one range as 206, several as ``multipart/byteranges`` (RFC 7233 4.1; the client
+        parses both, remote_client.rs ``get_file_term_data``); 403 for a URL this server did not sign."""
+        signed = {self._presigned("", xorb, service): service for service in (False, True)}
+        service = signed.get(f"/presigned/xorbs/{xorb}/{signature}")
+        if not _HASH_RE.fullmatch(xorb) or service is None:
+            raise _CasError(403, "AccessDenied")
+        return await self._xorb_ranges(request, xorb), service
+
+    async def _xorb_ranges(self, request: web.Request, xorb: str) -> web.Response:
+        path = self.xorb_path(XET_PREFIX, xorb)
+        if not path.is_file():
+            raise _CasError(404, "NoSuchKey")
+        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+        header = request.headers.get("Range", "")
+        if not header:
+            return web.Response(status=200, body=data)
+        ranges: list[tuple[int, int]] = []
+        if header.startswith("bytes="):
+            for part in header[len("bytes=") :].split(","):
+                low, _, high = part.strip().partition("-")
+                if not low.isdigit() or not high.isdigit() or int(low) > int(high) or int(low) >= len(data):
+                    raise _CasError(416, "InvalidRange")
+                ranges.append((int(low), min(int(high), len(data) - 1)))
+        if not ranges:
+            raise _CasError(416, "InvalidRange")
+        if len(ranges) == 1:
+            first, last = ranges[0]
+            return web.Response(
+                status=206,
+                body=data[first : last + 1],
+                headers={"Content-Range": f"bytes {first}-{last}/{len(data)}"},
+                content_type="application/octet-stream",
+            )
+        boundary = "stub_" + secrets.token_hex(8)
+        body = bytearray()
+        for first, last in ranges:
+            body += (
+                f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Range: bytes {first}-{last}/{len(data)}\r\n\r\n"
+            ).encode()
+            body += data[first : last + 1] + b"\r\n"
+        body += f"--{boundary}--\r\n".encode()
+        return web.Response(
+            status=206, body=bytes(body), headers={"Content-Type": f"multipart/byteranges; boundary={boundary}"}
+        )
+
+
+def _valid_prefix(text: str) -> str:
+    """The client only ever uses the default prefix (xet_runtime data.default_prefix); anything else
+    is refused rather than turned into a path."""
+    if text != XET_PREFIX:
+        raise _CasError(400, f"Invalid prefix {text!r}")
+    return text
+
+
+def _valid_hash(text: str) -> str:
+    if not _HASH_RE.fullmatch(text):
+        raise _CasError(400, f"Invalid hash {text!r}")
+    return text
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+# --------------------------------------------------------------------------------------------------
 # Internal state
 # --------------------------------------------------------------------------------------------------
 
@@ -391,8 +1145,16 @@ class HubStub:
         host: str = "127.0.0.1",
         port: int = 0,
         page_size: int = 1000,
+        cas: CasMode | None = None,
     ) -> None:
         self.cas_dir = Path(cas_dir).absolute()
+        mode = cas if cas is not None else os.environ.get(CAS_MODE_ENV, "http")
+        if mode not in ("http", "local"):
+            raise ValueError(f"cas must be 'http' or 'local', not {mode!r}")
+        #: "http": the xet CAS API served here (``XetCas``), so hf_xet runs its RemoteClient, what
+        #: users run; "local": a ``local://`` casUrl, hf_xet's own simulation client (opt-in).
+        self.cas_mode: CasMode = "http" if mode == "http" else "local"
+        self._cas = XetCas(self.cas_dir, host) if self.cas_mode == "http" else None
         self.host = host
         self.page_size = page_size
         self._port = port
@@ -623,6 +1385,18 @@ class HubStub:
         with self._lock:
             self._requests.clear()
 
+    @property
+    def cas(self) -> XetCas:
+        """The CAS server (``cas_mode == "http"`` only): its request log, grant controls."""
+        if self._cas is None:
+            raise RuntimeError("this stand-in uses a local:// CAS")
+        return self._cas
+
+    @property
+    def cas_requests(self) -> list[RequestRecord]:
+        """Every request the CAS answered (empty for a ``local://`` CAS; ``read_file`` excluded)."""
+        return [] if self._cas is None else self._cas.requests
+
     def size_of_hash(self, xet_hash: str) -> int | None:
         """Size the stand-in derives for an xet hash from the CAS shards (None if unknown)."""
         return self._shards.size_of(xet_hash)
@@ -632,8 +1406,8 @@ class HubStub:
 
         Why through the client: asserting on what a real download yields proves the upload is
         usable, not just that the stand-in recorded a hash. Uses a private service token unless
-        ``token`` is given. hf_xet locks the local CAS during the download: do not call this while
-        another process is uploading.
+        ``token`` is given. With a ``local://`` CAS, hf_xet locks it during the download: do not call
+        this while another process is uploading.
         """
         from huggingface_hub import HfApi
 
@@ -662,6 +1436,8 @@ class HubStub:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runner = runner
+        if self._cas is not None:
+            await self._cas.setup()
         await self._async_go_online()
         address = runner.addresses[0]
         self._port = int(address[1])
@@ -673,6 +1449,8 @@ class HubStub:
         site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
         await site.start()
         self._site = site
+        if self._cas is not None:
+            await self._cas.go_online()
         self._online = True
 
     async def _async_go_offline(self) -> None:
@@ -686,10 +1464,14 @@ class HubStub:
         if server is not None:
             for connection in server.connections:
                 connection.force_close()
+        if self._cas is not None:
+            await self._cas.go_offline()
 
     async def _async_stop(self) -> None:
         await self._async_release()  # a held request must not keep the shutdown waiting
         self._online = False
+        if self._cas is not None:
+            await self._cas.cleanup()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -971,8 +1753,12 @@ class HubStub:
             else:
                 self._readable_bucket(caller, namespace, name)
         expiry = int(time.time()) + TOKEN_TTL_SECONDS
-        cas_url = f"local://{self.cas_dir}"
-        access_token = "xet_stub_" + secrets.token_hex(8)
+        if self._cas is None:
+            cas_url = f"local://{self.cas_dir}"
+            access_token = "xet_stub_" + secrets.token_hex(8)
+        else:
+            cas_url = self._cas.url
+            access_token, _ = self._cas.issue_token(write=write, service=caller.service, ttl=TOKEN_TTL_SECONDS)
         return web.json_response(
             {"accessToken": access_token, "exp": expiry, "casUrl": cas_url},
             headers={
@@ -1286,16 +2072,19 @@ def _parse_user(spec: str) -> tuple[str, str, Role]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stand-in in the foreground until SIGINT/SIGTERM; print the endpoint when ready."""
-    parser = argparse.ArgumentParser(description="Hugging Face Hub bucket API stand-in (local xet CAS).")
+    parser = argparse.ArgumentParser(description="Hugging Face Hub bucket API stand-in (with its xet CAS).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--cas", required=True, type=Path, help="directory hf_xet stores chunks in")
+    parser.add_argument("--cas", required=True, type=Path, help="directory the CAS stores xorbs and shards in")
+    parser.add_argument(
+        "--cas-mode", choices=("http", "local"), help="http: serve the xet CAS API (default); local: local:// CAS"
+    )
     parser.add_argument("--user", action="append", default=[], type=_parse_user, metavar="NAME:TOKEN[:ROLE]")
     parser.add_argument("--bucket", action="append", default=[], metavar="NS/NAME", help="pre-create (private)")
     parser.add_argument("--page-size", type=int, default=1000)
     args = parser.parse_args(argv)
 
-    hub = HubStub(args.cas, host=args.host, port=args.port, page_size=args.page_size)
+    hub = HubStub(args.cas, host=args.host, port=args.port, page_size=args.page_size, cas=args.cas_mode)
     for name, token, role in args.user:
         hub.add_user(name, token, role=role)
     for bucket_id in args.bucket:

@@ -29,8 +29,10 @@ from tests.hubstub import (
     HubStub,
     RequestRecord,
     client_env,
+    crc64_nvme,
     hub_fixture,
     parse_shard_file_sizes,
+    parse_xorb_chunks,
     running_hub,
 )
 
@@ -350,10 +352,11 @@ def test_list_and_delete_buckets(hub: HubStub, api: HfApi, bucket: str) -> None:
 
 def test_requests_log_excludes_read_file_traffic(hub: HubStub, api: HfApi, bucket: str) -> None:
     api.batch_bucket_files(bucket, add=[(b"x\n", "x.jsonl")])
-    before = hub.requests
+    before, cas_before = hub.requests, hub.cas_requests
     hub.fail_next(1, status=500)  # read_file must not consume injected failures either
     assert hub.read_file(bucket, "x.jsonl") == b"x\n"
     assert hub.requests == before
+    assert hub.cas_requests == cas_before  # its reconstruction and xorb fetches neither
     assert hub.pending_failures() == 1
     assert before[-1] == RequestRecord("POST", BATCH_PATH, 200)
 
@@ -412,3 +415,225 @@ def test_standalone_process_and_http_control(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The xet CAS over HTTP: hf_xet's RemoteClient against a server as strict as the real one
+# --------------------------------------------------------------------------------------------------
+
+
+def xet_token(hub: HubStub, bucket: str, token: str = ALICE, kind: str = "write") -> tuple[str, str]:
+    """(casUrl, accessToken) from the Hub's xet token endpoint, as hf_xet gets them."""
+    answer = httpx2.get(
+        f"{hub.endpoint}/api/buckets/{bucket}/xet-{kind}-token", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    return str(body["casUrl"]), str(body["accessToken"])
+
+
+def small_xorb(payload: bytes) -> bytes:
+    """One uncompressed chunk: header (version 0, length u24, scheme 0 = none, length u24), data."""
+    size = len(payload).to_bytes(3, "little")
+    return b"\x00" + size + b"\x00" + size + payload
+
+
+def cas_paths(hub: HubStub) -> list[tuple[str, str, int]]:
+    """The CAS requests with hashes and grant ids folded, in order: ('POST', '/v1/xorb-grants', 201)."""
+    return [(record.method, "/".join(record.path.split("/")[:3]), record.status) for record in hub.cas_requests]
+
+
+def test_an_upload_is_a_grant_a_put_to_its_url_a_commit_then_the_shard(hub: HubStub, api: HfApi, bucket: str) -> None:
+    """hf_xet 1.8.0's RemoteClient path (xet-core xet_client/README.md "Xorb uploads"): the stand-in
+    hands out an HTTP casUrl, so none of this would be seen with the local:// simulation client."""
+    data = transcript(300_000, seed=11)
+    api.batch_bucket_files(bucket, add=[(data, "s.jsonl")])
+    uploads = [request for request in cas_paths(hub) if request[1] != "/v1/chunks"]
+    assert uploads == [
+        ("POST", "/v1/xorb-grants", 201),
+        ("PUT", "/presigned/grants", 200),
+        ("POST", "/v1/xorb-commits", 200),
+        ("POST", "/v2/shards", 200),
+    ]
+    stored = [p for p in (hub.cas_dir / "xet" / "xorbs" / "default").iterdir()]
+    assert len(stored) == 1 and sum(c.raw for c in parse_xorb_chunks(stored[0].read_bytes())) == len(data)
+    assert hub.files(bucket)["s.jsonl"]["size"] == len(data)
+
+
+def test_a_grant_checks_the_length_and_crc64_nvme_of_what_is_put(hub: HubStub, bucket: str) -> None:
+    # The CRC catalogue's check value for CRC-64/NVME ("123456789"), the algorithm hf_xet names.
+    assert crc64_nvme(b"123456789") == 0xAE8B14860A799888
+    assert crc64_nvme(b"6789", crc64_nvme(b"12345")) == crc64_nvme(b"123456789")
+    cas, token = xet_token(hub, bucket)
+    auth = {"Authorization": f"Bearer {token}"}
+    xorb = small_xorb(b"hello xet\n" * 20)
+    key = "default/" + "ab" * 32
+
+    def grant(length: int, checksum: int) -> dict[str, object]:
+        body = {"length": length, "checksum": {"algo": "crc64nvme", "value": str(checksum)}}
+        answer = httpx2.post(f"{cas}/v1/xorb-grants/{key}", headers=auth, json=body)
+        assert answer.status_code == 201
+        granted: dict[str, object] = answer.json()
+        assert set(granted) == {"id", "method", "url", "headers"} and granted["method"] == "PUT"
+        return granted
+
+    def put(granted: dict[str, object], body: bytes, extra: dict[str, str] | None = None) -> httpx2.Response:
+        headers = dict(granted["headers"])  # type: ignore[call-overload]
+        return httpx2.put(str(granted["url"]), headers={**headers, **(extra or {})}, content=body)
+
+    bad_crc = grant(len(xorb), crc64_nvme(xorb) ^ 1)
+    assert put(bad_crc, xorb).status_code == 400
+    short = grant(len(xorb) + 5, crc64_nvme(xorb))
+    assert put(short, xorb).status_code == 400
+    good = grant(len(xorb), crc64_nvme(xorb))
+    assert put(good, xorb, {"Authorization": auth["Authorization"]}).status_code == 400  # no CAS credentials
+    headers_missing = httpx2.put(str(good["url"]), content=xorb)
+    assert headers_missing.status_code == 403
+    # Nothing usable was put for these grants: committing them finds no data (404).
+    for granted in (bad_crc, short):
+        assert httpx2.post(f"{cas}/v1/xorb-commits/{key}/grant/{granted['id']}", headers=auth).status_code == 404
+    assert put(good, xorb).status_code == 200
+    assert put(good, xorb).status_code == 412  # already uploaded: the client counts it as done
+    committed = httpx2.post(f"{cas}/v1/xorb-commits/{key}/grant/{good['id']}", headers=auth)
+    assert (committed.status_code, committed.json()) == (200, {"was_inserted": True})
+    again = {"length": len(xorb), "checksum": {"algo": "crc64nvme", "value": str(crc64_nvme(xorb))}}
+    assert httpx2.post(f"{cas}/v1/xorb-grants/{key}", headers=auth, json=again).status_code == 200  # stored
+    bad_algo = {"length": len(xorb), "checksum": {"algo": "crc32", "value": "1"}}
+    other = f"{cas}/v1/xorb-grants/default/{'cd' * 32}"
+    assert httpx2.post(other, headers=auth, json=bad_algo).status_code == 400
+
+
+def test_an_expired_or_unknown_grant_is_403_and_a_bare_commit_404(hub: HubStub, bucket: str) -> None:
+    cas, token = xet_token(hub, bucket)
+    auth = {"Authorization": f"Bearer {token}"}
+    xorb = small_xorb(b"late\n" * 30)
+    key = "default/" + "cd" * 32
+    body = {"length": len(xorb), "checksum": {"algo": "crc64nvme", "value": str(crc64_nvme(xorb))}}
+    granted = httpx2.post(f"{cas}/v1/xorb-grants/{key}", headers=auth, json=body).json()
+    hub.cas.expire_grants()
+    assert httpx2.put(granted["url"], headers=granted["headers"], content=xorb).status_code == 403
+    unknown = granted["url"].rsplit("/", 1)[0] + "/" + "0" * 32
+    assert httpx2.put(unknown, headers=granted["headers"], content=xorb).status_code == 403
+    assert httpx2.post(f"{cas}/v1/xorb-commits/{key}/grant/{granted['id']}", headers=auth).status_code == 404
+    assert httpx2.post(f"{cas}/v1/xorb-commits/{key}/grant/{'1' * 32}", headers=auth).status_code == 404
+
+
+def test_the_cas_wants_a_xet_token_and_a_write_one_to_upload(hub: HubStub, bucket: str) -> None:
+    api_write = HfApi(endpoint=hub.endpoint, token=ALICE)
+    api_write.batch_bucket_files(bucket, add=[(b"present\n", "p.jsonl")])
+    cas, read_token = xet_token(hub, bucket, ALICE_READ, kind="read")
+    body = {"length": 10, "checksum": {"algo": "crc64nvme", "value": "1"}}
+    grant_url = f"{cas}/v1/xorb-grants/default/{'ef' * 32}"
+    assert httpx2.post(grant_url, json=body).status_code == 401
+    assert httpx2.post(grant_url, json=body, headers={"Authorization": "Bearer xet_forged"}).status_code == 401
+    assert httpx2.post(grant_url, json=body, headers={"Authorization": f"Bearer {read_token}"}).status_code == 403
+    _, write_token = xet_token(hub, bucket)
+    elsewhere = f"{cas}/v1/xorb-grants/elsewhere/{'ef' * 32}"  # only the client's default prefix exists
+    assert httpx2.post(elsewhere, json=body, headers={"Authorization": f"Bearer {write_token}"}).status_code == 400
+    file_hash = hub.files(bucket)["p.jsonl"]["xet_hash"]
+    read = httpx2.get(f"{cas}/v2/reconstructions/{file_hash}", headers={"Authorization": f"Bearer {read_token}"})
+    assert read.status_code == 200
+
+
+def test_without_grants_hf_xet_falls_back_to_the_direct_xorb_upload(hub: HubStub, api: HfApi, bucket: str) -> None:
+    """A 404 from the grant endpoint makes the client POST /v1/xorbs (xet-core README "Xorb uploads")."""
+    hub.cas.grants_enabled = False
+    data = transcript(200_000, seed=12)
+    api.batch_bucket_files(bucket, add=[(data, "direct.jsonl")])
+    uploads = [request for request in cas_paths(hub) if request[1] != "/v1/chunks"]
+    assert uploads == [("POST", "/v1/xorb-grants", 404), ("POST", "/v1/xorbs", 200), ("POST", "/v2/shards", 200)]
+    assert hub.read_file(bucket, "direct.jsonl") == data
+
+
+def test_a_download_reads_a_v2_reconstruction_and_xorb_ranges(hub: HubStub, api: HfApi, bucket: str) -> None:
+    data = transcript(1_500_000, seed=13)
+    api.batch_bucket_files(bucket, add=[(data, "big.jsonl")])
+    hub.cas.clear_requests()
+    assert hub.read_file(bucket, "big.jsonl", token=ALICE) == data
+    folded = cas_paths(hub)
+    assert ("GET", "/v2/reconstructions", 200) in folded
+    assert any(request[:2] == ("GET", "/presigned/xorbs") and request[2] in (200, 206) for request in folded)
+    assert all(status < 400 for _, _, status in folded)
+
+    cas, token = xet_token(hub, bucket, kind="read")
+    file_hash = hub.files(bucket)["big.jsonl"]["xet_hash"]
+    auth = {"Authorization": f"Bearer {token}"}
+    ranged = httpx2.get(f"{cas}/v2/reconstructions/{file_hash}", headers={**auth, "Range": "bytes=700000-700099"})
+    assert ranged.status_code == 200
+    plan = ranged.json()
+    assert sum(term["unpacked_length"] for term in plan["terms"]) >= 100
+    assert 0 <= plan["offset_into_first_range"] < plan["terms"][0]["unpacked_length"]
+    fetch = next(iter(plan["xorbs"].values()))[0]
+    first = fetch["ranges"][0]["bytes"]
+    piece = httpx2.get(fetch["url"], headers={"Range": f"bytes={first['start']}-{first['end']}"})
+    assert piece.status_code == 206 and len(piece.content) == first["end"] - first["start"] + 1
+    assert httpx2.get(fetch["url"] + "x", headers={"Range": "bytes=0-7"}).status_code == 403  # not signed
+    past_end = httpx2.get(f"{cas}/v2/reconstructions/{file_hash}", headers={**auth, "Range": f"bytes={len(data)}-"})
+    assert past_end.status_code == 416
+    assert httpx2.get(f"{cas}/v2/reconstructions/{'0' * 63}1", headers=auth).status_code == 404
+
+
+def test_a_shard_naming_xorbs_never_uploaded_is_refused(hub: HubStub, api: HfApi, bucket: str, tmp_path: Path) -> None:
+    api.batch_bucket_files(bucket, add=[(transcript(50_000, seed=14), "s.jsonl")])
+    (shard,) = (hub.cas_dir / "xet" / "xorbs" / "shards").glob("*.mdb")
+    with running_hub(tmp_path / "other-cas") as other:
+        other.create_bucket(BUCKET)
+        cas, token = xet_token(other, BUCKET)
+        auth = {"Authorization": f"Bearer {token}"}
+        v2 = httpx2.post(f"{cas}/v2/shards", headers=auth, content=shard.read_bytes())
+        frames = [json.loads(line) for line in v2.text.splitlines()]
+        assert v2.status_code == 200 and frames[-1]["type"] == "error" and frames[-1]["retryable"] is False
+        v1 = httpx2.post(f"{cas}/v1/shards", headers=auth, content=shard.read_bytes())
+        assert v1.status_code == 400
+        assert not list((other.cas_dir / "xet" / "xorbs" / "shards").glob("*.mdb"))
+        assert httpx2.post(f"{cas}/v2/shards", headers=auth, content=b"not a shard").status_code == 400
+
+
+def test_the_opt_in_local_cas_still_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cas="local"`` (hf_xet's own local:// simulation client) stays usable for comparisons."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    with running_hub(tmp_path / "cas", cas="local") as hub:
+        hub.create_bucket(BUCKET)
+        data = transcript(100_000, seed=15)
+        HfApi(endpoint=hub.endpoint, token=ALICE).batch_bucket_files(BUCKET, add=[(data, "l.jsonl")])
+        assert hub.cas_requests == [] and hub.files(BUCKET)["l.jsonl"]["size"] == len(data)
+        assert hub.read_file(BUCKET, "l.jsonl") == data
+
+
+def test_a_xorb_already_stored_is_not_uploaded_again(hub: HubStub, api: HfApi, bucket: str, tmp_path: Path) -> None:
+    """Another machine (another HF_HOME: no shard cache) uploading the same bytes builds the same xorb;
+    its grant request answers 200, "the xorb already exists and nothing is uploaded" (xet-core
+    xet_client/README.md "Xorb uploads"), and the file is still stored."""
+    data = transcript(150_000, seed=16)
+    (tmp_path / "same.jsonl").write_bytes(data)
+    api.batch_bucket_files(bucket, add=[(data, "first.jsonl")])
+    hub.cas.clear_requests()
+    upload = (
+        "import sys; from huggingface_hub import HfApi;"
+        " HfApi().batch_bucket_files(sys.argv[1], add=[(sys.argv[2], 'second.jsonl')])"
+    )
+    env = client_env(hub.endpoint, ALICE, tmp_path / "other-machine")
+    subprocess.run(
+        [sys.executable, "-c", upload, bucket, str(tmp_path / "same.jsonl")], env=env, check=True, timeout=120
+    )
+    uploads = [request for request in cas_paths(hub) if request[1] != "/v1/chunks"]
+    assert uploads == [("POST", "/v1/xorb-grants", 200), ("POST", "/v2/shards", 200)]
+    assert hub.files(bucket)["second.jsonl"]["xet_hash"] == hub.files(bucket)["first.jsonl"]["xet_hash"]
+
+
+def test_hf_xet_asks_a_new_grant_when_its_grant_expired(hub: HubStub, api: HfApi, bucket: str) -> None:
+    """The grant URL's 403 is what makes the real client start a new grant (xet-core README "Xorb
+    uploads": "A 403 (e.g. an expired grant) starts a new grant")."""
+    hub.cas.expired_grants_ahead = 1
+    data = transcript(120_000, seed=17)
+    api.batch_bucket_files(bucket, add=[(data, "late.jsonl")])
+    uploads = [request for request in cas_paths(hub) if request[1] != "/v1/chunks"]
+    assert uploads == [
+        ("POST", "/v1/xorb-grants", 201),
+        ("PUT", "/presigned/grants", 403),
+        ("POST", "/v1/xorb-grants", 201),
+        ("PUT", "/presigned/grants", 200),
+        ("POST", "/v1/xorb-commits", 200),
+        ("POST", "/v2/shards", 200),
+    ]
+    assert hub.read_file(bucket, "late.jsonl") == data

@@ -9,7 +9,8 @@ JSON lines, INFO by default), the limits it actually uses, as it builds them:
   TOKIO_WORKER_THREADS" when the variable decided, "Using N async threads for tokio runtime" when
   the core count did (so the first proves the variable reached hf_xet even where both say 2).
 
-Mocked: only the Hub's REST API (tests/hubstub.py); the transfer is the real hf_xet into a `local://` CAS.
+Mocked: only the Hub's REST API and its xet CAS (tests/hubstub.py, served over HTTP on 127.0.0.1);
+the transfer is the real hf_xet RemoteClient, the code a user's upload runs.
 """
 
 from __future__ import annotations
