@@ -14,8 +14,8 @@ this times the same steps the worker runs for one job, with the same code:
   sha256) and the copy's file is uploaded.
 
 Stores: `LocalStore` (temp file, fsync, rename) and `HfStore` against the Hub stand-in
-(tests/hubstub.py: the real huggingface_hub + hf_xet, chunks written to a `local://` CAS, so no
-network). Every upload gets a transcript of its own (tests/secretgen.py, a different seed each):
+(tests/hubstub.py: the real huggingface_hub + hf_xet, chunks sent to the stand-in's CAS over HTTP on
+127.0.0.1). Every upload gets a transcript of its own (tests/secretgen.py, a different seed each):
 hf_xet deduplicates chunks, and re-sending bytes it has already stored would time nothing.
 
 The four cases are interleaved in a shuffled order each round, after one untimed warm-up round,

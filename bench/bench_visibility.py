@@ -6,7 +6,7 @@
 Why it exists: tracekeeperd used to trust a "private" answer for 60 s, so a bucket made public
 received the next commit's upload. `HfStore.put` now calls `bucket_info` immediately before every
 transfer. This times, in one process and with the same client (tests/hubstub.py, the real
-huggingface_hub + hf_xet, a `local://` CAS, no network):
+huggingface_hub + hf_xet, the stand-in's CAS over HTTP on 127.0.0.1):
 
 * without: `HfApi.batch_bucket_files` alone, the transfer with no visibility check;
 * with: `HfStore.put`, which is the visibility check followed by that same transfer;

@@ -7,8 +7,8 @@ status is 0 regardless. Correctness problems (a note missing or duplicated after
 printed as FINDING lines, never hidden.
 
 Everything is real, as in tests/: the installed POSIX sh hook, real git, the daemon as its own
-process, and for the Hub the real huggingface_hub + hf_xet against tests/hubstub.py with a
-`local://` CAS. From the repository root:
+process, and for the Hub the real huggingface_hub + hf_xet against tests/hubstub.py and its xet
+CAS over HTTP. From the repository root:
 
     .venv/bin/python bench/run.py                    # full size: tens of minutes (500 MB and 1 GB sessions)
     .venv/bin/python bench/run.py --quick            # smaller counts: about 5 minutes on 2 cores

@@ -1,7 +1,7 @@
 """The daemon against the real huggingface_hub + hf_xet, talking to a Hub stand-in on 127.0.0.1.
 
 Mocked: only the Hub's REST API (tests/hubstub.py), because huggingface.co is unreachable here.
-The transfer itself is the real hf_xet, writing to a `local://` CAS directory.
+The transfer itself is the real hf_xet's RemoteClient, talking to the stand-in's xet CAS over HTTP.
 """
 
 from __future__ import annotations
