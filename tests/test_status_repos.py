@@ -357,3 +357,38 @@ def test_a_notes_write_in_a_repository_without_a_remote_runs_no_git_for_its_stat
         assert [r["remote"] for r in after["remotes"]] == ["origin"]
     finally:
         states.close()
+
+
+def test_recomputing_a_state_after_a_notes_write_does_not_ask_git_for_the_remotes_again(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a remote, each of the daemon's own notes writes makes the repository's state be
+    computed again (once per SETTLE in a burst). Its remotes and their fetch refspecs come from
+    files a notes write does not touch: they are read again only when those change (`git remote
+    add` rewrites `config`), so the recompute runs git for the refs alone."""
+    known, first = _known(env, 1)
+    log = tmp_path / "in-process-git.log"
+    _in_process_git(env, log, monkeypatch)
+    now = [100.0]
+    states = NotesStates(REF, settle=10.0, clock=lambda: now[0])
+    try:
+        states.view(known)
+        log.write_text("")
+        now[0] += 20.0
+        first.git("notes", f"--ref={REF}", "add", "-m", "hf-trace: file:///y", first.commit("two"))
+        states.touch(known[0][0])
+        after = states.answer(known, wait=30)
+        asked = _calls(log)
+        assert asked, "the write was taken in"
+        about_remotes = [c for c in asked if " remote" in f" {c}" or "config" in c]
+        assert about_remotes == [], about_remotes
+        assert after[0]["remotes"][0]["unpushed"] == 1
+
+        bare = env.root / "second.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(bare)], env=env.vars, check=True)
+        first.git("remote", "add", "second", str(bare))
+        assert states.sweep(known) == 1
+        names = [r["remote"] for r in states.answer(known, wait=30)[0]["remotes"]]
+        assert names == ["origin", "second"], "a remote added is found"
+    finally:
+        states.close()

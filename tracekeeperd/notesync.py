@@ -187,19 +187,63 @@ def unpushed(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF, remote: str =
     return sum(1 for commit, blob in _note_pairs(where, ref).items() if remote_pairs.get(commit) != blob)
 
 
+#: Per common git dir: (the stamp of the files git reads remotes from, each remote with its
+#: fetch refspecs). See `_remote_config`.
+_REMOTES: dict[str, tuple[tuple[tuple[int, int, int] | None, ...], list[tuple[str, list[str]]]]] = {}
+#: Repositories whose remotes are kept: a daemon's known ones; beyond it the table starts over.
+_REMOTES_KEPT = 4096
+
+
+def _remote_stamp(common: Path) -> tuple[tuple[int, int, int] | None, ...]:
+    """(inode, size, mtime) of what `git remote` reads: `config`, and the legacy `remotes/` and
+    `branches/` directories (git's Documentation/gitrepository-layout.txt; remote.c
+    `read_remotes_file`, `read_branches_file`). git rewrites `config` through a lock file and a
+    rename, so any change gives it a new inode."""
+    out: list[tuple[int, int, int] | None] = []
+    for name in ("config", "remotes", "branches"):
+        try:
+            st = (common / name).stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _remote_config(where: Where) -> list[tuple[str, list[str]]]:
+    """Each remote and its fetch refspecs: two git processes per remote and one more, asked again
+    only when the files they come from changed. The daemon computes a repository's state after
+    each of its own notes writes (once per 10 s per repository in a burst); the remotes were
+    most of that computation's processes, yet only `git remote add` or `tracekeeper install`
+    change them, and those rewrite `config`. As before, a change in the user's global config is
+    seen at the next change of the repository's own."""
+    if where.common is None:
+        return [(r, _config_all(where, f"remote.{r}.fetch")) for r in remotes(where)]
+    key = str(where.common)
+    stamp = _remote_stamp(where.common)
+    known = _REMOTES.get(key)
+    if known is not None and known[0] == stamp and stamp[0] is not None:
+        return known[1]
+    found = [(r, _config_all(where, f"remote.{r}.fetch")) for r in remotes(where)]
+    if len(_REMOTES) >= _REMOTES_KEPT:
+        _REMOTES.clear()
+    _REMOTES[key] = (stamp, found)
+    return found
+
+
 def notes_status(repo: Repository, notes_ref: str = DEFAULT_NOTES_REF) -> list[RemoteNotesStatus]:
     """Per remote: notes not pushed yet, whether `git fetch` brings notes, last sync times."""
     where = _where(repo)
     ref = normalize_notes_ref(notes_ref)
     state = _read_state(where).get(ref, {})
     result = []
-    for remote in remotes(where):
+    for remote, fetches in _remote_config(where):
         entry = state.get(remote, {})
         result.append(
             RemoteNotesStatus(
                 remote=remote,
                 unpushed=unpushed(where, ref, remote),
-                fetch_configured=fetch_refspec(remote, ref) in _config_all(where, f"remote.{remote}.fetch"),
+                fetch_configured=fetch_refspec(remote, ref) in fetches,
                 last_fetch=entry.get("fetched_at"),
                 last_push=entry.get("pushed_at"),
             )
