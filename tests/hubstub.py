@@ -178,42 +178,9 @@ def _merkle_hex(raw: bytes) -> str:
 
 
 def parse_shard_file_sizes(data: bytes) -> dict[str, int]:
-    """Map each file hash recorded in an xet shard (``.mdb``, version 2) to the file's byte size.
-
-    Layout of the file-info section, right after the 48-byte header: per file a header entry
-    (hash[32], flags u32, segment count u32, pad[8]), then one entry per segment (xorb hash[32],
-    flags u32, unpacked bytes u32, chunk start u32, chunk end u32), then optional verification
-    and metadata entries as the flags say; a hash of all 0xFF bytes ends the section. The size of a
-    file is the sum of its segments' unpacked bytes.
-    """
-    if len(data) < _SHARD_HEADER_SIZE or not data.startswith(_SHARD_TAG_PREFIX):
-        raise ValueError("not an xet shard")
-    (version,) = struct.unpack_from("<Q", data, 32)
-    if version != 2:
-        raise ValueError(f"unsupported xet shard version {version}")
-    sizes: dict[str, int] = {}
-    pos = _SHARD_HEADER_SIZE
-    while True:
-        if pos + _SHARD_ENTRY_SIZE > len(data):
-            raise ValueError("truncated xet shard")
-        raw_hash = data[pos : pos + 32]
-        if raw_hash == _SHARD_BOOKEND:
-            return sizes
-        flags, n_segments = struct.unpack_from("<II", data, pos + 32)
-        pos += _SHARD_ENTRY_SIZE
-        end = pos + n_segments * _SHARD_ENTRY_SIZE
-        if end > len(data):
-            raise ValueError("truncated xet shard")
-        size = 0
-        for _ in range(n_segments):
-            (unpacked,) = struct.unpack_from("<I", data, pos + 36)
-            size += unpacked
-            pos += _SHARD_ENTRY_SIZE
-        if flags & _FILE_FLAG_WITH_VERIFICATION:
-            pos += n_segments * _SHARD_ENTRY_SIZE
-        if flags & _FILE_FLAG_WITH_METADATA_EXT:
-            pos += _SHARD_ENTRY_SIZE
-        sizes[_merkle_hex(raw_hash)] = size
+    """Map each file hash recorded in an xet shard (``.mdb``, version 2) to the file's byte size:
+    the sum of its segments' unpacked bytes (`parse_shard_files` reads the layout)."""
+    return {file: sum(segment.raw for segment in segments) for file, segments in parse_shard_files(data).items()}
 
 
 class ShardIndex:

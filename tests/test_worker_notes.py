@@ -69,17 +69,23 @@ def test_reconfigure_switches_store_notes_ref_and_opens_the_gate(tmp_path: Path)
     assert git.run(git_dir, ["rev-parse", "--verify", "-q", REF], check=False).returncode != 0
 
 
-def test_notes_repair_runs_git_only_when_the_notes_ref_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The housekeeping tick asks every recently noted repository for lost lines every few
-    seconds for an hour: with nobody else writing notes it must not start git each time."""
-    repairs: list[Path] = []
+@pytest.fixture
+def repairs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Each repository `notes.repair` is run for; a spy: the real repair still runs."""
+    seen: list[Path] = []
     real_repair = notes.repair
 
     def counting_repair(where: Path, ref: str, **kwargs: notes.Plumbing | None) -> notes.Written:
-        repairs.append(where)
+        seen.append(where)
         return real_repair(where, ref, **kwargs)
 
-    monkeypatch.setattr(notes, "repair", counting_repair)  # a spy: the real repair still runs
+    monkeypatch.setattr(notes, "repair", counting_repair)
+    return seen
+
+
+def test_notes_repair_runs_git_only_when_the_notes_ref_moved(tmp_path: Path, repairs: list[Path]) -> None:
+    """The housekeeping tick asks every recently noted repository for lost lines every few
+    seconds for an hour: with nobody else writing notes it must not start git each time."""
     with worker_kit(tmp_path) as kit:
         git_dir, (sha,) = kit.repo("app", 1)
         kit.add("app", sha, kit.snapshot("s.jsonl", 1))
@@ -151,20 +157,12 @@ def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(
 
 
 def test_the_workers_own_notes_writes_leave_nothing_for_the_repair_to_look_at(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, repairs: list[Path]
 ) -> None:
     """In a burst every batch writes each repository's notes, and the housekeeping turn ran the
     repair (a notes read through git) after each of them, only because our own write had moved
     the ref. Ours is known: once the ref is checked to still name our commit, only a later
     writer makes the next turn look. A user's stale write after ours is still put right."""
-    repairs: list[Path] = []
-    real_repair = notes.repair
-
-    def counting_repair(where: Path, ref: str, **kwargs: notes.Plumbing | None) -> notes.Written:
-        repairs.append(where)
-        return real_repair(where, ref, **kwargs)
-
-    monkeypatch.setattr(notes, "repair", counting_repair)  # a spy: the real repair still runs
     with worker_kit(tmp_path) as kit:
         git_dir, shas = kit.repo("app", 4)
         snapshot = kit.snapshot("s.jsonl", 1)
