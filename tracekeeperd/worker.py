@@ -88,6 +88,15 @@ def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None = None
 RefStamp = tuple[tuple[str, int, int, int] | None, ...]
 
 
+def _common_dir(git_dir: Path) -> Path:
+    """Where a git dir's refs live: the common dir its `commondir` file names (a linked
+    worktree), else the git dir itself (git's Documentation/gitrepository-layout.txt)."""
+    try:
+        return git_dir / (git_dir / "commondir").read_text().strip()
+    except OSError:
+        return git_dir
+
+
 def ref_stamp(git_dir: Path, ref: str) -> RefStamp:
     """A fingerprint of `ref` that changes whenever any git moves it, read without running git.
 
@@ -98,9 +107,7 @@ def ref_stamp(git_dir: Path, ref: str) -> RefStamp:
     and refs/files-backend.c, refs/reftable-backend.c). A move of the ref rewrites one of these
     files, so the stamp differs; an unchanged stamp means nobody wrote the notes.
     """
-    common = git_dir
-    with contextlib.suppress(OSError):  # no `commondir`: the repository's own git dir
-        common = git_dir / (git_dir / "commondir").read_text().strip()
+    common = _common_dir(git_dir)
     stamps: list[tuple[str, int, int, int] | None] = []
     for path in (common / ref, common / "packed-refs", common / "reftable" / "tables.list"):
         try:
@@ -119,11 +126,8 @@ def loose_ref(git_dir: Path, ref: str) -> str | None:
     The stamp after our own notes write counts as seen only if the ref still names our commit
     once the stamp is taken: a writer that moved it in between changed the file, so its stamp
     is never taken for ours (git's files backend: refs/files-backend.c writes `<oid>\n`)."""
-    common = git_dir
-    with contextlib.suppress(OSError):
-        common = git_dir / (git_dir / "commondir").read_text().strip()
     try:
-        text = (common / ref).read_text(encoding="ascii", errors="replace").strip()
+        text = (_common_dir(git_dir) / ref).read_text(encoding="ascii", errors="replace").strip()
     except OSError:
         return None
     return text if text and not text.startswith("ref:") else None
