@@ -1,8 +1,9 @@
 """Long-lived git plumbing per repository (tracekeeperd/plumbing.py) under the notes writer.
 
 A burst writes one notes commit per repository per batch; with a `plumbing.Pool`, the
-processes that read objects (`cat-file --batch`), make trees (`mktree --batch`) and swap the
-refs (`update-ref --stdin`) are started once per busy repository, not once per write. These
+processes that read objects (`cat-file --batch`), write blobs, trees and commits
+(`hash-object --stdin-paths`) and swap the refs (`update-ref --stdin`) are started once per
+busy repository, not once per write. These
 tests count git process starts with a wrapper `git` first on PATH (the real one does the work),
 and hold the writes to the same compare-and-swap as without the pool.
 """
@@ -134,7 +135,7 @@ def test_kept_processes_are_closed_when_the_repository_goes_idle_and_when_the_po
     with pool.lease(repo.git_dir) as pipes:
         notes.add(repo.git_dir, REF, {sha: [link_line("a1")]}, plumbing=pipes)
         first = pipes.pids()
-    # cat-file, hash-object (blobs), mktree, update-ref; the commit's hash-object from the 2nd write
+    # cat-file, hash-object (blobs), hash-object -t tree, update-ref; -t commit from the 2nd write
     assert len(first) == 4 and all(alive(pid) for pid in first)
     clock[0] += 29.0
     assert pool.close_idle() == 0, "used 29 s ago: kept"

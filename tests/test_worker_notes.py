@@ -128,8 +128,8 @@ def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(
             kit.add(name, shas[0], snapshot)
         assert worker.loop(now=NOW).claimed == 2
         kept = {name: worker.plumbing.pids(git_dir) for name, (git_dir, _) in repos.items()}
-        # cat-file, hash-object (blobs), mktree, update-ref; one more, the commits' hash-object,
-        # from a repository's second notes commit on
+        # cat-file, hash-object (blobs), hash-object -t tree, update-ref; one more, the commits'
+        # hash-object, from a repository's second notes commit on
         assert all(len(pids) == 4 and all(map(alive, pids)) for pids in kept.values()), kept
         worker.follow(debounce=86400, now=NOW + 1)  # our own write leaves the repair nothing to read
         kit.add("app", repos["app"][1][1], snapshot, at=NOW + 10)
