@@ -444,3 +444,24 @@ def test_a_hung_kept_git_is_killed_at_the_writes_deadline(
     finally:
         pool.close()
     assert repo.note(sha) == link_line("a") + "\n"
+
+
+def test_two_leases_of_one_repository_at_once_leave_no_process_outside_the_pool(repo: Repo) -> None:
+    """The worker writes a batch's repositories side by side (worker.NOTE_THREADS); a lease of
+    a repository already lent starts a second set of processes. Only one set can be kept: the
+    other is closed when its lease ends, never dropped from the pool while still running."""
+    sha1, sha2 = repo.commits(2)
+    pool = plumbing.Pool()
+    try:
+        with pool.lease(repo.git_dir) as first:
+            notes.add(repo.git_dir, REF, {sha1: [link_line("a")]}, plumbing=first)
+            with pool.lease(repo.git_dir) as second:
+                notes.add(repo.git_dir, REF, {sha2: [link_line("b")]}, plumbing=second)
+                started = first.pids() + second.pids()
+        kept = pool.pids(repo.git_dir)
+        assert kept and set(kept) <= set(started)
+        assert not any(alive(pid) for pid in set(started) - set(kept)), "a set of processes nobody will close"
+    finally:
+        pool.close()
+    assert not any(alive(pid) for pid in started)
+    assert repo.note(sha1) == link_line("a") + "\n" and repo.note(sha2) == link_line("b") + "\n"
