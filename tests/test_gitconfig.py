@@ -41,3 +41,25 @@ def test_a_lock_that_is_never_released_still_fails_in_the_end(tmp_path: Path) ->
     with pytest.raises(GitError, match="config"):
         recorded.add("a.b", "c")
     assert sum(waits) >= gitconfig.CONFIG_LOCK_WAIT
+
+
+def test_a_write_waits_for_the_lock_under_a_translated_git_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git translates "could not lock config file" (config.c wraps it in `_()`; po/de.po has
+    "Konnte Konfigurationsdatei ... nicht sperren"): the message our wait looks for is only
+    there when git speaks English, whatever the user's locale (LANGUAGE is honoured under
+    C.UTF-8 with glibc's gettext, as on a German desktop)."""
+    monkeypatch.setenv("LANGUAGE", "de")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    lock = repo / ".git" / "config.lock"
+    lock.write_text("another writer\n")
+    waits: list[float] = []
+
+    def other_writer_done(seconds: float) -> None:
+        waits.append(seconds)
+        lock.unlink()
+
+    recorded = Recorded(repo, "tracekeeper.test", git_dir=repo / ".git", sleep=other_writer_done)
+    assert recorded.add("a.b", "c").action == "added"
+    assert len(waits) == 1

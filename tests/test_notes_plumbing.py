@@ -1,17 +1,16 @@
 """Long-lived git plumbing per repository (tracekeeperd/plumbing.py) under the notes writer.
 
 A burst writes one notes commit per repository per batch; with a `plumbing.Pool`, the
-processes that read objects (`cat-file --batch`), make trees (`mktree --batch`) and swap the
-refs (`update-ref --stdin`) are started once per busy repository, not once per write. These
+processes that read objects (`cat-file --batch`), write blobs, trees and commits
+(`hash-object --stdin-paths`) and swap the refs (`update-ref --stdin`) are started once per
+busy repository, not once per write. These
 tests count git process starts with a wrapper `git` first on PATH (the real one does the work),
 and hold the writes to the same compare-and-swap as without the pool.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import stat
 import threading
 from pathlib import Path
@@ -21,43 +20,27 @@ import pytest
 from tracekeeperd import notes, plumbing
 from tracekeeperd.errors import GitError
 
-from .test_notes_write import REF, Repo, link_line
-
-
-def _new_repo(work: Path) -> Repo:
-    work.mkdir()
-    r = Repo(work)
-    r.git("init", "-q")
-    r.git("config", "user.name", "Test")
-    r.git("config", "user.email", "test@example.com")
-    return r
+from .test_notes_write import REF, Repo, alive, git_first_on_path, link_line, new_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    return _new_repo(tmp_path / "repo")
+    return new_repo(tmp_path / "repo")
 
 
 @pytest.fixture
 def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A log with one line per git process started through PATH: its subcommand."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     log = tmp_path / "git-starts.log"
     log.write_text("")
-    wrapper = bin_dir / "git"
     # The first argument that is not an option is the subcommand (`git --git-dir=X cat-file`).
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'for a in "$@"; do case "$a" in -c) ;; -*) ;; *=*) ;; *) echo "$a" >> "$TK_GIT_LOG"; break;; esac; done\n'
-        f'exec {real} "$@"\n'
+    git_first_on_path(
+        tmp_path / "bin",
+        monkeypatch,
+        'for a in "$@"; do case "$a" in -c) ;; -*) ;; *=*) ;; *) echo "$a" >> "$TK_GIT_LOG"; break;; esac; done\n',
     )
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("TK_GIT_LOG", str(log))
     return log
 
@@ -66,15 +49,6 @@ def _take(log: Path) -> list[str]:
     lines = log.read_text().split()
     log.write_text("")
     return lines
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (a zombie is a process nobody reaped: a leak too, but visible)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_a_burst_of_writes_in_one_repository_starts_its_plumbing_once(repo: Repo, started: Path) -> None:
@@ -161,23 +135,23 @@ def test_kept_processes_are_closed_when_the_repository_goes_idle_and_when_the_po
     with pool.lease(repo.git_dir) as pipes:
         notes.add(repo.git_dir, REF, {sha: [link_line("a1")]}, plumbing=pipes)
         first = pipes.pids()
-    # cat-file, hash-object (blobs), mktree, update-ref; the commit's hash-object from the 2nd write
-    assert len(first) == 4 and all(_alive(pid) for pid in first)
+    # cat-file, hash-object (blobs), hash-object -t tree, update-ref; -t commit from the 2nd write
+    assert len(first) == 4 and all(alive(pid) for pid in first)
     clock[0] += 29.0
     assert pool.close_idle() == 0, "used 29 s ago: kept"
-    assert all(_alive(pid) for pid in first)
+    assert all(alive(pid) for pid in first)
     clock[0] += 2.0
     assert pool.close_idle() == 1
-    assert not any(_alive(pid) for pid in first), "idle for longer than 30 s: closed and reaped"
-    other = _new_repo(tmp_path / "other")
+    assert not any(alive(pid) for pid in first), "idle for longer than 30 s: closed and reaped"
+    other = new_repo(tmp_path / "other")
     (sha2,) = other.commits(1)
     for r, s in ((repo, sha), (other, sha2)):
         with pool.lease(r.git_dir) as pipes:
             notes.add(r.git_dir, REF, {s: [link_line("a2")]}, plumbing=pipes)
     held = [pid for r in (repo, other) for pid in pool.pids(r.git_dir)]
-    assert len(held) == 8 and all(_alive(pid) for pid in held)
+    assert len(held) == 8 and all(alive(pid) for pid in held)
     pool.close()
-    assert not any(_alive(pid) for pid in held), "the pool's close (the daemon's stop) ends them all"
+    assert not any(alive(pid) for pid in held), "the pool's close (the daemon's stop) ends them all"
     with pytest.raises(GitError), pool.lease(repo.git_dir):
         pass  # closed: nothing new is started after the stop
 
@@ -196,7 +170,7 @@ def test_a_failed_write_does_not_leave_a_half_read_process_for_the_next(repo: Re
             cat.stdin.write(b"HEAD\n")
             cat.stdin.flush()  # the answer is never read
             raise RuntimeError("a bug between question and answer")
-        assert not any(_alive(pid) for pid in before)
+        assert not any(alive(pid) for pid in before)
         with pool.lease(repo.git_dir) as pipes:
             notes.add(repo.git_dir, REF, {sha: [link_line("a2")]}, plumbing=pipes)
         assert repo.note(sha).splitlines() == [link_line("a1"), link_line("a2")]
@@ -241,7 +215,7 @@ def test_the_pool_keeps_no_more_repositories_than_it_has_room_for(repo: Repo, tm
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert plumbing.Pool().max_kept == max(plumbing.MIN_KEPT, (soft - plumbing.FD_RESERVE) // plumbing.FDS_PER_REPO)
-    other = _new_repo(tmp_path / "other")
+    other = new_repo(tmp_path / "other")
     (sha,), (sha2,) = repo.commits(1), other.commits(1)
     pool = plumbing.Pool(max_kept=1)
     try:
@@ -251,10 +225,10 @@ def test_the_pool_keeps_no_more_repositories_than_it_has_room_for(repo: Repo, tm
                     notes.add(r.git_dir, REF, {s: [link_line(f"x{round_}")]}, plumbing=pipes)
                     pids = pipes.pids()
                 if r is other:
-                    assert not any(_alive(pid) for pid in pids), "no room: closed after its write"
+                    assert not any(alive(pid) for pid in pids), "no room: closed after its write"
             kept = pool.pids(repo.git_dir)
             # the commits' own hash-object joins from the repository's second write on
-            assert len(kept) == (4 if round_ == 0 else 5) and all(_alive(pid) for pid in kept)
+            assert len(kept) == (4 if round_ == 0 else 5) and all(alive(pid) for pid in kept)
             assert pool.pids(other.git_dir) == []
     finally:
         pool.close()
@@ -330,7 +304,7 @@ def test_a_kept_repository_reads_back_none_of_the_trees_it_wrote(
         return found
 
     monkeypatch.setattr(notes._Session, "object", spy)
-    plain = _new_repo(tmp_path / "plain")
+    plain = new_repo(tmp_path / "plain")
     shas = repo.commits(100)
     assert plain.commits(100) == shas
     pool = plumbing.Pool()
@@ -450,20 +424,13 @@ def test_a_hung_kept_git_is_killed_at_the_writes_deadline(
     `cat-file` sleeps instead (every other subcommand is the real git). The write must end
     with a GitError when its deadline passes, and the next write start afresh."""
     sha = repo.commits(1)[0]
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir = tmp_path / "hung-bin"
-    bin_dir.mkdir()
     flag = tmp_path / "hang"
     flag.write_text("")
-    wrapper = bin_dir / "git"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'for a in "$@"; do if [ "$a" = cat-file ] && [ -e {flag} ]; then exec sleep 600; fi; done\n'
-        f'exec {real} "$@"\n'
+    git_first_on_path(
+        tmp_path / "hung-bin",
+        monkeypatch,
+        f'for a in "$@"; do if [ "$a" = cat-file ] && [ -e {flag} ]; then exec sleep 600; fi; done\n',
     )
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     pool = plumbing.Pool()
     try:
         with pytest.raises(GitError), pool.lease(repo.git_dir) as pipes:
@@ -477,3 +444,24 @@ def test_a_hung_kept_git_is_killed_at_the_writes_deadline(
     finally:
         pool.close()
     assert repo.note(sha) == link_line("a") + "\n"
+
+
+def test_two_leases_of_one_repository_at_once_leave_no_process_outside_the_pool(repo: Repo) -> None:
+    """The worker writes a batch's repositories side by side (worker.NOTE_THREADS); a lease of
+    a repository already lent starts a second set of processes. Only one set can be kept: the
+    other is closed when its lease ends, never dropped from the pool while still running."""
+    sha1, sha2 = repo.commits(2)
+    pool = plumbing.Pool()
+    try:
+        with pool.lease(repo.git_dir) as first:
+            notes.add(repo.git_dir, REF, {sha1: [link_line("a")]}, plumbing=first)
+            with pool.lease(repo.git_dir) as second:
+                notes.add(repo.git_dir, REF, {sha2: [link_line("b")]}, plumbing=second)
+                started = first.pids() + second.pids()
+        kept = pool.pids(repo.git_dir)
+        assert kept and set(kept) <= set(started)
+        assert not any(alive(pid) for pid in set(started) - set(kept)), "a set of processes nobody will close"
+    finally:
+        pool.close()
+    assert not any(alive(pid) for pid in started)
+    assert repo.note(sha1) == link_line("a") + "\n" and repo.note(sha2) == link_line("b") + "\n"

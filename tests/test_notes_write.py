@@ -9,6 +9,7 @@ tests run git's own commands against ours, never a stand-in for them.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -54,17 +55,42 @@ class Repo:
         return sorted(self.git("ls-tree", "-r", "--name-only", ref).split())
 
 
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    work = tmp_path / "repo"
+def new_repo(work: Path) -> Repo:
+    """A fresh repository at `work` (created) with a committer identity of its own."""
     work.mkdir()
     r = Repo(work)
     r.git("init", "-q")
     r.git("config", "user.name", "Test")
     r.git("config", "user.email", "test@example.com")
     return r
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    return new_repo(tmp_path / "repo")
+
+
+def git_first_on_path(bin_dir: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """Put a `git` first on PATH that runs the sh `body` (its arguments are "$@"), then execs
+    the real git: the tests' spy or fault on git processes the daemon starts by name."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(f'#!/bin/sh\n{body}exec "{real}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie (a zombie is a process nobody reaped: a leak too, but visible)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def link_line(tag: str) -> str:

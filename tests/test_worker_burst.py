@@ -10,9 +10,6 @@ The git wrapper on PATH and the transaction counter are spies: every call still 
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from tracekeeperd import git, notes
 from tracekeeperd.queue import JobState, Queue
 from tracekeeperd.worker import COALESCE, COALESCE_MOST
 
+from .test_notes_write import git_first_on_path
 from .workerkit import NOW, REF, WorkerKit, worker_kit
 
 
@@ -68,15 +66,8 @@ def test_a_burst_round_robin_over_repositories_is_claimed_in_large_batches(tmp_p
 
 def _git_spy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `git` first on PATH that logs its subcommand, then runs the real git."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir = tmp_path / "spy-bin"
-    bin_dir.mkdir()
     log = tmp_path / "git-calls.log"
-    wrapper = bin_dir / "git"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    git_first_on_path(tmp_path / "spy-bin", monkeypatch, f'echo "$*" >> "{log}"\n')
     return log
 
 
@@ -154,29 +145,21 @@ def test_a_batchs_notes_commits_in_different_repositories_are_written_side_by_si
     other (~20 ms each on 2 cores, most of it git): the tail. Repositories are independent, so
     a few are written at once. A `git commit-tree` wrapper shows it: each waits (up to a
     deadline that only a serial writer reaches) until another repository's is running too."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir = tmp_path / "gate-bin"
-    bin_dir.mkdir()
     gate, met = tmp_path / "gate", tmp_path / "met.log"
     gate.mkdir()
-    wrapper = bin_dir / "git"
-    wrapper.write_text(
-        "#!/bin/sh\n"
+    gate_body = (
         'case " $* " in *" commit-tree "*)\n'
         f'  : > "{gate}/$$"; n=0\n'
         f'  while [ "$(ls "{gate}" | wc -l)" -lt 2 ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done\n'
         f'  ls "{gate}" | wc -l >> "{met}" ;;\n'
         "esac\n"
-        f'exec "{real}" "$@"\n'
     )
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     with worker_kit(tmp_path / "kit") as kit:
         snapshot = kit.snapshot("s.jsonl", 5)
         for name in ("a", "b"):
             (sha,) = kit.repo(name, 1)[1]
             kit.add(name, sha, snapshot, session=name)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        git_first_on_path(tmp_path / "gate-bin", monkeypatch, gate_body)
         assert kit.worker.run_once() == 2
         assert [job.state for job in kit.queue.jobs()] == [JobState.DONE] * 2
         assert _notes_commits(kit, "a") == _notes_commits(kit, "b") == 1

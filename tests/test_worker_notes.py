@@ -18,6 +18,7 @@ from tracekeeperd.queue import JobState
 from tracekeeperd.redact import Redactor
 from tracekeeperd.stores import LocalStore
 
+from .test_notes_write import alive
 from .workerkit import NOW, REF, worker_kit
 
 
@@ -113,13 +114,6 @@ def test_notes_repair_runs_git_only_when_the_notes_ref_moved(tmp_path: Path, rep
     assert "reviewed-by: bob" in back and all(line in back for line in ours.splitlines())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(tmp_path: Path) -> None:
     """A burst's batches in one repository share one set of long-lived git processes
     (tracekeeperd/plumbing.py); the housekeeping turn closes them once the repository has been
@@ -134,9 +128,9 @@ def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(
             kit.add(name, shas[0], snapshot)
         assert worker.loop(now=NOW).claimed == 2
         kept = {name: worker.plumbing.pids(git_dir) for name, (git_dir, _) in repos.items()}
-        # cat-file, hash-object (blobs), mktree, update-ref; one more, the commits' hash-object,
-        # from a repository's second notes commit on
-        assert all(len(pids) == 4 and all(map(_alive, pids)) for pids in kept.values()), kept
+        # cat-file, hash-object (blobs), hash-object -t tree, update-ref; one more, the commits'
+        # hash-object, from a repository's second notes commit on
+        assert all(len(pids) == 4 and all(map(alive, pids)) for pids in kept.values()), kept
         worker.follow(debounce=86400, now=NOW + 1)  # our own write leaves the repair nothing to read
         kit.add("app", repos["app"][1][1], snapshot, at=NOW + 10)
         assert worker.loop(now=NOW + 10).claimed == 1
@@ -145,12 +139,12 @@ def test_a_repository_keeps_its_git_plumbing_between_batches_until_idle_or_stop(
         kept["app"] = again
         worker.follow(debounce=86400, now=NOW + 11)
         worker.follow(debounce=86400, now=NOW + plumbing.IDLE - 0.5)
-        assert all(map(_alive, kept["app"] + kept["lib"])), "lib unused for less than plumbing.IDLE: kept"
+        assert all(map(alive, kept["app"] + kept["lib"])), "lib unused for less than plumbing.IDLE: kept"
         worker.follow(debounce=86400, now=NOW + plumbing.IDLE + 0.5)
-        assert not any(map(_alive, kept["lib"])), "lib idle since the first batch: closed"
-        assert all(map(_alive, kept["app"]))
+        assert not any(map(alive, kept["lib"])), "lib idle since the first batch: closed"
+        assert all(map(alive, kept["app"]))
         worker.close()
-        assert not any(map(_alive, kept["app"])), "the worker's close ends the rest"
+        assert not any(map(alive, kept["app"])), "the worker's close ends the rest"
     for name, (git_dir, shas) in repos.items():
         count = 2 if name == "app" else 1
         assert [bool(notes.read(git_dir, REF, sha)) for sha in shas] == [True, count == 2]

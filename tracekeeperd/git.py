@@ -9,6 +9,7 @@ that one repository. So the repository-local variables git lists in
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -232,3 +233,34 @@ def existing_commits(git_dir: Path, shas: Iterable[str]) -> set[str]:
         if len(parts) == 2 and parts[1] == "commit":
             out.add(parts[0])
     return out
+
+
+#: What a set of files looked like: (path, inode, size, mtime in ns) per file, None where there
+#: is none. Two equal stamps mean none of the files was rewritten (git replaces a ref file, and
+#: `packed-refs` and `reftable/tables.list`, through a lock file and a rename: a new inode).
+FileStamp = tuple[tuple[str, int, int, int] | None, ...]
+
+
+def read_common_dir(git_dir: str | os.PathLike[str]) -> str:
+    """`common_dir` without running git: the common dir a linked worktree's `commondir` file
+    names (relative to the git dir, or absolute), else the git dir itself (git's
+    Documentation/gitrepository-layout.txt). The worker's and the status cache's stamps take
+    it per write and per sweep, where a `git rev-parse` each would be the whole cost."""
+    try:
+        relative = Path(git_dir, "commondir").read_text().strip()
+    except OSError:
+        return os.fspath(git_dir)
+    return os.path.normpath(os.path.join(git_dir, relative))
+
+
+def stat_stamp(paths: Iterable[str | os.PathLike[str]]) -> FileStamp:
+    """A `FileStamp` of `paths`: one `stat` each, no git."""
+    out: list[tuple[str, int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)

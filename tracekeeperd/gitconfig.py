@@ -58,7 +58,9 @@ class Recorded:
         waited, delay = 0.0, 0.02
         while True:
             try:
-                proc = git.run(self.git_dir, ["config", *args], cwd=self.cwd, check=check)
+                # In English: the lock message below is translated (config.c `_()`), and values
+                # are bytes git does not translate.
+                proc = git.run(self.git_dir, ["config", *args], cwd=self.cwd, check=check, env=git.IN_ENGLISH)
             except GitError as exc:
                 if "could not lock config file" not in exc.stderr or waited >= CONFIG_LOCK_WAIT:
                     raise

@@ -199,8 +199,10 @@ class Plumbing:
 
 
 class Pool:
-    """Plumbing per git dir, each lent to one write at a time (the worker writes one at a time;
-    the lock is for the daemon's stop and idle closing from another thread)."""
+    """Plumbing per git dir, each lent to one write at a time (the worker writes a batch's
+    repositories side by side, and the daemon's stop and idle closing come from other threads:
+    hence the lock). A repository leased again while lent gets a set of its own, which is kept
+    only if no other set is by the time it ends."""
 
     def __init__(
         self, idle: float = IDLE, clock: Callable[[], float] = time.monotonic, max_kept: int | None = None
@@ -229,7 +231,13 @@ class Pool:
             if not clean:
                 plumbing.close()
             with self._lock:
-                keep = not self._closed and (held is not None or len(self._held) < self.max_kept)
+                # Another lease of this repository that ended first keeps its own set: ours would
+                # replace it in the pool and leave its processes running, closed by nobody.
+                keep = (
+                    not self._closed
+                    and git_dir not in self._held
+                    and (held is not None or len(self._held) < self.max_kept)
+                )
                 if keep:
                     self._held[git_dir] = (plumbing, self.clock())
             if not keep:

@@ -34,6 +34,7 @@ from typing import Any
 from . import notesync
 from .config import normalize_notes_ref
 from .errors import TracekeeperError
+from .git import FileStamp, read_common_dir, stat_stamp
 
 #: After the daemon's own notes write, a repository's state is computed again at once unless a
 #: write of its own already did that less than this many seconds ago; then once, this long after
@@ -45,7 +46,12 @@ from .errors import TracekeeperError
 SETTLE = 10.0
 
 #: (path, inode, size, mtime in ns) per watched file, None where there is none.
-Stamp = tuple[tuple[str, int, int, int] | None, ...]
+Stamp = FileStamp
+
+# The stat stamp and the common dir are git.py's (the worker's notes-ref stamp uses them too);
+# bound here under these names so a test can count the stamps taken.
+_stamp = stat_stamp
+_common = read_common_dir
 
 
 def _watched(common: str, ref: str, remotes: Iterable[str]) -> tuple[str, ...]:
@@ -72,16 +78,6 @@ def _watched(common: str, ref: str, remotes: Iterable[str]) -> tuple[str, ...]:
     return (os.path.join(common, "config"), os.path.join(common, notesync.STATE_FILE), *refs)
 
 
-def _common(git_dir: str) -> str:
-    """A linked worktree's git dir -> the common dir its `commondir` file names (git's
-    Documentation/gitrepository-layout.txt), where the refs and the sync record live."""
-    try:
-        relative = Path(git_dir, "commondir").read_text().strip()
-    except OSError:
-        return git_dir
-    return os.path.normpath(os.path.join(git_dir, relative))
-
-
 def quiet(entry: dict[str, Any]) -> bool:
     """Nothing to report: no notes waiting to be pushed, no error, the state known."""
     if entry.get("error") or entry.get("pending"):
@@ -93,18 +89,6 @@ def summarise(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]
     """(the entries with something to say, in order; how many had nothing to say)."""
     listed = [entry for entry in entries if not quiet(entry)]
     return listed, len(entries) - len(listed)
-
-
-def _stamp(paths: tuple[str, ...]) -> Stamp:
-    out: list[tuple[str, int, int, int] | None] = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            out.append(None)
-            continue
-        out.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(out)
 
 
 class NotesStates:

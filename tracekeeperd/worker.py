@@ -26,6 +26,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from . import notes, outgoing, plumbing, records, tokens
 from .config import RetryPolicy
 from .errors import GitError, PermanentError, TransientError
+from .git import FileStamp, read_common_dir, stat_stamp
 from .queue import Job, Queue, forgotten_reason
 from .redact import RedactionError, Redactor
 from .searchindex import Indexer
@@ -84,20 +85,7 @@ def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None = None
     return max(float(wait(state)), retry_after or 0.0)
 
 
-#: What a notes ref's storage looked like: (path, inode, size, mtime in ns) per file, or None.
-RefStamp = tuple[tuple[str, int, int, int] | None, ...]
-
-
-def _common_dir(git_dir: Path) -> Path:
-    """Where a git dir's refs live: the common dir its `commondir` file names (a linked
-    worktree), else the git dir itself (git's Documentation/gitrepository-layout.txt)."""
-    try:
-        return git_dir / (git_dir / "commondir").read_text().strip()
-    except OSError:
-        return git_dir
-
-
-def ref_stamp(git_dir: Path, ref: str) -> RefStamp:
+def ref_stamp(git_dir: Path, ref: str) -> FileStamp:
     """A fingerprint of `ref` that changes whenever any git moves it, read without running git.
 
     git keeps a ref as a loose file (rewritten through `<ref>.lock` and a rename), in
@@ -107,16 +95,14 @@ def ref_stamp(git_dir: Path, ref: str) -> RefStamp:
     and refs/files-backend.c, refs/reftable-backend.c). A move of the ref rewrites one of these
     files, so the stamp differs; an unchanged stamp means nobody wrote the notes.
     """
-    common = _common_dir(git_dir)
-    stamps: list[tuple[str, int, int, int] | None] = []
-    for path in (common / ref, common / "packed-refs", common / "reftable" / "tables.list"):
-        try:
-            st = path.stat()
-        except OSError:
-            stamps.append(None)
-            continue
-        stamps.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(stamps)
+    common = read_common_dir(git_dir)
+    return stat_stamp(
+        (
+            os.path.join(common, ref),
+            os.path.join(common, "packed-refs"),
+            os.path.join(common, "reftable", "tables.list"),
+        )
+    )
 
 
 def loose_ref(git_dir: Path, ref: str) -> str | None:
@@ -127,7 +113,7 @@ def loose_ref(git_dir: Path, ref: str) -> str | None:
     once the stamp is taken: a writer that moved it in between changed the file, so its stamp
     is never taken for ours (git's files backend: refs/files-backend.c writes `<oid>\n`)."""
     try:
-        text = (_common_dir(git_dir) / ref).read_text(encoding="ascii", errors="replace").strip()
+        text = Path(read_common_dir(git_dir), ref).read_text(encoding="ascii", errors="replace").strip()
     except OSError:
         return None
     return text if text and not text.startswith("ref:") else None
@@ -246,7 +232,7 @@ class Worker:
         #: states recompute it at once rather than at their next sweep).
         self.on_noted: Callable[[Path], None] | None = None
         #: Per watched repository, how its notes ref looked before our last write or repair there.
-        self._ref_seen: dict[Path, RefStamp] = {}
+        self._ref_seen: dict[Path, FileStamp] = {}
         #: The store's `generation` when we last looked (a store starts at 0, having created nothing).
         self._generation = 0
         self.redactor = redactor
