@@ -535,8 +535,11 @@ class XetCas:
 
     def _auth(self, request: web.Request, *, write: bool) -> _XetToken:
         """``Authorization: Bearer <xet token>`` as the RemoteClient sends it (cas_client/auth.rs);
-        an unknown or expired token is 401 (the client then refreshes it through the Hub), a read
-        token on an upload 403."""
+        an unknown or expired token is 401, a read token on an upload 403. The client does not
+        refresh on a 401: it refreshes ahead of the token's ``exp`` (auth.rs ``get_valid_token``,
+        ``REFRESH_BUFFER_SEC`` = 30) and a 401 is an error it does not retry (retry_wrapper.rs
+        retries only 5xx, 408 and 429). The status codes themselves are the stand-in's choice:
+        xet-core has no CAS server that checks tokens."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         with self._lock:
             found = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
@@ -601,11 +604,17 @@ class XetCas:
         except (ValueError, KeyError, TypeError) as err:
             raise _CasError(400, f"Bad grant request: {err}") from err
         if self.xorb_path(prefix, xorb).is_file():
+            # README: "a 200 means the xorb already exists". The body is the stand-in's choice: the
+            # client's XorbUploadGrantResult cases (granted / already_exists / unavailable, seen with
+            # `strings` on hf_xet.abi3.so) suggest it reads only the status; not checked further.
             return web.json_response({}, status=200)
         grant_id = secrets.token_hex(16)
-        # The grant is a presigned S3 PUT: a conditional write (If-None-Match: * answers 412 when the
-        # object exists, which the client counts as uploaded: README "A 412 means an earlier attempt
-        # already uploaded it") whose checksum header S3 verifies against the body.
+        # What the grant holds is the CAS's choice and xet-core does not document it (README: "a
+        # grant (method, URL, and headers)"; the client sends "exactly the grant's headers"). The
+        # stand-in's grant is an ASSUMED presigned S3 PUT: a conditional write (If-None-Match: *
+        # answers 412 when the object exists, which the client counts as uploaded: README "A 412
+        # means an earlier attempt already uploaded it") whose checksum header S3 verifies against
+        # the body (S3's documented x-amz-checksum-crc64nvme, base64 of the big-endian CRC).
         headers = {
             "x-amz-checksum-crc64nvme": base64.b64encode(crc.to_bytes(8, "big")).decode(),
             "If-None-Match": "*",
@@ -659,7 +668,11 @@ class XetCas:
 
     async def _commit_grant(self, prefix: str, xorb: str, grant_id: str) -> web.Response:
         """``POST /v1/xorb-commits/{prefix}/{hash}/grant/{id}``: store what the grant's upload wrote,
-        after checking it is a well-formed xorb; 404 when nothing was uploaded for this grant."""
+        after checking it is a well-formed xorb; 404 when nothing was uploaded for this grant (README
+        "Xorb uploads" step 3). ASSUMED, not in the README: the answer body is ``UploadXorbResponse``
+        (``{"was_inserted": bool}``, the only one-field response type in hf_xet.abi3.so's strings),
+        and a commit after a 412 upload (the xorb already stored) is a 200, since the README counts
+        that 412 as uploaded."""
         with self._lock:
             grant = self._grants.get(grant_id)
         if grant is None or (grant.prefix, grant.xorb) != (prefix, xorb) or grant.uploaded is None:
