@@ -305,7 +305,10 @@ def parse_xorb_chunks(data: bytes | memoryview) -> list[XorbChunk]:
     ``SerializedXorbObject::from_xorb(xorb, false, ...)``, "XORBs are sent without footer - the
     server/client reconstructs it from chunk data"): a sequence of 8-byte headers
     (xorb_chunk_format.rs ``XorbChunkHeader``) each followed by its compressed bytes. The checks are
-    the header's own ``validate`` (version 0, a known scheme, lengths within bounds). The real CAS
+    the header's own ``validate`` (version 0, a known scheme, lengths within bounds) plus, for an
+    uncompressed chunk, compressed == raw length (``deserialize_chunk_with_header_to_writer``
+    refuses a chunk whose decompressed size differs from the header's; for scheme None the
+    decompressed bytes are the compressed ones). The real CAS
     also recomputes the xorb hash from the decompressed chunks (blake3 over LZ4/BG4 data); that
     needs libraries not installed here, so a xorb whose content does not match its hash is not caught.
     """
