@@ -30,8 +30,8 @@ What is emulated (verified against huggingface_hub 2.4.0 / hf_xet 1.8.0):
   fetch URLs (``GET`` with ``Range``), ``GET /v1/chunks/{prefix}/{hash}`` (always 404: no global
   dedup), ``POST /v1/telemetry`` (200, body unread: the path is in hf_xet.abi3.so's strings, its
   body format was not checked). Not served (404): ``/v2/file-chunk-hashes``, which 1.8.0 asks only
-  for a file's dirty ranges ("get_file_chunk_hashes requires at least one dirty range"), not for
-  the whole-file uploads the daemon makes
+  for a file's dirty ranges ("get_file_chunk_hashes requires at least one dirty range"); the
+  upload-path tests in tests/test_hubstub.py list every CAS request and it is not among them
 * auth like the Hub: an unknown token is rejected everywhere with 401 "Invalid credentials in
   Authorization header"; a private or missing bucket is 401 ``RepoNotFound`` for anonymous callers
   and 404 ``RepoNotFound`` for authenticated ones; a read-only token gets 403 on writes.
