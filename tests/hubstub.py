@@ -579,7 +579,12 @@ class XetCas:
             return await self._upload_shard(request, v2=parts[0] == "v2"), token.service
         if len(parts) == 3 and parts[1] == "reconstructions" and parts[0] in ("v1", "v2") and method == "GET":
             token = self._auth(request, write=False)
-            plan = self._reconstruction(request, _valid_hash(parts[2]), v2=parts[0] == "v2", service=token.service)
+            file_hash, v2 = _valid_hash(parts[2]), parts[0] == "v2"
+            # Off the loop: on a cache miss it reads shards and whole xorbs (up to 64 MiB) from disk,
+            # and the Hub's REST API shares this loop.
+            plan = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self._reconstruction(request, file_hash, v2=v2, service=token.service)
+            )
             return plan, token.service
         if len(parts) == 4 and parts[:2] == ["v1", "chunks"] and method == "GET":
             # Global dedup: the stand-in tracks no chunk for it, and the CAS answers 404 for a chunk
