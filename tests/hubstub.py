@@ -28,7 +28,10 @@ What is emulated (verified against huggingface_hub 2.4.0 / hf_xet 1.8.0):
   ``POST /v1/xorb-commits/{prefix}/{hash}/grant/{id}``, ``POST /v1/xorbs/{prefix}/{hash}``,
   ``POST /v2/shards`` and ``/v1/shards``, ``GET /v2/reconstructions/{file}`` and ``/v1/...``, the
   fetch URLs (``GET`` with ``Range``), ``GET /v1/chunks/{prefix}/{hash}`` (always 404: no global
-  dedup), ``POST /v1/telemetry``
+  dedup), ``POST /v1/telemetry`` (200, body unread: the path is in hf_xet.abi3.so's strings, its
+  body format was not checked). Not served (404): ``/v2/file-chunk-hashes``, which 1.8.0 asks only
+  for a file's dirty ranges ("get_file_chunk_hashes requires at least one dirty range"); the
+  upload-path tests in tests/test_hubstub.py list every CAS request and it is not among them
 * auth like the Hub: an unknown token is rejected everywhere with 401 "Invalid credentials in
   Authorization header"; a private or missing bucket is 401 ``RepoNotFound`` for anonymous callers
   and 404 ``RepoNotFound`` for authenticated ones; a read-only token gets 403 on writes.
@@ -305,7 +308,10 @@ def parse_xorb_chunks(data: bytes | memoryview) -> list[XorbChunk]:
     ``SerializedXorbObject::from_xorb(xorb, false, ...)``, "XORBs are sent without footer - the
     server/client reconstructs it from chunk data"): a sequence of 8-byte headers
     (xorb_chunk_format.rs ``XorbChunkHeader``) each followed by its compressed bytes. The checks are
-    the header's own ``validate`` (version 0, a known scheme, lengths within bounds). The real CAS
+    the header's own ``validate`` (version 0, a known scheme, lengths within bounds) plus, for an
+    uncompressed chunk, compressed == raw length (``deserialize_chunk_with_header_to_writer``
+    refuses a chunk whose decompressed size differs from the header's; for scheme None the
+    decompressed bytes are the compressed ones). The real CAS
     also recomputes the xorb hash from the decompressed chunks (blake3 over LZ4/BG4 data); that
     needs libraries not installed here, so a xorb whose content does not match its hash is not caught.
     """
@@ -535,8 +541,11 @@ class XetCas:
 
     def _auth(self, request: web.Request, *, write: bool) -> _XetToken:
         """``Authorization: Bearer <xet token>`` as the RemoteClient sends it (cas_client/auth.rs);
-        an unknown or expired token is 401 (the client then refreshes it through the Hub), a read
-        token on an upload 403."""
+        an unknown or expired token is 401, a read token on an upload 403. The client does not
+        refresh on a 401: it refreshes ahead of the token's ``exp`` (auth.rs ``get_valid_token``,
+        ``REFRESH_BUFFER_SEC`` = 30) and a 401 is an error it does not retry (retry_wrapper.rs
+        retries only 5xx, 408 and 429). The status codes themselves are the stand-in's choice:
+        xet-core has no CAS server that checks tokens."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         with self._lock:
             found = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
@@ -570,7 +579,12 @@ class XetCas:
             return await self._upload_shard(request, v2=parts[0] == "v2"), token.service
         if len(parts) == 3 and parts[1] == "reconstructions" and parts[0] in ("v1", "v2") and method == "GET":
             token = self._auth(request, write=False)
-            plan = self._reconstruction(request, _valid_hash(parts[2]), v2=parts[0] == "v2", service=token.service)
+            file_hash, v2 = _valid_hash(parts[2]), parts[0] == "v2"
+            # Off the loop: on a cache miss it reads shards and whole xorbs (up to 64 MiB) from disk,
+            # and the Hub's REST API shares this loop.
+            plan = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self._reconstruction(request, file_hash, v2=v2, service=token.service)
+            )
             return plan, token.service
         if len(parts) == 4 and parts[:2] == ["v1", "chunks"] and method == "GET":
             # Global dedup: the stand-in tracks no chunk for it, and the CAS answers 404 for a chunk
@@ -601,11 +615,17 @@ class XetCas:
         except (ValueError, KeyError, TypeError) as err:
             raise _CasError(400, f"Bad grant request: {err}") from err
         if self.xorb_path(prefix, xorb).is_file():
+            # README: "a 200 means the xorb already exists". The body is the stand-in's choice: the
+            # client's XorbUploadGrantResult cases (granted / already_exists / unavailable, seen with
+            # `strings` on hf_xet.abi3.so) suggest it reads only the status; not checked further.
             return web.json_response({}, status=200)
         grant_id = secrets.token_hex(16)
-        # The grant is a presigned S3 PUT: a conditional write (If-None-Match: * answers 412 when the
-        # object exists, which the client counts as uploaded: README "A 412 means an earlier attempt
-        # already uploaded it") whose checksum header S3 verifies against the body.
+        # What the grant holds is the CAS's choice and xet-core does not document it (README: "a
+        # grant (method, URL, and headers)"; the client sends "exactly the grant's headers"). The
+        # stand-in's grant is an ASSUMED presigned S3 PUT: a conditional write (If-None-Match: *
+        # answers 412 when the object exists, which the client counts as uploaded: README "A 412
+        # means an earlier attempt already uploaded it") whose checksum header S3 verifies against
+        # the body (S3's documented x-amz-checksum-crc64nvme, base64 of the big-endian CRC).
         headers = {
             "x-amz-checksum-crc64nvme": base64.b64encode(crc.to_bytes(8, "big")).decode(),
             "If-None-Match": "*",
@@ -659,7 +679,11 @@ class XetCas:
 
     async def _commit_grant(self, prefix: str, xorb: str, grant_id: str) -> web.Response:
         """``POST /v1/xorb-commits/{prefix}/{hash}/grant/{id}``: store what the grant's upload wrote,
-        after checking it is a well-formed xorb; 404 when nothing was uploaded for this grant."""
+        after checking it is a well-formed xorb; 404 when nothing was uploaded for this grant (README
+        "Xorb uploads" step 3). ASSUMED, not in the README: the answer body is ``UploadXorbResponse``
+        (``{"was_inserted": bool}``, the only one-field response type in hf_xet.abi3.so's strings),
+        and a commit after a 412 upload (the xorb already stored) is a 200, since the README counts
+        that 412 as uploaded."""
         with self._lock:
             grant = self._grants.get(grant_id)
         if grant is None or (grant.prefix, grant.xorb) != (prefix, xorb) or grant.uploaded is None:
