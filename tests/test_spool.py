@@ -382,3 +382,63 @@ def test_the_watcher_hands_a_spool_file_to_the_database_thread_without_the_event
     assert not where["read"][0].startswith(("asyncio", loop_thread[0])), f"read on {where['read'][0]}"
     assert where["ingest"] == [where["ingest"][0]] and where["ingest"][0].startswith("tracekeeper-db"), where
     assert where["after"] == loop_thread, "the result comes back to the loop, once"
+
+
+def test_a_spool_file_the_watcher_is_reading_when_the_daemon_stops_is_ingested_and_handed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stop` ends the watcher, but watchdog's dispatch thread may be inside `arrived` already
+    (past its stop check, reading ahead or asking git). The daemon then closes the I/O thread
+    (which copies a rewrite's notes: `after`) and the database: `settle` waits for such an
+    arrival to be persisted and its result handed back first. Real watchdog observer, queue,
+    Ingestor and repository; only `prepare` is held at a gate to stand where the race is."""
+    import asyncio
+    import threading
+
+    from tracekeeperd import git
+    from tracekeeperd.ingest import Ingestor, IngestResult
+    from tracekeeperd.intake import SpoolIntake
+    from tracekeeperd.queue import Queue
+    from tracekeeperd.snapshot import Snapshots
+    from tracekeeperd.worker import DbThread
+
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    work = tmp_path / "src" / "app"
+    work.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(work)], env=git.clean_env(), check=True)
+    entered, gate = threading.Event(), threading.Event()
+    real_prepare = Ingestor.prepare
+
+    def held(self: Ingestor, event: object) -> None:
+        entered.set()
+        gate.wait(30)
+        real_prepare(self, event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ingestor, "prepare", held)
+    queue = Queue(tmp_path / "state" / "queue.sqlite3")
+    db = DbThread()
+    ingestor = Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"), roots=(tmp_path.resolve(),))
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+
+    async def main() -> list[IngestResult]:
+        results: list[IngestResult] = []
+        intake = SpoolIntake(spool_dir, ingestor, db=db.executor, after=results.append, marker=tmp_path / "m")
+        intake.start_watcher()
+        event = CommitEvent(sha="a" * 40, git_dir=work / ".git", work_tree=work, committed_at=time.time(), active=None)
+        write(spool_dir, event)
+        assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 30)
+        intake.stop()  # the dispatch thread is inside `arrived`, past its stop check
+        gate.set()
+        await intake.settle()
+        return results
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        gate.set()
+        db.shutdown()
+        queue.close()
+    assert [r.note for r in results] == ["no active agent session"], "handed back before stop went on"
+    assert pending(spool_dir) == [], "taken: deleted once persisted"

@@ -56,6 +56,8 @@ class SpoolIntake:
         self._tries: dict[str, int] = {}
         #: Events the watcher was handed (watchdog's dispatch thread only): tests count them.
         self.watch_events = 0
+        #: The watcher's ingests on the database thread not handed back yet (`settle`).
+        self._arriving: set[concurrent.futures.Future[IngestResult]] = set()
 
     def ingest_sync(self, path: Path, event: spool.CommitEvent | spool.RewriteEvent | None = None) -> IngestResult:
         """Read (unless the pool thread already did: `read_ahead`), persist, then delete: a crash
@@ -173,8 +175,10 @@ class SpoolIntake:
             future = self.db.submit(self.ingest_sync, path, event)
         except RuntimeError:  # the database thread has stopped: the next start's scan takes it
             return
+        self._arriving.add(future)  # set.add/discard hold the GIL: no lock between the threads
 
         def landed(done: concurrent.futures.Future[IngestResult]) -> None:
+            self._arriving.discard(done)
             try:
                 result = done.result()
             except Exception as exc:
@@ -188,6 +192,20 @@ class SpoolIntake:
                 loop.call_soon_threadsafe(landed, done)
 
         future.add_done_callback(back)
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """After `stop`: wait until the watcher's last arrivals are persisted and handed back
+        (`after`), before the daemon closes what `after` hands work to (the I/O thread's note
+        copies) and the database. `stop` does not end an `arrived` already past its check:
+        watchdog's dispatch thread may be reading ahead or asking git. `timeout` bounds the
+        wait for that thread (a git process has its own); what it leaves, the next scan takes."""
+        loop = asyncio.get_running_loop()
+        if self._observer is not None:
+            await loop.run_in_executor(None, self._observer.join, timeout)
+        for future in list(self._arriving):
+            # `back` was added to it before this wait: `landed` is queued on the loop first.
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
 
     async def drain(self) -> int:
         """Take every waiting entry; the listing (a stat per entry) runs on the database thread,
