@@ -251,7 +251,7 @@ def test_spool_watcher_hears_only_what_it_acts_on(tmp_path: Path) -> None:
             (spool_dir / "c.tmp").rename(spool_dir / f"c.1{SUFFIX}")
             await until_taken(f"c.1{SUFFIX}")
         finally:
-            intake.stop()
+            await intake.stop()
         return taken, intake.watch_events
 
     taken, events = asyncio.run(main())
@@ -368,7 +368,7 @@ def test_the_watcher_hands_a_spool_file_to_the_database_thread_without_the_event
             write(spool_dir, event)  # as the hook does: a temp file renamed into the spool
             await asyncio.wait_for(done.wait(), timeout=30)
         finally:
-            intake.stop()
+            await intake.stop()
         return results
 
     try:
@@ -382,3 +382,70 @@ def test_the_watcher_hands_a_spool_file_to_the_database_thread_without_the_event
     assert not where["read"][0].startswith(("asyncio", loop_thread[0])), f"read on {where['read'][0]}"
     assert where["ingest"] == [where["ingest"][0]] and where["ingest"][0].startswith("tracekeeper-db"), where
     assert where["after"] == loop_thread, "the result comes back to the loop, once"
+
+
+def test_a_spool_file_the_watcher_is_reading_when_the_daemon_stops_is_ingested_and_handed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool file the watcher is handling when the daemon stops: watchdog's dispatch thread is
+    inside `arrived` (reading ahead, asking git). Ending the observer waits for that handler
+    (watchdog runs handlers under the lock its stop takes), so `stop` must wait off the loop,
+    and then for the arrival to be persisted and handed back (`after`) before the daemon
+    closes the I/O thread `after` hands note copies to, and the database. It used to end the
+    observer on the loop: the loop stood still until the handler finished, up to a git
+    timeout, and the result came back whenever. Real watchdog observer, queue, Ingestor and
+    repository; only `prepare` is held at a gate that the loop itself opens."""
+    import asyncio
+    import threading
+
+    from tracekeeperd import git
+    from tracekeeperd.ingest import Ingestor, IngestResult
+    from tracekeeperd.intake import SpoolIntake
+    from tracekeeperd.queue import Queue
+    from tracekeeperd.snapshot import Snapshots
+    from tracekeeperd.worker import DbThread
+
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    work = tmp_path / "src" / "app"
+    work.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(work)], env=git.clean_env(), check=True)
+    entered, gate = threading.Event(), threading.Event()
+    real_prepare = Ingestor.prepare
+
+    released: list[bool] = []
+
+    def held(self: Ingestor, event: object) -> None:
+        entered.set()
+        released.append(gate.wait(30))  # False: the loop never got to open it
+        real_prepare(self, event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ingestor, "prepare", held)
+    queue = Queue(tmp_path / "state" / "queue.sqlite3")
+    db = DbThread()
+    ingestor = Ingestor(queue, Snapshots(tmp_path / "state" / "snapshots"), roots=(tmp_path.resolve(),))
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+
+    async def main() -> list[IngestResult]:
+        results: list[IngestResult] = []
+        intake = SpoolIntake(spool_dir, ingestor, db=db.executor, after=results.append, marker=tmp_path / "m")
+        intake.start_watcher()
+        event = CommitEvent(sha="a" * 40, git_dir=work / ".git", work_tree=work, committed_at=time.time(), active=None)
+        write(spool_dir, event)
+        assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 30)
+        # The dispatch thread is inside `arrived`, past its stop check; the gate opens as soon as
+        # the loop runs again, which it must while the watcher ends.
+        asyncio.get_running_loop().call_soon(gate.set)
+        await intake.stop()
+        return results
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        gate.set()
+        db.shutdown()
+        queue.close()
+    assert released == [True], "the loop stood still while the watcher ended"
+    assert [r.note for r in results] == ["no active agent session"], "handed back before stop returned"
+    assert pending(spool_dir) == [], "taken: deleted once persisted"

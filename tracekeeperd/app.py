@@ -232,7 +232,7 @@ class Daemon:
         sd_notify("STOPPING=1")
         self.wake.set()
         if self.intake is not None:  # it removes the marker only if it wrote it (a refused second
-            self.intake.stop()  # daemon runs stop() too, and must leave the running one's)
+            await self.intake.stop()  # daemon runs stop() too, and must leave the running one's)
         if self.index is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.index.stop)
         for task in self._tasks:

@@ -56,6 +56,8 @@ class SpoolIntake:
         self._tries: dict[str, int] = {}
         #: Events the watcher was handed (watchdog's dispatch thread only): tests count them.
         self.watch_events = 0
+        #: The watcher's ingests on the database thread not handed back yet (`stop` waits).
+        self._arriving: set[concurrent.futures.Future[IngestResult]] = set()
 
     def ingest_sync(self, path: Path, event: spool.CommitEvent | spool.RewriteEvent | None = None) -> IngestResult:
         """Read (unless the pool thread already did: `read_ahead`), persist, then delete: a crash
@@ -173,8 +175,10 @@ class SpoolIntake:
             future = self.db.submit(self.ingest_sync, path, event)
         except RuntimeError:  # the database thread has stopped: the next start's scan takes it
             return
+        self._arriving.add(future)  # set.add/discard hold the GIL: no lock between the threads
 
         def landed(done: concurrent.futures.Future[IngestResult]) -> None:
+            self._arriving.discard(done)
             try:
                 result = done.result()
             except Exception as exc:
@@ -261,12 +265,30 @@ class SpoolIntake:
                 log.info("took %d commit(s) from the spool", taken)
             await asyncio.sleep(SPOOL_RESCAN)
 
-    def stop(self) -> None:
-        """Stop taking files: the marker goes first, so the hook pokes the socket meanwhile."""
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking files: the marker goes first, so the hook pokes the socket meanwhile.
+
+        Then, off the loop, the watcher ends, and the loop waits for its last arrivals to be
+        persisted and handed back (`after`) before the daemon closes what `after` hands work to
+        (the I/O thread's note copies) and the database. Ending watchdog's observer waits for the
+        handler in progress (watchdog 7.1 observers/api.py: `dispatch_events` calls handlers
+        under the observer's lock, which `unschedule_all` takes on stop), and that handler may be
+        in `arrived`, reading ahead or asking git. `timeout` bounds that wait (a git process has
+        its own); what it leaves, the next start's scan takes."""
         self._stopping = True
         self._remove_marker()
-        if self._observer is not None:
-            self._observer.stop()
+        observer, self._observer = self._observer, None
+        if observer is not None:
+
+            def end() -> None:
+                observer.stop()
+                observer.join(timeout)
+
+            await asyncio.get_running_loop().run_in_executor(None, end)
+        for future in list(self._arriving):
+            # `back` was added to it before this wait's own callback: `landed` runs first.
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
 
     def _remove_marker(self) -> None:
         """Only a marker this daemon wrote, still naming it: another daemon's is not ours."""
