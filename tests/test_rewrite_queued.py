@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tracekeeperd import notes
+from tracekeeperd.stores import LocalStore, Upload
+
 from .harness import Env, Repo, append_lines, make_repo, note_links, running_daemon, wait_for
 from .hubstub import HubStub, running_hub
+from .workerkit import NOW, REF, WorkerKit, transcript_lines
 
 
 @pytest.fixture
@@ -85,3 +90,40 @@ def test_cherry_pick_of_a_queued_commit_gets_the_links_when_they_land(env: Env, 
         for sha in (source, copy, copy2):
             wait_for(lambda sha=sha: repo.note(sha), timeout=30, what=f"note on {sha}")
     assert note_links(repo.note(copy)) == note_links(repo.note(source)) == note_links(repo.note(copy2))
+
+
+def test_an_amend_taken_in_while_the_new_commits_job_is_uploading_still_notes_the_whole_range(
+    tmp_path: Path,
+) -> None:
+    """The amend's own commit is queued first (lines 4-5: after the old commit's 1-3) and its
+    batch is already uploading when the rewrite is taken in. The rewrite drops the old commit's
+    job as a duplicate and gives the new one the old one's start: the note written at the end of
+    that batch must say so (lines 1-5), not what the job said when it was claimed. (Seen in CI:
+    with the hub back online, the worker had claimed the new commit's job before the rewrite
+    landed.) The worker and queue are real; the rewrite is run on the database thread from
+    inside the upload, where the daemon's database thread would interleave it."""
+    from .workerkit import worker_kit
+
+    kits: list[WorkerKit] = []
+
+    class RewriteDuringUpload(LocalStore):
+        def put(self, uploads: list[Upload]) -> dict[str, str]:
+            kit = kits[0]
+            _git_dir, repo_id, _key = kit.repos["app"]
+            kit.worker.db.run(kit.queue.retarget, repo_id, old, new, NOW + 1)
+            return super().put(uploads)
+
+    with worker_kit(tmp_path, RewriteDuringUpload(tmp_path / "store")) as kit:
+        kits.append(kit)
+        git_dir, (old, new) = kit.repo("app", 2)
+        snapshot = kit.snapshot("s.jsonl", 3)
+        first = kit.add("app", old, snapshot, at=NOW)
+        kit.queue.db.execute("UPDATE jobs SET next_attempt_at = ? WHERE id = ?", (NOW + 3600, first))
+        with snapshot.open("ab") as fh:
+            fh.write(transcript_lines(4, 5))
+        second = kit.add("app", new, snapshot, at=NOW)
+        kit.queue.db.execute("UPDATE jobs SET first_line = 4 WHERE id = ?", (second,))
+        assert kit.worker.loop(now=NOW + 1).claimed == 1
+        assert notes.read(git_dir, REF, old) == ""
+        (meta,) = note_links(notes.read(git_dir, REF, new))
+    assert meta["lines"] == [1, 5]

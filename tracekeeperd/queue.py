@@ -694,15 +694,18 @@ class Queue:
                     marked.add(job_id)
         return marked
 
-    def commits_of(self, job_ids: Sequence[int]) -> dict[int, str]:
-        """`commit_of` for many jobs in one read; a job that no longer exists is left out."""
-        out: dict[int, str] = {}
+    def commits_of(self, job_ids: Sequence[int]) -> dict[int, tuple[str, int | None]]:
+        """(commit, first line) of many jobs as they are now, in one read: a rewrite taken in
+        while they were uploading may have moved them to a new commit, or given them the start
+        of the job it dropped (`retarget`). A job that no longer exists is left out."""
+        out: dict[int, tuple[str, int | None]] = {}
         ids = list(job_ids)
         for start in range(0, len(ids), 500):  # below SQLite's limit on bound parameters
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT id, commit_sha FROM jobs WHERE id IN ({marks})", chunk):  # noqa: S608
-                out[int(row[0])] = str(row[1])
+            query = f"SELECT id, commit_sha, first_line FROM jobs WHERE id IN ({marks})"  # noqa: S608
+            for row in self.db.execute(query, chunk):
+                out[int(row[0])] = (str(row[1]), None if row[2] is None else int(row[2]))
         return out
 
     def defer(self, job_id: int, error: str, next_attempt_at: float, now: float) -> None:
@@ -1008,11 +1011,12 @@ class Queue:
         """
         with self._tx() as db:
             # An amend's own post-commit already queued the new commit: it inherits the old
-            # commit's earlier start, since it replaces that commit's work too.
+            # commit's earlier start, since it replaces that commit's work too; an uploading one
+            # as well, since its note is built from the job as it is once uploaded (commits_of).
             db.execute(
                 "UPDATE jobs SET first_line = (SELECT MIN(o.first_line) FROM jobs o WHERE o.repo_id = jobs.repo_id"
                 " AND o.commit_sha = ? AND o.agent = jobs.agent AND o.session_id = jobs.session_id)"
-                " WHERE repo_id = ? AND commit_sha = ? AND state = 'pending' AND first_line > (SELECT"
+                " WHERE repo_id = ? AND commit_sha = ? AND state IN ('pending', 'uploading') AND first_line > (SELECT"
                 " MIN(o.first_line) FROM jobs o WHERE o.repo_id = jobs.repo_id AND o.commit_sha = ?"
                 " AND o.agent = jobs.agent AND o.session_id = jobs.session_id)",
                 (old, repo_id, new, old),

@@ -505,7 +505,7 @@ class Worker:
             current = commits.get(claimed.id)
             if current is None:
                 continue  # dropped: a rewrite replaced the commit, whose own job carries the link
-            job = dataclasses.replace(claimed, commit_sha=current)
+            job = dataclasses.replace(claimed, commit_sha=current[0], first_line=current[1])
             by_repo[job.git_dir].append((job, self._link(job, view)))
         # Repositories are independent (each its own notes ref, kept processes and lock); what
         # they share is thread-safe (the database thread, the pool, `on_noted`).
